@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+)
+
+func (a *app) jobCmd() *cobra.Command {
+	c := &cobra.Command{Use: "job", Short: "List, show and wait for jobs"}
+	var listJSON bool
+	var limit int
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List recent jobs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if err := a.connect(ctx); err != nil {
+				return err
+			}
+			kv, err := a.kv(ctx, names.BucketJobs)
+			if err != nil {
+				return err
+			}
+			w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			defer w.Stop()
+			var jobs []wire.Job
+			for e := range w.Updates() {
+				if e == nil {
+					break
+				}
+				if strings.Contains(e.Key(), ".") {
+					continue // a part
+				}
+				var j wire.Job
+				if json.Unmarshal(e.Value(), &j) == nil {
+					jobs = append(jobs, j)
+				}
+			}
+			sort.Slice(jobs, func(i, k int) bool { return jobs[i].JID > jobs[k].JID })
+			if limit > 0 && len(jobs) > limit {
+				jobs = jobs[:limit]
+			}
+			if listJSON {
+				if jobs == nil {
+					jobs = []wire.Job{}
+				}
+				return json.NewEncoder(a.out).Encode(jobs)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "JID\tFUNCTION\tTARGET\tSTATUS\tEXPECTED\tRETURNED\tFAILED\tMISSING\tCREATED\tBY")
+			for _, j := range jobs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", j.JID, j.Function, j.Target.Expr, j.Status, j.Expected, j.Returned, j.Failed, j.Missing,
+					j.Created.Local().Format(time.DateTime), j.Requester)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "JSON output")
+	list.Flags().IntVarP(&limit, "limit", "n", 50, "show at most N jobs (0: all)")
+
+	var showJSON bool
+	show := &cobra.Command{
+		Use:   "show JID",
+		Short: "Show a job's record and its returns",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if err := a.connect(ctx); err != nil {
+				return err
+			}
+			kv, err := a.kv(ctx, names.BucketJobs)
+			if err != nil {
+				return err
+			}
+			e, err := kv.Get(ctx, names.JobKey(args[0]))
+			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+				return withCode(ExitError, fmt.Errorf("no job %q", args[0]))
+			}
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			var j wire.Job
+			if err := json.Unmarshal(e.Value(), &j); err != nil {
+				return withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", args[0], err))
+			}
+			if !wire.Final(j.Status) {
+				if showJSON {
+					return json.NewEncoder(a.out).Encode(j)
+				}
+				fmt.Fprintf(a.out, "job %s: %s, %s on %q, expected %d\n", j.JID, j.Status, j.Function, j.Target.Expr, j.Expected)
+				return nil
+			}
+			return a.follow(ctx, args[0], showJSON, true)
+		},
+	}
+	show.Flags().BoolVar(&showJSON, "json", false, "JSON output")
+
+	var waitJSON bool
+	wait := &cobra.Command{
+		Use:   "wait JID",
+		Short: "Wait for a job to finish; exit status as for run",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.connect(cmd.Context()); err != nil {
+				return err
+			}
+			return a.follow(cmd.Context(), args[0], waitJSON, false)
+		},
+	}
+	wait.Flags().BoolVar(&waitJSON, "json", false, "JSON summary")
+	c.AddCommand(list, show, wait)
+	return c
+}

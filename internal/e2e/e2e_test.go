@@ -1,0 +1,223 @@
+// Package e2e drives the real binaries: zester-master with its embedded
+// nats-server, two zester-peel processes, the zester CLI and the stock nats
+// CLI, all on loopback.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "zester-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	bin = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/zester-io/zester/cmd/zester", "github.com/zester-io/zester/cmd/zester-master", "github.com/zester-io/zester/cmd/zester-peel", "github.com/nats-io/natscli/nats")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build binaries:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &bytes.Buffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+func run(t *testing.T, name string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		t.Fatalf("%s: %v", name, err)
+	}
+	return 0, string(out)
+}
+
+func waitReady(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s/readyz not 200 after 30s", addr)
+}
+
+func TestBinaries_MasterEmbeddedTwoPeelsPing(t *testing.T) {
+	dir := t.TempDir()
+	client, monitor, mhttp := freePort(t), freePort(t), freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
+	mcfg := filepath.Join(dir, "master.yaml")
+	os.WriteFile(mcfg, []byte(fmt.Sprintf(`id: master-1
+http: 127.0.0.1:%d
+nats:
+  embedded:
+    listen: 127.0.0.1:%d
+    monitor: 127.0.0.1:%d
+    store_dir: %s
+states_dir: %s
+settings_dir: %s
+`, mhttp, client, monitor, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"))), 0o600)
+	if code, out := run(t, "zester-master", "--config", mcfg, "--check"); code != 0 {
+		t.Fatalf("--check: %d %s", code, out)
+	}
+	m := start(t, "zester-master", "--config", mcfg)
+	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+
+	// The monitoring port answers /jsz, as the seed's recovery check expects.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", monitor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jsz struct {
+		Streams int `json:"streams"`
+	}
+	json.NewDecoder(resp.Body).Decode(&jsz)
+	resp.Body.Close()
+	if jsz.Streams != 10 {
+		t.Errorf("/jsz streams = %d, want 10 (nine buckets and job-events)", jsz.Streams)
+	}
+
+	var peelHTTP []string
+	for _, id := range []string{"web1.example.com", "db1"} {
+		port := freePort(t)
+		cfg := filepath.Join(dir, id+".yaml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf("id: %s\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\ndata_dir: %s\nfacts_interval: 1m\n", id, port, url, filepath.Join(dir, id))), 0o600)
+		start(t, "zester-peel", "--config", cfg)
+		peelHTTP = append(peelHTTP, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	for _, a := range peelHTTP {
+		waitReady(t, a)
+	}
+
+	code, out := run(t, "zester", "--nats", url, "run", "*", "test.ping")
+	if code != 0 || !strings.Contains(out, "web1.example.com: true") || !strings.Contains(out, "db1: true") {
+		t.Fatalf("zester run: exit %d\n%s", code, out)
+	}
+	code, out = run(t, "zester", "--nats", url, "run", "db1", "cmd.run", "echo hello from $(hostname)")
+	if code != 0 || !strings.Contains(out, "hello from") {
+		t.Fatalf("cmd.run: exit %d\n%s", code, out)
+	}
+
+	// The stock nats CLI sees the seed's buckets.
+	code, out = run(t, "nats", "--server", url, "kv", "ls")
+	if code != 0 {
+		t.Fatalf("nats kv ls: %d %s", code, out)
+	}
+	for _, b := range []string{"facts", "settings-files", "secrets", "basket", "jobs", "job-returns", "master-heartbeat", "enrollments", "enroll-challenges"} {
+		if !strings.Contains(out, b) {
+			t.Errorf("nats kv ls lacks %s:\n%s", b, out)
+		}
+	}
+	code, out = run(t, "nats", "--server", url, "kv", "info", "facts")
+	if code != 0 || !strings.Contains(out, "History Kept: 5") || !strings.Contains(out, "Storage: File") {
+		t.Errorf("nats kv info facts: %d %s", code, out)
+	}
+	code, out = run(t, "nats", "--server", url, "kv", "info", "enroll-challenges")
+	if code != 0 || !strings.Contains(out, "Storage: Memory") || !strings.Contains(out, "Maximum Age: 5m0s") {
+		t.Errorf("nats kv info enroll-challenges: %d %s", code, out)
+	}
+	code, out = run(t, "nats", "--server", url, "micro", "ls")
+	if code != 0 || !strings.Contains(out, "zester-master") {
+		t.Errorf("nats micro ls: %d %s", code, out)
+	}
+	// Metrics.
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mhttp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mb bytes.Buffer
+	mb.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(mb.String(), "zester_master_jobs_finished_total 2") {
+		t.Errorf("metrics lack finished jobs:\n%s", mb.String())
+	}
+
+	// SIGTERM: a clean stop.
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- m.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("master exit after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("master did not stop on SIGTERM")
+	}
+}
+
+func TestBinaries_BadConfigNamesKey(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "master.yaml")
+	os.WriteFile(cfg, []byte("id: m1\nnats:\n  embeded:\n    listen: 127.0.0.1:4222\n"), 0o600)
+	code, out := run(t, "zester-master", "--config", cfg)
+	if code != 2 || !strings.Contains(out, "embeded") {
+		t.Fatalf("exit %d, output %s", code, out)
+	}
+	os.WriteFile(cfg, []byte("id: p1\nfacts_interval: soon\n"), 0o600)
+	code, out = run(t, "zester-peel", "--config", cfg)
+	if code != 2 || !strings.Contains(out, "facts_interval") {
+		t.Fatalf("peel: exit %d, output %s", code, out)
+	}
+}

@@ -1,0 +1,153 @@
+// Package names is the one place that builds Zester's NATS subjects, KV bucket
+// names and KV keys. Every other package calls it, so that a rename is one edit
+// and per-peel permissions can be derived from the same functions.
+//
+// Peel ids are often FQDNs. A KV key may hold dots (the key then spans several
+// subject tokens, which is fine when the id is the last part of the key), but
+// where an id must be exactly one subject token it is carried as Token(id):
+// every '.' becomes '~'. Valid ids never contain '~', so the mapping is
+// reversible and collision free.
+package names
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// KV bucket names, fixed by the seed document.
+const (
+	BucketFacts            = "facts"
+	BucketSettingsFiles    = "settings-files"
+	BucketSecrets          = "secrets"
+	BucketBasket           = "basket"
+	BucketJobs             = "jobs"
+	BucketJobReturns       = "job-returns"
+	BucketMasterHeartbeat  = "master-heartbeat"
+	BucketEnrollments      = "enrollments"
+	BucketEnrollChallenges = "enroll-challenges"
+
+	// StreamJobEvents is the job lifecycle audit log.
+	StreamJobEvents = "job-events"
+)
+
+// Subject roots.
+const (
+	Root = "zester"
+	// SubjectJobEventsAll is the subject filter of the job-events stream.
+	SubjectJobEventsAll = Root + ".events.>"
+	// ServiceName is the micro service name of the master API.
+	ServiceName = "zester-master"
+	// APIPrefix is the subject prefix of the master's micro endpoints.
+	APIPrefix = Root + ".api"
+	// SubjectMasterDispatch is where the master that accepted a job asks every
+	// master to resolve and dispatch it for the partitions it owns.
+	SubjectMasterDispatch = Root + ".master.dispatch"
+)
+
+// MaxIDLen is the longest peel or master id accepted.
+const MaxIDLen = 253
+
+// ValidateID checks a peel or master id: 1–253 characters of letters, digits,
+// '.', '-' and '_', starting and ending with a letter or digit, with no empty
+// dot-separated label. The error names what is wrong.
+func ValidateID(id string) error {
+	if id == "" {
+		return fmt.Errorf("invalid id: empty")
+	}
+	if len(id) > MaxIDLen {
+		return fmt.Errorf("invalid id %.40q…: %d characters, at most %d", id, len(id), MaxIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '_':
+		case c == '.':
+			if i == 0 || i == len(id)-1 || id[i-1] == '.' {
+				return fmt.Errorf("invalid id %q: empty label at column %d", id, i+1)
+			}
+		default:
+			return fmt.Errorf("invalid id %q: character %q at column %d is not allowed (letters, digits, '.', '-', '_')", id, c, i+1)
+		}
+	}
+	if !isAlnum(id[0]) || !isAlnum(id[len(id)-1]) {
+		return fmt.Errorf("invalid id %q: must start and end with a letter or digit", id)
+	}
+	return nil
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// Token carries a valid id as exactly one subject token.
+func Token(id string) string { return strings.ReplaceAll(id, ".", "~") }
+
+// FromToken reverses Token.
+func FromToken(tok string) string { return strings.ReplaceAll(tok, "~", ".") }
+
+// JobSubject is where jobs for one partition are published; peels of that
+// partition subscribe to it.
+func JobSubject(partition int) string { return Root + ".job." + strconv.Itoa(partition) }
+
+// PeelInbox is a subject only one peel subscribes to (direct requests).
+func PeelInbox(id string) string { return Root + ".peel." + Token(id) + ".in" }
+
+// PeelEventSubject is where a peel publishes events that are not job returns.
+func PeelEventSubject(id, kind string) string {
+	return Root + ".events.peel." + Token(id) + "." + kind
+}
+
+// JobEventSubject is the subject of one job lifecycle event in job-events.
+func JobEventSubject(jid, kind string) string { return Root + ".events.job." + jid + "." + kind }
+
+// JobEventFilter selects every event of one job.
+func JobEventFilter(jid string) string { return Root + ".events.job." + jid + ".>" }
+
+// APISubject names one endpoint of the master API.
+func APISubject(endpoint string) string { return APIPrefix + "." + endpoint }
+
+// FactsKey is the facts bucket key of a peel: its plain id, as the seed's
+// `nats kv del facts <peel-id>` expects.
+func FactsKey(id string) string { return id }
+
+// JobKey is the jobs bucket key of a job's main record.
+func JobKey(jid string) string { return jid }
+
+// JobPartKey is the jobs bucket key of the part of a job that one partition
+// owns: the expected peels of that partition and, once finished, its outcome.
+func JobPartKey(jid string, partition int) string { return jid + ".p" + strconv.Itoa(partition) }
+
+// JobPartFilter matches every part key of a job.
+func JobPartFilter(jid string) string { return jid + ".*" }
+
+// ReturnKey is the job-returns key of one peel's return to one job. The job id
+// comes first so that one job's returns are watched with ReturnFilter; the peel
+// id is last, so its dots need no escaping.
+func ReturnKey(jid, peel string) string { return jid + "." + peel }
+
+// ReturnFilter matches every return of one job.
+func ReturnFilter(jid string) string { return jid + ".>" }
+
+// ReturnSubjectPrefix is the subject prefix of job-returns keys.
+const ReturnSubjectPrefix = "$KV." + BucketJobReturns + "."
+
+// ParseReturnSubject splits a `$KV.job-returns.<jid>.<peel>` subject.
+func ParseReturnSubject(subj string) (jid, peel string, ok bool) {
+	rest, found := strings.CutPrefix(subj, ReturnSubjectPrefix)
+	if !found {
+		return "", "", false
+	}
+	jid, peel, ok = strings.Cut(rest, ".")
+	return jid, peel, ok && jid != "" && peel != ""
+}
+
+// ParseReturnKey splits a `<jid>.<peel>` key.
+func ParseReturnKey(key string) (jid, peel string, ok bool) {
+	jid, peel, ok = strings.Cut(key, ".")
+	return jid, peel, ok && jid != "" && peel != ""
+}
+
+// HeartbeatKey is a master's key in master-heartbeat.
+func HeartbeatKey(masterID string) string { return masterID }

@@ -1,0 +1,125 @@
+package target
+
+import (
+	"net/netip"
+	"strconv"
+)
+
+// MapSubject is a ready Subject over a peel's id, its facts as decoded
+// from JSON, and its addresses. Use a pointer to avoid copying it into
+// the interface on every match.
+type MapSubject struct {
+	PeelID string
+	Facts  map[string]any
+	// Addresses lists the peel's IP addresses. When nil, Addrs derives
+	// them from Facts["network"]["addresses"], a list of strings
+	// ("10.0.0.5" or "10.0.0.5/24").
+	Addresses []netip.Addr
+}
+
+// ID returns PeelID.
+func (m MapSubject) ID() string { return m.PeelID }
+
+// Fact walks path through nested maps and lists, as Salt's
+// traverse_dict_and_list does: a map is indexed by key; a list by a
+// decimal index (negative counts from the end) or, failing that, by the
+// key of the first map element that has it.
+func (m MapSubject) Fact(path []string) (any, bool) {
+	if m.Facts == nil || len(path) == 0 {
+		return nil, false
+	}
+	return lookup(m.Facts, path)
+}
+
+func lookup(facts map[string]any, path []string) (any, bool) {
+	var cur any = facts
+	for _, k := range path {
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[k]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case map[string]string:
+			v, ok := c[k]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			if i, err := strconv.Atoi(k); err == nil {
+				if i < 0 {
+					i += len(c)
+				}
+				if i < 0 || i >= len(c) {
+					return nil, false
+				}
+				cur = c[i]
+				continue
+			}
+			found := false
+			for _, el := range c {
+				if em, ok := el.(map[string]any); ok {
+					if v, ok := em[k]; ok {
+						cur, found = v, true
+						break
+					}
+				}
+			}
+			if !found {
+				return nil, false
+			}
+		case []string:
+			i, err := strconv.Atoi(k)
+			if err != nil {
+				return nil, false
+			}
+			if i < 0 {
+				i += len(c)
+			}
+			if i < 0 || i >= len(c) {
+				return nil, false
+			}
+			cur = c[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// Addrs returns Addresses, or when that is nil the addresses listed in
+// the facts at network:addresses. Entries that do not parse are skipped.
+func (m MapSubject) Addrs() []netip.Addr {
+	if m.Addresses != nil {
+		return m.Addresses
+	}
+	v, ok := lookup(m.Facts, []string{"network", "addresses"})
+	if !ok {
+		return nil
+	}
+	var out []netip.Addr
+	add := func(s string) {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
+		} else if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	switch l := v.(type) {
+	case []any:
+		for _, el := range l {
+			if s, ok := el.(string); ok {
+				add(s)
+			}
+		}
+	case []string:
+		for _, s := range l {
+			add(s)
+		}
+	case string:
+		add(l)
+	}
+	return out
+}

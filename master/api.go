@@ -1,0 +1,138 @@
+package master
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/target"
+	"github.com/zester-io/zester/internal/wire"
+)
+
+// The master API is a nats.go micro service (`nats micro ls` lists it). Every
+// endpoint is in a queue group, so any one live master answers.
+func (m *Master) startAPI() error {
+	svc, err := micro.AddService(m.nc, micro.Config{
+		Name:        names.ServiceName,
+		Version:     Version,
+		Description: "Zester master API",
+		Metadata:    map[string]string{"master": m.cfg.ID},
+	})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	g := svc.AddGroup(names.APIPrefix)
+	add := func(name string, h micro.HandlerFunc) error {
+		return g.AddEndpoint(strings.ReplaceAll(name, ".", "-"), h, micro.WithEndpointSubject(name))
+	}
+	if err := add("info", m.apiInfo); err != nil {
+		return err
+	}
+	if err := add("job.run", m.apiRun); err != nil {
+		return err
+	}
+	go func() {
+		<-m.done
+		svc.Stop()
+	}()
+	return nil
+}
+
+func respondJSON(req micro.Request, v any) {
+	b, _ := json.Marshal(v)
+	req.Respond(b)
+}
+
+func respondErr(req micro.Request, code string, err error) {
+	b, _ := json.Marshal(wire.APIError{Error: err.Error()})
+	req.Error(code, err.Error(), b)
+}
+
+func (m *Master) apiInfo(req micro.Request) {
+	respondJSON(req, wire.Info{Master: m.cfg.ID, Version: Version, Partitions: m.cfg.Partitions})
+}
+
+// NewJID returns a Salt-style job id: the UTC time to the microsecond, then
+// two random digits so two masters in the same microsecond do not collide.
+func NewJID(now time.Time) string {
+	var b [1]byte
+	rand.Read(b[:])
+	now = now.UTC()
+	return fmt.Sprintf("%s%06d%02d", now.Format("20060102150405"), now.Nanosecond()/1000, int(b[0])%100)
+}
+
+// ValidateRun checks a run request and returns the parsed target.
+func (m *Master) ValidateRun(r *wire.RunRequest) (target.Expr, error) {
+	if r.Function == "" {
+		return nil, errors.New("function: empty")
+	}
+	if len(r.Function) > 128 {
+		return nil, fmt.Errorf("function %.40q…: longer than 128 characters", r.Function)
+	}
+	for i, c := range r.Function {
+		if !(c == '.' || c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return nil, fmt.Errorf("function %q: character %q at column %d is not allowed", r.Function, c, i+1)
+		}
+	}
+	if int64(len(r.Args)) > m.cfg.Jobs.MaxArgs.N() {
+		return nil, fmt.Errorf("arguments: %d bytes, over the maximum of %d (jobs.max_args)", len(r.Args), m.cfg.Jobs.MaxArgs.N())
+	}
+	if len(r.Args) > 0 && !json.Valid(r.Args) {
+		return nil, errors.New("arguments: not valid JSON")
+	}
+	if r.Timeout.D() < 0 || r.Timeout.D() > m.cfg.Jobs.MaxTimeout.D() {
+		return nil, fmt.Errorf("timeout %s: want 0 to %s (jobs.max_timeout)", r.Timeout.D(), m.cfg.Jobs.MaxTimeout.D())
+	}
+	return target.Parse(target.Kind(r.Target.Kind), r.Target.Expr, target.Options{Nodegroups: m.cfg.Nodegroups})
+}
+
+func (m *Master) apiRun(req micro.Request) {
+	var r wire.RunRequest
+	if err := json.Unmarshal(req.Data(), &r); err != nil {
+		respondErr(req, "400", fmt.Errorf("request: %w", err))
+		return
+	}
+	if _, err := m.ValidateRun(&r); err != nil {
+		respondErr(req, "400", err)
+		return
+	}
+	timeout := r.Timeout.D()
+	if timeout == 0 {
+		timeout = m.cfg.Jobs.DefaultTimeout.D()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for attempt := 0; attempt < 5; attempt++ {
+		now := time.Now().UTC()
+		job := wire.Job{
+			JID: NewJID(now), Function: r.Function, Args: r.Args, Target: r.Target,
+			Requester: r.Requester, Master: m.cfg.ID, Partitions: m.cfg.Partitions,
+			Timeout: wire.Duration(timeout), Created: now, Deadline: now.Add(timeout),
+			Status: wire.StatusPending,
+		}
+		b, _ := json.Marshal(job)
+		_, err := m.kvJobs.Create(ctx, names.JobKey(job.JID), b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		}
+		if err != nil {
+			m.met.errors.Inc()
+			respondErr(req, "503", fmt.Errorf("record job: %w", err))
+			return
+		}
+		m.met.jobsAccepted.Inc()
+		m.event(wire.Event{JID: job.JID, Kind: "created", Status: wire.StatusPending,
+			Detail: fmt.Sprintf("fn=%s target=%s requester=%s", r.Function, r.Target.Expr, r.Requester)})
+		respondJSON(req, wire.RunResponse{JID: job.JID})
+		return
+	}
+	respondErr(req, "503", errors.New("could not allocate a job id"))
+}

@@ -1,0 +1,141 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+)
+
+// BucketSpec is one KV bucket of the seed document's table.
+type BucketSpec struct {
+	Name    string
+	TTL     time.Duration
+	History uint8
+	Storage jetstream.StorageType
+}
+
+// Buckets is the seed's table of KV buckets, in its order.
+var Buckets = []BucketSpec{
+	{names.BucketFacts, 0, 5, jetstream.FileStorage},
+	{names.BucketSettingsFiles, 0, 3, jetstream.FileStorage},
+	{names.BucketSecrets, 0, 3, jetstream.FileStorage},
+	{names.BucketBasket, 0, 1, jetstream.FileStorage},
+	{names.BucketJobs, 7 * 24 * time.Hour, 10, jetstream.FileStorage},
+	{names.BucketJobReturns, 7 * 24 * time.Hour, 1, jetstream.FileStorage},
+	{names.BucketMasterHeartbeat, 15 * time.Second, 1, jetstream.FileStorage},
+	{names.BucketEnrollments, 0, 10, jetstream.FileStorage},
+	{names.BucketEnrollChallenges, 5 * time.Minute, 1, jetstream.MemoryStorage},
+}
+
+// JobEventsMaxAge is the default retention of the job-events stream.
+const JobEventsMaxAge = 7 * 24 * time.Hour
+
+// Layout says where buckets and streams go.
+type Layout struct {
+	Replicas  int
+	Placement string
+	Retention RetentionConfig
+}
+
+func (l Layout) placement() *jetstream.Placement {
+	if l.Placement == "" {
+		return nil
+	}
+	return &jetstream.Placement{Cluster: l.Placement}
+}
+
+// Bootstrap creates every KV bucket and the job-events stream that is
+// missing, and leaves present ones (and their data) alone, except for the
+// retention that the config sets explicitly.
+func Bootstrap(ctx context.Context, js jetstream.JetStream, l Layout) error {
+	if l.Replicas < 1 {
+		l.Replicas = 1
+	}
+	for _, b := range Buckets {
+		_, err := js.KeyValue(ctx, b.Name)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("bucket %s: %w", b.Name, err)
+		}
+		cfg := jetstream.KeyValueConfig{
+			Bucket:    b.Name,
+			History:   b.History,
+			TTL:       b.TTL,
+			Storage:   b.Storage,
+			Replicas:  l.Replicas,
+			Placement: l.placement(),
+		}
+		if b.Name == names.BucketMasterHeartbeat {
+			// Watchers learn of an expired heartbeat through a purge marker.
+			cfg.LimitMarkerTTL = b.TTL
+		}
+		if _, err := js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("create bucket %s: %w", b.Name, err)
+		}
+	}
+	if _, err := js.Stream(ctx, names.StreamJobEvents); err != nil {
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("stream %s: %w", names.StreamJobEvents, err)
+		}
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        names.StreamJobEvents,
+			Description: "Zester job lifecycle audit log",
+			Subjects:    []string{names.SubjectJobEventsAll},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      JobEventsMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    l.Replicas,
+			Placement:   l.placement(),
+			Discard:     jetstream.DiscardOld,
+			Duplicates:  2 * time.Minute,
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("create stream %s: %w", names.StreamJobEvents, err)
+		}
+	}
+	return applyRetention(ctx, js, l.Retention)
+}
+
+// applyRetention sets the max age (and bytes) that the config names; a zero
+// value leaves what the operator set with `nats stream edit`.
+func applyRetention(ctx context.Context, js jetstream.JetStream, r RetentionConfig) error {
+	set := []struct {
+		stream string
+		age    time.Duration
+		bytes  int64
+	}{
+		{"KV_" + names.BucketJobs, r.Jobs.D(), 0},
+		{"KV_" + names.BucketJobReturns, r.JobReturns.D(), 0},
+		{names.StreamJobEvents, r.JobEvents.D(), r.JobEventsMaxBytes.N()},
+	}
+	for _, s := range set {
+		if s.age == 0 && s.bytes == 0 {
+			continue
+		}
+		st, err := js.Stream(ctx, s.stream)
+		if err != nil {
+			return fmt.Errorf("retention of %s: %w", s.stream, err)
+		}
+		cfg := st.CachedInfo().Config
+		changed := false
+		if s.age != 0 && cfg.MaxAge != s.age {
+			cfg.MaxAge, changed = s.age, true
+		}
+		if s.bytes != 0 && cfg.MaxBytes != s.bytes {
+			cfg.MaxBytes, changed = s.bytes, true
+		}
+		if changed {
+			if _, err := js.UpdateStream(ctx, cfg); err != nil {
+				return fmt.Errorf("retention of %s: %w", s.stream, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/target"
+)
+
+// DefaultConfigPath is where zester-master looks for its configuration.
+const DefaultConfigPath = "/etc/zester/master.yaml"
+
+// Config is zester-master's configuration (master.yaml). docs/configuration.md
+// describes every key.
+type Config struct {
+	// ID names this master; default: the host name.
+	ID string `yaml:"id"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// HTTP is the address of /healthz, /readyz and /metrics.
+	HTTP string `yaml:"http"`
+	// NATS says where JetStream is.
+	NATS NATSConfig `yaml:"nats"`
+	// StatesDir holds .sls files and top.sls.
+	StatesDir string `yaml:"states_dir"`
+	// SettingsDir holds .zy settings templates.
+	SettingsDir string `yaml:"settings_dir"`
+	// Partitions is the fixed number of partitions of the fleet.
+	Partitions int `yaml:"partitions"`
+	// Heartbeat is how often this master writes master-heartbeat.
+	Heartbeat config.Duration `yaml:"heartbeat"`
+	// DeadAfter is how long without a heartbeat makes a master dead.
+	DeadAfter config.Duration `yaml:"dead_after"`
+	// Nodegroups are named compound targets (N@name).
+	Nodegroups map[string]string `yaml:"nodegroups"`
+	// Jobs tunes job handling.
+	Jobs JobsConfig `yaml:"jobs"`
+	// Retention, when set, is applied to the job streams on startup.
+	Retention RetentionConfig `yaml:"retention"`
+}
+
+// NATSConfig is the nats: section.
+type NATSConfig struct {
+	// URL lists the NATS servers; empty starts an embedded server.
+	URL config.URLs `yaml:"url"`
+	// Creds is a NATS credentials file.
+	Creds string `yaml:"creds"`
+	// Replicas of every bucket and stream (3 in a cluster).
+	Replicas int `yaml:"replicas"`
+	// Placement is the cluster where buckets live (superclusters).
+	Placement string `yaml:"placement"`
+	// Embedded configures the in-process server used when URL is empty.
+	Embedded EmbeddedConfig `yaml:"embedded"`
+}
+
+// EmbeddedConfig is the nats.embedded: section.
+type EmbeddedConfig struct {
+	Listen   string `yaml:"listen"`
+	Monitor  string `yaml:"monitor"`
+	StoreDir string `yaml:"store_dir"`
+}
+
+// JobsConfig is the jobs: section.
+type JobsConfig struct {
+	DefaultTimeout config.Duration `yaml:"default_timeout"`
+	MaxTimeout     config.Duration `yaml:"max_timeout"`
+	MaxArgs        config.ByteSize `yaml:"max_args"`
+}
+
+// RetentionConfig is the retention: section. An unset value leaves the
+// stream as it is, so an operator's `nats stream edit` survives a restart.
+type RetentionConfig struct {
+	Jobs              config.Duration `yaml:"jobs"`
+	JobReturns        config.Duration `yaml:"job_returns"`
+	JobEvents         config.Duration `yaml:"job_events"`
+	JobEventsMaxBytes config.ByteSize `yaml:"job_events_max_bytes"`
+}
+
+// DefaultConfig returns the defaults of the seed document.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		ID:          host,
+		LogLevel:    "info",
+		HTTP:        "127.0.0.1:9100",
+		StatesDir:   "/srv/zester/states",
+		SettingsDir: "/srv/zester/settings",
+		Partitions:  64,
+		Heartbeat:   config.Dur(time.Second),
+		DeadAfter:   config.Dur(3 * time.Second),
+		NATS: NATSConfig{
+			Replicas: 1,
+			Embedded: EmbeddedConfig{
+				Listen:   "127.0.0.1:4222",
+				Monitor:  "127.0.0.1:8222",
+				StoreDir: "/var/lib/zester/nats",
+			},
+		},
+		Jobs: JobsConfig{
+			DefaultTimeout: config.Dur(30 * time.Second),
+			MaxTimeout:     config.Dur(24 * time.Hour),
+			MaxArgs:        config.Bytes(512 << 10),
+		},
+	}
+}
+
+// LoadConfig reads the file at path over the defaults and validates the
+// result. The default path may be missing; an explicit one may not.
+func LoadConfig(path string, explicit bool) (Config, error) {
+	c := DefaultConfig()
+	if err := config.Load(path, explicit, &c); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// ParseConfig reads YAML text over the defaults and validates it.
+func ParseConfig(data []byte) (Config, error) {
+	c := DefaultConfig()
+	if err := config.Parse("master.yaml", data, &c); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every key and names the first bad one.
+func (c *Config) Validate() error {
+	if err := config.Check(map[string]interface{ Err() error }{
+		"heartbeat": c.Heartbeat, "dead_after": c.DeadAfter,
+		"jobs.default_timeout": c.Jobs.DefaultTimeout, "jobs.max_timeout": c.Jobs.MaxTimeout, "jobs.max_args": c.Jobs.MaxArgs,
+		"retention.jobs": c.Retention.Jobs, "retention.job_returns": c.Retention.JobReturns,
+		"retention.job_events": c.Retention.JobEvents, "retention.job_events_max_bytes": c.Retention.JobEventsMaxBytes,
+	}); err != nil {
+		return err
+	}
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if err := names.ValidateID(c.ID); err != nil {
+		bad("id", "%v", err)
+	}
+	if _, err := obs.ParseLevel(c.LogLevel); err != nil {
+		bad("log_level", "%v", err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP); c.HTTP != "" && err != nil {
+		bad("http", "%q is not host:port", c.HTTP)
+	}
+	if len(c.NATS.URL) == 0 {
+		if _, _, err := net.SplitHostPort(c.NATS.Embedded.Listen); err != nil {
+			bad("nats.embedded.listen", "%q is not host:port", c.NATS.Embedded.Listen)
+		}
+		if _, _, err := net.SplitHostPort(c.NATS.Embedded.Monitor); c.NATS.Embedded.Monitor != "" && err != nil {
+			bad("nats.embedded.monitor", "%q is not host:port", c.NATS.Embedded.Monitor)
+		}
+		if c.NATS.Embedded.StoreDir == "" {
+			bad("nats.embedded.store_dir", "empty")
+		}
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		bad("nats.replicas", "%d: want 1 to 5", c.NATS.Replicas)
+	}
+	if c.Partitions < 1 || c.Partitions > 65536 {
+		bad("partitions", "%d: want 1 to 65536", c.Partitions)
+	}
+	if c.Heartbeat.D() < 100*time.Millisecond || c.Heartbeat.D() > 10*time.Second {
+		bad("heartbeat", "%s: want 100ms to 10s", c.Heartbeat.D())
+	}
+	if c.DeadAfter.D() < 2*c.Heartbeat.D() || c.DeadAfter.D() >= 15*time.Second {
+		bad("dead_after", "%s: want at least two heartbeats (%s) and under the bucket's 15s TTL", c.DeadAfter.D(), 2*c.Heartbeat.D())
+	}
+	if c.Jobs.DefaultTimeout.D() <= 0 {
+		bad("jobs.default_timeout", "must be positive")
+	}
+	if c.Jobs.MaxTimeout.D() < c.Jobs.DefaultTimeout.D() {
+		bad("jobs.max_timeout", "%s is below jobs.default_timeout", c.Jobs.MaxTimeout.D())
+	}
+	if n := c.Jobs.MaxArgs.N(); n <= 0 || n > 8<<20 {
+		bad("jobs.max_args", "%d: want 1 byte to 8 MiB", n)
+	}
+	for name, expr := range c.Nodegroups {
+		if _, err := target.Parse(target.KindCompound, expr, target.Options{Nodegroups: c.Nodegroups}); err != nil {
+			bad("nodegroups."+name, "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}

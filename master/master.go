@@ -1,0 +1,299 @@
+// Package master is zester-master: a stateless NATS client that bootstraps
+// the KV buckets and the job-events stream, shares the fleet's partitions
+// with the other live masters, keeps the fact index of the partitions it
+// owns, accepts jobs, dispatches them to peels and aggregates their returns.
+//
+// Everything a master knows it can rebuild from JetStream; any master may die
+// and the others take over its partitions (see membership.go).
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/topology"
+)
+
+// Version is the master's version, reported in heartbeats and the API.
+var Version = "0.1.0-dev"
+
+// Options are what a caller adds to the configuration when embedding a
+// master (tests, the load generator).
+type Options struct {
+	Logger *slog.Logger
+	// NATSOptions are extra connect options (e.g. nats.InProcessServer).
+	NATSOptions []nats.Option
+	// Metrics receives the master's metrics; nil makes a new set.
+	Metrics *metrics.Set
+	// NoHTTP skips the /healthz, /readyz, /metrics listener.
+	NoHTTP bool
+}
+
+// Master is one running zester-master.
+type Master struct {
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+
+	embedded *topology.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	http     *obs.HTTP
+
+	kvFacts, kvJobs, kvReturns, kvHeartbeat jetstream.KeyValue
+
+	member *membership
+	index  *factIndex
+	jobs   *jobEngine
+
+	met   *masterMetrics
+	ready atomic.Bool
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// New checks the configuration and prepares a master; Run starts it.
+func New(cfg Config, opts Options) (*Master, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		lvl, _ := obs.ParseLevel(cfg.LogLevel)
+		opts.Logger = obs.NewLogger(os.Stderr, lvl)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	m := &Master{
+		cfg:  cfg,
+		opts: opts,
+		log:  opts.Logger.With("component", "master", "master", cfg.ID),
+		done: make(chan struct{}),
+	}
+	m.met = newMasterMetrics(opts.Metrics, m)
+	return m, nil
+}
+
+// ID is the master's id.
+func (m *Master) ID() string { return m.cfg.ID }
+
+// Ready reports whether the master has joined and taken its share.
+func (m *Master) Ready() bool { return m.ready.Load() }
+
+// Embedded is the in-process NATS server when the master started one.
+func (m *Master) Embedded() *topology.Server { return m.embedded }
+
+// HTTPAddr is the bound address of the HTTP endpoints ("" when off).
+func (m *Master) HTTPAddr() string {
+	if m.http == nil {
+		return ""
+	}
+	return m.http.Addr()
+}
+
+// Run starts the master and blocks until ctx is cancelled or it fails.
+// On a clean stop the master deletes its heartbeat so the others take its
+// partitions at once.
+func (m *Master) Run(ctx context.Context) error {
+	err := m.start(ctx)
+	if err == nil {
+		m.log.Info("master running", "partitions", m.cfg.Partitions, "nats", m.nc.ConnectedUrlRedacted())
+		select {
+		case <-ctx.Done():
+		case <-m.done:
+		}
+	}
+	m.stop(err == nil)
+	return err
+}
+
+// Kill drops the master's NATS connection without the clean hand-over, as if
+// the process died. Tests and the load generator use it for failover.
+func (m *Master) Kill() {
+	m.closeOnce.Do(func() {
+		m.ready.Store(false)
+		if m.member != nil {
+			m.member.abandon()
+		}
+		if m.nc != nil {
+			m.nc.Close()
+		}
+		close(m.done)
+	})
+}
+
+func (m *Master) start(ctx context.Context) error {
+	if len(m.cfg.NATS.URL) == 0 {
+		e := m.cfg.NATS.Embedded
+		srv, err := topology.StartServer(topology.ServerConfig{
+			Name:     m.cfg.ID,
+			Listen:   e.Listen,
+			Monitor:  e.Monitor,
+			StoreDir: e.StoreDir,
+			Logger:   m.opts.Logger.With("component", "nats-server"),
+		})
+		if err != nil {
+			return fmt.Errorf("embedded nats-server: %w", err)
+		}
+		m.embedded = srv
+		m.log.Info("embedded nats-server started", "url", srv.ClientURL(), "monitor", srv.MonitorURL(), "store_dir", e.StoreDir)
+	}
+	url := m.cfg.NATS.URL.String()
+	if m.embedded != nil {
+		url = m.embedded.ClientURL()
+	}
+	nopts := []nats.Option{
+		nats.Name("zester-master " + m.cfg.ID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.PingInterval(5 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			m.met.disconnects.Inc()
+			m.log.Warn("nats disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { m.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if m.cfg.NATS.Creds != "" {
+		nopts = append(nopts, nats.UserCredentials(m.cfg.NATS.Creds))
+	}
+	nopts = append(nopts, m.opts.NATSOptions...)
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", url, err)
+	}
+	m.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	m.js = js
+
+	bctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := m.waitJetStream(bctx); err != nil {
+		return err
+	}
+	if err := Bootstrap(bctx, js, Layout{Replicas: m.cfg.NATS.Replicas, Placement: m.cfg.NATS.Placement, Retention: m.cfg.Retention}); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	for _, b := range []struct {
+		name string
+		kv   *jetstream.KeyValue
+	}{{names.BucketFacts, &m.kvFacts}, {names.BucketJobs, &m.kvJobs}, {names.BucketJobReturns, &m.kvReturns}, {names.BucketMasterHeartbeat, &m.kvHeartbeat}} {
+		kv, err := js.KeyValue(bctx, b.name)
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+
+	if !m.opts.NoHTTP && m.cfg.HTTP != "" {
+		h, err := obs.ListenHTTP(m.cfg.HTTP, m.opts.Metrics, m.readyCheck)
+		if err != nil {
+			return err
+		}
+		m.http = h
+	}
+
+	m.index = newFactIndex(m)
+	m.jobs = newJobEngine(m)
+	m.member = newMembership(m)
+	// Membership first: the index and the job engine need the table to know
+	// which partitions are theirs.
+	if err := m.member.start(ctx); err != nil {
+		return err
+	}
+	if err := m.index.start(ctx); err != nil {
+		return err
+	}
+	if err := m.jobs.start(ctx); err != nil {
+		return err
+	}
+	if err := m.startAPI(); err != nil {
+		return err
+	}
+	go func() {
+		// Ready once joined: the first heartbeat is written and one more
+		// interval has passed to hear the others.
+		select {
+		case <-m.member.joined:
+		case <-m.done:
+			return
+		case <-ctx.Done():
+			return
+		}
+		m.ready.Store(true)
+		m.log.Info("master ready", "owned", len(m.member.ownedList()))
+	}()
+	return nil
+}
+
+// waitJetStream retries until the JetStream API answers (a cluster may still
+// be electing its meta leader).
+func (m *Master) waitJetStream(ctx context.Context) error {
+	for {
+		_, err := m.js.AccountInfo(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("jetstream not available at %s: %w", m.nc.ConnectedUrlRedacted(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Master) readyCheck(ctx context.Context) error {
+	if m.nc == nil || !m.nc.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if !m.ready.Load() {
+		return errors.New("not joined yet")
+	}
+	if _, err := m.kvJobs.Status(ctx); err != nil {
+		return fmt.Errorf("jobs bucket: %w", err)
+	}
+	return nil
+}
+
+func (m *Master) stop(clean bool) {
+	m.ready.Store(false)
+	if clean && m.member != nil {
+		m.member.leave()
+	}
+	m.closeOnce.Do(func() { close(m.done) })
+	if m.jobs != nil {
+		m.jobs.stop()
+	}
+	if m.http != nil {
+		m.http.Close()
+	}
+	if m.nc != nil && !m.nc.IsClosed() {
+		m.nc.Drain()
+		deadline := time.Now().Add(3 * time.Second)
+		for !m.nc.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		m.nc.Close()
+	}
+	if m.embedded != nil {
+		m.embedded.Shutdown()
+	}
+	m.log.Info("master stopped")
+}

@@ -1,0 +1,84 @@
+// Package mastertest starts real masters for tests, in the shape of Nomad's
+// TestServer: against a NATS URL, with a temporary data layout, stopped by
+// t.Cleanup.
+package mastertest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/master"
+)
+
+// Handle is a running test master.
+type Handle struct {
+	*master.Master
+	cancel context.CancelFunc
+	exited chan struct{}
+	err    error
+}
+
+// Stop stops the master cleanly (it hands over its partitions).
+func (h *Handle) Stop() error {
+	h.cancel()
+	<-h.exited
+	return h.err
+}
+
+// Logger returns a logger for tests: quiet unless ZESTER_TEST_LOG is set.
+func Logger() *slog.Logger {
+	if os.Getenv("ZESTER_TEST_LOG") != "" {
+		return obs.NewLogger(os.Stderr, slog.LevelDebug)
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// Config returns a master config for tests against url.
+func Config(id string, urls ...string) master.Config {
+	c := master.DefaultConfig()
+	c.ID = id
+	c.HTTP = ""
+	c.NATS.URL = config.URLs(urls)
+	c.Heartbeat = config.Dur(500 * time.Millisecond)
+	c.DeadAfter = config.Dur(1500 * time.Millisecond)
+	return c
+}
+
+// Start runs a master with cfg and waits until it is ready.
+func Start(t testing.TB, cfg master.Config) *Handle {
+	t.Helper()
+	m, err := master.New(cfg, master.Options{Logger: Logger().With("master", cfg.ID), NoHTTP: cfg.HTTP == ""})
+	if err != nil {
+		t.Fatalf("master %s: %v", cfg.ID, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Handle{Master: m, cancel: cancel, exited: make(chan struct{})}
+	go func() { h.err = m.Run(ctx); close(h.exited) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.exited:
+		case <-time.After(20 * time.Second):
+			t.Errorf("master %s did not stop", cfg.ID)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !m.Ready() {
+		select {
+		case <-h.exited:
+			t.Fatalf("master %s stopped: %v", cfg.ID, h.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("master %s not ready after 30s", cfg.ID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return h
+}

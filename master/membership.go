@@ -1,0 +1,272 @@
+package master
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/shard"
+)
+
+// membership keeps this master's heartbeat in master-heartbeat, watches the
+// others' and computes the partition table from the live set.
+//
+// A master is live while its key is present and it was heard from within
+// DeadAfter by this master's clock. A clean stop deletes the key (others
+// react to the delete at once); a dead master is dropped DeadAfter after its
+// last beat, checked every Heartbeat/4, so detection takes at most
+// DeadAfter + Heartbeat/4 (3.25 s with the defaults), well inside the bucket's
+// 15 s TTL. Every master computes the same table from the same live set
+// (rendezvous hashing), so no election is needed.
+type membership struct {
+	m    *Master
+	self string
+
+	mu      sync.Mutex
+	seen    map[string]time.Time // member → last heard (local clock)
+	records map[string]wire.MasterRecord
+	table   *shard.Table
+	started time.Time
+
+	joined     chan struct{}
+	joinedOnce sync.Once
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	abandoned  bool
+}
+
+func newMembership(m *Master) *membership {
+	return &membership{
+		m:       m,
+		self:    m.cfg.ID,
+		seen:    map[string]time.Time{},
+		records: map[string]wire.MasterRecord{},
+		table:   shard.NewTable(m.cfg.Partitions, nil),
+		started: time.Now().UTC(),
+		joined:  make(chan struct{}),
+	}
+}
+
+func (ms *membership) start(ctx context.Context) error {
+	ctx, ms.cancel = context.WithCancel(ctx)
+	w, err := ms.m.kvHeartbeat.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	// Initial values: a heartbeat older than DeadAfter belongs to a master
+	// that is gone.
+	now := time.Now()
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		if e.Operation() == jetstream.KeyValuePut && now.Sub(e.Created()) < ms.m.cfg.DeadAfter.D() {
+			ms.observe(e, e.Created())
+		}
+	}
+	if err := ms.beat(ctx); err != nil {
+		return err
+	}
+	ms.seen[ms.self] = time.Now()
+	ms.recompute("start")
+	ms.wg.Add(2)
+	go func() {
+		defer ms.wg.Done()
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				ms.handle(e)
+			}
+		}
+	}()
+	go func() {
+		defer ms.wg.Done()
+		hb := ms.m.cfg.Heartbeat.D()
+		beat := time.NewTicker(hb)
+		check := time.NewTicker(hb / 4)
+		defer beat.Stop()
+		defer check.Stop()
+		joinAt := time.Now().Add(hb)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-beat.C:
+				if err := ms.beat(ctx); err != nil && ctx.Err() == nil {
+					ms.m.met.errors.Inc()
+					ms.m.log.Warn("heartbeat", "err", err)
+				}
+			case <-check.C:
+				ms.recompute("expiry")
+				if time.Now().After(joinAt) {
+					ms.joinedOnce.Do(func() { close(ms.joined) })
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (ms *membership) observe(e jetstream.KeyValueEntry, at time.Time) {
+	var rec wire.MasterRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil || names.ValidateID(e.Key()) != nil {
+		ms.m.log.Warn("ignoring bad heartbeat", "key", e.Key(), "err", err)
+		return
+	}
+	ms.mu.Lock()
+	ms.seen[e.Key()] = at
+	ms.records[e.Key()] = rec
+	ms.mu.Unlock()
+}
+
+func (ms *membership) handle(e jetstream.KeyValueEntry) {
+	switch e.Operation() {
+	case jetstream.KeyValuePut:
+		ms.mu.Lock()
+		_, known := ms.seen[e.Key()]
+		ms.mu.Unlock()
+		ms.observe(e, time.Now())
+		if !known {
+			ms.recompute("join " + e.Key())
+		}
+	default: // delete, purge, TTL marker
+		if e.Key() == ms.self {
+			return // our own stale key expiring; the next beat restores it
+		}
+		ms.mu.Lock()
+		delete(ms.seen, e.Key())
+		delete(ms.records, e.Key())
+		ms.mu.Unlock()
+		ms.recompute("leave " + e.Key())
+	}
+}
+
+// recompute drops members not heard from within DeadAfter and, when the
+// live set changed, installs the new table and moves work.
+func (ms *membership) recompute(why string) {
+	ms.mu.Lock()
+	if ms.abandoned {
+		ms.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	dead := ms.m.cfg.DeadAfter.D()
+	for id, t := range ms.seen {
+		if id != ms.self && now.Sub(t) > dead {
+			delete(ms.seen, id)
+			delete(ms.records, id)
+		}
+	}
+	ms.seen[ms.self] = now
+	members := make([]string, 0, len(ms.seen))
+	for id := range ms.seen {
+		members = append(members, id)
+	}
+	sort.Strings(members)
+	old := ms.table
+	if slices.Equal(old.Members(), members) {
+		ms.mu.Unlock()
+		return
+	}
+	nt := shard.NewTable(ms.m.cfg.Partitions, members)
+	ms.table = nt
+	ms.mu.Unlock()
+
+	gained, lost := diffOwned(old, nt, ms.self, ms.m.cfg.Partitions)
+	ms.m.met.tableChanges.Inc()
+	ms.m.log.Info("partition table changed", "why", why, "members", members, "owned", len(ms.ownedList()), "gained", len(gained), "lost", len(lost))
+	ms.m.index.ownershipChanged(gained, lost)
+	ms.m.jobs.ownershipChanged(gained, lost)
+}
+
+func diffOwned(old, nt *shard.Table, self string, p int) (gained, lost []int) {
+	for i := 0; i < p; i++ {
+		was, is := old.Owns(self, i), nt.Owns(self, i)
+		switch {
+		case is && !was:
+			gained = append(gained, i)
+		case was && !is:
+			lost = append(lost, i)
+		}
+	}
+	return gained, lost
+}
+
+// owns reports whether this master owns partition p now.
+func (ms *membership) owns(p int) bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.table.Owns(ms.self, p)
+}
+
+func (ms *membership) ownedList() []int {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	var out []int
+	for i := 0; i < ms.m.cfg.Partitions; i++ {
+		if ms.table.Owns(ms.self, i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (ms *membership) beat(ctx context.Context) error {
+	host, _ := os.Hostname()
+	rec := wire.MasterRecord{
+		ID:         ms.self,
+		Host:       host,
+		Version:    Version,
+		Started:    ms.started,
+		Beat:       time.Now().UTC(),
+		Partitions: ms.m.cfg.Partitions,
+		Owned:      ms.ownedList(),
+		Load:       wire.Load{Peels: ms.m.index.count(), ActiveJobs: ms.m.jobs.activeCount()},
+	}
+	b, _ := json.Marshal(rec)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := ms.m.kvHeartbeat.Put(ctx, names.HeartbeatKey(ms.self), b)
+	return err
+}
+
+// leave deletes our heartbeat so the others take our partitions at once.
+func (ms *membership) leave() {
+	if ms.cancel != nil {
+		ms.cancel()
+	}
+	ms.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := ms.m.kvHeartbeat.Delete(ctx, names.HeartbeatKey(ms.self)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		ms.m.log.Warn("heartbeat delete", "err", err)
+	}
+}
+
+// abandon stops heart-beating without deleting the key (a simulated crash).
+func (ms *membership) abandon() {
+	ms.mu.Lock()
+	ms.abandoned = true
+	ms.mu.Unlock()
+	if ms.cancel != nil {
+		ms.cancel()
+	}
+}

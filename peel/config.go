@@ -1,0 +1,125 @@
+package peel
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/obs"
+)
+
+// DefaultConfigPath is where zester-peel looks for its configuration.
+const DefaultConfigPath = "/etc/zester/peel.yaml"
+
+// Config is zester-peel's configuration (peel.yaml).
+type Config struct {
+	// ID names the peel; default: the host name.
+	ID       string `yaml:"id"`
+	LogLevel string `yaml:"log_level"`
+	// HTTP is the address of /healthz, /readyz and /metrics.
+	HTTP string     `yaml:"http"`
+	NATS NATSConfig `yaml:"nats"`
+	// FactsInterval is how often facts are collected and published.
+	FactsInterval config.Duration `yaml:"facts_interval"`
+	// DataDir holds the peel's state: the spool of undelivered returns.
+	DataDir string `yaml:"data_dir"`
+	// Partitions must match the masters'; the peel asks a master for the
+	// real value at connect and uses this only until one answers.
+	Partitions int `yaml:"partitions"`
+	// MaxConcurrentJobs bounds jobs running at once.
+	MaxConcurrentJobs int `yaml:"max_concurrent_jobs"`
+	// MaxOutput caps captured output per stream and file.read.
+	MaxOutput config.ByteSize `yaml:"max_output"`
+	// SpoolMax bounds returns held on disk while cut off.
+	SpoolMax int `yaml:"spool_max"`
+}
+
+// NATSConfig is the nats: section.
+type NATSConfig struct {
+	// URL lists the servers (the nearest leaf nodes first).
+	URL   config.URLs `yaml:"url"`
+	Creds string      `yaml:"creds"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		ID:                host,
+		LogLevel:          "info",
+		HTTP:              "127.0.0.1:9101",
+		NATS:              NATSConfig{URL: config.URLs{"nats://127.0.0.1:4222"}},
+		FactsInterval:     config.Dur(5 * time.Minute),
+		DataDir:           "/var/lib/zester/peel",
+		Partitions:        64,
+		MaxConcurrentJobs: 8,
+		MaxOutput:         config.Bytes(256 << 10),
+		SpoolMax:          10000,
+	}
+}
+
+// LoadConfig reads path over the defaults and validates.
+func LoadConfig(path string, explicit bool) (Config, error) {
+	c := DefaultConfig()
+	if err := config.Load(path, explicit, &c); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// ParseConfig reads YAML text over the defaults and validates.
+func ParseConfig(data []byte) (Config, error) {
+	c := DefaultConfig()
+	if err := config.Parse("peel.yaml", data, &c); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate names the first bad key.
+func (c *Config) Validate() error {
+	if err := config.Check(map[string]interface{ Err() error }{
+		"facts_interval": c.FactsInterval, "max_output": c.MaxOutput,
+	}); err != nil {
+		return err
+	}
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if err := names.ValidateID(c.ID); err != nil {
+		bad("id", "%v", err)
+	}
+	if _, err := obs.ParseLevel(c.LogLevel); err != nil {
+		bad("log_level", "%v", err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP); c.HTTP != "" && err != nil {
+		bad("http", "%q is not host:port", c.HTTP)
+	}
+	if len(c.NATS.URL) == 0 {
+		bad("nats.url", "empty")
+	}
+	if c.FactsInterval.D() < time.Second {
+		bad("facts_interval", "%s: want at least 1s", c.FactsInterval.D())
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "empty")
+	}
+	if c.Partitions < 1 || c.Partitions > 65536 {
+		bad("partitions", "%d: want 1 to 65536", c.Partitions)
+	}
+	if c.MaxConcurrentJobs < 1 || c.MaxConcurrentJobs > 1024 {
+		bad("max_concurrent_jobs", "%d: want 1 to 1024", c.MaxConcurrentJobs)
+	}
+	if n := c.MaxOutput.N(); n < 1024 || n > 8<<20 {
+		bad("max_output", "%d: want 1 KiB to 8 MiB", n)
+	}
+	if c.SpoolMax < 0 {
+		bad("spool_max", "negative")
+	}
+	return errors.Join(errs...)
+}

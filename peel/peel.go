@@ -1,0 +1,528 @@
+// Package peel is zester-peel, the agent on every managed host: it collects
+// the host's facts and keeps them in the facts bucket, runs the jobs
+// dispatched to its partition, and stores each return durably in job-returns,
+// holding returns on disk while it is cut off from NATS.
+package peel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/peel/facts"
+	"github.com/zester-io/zester/peel/funcs"
+	"github.com/zester-io/zester/shard"
+)
+
+// Options are what a caller adds when embedding a peel (tests).
+type Options struct {
+	Logger      *slog.Logger
+	NATSOptions []nats.Option
+	Metrics     *metrics.Set
+	NoHTTP      bool
+	// Registry replaces the built-in functions.
+	Registry *funcs.Registry
+}
+
+// Peel is one running agent.
+type Peel struct {
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	kvF  jetstream.KeyValue
+	kvR  jetstream.KeyValue
+	http *obs.HTTP
+	reg  *funcs.Registry
+	sp   *spool
+
+	partitions atomic.Int32
+	subMu      sync.Mutex
+	sub        *nats.Subscription
+	jobSem     chan struct{}
+
+	seenMu sync.Mutex
+	seen   map[string]time.Time
+
+	factsMu   sync.Mutex
+	lastFacts map[string]any
+	factsRev  atomic.Uint64
+	wake      chan struct{}
+
+	met   *peelMetrics
+	wg    sync.WaitGroup
+	ready atomic.Bool
+}
+
+// New validates the configuration and prepares a peel.
+func New(cfg Config, opts Options) (*Peel, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		lvl, _ := obs.ParseLevel(cfg.LogLevel)
+		opts.Logger = obs.NewLogger(os.Stderr, lvl)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	if opts.Registry == nil {
+		opts.Registry = funcs.NewRegistry()
+	}
+	sp, err := openSpool(filepath.Join(cfg.DataDir, "spool"), cfg.SpoolMax)
+	if err != nil {
+		return nil, err
+	}
+	p := &Peel{
+		cfg: cfg, opts: opts, reg: opts.Registry, sp: sp,
+		log:    opts.Logger.With("component", "peel", "peel", cfg.ID),
+		jobSem: make(chan struct{}, cfg.MaxConcurrentJobs),
+		seen:   map[string]time.Time{},
+		wake:   make(chan struct{}, 1),
+	}
+	p.partitions.Store(int32(cfg.Partitions))
+	p.met = newPeelMetrics(opts.Metrics, p)
+	return p, nil
+}
+
+// ID is the peel's id.
+func (p *Peel) ID() string { return p.cfg.ID }
+
+// HTTPAddr is the bound address of the HTTP endpoints.
+func (p *Peel) HTTPAddr() string {
+	if p.http == nil {
+		return ""
+	}
+	return p.http.Addr()
+}
+
+// Ready reports whether the peel is connected and has published its facts.
+func (p *Peel) Ready() bool { return p.ready.Load() }
+
+// Run connects and serves until ctx ends.
+func (p *Peel) Run(ctx context.Context) error {
+	if !p.opts.NoHTTP && p.cfg.HTTP != "" {
+		h, err := obs.ListenHTTP(p.cfg.HTTP, p.opts.Metrics, p.readyCheck)
+		if err != nil {
+			return err
+		}
+		p.http = h
+		defer h.Close()
+	}
+	reconnected := make(chan struct{}, 1)
+	nopts := []nats.Option{
+		nats.Name("zester-peel " + p.cfg.ID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectJitter(time.Second, 2*time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.PingInterval(20 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			p.met.disconnects.Inc()
+			p.log.Warn("nats disconnected", "err", err)
+		}),
+		nats.ConnectHandler(func(*nats.Conn) { notify(reconnected) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			p.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			notify(reconnected)
+		}),
+	}
+	if p.cfg.NATS.Creds != "" {
+		nopts = append(nopts, nats.UserCredentials(p.cfg.NATS.Creds))
+	}
+	nopts = append(nopts, p.opts.NATSOptions...)
+	nc, err := nats.Connect(p.cfg.NATS.URL.String(), nopts...)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", p.cfg.NATS.URL, err)
+	}
+	p.nc = nc
+	defer nc.Close()
+	if nc.IsConnected() {
+		notify(reconnected)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	p.js = js
+	if err := p.subscribe(); err != nil {
+		return err
+	}
+	p.wg.Add(2)
+	go func() { defer p.wg.Done(); p.factsLoop(ctx) }()
+	go func() { defer p.wg.Done(); p.connLoop(ctx, reconnected) }()
+	p.log.Info("peel running", "url", p.cfg.NATS.URL.String(), "partition", p.partition())
+	<-ctx.Done()
+	p.ready.Store(false)
+	p.wg.Wait()
+	// Let running jobs write their returns.
+	for i := 0; i < cap(p.jobSem); i++ {
+		select {
+		case p.jobSem <- struct{}{}:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	nc.Drain()
+	p.log.Info("peel stopped")
+	return nil
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Peel) readyCheck(ctx context.Context) error {
+	if p.nc == nil || !p.nc.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if !p.ready.Load() {
+		return errors.New("facts not published yet")
+	}
+	return nil
+}
+
+func (p *Peel) partition() int { return shard.Partition(p.cfg.ID, int(p.partitions.Load())) }
+
+// subscribe (re)subscribes to the job subject of the peel's partition.
+func (p *Peel) subscribe() error {
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	subj := names.JobSubject(p.partition())
+	if p.sub != nil {
+		if p.sub.Subject == subj {
+			return nil
+		}
+		p.sub.Unsubscribe()
+	}
+	sub, err := p.nc.Subscribe(subj, p.onDispatch)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", subj, err)
+	}
+	sub.SetPendingLimits(-1, 64<<20)
+	p.sub = sub
+	return nil
+}
+
+// connLoop runs after every (re)connect: learn the deployment's partition
+// count from a master, open the facts bucket, deliver spooled returns.
+func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reconnected:
+			p.askInfo(ctx)
+			notify(p.wake)
+			p.flushSpool(ctx)
+		case <-tick.C:
+			if p.nc.IsConnected() {
+				p.flushSpool(ctx)
+			}
+		}
+	}
+}
+
+func (p *Peel) askInfo(ctx context.Context) {
+	msg, err := p.nc.RequestWithContext(ctxTimeout(ctx, 2*time.Second), names.APISubject("info"), nil)
+	if err != nil {
+		return // no master yet: keep the configured count
+	}
+	var info wire.Info
+	if json.Unmarshal(msg.Data, &info) != nil || info.Partitions < 1 {
+		return
+	}
+	if int(p.partitions.Load()) != info.Partitions {
+		p.log.Warn("partition count from master differs from config; using the master's", "config", p.cfg.Partitions, "master", info.Partitions)
+		p.partitions.Store(int32(info.Partitions))
+		if err := p.subscribe(); err != nil {
+			p.log.Error("resubscribe", "err", err)
+		}
+	}
+}
+
+func ctxTimeout(ctx context.Context, d time.Duration) context.Context {
+	c, cancel := context.WithTimeout(ctx, d)
+	context.AfterFunc(c, cancel)
+	return c
+}
+
+func (p *Peel) onDispatch(msg *nats.Msg) {
+	var d wire.Dispatch
+	if err := json.Unmarshal(msg.Data, &d); err != nil || d.JID == "" {
+		p.met.badDispatch.Inc()
+		p.log.Warn("ignoring malformed dispatch", "subject", msg.Subject, "err", err)
+		return
+	}
+	if !peelproto.Addressed(&d, p.cfg.ID) {
+		return
+	}
+	// A duplicate delivery of a job runs it once.
+	p.seenMu.Lock()
+	if _, dup := p.seen[d.JID]; dup {
+		p.seenMu.Unlock()
+		p.met.dupDispatch.Inc()
+		return
+	}
+	now := time.Now()
+	p.seen[d.JID] = now
+	if len(p.seen) > 4096 {
+		for k, t := range p.seen {
+			if now.Sub(t) > time.Hour {
+				delete(p.seen, k)
+			}
+		}
+	}
+	p.seenMu.Unlock()
+	go p.runJob(d)
+}
+
+func (p *Peel) runJob(d wire.Dispatch) {
+	p.jobSem <- struct{}{}
+	defer func() { <-p.jobSem }()
+	ctx := context.Background()
+	if !d.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Deadline)
+		defer cancel()
+	}
+	// After a restart the in-memory dedupe is empty: the store still knows.
+	if kv := p.returnsBucket(); kv != nil {
+		if _, err := kv.Get(ctxTimeout(context.Background(), 2*time.Second), names.ReturnKey(d.JID, p.cfg.ID)); err == nil {
+			p.met.dupDispatch.Inc()
+			return
+		}
+	}
+	env := &funcs.Env{PeelID: p.cfg.ID, MaxOutput: int(p.cfg.MaxOutput.N()), Facts: p.factsFor}
+	start := time.Now()
+	res, err := p.reg.Run(ctx, env, d.Function, d.Args)
+	p.met.jobsRun.Inc()
+	ret := &wire.Return{JID: d.JID, Peel: p.cfg.ID, Function: d.Function, Started: start.UTC(), Duration: wire.Duration(time.Since(start))}
+	if err != nil {
+		var fe *funcs.Error
+		if errors.As(err, &fe) {
+			ret.Error = &wire.Error{Code: fe.Code, Msg: fe.Msg}
+		} else {
+			ret.Error = &wire.Error{Code: "failed", Msg: err.Error()}
+		}
+	} else {
+		ret.Success = true
+		b, merr := json.Marshal(res)
+		if merr != nil {
+			ret.Success = false
+			ret.Error = &wire.Error{Code: "failed", Msg: "result not encodable: " + merr.Error()}
+		}
+		ret.Result = b
+	}
+	if !ret.Success {
+		p.met.jobsFailed.Inc()
+	}
+	p.deliver(ret)
+}
+
+func (p *Peel) returnsBucket() jetstream.KeyValue {
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	if p.kvR == nil {
+		kv, err := p.js.KeyValue(ctxTimeout(context.Background(), 2*time.Second), names.BucketJobReturns)
+		if err != nil {
+			return nil
+		}
+		p.kvR = kv
+	}
+	return p.kvR
+}
+
+// deliver stores a return, or spools it when NATS is out of reach.
+func (p *Peel) deliver(ret *wire.Return) {
+	msg, err := peelproto.ReturnMsg(ret)
+	if err != nil {
+		return
+	}
+	if max := p.nc.MaxPayload(); max > 0 && int64(len(msg.Data)) > max-1024 {
+		size := len(msg.Data)
+		ret.Success = false
+		ret.Result = nil
+		ret.Error = &wire.Error{Code: "too_large", Msg: fmt.Sprintf("return of %d bytes exceeds the server's maximum payload of %d bytes", size, max)}
+		msg, _ = peelproto.ReturnMsg(ret)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := peelproto.PublishReturn(ctx, p.js, msg); err != nil {
+		p.met.returnErrors.Inc()
+		p.log.Warn("return not stored; spooling", "jid", ret.JID, "err", err)
+		b, _ := json.Marshal(ret)
+		if serr := p.sp.put(ret.JID+".ret", b); serr != nil {
+			p.log.Error("spool", "jid", ret.JID, "err", serr)
+		}
+		return
+	}
+	p.met.returns.Inc()
+}
+
+// flushSpool delivers held returns, oldest first.
+func (p *Peel) flushSpool(ctx context.Context) {
+	for _, name := range p.sp.list() {
+		if ctx.Err() != nil || !p.nc.IsConnected() {
+			return
+		}
+		b, err := p.sp.read(name)
+		if err != nil {
+			continue
+		}
+		var ret wire.Return
+		if err := json.Unmarshal(b, &ret); err != nil || ret.JID == "" {
+			p.log.Warn("dropping corrupt spooled return", "file", name, "err", err)
+			p.sp.remove(name)
+			continue
+		}
+		if ret.Peel != p.cfg.ID {
+			p.log.Warn("dropping spooled return of another peel", "file", name, "peel", ret.Peel)
+			p.sp.remove(name)
+			continue
+		}
+		err = peelproto.PublishReturn(ctxTimeout(ctx, 5*time.Second), p.js, peelproto.ReturnMsgRaw(ret.JID, ret.Peel, ret.Success, b))
+		if err != nil {
+			return
+		}
+		p.sp.remove(name)
+		p.met.returns.Inc()
+		p.met.spoolDelivered.Inc()
+	}
+}
+
+// factsFor serves facts.get and facts.refresh.
+func (p *Peel) factsFor(ctx context.Context, refresh bool) (any, error) {
+	if refresh {
+		if err := p.publishFacts(ctx); err != nil {
+			return nil, err
+		}
+	}
+	p.factsMu.Lock()
+	f := p.lastFacts
+	p.factsMu.Unlock()
+	if f == nil {
+		if err := p.publishFacts(ctx); err != nil {
+			return nil, err
+		}
+		p.factsMu.Lock()
+		f = p.lastFacts
+		p.factsMu.Unlock()
+	}
+	return f, nil
+}
+
+// factsLoop publishes facts at start, every interval, after a reconnect, and
+// at once when its key vanished from the bucket (a rebuild or a purge).
+func (p *Peel) factsLoop(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	var watch jetstream.KeyWatcher
+	defer func() {
+		if watch != nil {
+			watch.Stop()
+		}
+	}()
+	var updates <-chan jetstream.KeyValueEntry
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.wake:
+		case e, ok := <-updates:
+			if !ok {
+				updates, watch = nil, nil
+				continue
+			}
+			if e == nil || (e.Operation() == jetstream.KeyValuePut && e.Revision() >= p.factsRev.Load()) {
+				continue
+			}
+			if e.Operation() == jetstream.KeyValuePut {
+				continue
+			}
+			p.log.Info("facts vanished from the bucket; republishing")
+		}
+		if !p.nc.IsConnected() {
+			t.Reset(time.Second)
+			continue
+		}
+		if p.kvF == nil {
+			kv, err := p.js.KeyValue(ctxTimeout(ctx, 5*time.Second), names.BucketFacts)
+			if err != nil {
+				p.log.Warn("facts bucket", "err", err)
+				t.Reset(2 * time.Second)
+				continue
+			}
+			p.kvF = kv
+		}
+		if watch == nil {
+			w, err := p.kvF.Watch(ctx, names.FactsKey(p.cfg.ID), jetstream.UpdatesOnly())
+			if err == nil {
+				watch, updates = w, w.Updates()
+			}
+		}
+		if err := p.publishFacts(ctx); err != nil {
+			p.met.factErrors.Inc()
+			p.log.Warn("facts", "err", err)
+			t.Reset(5 * time.Second)
+			continue
+		}
+		p.ready.Store(true)
+		t.Reset(p.cfg.FactsInterval.D())
+	}
+}
+
+func (p *Peel) publishFacts(ctx context.Context) error {
+	f, err := facts.Collect(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := f.Map()
+	if err != nil {
+		return err
+	}
+	doc, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if p.kvF == nil {
+		kv, err := p.js.KeyValue(ctxTimeout(ctx, 5*time.Second), names.BucketFacts)
+		if err != nil {
+			return fmt.Errorf("facts bucket: %w", err)
+		}
+		p.kvF = kv
+	}
+	rev, err := p.kvF.Put(ctxTimeout(ctx, 5*time.Second), names.FactsKey(p.cfg.ID), factcodec.Encode(doc))
+	if err != nil {
+		return fmt.Errorf("publish facts: %w", err)
+	}
+	p.factsRev.Store(rev)
+	p.factsMu.Lock()
+	p.lastFacts = m
+	p.factsMu.Unlock()
+	p.met.factPublishes.Inc()
+	return nil
+}

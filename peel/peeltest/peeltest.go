@@ -1,0 +1,70 @@
+// Package peeltest starts real peels for tests.
+package peeltest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/peel"
+)
+
+// Handle is a running test peel.
+type Handle struct {
+	*peel.Peel
+	cancel context.CancelFunc
+	exited chan struct{}
+	err    error
+}
+
+// Stop stops the peel.
+func (h *Handle) Stop() error {
+	h.cancel()
+	<-h.exited
+	return h.err
+}
+
+// Config returns a peel config for tests: its data under t.TempDir().
+func Config(t testing.TB, id string, urls ...string) peel.Config {
+	c := peel.DefaultConfig()
+	c.ID = id
+	c.HTTP = ""
+	c.NATS.URL = config.URLs(urls)
+	c.DataDir = t.TempDir()
+	return c
+}
+
+// Start runs a peel and waits until it has published its facts.
+func Start(t testing.TB, cfg peel.Config) *Handle {
+	t.Helper()
+	p, err := peel.New(cfg, peel.Options{Logger: mastertest.Logger().With("peel", cfg.ID), NoHTTP: cfg.HTTP == ""})
+	if err != nil {
+		t.Fatalf("peel %s: %v", cfg.ID, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Handle{Peel: p, cancel: cancel, exited: make(chan struct{})}
+	go func() { h.err = p.Run(ctx); close(h.exited) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.exited:
+		case <-time.After(20 * time.Second):
+			t.Errorf("peel %s did not stop", cfg.ID)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !p.Ready() {
+		select {
+		case <-h.exited:
+			t.Fatalf("peel %s stopped: %v", cfg.ID, h.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peel %s not ready after 30s", cfg.ID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return h
+}

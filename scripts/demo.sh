@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Zester on one machine: a master with its embedded NATS JetStream server, two
+# peels, a ping and a command to every peel, and the seed's buckets as the
+# stock `nats` CLI sees them. Everything lives in a temporary directory and
+# stops when the script ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d /tmp/zester-demo.XXXXXX)
+bin="$work/bin"
+echo "==> building zester, zester-master, zester-peel, nats into $bin"
+go build -o "$bin/" ./cmd/zester ./cmd/zester-master ./cmd/zester-peel github.com/nats-io/natscli/nats
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+port=${ZESTER_DEMO_PORT:-4222}
+url="nats://127.0.0.1:$port"
+cat >"$work/master.yaml" <<YAML
+id: master-1
+http: 127.0.0.1:9100
+nats:
+  embedded:
+    listen: 127.0.0.1:$port
+    monitor: 127.0.0.1:8222
+    store_dir: $work/nats
+states_dir: $work/states
+settings_dir: $work/settings
+YAML
+echo "==> starting zester-master (embedded JetStream on $url, monitoring on :8222)"
+"$bin/zester-master" --config "$work/master.yaml" 2>"$work/master.log" &
+pids+=($!)
+for i in $(seq 1 100); do curl -sf http://127.0.0.1:9100/readyz >/dev/null && break; sleep 0.2; done
+n=0
+for id in "$(hostname)" web1.example.com; do
+  n=$((n + 1))
+  cat >"$work/peel-$n.yaml" <<YAML
+id: $id
+http: 127.0.0.1:$((9100 + n))
+nats:
+  url: $url
+data_dir: $work/peel-$n
+YAML
+  echo "==> starting zester-peel $id"
+  "$bin/zester-peel" --config "$work/peel-$n.yaml" 2>"$work/peel-$n.log" &
+  pids+=($!)
+done
+for n in 1 2; do
+  for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$((9100 + n))/readyz" >/dev/null && break; sleep 0.2; done
+done
+echo "==> zester run '*' test.ping"
+"$bin/zester" --nats "$url" run '*' test.ping
+echo "==> zester run '*' cmd.run 'uname -sr'"
+"$bin/zester" --nats "$url" run '*' cmd.run 'uname -sr'
+echo "==> zester peels"
+"$bin/zester" --nats "$url" peels
+echo "==> zester masters"
+"$bin/zester" --nats "$url" masters
+echo "==> nats kv ls"
+"$bin/nats" --server "$url" kv ls
+echo "==> curl -s http://localhost:8222/jsz"
+curl -s http://localhost:8222/jsz | head -c 400; echo
+echo "==> done; logs were in $work (removed on exit)"

@@ -1,0 +1,69 @@
+package topology
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// DefaultPartitions is the partition count of PartitionMapping unless
+// configured otherwise (the same default as package shard).
+const DefaultPartitions = 64
+
+// Subjects of the partition mapping: peels publish on
+// zester.in.<peel-token>.<kind…>; the servers rewrite that to
+// zester.inp.<partition>.<peel-token>.<kind…> (package shard defines the same
+// mapping and computes the same partition client-side).
+const (
+	PartitionSource      = "zester.in.*.>"
+	partitionDestPrefix  = "zester.inp.{{partition("
+	partitionDestPostfix = ",1)}}.{{wildcard(1)}}.>"
+)
+
+// PartitionDestination is the mapping destination for n partitions:
+// zester.inp.{{partition(n,1)}}.{{wildcard(1)}}.>
+func PartitionDestination(n int) string {
+	return partitionDestPrefix + strconv.Itoa(n) + partitionDestPostfix
+}
+
+// PartitionMapping returns the subject mapping (source → destination) that
+// splits peel→master traffic into n partitions, for Options.Mappings.
+func PartitionMapping(n int) map[string]string {
+	return map[string]string{PartitionSource: PartitionDestination(n)}
+}
+
+// Compression modes nats-server v2.15 accepts for routes and leaf-node links
+// (gateways have no compression setting).
+var compressionModes = []string{
+	server.CompressionOff,
+	server.CompressionAccept,
+	server.CompressionS2Uncompressed,
+	server.CompressionS2Fast,
+	server.CompressionS2Better,
+	server.CompressionS2Best,
+	server.CompressionS2Auto,
+}
+
+func validCompression(mode string) bool {
+	for _, m := range compressionModes {
+		if mode == m {
+			return true
+		}
+	}
+	return false
+}
+
+// Names of servers, clusters, gateways and JetStream domains: one subject
+// token, no spaces or wildcards.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func validName(s string) bool { return nameRE.MatchString(s) }
+
+func checkName(option, s string) error {
+	if !validName(s) {
+		return fmt.Errorf("%s: %q is not a valid name (letters, digits, '-' and '_')", option, s)
+	}
+	return nil
+}

@@ -1,0 +1,675 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Defaults of GenOptions.
+const (
+	DefaultStoreDir    = "/var/lib/zester/nats"
+	DefaultClientPort  = 4222
+	DefaultMonitorPort = 8222
+	DefaultClusterPort = 6222
+	DefaultLeafPort    = 7422
+	DefaultCompression = server.CompressionS2Fast
+	// MaxPayloadLimit is the largest GenOptions.MaxPayload: nats-server
+	// refuses a max_payload above max_pending (64 MiB by default).
+	MaxPayloadLimit = 64 << 20
+)
+
+// GenOptions describe a production deployment for Generate. Every server of
+// the deployment runs on its own host, so all nodes share the client,
+// monitoring, cluster and leaf ports; the per-node addresses come from
+// Routes, Gateways and ClusterRoutes.
+type GenOptions struct {
+	// Kind is "single", "cluster", "leaf" or "supercluster".
+	Kind string
+	// Name is the server name of a single server and the prefix of every
+	// other server name (<Name>-n1, <Name>-hub, <Name>-leaf-1,
+	// <Name>-<cluster>-n1 …). Default "zester".
+	Name string
+	// Cluster is the cluster name of kind cluster and of a clustered leaf
+	// hub. Default "zester".
+	Cluster string
+	// Host is the address every listener binds. Default "0.0.0.0".
+	Host string
+	// Port is the client port (default 4222).
+	Port int
+	// Monitor is the HTTP monitoring port (default 8222; -1 disables it).
+	Monitor int
+	// Routes are the route addresses (host:port) of every node of the
+	// cluster, in node order, for kind cluster (at least 2) and for a
+	// clustered hub of kind leaf (none or one: a single hub). Node i's config
+	// listens on Routes[i]'s port and routes to the others.
+	Routes []string
+	// ClusterPort is the route port of every supercluster node (default
+	// 6222), whose routes go to the other nodes' hosts (from Gateways) unless
+	// ClusterRoutes gives them.
+	ClusterPort int
+	// ClusterRoutes optionally gives a supercluster's route addresses per
+	// cluster, like Routes (same length as that cluster's Gateways entry).
+	ClusterRoutes map[string][]string
+	// Gateways are, for kind supercluster, the clusters (name → gateway
+	// addresses host:port of its nodes, in node order). At least two.
+	Gateways map[string][]string
+	// LeafPort is the leaf-node listener of the JetStream servers of kinds
+	// cluster, leaf and supercluster (default 7422; -1: none, only without
+	// Leafs). Kind single listens for leafs only when it is set.
+	LeafPort int
+	// Leafs is the number of leaf-node configs: kind leaf (default 1) in
+	// total, kind supercluster (default 0) per cluster.
+	Leafs int
+	// LeafRemotes are the URLs (nats-leaf://host:port, or host:port) the leaf
+	// nodes of kind leaf dial. Default: every hub node's host with LeafPort;
+	// required for a single hub (its address is not otherwise known).
+	LeafRemotes []string
+	// StoreDir is the JetStream store directory (default
+	// /var/lib/zester/nats); absolute.
+	StoreDir string
+	// Partitions is the number of partitions of the peel→master mapping
+	// (default 64); every server gets
+	// mappings { "zester.in.*.>": "zester.inp.{{partition(N,1)}}.{{wildcard(1)}}.>" }.
+	Partitions int
+	// HubDomain is the JetStream domain of the JetStream (hub) servers; ""
+	// for none. Without a domain, leafs without JetStream and their hub get
+	// default_js_domain {"$G": ""} so that the plain JetStream API crosses
+	// the leaf links (see the package doc); with one, leaf clients must use
+	// it (jetstream.NewWithDomain). Required with LeafJetStream.
+	HubDomain string
+	// LeafJetStream runs JetStream on the leaf nodes too, in their own
+	// domain: JetStreamDomain, suffixed "-<i>" when there are several leafs.
+	LeafJetStream bool
+	// JetStreamDomain is the leaf nodes' own JetStream domain, only (and
+	// required) with LeafJetStream.
+	JetStreamDomain string
+	// Compression is the compression of routes and leaf-node links: "off",
+	// "accept", "s2_uncompressed", "s2_fast" (default), "s2_better",
+	// "s2_best" or "s2_auto" (the server's own leaf default, which an open
+	// issue, nats-server #7037, reports spiralling in CPU/GC on leaf links).
+	// nats-server v2.15 has no compression setting for gateways.
+	Compression string
+	// MaxPayload is the maximum message size in bytes (0: the server's
+	// default, 1 MiB; at most MaxPayloadLimit).
+	MaxPayload int
+}
+
+// Generate writes nats-server configuration files for a deployment: file name
+// → content. Kind single: server.conf; cluster: n1.conf … nN.conf; leaf:
+// hub.conf (or hub-n1.conf … for a clustered hub) and leaf-1.conf …;
+// supercluster: <cluster>-n<i>.conf and <cluster>-leaf-<i>.conf.
+func Generate(o GenOptions) (map[string][]byte, error) {
+	g, err := o.normalize()
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	switch g.Kind {
+	case KindSingle:
+		files["server.conf"] = g.jsServer(g.Name, "", nil, "", nil, g.LeafPort > 0, -1, nil, false)
+	case KindCluster:
+		for i := range g.Routes {
+			files[fmt.Sprintf("n%d.conf", i+1)] = g.jsServer(fmt.Sprintf("%s-n%d", g.Name, i+1), g.Cluster, g.Routes, g.Routes[i], nil, g.LeafPort > 0, -1, nil, g.plainLeafJS())
+		}
+	case KindLeaf:
+		if len(g.Routes) == 0 {
+			files["hub.conf"] = g.jsServer(g.Name+"-hub", "", nil, "", nil, true, -1, nil, g.plainLeafJS())
+		} else {
+			for i := range g.Routes {
+				files[fmt.Sprintf("hub-n%d.conf", i+1)] = g.jsServer(fmt.Sprintf("%s-hub-n%d", g.Name, i+1), g.Cluster, g.Routes, g.Routes[i], nil, true, -1, nil, g.plainLeafJS())
+			}
+		}
+		for i := 1; i <= g.Leafs; i++ {
+			files[fmt.Sprintf("leaf-%d.conf", i)] = g.leafServer(fmt.Sprintf("%s-leaf-%d", g.Name, i), g.LeafRemotes, i)
+		}
+	case KindSuperCluster:
+		names := slices.Sorted(maps.Keys(g.Gateways))
+		for _, c := range names {
+			routes := g.ClusterRoutes[c]
+			for i := range g.Gateways[c] {
+				_, gwPort, _ := splitAddr(g.Gateways[c][i])
+				files[fmt.Sprintf("%s-n%d.conf", c, i+1)] = g.jsServer(fmt.Sprintf("%s-%s-n%d", g.Name, c, i+1), c, routes, routes[i], names, g.LeafPort > 0, gwPort, g.Gateways, g.plainLeafJS())
+			}
+			var remotes []string
+			for _, r := range routes {
+				h, _, _ := splitAddr(r)
+				remotes = append(remotes, "nats-leaf://"+net.JoinHostPort(h, strconv.Itoa(g.LeafPort)))
+			}
+			for i := 1; i <= g.Leafs; i++ {
+				files[fmt.Sprintf("%s-leaf-%d.conf", c, i)] = g.leafServer(fmt.Sprintf("%s-%s-leaf-%d", g.Name, c, i), remotes, i)
+			}
+		}
+	}
+	return files, nil
+}
+
+// plainLeafJS: leafs without JetStream reach a hub without domain through
+// default_js_domain (see the package doc).
+func (g *GenOptions) plainLeafJS() bool {
+	return g.Leafs > 0 && !g.LeafJetStream && g.HubDomain == ""
+}
+
+func (g *GenOptions) header(w *confWriter, name, role string) {
+	w.line("# nats-server configuration for Zester, written by topology.Generate.")
+	w.line("# Kind %s; this file: %s. Check with: nats-server -t -c <file>", g.Kind, role)
+	w.line("")
+	w.kv("server_name", quote(name))
+	w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(g.Port))))
+	if g.Monitor > 0 {
+		w.kv("http_port", strconv.Itoa(g.Monitor)) // on Host, like listen
+	}
+	if g.MaxPayload > 0 {
+		w.kv("max_payload", strconv.Itoa(g.MaxPayload))
+	}
+}
+
+func (g *GenOptions) mappings(w *confWriter) {
+	w.line("")
+	w.line("# Peel→master traffic, split into %d partitions (package shard computes the same).", g.Partitions)
+	w.open("mappings")
+	w.kv(quote(PartitionSource), quote(PartitionDestination(g.Partitions)))
+	w.close()
+}
+
+func (g *GenOptions) plainJS(w *confWriter) {
+	w.line("")
+	w.line("# Let the plain JetStream API of the global account cross leaf-node links")
+	w.line("# (needed on both ends; nats-server calls this option a temporary")
+	w.line("# backwards-compatibility measure: re-check on upgrades).")
+	w.open("default_js_domain")
+	w.kv(quote(server.DEFAULT_GLOBAL_ACCOUNT), quote(""))
+	w.close()
+}
+
+// jsServer is one JetStream server: standalone (cluster ""), or node self of
+// cluster with routes; with gateways when gwNames is set.
+func (g *GenOptions) jsServer(name, cluster string, routes []string, self string, gwNames []string, leafListener bool, gwPort int, gateways map[string][]string, plain bool) []byte {
+	w := &confWriter{}
+	role := "JetStream server " + name
+	if cluster != "" {
+		role += " of cluster " + cluster
+	}
+	g.header(w, name, role)
+	w.line("")
+	w.open("jetstream")
+	w.kv("store_dir", quote(g.StoreDir))
+	if g.HubDomain != "" {
+		w.kv("domain", quote(g.HubDomain))
+	}
+	w.close()
+	if cluster != "" {
+		_, port, _ := splitAddr(self)
+		w.line("")
+		w.open("cluster")
+		w.kv("name", quote(cluster))
+		w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(port))))
+		var peers []string
+		for _, r := range routes {
+			if r != self {
+				peers = append(peers, "nats-route://"+r)
+			}
+		}
+		if len(peers) == 0 { // a one-node cluster still needs a configured route
+			peers = []string{"nats-route://" + self}
+		}
+		w.list("routes", peers)
+		w.kv("compression", g.Compression)
+		w.close()
+	}
+	if len(gwNames) > 0 {
+		w.line("")
+		w.line("# Gateways have no compression setting in nats-server v2.15.")
+		w.open("gateway")
+		w.kv("name", quote(cluster))
+		w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(gwPort))))
+		w.line("gateways: [")
+		w.depth++
+		for _, n := range gwNames {
+			var urls []string
+			for _, a := range gateways[n] {
+				urls = append(urls, quote("nats://"+a))
+			}
+			w.line("{ name: %s, urls: [%s] }", quote(n), strings.Join(urls, ", "))
+		}
+		w.depth--
+		w.line("]")
+		w.close()
+		if leafListener {
+			w.line("")
+			w.line("# Leaf nodes and gateways together need a system account.")
+			w.open("accounts")
+			w.line("SYS: {}")
+			w.close()
+			w.kv("system_account", "SYS")
+		}
+	}
+	if leafListener {
+		w.line("")
+		w.open("leafnodes")
+		w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(g.LeafPort))))
+		w.kv("compression", g.Compression)
+		w.close()
+	}
+	if plain {
+		g.plainJS(w)
+	}
+	g.mappings(w)
+	return w.bytes()
+}
+
+// leafDomain is the JetStream domain of leaf i (1-based) with LeafJetStream.
+func (g *GenOptions) leafDomain(i int) string {
+	if g.Leafs > 1 {
+		return g.JetStreamDomain + "-" + strconv.Itoa(i)
+	}
+	return g.JetStreamDomain
+}
+
+// leafServer is leaf node i (1-based) dialling remotes.
+func (g *GenOptions) leafServer(name string, remotes []string, i int) []byte {
+	w := &confWriter{}
+	role := "leaf node " + name
+	if !g.LeafJetStream {
+		role += " (no JetStream: its clients use the hub's)"
+	}
+	g.header(w, name, role)
+	if g.LeafJetStream {
+		w.line("")
+		w.open("jetstream")
+		w.kv("store_dir", quote(g.StoreDir))
+		w.kv("domain", quote(g.leafDomain(i)))
+		w.close()
+	}
+	w.line("")
+	w.open("leafnodes")
+	w.line("remotes: [")
+	w.depth++
+	var urls []string
+	for _, r := range remotes {
+		urls = append(urls, quote(r))
+	}
+	w.line("{ urls: [%s], compression: %s }", strings.Join(urls, ", "), g.Compression)
+	w.depth--
+	w.line("]")
+	w.close()
+	if g.plainLeafJS() {
+		g.plainJS(w)
+	}
+	g.mappings(w)
+	return w.bytes()
+}
+
+// normalize fills defaults and validates, naming the offending option.
+func (o GenOptions) normalize() (*GenOptions, error) {
+	g := o
+	fail := func(option, format string, args ...any) (*GenOptions, error) {
+		return nil, fmt.Errorf("topology: %s: %s", option, fmt.Sprintf(format, args...))
+	}
+	switch g.Kind {
+	case KindSingle, KindCluster, KindLeaf, KindSuperCluster:
+	case "":
+		return fail("Kind", "empty (want single, cluster, leaf or supercluster)")
+	default:
+		return fail("Kind", "unknown kind %q (want single, cluster, leaf or supercluster)", g.Kind)
+	}
+	g.Name = orString(g.Name, "zester")
+	g.Cluster = orString(g.Cluster, ClusterName)
+	g.Host = orString(g.Host, "0.0.0.0")
+	g.StoreDir = orString(g.StoreDir, DefaultStoreDir)
+	g.Compression = orString(g.Compression, DefaultCompression)
+	for _, c := range []struct{ option, v string }{{"Name", g.Name}, {"Cluster", g.Cluster}} {
+		if err := checkName(c.option, c.v); err != nil {
+			return nil, fmt.Errorf("topology: %w", err)
+		}
+	}
+	if !validHost(g.Host) {
+		return fail("Host", "%q is not a host name or IP address", g.Host)
+	}
+	if !filepath.IsAbs(g.StoreDir) || strings.ContainsAny(g.StoreDir, "\"\\\n") {
+		return fail("StoreDir", "%q must be an absolute path without quotes or backslashes", g.StoreDir)
+	}
+	if !validCompression(g.Compression) {
+		return fail("Compression", "unknown mode %q (want one of %v)", g.Compression, compressionModes)
+	}
+	if g.MaxPayload < 0 || g.MaxPayload > MaxPayloadLimit {
+		return fail("MaxPayload", "%d out of range [0, %d]", g.MaxPayload, MaxPayloadLimit)
+	}
+	if g.Partitions == 0 {
+		g.Partitions = DefaultPartitions
+	}
+	if g.Partitions < 1 || g.Partitions > math.MaxInt32 {
+		return fail("Partitions", "%d out of range [1, %d]", g.Partitions, math.MaxInt32)
+	}
+	if err := server.ValidateMapping(PartitionSource, PartitionDestination(g.Partitions)); err != nil {
+		return fail("Partitions", "mapping rejected by nats-server: %v", err)
+	}
+
+	// Ports.
+	var err error
+	if g.Port, err = port("Port", g.Port, DefaultClientPort, false); err != nil {
+		return nil, err
+	}
+	if g.Monitor, err = port("Monitor", g.Monitor, DefaultMonitorPort, true); err != nil {
+		return nil, err
+	}
+	if g.ClusterPort, err = port("ClusterPort", g.ClusterPort, DefaultClusterPort, false); err != nil {
+		return nil, err
+	}
+	leafDefault := DefaultLeafPort
+	if g.Kind == KindSingle {
+		leafDefault = -1
+	}
+	if g.LeafPort, err = port("LeafPort", g.LeafPort, leafDefault, true); err != nil {
+		return nil, err
+	}
+
+	// Leafs.
+	if g.Leafs < 0 {
+		return fail("Leafs", "%d is negative", g.Leafs)
+	}
+	switch g.Kind {
+	case KindLeaf:
+		if g.Leafs == 0 {
+			g.Leafs = 1
+		}
+		if g.LeafPort <= 0 {
+			return fail("LeafPort", "disabled, but kind leaf needs the hub's leaf-node listener")
+		}
+	case KindSuperCluster:
+		if g.Leafs > 0 && g.LeafPort <= 0 {
+			return fail("LeafPort", "disabled, but Leafs is %d", g.Leafs)
+		}
+	default:
+		if g.Leafs > 0 {
+			return fail("Leafs", "not used by kind %s (use kind leaf or supercluster)", g.Kind)
+		}
+	}
+	if g.Kind != KindLeaf && len(g.LeafRemotes) > 0 {
+		return fail("LeafRemotes", "only used by kind leaf (supercluster leafs dial their cluster's hosts on LeafPort)")
+	}
+
+	// Domains.
+	if g.HubDomain != "" {
+		if err := checkName("HubDomain", g.HubDomain); err != nil {
+			return nil, fmt.Errorf("topology: %w", err)
+		}
+	}
+	if g.LeafJetStream {
+		if g.Leafs == 0 {
+			return fail("LeafJetStream", "set, but there are no leafs")
+		}
+		if g.JetStreamDomain == "" {
+			return fail("JetStreamDomain", "required with LeafJetStream: a leaf running JetStream needs its own domain")
+		}
+		if err := checkName("JetStreamDomain", g.JetStreamDomain); err != nil {
+			return nil, fmt.Errorf("topology: %w", err)
+		}
+		if g.HubDomain == "" {
+			return fail("HubDomain", "required with LeafJetStream: leaf clients reach the hub's JetStream only through its domain")
+		}
+		for i := 1; i <= g.Leafs; i++ {
+			if g.leafDomain(i) == g.HubDomain {
+				return fail("JetStreamDomain", "leaf domain %q must differ from HubDomain", g.leafDomain(i))
+			}
+		}
+	} else if g.JetStreamDomain != "" {
+		return fail("JetStreamDomain", "only for leaf nodes that run JetStream (set LeafJetStream), a leaf without JetStream has no domain")
+	}
+
+	// Node addresses.
+	switch g.Kind {
+	case KindSingle:
+		if len(g.Routes) > 0 {
+			return fail("Routes", "not used by kind single")
+		}
+	case KindCluster, KindLeaf:
+		if g.Kind == KindCluster && len(g.Routes) < 2 {
+			return fail("Routes", "kind cluster needs the route address of every node, at least 2 (got %d)", len(g.Routes))
+		}
+		if g.Kind == KindLeaf && len(g.Routes) == 1 {
+			g.Routes = nil // a one-node hub is a single server
+		}
+		if err := checkAddrs("Routes", g.Routes); err != nil {
+			return nil, err
+		}
+		for i, r := range g.Routes {
+			_, p, _ := splitAddr(r)
+			if err := distinctPorts(fmt.Sprintf("Routes[%d]", i), map[string]int{"Port": g.Port, "Monitor": g.Monitor, "LeafPort": g.LeafPort, "route": p}); err != nil {
+				return nil, err
+			}
+		}
+	case KindSuperCluster:
+		if len(g.Routes) > 0 {
+			return fail("Routes", "not used by kind supercluster (see Gateways, ClusterRoutes and ClusterPort)")
+		}
+		if len(g.Gateways) < 2 {
+			return fail("Gateways", "kind supercluster needs at least 2 clusters (got %d)", len(g.Gateways))
+		}
+		for c := range g.ClusterRoutes {
+			if _, ok := g.Gateways[c]; !ok {
+				return fail("ClusterRoutes", "cluster %q is not in Gateways", c)
+			}
+		}
+		routes := map[string][]string{}
+		var all []string
+		for _, c := range slices.Sorted(maps.Keys(g.Gateways)) {
+			gws := g.Gateways[c]
+			if err := checkName("Gateways", c); err != nil {
+				return nil, fmt.Errorf("topology: %w", err)
+			}
+			if len(gws) == 0 {
+				return fail("Gateways", "cluster %q has no gateway addresses", c)
+			}
+			if err := checkAddrs(fmt.Sprintf("Gateways[%q]", c), gws); err != nil {
+				return nil, err
+			}
+			all = append(all, gws...)
+			if rs, ok := g.ClusterRoutes[c]; ok {
+				if len(rs) != len(gws) {
+					return fail("ClusterRoutes", "cluster %q has %d routes for %d gateway addresses (one per node)", c, len(rs), len(gws))
+				}
+				if err := checkAddrs(fmt.Sprintf("ClusterRoutes[%q]", c), rs); err != nil {
+					return nil, err
+				}
+				routes[c] = slices.Clone(rs)
+			} else {
+				for _, a := range gws {
+					h, _, _ := splitAddr(a)
+					routes[c] = append(routes[c], net.JoinHostPort(h, strconv.Itoa(g.ClusterPort)))
+				}
+				if err := checkAddrs(fmt.Sprintf("Gateways[%q] (hosts with ClusterPort)", c), routes[c]); err != nil {
+					return nil, fmt.Errorf("%w; give ClusterRoutes for nodes sharing a host", err)
+				}
+			}
+			for i := range gws {
+				_, gp, _ := splitAddr(gws[i])
+				_, rp, _ := splitAddr(routes[c][i])
+				if err := distinctPorts(fmt.Sprintf("Gateways[%q][%d]", c, i), map[string]int{"Port": g.Port, "Monitor": g.Monitor, "LeafPort": g.LeafPort, "route": rp, "gateway": gp}); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err := checkAddrs("Gateways", all); err != nil {
+			return nil, err
+		}
+		g.ClusterRoutes = routes
+	}
+
+	// Leaf remotes of kind leaf.
+	if g.Kind == KindLeaf {
+		if len(g.LeafRemotes) == 0 {
+			if len(g.Routes) == 0 {
+				return fail("LeafRemotes", "required with a single hub: the URL(s) leaf nodes dial, e.g. nats-leaf://hub.example.com:%d", g.LeafPort)
+			}
+			for _, r := range g.Routes {
+				h, _, _ := splitAddr(r)
+				g.LeafRemotes = append(g.LeafRemotes, net.JoinHostPort(h, strconv.Itoa(g.LeafPort)))
+			}
+		}
+		var norm []string
+		for i, r := range g.LeafRemotes {
+			u, err := leafURL(r)
+			if err != nil {
+				return fail(fmt.Sprintf("LeafRemotes[%d]", i), "%v", err)
+			}
+			norm = append(norm, u)
+		}
+		g.LeafRemotes = norm
+	}
+	if g.Port == g.Monitor {
+		return fail("Monitor", "port %d is also Port", g.Monitor)
+	}
+	if g.LeafPort > 0 && (g.LeafPort == g.Port || g.LeafPort == g.Monitor) {
+		return fail("LeafPort", "port %d is also Port or Monitor", g.LeafPort)
+	}
+	return &g, nil
+}
+
+func orString(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// port applies the default (0) and checks the range; -1 disables when
+// allowed.
+func port(option string, v, def int, disable bool) (int, error) {
+	if v == 0 {
+		v = def
+	}
+	if v == -1 && disable {
+		return -1, nil
+	}
+	if v < 1 || v > 65535 {
+		return 0, fmt.Errorf("topology: %s: port %d out of range [1, 65535]", option, v)
+	}
+	return v, nil
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+
+func validHost(h string) bool {
+	return net.ParseIP(h) != nil || (len(h) <= 253 && hostRE.MatchString(h))
+}
+
+func splitAddr(a string) (string, int, error) {
+	h, ps, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	if !validHost(h) {
+		return "", 0, fmt.Errorf("bad host %q", h)
+	}
+	return h, p, nil
+}
+
+// checkAddrs checks host:port addresses and that they are distinct.
+func checkAddrs(option string, addrs []string) error {
+	seen := map[string]bool{}
+	for i, a := range addrs {
+		if _, _, err := splitAddr(a); err != nil {
+			return fmt.Errorf("topology: %s[%d]: %q is not host:port: %v", option, i, a, err)
+		}
+		if seen[a] {
+			return fmt.Errorf("topology: %s: %q appears twice", option, a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// distinctPorts checks that one node's listeners use different ports.
+func distinctPorts(option string, ports map[string]int) error {
+	by := map[int]string{}
+	for _, name := range slices.Sorted(maps.Keys(ports)) {
+		p := ports[name]
+		if p <= 0 {
+			continue
+		}
+		if other, ok := by[p]; ok {
+			return fmt.Errorf("topology: %s: port %d used by both %s and %s", option, p, other, name)
+		}
+		by[p] = name
+	}
+	return nil
+}
+
+// leafURL accepts host:port or a leaf URL.
+func leafURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		if _, _, err := splitAddr(s); err != nil {
+			return "", fmt.Errorf("%q is not host:port or a URL: %v", s, err)
+		}
+		return "nats-leaf://" + s, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "nats-leaf", "nats", "tls", "ws", "wss":
+	default:
+		return "", fmt.Errorf("%q: scheme %q (want nats-leaf, nats, tls, ws or wss)", s, u.Scheme)
+	}
+	if u.Host == "" || strings.ContainsAny(s, "\" \n") {
+		return "", errors.New("bad URL " + strconv.Quote(s))
+	}
+	return s, nil
+}
+
+// quote writes a nats-server config string (validated input: no quotes,
+// backslashes or newlines).
+func quote(s string) string { return `"` + s + `"` }
+
+// confWriter writes an indented nats-server config.
+type confWriter struct {
+	b     strings.Builder
+	depth int
+}
+
+func (w *confWriter) line(format string, args ...any) {
+	if format == "" {
+		w.b.WriteString("\n")
+		return
+	}
+	w.b.WriteString(strings.Repeat("  ", w.depth))
+	if len(args) > 0 {
+		format = fmt.Sprintf(format, args...)
+	}
+	w.b.WriteString(format)
+	w.b.WriteString("\n")
+}
+
+func (w *confWriter) kv(k, v string) { w.line("%s: %s", k, v) }
+
+func (w *confWriter) open(name string) { w.line("%s {", name); w.depth++ }
+
+func (w *confWriter) close() { w.depth--; w.line("}") }
+
+func (w *confWriter) list(k string, vs []string) {
+	w.line("%s: [", k)
+	w.depth++
+	for _, v := range vs {
+		w.line("%s", quote(v))
+	}
+	w.depth--
+	w.line("]")
+}
+
+func (w *confWriter) bytes() []byte { return []byte(w.b.String()) }
