@@ -297,3 +297,22 @@ func (m *Master) stop(clean bool) {
 	}
 	m.log.Info("master stopped")
 }
+
+// Owned lists the partitions this master owns now.
+func (m *Master) Owned() []int {
+	if m.member == nil {
+		return nil
+	}
+	return m.member.ownedList()
+}
+
+// PeelCount is the number of peels in the fact index.
+func (m *Master) PeelCount() int {
+	if m.index == nil {
+		return 0
+	}
+	return m.index.count()
+}
+
+// Partitions is the deployment's partition count.
+func (m *Master) Partitions() int { return m.cfg.Partitions }

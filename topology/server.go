@@ -1,9 +1,3 @@
-// Package topology starts NATS topologies in-process (for the master's
-// embedded default, tests and the load generator) and writes nats-server
-// configuration files for production.
-//
-// Every launcher binds loopback addresses only, keeps JetStream stores under
-// the directory it is given, and shuts its servers down in order.
 package topology
 
 import (
@@ -30,7 +24,9 @@ type ServerConfig struct {
 	Monitor string
 	// StoreDir is the JetStream store root; nats-server puts jetstream/ under it.
 	StoreDir string
-	// JetStreamDomain is set on leaf nodes that run their own JetStream.
+	// JetStreamDomain is the server's JetStream domain: set on leaf nodes
+	// that run their own JetStream, and on hubs whose leaf clients address
+	// them by domain (see the package doc).
 	JetStreamDomain string
 	// NoJetStream runs a plain core server (a leaf node without JetStream).
 	NoJetStream bool

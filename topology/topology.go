@@ -36,34 +36,6 @@ const ClusterName = "zester"
 // list are named "c6", "c7", ….
 var DefaultClusterNames = []string{"hub", "east", "west", "north", "south"}
 
-// How clients of a leaf node without JetStream reach the hub's JetStream.
-//
-// nats-server (v2.15) denies the plain JetStream API ($JS.API.>, $KV.>,
-// $OBJ.>) on every leaf-node link of a non-system account, so by default a
-// client of such a leaf gets "jetstream not enabled". Two ways through:
-//
-//   - Plain (the launchers' default, Options.JetStreamDomain empty): every
-//     server of a topology with leaf nodes gets default_js_domain
-//     {"$G": ""} (server.Options.JsAccDefaultDomain), which lifts that deny
-//     for the global account on both ends of the link. Clients use
-//     jetstream.New everywhere, and everything works, direct gets across
-//     gateways included. nats-server logs that the option "is a temporary
-//     backwards compatibility measure and will be removed": re-check on
-//     every server upgrade (TestLeaf fails if it stops working).
-//   - Domain (Options.JetStreamDomain set): the JetStream servers get that
-//     domain and leaf clients must use jetstream.NewWithDomain(nc, domain)
-//     ((*Topology).JetStream does), whose $JS.<domain>.API.… requests (KV
-//     puts: $JS.<domain>.API.$KV.…) cross the link and are mapped back by
-//     the hub. This is the supported mechanism, but in v2.15.2 a direct get
-//     (kv.Get on a bucket with AllowDirect, nats.go's default) from a leaf
-//     attached to a cluster that holds no replica of the stream, across a
-//     gateway, is dropped: the mapped request carries no queue filter and
-//     sendMsgToGateways then skips the replicas' "_sys_" queue group. Buckets
-//     read from such leafs need AllowDirect=false (reads then go through the
-//     stream leader), or leafs attached to the hub cluster.
-//
-// A leaf that runs its own JetStream must use domains (see Generate).
-
 // DefaultLeafCompression is the compression used on leaf-node links unless
 // Options.LeafCompression says otherwise. nats-server's own default for leaf
 // links is s2_auto, which an open issue (nats-server #7037) reports can spiral
@@ -90,8 +62,9 @@ type Options struct {
 	// ClusterNames overrides DefaultClusterNames for StartSuperCluster.
 	ClusterNames []string
 	// JetStreamDomain, when set, is the JetStream domain of every JetStream
-	// server, and clients of leaf nodes must use it (see "How clients of a
-	// leaf node …" above). Empty: no domain, plain JetStream API everywhere.
+	// server, and clients of leaf nodes must use it (see "JetStream through
+	// leaf nodes" in the package doc). Empty: no domain, and the plain
+	// JetStream API works everywhere.
 	JetStreamDomain string
 	// Mappings are subject mappings (source → destination) installed in the
 	// global account of every server, e.g. PartitionMapping(64).

@@ -25,7 +25,12 @@ type parser struct {
 	nested bool // parsing a nodegroup definition
 	toks   []token
 	i      int
+	depth  int // nesting of parentheses and "not"
 }
+
+// maxDepth bounds the nesting of parentheses and "not", so that the
+// recursive-descent parser cannot exhaust the stack.
+const maxDepth = 1000
 
 type tokKind uint8
 
@@ -134,12 +139,14 @@ outer:
 		var leaf Expr
 		if t > 0 {
 			if letter, _, _, typed := splitEngine(w); typed && (letter == 'E' || letter == 'P') {
-				// A regular expression has parentheses of its own: peel
-				// off the fewest that leave a valid target.
-				for c := 0; c <= t; c++ {
+				// A regular expression has parentheses of its own: keep
+				// them all if that makes a valid target, else peel off
+				// those its own parentheses do not account for.
+				if e, err := p.parseWord(w, start); err == nil {
+					leaf = e
+				} else if c := min(t, -regexBalance(w)); c > 0 {
 					if e, err := p.parseWord(w[:len(w)-c], start); err == nil {
 						k, leaf = c, e
-						break
 					}
 				}
 			} else if b := parenBalance(w); b < 0 {
@@ -251,7 +258,11 @@ func (p *parser) parseAnd(after *token) (Expr, error) {
 func (p *parser) parseNot(after *token) (Expr, error) {
 	if t := p.peek(); t.kind == tNot {
 		p.next()
+		if p.depth++; p.depth > maxDepth {
+			return nil, p.errf(t.pos, "expression nested too deeply")
+		}
 		x, err := p.parseNot(&t)
+		p.depth--
 		if err != nil {
 			return nil, err
 		}
@@ -272,7 +283,11 @@ func (p *parser) parsePrimary(after *token) (Expr, error) {
 		}
 		return p.parseWord(t.text, t.pos)
 	case tLParen:
+		if p.depth++; p.depth > maxDepth {
+			return nil, p.errf(t.pos, "expression nested too deeply")
+		}
 		x, err := p.parseOr(&t)
+		p.depth--
 		if err != nil {
 			return nil, err
 		}
@@ -479,6 +494,9 @@ func (p *parser) factLeaf(s string, pos int, delim byte, regex bool) (Expr, erro
 	f := &FactExpr{text: s, delim: delim, regex: regex}
 	var primaryErr error
 	for idx := len(parts) - 1; idx >= 1; idx-- {
+		if idx < len(parts)-1 && idx > maxFallbackKeys {
+			continue
+		}
 		keyErr := error(nil)
 		for k, key := range parts[:idx] {
 			if key == "" {
@@ -517,6 +535,58 @@ func (p *parser) factLeaf(s string, pos int, delim byte, regex bool) (Expr, erro
 		return nil, primaryErr
 	}
 	return f, nil
+}
+
+// maxFallbackKeys bounds the key paths tried besides the main reading of
+// a fact target, keeping the parse of a long target from going quadratic.
+const maxFallbackKeys = 10
+
+// regexBalance counts '(' minus ')' in a regular expression, skipping
+// escapes, classes and \Q...\E quotes.
+func regexBalance(s string) int {
+	bal := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if i+1 < len(s) && s[i+1] == 'Q' {
+				e := strings.Index(s[i+2:], `\E`)
+				if e < 0 {
+					return bal
+				}
+				i += 2 + e + 1
+			} else {
+				i++
+			}
+		case '[':
+			j := i + 1
+			if j < len(s) && s[j] == '^' {
+				j++
+			}
+			if j < len(s) && s[j] == ']' {
+				j++
+			}
+			for j < len(s) && s[j] != ']' {
+				switch {
+				case s[j] == '\\':
+					j += 2
+				case s[j] == '[' && j+1 < len(s) && s[j+1] == ':':
+					if e := strings.Index(s[j+2:], ":]"); e >= 0 {
+						j += 2 + e + 2
+					} else {
+						j++
+					}
+				default:
+					j++
+				}
+			}
+			i = j
+		case '(':
+			bal++
+		case ')':
+			bal--
+		}
+	}
+	return bal
 }
 
 func (p *parser) cidrLeaf(s string, pos int) (Expr, error) {

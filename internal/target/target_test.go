@@ -335,6 +335,7 @@ func TestErrors(t *testing.T) {
 		{KindCompound, "N@self", 3, "nodegroup cycle: self -> self"},
 		{KindCompound, "db1 or N@broken", 10, `in nodegroup "broken": target "L@db1 and (" column 12: expected a target after "("`},
 		{KindNodegroup, "uses_broken", 1, `in nodegroup "uses_broken": target "web* or N@broken" column 11: in nodegroup "broken"`},
+		{KindCompound, strings.Repeat("(", 1001) + "a" + strings.Repeat(")", 1001), 1001, "nested too deeply"},
 		// text
 		{KindCompound, "web*\u00a0or db*", 5, "non-ASCII whitespace U+00A0"},
 		{KindCompound, "web\xff", 4, "invalid UTF-8"},

@@ -1,0 +1,296 @@
+package master_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/shard"
+)
+
+// simFleet is a minimal simulated fleet for master tests: n peels over a
+// few connections, speaking the real protocol (facts in the bucket, returns
+// stored with expected-sequence 0). The load generator has the full one.
+type simFleet struct {
+	ids     []string
+	latency atomic.Int64 // nanoseconds before answering
+	answers atomic.Int64
+	dupes   atomic.Int64
+	conns   []*nats.Conn
+}
+
+func startSimFleet(t *testing.T, url string, n, partitions int) *simFleet {
+	t.Helper()
+	f := &simFleet{}
+	byPart := map[int][]string{}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("sim-%05d.dc1.example.com", i)
+		f.ids = append(f.ids, id)
+		p := shard.Partition(id, partitions)
+		byPart[p] = append(byPart[p], id)
+	}
+	const nconn = 4
+	for c := 0; c < nconn; c++ {
+		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		f.conns = append(f.conns, nc)
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		local := map[int][]string{}
+		for p, ids := range byPart {
+			if p%nconn == c {
+				local[p] = ids
+			}
+		}
+		for p := range local {
+			// Facts, so the masters' index knows the peel.
+			for _, id := range local[p] {
+				doc := fmt.Sprintf(`{"os":{"id":"debian"},"host":{"hostname":%q}}`, id)
+				if _, err := js.PublishAsync("$KV."+names.BucketFacts+"."+id, factcodec.Encode([]byte(doc))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ids := local[p]
+			_, err := nc.Subscribe(names.JobSubject(p), func(m *nats.Msg) {
+				var d wire.Dispatch
+				if json.Unmarshal(m.Data, &d) != nil {
+					return
+				}
+				go func() {
+					time.Sleep(time.Duration(f.latency.Load()))
+					for _, id := range ids {
+						if !peelproto.Addressed(&d, id) {
+							continue
+						}
+						body, _ := json.Marshal(wire.Return{JID: d.JID, Peel: id, Function: d.Function, Success: true, Result: json.RawMessage("true")})
+						f.store(js, peelproto.ReturnMsgRaw(d.JID, id, true, body))
+					}
+				}()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(30 * time.Second):
+			t.Fatal("facts not stored")
+		}
+	}
+	return f
+}
+
+// store publishes a return and retries until JetStream took it or refused it
+// as already stored.
+func (f *simFleet) store(js jetstream.JetStream, msg *nats.Msg) {
+	for attempt := 0; attempt < 50; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := js.PublishMsg(ctx, msg)
+		cancel()
+		if err == nil {
+			f.answers.Add(1)
+			return
+		}
+		if peelproto.IsAlreadyStored(err) {
+			f.dupes.Add(1)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not after %s", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// settled reports whether the masters own every partition exactly once.
+func settled(ms []*mastertest.Handle) bool {
+	if len(ms) == 0 {
+		return false
+	}
+	seen := map[int]int{}
+	for _, m := range ms {
+		for _, p := range m.Owned() {
+			seen[p]++
+		}
+	}
+	P := ms[0].Partitions()
+	for p := 0; p < P; p++ {
+		if seen[p] != 1 {
+			return false
+		}
+	}
+	return len(seen) == P
+}
+
+func startMasters(t *testing.T, url string, n int) []*mastertest.Handle {
+	var ms []*mastertest.Handle
+	for i := 0; i < n; i++ {
+		ms = append(ms, mastertest.Start(t, mastertest.Config(fmt.Sprintf("m%d", i+1), url)))
+	}
+	waitFor(t, "masters settle", 10*time.Second, func() bool { return settled(ms) })
+	return ms
+}
+
+func TestMasters_ShareAllPartitions_JoinAndCleanLeave(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	ms := startMasters(t, url, 3)
+	for _, m := range ms {
+		if n := len(m.Owned()); n < 5 || n > 45 {
+			t.Errorf("master %s owns %d of 64 partitions", m.ID(), n)
+		}
+	}
+	// `zester masters --json` shows the three with their shares.
+	code, out, _ := zester(t, url, "masters", "--json")
+	var recs []wire.MasterRecord
+	if code != 0 || json.Unmarshal([]byte(out), &recs) != nil || len(recs) != 3 {
+		t.Fatalf("masters --json: %d %s", code, out)
+	}
+	// A fourth joins and takes a share.
+	m4 := mastertest.Start(t, mastertest.Config("m4", url))
+	ms = append(ms, m4)
+	took := waitFor(t, "m4 takes a share", 10*time.Second, func() bool { return settled(ms) })
+	if len(m4.Owned()) == 0 {
+		t.Fatal("m4 owns nothing")
+	}
+	t.Logf("join: settled in %s, m4 owns %d", took, len(m4.Owned()))
+	// A clean stop hands over within about one heartbeat.
+	stopAt := time.Now()
+	if err := ms[0].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	rest := ms[1:]
+	waitFor(t, "clean hand-over", 5*time.Second, func() bool { return settled(rest) })
+	handover := time.Since(stopAt)
+	t.Logf("clean stop: hand-over in %s (heartbeat 500ms)", handover)
+	if handover > 1500*time.Millisecond {
+		t.Errorf("clean hand-over took %s, want about one heartbeat", handover)
+	}
+}
+
+func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	ms := startMasters(t, url, 3)
+	const peels = 1200
+	fleet := startSimFleet(t, url, peels, 64)
+	waitFor(t, "index", 20*time.Second, func() bool {
+		for _, m := range ms {
+			if m.PeelCount() != peels {
+				return false
+			}
+		}
+		return true
+	})
+	fleet.latency.Store(int64(1500 * time.Millisecond))
+
+	js := jsFor(t, url)
+	nc, _ := nats.Connect(url)
+	defer nc.Close()
+	req, _ := json.Marshal(wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)})
+	msg, err := nc.Request(names.APISubject("job.run"), req, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp wire.RunResponse
+	json.Unmarshal(msg.Data, &resp)
+	if resp.JID == "" {
+		t.Fatalf("no jid: %s", msg.Data)
+	}
+	// Wait until every partition has its part (the job is dispatched), then
+	// kill the master owning the most partitions.
+	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
+	waitFor(t, "job running", 10*time.Second, func() bool { return jobStatus(t, kvJobs, resp.JID).Status != wire.StatusPending })
+	victim := ms[0]
+	for _, m := range ms {
+		if len(m.Owned()) > len(victim.Owned()) {
+			victim = m
+		}
+	}
+	var survivors []*mastertest.Handle
+	for _, m := range ms {
+		if m != victim {
+			survivors = append(survivors, m)
+		}
+	}
+	killedAt := time.Now()
+	victim.Kill()
+	failover := waitFor(t, "reassignment", 10*time.Second, func() bool { return settled(survivors) })
+	t.Logf("FAILOVER: killed %s (owned %d partitions) with %d peels in flight; full reassignment after %s (heartbeat 500ms, dead_after 1.5s)",
+		victim.ID(), len(victim.Owned()), peels, failover)
+	if failover > 5*time.Second {
+		t.Errorf("failover took %s, bound is dead_after + heartbeat/4 (1.625s) and the goal under 5s", failover)
+	}
+	var job wire.Job
+	waitFor(t, "job final", 30*time.Second, func() bool { job = jobStatus(t, kvJobs, resp.JID); return wire.Final(job.Status) })
+	t.Logf("job %s: %s expected=%d returned=%d in %s after the kill", job.JID, job.Status, job.Expected, job.Returned, time.Since(killedAt))
+	if job.Status != wire.StatusDone || job.Expected != peels || job.Returned != peels {
+		t.Fatalf("job after failover: %+v", job)
+	}
+	// Every return recorded exactly once.
+	kvRet, _ := js.KeyValue(context.Background(), names.BucketJobReturns)
+	lister, err := kvRet.ListKeysFiltered(context.Background(), names.ReturnFilter(resp.JID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for k := range lister.Keys() {
+		_, peel, _ := names.ParseReturnKey(k)
+		count[peel]++
+	}
+	if len(count) != peels {
+		t.Fatalf("%d peels have a stored return, want %d", len(count), peels)
+	}
+	if fleet.dupes.Load() != 0 {
+		t.Fatalf("%d duplicate returns refused", fleet.dupes.Load())
+	}
+	// The main record went through every state once, never backwards.
+	hist, err := kvJobs.History(context.Background(), names.JobKey(resp.JID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, e := range hist {
+		var j wire.Job
+		json.Unmarshal(e.Value(), &j)
+		states = append(states, j.Status)
+	}
+	if got := strings.Join(states, ">"); got != "pending>running>done" {
+		t.Fatalf("job status history %s", got)
+	}
+}
+
+func jobStatus(t *testing.T, kv jetstream.KeyValue, jid string) wire.Job {
+	e, err := kv.Get(context.Background(), names.JobKey(jid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j wire.Job
+	if err := json.Unmarshal(e.Value(), &j); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}

@@ -1,0 +1,300 @@
+package topology
+
+import (
+	"fmt"
+	"hash/fnv"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// writeFiles writes generated files into a new temp dir.
+func writeFiles(t *testing.T, files map[string][]byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestGenerateCheck(t *testing.T) {
+	t.Parallel()
+	bin := natsServerBinary(t)
+	store := filepath.Join(t.TempDir(), "store")
+	cases := []struct {
+		name  string
+		o     GenOptions
+		files []string
+		want  []string // substrings every JetStream server's file must contain
+	}{
+		{"single", GenOptions{Kind: "single"}, []string{"server.conf"},
+			[]string{`server_name: "zester"`, "http_port: 8222", `"zester.in.*.>": "zester.inp.{{partition(64,1)}}.{{wildcard(1)}}.>"`}},
+		{"single with leaf port, no monitor, payload", GenOptions{Kind: "single", Name: "solo", LeafPort: 7422, Monitor: -1, MaxPayload: 8 << 20, Partitions: 16}, []string{"server.conf"},
+			[]string{"leafnodes {", "max_payload: 8388608", "partition(16,1)"}},
+		{"cluster", GenOptions{Kind: "cluster", Routes: []string{"n1.example.com:6222", "n2.example.com:6222", "10.0.0.3:6222"}}, []string{"n1.conf", "n2.conf", "n3.conf"},
+			[]string{`name: "zester"`, "nats-route://", "compression: s2_fast", "jetstream {"}},
+		{"cluster, compression off, no leafs", GenOptions{Kind: "cluster", Cluster: "prod", Routes: []string{"a:6222", "b:6222"}, Compression: "off", LeafPort: -1}, []string{"n1.conf", "n2.conf"},
+			[]string{`name: "prod"`, "compression: off"}},
+		{"leaf, single hub", GenOptions{Kind: "leaf", Leafs: 2, LeafRemotes: []string{"hub.example.com:7422"}}, []string{"hub.conf", "leaf-1.conf", "leaf-2.conf"},
+			[]string{"default_js_domain", `"$G": ""`}},
+		{"leaf, clustered hub", GenOptions{Kind: "leaf", Routes: []string{"h1:6222", "h2:6222", "h3:6222"}}, []string{"hub-n1.conf", "hub-n2.conf", "hub-n3.conf", "leaf-1.conf"},
+			[]string{"leafnodes {"}},
+		{"leaf, hub domain", GenOptions{Kind: "leaf", HubDomain: "zester", LeafRemotes: []string{"nats-leaf://hub:7422"}}, []string{"hub.conf", "leaf-1.conf"},
+			[]string{"leafnodes {"}},
+		{"leaf with own JetStream", GenOptions{Kind: "leaf", Leafs: 2, LeafJetStream: true, JetStreamDomain: "edge", HubDomain: "zester", LeafRemotes: []string{"hub:7422"}, Compression: "s2_better"},
+			[]string{"hub.conf", "leaf-1.conf", "leaf-2.conf"}, []string{"jetstream {", "domain: ", "s2_better"}},
+		{"supercluster", GenOptions{Kind: "supercluster", Gateways: map[string][]string{"hub": {"h1:7222", "h2:7222", "h3:7222"}, "east": {"e1:7222", "e2:7222", "e3:7222"}}},
+			[]string{"hub-n1.conf", "hub-n2.conf", "hub-n3.conf", "east-n1.conf", "east-n2.conf", "east-n3.conf"}, []string{"gateway {", "cluster {", "no compression setting"}},
+		{"supercluster with leafs", GenOptions{Kind: "supercluster", Leafs: 1, Gateways: map[string][]string{"hub": {"h1:7222", "h2:7222", "h3:7222"}, "east": {"e1:7222"}, "west": {"w1:7222"}}},
+			[]string{"hub-n1.conf", "hub-n2.conf", "hub-n3.conf", "east-n1.conf", "west-n1.conf", "hub-leaf-1.conf", "east-leaf-1.conf", "west-leaf-1.conf"}, []string{"leafnodes {"}},
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for _, c := range cases {
+		c.o.StoreDir = store
+		files, err := Generate(c.o)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := slices.Sorted(func(yield func(string) bool) {
+			for n := range files {
+				if !yield(n) {
+					return
+				}
+			}
+		}); !slices.Equal(got, slices.Sorted(slices.Values(c.files))) {
+			t.Fatalf("%s: files %v, want %v", c.name, got, c.files)
+		}
+		dir := writeFiles(t, files)
+		for name, content := range files {
+			want := c.want
+			if strings.Contains(name, "leaf-") {
+				want = []string{"leafnodes {", "remotes: [", "mappings {"}
+				if !c.o.LeafJetStream && c.o.HubDomain == "" {
+					want = append(want, `default_js_domain`)
+				}
+			}
+			for _, w := range want {
+				if !strings.Contains(string(content), w) {
+					t.Errorf("%s: %s lacks %q:\n%s", c.name, name, w, content)
+				}
+			}
+			if c.o.HubDomain != "" && strings.Contains(string(content), "default_js_domain") {
+				t.Errorf("%s: %s: default_js_domain with a hub domain", c.name, name)
+			}
+			path := filepath.Join(dir, name)
+			// The stock server's own check (parses; warnings fail it too).
+			wg.Go(func() {
+				out, err := exec.Command(bin, "-t", "-c", path).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "is valid") {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("%s: nats-server -t -c %s: %v\n%s\n%s", c.name, name, err, out, content))
+					mu.Unlock()
+				}
+			})
+			// Deeper: NewServer validates the options (compression modes,
+			// leafnode/gateway system account, JetStream cluster settings)
+			// without starting anything.
+			opts, err := server.ProcessConfigFile(path)
+			if err != nil {
+				t.Errorf("%s: %s: %v", c.name, name, err)
+				continue
+			}
+			opts.NoSigs = true
+			if _, err := server.NewServer(opts); err != nil {
+				t.Errorf("%s: %s: NewServer: %v\n%s", c.name, name, err, content)
+			}
+		}
+	}
+	wg.Wait()
+	for _, f := range failures {
+		t.Error(f)
+	}
+}
+
+func TestGenerateErrors(t *testing.T) {
+	t.Parallel()
+	gw := map[string][]string{"hub": {"h1:7222"}, "east": {"e1:7222"}}
+	cases := []struct {
+		o      GenOptions
+		option string
+	}{
+		{GenOptions{}, "Kind"},
+		{GenOptions{Kind: "mesh"}, "Kind"},
+		{GenOptions{Kind: "single", Name: "bad name"}, "Name"},
+		{GenOptions{Kind: "single", Port: 70000}, "Port"},
+		{GenOptions{Kind: "single", Monitor: 4222}, "Monitor"},
+		{GenOptions{Kind: "single", StoreDir: "relative/dir"}, "StoreDir"},
+		{GenOptions{Kind: "single", Compression: "zstd"}, "Compression"},
+		{GenOptions{Kind: "single", Partitions: -1}, "Partitions"},
+		{GenOptions{Kind: "single", MaxPayload: 1 << 30}, "MaxPayload"},
+		{GenOptions{Kind: "single", Routes: []string{"a:6222"}}, "Routes"},
+		{GenOptions{Kind: "single", Leafs: 1}, "Leafs"},
+		{GenOptions{Kind: "single", Host: "not a host"}, "Host"},
+		{GenOptions{Kind: "cluster"}, "Routes"},
+		{GenOptions{Kind: "cluster", Routes: []string{"a:6222", "a:6222"}}, "Routes"},
+		{GenOptions{Kind: "cluster", Routes: []string{"a", "b:6222"}}, "Routes"},
+		{GenOptions{Kind: "cluster", Routes: []string{"a:4222", "b:4222"}}, "Routes[0]"},
+		{GenOptions{Kind: "cluster", Cluster: "a.b", Routes: []string{"a:6222", "b:6222"}}, "Cluster"},
+		{GenOptions{Kind: "leaf"}, "LeafRemotes"},
+		{GenOptions{Kind: "leaf", LeafRemotes: []string{"http://hub:7422"}}, "LeafRemotes[0]"},
+		{GenOptions{Kind: "leaf", LeafRemotes: []string{"hub:7422"}, LeafPort: -1}, "LeafPort"},
+		{GenOptions{Kind: "leaf", LeafRemotes: []string{"hub:7422"}, JetStreamDomain: "edge"}, "JetStreamDomain"},
+		{GenOptions{Kind: "leaf", LeafRemotes: []string{"hub:7422"}, LeafJetStream: true}, "JetStreamDomain"},
+		{GenOptions{Kind: "leaf", LeafRemotes: []string{"hub:7422"}, LeafJetStream: true, JetStreamDomain: "edge"}, "HubDomain"},
+		{GenOptions{Kind: "leaf", LeafRemotes: []string{"hub:7422"}, LeafJetStream: true, JetStreamDomain: "x", HubDomain: "x"}, "JetStreamDomain"},
+		{GenOptions{Kind: "leaf", LeafRemotes: []string{"hub:7422"}, HubDomain: "a b"}, "HubDomain"},
+		{GenOptions{Kind: "supercluster"}, "Gateways"},
+		{GenOptions{Kind: "supercluster", Gateways: map[string][]string{"hub": {"h1:7222"}}}, "Gateways"},
+		{GenOptions{Kind: "supercluster", Gateways: map[string][]string{"hub": {"h1:7222"}, "east": {}}}, "Gateways"},
+		{GenOptions{Kind: "supercluster", Gateways: map[string][]string{"hub": {"h1:7222", "h1:7223"}, "east": {"e1:7222"}}}, "ClusterRoutes"},
+		{GenOptions{Kind: "supercluster", Gateways: gw, ClusterRoutes: map[string][]string{"west": {"w:6222"}}}, "ClusterRoutes"},
+		{GenOptions{Kind: "supercluster", Gateways: gw, ClusterRoutes: map[string][]string{"hub": {"h1:6222", "h2:6222"}}}, "ClusterRoutes"},
+		{GenOptions{Kind: "supercluster", Gateways: gw, Routes: []string{"a:6222", "b:6222"}}, "Routes"},
+		{GenOptions{Kind: "supercluster", Gateways: gw, LeafRemotes: []string{"a:7422"}}, "LeafRemotes"},
+		{GenOptions{Kind: "supercluster", Gateways: gw, Leafs: 1, LeafPort: -1}, "LeafPort"},
+		{GenOptions{Kind: "supercluster", Gateways: map[string][]string{"hub": {"h1:4222"}, "east": {"e1:7222"}}}, "Gateways"},
+	}
+	for _, c := range cases {
+		_, err := Generate(c.o)
+		if err == nil {
+			t.Errorf("%+v: no error, want one naming %s", c.o, c.option)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.option+":") && !strings.Contains(err.Error(), c.option+"[") && !strings.Contains(err.Error(), c.option+" ") {
+			t.Errorf("%+v: error %q does not name %s", c.o, err, c.option)
+		}
+	}
+}
+
+// startConfigs starts servers from generated files on one machine: client
+// ports random, monitoring off, a store per server.
+func startConfigs(t *testing.T, dir string, names []string) []*Server {
+	t.Helper()
+	servers := make([]*Server, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			opts, err := server.ProcessConfigFile(filepath.Join(dir, name))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			opts.Port, opts.HTTPPort, opts.NoSigs = -1, 0, true
+			opts.StoreDir = filepath.Join(dir, "store-"+strings.TrimSuffix(name, ".conf"))
+			s := &Server{opts: opts}
+			if errs[i] = s.start(); errs[i] == nil {
+				servers[i] = s
+			}
+		})
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, s := range servers {
+			if s != nil {
+				s.Shutdown()
+			}
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s: %v", names[i], err)
+		}
+	}
+	return servers
+}
+
+// TestGenerateRuns starts generated deployments (all on loopback) and uses
+// them: what the config check cannot see, such as the leaf link letting the
+// plain JetStream API through.
+func TestGenerateRuns(t *testing.T) {
+	t.Parallel()
+	ports, err := freePorts(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
+
+	t.Run("leaf", func(t *testing.T) {
+		t.Parallel()
+		files, err := Generate(GenOptions{Kind: "leaf", Host: "127.0.0.1", LeafPort: ports[0], LeafRemotes: []string{addr(0)}, Partitions: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := writeFiles(t, files)
+		hub := startConfigs(t, dir, []string{"hub.conf"})
+		leaf := startConfigs(t, dir, []string{"leaf-1.conf"})
+		top := &Topology{kind: KindLeaf, replicas: 1, nodes: []*node{{srv: hub[0]}, {srv: leaf[0], leaf: true}}, stopped: make([]bool, 2)}
+		if err := top.WaitReady(ctxT(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		kvRoundTrip(t, top, leaf[0].ClientURL(), "genleaf")
+		// The generated mapping: a peel publishing on the leaf reaches the
+		// hub on its partition.
+		master := connect(t, hub[0].ClientURL())
+		sub, _ := master.SubscribeSync("zester.inp.>")
+		master.Flush()
+		h := fnv.New32a()
+		h.Write([]byte("p1"))
+		want := fmt.Sprintf("zester.inp.%d.p1.hello", h.Sum32()%8)
+		peel := connect(t, leaf[0].ClientURL())
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			peel.Publish("zester.in.p1.hello", nil)
+			if m, err := sub.NextMsg(50 * time.Millisecond); err == nil {
+				if m.Subject != want {
+					t.Fatalf("mapped to %s, want %s", m.Subject, want)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no mapped message")
+			}
+		}
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		files, err := Generate(GenOptions{Kind: "cluster", Host: "127.0.0.1", LeafPort: -1, Routes: []string{addr(1), addr(2), addr(3)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss := startConfigs(t, writeFiles(t, files), []string{"n1.conf", "n2.conf", "n3.conf"})
+		top := &Topology{kind: KindCluster, replicas: 3, clusters: []string{ClusterName}, stopped: make([]bool, 3)}
+		for _, s := range ss {
+			top.nodes = append(top.nodes, &node{srv: s, cluster: ClusterName})
+		}
+		if err := top.WaitReady(ctxT(t, 20*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		kvRoundTrip(t, top, ss[2].ClientURL(), "gencluster")
+	})
+	t.Run("supercluster", func(t *testing.T) {
+		t.Parallel()
+		files, err := Generate(GenOptions{Kind: "supercluster", Host: "127.0.0.1", LeafPort: -1,
+			Gateways:      map[string][]string{"hub": {addr(4)}, "east": {addr(5)}},
+			ClusterRoutes: map[string][]string{"hub": {addr(6)}, "east": {addr(7)}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss := startConfigs(t, writeFiles(t, files), []string{"hub-n1.conf", "east-n1.conf"})
+		top := &Topology{kind: KindSuperCluster, replicas: 1, placement: "hub", clusters: []string{"hub", "east"}, stopped: make([]bool, 2),
+			nodes: []*node{{srv: ss[0], cluster: "hub"}, {srv: ss[1], cluster: "east"}}}
+		if err := top.WaitReady(ctxT(t, 20*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		kvRoundTrip(t, top, ss[1].ClientURL(), "gensuper")
+	})
+}
