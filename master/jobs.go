@@ -83,9 +83,18 @@ func (je *jobEngine) start(ctx context.Context) error {
 	je.ctx, je.cancel = context.WithCancel(ctx)
 	// Returns first, from now on: whatever arrives while we load is seen
 	// either here or by the rescan of each adopted part.
+	// Start at an explicit sequence rather than "new": when the server
+	// restarts before anything was delivered, the ordered consumer is
+	// recreated from its start sequence, not from "new" again, so a return
+	// stored in between is not skipped.
+	rs, err := je.m.js.Stream(je.ctx, "KV_"+names.BucketJobReturns)
+	if err != nil {
+		return fmt.Errorf("returns stream: %w", err)
+	}
 	cons, err := je.m.js.OrderedConsumer(je.ctx, "KV_"+names.BucketJobReturns, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{names.ReturnSubjectPrefix + ">"},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    rs.CachedInfo().State.LastSeq + 1,
 		HeadersOnly:    true,
 	})
 	if err != nil {
@@ -590,6 +599,13 @@ func (je *jobEngine) deadline(jid string) {
 		}
 	}
 	je.mu.Unlock()
+	if len(parts) > 0 {
+		// Last look in the store before calling anyone missing: a return
+		// may have been stored while this master was cut off.
+		ctx, cancel := context.WithTimeout(je.ctx, 10*time.Second)
+		je.rescan(ctx, jid)
+		cancel()
+	}
 	for _, p := range parts {
 		je.finishPart(jid, p, true)
 	}

@@ -1,0 +1,141 @@
+package peel_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/peel/peeltest"
+	"github.com/zester-io/zester/shard"
+	"github.com/zester-io/zester/topology"
+)
+
+func submit(t *testing.T, nc *nats.Conn, r wire.RunRequest) string {
+	t.Helper()
+	b, _ := json.Marshal(r)
+	msg, err := nc.Request(names.APISubject("job.run"), b, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp wire.RunResponse
+	if json.Unmarshal(msg.Data, &resp) != nil || resp.JID == "" {
+		t.Fatalf("job.run: %s", msg.Data)
+	}
+	return resp.JID
+}
+
+func waitJob(t *testing.T, js jetstream.JetStream, jid string, d time.Duration) wire.Job {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		kv, err := js.KeyValue(context.Background(), names.BucketJobs)
+		if err == nil {
+			if e, err := kv.Get(context.Background(), names.JobKey(jid)); err == nil {
+				var j wire.Job
+				if json.Unmarshal(e.Value(), &j) == nil && wire.Final(j.Status) {
+					return j
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("job %s not final after %s", jid, d)
+	return wire.Job{}
+}
+
+// A peel cut off while a job runs keeps the return on disk, survives its own
+// restart, and delivers the return when NATS is back; the job completes.
+func TestPeel_CutOff_SpoolsAcrossRestartAndDelivers(t *testing.T) {
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	mastertest.Start(t, mastertest.Config("m1", url))
+	cfg := peeltest.Config(t, "cutoff.example.com", url)
+	p := peeltest.Start(t, cfg)
+
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: "cutoff.example.com"}, Function: "test.sleep",
+		Args: json.RawMessage(`{"seconds":1}`), Timeout: wire.Duration(60 * time.Second)})
+	time.Sleep(300 * time.Millisecond) // the peel is running the job
+	s.Shutdown()
+	spool := filepath.Join(cfg.DataDir, "spool")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ents, _ := os.ReadDir(spool)
+		if len(ents) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no spooled return in %s", spool)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// The same peel, restarted, delivers what it held.
+	peeltest.Start(t, cfg)
+	js, _ := jetstream.New(nc)
+	j := waitJob(t, js, jid, 30*time.Second)
+	if j.Status != wire.StatusDone || j.Returned != 1 {
+		t.Fatalf("job after reconnect: %+v", j)
+	}
+	if ents, _ := os.ReadDir(spool); len(ents) != 0 {
+		t.Fatalf("spool not emptied: %d files", len(ents))
+	}
+}
+
+// A job delivered twice runs once.
+func TestPeel_DuplicateDispatch_RunsOnce(t *testing.T) {
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	mastertest.Start(t, mastertest.Config("m1", url))
+	cfg := peeltest.Config(t, "dup1", url)
+	peeltest.Start(t, cfg)
+	nc, _ := nats.Connect(url)
+	defer nc.Close()
+	marker := filepath.Join(t.TempDir(), "ran")
+	d := wire.Dispatch{JID: "2026010100000000000001", Function: "cmd.run", Peels: []string{"dup1"},
+		Args: json.RawMessage(`{"cmd":"echo x >> ` + marker + `"}`), Deadline: time.Now().Add(time.Minute)}
+	b, _ := json.Marshal(d)
+	// Find the peel's partition subject via the master's answer to info.
+	msg, err := nc.Request(names.APISubject("info"), nil, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info wire.Info
+	json.Unmarshal(msg.Data, &info)
+	subj := names.JobSubject(shard.Partition("dup1", info.Partitions))
+	for i := 0; i < 3; i++ {
+		nc.Publish(subj, b)
+	}
+	nc.Flush()
+	time.Sleep(1500 * time.Millisecond)
+	got, _ := os.ReadFile(marker)
+	if string(got) != "x\n" {
+		t.Fatalf("command ran %q times-worth, want once", got)
+	}
+}
