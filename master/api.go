@@ -57,7 +57,7 @@ func respondErr(req micro.Request, code string, err error) {
 }
 
 func (m *Master) apiInfo(req micro.Request) {
-	respondJSON(req, wire.Info{Master: m.cfg.ID, Version: Version, Partitions: m.cfg.Partitions})
+	respondJSON(req, wire.Info{Master: m.cfg.ID, Version: Version, Partitions: m.cfg.Partitions, Nodegroups: m.cfg.Nodegroups, MaxArgs: m.cfg.Jobs.MaxArgs.N()})
 }
 
 // NewJID returns a Salt-style job id: the UTC time to the microsecond, then

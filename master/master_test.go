@@ -216,3 +216,5 @@ func TestConfig_UnknownAndBadKeysNamed(t *testing.T) {
 		t.Errorf("valid config refused: %v", err)
 	}
 }
+
+func configBytes(n int64) config.ByteSize { return config.Bytes(n) }

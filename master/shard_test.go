@@ -59,7 +59,7 @@ func startSimFleet(t *testing.T, url string, n, partitions int) *simFleet {
 		for p := range local {
 			// Facts, so the masters' index knows the peel.
 			for _, id := range local[p] {
-				doc := fmt.Sprintf(`{"os":{"id":"debian"},"host":{"hostname":%q}}`, id)
+				doc := simFacts(id)
 				if _, err := js.PublishAsync("$KV."+names.BucketFacts+"."+id, factcodec.Encode([]byte(doc))); err != nil {
 					t.Fatal(err)
 				}
@@ -293,4 +293,17 @@ func jobStatus(t *testing.T, kv jetstream.KeyValue, jid string) wire.Job {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// simFacts gives sim-NNNNN peels varied facts: even ones run debian, odd
+// ones rocky; peel i has address 10.<i/65536>.<i/256%256>.<i%256>.
+func simFacts(id string) string {
+	var i int
+	fmt.Sscanf(id, "sim-%d", &i)
+	osid := "debian"
+	if i%2 == 1 {
+		osid = "rocky"
+	}
+	addr := fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)
+	return fmt.Sprintf(`{"os":{"id":%q},"host":{"hostname":%q},"network":{"interfaces":{"eth0":{"ipv4":[%q]}},"addresses":[%q]}}`, osid, id, addr+"/16", addr)
 }

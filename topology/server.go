@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -131,13 +132,23 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("nats-server: %w", err)
 	}
+	// Always log through a recorder, so a fatal start-up error (port in
+	// use, bad store dir) is returned at once instead of after a timeout.
+	rec := &fatalRecorder{}
 	if s.cfg.Logger != nil {
-		ns.SetLoggerV2(&slogAdapter{l: s.cfg.Logger}, false, false, false)
+		rec.next = &slogAdapter{l: s.cfg.Logger}
 	}
+	ns.SetLoggerV2(rec, false, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(20 * time.Second) {
-		ns.Shutdown()
-		return fmt.Errorf("nats-server %s: not ready for connections after 20s (port in use or bad store dir %q?)", o.ServerName, o.StoreDir)
+	for deadline := time.Now().Add(20 * time.Second); !ns.ReadyForConnections(50 * time.Millisecond); {
+		if msg := rec.fatal(); msg != "" {
+			ns.Shutdown()
+			return fmt.Errorf("nats-server %s: %s", o.ServerName, msg)
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			return fmt.Errorf("nats-server %s: not ready for connections after 20s (port in use or bad store dir %q?)", o.ServerName, o.StoreDir)
+		}
 	}
 	// Remember the ports picked at random so a restart binds the same ones.
 	if s.opts.Port <= 0 {
@@ -222,6 +233,61 @@ func (s *Server) WaitJetStream(ctx context.Context) error {
 // under dir. It is the launcher tests use for the embedded default.
 func Single(dir string, logger *slog.Logger) (*Server, error) {
 	return StartServer(ServerConfig{Name: "single", Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats"), Logger: logger})
+}
+
+// fatalRecorder keeps the first fatal error and passes every line on to next
+// (when set).
+type fatalRecorder struct {
+	next server.Logger
+	mu   sync.Mutex
+	msg  string
+}
+
+func (r *fatalRecorder) fatal() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.msg
+}
+
+func (r *fatalRecorder) Fatalf(format string, v ...any) {
+	r.mu.Lock()
+	if r.msg == "" {
+		r.msg = fmt.Sprintf(format, v...)
+	}
+	r.mu.Unlock()
+	if r.next != nil {
+		r.next.Fatalf(format, v...)
+	}
+}
+
+func (r *fatalRecorder) Noticef(format string, v ...any) {
+	if r.next != nil {
+		r.next.Noticef(format, v...)
+	}
+}
+
+func (r *fatalRecorder) Warnf(format string, v ...any) {
+	if r.next != nil {
+		r.next.Warnf(format, v...)
+	}
+}
+
+func (r *fatalRecorder) Errorf(format string, v ...any) {
+	if r.next != nil {
+		r.next.Errorf(format, v...)
+	}
+}
+
+func (r *fatalRecorder) Debugf(format string, v ...any) {
+	if r.next != nil {
+		r.next.Debugf(format, v...)
+	}
+}
+
+func (r *fatalRecorder) Tracef(format string, v ...any) {
+	if r.next != nil {
+		r.next.Tracef(format, v...)
+	}
 }
 
 // slogAdapter routes nats-server's logger into slog.

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -724,23 +727,69 @@ func (b *builder) start(kind, placement string, replicas int, clusters []string)
 	return t, nil
 }
 
-// freePorts reserves n distinct free loopback TCP ports by listening on them
-// all at once, then releases them for the servers to bind.
+// Port picking. Route, leaf and gateway ports must be known before the
+// servers start (every node needs its peers' addresses), so they are picked
+// here, then released and bound by the servers a moment later. To keep
+// anything else from taking them in between, they come from below the
+// kernel's ephemeral range (where client ports "-1" and outgoing
+// connections' source ports live), and a port is handed out once per process.
+var (
+	portsMu     sync.Mutex
+	portsGiven  = map[int]bool{}
+	portsLo     = 10000
+	portsHi     = ephemeralLow()
+	portsRandom = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+)
+
+// ephemeralLow is the start of the kernel's ephemeral port range.
+func ephemeralLow() int {
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if lo, err := strconv.Atoi(f[0]); err == nil {
+				return lo
+			}
+		}
+	}
+	return 32768
+}
+
+// freePorts picks n distinct loopback TCP ports nothing listens on.
 func freePorts(n int) ([]int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
+	if portsHi-portsLo < 1000 { // odd ephemeral range: ask the kernel instead
+		var ls []net.Listener
+		defer func() {
+			for _, l := range ls {
+				l.Close()
+			}
+		}()
+		for range n {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, fmt.Errorf("topology: picking a free port: %w", err)
+			}
+			ls = append(ls, l)
+			ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		return ports, nil
+	}
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			return nil, fmt.Errorf("topology: no free port in [%d, %d) after %d tries", portsLo, portsHi, tries)
+		}
+		p := portsLo + portsRandom.IntN(portsHi-portsLo)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
-			return nil, fmt.Errorf("topology: picking a free port: %w", err)
+			continue
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		portsGiven[p] = true
+		ports = append(ports, p)
 	}
 	return ports, nil
 }

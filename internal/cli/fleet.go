@@ -57,16 +57,20 @@ func dash(s string) string {
 	return s
 }
 
-func (a *app) partitions(ctx context.Context) int {
+// info asks any master for the deployment's settings; without a master it
+// returns the defaults.
+func (a *app) info(ctx context.Context) wire.Info {
 	msg, err := a.nc.RequestWithContext(ctxT(ctx, 2*time.Second), names.APISubject("info"), nil)
 	if err == nil {
 		var info wire.Info
 		if json.Unmarshal(msg.Data, &info) == nil && info.Partitions > 0 {
-			return info.Partitions
+			return info
 		}
 	}
-	return shard.DefaultPartitions
+	return wire.Info{Partitions: shard.DefaultPartitions}
 }
+
+func (a *app) partitions(ctx context.Context) int { return a.info(ctx).Partitions }
 
 func (a *app) peelRows(ctx context.Context) ([]wire.PeelSummary, error) {
 	kv, err := a.kv(ctx, names.BucketFacts)

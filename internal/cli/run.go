@@ -156,15 +156,21 @@ func (a *app) run(ctx context.Context, f *runFlags, args []string) error {
 		return withCode(ExitError, err)
 	}
 	tgt, fn := args[0], args[1]
-	if _, err := target.Parse(target.Kind(kind), tgt, target.Options{}); err != nil && kind != string(target.KindNodegroup) && !strings.Contains(err.Error(), "nodegroup") {
-		return withCode(ExitError, err)
-	}
 	jargs, err := ParseArgs(args[2:])
 	if err != nil {
 		return withCode(ExitError, err)
 	}
 	if err := a.connect(ctx); err != nil {
 		return err
+	}
+	// Parse here too, with the masters' node groups, so a bad target is
+	// reported before anything is recorded.
+	info := a.info(ctx)
+	if _, err := target.Parse(target.Kind(kind), tgt, target.Options{Nodegroups: info.Nodegroups}); err != nil {
+		return withCode(ExitError, err)
+	}
+	if info.MaxArgs > 0 && int64(len(jargs)) > info.MaxArgs {
+		return withCode(ExitError, fmt.Errorf("arguments: %d bytes, over the masters' maximum of %d bytes (jobs.max_args)", len(jargs), info.MaxArgs))
 	}
 	req := wire.RunRequest{Target: wire.Target{Kind: kind, Expr: tgt}, Function: fn, Args: jargs, Timeout: wire.Duration(f.timeout), Requester: requester()}
 	if f.batch != "" {
@@ -206,22 +212,47 @@ type jobResult struct {
 // follow streams a job's returns until the job is final, prints the
 // summary and returns the exit status.
 func (a *app) follow(ctx context.Context, jid string, asJSON, stream bool) error {
-	kvJobs, err := a.kv(ctx, names.BucketJobs)
+	res, err := a.collect(ctx, jid, asJSON, stream)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		json.NewEncoder(a.out).Encode(map[string]any{"summary": res})
+	} else {
+		printSummary(a.out, res)
+	}
+	return res.exit()
+}
+
+func (r jobResult) exit() error {
+	switch {
+	case len(r.Missing) > 0 || r.Status == wire.StatusTimedOut || r.Status == wire.StatusPartial:
+		return withCode(ExitMissing, nil)
+	case len(r.Failed) > 0:
+		return withCode(ExitFailed, nil)
+	}
+	return nil
+}
+
+// collect streams a job's returns until the job is final and returns its
+// summary.
+func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (jobResult, error) {
+	kvJobs, err := a.kv(ctx, names.BucketJobs)
+	if err != nil {
+		return jobResult{}, err
 	}
 	kvRet, err := a.kv(ctx, names.BucketJobReturns)
 	if err != nil {
-		return err
+		return jobResult{}, err
 	}
 	rw, err := kvRet.Watch(ctx, names.ReturnFilter(jid))
 	if err != nil {
-		return withCode(ExitError, err)
+		return jobResult{}, withCode(ExitError, err)
 	}
 	defer rw.Stop()
 	jw, err := kvJobs.Watch(ctx, names.JobKey(jid))
 	if err != nil {
-		return withCode(ExitError, err)
+		return jobResult{}, withCode(ExitError, err)
 	}
 	defer jw.Stop()
 
@@ -250,15 +281,15 @@ func (a *app) follow(ctx context.Context, jid string, asJSON, stream bool) error
 		}
 		select {
 		case <-ctx.Done():
-			return withCode(ExitError, fmt.Errorf("interrupted; job %s goes on (zester job wait %s)", jid, jid))
+			return jobResult{}, withCode(ExitError, fmt.Errorf("interrupted; job %s goes on (zester job wait %s)", jid, jid))
 		case <-deadline:
-			return withCode(ExitMissing, fmt.Errorf("job %s: no final status from the masters after its deadline", jid))
+			return jobResult{}, withCode(ExitMissing, fmt.Errorf("job %s: no final status from the masters after its deadline", jid))
 		case e := <-jw.Updates():
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
 			if err := json.Unmarshal(e.Value(), &job); err != nil {
-				return withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", jid, err))
+				return jobResult{}, withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", jid, err))
 			}
 			if !haveJob {
 				deadline = time.After(time.Until(job.Deadline) + 15*time.Second)
@@ -303,20 +334,8 @@ func (a *app) follow(ctx context.Context, jid string, asJSON, stream bool) error
 	}
 	missing, _ := a.missing(ctx, kvJobs, jid, job.Partitions)
 	sort.Strings(failed)
-	res := jobResult{JID: jid, Status: job.Status, Function: job.Function, Expected: job.Expected, Returned: len(seen), Failed: nonNil(failed), Missing: nonNil(missing),
-		Duration: job.Finished.Sub(job.Created).Round(time.Millisecond).String()}
-	if asJSON {
-		enc.Encode(map[string]any{"summary": res})
-	} else {
-		printSummary(a.out, res)
-	}
-	switch {
-	case len(missing) > 0 || job.Status == wire.StatusTimedOut || job.Status == wire.StatusPartial:
-		return withCode(ExitMissing, nil)
-	case len(failed) > 0:
-		return withCode(ExitFailed, nil)
-	}
-	return nil
+	return jobResult{JID: jid, Status: job.Status, Function: job.Function, Expected: job.Expected, Returned: len(seen), Failed: nonNil(failed), Missing: nonNil(missing),
+		Duration: job.Finished.Sub(job.Created).Round(time.Millisecond).String()}, nil
 }
 
 func nonNil(s []string) []string {

@@ -149,9 +149,11 @@ type Load struct {
 
 // Info is the answer of the master API's info endpoint.
 type Info struct {
-	Master     string `json:"master"`
-	Version    string `json:"version"`
-	Partitions int    `json:"partitions"`
+	Master     string            `json:"master"`
+	Version    string            `json:"version"`
+	Partitions int               `json:"partitions"`
+	Nodegroups map[string]string `json:"nodegroups,omitempty"`
+	MaxArgs    int64             `json:"max_args"`
 }
 
 // PeelSummary is one row of `zester peels`.

@@ -1,0 +1,121 @@
+package master_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master/mastertest"
+)
+
+func TestJobs_Targeting_ExactExpectedSets(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	cfg := mastertest.Config("m1", url)
+	cfg.Nodegroups = map[string]string{"firsts": "L@sim-00000.dc1.example.com,sim-00001.dc1.example.com", "debs": "G@os:id:debian"}
+	m := mastertest.Start(t, cfg)
+	startSimFleet(t, url, 200, 64)
+	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 200 })
+
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"*"}, 200},
+		{[]string{"sim-0000?.dc1.example.com"}, 10},
+		{[]string{"-L", "sim-00003.dc1.example.com,sim-00007.dc1.example.com"}, 2},
+		{[]string{"-E", `sim-0001\d\.`}, 10},
+		{[]string{"-G", "os:id:debian"}, 100},
+		{[]string{"-G", "network:interfaces:eth0:ipv4:10.0.0.1*"}, 111}, // 10.0.0.1/16, .10–.19, .100–.199
+		{[]string{"-S", "10.0.0.0/28"}, 16},
+		{[]string{"-N", "firsts"}, 2},
+		{[]string{"-C", "G@os:id:rocky and sim-000[0-4]*"}, 25},
+		{[]string{"-C", "N@debs and not E@sim-0000 or L@sim-00001.dc1.example.com"}, 96},
+	} {
+		args := append([]string{"run", "--json", "--timeout", "10s"}, tc.args...)
+		args = append(args, "test.ping")
+		code, out, errOut := zester(t, url, args...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var sum struct{ Summary jobResultJSON }
+		json.Unmarshal([]byte(lines[len(lines)-1]), &sum)
+		if code != 0 || sum.Summary.Expected != tc.want || sum.Summary.Returned != tc.want || len(lines) != tc.want+1 {
+			t.Errorf("%v: exit %d, expected %d returned %d lines %d; want %d\n%s", tc.args, code, sum.Summary.Expected, sum.Summary.Returned, len(lines), tc.want, errOut)
+		}
+	}
+}
+
+type jobResultJSON struct {
+	JID      string   `json:"jid"`
+	Status   string   `json:"status"`
+	Expected int      `json:"expected"`
+	Returned int      `json:"returned"`
+	Missing  []string `json:"missing"`
+}
+
+func TestJobs_BadInput_ClearErrors(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	cfg := mastertest.Config("m1", url)
+	cfg.Jobs.MaxArgs = configBytes(1024)
+	mastertest.Start(t, cfg)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "-C", "G@os:id:debian and (web*", "test.ping"}, "column"},
+		{[]string{"run", "-C", "X@foo", "test.ping"}, "X@"},
+		{[]string{"run", "-S", "10.0.0.0/99", "test.ping"}, "10.0.0.0/99"},
+		{[]string{"run", "-N", "nosuch", "test.ping"}, "nosuch"},
+		{[]string{"run", "*", "test.echo", strings.Repeat("x", 2000)}, "max_args"},
+		{[]string{"run", "*", "bad fn!", "x"}, "function"},
+		{[]string{"run", "*", "test.echo", "{not json"}, "JSON"},
+		{[]string{"run", "--batch", "0", "*", "test.ping"}, "--batch"},
+	} {
+		code, out, errOut := zester(t, url, tc.args...)
+		if code != 3 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q; want exit 3 naming %q", tc.args, code, errOut, out, tc.want)
+		}
+	}
+	// Nothing half-done: no job was recorded.
+	code, out, _ := zester(t, url, "job", "list", "--json")
+	if code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("job list after refused jobs: %d %s", code, out)
+	}
+}
+
+func TestJobs_BatchAsyncListShowWait(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	m := mastertest.Start(t, mastertest.Config("m1", url))
+	startSimFleet(t, url, 50, 64)
+	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 50 })
+
+	code, out, errOut := zester(t, url, "run", "--batch", "20%", "*", "test.ping")
+	if code != 0 || strings.Count(out, "batch ") != 5 || !strings.Contains(out, "5 batches") {
+		t.Fatalf("batch: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = zester(t, url, "run", "--async", "-L", "sim-00001.dc1.example.com", "test.ping")
+	jid := strings.TrimSpace(out)
+	if code != 0 || len(jid) != 22 {
+		t.Fatalf("async: %d %q", code, out)
+	}
+	code, out, _ = zester(t, url, "job", "wait", jid)
+	if code != 0 || !strings.Contains(out, "done") {
+		t.Fatalf("wait: %d %s", code, out)
+	}
+	code, out, _ = zester(t, url, "job", "show", jid)
+	if code != 0 || !strings.Contains(out, "sim-00001.dc1.example.com: true") {
+		t.Fatalf("show: %d %s", code, out)
+	}
+	code, out, _ = zester(t, url, "job", "list", "--json")
+	var jobs []wire.Job
+	if code != 0 || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 6 || jobs[0].JID != jid {
+		t.Fatalf("list: %d %s", code, out)
+	}
+	code, out, _ = zester(t, url, "job", "list")
+	if code != 0 || !strings.Contains(out, "JID") || !strings.Contains(out, jid) {
+		t.Fatalf("list table: %d %s", code, out)
+	}
+}
