@@ -32,7 +32,7 @@ const DefaultBackupBase = "/backup/zester"
 // -ldflags "-X github.com/zester-io/zester/internal/cli.zesterVersion=1.2.3".
 var zesterVersion = ""
 
-func version() string {
+func backupZesterVersion() string {
 	if zesterVersion != "" {
 		return zesterVersion
 	}
@@ -66,11 +66,11 @@ DIR/<stream>' restores each stream as well as 'zester restore DIR' does.`,
 			if err := a.connect(ctx); err != nil {
 				return err
 			}
-			pp := newProgress(a.errOut, "backup")
+			pp := newStreamProgress(a.errOut, "backup")
 			m, err := backup.Run(ctx, a.nc, backup.Options{
 				Dir:           dir,
 				Streams:       streams,
-				ZesterVersion: version(),
+				ZesterVersion: backupZesterVersion(),
 				Progress:      pp.update,
 			})
 			if m == nil {
@@ -99,13 +99,13 @@ DIR/<stream>' restores each stream as well as 'zester restore DIR' does.`,
 					}
 					msgs += s.Messages
 					disk += size
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d..%d\t%s\t%s\n", s.Name, s.Messages, ibytes(s.Bytes), s.Subjects, s.FirstSeq, s.LastSeq, s.Archive, ibytes(size))
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d..%d\t%s\t%s\n", s.Name, s.Messages, bytesIEC(s.Bytes), s.Subjects, s.FirstSeq, s.LastSeq, s.Archive, bytesIEC(size))
 				}
 				for _, f := range m.Failed {
 					fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\t%s\n", f.Stream, f.Error)
 				}
 				tw.Flush()
-				fmt.Fprintf(a.out, "backup %s: %d streams, %d messages, %s on disk\n", dir, len(m.Streams), msgs, ibytes(disk))
+				fmt.Fprintf(a.out, "backup %s: %d streams, %d messages, %s on disk\n", dir, len(m.Streams), msgs, bytesIEC(disk))
 			}
 			if err != nil {
 				return withCode(ExitError, err)
@@ -149,7 +149,7 @@ func (a *app) backupVerifyCmd() *cobra.Command {
 				}
 				return nil
 			}
-			a.printReport(rep)
+			a.printBackupReport(rep)
 			if err != nil {
 				return withCode(ExitFailed, err)
 			}
@@ -162,7 +162,7 @@ func (a *app) backupVerifyCmd() *cobra.Command {
 	return c
 }
 
-func (a *app) printReport(rep *backup.Report) {
+func (a *app) printBackupReport(rep *backup.Report) {
 	if rep == nil || len(rep.Streams) == 0 {
 		return
 	}
@@ -174,7 +174,7 @@ func (a *app) printReport(rep *backup.Report) {
 	tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tSEQUENCES\tARCHIVE\tDIRECTORY")
 	for _, s := range rep.Streams {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d..%d\t%s\t%s\n", s.Name, s.Messages, ibytes(s.Bytes), s.FirstSeq, s.LastSeq, s.Archive, s.Dir)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d..%d\t%s\t%s\n", s.Name, s.Messages, bytesIEC(s.Bytes), s.FirstSeq, s.LastSeq, s.Archive, s.Dir)
 	}
 	tw.Flush()
 }
@@ -236,11 +236,11 @@ stream's backup directory.`,
 				tw := tabwriter.NewWriter(a.errOut, 0, 2, 2, ' ', 0)
 				fmt.Fprintln(tw, "  STREAM\tMESSAGES NOW\tBYTES NOW\tMESSAGES IN BACKUP")
 				for _, e := range plan.Existing {
-					fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\n", e.Name, e.Messages, ibytes(e.Bytes), rep.Stream(e.Name).Messages)
+					fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\n", e.Name, e.Messages, bytesIEC(e.Bytes), rep.Stream(e.Name).Messages)
 				}
 				tw.Flush()
 				if !yes {
-					ok, err := a.confirm(fmt.Sprintf("Delete and restore %d streams?", len(plan.Existing)))
+					ok, err := a.confirmDestructive(fmt.Sprintf("Delete and restore %d streams?", len(plan.Existing)))
 					if err != nil {
 						return withCode(ExitError, err)
 					}
@@ -249,7 +249,7 @@ stream's backup directory.`,
 					}
 				}
 			}
-			pp := newProgress(a.errOut, "restore")
+			pp := newStreamProgress(a.errOut, "restore")
 			results, err := plan.Apply(ctx, a.nc, a.js, backup.ApplyOptions{Progress: pp.update})
 			if asJSON {
 				out := struct {
@@ -322,7 +322,7 @@ and asks for confirmation unless --yes.`,
 					return withCode(ExitError, errors.New("--older-than must be more than 0 (use --all to remove everything)"))
 				}
 			}
-			return a.purge(cmd, yes, func() (*backup.PurgePlan, error) { return backup.PlanPurgeReturns(cmd.Context(), a.js, d, all) })
+			return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) { return backup.PlanPurgeReturns(cmd.Context(), a.js, d, all) })
 		},
 	}
 	returns.Flags().StringVar(&olderThan, "older-than", "", "remove returns stored before this long ago (e.g. 24h, 3d)")
@@ -337,7 +337,7 @@ and asks for confirmation unless --yes.`,
 			if keep < 0 {
 				return withCode(ExitError, errors.New("give --keep N (the number of newest events to keep)"))
 			}
-			return a.purge(cmd, yes, func() (*backup.PurgePlan, error) {
+			return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) {
 				return backup.PlanPurgeEvents(cmd.Context(), a.js, uint64(keep))
 			})
 		},
@@ -349,7 +349,7 @@ and asks for confirmation unless --yes.`,
 		Short: "Delete a peel's facts (nats kv del facts PEEL); a running peel republishes them at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.purge(cmd, yes, func() (*backup.PurgePlan, error) {
+			return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) {
 				return backup.PlanPurgeFacts(cmd.Context(), a.js, args[0])
 			})
 		},
@@ -358,7 +358,7 @@ and asks for confirmation unless --yes.`,
 	return c
 }
 
-func (a *app) purge(cmd *cobra.Command, yes bool, plan func() (*backup.PurgePlan, error)) error {
+func (a *app) runPurge(cmd *cobra.Command, yes bool, plan func() (*backup.PurgePlan, error)) error {
 	if err := a.connect(cmd.Context()); err != nil {
 		return err
 	}
@@ -372,7 +372,7 @@ func (a *app) purge(cmd *cobra.Command, yes bool, plan func() (*backup.PurgePlan
 	}
 	fmt.Fprintf(a.errOut, "This removes from %s: %s.\n", p.Stream, p.What)
 	if !yes {
-		ok, err := a.confirm("Purge? This cannot be undone.")
+		ok, err := a.confirmDestructive("Purge? This cannot be undone.")
 		if err != nil {
 			return withCode(ExitError, err)
 		}
@@ -395,8 +395,8 @@ func (a *app) purge(cmd *cobra.Command, yes bool, plan func() (*backup.PurgePlan
 	return nil
 }
 
-// confirm asks on stderr and reads the answer from standard input.
-func (a *app) confirm(question string) (bool, error) {
+// confirmDestructive asks on stderr and reads the answer from standard input.
+func (a *app) confirmDestructive(question string) (bool, error) {
 	fmt.Fprintf(a.errOut, "%s [y/N] ", question)
 	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 	if err != nil && strings.TrimSpace(line) == "" {
@@ -410,9 +410,9 @@ func (a *app) confirm(question string) (bool, error) {
 	return false, nil
 }
 
-// progress prints backup and restore progress on stderr: one updating line
+// streamProgress prints backup and restore progress on stderr: one updating line
 // on a terminal, plain start and end lines otherwise.
-type progress struct {
+type streamProgress struct {
 	w    io.Writer
 	tty  bool
 	verb string
@@ -420,16 +420,16 @@ type progress struct {
 	open bool
 }
 
-func newProgress(w io.Writer, verb string) *progress {
-	return &progress{w: w, tty: isTerminal(w), verb: verb}
+func newStreamProgress(w io.Writer, verb string) *streamProgress {
+	return &streamProgress{w: w, tty: isTerminal(w), verb: verb}
 }
 
-func (p *progress) update(pr backup.Progress) {
+func (p *streamProgress) update(pr backup.Progress) {
 	switch pr.Phase {
 	case backup.PhaseStart, backup.PhaseData:
 		if !p.tty {
 			if pr.Phase == backup.PhaseStart {
-				fmt.Fprintf(p.w, "%s %s: started (%s)\n", p.verb, pr.Stream, ibytes(pr.Total))
+				fmt.Fprintf(p.w, "%s %s: started (%s)\n", p.verb, pr.Stream, bytesIEC(pr.Total))
 			}
 			return
 		}
@@ -437,16 +437,16 @@ func (p *progress) update(pr backup.Progress) {
 			return
 		}
 		p.last = time.Now()
-		line := fmt.Sprintf("%s %s: %s", p.verb, pr.Stream, ibytes(pr.Bytes))
+		line := fmt.Sprintf("%s %s: %s", p.verb, pr.Stream, bytesIEC(pr.Bytes))
 		if pr.Total > 0 {
-			line += fmt.Sprintf(" of ~%s (%d%%)", ibytes(pr.Total), min(100, pr.Bytes*100/pr.Total))
+			line += fmt.Sprintf(" of ~%s (%d%%)", bytesIEC(pr.Total), min(100, pr.Bytes*100/pr.Total))
 		}
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.open = true
 	case backup.PhaseDone:
 		p.clear()
 		if e := pr.Entry; e != nil {
-			fmt.Fprintf(p.w, "%s %s: %d messages, %s in %s\n", p.verb, pr.Stream, e.Messages, ibytes(e.Bytes), pr.Elapsed.Round(time.Millisecond))
+			fmt.Fprintf(p.w, "%s %s: %d messages, %s in %s\n", p.verb, pr.Stream, e.Messages, bytesIEC(e.Bytes), pr.Elapsed.Round(time.Millisecond))
 		} else {
 			fmt.Fprintf(p.w, "%s %s: done in %s\n", p.verb, pr.Stream, pr.Elapsed.Round(time.Millisecond))
 		}
@@ -456,14 +456,14 @@ func (p *progress) update(pr backup.Progress) {
 	}
 }
 
-func (p *progress) clear() {
+func (p *streamProgress) clear() {
 	if p.open {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.open = false
 	}
 }
 
-func ibytes(n uint64) string {
+func bytesIEC(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -15,16 +15,19 @@ var fuzzGroups = map[string]string{
 	"loop":  "N@loop2",
 	"loop2": "a or N@loop",
 	"bad":   "( x",
+	"bs":    `a\`,
+	"re":    `E@\Qa\ or P@k:v:\Qw\`,
+	"sp":    `G@os:Red\ Hat or L@x),y`,
 }
 
 // fuzzSubjects are odd on purpose: ids and fact values with the
 // characters the lexer and the renderer have to take care of.
 func fuzzSubjects() []*MapSubject {
-	odd := []string{"web1", "db2", "and", "a b", "(x)", "x)", "G@os:x", "é", "K", "[", "a\\b", "not(x"}
+	odd := []string{"web1", "db2", "and", "a b", "(x)", "x)", "G@os:x", "é", "K", "[", "a\\b", "not(x", `a\`, "Qa\\"}
 	var subs []*MapSubject
 	for i, id := range odd {
 		subs = append(subs, &MapSubject{PeelID: id, Facts: map[string]any{
-			"os":    []string{"Debian", "Ubuntu", "Red Hat", "a)", "(b", "x:y", "", "K", "\\"}[i%9],
+			"os":    []string{"Debian", "Ubuntu", "Red Hat", "a)", "(b", "x:y", "", "K", "\\", "v\\", "a b)"}[i%11],
 			"roles": []any{id, "web", float64(i)},
 			"k":     map[string]any{"v": id, "w": map[string]any{"x": "1:2"}},
 			"a":     map[string]any{"(b": "c)", "b c": "d e", "": "empty"},
@@ -91,6 +94,10 @@ var fuzzSeeds = []string{
 	"(G@a:(b) or x)) or L@a,b",
 	`E@\Qa)\E or P@os:(?:a|b)`,
 	"a not b not ( c or d )",
+	`(a\) and b`,
+	`N@bs and N@re and N@sp`,
+	`E@\Qa\ b or G@os:x\\`,
+	`(G@os:v\) or (L@a\)`,
 	"X@foo",
 	"( web* ",
 	"web* and",
@@ -118,7 +125,8 @@ var fuzzKinds = []Kind{KindGlob, KindList, KindPCRE, KindFact, KindFactPCRE, Kin
 // FuzzParseKinds does the same for every kind, whose rendering has to
 // turn, for instance, spaces and stray parentheses into compound syntax.
 func FuzzParseKinds(f *testing.F) {
-	for i, s := range []string{"a b*", "a,b)", "a b", "os:Red Hat*", "os:(?:a b)", "10.0.0.0/8", "g", "and", "k:v)"} {
+	for i, s := range []string{"a b*", "a,b)", "a b", "os:Red Hat*", "os:(?:a b)", "10.0.0.0/8", "g", "and", "k:v)",
+		`a\`, `a,b\`, `\Qa b`, `os:\Qa\`, `(a\) and b`, `os:a b\`, `x)`, `k:a:b c`} {
 		f.Add(uint8(i), s)
 	}
 	subs := fuzzSubjects()

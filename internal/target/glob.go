@@ -281,6 +281,39 @@ func escapeWS(s string) string {
 	return b.String()
 }
 
+// closeQuote ends a \Q quote left open at the end of a regular
+// expression, so that text can follow it.
+func closeQuote(re string) string {
+	inQ := false
+	for i := 0; i < len(re); i++ {
+		if re[i] != '\\' || i+1 >= len(re) {
+			continue
+		}
+		switch {
+		case inQ && re[i+1] == 'E':
+			inQ = false
+		case !inQ && re[i+1] == 'Q':
+			inQ = true
+		case inQ:
+			continue // a backslash in a quote is a literal
+		}
+		i++
+	}
+	if inQ {
+		return re + `\E`
+	}
+	return re
+}
+
+// escapeTrailingBackslash turns a glob's final backslash into a class, so
+// that the whitespace after the word does not join it.
+func escapeTrailingBackslash(w string) string {
+	if strings.HasSuffix(w, `\`) {
+		return w[:len(w)-1] + `[\]`
+	}
+	return w
+}
+
 // escapeRegexWS makes a regular expression whitespace-free, or at least
 // free of whitespace without a backslash before it, without changing what
 // it matches: "a b" becomes `a\ b`, and inside \Q...\E the quote is

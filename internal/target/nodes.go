@@ -311,7 +311,7 @@ func (e *GlobExpr) String() string {
 		// All of these start with an ASCII letter or '('.
 		w = "[" + w[:1] + "]" + w[1:]
 	}
-	return escapeTrailingParens(w)
+	return escapeTrailingBackslash(escapeTrailingParens(w))
 }
 
 // escapeTrailingParens turns the closing parentheses at the end of a glob
@@ -327,8 +327,9 @@ func escapeTrailingParens(w string) string {
 
 func (e *ListExpr) String() string {
 	w := "L@" + strings.Join(e.ids, ",")
-	if strings.HasSuffix(w, ")") && parenBalance(w) < 0 {
-		// Ids with stray ')' at the end: spell the set as an exact regex.
+	if strings.HasSuffix(w, ")") && parenBalance(w) < 0 || strings.HasSuffix(w, `\`) {
+		// Ids ending the word in a way the lexer would misread: spell
+		// the set as an exact regex.
 		q := make([]string, len(e.ids))
 		for i, id := range e.ids {
 			q[i] = regexp.QuoteMeta(id)
@@ -338,7 +339,7 @@ func (e *ListExpr) String() string {
 	return w
 }
 
-func (e *RegexExpr) String() string { return "E@" + escapeRegexWS(e.pattern) }
+func (e *RegexExpr) String() string { return "E@" + closeQuote(escapeRegexWS(e.pattern)) }
 
 func (e *FactExpr) String() string {
 	head := "G"
@@ -352,9 +353,9 @@ func (e *FactExpr) String() string {
 	i := strings.IndexByte(e.text, e.delim) // the first part is a key: no whitespace
 	key, rest := e.text[:i+1], e.text[i+1:]
 	if e.regex {
-		return head + key + escapeRegexWS(rest)
+		return head + key + closeQuote(escapeRegexWS(rest))
 	}
-	return escapeTrailingParens(head + key + escapeWS(rest))
+	return escapeTrailingBackslash(escapeTrailingParens(head + key + escapeWS(rest)))
 }
 
 func (e *CIDRExpr) String() string { return "S@" + e.prefix.String() }

@@ -456,7 +456,7 @@ func (p *parser) compileRegex(re string, pos int, fold bool) (*regexp.Regexp, er
 	if fold {
 		prefix = "(?i)^(?:"
 	}
-	c, err := regexp.Compile(prefix + re + ")")
+	c, err := regexp.Compile(prefix + closeQuote(re) + ")")
 	if err != nil {
 		return nil, p.errf(pos, "bad regular expression: %v", err)
 	}

@@ -243,6 +243,22 @@ func TestString(t *testing.T) {
 		{KindFact, "k:(v))", "G@k:(v)[)]"},
 		{KindCompound, "( x or G@k:(v) ) and c", "( x or G@k:(v) ) and c"},
 		{KindCompound, "G%@a%b:c", "G%@a%b:c"},
+		// what the lexer would misread is disguised
+		{KindCompound, `(a\) and b`, `a[\] and b`},
+		{KindPCRE, `\Qa b`, `E@\Qa\E\ \Qb\E`},
+		{KindPCRE, `a\\ b`, `E@a\\\ b`},
+		{KindPCRE, `\Qa\`, `E@\Qa\\E`},
+		{KindFactPCRE, `k:\Qa\`, `P@k:\Qa\\E`},
+		{KindFactPCRE, "k:a b:c d", `P@k:a\ b:c\ d`},
+		{KindFact, `k:a\ b`, `G@k:a\ b`},
+		{KindFact, `k:v\`, `G@k:v[\]`},
+		{KindGlob, "a b)", `a\ b[)]`},
+		{KindGlob, " (x", "[(]x"},
+		{KindGlob, "or(", "[o]r("},
+		{KindGlob, ")", "[)]"},
+		{KindList, "a),b)", `E@(?:a\)|b\))$`},
+		{KindList, `a\,b`, `L@a\,b`},
+		{KindList, `a,b\`, `E@(?:a|b\\)$`},
 	} {
 		e, err := Parse(tc.kind, tc.expr, opt)
 		if tc.want == "" {

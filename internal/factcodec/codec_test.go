@@ -1,0 +1,45 @@
+package factcodec
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestRoundTrip(t *testing.T) {
+	doc := []byte(`{"os":{"id":"debian","version_id":"12"},"network":{"addresses":["10.0.0.1","10.0.0.2"]}}`)
+	got, err := Decode(Encode(doc))
+	if err != nil || !bytes.Equal(got, doc) {
+		t.Fatalf("%s %v", got, err)
+	}
+	// Plain JSON, as put by hand with the nats CLI, reads as is.
+	if got, err := Decode(doc); err != nil || !bytes.Equal(got, doc) {
+		t.Fatalf("plain JSON: %v", err)
+	}
+}
+
+func TestDecode_CorruptIsNamed(t *testing.T) {
+	enc := Encode([]byte(`{"a":1}`))
+	for name, v := range map[string][]byte{
+		"empty":     nil,
+		"tag":       {0x7f, 1, 2},
+		"truncated": enc[:len(enc)-3],
+		"garbage":   append([]byte{formatZstd}, []byte("not zstd at all")...),
+	} {
+		if _, err := Decode(v); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(Encode([]byte(`{"os":{"id":"debian"}}`)))
+	f.Add([]byte(`{"x":1}`))
+	f.Add([]byte{formatZstd, 0x28, 0xb5, 0x2f, 0xfd})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		out, err := Decode(v)
+		if err == nil && len(out) > MaxDecoded {
+			t.Fatalf("decoded %d bytes, over the bound", len(out))
+		}
+	})
+}
