@@ -295,7 +295,7 @@ func GenFacts(i int, id string, now time.Time) *facts.Facts {
 		stdOpts = []string{"rw", "relatime", "seclabel", "attr2", "inode64", "logbufs=8", "logbsize=32k", "noquota"}
 	}
 	addMount("/", part(devs[0], 1), fs, rootSize, stdOpts)
-	addMount("/boot/efi", part(devs[0], 15), "vfat", 106 << 20, []string{"rw", "relatime", "fmask=0077", "dmask=0077", "codepage=437", "iocharset=ascii", "shortname=mixed", "utf8", "errors=remount-ro"})
+	addMount("/boot/efi", part(devs[0], 15), "vfat", 106<<20, []string{"rw", "relatime", "fmask=0077", "dmask=0077", "codepage=437", "iocharset=ascii", "shortname=mixed", "utf8", "errors=remount-ro"})
 	if r.IntN(2) == 0 {
 		addMount("/boot", part(devs[0], 2), fs, 1<<30, stdOpts)
 	}

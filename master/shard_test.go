@@ -307,3 +307,16 @@ func simFacts(id string) string {
 	addr := fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)
 	return fmt.Sprintf(`{"os":{"id":%q},"host":{"hostname":%q},"network":{"interfaces":{"eth0":{"ipv4":[%q]}},"addresses":[%q]}}`, osid, id, addr+"/16", addr)
 }
+
+func submitJob(nc *nats.Conn, r wire.RunRequest) (string, error) {
+	req, _ := json.Marshal(r)
+	msg, err := nc.Request(names.APISubject("job.run"), req, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	var resp wire.RunResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.JID == "" {
+		return "", fmt.Errorf("job.run: %s", msg.Data)
+	}
+	return resp.JID, nil
+}

@@ -676,18 +676,24 @@ func (b *builder) addCluster(cluster string, size int, withLeafs bool, tune func
 	return nil
 }
 
-// start starts the JetStream servers (in parallel: clustered JetStream only
-// settles once peers are up), then the leafs, and waits for WaitReady.
+// start starts the JetStream servers (a cluster's in parallel: clustered
+// JetStream only settles once peers are up), then the leafs, and waits for
+// WaitReady. A supercluster's hub cluster goes first and elects the meta
+// leader on its own; the other clusters then join as peers. Started all at
+// once, the first election of the supercluster often split and cost an
+// election timeout (4-9 s).
 func (b *builder) start(kind, placement string, replicas int, clusters []string) (*Topology, error) {
 	b.plainJS = b.o.JetStreamDomain == "" && slices.ContainsFunc(b.specs, func(sp spec) bool { return sp.leaf })
 	t := &Topology{kind: kind, domain: b.o.JetStreamDomain, placement: placement, replicas: replicas, clusters: clusters}
 	t.nodes = make([]*node, len(b.specs))
 	t.stopped = make([]bool, len(b.specs))
-	startGroup := func(leaf bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	startGroup := func(want func(spec) bool) error {
 		var wg sync.WaitGroup
 		errs := make([]error, len(b.specs))
 		for i, sp := range b.specs {
-			if sp.leaf != leaf {
+			if !want(sp) {
 				continue
 			}
 			wg.Go(func() {
@@ -713,18 +719,44 @@ func (b *builder) start(kind, placement string, replicas int, clusters []string)
 		t.Shutdown()
 		return nil, err
 	}
-	if err := startGroup(false); err != nil {
+	if len(clusters) > 1 {
+		hub := clusters[0]
+		if err := startGroup(func(sp spec) bool { return !sp.leaf && sp.cluster == hub }); err != nil {
+			return fail(err)
+		}
+		if err := t.waitMetaLeader(ctx, hub); err != nil {
+			return fail(err)
+		}
+		if err := startGroup(func(sp spec) bool { return !sp.leaf && sp.cluster != hub }); err != nil {
+			return fail(err)
+		}
+	} else if err := startGroup(func(sp spec) bool { return !sp.leaf }); err != nil {
 		return fail(err)
 	}
-	if err := startGroup(true); err != nil {
+	if err := startGroup(func(sp spec) bool { return sp.leaf }); err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	if err := t.WaitReady(ctx); err != nil {
 		return fail(err)
 	}
 	return t, nil
+}
+
+// waitMetaLeader waits until a server of cluster is the JetStream meta
+// leader.
+func (t *Topology) waitMetaLeader(ctx context.Context, cluster string) error {
+	for {
+		for _, n := range t.nodes {
+			if n != nil && !n.leaf && n.cluster == cluster && n.srv.NATS().JetStreamIsLeader() {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topology: no JetStream meta leader in cluster %s: %w", cluster, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Port picking. Route, leaf and gateway ports must be known before the

@@ -58,7 +58,8 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 }
 
 // kvRoundTrip creates (or opens) bucket through url with the topology's
-// replicas and placement, puts a key and reads it back.
+// replicas and placement, puts a key and reads it back. Steps slower than a
+// second are logged.
 func kvRoundTrip(t *testing.T, top *Topology, url, bucket string) jetstream.KeyValue {
 	t.Helper()
 	nc := connect(t, url)
@@ -66,34 +67,56 @@ func kvRoundTrip(t *testing.T, top *Topology, url, bucket string) jetstream.KeyV
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxT(t, 10*time.Second)
-	kv, err := js.CreateOrUpdateKeyValue(ctx, top.KeyValueConfig(jetstream.KeyValueConfig{Bucket: bucket, History: 2}))
-	if err != nil {
-		t.Fatalf("create KV %s via %s: %v", bucket, url, err)
+	step := func(what string, f func(ctx context.Context) error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		begin := time.Now()
+		err := f(ctx)
+		if d := time.Since(begin); d > time.Second {
+			t.Logf("slow: %s of KV %s via %s took %v (%v)", what, bucket, url, d.Round(time.Millisecond), err)
+		}
+		if err != nil {
+			t.Fatalf("%s of KV %s via %s: %v", what, bucket, url, err)
+		}
 	}
-	key := "k-" + strings.NewReplacer(":", "_", "/", "_", ".", "_").Replace(url)
-	if _, err := kv.Put(ctx, key, []byte(url)); err != nil {
-		t.Fatalf("put via %s: %v", url, err)
-	}
-	e, err := kv.Get(ctx, key)
-	if err != nil {
-		t.Fatalf("get via %s: %v", url, err)
-	}
-	if string(e.Value()) != url {
-		t.Fatalf("get via %s: %q", url, e.Value())
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	si := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
-	if got := si.Config.Replicas; got != top.Replicas() {
-		t.Fatalf("bucket %s has %d replicas, want %d", bucket, got, top.Replicas())
-	}
-	if p := top.Placement(); p != "" && (si.Cluster == nil || si.Cluster.Name != p) {
-		t.Fatalf("bucket %s placed in %+v, want cluster %q", bucket, si.Cluster, p)
-	}
+	var kv jetstream.KeyValue
+	step("create", func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, top.KeyValueConfig(jetstream.KeyValueConfig{Bucket: bucket, History: 2}))
+		return err
+	})
+	key := keyFor(url)
+	step("put", func(ctx context.Context) error {
+		_, err := kv.Put(ctx, key, []byte(url))
+		return err
+	})
+	step("get", func(ctx context.Context) error {
+		e, err := kv.Get(ctx, key)
+		if err == nil && string(e.Value()) != url {
+			err = fmt.Errorf("got %q", e.Value())
+		}
+		return err
+	})
+	step("status", func(ctx context.Context) error {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return err
+		}
+		si := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+		if got := si.Config.Replicas; got != top.Replicas() {
+			return fmt.Errorf("%d replicas, want %d", got, top.Replicas())
+		}
+		if p := top.Placement(); p != "" && (si.Cluster == nil || si.Cluster.Name != p) {
+			return fmt.Errorf("placed in %+v, want cluster %q", si.Cluster, p)
+		}
+		return nil
+	})
 	return kv
+}
+
+// keyFor is the key kvRoundTrip writes for a client URL.
+func keyFor(url string) string {
+	return "k-" + strings.NewReplacer(":", "_", "/", "_", ".", "_").Replace(url)
 }
 
 // expectDelivery subscribes on sub's connection and publishes on pub's until
@@ -155,7 +178,7 @@ func TestSingle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bucket after restart: %v", err)
 	}
-	if _, err := kv.Get(ctxT(t, 5*time.Second), "k-"+strings.NewReplacer(":", "_", "/", "_", ".", "_").Replace(top.ClientURLs()[0])); err != nil {
+	if _, err := kv.Get(ctxT(t, 5*time.Second), keyFor(top.ClientURLs()[0])); err != nil {
 		t.Fatalf("key after restart: %v", err)
 	}
 }
@@ -263,7 +286,7 @@ func TestLeaf(t *testing.T) {
 	}
 	hub := top.HubURLs()[0]
 	kvHub := kvRoundTrip(t, top, hub, "leafkv")
-	if e, err := kvHub.Get(ctxT(t, 5*time.Second), "k-"+strings.NewReplacer(":", "_", "/", "_", ".", "_").Replace(urls[1])); err != nil || string(e.Value()) != urls[1] {
+	if e, err := kvHub.Get(ctxT(t, 5*time.Second), keyFor(urls[1])); err != nil || string(e.Value()) != urls[1] {
 		t.Fatalf("hub does not see a leaf's write: %v", err)
 	}
 	// Pub/sub both ways across the leaf link and between two leafs.

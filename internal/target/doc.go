@@ -24,20 +24,24 @@
 //	-C compound     G@os:Debian and web* or L@db1,db2
 //
 // Globs are fnmatch-style, as in Salt: '*' matches any run of characters
-// including dots, '?' one character, "[a-z]" a class, "[!a-z]" or "[^a-z]"
-// its complement. A '[' that is never closed is an error. Globs on peel
-// ids are case-sensitive.
+// including dots and slashes, '?' one character, "[a-z]" a class, "[!a-z]"
+// or "[^a-z]" its complement; a ']' or '[' first in a class is a member.
+// A '[' that is never closed, or a '[' later in a class, is an error. A
+// backslash before whitespace escapes it; any other backslash is literal.
+// Globs on peel ids are case-sensitive.
 //
 // Fact targets are "key:key:...:value". The last part is the value
 // pattern and everything before it the key path through nested maps.
-// When that reading fails, shorter key paths are tried with the rest as
-// the value (as Salt does), so "hwaddr_interfaces:eth0:52:54:00:*" works.
-// The value matches when the fact is a scalar whose string form matches,
-// a list with a matching element, or a map with a matching key. Fact
-// matching is case-insensitive, for globs and regular expressions alike,
-// as in Salt. A list in the key path can be indexed by number. A custom
-// delimiter is written between the letter and the '@' in compound
-// expressions: "G%@os%Debian".
+// When that reading fails, shorter key paths (of at most 10 keys) are
+// tried with the rest as the value, as Salt does, so
+// "hwaddr_interfaces:eth0:52:54:00:*" works. The value matches when the fact is a scalar whose
+// string form matches (numbers as Python prints whole numbers, booleans as
+// True/False, null as None), a list with a matching element, or a map
+// with a matching key. Fact matching is case-insensitive (Unicode simple
+// folding), for globs and regular expressions alike, as in Salt. A list
+// in the key path can be indexed by number. Key parts may not be empty or
+// contain whitespace or backslashes. A custom delimiter is written
+// between the letter and the '@' in compound expressions: "G%@os%Debian".
 //
 // A nodegroup is a compound expression, and may use other nodegroups with
 // N@; it is expanded when the expression is parsed, and a cycle is an
@@ -50,7 +54,8 @@
 //
 //	expr     = or
 //	or       = and { "or" and }
-//	and      = not { "and" not | not-term }   // "a not b" means "a and not b", as in Salt
+//	and      = not { "and" not | &"not" not }  // before "not", "and" may be left out:
+//	                                            // "a not b" is "a and not b", as in Salt
 //	not      = "not" not | primary
 //	primary  = "(" or ")" | target
 //	target   = glob                 bare word
@@ -68,7 +73,9 @@
 // spaces around parentheses; they may also stick to a word, as in
 // "(web* or db*)" or "not(G@os:Debian)". A regular expression keeps the
 // parentheses that belong to it: "(E@web(1|2))" is the regex "web(1|2)"
-// in a group. The letters I@ and J@ (pillar) and R@ (range) are reported
+// in a group. A parenthesis fused between a word and a keyword, as in
+// "(a)and(b)", is not split. Parentheses and "not" nest at most 1000
+// deep. The letters I@ and J@ (pillar) and R@ (range) are reported
 // as unsupported; any other single letter followed by '@' is an error,
 // rather than the glob Salt would take it for.
 //

@@ -1,0 +1,222 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/topology"
+)
+
+// Scratch buckets of the raw baselines; created and deleted by the run.
+const (
+	baselineBucket = "lg-baseline"
+	scratchBucket  = "lg-scratch"
+)
+
+// returnShaped builds a message shaped like a stored return (same headers,
+// same body) for a scratch bucket.
+func returnShaped(bucket, key, jid, peel string, started time.Time) *nats.Msg {
+	ret := wire.Return{JID: jid, Peel: peel, Function: "test.ping", Success: true, Result: jsonTrue,
+		Started: started.UTC(), Duration: wire.Duration(time.Since(started))}
+	b, _ := json.Marshal(&ret)
+	m := &nats.Msg{Subject: "$KV." + bucket + "." + key, Data: b, Header: nats.Header{}}
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m.Header.Set(wire.HeaderOK, "1")
+	return m
+}
+
+func (r *runner) scratchKV(ctx context.Context, name string) (jetstream.KeyValue, func(), error) {
+	e := r.env
+	cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: e.replicas}
+	if e.placement != "" {
+		cfg.Placement = &jetstream.Placement{Cluster: e.placement}
+	}
+	_ = e.js.DeleteKeyValue(ctx, name)
+	kv, err := e.js.CreateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scratch bucket %s: %w", name, err)
+	}
+	return kv, func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = e.js.DeleteKeyValue(dctx, name)
+	}, nil
+}
+
+// settle lets subscription interest cross routes, gateways and leaf links.
+func (r *runner) settle() {
+	if r.env.topo == nil || r.env.topo.Kind() != topology.KindSingle {
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func (r *runner) baselineScenario(ctx context.Context, s *Scenario) {
+	e, f := r.env, r.fleet
+	n := f.Peels()
+	b := &BaselineResult{N: n}
+	s.Baseline = b
+	run := r.runID
+
+	// (a) Core fan-out.
+	r.prog.set("baseline: core fan-out")
+	collect := "lgbase." + run + ".collect"
+	var got atomic.Int64
+	done := make(chan struct{})
+	csub, err := e.ctl.Subscribe(collect, func(*nats.Msg) {
+		if got.Add(1) == int64(n) {
+			close(done)
+		}
+	})
+	if err != nil {
+		s.fail("%v", err)
+		return
+	}
+	csub.SetPendingLimits(-1, -1)
+	e.ctl.Flush()
+	payload := make([]byte, 200)
+	unsub, err := f.SubscribeAll(ctx, "lgbase."+run+".bcast", func(c *simConn, _ *nats.Msg) {
+		for range c.peels {
+			c.nc.Publish(collect, payload)
+		}
+	})
+	if err != nil {
+		s.fail("%v", err)
+		return
+	}
+	r.settle()
+	t0 := time.Now()
+	e.ctl.Publish("lgbase."+run+".bcast", nil)
+	e.ctl.Flush()
+	select {
+	case <-done:
+		b.FanoutTime = Sec(time.Since(t0))
+	case <-time.After(time.Minute):
+		s.fail("fan-out: %d of %d replies after a minute", got.Load(), n)
+	}
+	unsub()
+	csub.Unsubscribe()
+
+	// (b) JetStream PublishAsync rate from one connection.
+	r.prog.set("baseline: JetStream PublishAsync rate")
+	if _, drop, err := r.scratchKV(ctx, scratchBucket); err != nil {
+		s.fail("%v", err)
+	} else {
+		var errs atomic.Int64
+		pjs, _ := jetstream.New(e.ctl, jetstream.WithPublishAsyncMaxPending(4096),
+			jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { errs.Add(1) }))
+		now := time.Now()
+		msgs := make([]*nats.Msg, n)
+		for i := range msgs {
+			msgs[i] = returnShaped(scratchBucket, run+"."+strconv.Itoa(i), "lgscratch", f.ID(i), now)
+		}
+		t0 := time.Now()
+		for _, m := range msgs {
+			if _, err := pjs.PublishMsgAsync(m); err != nil {
+				errs.Add(1)
+			}
+		}
+		select {
+		case <-pjs.PublishAsyncComplete():
+			b.PublishTime = Sec(time.Since(t0))
+			b.PublishRate = float64(n) / time.Since(t0).Seconds()
+		case <-time.After(2 * time.Minute):
+			s.fail("JetStream publish: not complete after 2 minutes")
+		}
+		if n := errs.Load(); n > 0 {
+			s.note("JetStream publish: %d errors", n)
+		}
+		drop()
+	}
+
+	// (c) The ping equivalent.
+	r.prog.set("baseline: ping equivalent")
+	_, drop, err := r.scratchKV(ctx, baselineBucket)
+	if err != nil {
+		s.fail("%v", err)
+		return
+	}
+	defer drop()
+	prefix := "$KV." + baselineBucket + "." + run + "."
+	storedAt := make([]int64, n)
+	var stored atomic.Int64
+	mark := func(m *nats.Msg) {
+		id := m.Subject[len(prefix):]
+		if i := peelIndex(id); i >= 0 && i < n && atomic.CompareAndSwapInt64(&storedAt[i], 0, time.Now().UnixNano()) {
+			stored.Add(1)
+		}
+	}
+	unExtra := f.onExtra(prefix, func(c *simConn, m *nats.Msg, _ *jetstream.PubAck, err error) {
+		switch {
+		case err == nil, peelproto.IsAlreadyStored(err):
+			mark(m)
+		default:
+			go c.retry(m, err)
+		}
+	})
+	defer unExtra()
+	cons, err := e.js.OrderedConsumer(ctx, "KV_"+baselineBucket, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + ">"}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true})
+	if err != nil {
+		s.fail("consumer: %v", err)
+		return
+	}
+	var consumed atomic.Int64
+	cdone := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if consumed.Add(1) == int64(n) {
+			close(cdone)
+		}
+	})
+	if err != nil {
+		s.fail("consume: %v", err)
+		return
+	}
+	defer cc.Stop()
+	unsub, err = f.SubscribeAll(ctx, "lgbase."+run+".ping", func(c *simConn, _ *nats.Msg) {
+		now := time.Now()
+		for _, idx := range c.peels {
+			id := f.peels[idx].id
+			c.publish(returnShaped(baselineBucket, run+"."+id, "lgbase"+run, id, now))
+		}
+	})
+	if err != nil {
+		s.fail("%v", err)
+		return
+	}
+	defer unsub()
+	r.settle()
+	t0 = time.Now()
+	e.ctl.Publish("lgbase."+run+".ping", nil)
+	e.ctl.Flush()
+	select {
+	case <-cdone:
+		b.PingEquivTime = Sec(time.Since(t0))
+	case <-time.After(2 * time.Minute):
+		s.fail("ping equivalent: %d of %d consumed after 2 minutes", consumed.Load(), n)
+	}
+	waitUntil(ctx, 30*time.Second, func() bool { return stored.Load() >= int64(n) })
+	lat := make([]time.Duration, 0, n)
+	for _, at := range storedAt {
+		if at != 0 {
+			lat = append(lat, time.Duration(at-t0.UnixNano()))
+		}
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		b.PingEquivStored = Sec(lat[len(lat)-1])
+		b.PingEquivP50, b.PingEquivP99 = Sec(pct(lat, 0.5)), Sec(pct(lat, 0.99))
+	}
+	r.baseline = b
+	s.Summary = fmt.Sprintf("(a) core fan-out, %s × 200 B replies to one collector: %s; (b) JetStream PublishAsync from one connection: %s (%s for %s); (c) ping equivalent, broadcast → %s PublishAsync stores → one consumer read them all: %s (all stored %s, p50 %s, p99 %s)",
+		fmtInt(int64(n)), b.FanoutTime, fmtRate(b.PublishRate), b.PublishTime, fmtInt(int64(n)), fmtInt(int64(n)), b.PingEquivTime, b.PingEquivStored, b.PingEquivP50, b.PingEquivP99)
+}

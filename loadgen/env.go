@@ -1,0 +1,511 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master"
+	"github.com/zester-io/zester/topology"
+)
+
+// env is where a run happens: an in-process topology with in-process
+// masters, or an external NATS with external masters.
+type env struct {
+	cfg    *Config
+	log    *slog.Logger
+	dir    string
+	topo   *topology.Topology
+	client []string // URLs for the fleet
+	hub    []string // URLs for masters and the control connection
+
+	mmu     sync.Mutex
+	masters []*masterHandle
+	nextID  int
+
+	ctl       *nats.Conn
+	js        jetstream.JetStream
+	kvJobs    jetstream.KeyValue
+	kvReturns jetstream.KeyValue
+	kvHB      jetstream.KeyValue
+
+	partitions    int
+	replicas      int
+	placement     string
+	serverVersion string
+}
+
+type masterHandle struct {
+	id     string
+	m      *master.Master
+	cancel context.CancelFunc
+	exited chan struct{}
+	err    error
+	killed bool
+}
+
+func (e *env) external() bool { return e.topo == nil }
+
+func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) {
+	e := &env{cfg: cfg, log: log, partitions: cfg.Partitions}
+	if cfg.NATS != "" {
+		e.client = config.SplitURLs(cfg.NATS)
+		e.hub = e.client
+		e.replicas = 1
+	} else {
+		dir, err := os.MkdirTemp(cfg.StoreDir, "zester-loadgen-")
+		if err != nil {
+			return nil, err
+		}
+		e.dir = dir
+		o := topology.Options{Dir: dir}
+		if cfg.ServerLog {
+			o.Logger = log
+		}
+		var t *topology.Topology
+		switch cfg.Topology {
+		case topology.KindSingle:
+			t, err = topology.StartSingle(o)
+		case topology.KindCluster:
+			t, err = topology.StartCluster(o)
+		case topology.KindLeaf:
+			t, err = topology.StartLeaf(o)
+		case topology.KindSuperCluster:
+			o.Leafs = 0
+			t, err = topology.StartSuperCluster(o)
+		default:
+			err = fmt.Errorf("unknown topology %q", cfg.Topology)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		e.topo = t
+		e.client = t.ClientURLs()
+		e.hub = t.HubURLs()
+		e.replicas = t.Replicas()
+		e.placement = t.Placement()
+	}
+	nc, err := nats.Connect(strings.Join(e.hub, ","), nats.Name("zester-loadgen control"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(64<<20))
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("control connection to %s: %w", strings.Join(e.hub, ","), err)
+	}
+	e.ctl = nc
+	e.serverVersion = nc.ConnectedServerVersion()
+	if e.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+		e.close()
+		return nil, err
+	}
+	if !e.external() {
+		for range cfg.Masters {
+			if _, err := e.startMaster(ctx); err != nil {
+				e.close()
+				return nil, err
+			}
+		}
+	}
+	if err := e.openBuckets(ctx); err != nil {
+		e.close()
+		return nil, err
+	}
+	if e.external() {
+		// The deployment's partition count comes from a master.
+		var info wire.Info
+		if err := e.api(ctx, "info", nil, &info); err != nil {
+			e.close()
+			return nil, fmt.Errorf("asking a master for the partition count: %w", err)
+		}
+		e.partitions = info.Partitions
+	}
+	return e, nil
+}
+
+func (e *env) openBuckets(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		if e.kvJobs, err = e.js.KeyValue(ctx, names.BucketJobs); err == nil {
+			if e.kvReturns, err = e.js.KeyValue(ctx, names.BucketJobReturns); err == nil {
+				if e.kvHB, err = e.js.KeyValue(ctx, names.BucketMasterHeartbeat); err == nil {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("zester buckets not found (is a master running?): %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (e *env) masterConfig(id string) master.Config {
+	c := master.DefaultConfig()
+	c.ID = id
+	c.HTTP = ""
+	c.LogLevel = "error"
+	c.NATS.URL = config.URLs(e.hub)
+	c.NATS.Replicas = e.replicas
+	c.NATS.Placement = e.placement
+	c.Partitions = e.partitions
+	c.Heartbeat = config.Dur(500 * time.Millisecond)
+	c.DeadAfter = config.Dur(1500 * time.Millisecond)
+	c.Jobs.DefaultTimeout = config.Dur(e.cfg.JobTimeout)
+	return c
+}
+
+// startMaster starts one more in-process master and waits until it is ready.
+func (e *env) startMaster(ctx context.Context) (*masterHandle, error) {
+	e.mmu.Lock()
+	e.nextID++
+	id := fmt.Sprintf("lg-master-%d", e.nextID)
+	e.mmu.Unlock()
+	m, err := master.New(e.masterConfig(id), master.Options{Logger: e.log.With("master", id), NoHTTP: true})
+	if err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithCancel(context.Background())
+	h := &masterHandle{id: id, m: m, cancel: cancel, exited: make(chan struct{})}
+	go func() { h.err = m.Run(mctx); close(h.exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for !m.Ready() {
+		select {
+		case <-h.exited:
+			return nil, fmt.Errorf("master %s stopped: %v", id, h.err)
+		case <-ctx.Done():
+			cancel()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			return nil, fmt.Errorf("master %s not ready after 60s", id)
+		}
+	}
+	e.mmu.Lock()
+	e.masters = append(e.masters, h)
+	e.mmu.Unlock()
+	return h, nil
+}
+
+// live returns the masters that are running.
+func (e *env) live() []*masterHandle {
+	e.mmu.Lock()
+	defer e.mmu.Unlock()
+	var out []*masterHandle
+	for _, h := range e.masters {
+		if !h.killed {
+			select {
+			case <-h.exited:
+			default:
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+func (e *env) liveIDs() []string {
+	var ids []string
+	for _, h := range e.live() {
+		ids = append(ids, h.id)
+	}
+	return ids
+}
+
+// kill crashes a master (no hand-over).
+func (e *env) kill(h *masterHandle) {
+	e.mmu.Lock()
+	h.killed = true
+	e.mmu.Unlock()
+	h.m.Kill()
+}
+
+// stopMaster stops a master cleanly (it deletes its heartbeat).
+func (e *env) stopMaster(h *masterHandle) {
+	h.cancel()
+	select {
+	case <-h.exited:
+	case <-time.After(20 * time.Second):
+	}
+	e.mmu.Lock()
+	h.killed = true
+	e.mmu.Unlock()
+}
+
+// setMasters brings the number of live masters to n.
+func (e *env) setMasters(ctx context.Context, n int) error {
+	live := e.live()
+	for len(live) > n {
+		e.stopMaster(live[len(live)-1])
+		live = live[:len(live)-1]
+	}
+	for len(live) < n {
+		h, err := e.startMaster(ctx)
+		if err != nil {
+			return err
+		}
+		live = append(live, h)
+	}
+	return nil
+}
+
+func (e *env) close() {
+	for _, h := range e.live() {
+		h.cancel()
+	}
+	for _, h := range e.masters {
+		select {
+		case <-h.exited:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if e.ctl != nil {
+		e.ctl.Close()
+	}
+	if e.topo != nil {
+		e.topo.Shutdown()
+	}
+	if e.dir != "" && !e.cfg.KeepStore {
+		os.RemoveAll(e.dir)
+	}
+}
+
+// api calls a master API endpoint.
+func (e *env) api(ctx context.Context, endpoint string, req, resp any) error {
+	var body []byte
+	if req != nil {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return err
+		}
+		body = b
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := e.ctl.RequestWithContext(rctx, names.APISubject(endpoint), body)
+	if err != nil {
+		return err
+	}
+	if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
+		var ae wire.APIError
+		if json.Unmarshal(msg.Data, &ae) == nil && ae.Error != "" {
+			return fmt.Errorf("%s: %s (%s)", endpoint, ae.Error, code)
+		}
+		return fmt.Errorf("%s: %s (%s)", endpoint, msg.Header.Get("Nats-Service-Error"), code)
+	}
+	if resp != nil {
+		return json.Unmarshal(msg.Data, resp)
+	}
+	return nil
+}
+
+// heartbeats reads the heartbeat records of the given masters (all keys
+// when ids is nil).
+func (e *env) heartbeats(ctx context.Context, ids []string) (map[string]wire.MasterRecord, error) {
+	if ids == nil {
+		keys, err := e.kvHB.Keys(ctx)
+		if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, err
+		}
+		ids = keys
+	}
+	out := map[string]wire.MasterRecord{}
+	for _, id := range ids {
+		en, err := e.kvHB.Get(ctx, names.HeartbeatKey(id))
+		if err != nil {
+			continue
+		}
+		var rec wire.MasterRecord
+		if json.Unmarshal(en.Value(), &rec) == nil {
+			out[id] = rec
+		}
+	}
+	return out, nil
+}
+
+// coverage checks that the records' Owned lists split every partition
+// exactly once.
+func coverage(recs map[string]wire.MasterRecord, partitions int) (ok bool, detail string) {
+	owner := make([]int, partitions)
+	for _, r := range recs {
+		for _, p := range r.Owned {
+			if p >= 0 && p < partitions {
+				owner[p]++
+			}
+		}
+	}
+	var missing, double []int
+	for p, n := range owner {
+		switch {
+		case n == 0:
+			missing = append(missing, p)
+		case n > 1:
+			double = append(double, p)
+		}
+	}
+	if len(missing) == 0 && len(double) == 0 {
+		return true, ""
+	}
+	return false, fmt.Sprintf("%d partitions unowned, %d owned twice", len(missing), len(double))
+}
+
+// waitSettled waits until the live masters' heartbeats cover every
+// partition exactly once and every live master's index knows at least
+// peels peels.
+func (e *env) waitSettled(ctx context.Context, peels int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		ids := e.liveIDs()
+		if e.external() {
+			ids = nil
+		}
+		recs, err := e.heartbeats(ctx, ids)
+		if err == nil {
+			if e.external() {
+				for id, r := range recs {
+					if time.Since(r.Beat) > 5*time.Second {
+						delete(recs, id)
+					}
+				}
+			}
+			ok, detail := coverage(recs, e.partitions)
+			if ok && !e.external() && len(recs) != len(ids) {
+				ok, detail = false, fmt.Sprintf("%d of %d heartbeats", len(recs), len(ids))
+			}
+			if ok {
+				for id, r := range recs {
+					if r.Load.Peels < peels {
+						ok, detail = false, fmt.Sprintf("master %s indexed %d of %d peels", id, r.Load.Peels, peels)
+						break
+					}
+				}
+			}
+			if ok {
+				return nil
+			}
+			last = detail
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("masters not settled after %s: %s", timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// serverIndex finds a server of the topology by name.
+func (e *env) serverIndex(name string) int {
+	for i, s := range e.topo.Servers() {
+		if s.Name() == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// streamLeader names the server leading a stream ("" when unknown).
+func (e *env) streamLeader(ctx context.Context, stream string) string {
+	s, err := e.js.Stream(ctx, stream)
+	if err != nil {
+		return ""
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		return ""
+	}
+	return info.Cluster.Leader
+}
+
+// countStored counts the messages and distinct subjects stored under filter
+// in stream, reading headers only.
+func (e *env) countStored(ctx context.Context, stream, filter string) (unique, msgs int, err error) {
+	cons, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true})
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	pending := int(info.NumPending)
+	seen := make(map[string]struct{}, pending)
+	for msgs < pending {
+		batch, err := cons.Fetch(min(pending-msgs, 2000), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return len(seen), msgs, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			seen[m.Subject()] = struct{}{}
+			n++
+		}
+		msgs += n
+		if n == 0 {
+			if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+				return len(seen), msgs, err
+			}
+			if ctx.Err() != nil {
+				return len(seen), msgs, ctx.Err()
+			}
+		}
+	}
+	return len(seen), msgs, nil
+}
+
+// coordinatorOwner is the live master owning the job's coordinator
+// partition (FNV-1a of the jid, as master/jobs.go computes it).
+func (e *env) coordinatorOwner(ctx context.Context, jid string) *masterHandle {
+	p := fnv32a(jid) % uint32(e.partitions)
+	recs, _ := e.heartbeats(ctx, e.liveIDs())
+	for _, h := range e.live() {
+		if slices.Contains(recs[h.id].Owned, int(p)) {
+			return h
+		}
+	}
+	return nil
+}
+
+func fnv32a(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

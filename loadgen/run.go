@@ -1,0 +1,808 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/topology"
+)
+
+type runner struct {
+	cfg      *Config
+	log      *slog.Logger
+	env      *env
+	fleet    *Fleet
+	rep      *Report
+	prog     *progress
+	facts    *EncodedFacts
+	baseline *BaselineResult
+	peak     int64
+	runID    string
+}
+
+// Run performs one load-generator run and returns its report. An error means
+// the run could not be set up; scenario failures are in the report
+// (Report.Failed).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	lvl, err := obs.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: &cfg, log: slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: lvl})),
+		runID: fmt.Sprintf("r%d", time.Now().UnixNano()%1_000_000_000)}
+	start := time.Now()
+	u0, s0 := cpuTimes()
+	r.rep = &Report{Started: start, Command: cfg.Command, Machine: machineInfo()}
+	r.rep.Setup = Setup{Peels: cfg.Peels, Conns: cfg.conns(), Mode: cfg.Mode, Topology: cfg.Topology, Masters: cfg.Masters,
+		Partitions: cfg.Partitions, Latency: cfg.Latency.String(), KillLatency: cfg.KillLatency.String(), FailRate: cfg.FailRate,
+		Target: cfg.Target, NATS: cfg.NATS}
+	r.prog = newProgress(cfg.Progress, cfg.ProgressTTY, r)
+	defer r.prog.close()
+
+	r.prog.set("starting NATS and masters")
+	e, err := startEnv(ctx, r.cfg, r.log)
+	if err != nil {
+		return nil, err
+	}
+	r.env = e
+	defer func() {
+		r.prog.set("shutting down")
+		if r.fleet != nil {
+			r.fleet.Close()
+		}
+		e.close()
+	}()
+	r.rep.Versions = versions(e.serverVersion, !e.external())
+	r.rep.Setup.Partitions = e.partitions
+	r.rep.Setup.Replicas = e.replicas
+	if e.external() {
+		r.rep.Setup.Topology, r.rep.Setup.Masters = "external", 0
+	} else {
+		r.rep.Setup.Servers = len(e.topo.Servers())
+	}
+
+	// The fleet.
+	r.prog.set(fmt.Sprintf("connecting %s simulated peels over %s connections", fmtInt(int64(cfg.Peels)), fmtInt(int64(cfg.conns()))))
+	heap0 := heapInUse()
+	f, err := NewFleet(FleetConfig{Peels: cfg.Peels, Conns: cfg.Conns, PerPeel: cfg.Mode == ModePerPeel, Partitions: e.partitions,
+		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate})
+	if err != nil {
+		return nil, err
+	}
+	r.fleet = f
+	t := time.Now()
+	if err := f.Connect(ctx, 32); err != nil {
+		return nil, err
+	}
+	r.rep.Fleet.ConnectTime = Sec(time.Since(t))
+	heap1 := heapInUse()
+	r.rep.Fleet.HeapBytes = heap1 - heap0
+	r.rep.Fleet.BytesPerPeel = float64(heap1-heap0) / float64(cfg.Peels)
+	r.rep.Fleet.OpenFiles = openFiles()
+	for _, c := range f.conns {
+		r.rep.Fleet.Subs += len(c.subs)
+	}
+	r.notePeak()
+
+	// Every scenario needs the facts: the masters target from them.
+	r.prog.set("generating and encoding facts")
+	if r.facts, err = f.EncodeFacts(ctx, time.Now()); err != nil {
+		return nil, err
+	}
+	if cfg.has(ScFactstorm) {
+		r.scenario(ScFactstorm, r.factstorm)
+	} else {
+		r.prog.set("publishing facts")
+		if _, err := f.PublishFacts(ctx, r.facts); err != nil {
+			return nil, err
+		}
+		if err := e.waitSettled(ctx, cfg.Peels, 3*time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	r.facts = nil // release the encoded documents
+
+	for _, name := range AllScenarios[1:] {
+		if ctx.Err() != nil {
+			break
+		}
+		if !cfg.has(name) && !(name == ScBaseline && cfg.has(ScPing)) {
+			continue
+		}
+		switch name {
+		case ScBaseline:
+			r.scenario(name, r.baselineScenario)
+		case ScPing:
+			r.scenario(name, r.pingScenario)
+		case ScBatch:
+			r.scenario(name, r.batchScenario)
+		case ScMasterkill:
+			if e.external() {
+				r.skip(name, "needs in-process masters (not available with --nats)")
+				continue
+			}
+			r.scenario(name, r.masterkill)
+		case ScServerkill:
+			if e.external() || (e.topo.Kind() != topology.KindCluster && e.topo.Kind() != topology.KindSuperCluster) {
+				r.skip(name, "needs a replicated JetStream: run with --topology cluster (or supercluster)")
+				continue
+			}
+			r.scenario(name, r.serverkill)
+		case ScReconnect:
+			if e.external() {
+				r.skip(name, "needs an in-process server to restart (not available with --nats)")
+				continue
+			}
+			r.scenario(name, r.reconnect)
+		case ScEnrollment:
+			r.skip(name, "not built yet")
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return r.rep, err
+	}
+
+	r.notePeak()
+	u1, s1 := cpuTimes()
+	r.rep.Process = Resources{UserCPU: Sec(u1 - u0), SysCPU: Sec(s1 - s0), CPU: Sec(u1 - u0 + s1 - s0), PeakRSS: r.peak}
+	for _, s := range r.rep.Scenarios {
+		r.rep.Process.FleetIn += s.Res.FleetIn
+		r.rep.Process.FleetOut += s.Res.FleetOut
+		r.rep.Process.ServerIn += s.Res.ServerIn
+		r.rep.Process.ServerOut += s.Res.ServerOut
+	}
+	r.rep.Wall = Sec(time.Since(start))
+	r.rep.Targets = r.targets()
+	return r.rep, nil
+}
+
+func (r *runner) notePeak() {
+	if p := peakRSS(); p > r.peak {
+		r.peak = p
+	}
+}
+
+func (r *runner) skip(name, why string) {
+	r.rep.Scenarios = append(r.rep.Scenarios, &Scenario{Name: name, Status: StatusSkipped, Summary: why})
+}
+
+func (r *runner) serverBytes() (in, out uint64) {
+	if r.env.topo == nil {
+		return 0, 0
+	}
+	for _, s := range r.env.topo.Servers() {
+		if !s.Running() {
+			continue
+		}
+		if v, err := s.NATS().Varz(nil); err == nil {
+			in += uint64(v.InBytes)
+			out += uint64(v.OutBytes)
+		}
+	}
+	return in, out
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return a
+	}
+	return a - b
+}
+
+// scenario runs fn with the resources it uses measured.
+func (r *runner) scenario(name string, fn func(ctx context.Context, s *Scenario)) *Scenario {
+	s := &Scenario{Name: name, Status: StatusOK}
+	r.prog.set(name)
+	r.notePeak()
+	resetPeakRSS()
+	u0, s0 := cpuTimes()
+	st0 := r.fleet.Stats()
+	in0, out0 := r.serverBytes()
+	var prof *os.File
+	if dir := r.cfg.CPUProfileDir; dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			if p, err := os.Create(filepath.Join(dir, "cpu-"+name+".pprof")); err == nil {
+				if pprof.StartCPUProfile(p) == nil {
+					prof = p
+				} else {
+					p.Close()
+				}
+			}
+		}
+	}
+	t := time.Now()
+	ctx := context.Background()
+	fn(ctx, s)
+	s.Wall = Sec(time.Since(t))
+	if prof != nil {
+		pprof.StopCPUProfile()
+		prof.Close()
+		s.Res.Profile = prof.Name()
+	}
+	u1, s1 := cpuTimes()
+	st1 := r.fleet.Stats()
+	in1, out1 := r.serverBytes()
+	s.Res.UserCPU, s.Res.SysCPU, s.Res.CPU = Sec(u1-u0), Sec(s1-s0), Sec(u1-u0+s1-s0)
+	s.Res.PeakRSS = peakRSS()
+	s.Res.FleetOut, s.Res.FleetIn = sub(st1.OutBytes, st0.OutBytes), sub(st1.InBytes, st0.InBytes)
+	s.Res.ServerIn, s.Res.ServerOut = sub(in1, in0), sub(out1, out0)
+	r.notePeak()
+	if s.Status == StatusFailed {
+		r.rep.Failed = true
+	}
+	r.rep.Scenarios = append(r.rep.Scenarios, s)
+	r.log.Info("scenario done", "name", name, "status", s.Status, "summary", s.Summary)
+	return s
+}
+
+// ---- factstorm ----
+
+func (r *runner) factstorm(ctx context.Context, s *Scenario) {
+	f, e := r.fleet, r.env
+	fr := &FactsResult{Peels: f.Peels(), Encoder: r.facts.Encoder, EncodeTime: Sec(r.facts.Took),
+		JSONAvg: float64(r.facts.RawBytes) / float64(f.Peels()), StoredAvg: float64(r.facts.EncBytes) / float64(f.Peels()),
+		BytesStored: r.facts.EncBytes}
+	fr.Ratio = float64(r.facts.RawBytes) / float64(r.facts.EncBytes)
+	fr.EncodeUS = float64(r.facts.Took.Microseconds()) / float64(f.Peels())
+	s.Facts = fr
+	t0 := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	d, err := f.PublishFacts(sctx, r.facts)
+	fr.StoreTime = Sec(d)
+	fr.Rate = float64(f.Peels()) / d.Seconds()
+	if err != nil {
+		s.fail("%v", err)
+		s.Summary = fmt.Sprintf("facts not all stored: %v", err)
+		return
+	}
+	r.prog.set("factstorm: waiting for the masters' index")
+	if err := e.waitSettled(ctx, f.Peels(), 3*time.Minute); err != nil {
+		s.fail("%v", err)
+	} else {
+		fr.IndexTime = Sec(time.Since(t0))
+	}
+	r.prog.set("factstorm: measuring compression")
+	comp, err := MeasureCompression(600)
+	if err == nil {
+		fr.Compression = comp
+	}
+	s.Summary = fmt.Sprintf("%s facts stored in %s (%s), all indexed by the masters after %s; JSON %s → %s stored (%.1f×)",
+		fmtInt(int64(f.Peels())), fr.StoreTime, fmtRate(fr.Rate), fr.IndexTime, fmtBytes(int64(fr.JSONAvg)), fmtBytes(int64(fr.StoredAvg)), fr.Ratio)
+	s.note("encoding (each peel's own work, done before the storm): %s, %.0f µs/doc on %d cores with %s", fr.EncodeTime, fr.EncodeUS, r.rep.Machine.CPUs, shortEncoder(fr.Encoder))
+	if comp != nil {
+		s.note("dictionaries on %d sample documents: trained zstd dictionary (%s) %.1f×, raw dictionary of %d documents (%s) %.1f× (factcodec today %.1f×)",
+			comp.Samples, fmtBytes(int64(comp.TrainedBytes)), comp.TrainedDict.Ratio, comp.RawDictDocs, fmtBytes(int64(comp.RawBytes)), comp.RawDict.Ratio, comp.Factcodec.Ratio)
+	}
+}
+
+func shortEncoder(s string) string {
+	if strings.HasPrefix(s, "factcodec format") {
+		return "factcodec's zstd settings (byte-identical output)"
+	}
+	return s
+}
+
+// ---- ping ----
+
+type pingOpts struct {
+	latency     Dist
+	batch       string
+	submitRetry time.Duration
+	// during runs beside the job once it is submitted; the ping waits for it.
+	during func(ctx context.Context, jid string, t0 time.Time, jt *JobTrack)
+}
+
+func (r *runner) ping(ctx context.Context, o pingOpts) (*PingResult, time.Time, error) {
+	f, e := r.fleet, r.env
+	f.SetLatency(o.latency)
+	defer f.SetLatency(r.cfg.Latency)
+	res := &PingResult{Latency: o.latency.String(), Peels: f.Peels()}
+	req := wire.RunRequest{Target: wire.Target{Expr: r.cfg.Target}, Function: "test.ping",
+		Timeout: wire.Duration(r.cfg.JobTimeout), Requester: "zester-loadgen", Batch: o.batch}
+	var resp wire.RunResponse
+	var t0 time.Time
+	deadline := time.Now().Add(o.submitRetry)
+	for {
+		t0 = time.Now()
+		err := e.api(ctx, "job.run", req, &resp)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, t0, fmt.Errorf("submit: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	jid := resp.JID
+	res.JID = jid
+	jt := f.Job(jid)
+	defer f.Forget(jid)
+
+	duringDone := make(chan struct{})
+	if o.during != nil {
+		go func() { defer close(duringDone); o.during(ctx, jid, t0, jt) }()
+	} else {
+		close(duringDone)
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.JobTimeout+30*time.Second)
+	defer cancel()
+	var job wire.Job
+	var tFinal time.Time
+	var updates <-chan jetstream.KeyValueEntry
+	if w, err := e.kvJobs.Watch(wctx, names.JobKey(jid)); err == nil {
+		defer w.Stop()
+		updates = w.Updates()
+	}
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	consider := func(en jetstream.KeyValueEntry) bool {
+		if en == nil || en.Operation() != jetstream.KeyValuePut {
+			return false
+		}
+		var j wire.Job
+		if json.Unmarshal(en.Value(), &j) != nil {
+			return false
+		}
+		job = j
+		return wire.Final(j.Status)
+	}
+wait:
+	for {
+		select {
+		case en, ok := <-updates:
+			if !ok {
+				updates = nil
+				continue
+			}
+			if consider(en) {
+				tFinal = time.Now()
+				break wait
+			}
+		case <-poll.C:
+			gctx, gc := context.WithTimeout(wctx, 2*time.Second)
+			en, err := e.kvJobs.Get(gctx, names.JobKey(jid))
+			gc()
+			if err == nil && consider(en) {
+				tFinal = time.Now()
+				break wait
+			}
+		case <-wctx.Done():
+			res.Problems = append(res.Problems, fmt.Sprintf("job record not final %s after submit (status %q)", fmtDur(time.Since(t0)), job.Status))
+			break wait
+		}
+	}
+	// Every peel that ran the job should know its return stored.
+	for end := time.Now().Add(10 * time.Second); jt.Stored.Load() < jt.Started.Load() && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	<-duringDone
+
+	res.Status, res.Expected, res.Returned, res.Failed, res.Missing = job.Status, job.Expected, job.Returned, job.Failed, job.Missing
+	cctx, ccancel := context.WithTimeout(ctx, 2*time.Minute)
+	unique, msgs, err := e.countStored(cctx, "KV_"+names.BucketJobReturns, names.ReturnSubjectPrefix+names.ReturnFilter(jid))
+	ccancel()
+	if err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("counting stored returns: %v", err))
+	}
+	res.StoredKeys, res.StoredMsgs = unique, msgs
+	lat := jt.Latencies(t0)
+	if len(lat) > 0 {
+		res.AllStored = Sec(lat[len(lat)-1])
+		res.P50, res.P90, res.P99, res.Max = Sec(pct(lat, 0.5)), Sec(pct(lat, 0.9)), Sec(pct(lat, 0.99)), Sec(lat[len(lat)-1])
+		res.Throughput = float64(len(lat)) / lat[len(lat)-1].Seconds()
+	}
+	if !tFinal.IsZero() {
+		res.Final = Sec(tFinal.Sub(t0))
+	}
+	res.Time = max(res.Final, res.AllStored)
+	if fd := jt.FirstDispatch.Load(); fd > 0 {
+		res.FirstDispatch = Sec(time.Duration(fd - t0.UnixNano()))
+	}
+	want := job.Expected
+	if want == 0 {
+		want = f.Peels()
+	}
+	res.Lost = max(want-unique, 0)
+	res.Duplicates, res.DupRefused, res.DupDispatch = jt.DoubleStored.Load(), jt.DupRefused.Load(), jt.DupDispatch.Load()
+	res.Retries, res.FailedSent, res.PeakInflight = jt.Retries.Load(), jt.Failed.Load(), jt.PeakInflight.Load()
+
+	problem := func(format string, a ...any) { res.Problems = append(res.Problems, fmt.Sprintf(format, a...)) }
+	if job.Status != wire.StatusDone {
+		problem("job status %q, want done", job.Status)
+	}
+	if r.cfg.Target == "*" && job.Expected != f.Peels() {
+		problem("master expected %d peels, the fleet has %d", job.Expected, f.Peels())
+	}
+	if job.Returned != job.Expected {
+		problem("job record: %d of %d returned (%d missing)", job.Returned, job.Expected, job.Missing)
+	}
+	if unique != want {
+		problem("%d distinct returns stored in job-returns, want %d", unique, want)
+	}
+	if msgs != unique {
+		problem("%d messages for %d keys in job-returns", msgs, unique)
+	}
+	if res.Duplicates > 0 {
+		problem("%d returns stored twice", res.Duplicates)
+	}
+	if int64(job.Failed) != res.FailedSent && wire.Final(job.Status) {
+		problem("job record counts %d failed returns, the fleet sent %d", job.Failed, res.FailedSent)
+	}
+	if int(jt.Started.Load()) != want {
+		problem("%d peels received the job, want %d", jt.Started.Load(), want)
+	}
+	if ns := jt.NotStored(f, 5); len(ns) > 0 {
+		problem("peels whose return is not known stored, e.g. %s", strings.Join(ns, ", "))
+	}
+	res.Verified = len(res.Problems) == 0
+	return res, t0, nil
+}
+
+func (p *PingResult) summary() string {
+	s := fmt.Sprintf("%s/%s returns stored, job %s in %s (all stored %s); p50 %s p99 %s max %s; %s; lost %d, stored twice %d, retries refused as already stored %d",
+		fmtInt(int64(p.StoredKeys)), fmtInt(int64(p.Peels)), p.Status, p.Time, p.AllStored, p.P50, p.P99, p.Max, fmtRate(p.Throughput), p.Lost, p.Duplicates, p.DupRefused)
+	return s
+}
+
+func (r *runner) pingScenario(ctx context.Context, s *Scenario) {
+	res, _, err := r.ping(ctx, pingOpts{latency: r.cfg.Latency})
+	if err != nil {
+		s.fail("%v", err)
+		s.Summary = "ping failed: " + err.Error()
+		return
+	}
+	s.Ping = res
+	if b := r.baseline; b != nil && b.PingEquivTime > 0 {
+		res.Ratio = float64(res.Time) / float64(b.PingEquivTime)
+	}
+	s.Summary = res.summary()
+	if res.Ratio > 0 {
+		s.Summary += fmt.Sprintf("; %.1f× the raw NATS ping-equivalent (%s)", res.Ratio, r.baseline.PingEquivTime)
+	}
+	if res.FailedSent > 0 {
+		s.note("%d returns reported failure (--fail-rate), the job record counts %d", res.FailedSent, res.Failed)
+	}
+	for _, p := range res.Problems {
+		s.fail("%s", p)
+	}
+}
+
+// ---- batch ----
+
+func (r *runner) batchScenario(ctx context.Context, s *Scenario) {
+	const batch = "10%"
+	size := int(math.Ceil(float64(r.fleet.Peels()) * 0.10))
+	br := &BatchResult{Batch: batch, Size: size}
+	s.Batch = br
+	res, _, err := r.ping(ctx, pingOpts{latency: Fixed(300 * time.Millisecond), batch: batch})
+	if err != nil {
+		s.Status = StatusUnsupported
+		s.Summary = fmt.Sprintf("the master refused a batch=%s job: %v", batch, err)
+		return
+	}
+	br.Ping, br.PeakInflight = res, res.PeakInflight
+	if res.PeakInflight > int64(size+size/20+1) {
+		s.Status = StatusUnsupported
+		s.Summary = fmt.Sprintf("the master accepted batch=%s (%s peels at a time) but ran %s peels at once: rolling batches are not built in the master yet (RunRequest.Batch is ignored)",
+			batch, fmtInt(int64(size)), fmtInt(res.PeakInflight))
+		return
+	}
+	s.Summary = fmt.Sprintf("batch=%s: at most %s peels in flight; %s", batch, fmtInt(res.PeakInflight), res.summary())
+	for _, p := range res.Problems {
+		s.fail("%s", p)
+	}
+}
+
+// ---- masterkill ----
+
+func waitUntil(ctx context.Context, d time.Duration, cond func() bool) bool {
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+func (r *runner) masterkill(ctx context.Context, s *Scenario) {
+	e, f := r.env, r.fleet
+	const n = 3
+	r.prog.set(fmt.Sprintf("masterkill: starting %d masters", n))
+	if err := e.setMasters(ctx, max(n, len(e.live()))); err != nil {
+		s.fail("%v", err)
+		s.Summary = err.Error()
+		return
+	}
+	if err := e.waitSettled(ctx, f.Peels(), 2*time.Minute); err != nil {
+		s.fail("%v", err)
+		s.Summary = err.Error()
+		return
+	}
+	fo := &FailoverResult{Masters: len(e.live())}
+	s.Failover = fo
+	r.prog.set("masterkill: ping in flight")
+	var foErr error
+	during := func(ctx context.Context, jid string, t0 time.Time, jt *JobTrack) {
+		// In flight: every peel has the job, no return is due yet.
+		waitUntil(ctx, 10*time.Second, func() bool { return jt.Started.Load() >= int64(f.Peels()) })
+		victim, why := e.coordinatorOwner(ctx, jid), "owned the job's coordinator partition"
+		if victim == nil {
+			victim, why = e.live()[0], "first live master"
+		}
+		var survivors []string
+		for _, h := range e.live() {
+			if h != victim {
+				survivors = append(survivors, h.id)
+			}
+		}
+		fo.Victim, fo.Why = victim.id, why
+		killAt := time.Now()
+		fo.FaultAt = Sec(killAt.Sub(t0))
+		e.kill(victim)
+		r.prog.set("masterkill: master " + victim.id + " killed, waiting for failover")
+		for {
+			recs, err := e.heartbeats(ctx, survivors)
+			if err == nil {
+				if ok, _ := coverage(recs, e.partitions); ok {
+					fo.Failover = Sec(time.Since(killAt))
+					return
+				}
+			}
+			if time.Since(killAt) > 60*time.Second {
+				foErr = errors.New("survivors did not take over every partition within 60s")
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	res, _, err := r.ping(ctx, pingOpts{latency: r.cfg.KillLatency, during: during})
+	if err != nil {
+		s.fail("%v", err)
+		s.Summary = "ping failed: " + err.Error()
+	} else {
+		fo.Ping = res
+		s.Summary = fmt.Sprintf("killed %s (%s) %s after submit; survivors owned every partition %s after the kill; job %s: %s of %s returns stored once each, lost %d, stored twice %d (retries refused %d); job took %s with latency %s",
+			fo.Victim, fo.Why, fo.FaultAt, fo.Failover, res.Status, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.DupRefused, res.Time, res.Latency)
+		for _, p := range res.Problems {
+			s.fail("%s", p)
+		}
+	}
+	if foErr != nil {
+		s.fail("%v", foErr)
+	}
+	// Back to the configured number of masters for what follows.
+	r.prog.set("masterkill: restoring masters")
+	if err := e.setMasters(ctx, r.cfg.Masters); err != nil {
+		s.fail("restoring masters: %v", err)
+	} else if err := e.waitSettled(ctx, f.Peels(), 2*time.Minute); err != nil {
+		s.fail("after restoring masters: %v", err)
+	}
+}
+
+// ---- serverkill ----
+
+func (r *runner) serverkill(ctx context.Context, s *Scenario) {
+	e, f := r.env, r.fleet
+	if err := e.waitSettled(ctx, f.Peels(), 2*time.Minute); err != nil {
+		s.fail("%v", err)
+		s.Summary = err.Error()
+		return
+	}
+	stream := "KV_" + names.BucketJobReturns
+	leader := e.streamLeader(ctx, stream)
+	idx := e.serverIndex(leader)
+	why := "leader of " + stream
+	if idx < 0 {
+		idx, why = 0, "first server (stream leader unknown)"
+	}
+	victim := e.topo.Servers()[idx]
+	fo := &FailoverResult{Victim: victim.Name(), Why: why, Masters: len(e.live())}
+	s.Failover = fo
+	// The probe writes through the servers that stay up.
+	var urls []string
+	for i, sv := range e.topo.Servers() {
+		if i != idx && slices.Contains(e.hub, sv.ClientURL()) {
+			urls = append(urls, sv.ClientURL())
+		}
+	}
+	pnc, err := nats.Connect(strings.Join(urls, ","), nats.Name("zester-loadgen probe"), nats.MaxReconnects(-1))
+	if err != nil {
+		s.fail("probe connection: %v", err)
+		return
+	}
+	defer pnc.Close()
+	pjs, _ := jetstream.New(pnc)
+	pkv, err := pjs.KeyValue(ctx, names.BucketJobReturns)
+	if err != nil {
+		s.fail("probe bucket: %v", err)
+		return
+	}
+	during := func(ctx context.Context, jid string, t0 time.Time, jt *JobTrack) {
+		waitUntil(ctx, 10*time.Second, func() bool { return jt.Started.Load() >= int64(f.Peels()) })
+		stopAt := time.Now()
+		fo.FaultAt = Sec(stopAt.Sub(t0))
+		r.prog.set("serverkill: stopping " + victim.Name())
+		e.topo.StopServer(idx)
+		fo.ShutdownTime = Sec(time.Since(stopAt))
+		for n := 0; time.Since(stopAt) < 60*time.Second; n++ {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := pkv.Put(pctx, fmt.Sprintf("lgprobe.%s-%d", r.runID, n), []byte("probe"))
+			cancel()
+			if err == nil {
+				fo.WriteGap = Sec(time.Since(stopAt))
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	res, _, err := r.ping(ctx, pingOpts{latency: r.cfg.KillLatency, during: during})
+	if err != nil {
+		s.fail("%v", err)
+		s.Summary = "ping failed: " + err.Error()
+	} else {
+		fo.Ping = res
+		s.Summary = fmt.Sprintf("stopped %s (%s) %s after submit (stop took %s); next KV write %s after the stop; job %s: %s of %s returns stored once each, lost %d, stored twice %d (retries %d, refused as already stored %d); job took %s",
+			fo.Victim, fo.Why, fo.FaultAt, fo.ShutdownTime, fo.WriteGap, res.Status, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.Retries, res.DupRefused, res.Time)
+		for _, p := range res.Problems {
+			s.fail("%s", p)
+		}
+		if fo.WriteGap == 0 {
+			s.fail("no KV write succeeded within 60s of the stop")
+		}
+	}
+	r.prog.set("serverkill: restarting " + victim.Name())
+	if err := e.topo.RestartServer(idx); err != nil {
+		s.fail("restart %s: %v", victim.Name(), err)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := e.topo.WaitReady(wctx); err != nil {
+		s.fail("%v", err)
+	}
+	if !waitUntil(ctx, 60*time.Second, func() bool { return f.Connected() == f.Conns() }) {
+		s.fail("%d of %d fleet connections back after the restart", f.Connected(), f.Conns())
+	}
+}
+
+// ---- reconnect ----
+
+func (r *runner) reconnect(ctx context.Context, s *Scenario) {
+	e, f := r.env, r.fleet
+	idx := 0
+	if leafs := e.topo.Leafs(); len(leafs) > 0 {
+		idx = slices.Index(e.topo.Servers(), leafs[0])
+	}
+	srv := e.topo.Servers()[idx]
+	url := srv.ClientURL()
+	rr := &ReconnectResult{Server: srv.Name()}
+	s.Reconnect = rr
+	on := make([]bool, len(f.conns))
+	rc0 := make([]int64, len(f.conns))
+	for i, c := range f.conns {
+		on[i] = c.nc.ConnectedUrl() == url
+		rc0[i] = c.reconnects.Load()
+		if on[i] {
+			rr.Conns++
+			rr.PeelsMoved += len(c.peels)
+		}
+	}
+	r.prog.set("reconnect: restarting " + srv.Name())
+	t0 := time.Now()
+	if err := e.topo.RestartServer(idx); err != nil {
+		s.fail("restart: %v", err)
+		s.Summary = err.Error()
+		return
+	}
+	rr.RestartTime = Sec(time.Since(t0))
+	r.prog.set("reconnect: waiting for every connection")
+	back := func() bool {
+		for i, c := range f.conns {
+			if !c.nc.IsConnected() || (on[i] && c.reconnects.Load() <= rc0[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if !waitUntil(ctx, 3*time.Minute, back) {
+		s.fail("%d of %d connections back after 3 minutes", f.Connected(), f.Conns())
+	}
+	rr.AllReconnected = Sec(time.Since(t0))
+	r.prog.set("reconnect: ping after the restart")
+	res, pt0, err := r.ping(ctx, pingOpts{latency: r.cfg.Latency, submitRetry: time.Minute})
+	if err != nil {
+		s.fail("%v", err)
+		s.Summary = fmt.Sprintf("%s connections (%s peels) reconnected %s after the restart began; ping failed: %v", fmtInt(int64(rr.Conns)), fmtInt(int64(rr.PeelsMoved)), rr.AllReconnected, err)
+	} else {
+		rr.Ping = res
+		rr.PingDone = Sec(pt0.Add(res.Time.D()).Sub(t0))
+		s.Summary = fmt.Sprintf("restarted %s (stop + start %s); %s connections (%s peels) reconnected %s after the restart began; a ping then returned from %s of %s peels, %s after the restart began (ping itself %s), lost %d, stored twice %d",
+			srv.Name(), rr.RestartTime, fmtInt(int64(rr.Conns)), fmtInt(int64(rr.PeelsMoved)), rr.AllReconnected, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), rr.PingDone, res.Time, res.Lost, res.Duplicates)
+		for _, p := range res.Problems {
+			s.fail("%s", p)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := e.topo.WaitReady(wctx); err != nil {
+		s.fail("%v", err)
+	}
+}
+
+// ---- targets ----
+
+func (r *runner) targets() []Target {
+	var out []Target
+	peels := r.fleet.Peels()
+	scale := ""
+	if peels < 100_000 {
+		scale = fmt.Sprintf("this run: %s peels", fmtInt(int64(peels)))
+	}
+	if sc := r.rep.Find(ScPing); sc != nil && sc.Ping != nil {
+		p := sc.Ping
+		out = append(out, Target{What: "simulated peels in one run, ping verified", Goal: "100,000", Measured: fmtInt(int64(peels)), Met: peels >= 100_000 && p.Verified})
+		out = append(out, Target{What: "ping to all, every return stored", Goal: "< 3 s", Measured: p.Time.String(), Met: p.Verified && p.Time < 3, Note: scale})
+		if p.Ratio > 0 {
+			out = append(out, Target{What: "ping vs raw NATS ping-equivalent (c)", Goal: "≤ 3×", Measured: fmt.Sprintf("%.2f× (%s vs %s)", p.Ratio, p.Time, r.baseline.PingEquivTime), Met: p.Ratio <= 3})
+		}
+	}
+	mem := r.rep.Fleet.HeapBytes
+	m := Target{What: "memory of the simulated fleet", Goal: "< 2 GiB for 100,000 peels", Measured: fmtBytes(mem)}
+	if peels < 100_000 {
+		proj := int64(r.rep.Fleet.BytesPerPeel * 100_000)
+		m.Measured += fmt.Sprintf(" (%.0f B/peel → %s at 100,000)", r.rep.Fleet.BytesPerPeel, fmtBytes(proj))
+		m.Met = proj < 2<<30
+		m.Note = "projected"
+	} else {
+		m.Met = mem < 2<<30
+	}
+	out = append(out, m)
+	if sc := r.rep.Find(ScMasterkill); sc != nil && sc.Failover != nil && sc.Failover.Ping != nil {
+		fo := sc.Failover
+		out = append(out, Target{What: "master failover", Goal: "< 5 s, 0 lost, 0 duplicated", Measured: fmt.Sprintf("%s, lost %d, duplicated %d", fo.Failover, fo.Ping.Lost, fo.Ping.Duplicates),
+			Met: fo.Failover > 0 && fo.Failover < 5 && fo.Ping.Lost == 0 && fo.Ping.Duplicates == 0 && sc.Status == StatusOK})
+	}
+	if sc := r.rep.Find(ScReconnect); sc != nil && sc.Reconnect != nil {
+		rc := sc.Reconnect
+		out = append(out, Target{What: "peels reconnected after a server restart", Goal: "< 30 s for 100,000", Measured: fmt.Sprintf("%s peels in %s", fmtInt(int64(rc.PeelsMoved)), rc.AllReconnected),
+			Met: rc.AllReconnected < 30 && sc.Status == StatusOK, Note: scale})
+	}
+	if sc := r.rep.Find(ScFactstorm); sc != nil && sc.Facts != nil {
+		fr := sc.Facts
+		t := Target{What: "facts smaller than JSON", Goal: "≥ 8×", Measured: fmt.Sprintf("factcodec %.1f×", fr.Ratio), Met: fr.Ratio >= 8}
+		if c := fr.Compression; c != nil {
+			t.Measured += fmt.Sprintf("; trained dictionary %.1f×; raw dictionary %.1f×", c.TrainedDict.Ratio, c.RawDict.Ratio)
+			if !t.Met && c.RawDict.Ratio >= 8 {
+				t.Note = "only with a dictionary, which factcodec lacks"
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
