@@ -104,17 +104,18 @@ func (je *jobEngine) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("returns consumer: %w", err)
 	}
-	w, err := je.m.kvJobs.WatchAll(je.ctx)
+	// Updates from now on first, then the history: main records only (one
+	// key per job), and the parts of the jobs that are not final. Seven days
+	// of job history then cost one entry per job at start, not 1+P.
+	w, err := je.m.kvJobs.WatchAll(je.ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		cc.Stop()
 		return err
 	}
-	// Initial values: keep the jobs that are not final.
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
-		je.apply(e)
+	if err := je.loadActive(); err != nil {
+		w.Stop()
+		cc.Stop()
+		return err
 	}
 	je.mu.Lock()
 	for jid, js := range je.jobs {
@@ -153,6 +154,45 @@ func (je *jobEngine) start(ctx context.Context) error {
 			}
 		}
 	}()
+	return nil
+}
+
+// loadActive reads the main records and the parts of non-final jobs.
+func (je *jobEngine) loadActive() error {
+	mains, err := je.m.kvJobs.Watch(je.ctx, "*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	var active []string
+	for e := range mains.Updates() {
+		if e == nil {
+			break
+		}
+		if jid := je.apply(e); jid != "" {
+			active = append(active, jid)
+		}
+	}
+	mains.Stop()
+	for _, jid := range active {
+		je.mu.Lock()
+		js := je.jobs[jid]
+		final := js == nil || wire.Final(js.main.Status)
+		je.mu.Unlock()
+		if final {
+			continue
+		}
+		pw, err := je.m.kvJobs.Watch(je.ctx, names.JobPartFilter(jid), jetstream.IgnoreDeletes())
+		if err != nil {
+			return err
+		}
+		for e := range pw.Updates() {
+			if e == nil {
+				break
+			}
+			je.apply(e)
+		}
+		pw.Stop()
+	}
 	return nil
 }
 

@@ -320,3 +320,29 @@ func submitJob(nc *nats.Conn, r wire.RunRequest) (string, error) {
 	}
 	return resp.JID, nil
 }
+
+// The only master restarts while a job is in flight: the new one loads the
+// active job from the jobs bucket and finishes it.
+func TestMaster_RestartMidJob_Finishes(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	h := mastertest.Start(t, mastertest.Config("m1", url))
+	fleet := startSimFleet(t, url, 100, 64)
+	waitFor(t, "index", 10*time.Second, func() bool { return h.PeelCount() == 100 })
+	fleet.latency.Store(int64(2 * time.Second))
+	nc, _ := nats.Connect(url)
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
+	jid := submitPing(t, nc, 30*time.Second)
+	waitFor(t, "running", 10*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status == wire.StatusRunning })
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	mastertest.Start(t, mastertest.Config("m1", url))
+	var job wire.Job
+	waitFor(t, "final", 20*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+	if job.Status != wire.StatusDone || job.Returned != 100 {
+		t.Fatalf("%+v", job)
+	}
+}

@@ -74,6 +74,7 @@ func zester(t *testing.T, url string, args ...string) (code int, stdout, stderr 
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code = cli.Main(append([]string{"--nats", url}, args...), &out, &errOut)
+	t.Logf("$ zester %s\n[exit %d]\n--stdout--\n%s--stderr--\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
 	return code, out.String(), errOut.String()
 }
 

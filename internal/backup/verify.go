@@ -438,13 +438,17 @@ func (t *errTrap) Read(p []byte) (int, error) {
 }
 
 type countReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	eof bool
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err == io.EOF {
+		c.eof = true
+	}
 	return n, err
 }
 
@@ -466,7 +470,7 @@ func walkArchive(path string, meta *api.JSApiStreamRestoreRequest, now time.Time
 		magic, err := br.Peek(len(archive.MagicBytes))
 		switch {
 		case trap.err != nil:
-			return s2Error(trap.err, raw.n)
+			return s2Error(trap.err, raw)
 		case len(magic) == 0:
 			return errors.New("empty archive: no data at all")
 		case string(magic) == archive.MagicBytes:
@@ -482,7 +486,7 @@ func walkArchive(path string, meta *api.JSApiStreamRestoreRequest, now time.Time
 	if walkErr == nil {
 		// The archive ended where it should; the s2 stream must end too.
 		if n, err := io.Copy(io.Discard, br); err != nil {
-			walkErr = s2Error(err, raw.n)
+			walkErr = s2Error(err, raw)
 		} else if n > 0 {
 			walkErr = fmt.Errorf("%d bytes of data after the end of the archive", n)
 		}
@@ -495,10 +499,13 @@ func walkArchive(path string, meta *api.JSApiStreamRestoreRequest, now time.Time
 	return w, FileEntry{Name: filepath.Base(path), Size: raw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, walkErr
 }
 
-func s2Error(err error, at int64) error {
+func s2Error(err error, raw *countReader) error {
+	at := raw.n
 	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Errorf("truncated: the s2 stream ends inside a block after %d bytes", at)
+	case errors.Is(err, io.ErrUnexpectedEOF), raw.eof && errors.Is(err, s2.ErrCorrupt):
+		// The decoder reports a block cut short by the end of the file as
+		// corrupt input.
+		return fmt.Errorf("truncated: the file ends inside an s2 block, after %d bytes", at)
 	case errors.Is(err, s2.ErrCRC):
 		return fmt.Errorf("corrupt: s2 block checksum mismatch near byte %d", at)
 	case errors.Is(err, s2.ErrCorrupt), errors.Is(err, s2.ErrUnsupported):
@@ -515,7 +522,7 @@ func walkNATSARC1(br io.Reader, trap *errTrap, raw, dec *countReader, meta *api.
 	ar := archive.NewReader(br)
 	fail := func(err error, format string, args ...any) error {
 		if trap.err != nil {
-			return s2Error(trap.err, raw.n)
+			return s2Error(trap.err, raw)
 		}
 		msg := fmt.Sprintf(format, args...)
 		if err != nil {
@@ -545,7 +552,7 @@ func walkNATSARC1(br io.Reader, trap *errTrap, raw, dec *countReader, meta *api.
 		h, err := ar.Next()
 		if errors.Is(err, io.EOF) {
 			if trap.err != nil {
-				return s2Error(trap.err, raw.n)
+				return s2Error(trap.err, raw)
 			}
 			return fmt.Errorf("truncated: the archive ends after %d messages (last sequence %d of %d) without the end marker", w.messages, lastSeq, w.state.LastSeq)
 		}
@@ -639,7 +646,7 @@ func walkTar(br io.Reader, trap *errTrap, raw *countReader) error {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			if trap.err != nil {
-				return s2Error(trap.err, raw.n)
+				return s2Error(trap.err, raw)
 			}
 			if n == 0 {
 				return errors.New("not a NATSARC1 archive and not a tar archive either")
@@ -648,7 +655,7 @@ func walkTar(br io.Reader, trap *errTrap, raw *countReader) error {
 		}
 		if err != nil {
 			if trap.err != nil {
-				return s2Error(trap.err, raw.n)
+				return s2Error(trap.err, raw)
 			}
 			if n == 0 {
 				return fmt.Errorf("not a NATSARC1 archive and not a tar archive either (%v)", err)
@@ -657,7 +664,7 @@ func walkTar(br io.Reader, trap *errTrap, raw *countReader) error {
 		}
 		if _, err := io.Copy(io.Discard, tr); err != nil {
 			if trap.err != nil {
-				return s2Error(trap.err, raw.n)
+				return s2Error(trap.err, raw)
 			}
 			return fmt.Errorf("tar archive: entry %s: %v", h.Name, err)
 		}
