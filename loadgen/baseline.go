@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -138,14 +139,53 @@ func (r *runner) baselineScenario(ctx context.Context, s *Scenario) {
 		drop()
 	}
 
-	// (c) The ping equivalent.
-	r.prog.set("baseline: ping equivalent")
+	// (c) The ping equivalent, three times; the best counts (the most
+	// favourable figure for raw NATS, so the ratio is conservative).
 	_, drop, err := r.scratchKV(ctx, baselineBucket)
 	if err != nil {
 		s.fail("%v", err)
 		return
 	}
 	defer drop()
+	var best []time.Duration
+	for k := range 3 {
+		r.prog.set(fmt.Sprintf("baseline: ping equivalent, run %d of 3", k+1))
+		lat, took, err := r.pingEquivalent(ctx, fmt.Sprintf("%s-%d", run, k))
+		if err != nil {
+			s.fail("ping equivalent: %v", err)
+			break
+		}
+		b.PingEquivRuns = append(b.PingEquivRuns, Sec(took))
+		if b.PingEquivTime == 0 || Sec(took) < b.PingEquivTime {
+			b.PingEquivTime = Sec(took)
+			best = lat
+		}
+	}
+	if len(best) > 0 {
+		b.PingEquivStored = Sec(best[len(best)-1])
+		b.PingEquivP50, b.PingEquivP99 = Sec(pct(best, 0.5)), Sec(pct(best, 0.99))
+	}
+	r.baseline = b
+	s.Summary = fmt.Sprintf("(a) core fan-out, %s × 200 B replies to one collector: %s; (b) JetStream PublishAsync from one connection: %s (%s for %s); (c) ping equivalent, broadcast → %s PublishAsync stores → one consumer read them all: %s best of %s (all stored %s, p50 %s, p99 %s)",
+		fmtInt(int64(n)), b.FanoutTime, fmtRate(b.PublishRate), b.PublishTime, fmtInt(int64(n)), fmtInt(int64(n)), b.PingEquivTime, joinSecs(b.PingEquivRuns), b.PingEquivStored, b.PingEquivP50, b.PingEquivP99)
+}
+
+func joinSecs(v []Seconds) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = x.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// pingEquivalent is baseline (c) once: one core broadcast to every
+// connection; every peel stores a return-shaped message in the baseline
+// bucket with PublishAsync; one ordered consumer (headers only, like the
+// master's) reads them. It returns the per-message stored latencies (sorted)
+// and the time from the broadcast until the consumer had all.
+func (r *runner) pingEquivalent(ctx context.Context, run string) ([]time.Duration, time.Duration, error) {
+	e, f := r.env, r.fleet
+	n := f.Peels()
 	prefix := "$KV." + baselineBucket + "." + run + "."
 	storedAt := make([]int64, n)
 	var stored atomic.Int64
@@ -167,8 +207,7 @@ func (r *runner) baselineScenario(ctx context.Context, s *Scenario) {
 	cons, err := e.js.OrderedConsumer(ctx, "KV_"+baselineBucket, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{prefix + ">"}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true})
 	if err != nil {
-		s.fail("consumer: %v", err)
-		return
+		return nil, 0, fmt.Errorf("consumer: %w", err)
 	}
 	var consumed atomic.Int64
 	cdone := make(chan struct{})
@@ -178,11 +217,11 @@ func (r *runner) baselineScenario(ctx context.Context, s *Scenario) {
 		}
 	})
 	if err != nil {
-		s.fail("consume: %v", err)
-		return
+		return nil, 0, fmt.Errorf("consume: %w", err)
 	}
 	defer cc.Stop()
-	unsub, err = f.SubscribeAll(ctx, "lgbase."+run+".ping", func(c *simConn, _ *nats.Msg) {
+	bcast := "lgbase." + run + ".ping"
+	unsub, err := f.SubscribeAll(ctx, bcast, func(c *simConn, _ *nats.Msg) {
 		now := time.Now()
 		for _, idx := range c.peels {
 			id := f.peels[idx].id
@@ -190,19 +229,19 @@ func (r *runner) baselineScenario(ctx context.Context, s *Scenario) {
 		}
 	})
 	if err != nil {
-		s.fail("%v", err)
-		return
+		return nil, 0, err
 	}
 	defer unsub()
 	r.settle()
-	t0 = time.Now()
-	e.ctl.Publish("lgbase."+run+".ping", nil)
+	t0 := time.Now()
+	e.ctl.Publish(bcast, nil)
 	e.ctl.Flush()
+	var took time.Duration
 	select {
 	case <-cdone:
-		b.PingEquivTime = Sec(time.Since(t0))
+		took = time.Since(t0)
 	case <-time.After(2 * time.Minute):
-		s.fail("ping equivalent: %d of %d consumed after 2 minutes", consumed.Load(), n)
+		return nil, 0, fmt.Errorf("%d of %d consumed after 2 minutes", consumed.Load(), n)
 	}
 	waitUntil(ctx, 30*time.Second, func() bool { return stored.Load() >= int64(n) })
 	lat := make([]time.Duration, 0, n)
@@ -211,12 +250,6 @@ func (r *runner) baselineScenario(ctx context.Context, s *Scenario) {
 			lat = append(lat, time.Duration(at-t0.UnixNano()))
 		}
 	}
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		b.PingEquivStored = Sec(lat[len(lat)-1])
-		b.PingEquivP50, b.PingEquivP99 = Sec(pct(lat, 0.5)), Sec(pct(lat, 0.99))
-	}
-	r.baseline = b
-	s.Summary = fmt.Sprintf("(a) core fan-out, %s × 200 B replies to one collector: %s; (b) JetStream PublishAsync from one connection: %s (%s for %s); (c) ping equivalent, broadcast → %s PublishAsync stores → one consumer read them all: %s (all stored %s, p50 %s, p99 %s)",
-		fmtInt(int64(n)), b.FanoutTime, fmtRate(b.PublishRate), b.PublishTime, fmtInt(int64(n)), fmtInt(int64(n)), b.PingEquivTime, b.PingEquivStored, b.PingEquivP50, b.PingEquivP99)
+	slices.Sort(lat)
+	return lat, took, nil
 }

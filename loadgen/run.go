@@ -587,8 +587,9 @@ func (r *runner) masterkill(ctx context.Context, s *Scenario) {
 		s.Summary = "ping failed: " + err.Error()
 	} else {
 		fo.Ping = res
-		s.Summary = fmt.Sprintf("killed %s (%s) %s after submit; survivors owned every partition %s after the kill; job %s: %s of %s returns stored once each, lost %d, stored twice %d (retries refused %d); job took %s with latency %s",
-			fo.Victim, fo.Why, fo.FaultAt, fo.Failover, res.Status, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.DupRefused, res.Time, res.Latency)
+		fo.DoneAfter = max(res.Time-fo.FaultAt, 0)
+		s.Summary = fmt.Sprintf("killed %s (%s) %s after submit; survivors owned every partition %s after the kill; job %s %s after the kill (all returns stored %s after submit, latency %s): %s of %s returns stored once each, lost %d, stored twice %d (retries refused as already stored %d)",
+			fo.Victim, fo.Why, fo.FaultAt, fo.Failover, res.Status, fo.DoneAfter, res.AllStored, res.Latency, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.DupRefused)
 		for _, p := range res.Problems {
 			s.fail("%s", p)
 		}
@@ -667,8 +668,9 @@ func (r *runner) serverkill(ctx context.Context, s *Scenario) {
 		s.Summary = "ping failed: " + err.Error()
 	} else {
 		fo.Ping = res
-		s.Summary = fmt.Sprintf("stopped %s (%s) %s after submit (stop took %s); next KV write %s after the stop; job %s: %s of %s returns stored once each, lost %d, stored twice %d (retries %d, refused as already stored %d); job took %s",
-			fo.Victim, fo.Why, fo.FaultAt, fo.ShutdownTime, fo.WriteGap, res.Status, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.Retries, res.DupRefused, res.Time)
+		fo.DoneAfter = max(res.Time-fo.FaultAt, 0)
+		s.Summary = fmt.Sprintf("stopped %s (%s) %s after submit (stop took %s); next KV write %s after the stop; job %s %s after the stop (latency %s): %s of %s returns stored once each, lost %d, stored twice %d (retries %d, refused as already stored %d)",
+			fo.Victim, fo.Why, fo.FaultAt, fo.ShutdownTime, fo.WriteGap, res.Status, fo.DoneAfter, res.Latency, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.Retries, res.DupRefused)
 		for _, p := range res.Problems {
 			s.fail("%s", p)
 		}

@@ -117,17 +117,19 @@ func Generate(o GenOptions) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	switch g.Kind {
 	case KindSingle:
-		files["server.conf"] = g.jsServer(g.Name, "", nil, "", nil, g.LeafPort > 0, -1, nil, false)
+		files["server.conf"] = g.jsServer(jsNode{name: g.Name, leafListener: g.LeafPort > 0})
 	case KindCluster:
 		for i := range g.Routes {
-			files[fmt.Sprintf("n%d.conf", i+1)] = g.jsServer(fmt.Sprintf("%s-n%d", g.Name, i+1), g.Cluster, g.Routes, g.Routes[i], nil, g.LeafPort > 0, -1, nil, g.plainLeafJS())
+			files[fmt.Sprintf("n%d.conf", i+1)] = g.jsServer(jsNode{name: fmt.Sprintf("%s-n%d", g.Name, i+1),
+				cluster: g.Cluster, routes: g.Routes, self: g.Routes[i], leafListener: g.LeafPort > 0})
 		}
 	case KindLeaf:
 		if len(g.Routes) == 0 {
-			files["hub.conf"] = g.jsServer(g.Name+"-hub", "", nil, "", nil, true, -1, nil, g.plainLeafJS())
+			files["hub.conf"] = g.jsServer(jsNode{name: g.Name + "-hub", leafListener: true})
 		} else {
 			for i := range g.Routes {
-				files[fmt.Sprintf("hub-n%d.conf", i+1)] = g.jsServer(fmt.Sprintf("%s-hub-n%d", g.Name, i+1), g.Cluster, g.Routes, g.Routes[i], nil, true, -1, nil, g.plainLeafJS())
+				files[fmt.Sprintf("hub-n%d.conf", i+1)] = g.jsServer(jsNode{name: fmt.Sprintf("%s-hub-n%d", g.Name, i+1),
+					cluster: g.Cluster, routes: g.Routes, self: g.Routes[i], leafListener: true})
 			}
 		}
 		for i := 1; i <= g.Leafs; i++ {
@@ -139,7 +141,8 @@ func Generate(o GenOptions) (map[string][]byte, error) {
 			routes := g.ClusterRoutes[c]
 			for i := range g.Gateways[c] {
 				_, gwPort, _ := splitAddr(g.Gateways[c][i])
-				files[fmt.Sprintf("%s-n%d.conf", c, i+1)] = g.jsServer(fmt.Sprintf("%s-%s-n%d", g.Name, c, i+1), c, routes, routes[i], names, g.LeafPort > 0, gwPort, g.Gateways, g.plainLeafJS())
+				files[fmt.Sprintf("%s-n%d.conf", c, i+1)] = g.jsServer(jsNode{name: fmt.Sprintf("%s-%s-n%d", g.Name, c, i+1),
+					cluster: c, routes: routes, self: routes[i], gateways: names, gatewayPort: gwPort, leafListener: g.LeafPort > 0})
 			}
 			var remotes []string
 			for _, r := range routes {
@@ -155,9 +158,10 @@ func Generate(o GenOptions) (map[string][]byte, error) {
 }
 
 // plainLeafJS: leafs without JetStream reach a hub without domain through
-// default_js_domain (see the package doc).
+// default_js_domain (see the package doc), set on the leafs and on every
+// JetStream server that listens for leafs.
 func (g *GenOptions) plainLeafJS() bool {
-	return g.Leafs > 0 && !g.LeafJetStream && g.HubDomain == ""
+	return !g.LeafJetStream && g.HubDomain == ""
 }
 
 func (g *GenOptions) header(w *confWriter, name, role string) {
@@ -192,9 +196,20 @@ func (g *GenOptions) plainJS(w *confWriter) {
 	w.close()
 }
 
-// jsServer is one JetStream server: standalone (cluster ""), or node self of
-// cluster with routes; with gateways when gwNames is set.
-func (g *GenOptions) jsServer(name, cluster string, routes []string, self string, gwNames []string, leafListener bool, gwPort int, gateways map[string][]string, plain bool) []byte {
+// jsNode is one JetStream server of a deployment.
+type jsNode struct {
+	name         string
+	cluster      string   // "" for a standalone server
+	routes       []string // every node of the cluster
+	self         string   // this node's entry in routes
+	gateways     []string // supercluster: all cluster names, sorted
+	gatewayPort  int
+	leafListener bool
+}
+
+// jsServer writes one JetStream server's config.
+func (g *GenOptions) jsServer(n jsNode) []byte {
+	name, cluster, routes, self, gwNames, gwPort, leafListener := n.name, n.cluster, n.routes, n.self, n.gateways, n.gatewayPort, n.leafListener
 	w := &confWriter{}
 	role := "JetStream server " + name
 	if cluster != "" {
@@ -235,12 +250,12 @@ func (g *GenOptions) jsServer(name, cluster string, routes []string, self string
 		w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(gwPort))))
 		w.line("gateways: [")
 		w.depth++
-		for _, n := range gwNames {
+		for _, gn := range gwNames {
 			var urls []string
-			for _, a := range gateways[n] {
+			for _, a := range g.Gateways[gn] {
 				urls = append(urls, quote("nats://"+a))
 			}
-			w.line("{ name: %s, urls: [%s] }", quote(n), strings.Join(urls, ", "))
+			w.line("{ name: %s, urls: [%s] }", quote(gn), strings.Join(urls, ", "))
 		}
 		w.depth--
 		w.line("]")
@@ -261,7 +276,7 @@ func (g *GenOptions) jsServer(name, cluster string, routes []string, self string
 		w.kv("compression", g.Compression)
 		w.close()
 	}
-	if plain {
+	if leafListener && g.plainLeafJS() {
 		g.plainJS(w)
 	}
 	g.mappings(w)

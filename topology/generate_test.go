@@ -179,8 +179,9 @@ func TestGenerateErrors(t *testing.T) {
 }
 
 // startConfigs starts servers from generated files on one machine: client
-// ports random, monitoring off, a store per server.
-func startConfigs(t *testing.T, dir string, names []string) []*Server {
+// ports random, monitoring off, a store per server; tune (optional) may
+// change more.
+func startConfigs(t *testing.T, dir string, names []string, tune func(name string, o *server.Options)) []*Server {
 	t.Helper()
 	servers := make([]*Server, len(names))
 	errs := make([]error, len(names))
@@ -194,6 +195,9 @@ func startConfigs(t *testing.T, dir string, names []string) []*Server {
 			}
 			opts.Port, opts.HTTPPort, opts.NoSigs = -1, 0, true
 			opts.StoreDir = filepath.Join(dir, "store-"+strings.TrimSuffix(name, ".conf"))
+			if tune != nil {
+				tune(name, opts)
+			}
 			s := &Server{opts: opts}
 			if errs[i] = s.start(); errs[i] == nil {
 				servers[i] = s
@@ -221,7 +225,7 @@ func startConfigs(t *testing.T, dir string, names []string) []*Server {
 // plain JetStream API through.
 func TestGenerateRuns(t *testing.T) {
 	t.Parallel()
-	ports, err := freePorts(8)
+	ports, err := freePorts(8) // leaf: 0; cluster: 1-3; supercluster: 4-7
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,8 +238,8 @@ func TestGenerateRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := writeFiles(t, files)
-		hub := startConfigs(t, dir, []string{"hub.conf"})
-		leaf := startConfigs(t, dir, []string{"leaf-1.conf"})
+		hub := startConfigs(t, dir, []string{"hub.conf"}, nil)
+		leaf := startConfigs(t, dir, []string{"leaf-1.conf"}, nil)
 		top := &Topology{kind: KindLeaf, replicas: 1, nodes: []*node{{srv: hub[0]}, {srv: leaf[0], leaf: true}}, stopped: make([]bool, 2)}
 		if err := top.WaitReady(ctxT(t, 10*time.Second)); err != nil {
 			t.Fatal(err)
@@ -270,7 +274,7 @@ func TestGenerateRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ss := startConfigs(t, writeFiles(t, files), []string{"n1.conf", "n2.conf", "n3.conf"})
+		ss := startConfigs(t, writeFiles(t, files), []string{"n1.conf", "n2.conf", "n3.conf"}, nil)
 		top := &Topology{kind: KindCluster, replicas: 3, clusters: []string{ClusterName}, stopped: make([]bool, 3)}
 		for _, s := range ss {
 			top.nodes = append(top.nodes, &node{srv: s, cluster: ClusterName})
@@ -282,19 +286,30 @@ func TestGenerateRuns(t *testing.T) {
 	})
 	t.Run("supercluster", func(t *testing.T) {
 		t.Parallel()
-		files, err := Generate(GenOptions{Kind: "supercluster", Host: "127.0.0.1", LeafPort: -1,
-			Gateways:      map[string][]string{"hub": {addr(4)}, "east": {addr(5)}},
-			ClusterRoutes: map[string][]string{"hub": {addr(6)}, "east": {addr(7)}},
+		// Two one-node clusters, each "host" its own loopback address so
+		// that both can listen on the shared LeafPort, and a leaf each.
+		ip := map[string]string{"hub": "127.0.0.1", "east": "127.0.0.2"}
+		files, err := Generate(GenOptions{Kind: "supercluster", LeafPort: ports[4], Leafs: 1,
+			Gateways:      map[string][]string{"hub": {"127.0.0.1:" + fmt.Sprint(ports[5])}, "east": {"127.0.0.2:" + fmt.Sprint(ports[6])}},
+			ClusterRoutes: map[string][]string{"hub": {"127.0.0.1:" + fmt.Sprint(ports[7])}, "east": {"127.0.0.2:" + fmt.Sprint(ports[7])}},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ss := startConfigs(t, writeFiles(t, files), []string{"hub-n1.conf", "east-n1.conf"})
-		top := &Topology{kind: KindSuperCluster, replicas: 1, placement: "hub", clusters: []string{"hub", "east"}, stopped: make([]bool, 2),
-			nodes: []*node{{srv: ss[0], cluster: "hub"}, {srv: ss[1], cluster: "east"}}}
+		dir := writeFiles(t, files)
+		onHost := func(name string, o *server.Options) {
+			h := ip[strings.Split(name, "-")[0]]
+			o.Host, o.Cluster.Host, o.Gateway.Host, o.LeafNode.Host = h, h, h, h
+		}
+		ss := startConfigs(t, dir, []string{"hub-n1.conf", "east-n1.conf"}, onHost)
+		ls := startConfigs(t, dir, []string{"hub-leaf-1.conf", "east-leaf-1.conf"}, onHost)
+		top := &Topology{kind: KindSuperCluster, replicas: 1, placement: "hub", clusters: []string{"hub", "east"}, stopped: make([]bool, 4),
+			nodes: []*node{{srv: ss[0], cluster: "hub"}, {srv: ss[1], cluster: "east"}, {srv: ls[0], cluster: "hub", leaf: true}, {srv: ls[1], cluster: "east", leaf: true}}}
 		if err := top.WaitReady(ctxT(t, 20*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		kvRoundTrip(t, top, ss[1].ClientURL(), "gensuper")
+		kvRoundTrip(t, top, ls[1].ClientURL(), "gensuper")
+		expectDelivery(t, ss[0].ClientURL(), ls[1].ClientURL(), "zester.cmd.gen")
 	})
 }

@@ -34,9 +34,11 @@ type Progress struct {
 	// backup the stream's stored bytes, so only roughly the same measure).
 	Bytes, Total uint64
 	Elapsed      time.Duration
-	// Entry is set when a backup of the stream is done.
-	Entry *StreamEntry
-	Err   error
+	// Entry is set when a backup of the stream is done, Result when a
+	// restore is.
+	Entry  *StreamEntry
+	Result *RestoreResult
+	Err    error
 }
 
 // Options of Run.

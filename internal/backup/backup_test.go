@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -74,7 +75,6 @@ func zester(t *testing.T, url string, args ...string) (code int, stdout, stderr 
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code = cli.Main(append([]string{"--nats", url}, args...), &out, &errOut)
-	t.Logf("$ zester %s\n[exit %d]\n--stdout--\n%s--stderr--\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
 	return code, out.String(), errOut.String()
 }
 
@@ -100,9 +100,9 @@ func withStdin(t *testing.T, text string, f func()) {
 type store struct {
 	owner *testing.T // stops the server at its end
 	dir   string
-	srv *topology.Server
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	srv   *topology.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
 }
 
 func startStore(t *testing.T, dir string) *store { return startStoreFor(t, t, dir) }
@@ -706,21 +706,33 @@ func TestPurge(t *testing.T) {
 		if code, _, errOut := zester(t, url, "purge", "facts", "nope.example.com", "--yes"); code == 0 || !strings.Contains(errOut, "no facts for peel nope.example.com") {
 			t.Errorf("unknown peel: exit %d %s", code, errOut)
 		}
+		w, err := facts.Watch(ctx, id, jetstream.UpdatesOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
 		code, out, errOut := zester(t, url, "purge", "facts", id, "--yes")
-		if code != 0 || !strings.Contains(errOut, fmt.Sprintf("revision %d", e.Revision())) {
+		if code != 0 || !strings.Contains(errOut, "the facts of peel "+id+" (revision ") {
 			t.Fatalf("purge facts: exit %d\n%s%s", code, out, errOut)
 		}
-		// The running peel republishes at once.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			e2, err := facts.Get(ctx, id)
-			if err == nil && e2.Revision() > e.Revision()+1 {
-				break
+		// A delete marker, then the running peel republishes at once.
+		var ops []jetstream.KeyValueOp
+		timeout := time.After(10 * time.Second)
+		for len(ops) < 2 || ops[len(ops)-1] != jetstream.KeyValuePut {
+			select {
+			case e := <-w.Updates():
+				if e != nil {
+					ops = append(ops, e.Operation())
+				}
+			case <-timeout:
+				t.Fatalf("peel did not republish its facts; saw %v", ops)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("peel did not republish its facts: %v", err)
-			}
-			time.Sleep(50 * time.Millisecond)
+		}
+		if !slices.Contains(ops, jetstream.KeyValueDelete) {
+			t.Errorf("no delete marker: %v", ops)
+		}
+		if e2, err := facts.Get(ctx, id); err != nil || e2.Revision() <= e.Revision() {
+			t.Errorf("facts after republish: %v", err)
 		}
 		if err := p.Stop(); err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -164,7 +165,7 @@ func (p *RestorePlan) Apply(ctx context.Context, nc *nats.Conn, js jetstream.Jet
 			failed = append(failed, s.Name+": "+res.Error)
 			report(Progress{Stream: s.Name, Phase: PhaseFailed, Err: errors.New(res.Error), Elapsed: res.Elapsed})
 		} else {
-			report(Progress{Stream: s.Name, Phase: PhaseDone, Elapsed: res.Elapsed})
+			report(Progress{Stream: s.Name, Phase: PhaseDone, Elapsed: res.Elapsed, Result: &res})
 		}
 	}
 	if len(failed) > 0 {
@@ -187,6 +188,10 @@ func restoreStream(ctx context.Context, mgr *jsm.Manager, js jetstream.JetStream
 		res.Error = fmt.Sprintf("delete the existing stream: %v", err)
 		return res
 	}
+	var total uint64
+	if f := s.file(filepath.Base(s.DataFile)); f != nil {
+		total = uint64(f.Size)
+	}
 	start := time.Now()
 	started := false
 	var cbMu sync.Mutex
@@ -197,7 +202,6 @@ func restoreStream(ctx context.Context, mgr *jsm.Manager, js jetstream.JetStream
 		if !started {
 			ph, started = PhaseStart, true
 		}
-		total := uint64(rp.ChunksToSend()) * uint64(rp.ChunkSize())
 		report(Progress{Stream: s.Name, Phase: ph, Bytes: rp.BytesSent(), Total: total, Elapsed: time.Since(start)})
 	}
 	_, state, err := mgr.RestoreSnapshotFromDirectory(ctx, s.Name, s.Dir, jsm.RestoreNotify(cb))

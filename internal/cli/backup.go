@@ -399,6 +399,9 @@ func (a *app) runPurge(cmd *cobra.Command, yes bool, plan func() (*backup.PurgeP
 func (a *app) confirmDestructive(question string) (bool, error) {
 	fmt.Fprintf(a.errOut, "%s [y/N] ", question)
 	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if !isTerminal(os.Stdin) && err == nil {
+		fmt.Fprintln(a.errOut) // a terminal echoes the answer's newline; a pipe does not
+	}
 	if err != nil && strings.TrimSpace(line) == "" {
 		fmt.Fprintln(a.errOut)
 		return false, errors.New("no answer on standard input; pass --yes to go ahead without asking")
@@ -429,7 +432,7 @@ func (p *streamProgress) update(pr backup.Progress) {
 	case backup.PhaseStart, backup.PhaseData:
 		if !p.tty {
 			if pr.Phase == backup.PhaseStart {
-				fmt.Fprintf(p.w, "%s %s: started (%s)\n", p.verb, pr.Stream, bytesIEC(pr.Total))
+				fmt.Fprintf(p.w, "%s %s: started (~%s)\n", p.verb, pr.Stream, bytesIEC(pr.Total))
 			}
 			return
 		}
@@ -445,9 +448,14 @@ func (p *streamProgress) update(pr backup.Progress) {
 		p.open = true
 	case backup.PhaseDone:
 		p.clear()
-		if e := pr.Entry; e != nil {
+		switch {
+		case pr.Entry != nil:
+			e := pr.Entry
 			fmt.Fprintf(p.w, "%s %s: %d messages, %s in %s\n", p.verb, pr.Stream, e.Messages, bytesIEC(e.Bytes), pr.Elapsed.Round(time.Millisecond))
-		} else {
+		case pr.Result != nil:
+			r := pr.Result
+			fmt.Fprintf(p.w, "%s %s: %d of %d messages, last sequence %d, in %s\n", p.verb, pr.Stream, r.Restored, r.Expected, r.LastSeq, pr.Elapsed.Round(time.Millisecond))
+		default:
 			fmt.Fprintf(p.w, "%s %s: done in %s\n", p.verb, pr.Stream, pr.Elapsed.Round(time.Millisecond))
 		}
 	case backup.PhaseFailed:

@@ -1,0 +1,296 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/shard"
+)
+
+func TestParseDist(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		kind string
+		zero bool
+	}{
+		{"0", "fixed", true}, {"250ms", "fixed", false}, {"fixed:1s", "fixed", false},
+		{"uniform:100ms-2s", "uniform", false}, {"uniform:0-0", "uniform", true},
+		{"lognormal:50ms,0.8", "lognormal", false}, {"lognormal:50ms,0.8,max=5s", "lognormal", false},
+	} {
+		d, err := ParseDist(c.in)
+		if err != nil {
+			t.Fatalf("%q: %v", c.in, err)
+		}
+		if d.Kind != c.kind || d.Zero() != c.zero {
+			t.Errorf("%q: kind %s zero %v", c.in, d.Kind, d.Zero())
+		}
+		back, err := ParseDist(d.String())
+		if err != nil || back.String() != d.String() {
+			t.Errorf("%q: String %q does not parse back: %v", c.in, d.String(), err)
+		}
+		for range 100 {
+			v := d.Sample()
+			if v < 0 || (d.Kind == "uniform" && (v < d.A || v > d.B)) || (d.Max > 0 && v > d.Max) {
+				t.Fatalf("%q: sample %s out of range", c.in, v)
+			}
+		}
+	}
+	for _, bad := range []string{"x", "uniform:2s-1s", "lognormal:1s", "lognormal:1s,9", "fixed:-1s", "normal:1s"} {
+		if _, err := ParseDist(bad); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+}
+
+func TestPeelIDs(t *testing.T) {
+	for _, i := range []int{0, 7, 123, 999_999, 1_234_567} {
+		id := PeelID(i)
+		if err := names.ValidateID(id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if !strings.Contains(id, ".") {
+			t.Fatalf("%s: want dots", id)
+		}
+		if got := peelIndex(id); got != i {
+			t.Fatalf("peelIndex(%s) = %d, want %d", id, got, i)
+		}
+	}
+	if PeelID(123) != "sim-000123.dc1.example.com" {
+		t.Fatalf("PeelID(123) = %s", PeelID(123))
+	}
+	if peelIndex("web1.example.com") != -1 || peelIndex("sim-.x") != -1 {
+		t.Fatal("peelIndex accepted a foreign id")
+	}
+}
+
+func TestFactsShapeAndCodec(t *testing.T) {
+	now := time.Now()
+	seen := map[string]bool{}
+	for i := range 50 {
+		doc := GenFactsJSON(i, now)
+		var m map[string]any
+		if err := json.Unmarshal(doc, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"os", "kernel", "cpu", "memory", "disks", "mounts", "network", "host", "virtualization", "collected_at", "schema"} {
+			if _, ok := m[k]; !ok {
+				t.Fatalf("peel %d: no top-level key %q", i, k)
+			}
+		}
+		nw := m["network"].(map[string]any)
+		if _, ok := nw["interfaces"]; !ok || len(nw["addresses"].([]any)) < 3 {
+			t.Fatalf("peel %d: network %v", i, nw)
+		}
+		if m["host"].(map[string]any)["fqdn"] != PeelID(i) {
+			t.Fatalf("peel %d: fqdn %v", i, m["host"].(map[string]any)["fqdn"])
+		}
+		seen[m["host"].(map[string]any)["machine_id"].(string)] = true
+		enc := factcodec.Encode(doc)
+		back, err := factcodec.Decode(enc)
+		if err != nil || !bytes.Equal(back, doc) {
+			t.Fatalf("peel %d: factcodec round trip: %v", i, err)
+		}
+		if !bytes.Equal(GenFactsJSON(i, now), doc) {
+			t.Fatalf("peel %d: facts not deterministic", i)
+		}
+	}
+	if len(seen) != 50 {
+		t.Fatalf("machine ids repeat: %d distinct of 50", len(seen))
+	}
+	enc, name := factEncoder(now)
+	doc := GenFactsJSON(4242, now)
+	if !bytes.Equal(enc(doc), factcodec.Encode(doc)) {
+		t.Fatalf("%s: output differs from factcodec.Encode", name)
+	}
+}
+
+func TestFleetLayout(t *testing.T) {
+	f, err := NewFleet(FleetConfig{Peels: 10_000, Partitions: 64, URLs: []string{"nats://127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Conns() != 100 {
+		t.Fatalf("conns %d, want 100", f.Conns())
+	}
+	count := 0
+	for _, c := range f.conns {
+		for _, cp := range c.parts {
+			for _, idx := range cp.peels {
+				if shard.Partition(f.peels[idx].id, 64) != cp.p {
+					t.Fatalf("peel %s grouped under partition %d", f.peels[idx].id, cp.p)
+				}
+				count++
+			}
+		}
+		if len(c.parts) > 3 {
+			t.Fatalf("connection %d spans %d partitions; grouping by partition should keep it to 1–2", c.idx, len(c.parts))
+		}
+	}
+	if count != 10_000 {
+		t.Fatalf("%d peels laid out", count)
+	}
+	if DefaultConns(250_000) != 1000 || DefaultConns(50) != 1 {
+		t.Fatal("DefaultConns")
+	}
+}
+
+func TestPerPeelRefusedAboveFileLimit(t *testing.T) {
+	c := DefaultConfig()
+	c.Peels, c.Mode = 15_000, ModePerPeel
+	err := c.checkFiles(20_000)
+	if err == nil {
+		t.Fatal("15,000 connections with the server in-process fit 20,000 files?")
+	}
+	for _, want := range []string{"15000 connections", "RLIMIT_NOFILE", "at most 9700 connections", "--mode multiplexed"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+	c.NATS = "nats://127.0.0.1:4222"
+	if err := c.checkFiles(20_000); err != nil {
+		t.Errorf("external server, 15,000 connections: %v", err)
+	}
+	var out, errb bytes.Buffer
+	if code := Main([]string{"--mode", "perpeel", "--peels", "50000"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "RLIMIT_NOFILE") {
+		t.Fatalf("Main: code %d, stderr %q", code, errb.String())
+	}
+}
+
+func TestMainUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main([]string{"--help"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "masterkill") {
+		t.Fatalf("--help: code %d", code)
+	}
+	for _, args := range [][]string{{"--scenarios", "ping,nope"}, {"--latency", "soon"}, {"--topology", "mesh"}, {"extra"}} {
+		errb.Reset()
+		if code := Main(args, &out, &errb); code != 2 {
+			t.Errorf("%v: code %d, want 2 (%s)", args, code, errb.String())
+		}
+	}
+}
+
+func run(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	cfg.StoreDir = t.TempDir()
+	if testing.Verbose() {
+		cfg.Progress = os.Stderr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	rep.WriteTable(&b)
+	t.Log(b.String())
+	return rep
+}
+
+func TestPingAllReturns(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peels = 3000
+	cfg.Scenarios = []string{ScPing}
+	cfg.FailRate = 0.01
+	rep := run(t, cfg)
+	sc := rep.Find(ScPing)
+	if sc == nil || sc.Ping == nil {
+		t.Fatal("no ping result")
+	}
+	p := sc.Ping
+	if sc.Status != StatusOK || !p.Verified {
+		t.Fatalf("ping: %s %v", sc.Status, p.Problems)
+	}
+	if p.Returned != cfg.Peels || p.Expected != cfg.Peels || p.StoredKeys != cfg.Peels || p.Lost != 0 || p.Duplicates != 0 {
+		t.Fatalf("ping: %+v", p)
+	}
+	if p.FailedSent == 0 || int64(p.Failed) != p.FailedSent {
+		t.Fatalf("failed returns: sent %d, job counts %d", p.FailedSent, p.Failed)
+	}
+	if b := rep.Find(ScBaseline); b == nil || b.Baseline == nil || b.Baseline.PingEquivTime <= 0 || p.Ratio <= 0 {
+		t.Fatal("no baseline or ratio")
+	}
+}
+
+func TestPerPeelPing(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peels, cfg.Mode = 300, ModePerPeel
+	cfg.Scenarios = []string{ScPing}
+	rep := run(t, cfg)
+	if rep.Setup.Conns != 300 {
+		t.Fatalf("conns %d", rep.Setup.Conns)
+	}
+	if sc := rep.Find(ScPing); sc.Status != StatusOK || sc.Ping.StoredKeys != 300 {
+		t.Fatalf("ping: %s %v", sc.Status, sc.Notes)
+	}
+}
+
+func TestMasterKill(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peels = 3000
+	cfg.Scenarios = []string{ScMasterkill}
+	rep := run(t, cfg)
+	sc := rep.Find(ScMasterkill)
+	if sc == nil || sc.Failover == nil || sc.Failover.Ping == nil {
+		t.Fatalf("no masterkill result: %+v", sc)
+	}
+	fo := sc.Failover
+	if sc.Status != StatusOK {
+		t.Fatalf("masterkill: %s %v", sc.Status, sc.Notes)
+	}
+	if fo.Masters != 3 || fo.Victim == "" {
+		t.Fatalf("masterkill with %d masters, victim %q", fo.Masters, fo.Victim)
+	}
+	if fo.Failover <= 0 || fo.Failover >= 5 {
+		t.Fatalf("failover took %s", fo.Failover)
+	}
+	if p := fo.Ping; p.Lost != 0 || p.Duplicates != 0 || p.StoredKeys != cfg.Peels || p.Status != "done" {
+		t.Fatalf("job after the kill: %+v", p)
+	}
+}
+
+// TestHeavy100k is the target run: ZESTER_HEAVY=1 go test -run Heavy -v ./loadgen/
+func TestHeavy100k(t *testing.T) {
+	if os.Getenv("ZESTER_HEAVY") == "" {
+		t.Skip("set ZESTER_HEAVY=1 for the 100,000-peel run")
+	}
+	cfg := DefaultConfig()
+	cfg.Peels = 100_000
+	cfg.Scenarios = []string{ScFactstorm, ScPing, ScMasterkill, ScReconnect}
+	rep := run(t, cfg)
+	for _, tg := range rep.Targets {
+		t.Logf("target %-45s goal %-28s measured %-40s met %v", tg.What, tg.Goal, tg.Measured, tg.Met)
+	}
+	if rep.Failed {
+		t.Fatal("a scenario failed")
+	}
+}
+
+// BenchmarkPing100k pings 100,000 simulated peels (one fleet, b.N pings).
+func BenchmarkPing100k(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Peels = 100_000
+	cfg.Scenarios = []string{ScPing}
+	cfg.StoreDir = b.TempDir()
+	var total time.Duration
+	for range b.N {
+		rep, err := Run(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := rep.Find(ScPing)
+		if sc.Status != StatusOK {
+			b.Fatalf("ping: %v", sc.Notes)
+		}
+		total += sc.Ping.Time.D()
+		b.ReportMetric(float64(sc.Ping.Ratio), "x-baseline")
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/ping")
+}
