@@ -1,11 +1,17 @@
 package master_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 )
@@ -117,5 +123,38 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 	code, out, _ = zester(t, url, "job", "list")
 	if code != 0 || !strings.Contains(out, "JID") || !strings.Contains(out, jid) {
 		t.Fatalf("list table: %d %s", code, out)
+	}
+}
+
+// A return whose body names another peel, or that does not decode, is
+// reported as a failure of the peel whose key it is, never as someone else's.
+func TestJobs_LyingOrCorruptReturn(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	m := mastertest.Start(t, mastertest.Config("m1", url))
+	startSimFleet(t, url, 2, 64)
+	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 2 })
+	nc, _ := nats.Connect(url)
+	defer nc.Close()
+	liar, honest := "sim-00000.dc1.example.com", "sim-00001.dc1.example.com"
+	jid, err := submitJob(nc, wire.RunRequest{Target: wire.Target{Kind: "list", Expr: liar}, Function: "test.ping", Timeout: wire.Duration(5 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := zester(t, url, "job", "wait", jid)
+	if code != 0 {
+		t.Fatalf("honest wait: %d %s", code, out)
+	}
+	js, _ := jetstream.New(nc)
+	body, _ := json.Marshal(wire.Return{JID: "1", Peel: honest, Success: true, Result: json.RawMessage("true")})
+	if _, err := js.PublishMsg(context.Background(), peelproto.ReturnMsgRaw("1", liar, true, body)); err != nil {
+		t.Fatal(err)
+	}
+	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
+	b, _ := json.Marshal(wire.Job{JID: "1", Function: "test.ping", Status: wire.StatusDone, Expected: 1, Returned: 1, Partitions: 64})
+	kvJobs.Put(context.Background(), "1", b)
+	code, out, _ = zester(t, url, "job", "show", "1")
+	if code != 1 || !strings.Contains(out, liar+": ERROR identity") || strings.Contains(out, honest+": true") {
+		t.Fatalf("lying return: exit %d\n%s", code, out)
 	}
 }

@@ -304,10 +304,16 @@ func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (job
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
+			_, keyPeel, _ := names.ParseReturnKey(e.Key())
 			var r wire.Return
 			if err := json.Unmarshal(e.Value(), &r); err != nil {
-				fmt.Fprintf(a.errOut, "zester: corrupt return %s: %v\n", e.Key(), err)
-				continue
+				// A corrupt value still counts as that peel's (failed) return.
+				r = wire.Return{JID: jid, Peel: keyPeel, Error: &wire.Error{Code: "corrupt", Msg: fmt.Sprintf("stored return does not decode: %v", err)}}
+			}
+			if r.Peel != keyPeel {
+				// The key is what the peel's permissions allow it to write;
+				// a body naming another peel is a lie, not that peel's return.
+				r = wire.Return{JID: jid, Peel: keyPeel, Error: &wire.Error{Code: "identity", Msg: fmt.Sprintf("return stored under %q claims to be from %q", keyPeel, r.Peel)}}
 			}
 			if seen[r.Peel] {
 				continue
