@@ -82,6 +82,9 @@ type Config struct {
 	// one line in place.
 	Progress    io.Writer
 	ProgressTTY bool
+	// CompressionSamples is how many documents the factstorm's dictionary
+	// comparison uses (0: 600; negative: skip the comparison).
+	CompressionSamples int
 	// Log receives master (and server) log lines; nil discards them.
 	Log io.Writer
 	// Command is the command line, for the report.

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -53,6 +55,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r := &runner{cfg: &cfg, log: slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: lvl})),
 		runID: fmt.Sprintf("r%d", time.Now().UnixNano()%1_000_000_000)}
+	// Each run's peak RSS is its own (a process may run several: bench).
+	debug.FreeOSMemory()
+	resetPeakRSS()
 	start := time.Now()
 	u0, s0 := cpuTimes()
 	r.rep = &Report{Started: start, Command: cfg.Command, Machine: machineInfo()}
@@ -285,10 +290,12 @@ func (r *runner) factstorm(ctx context.Context, s *Scenario) {
 	} else {
 		fr.IndexTime = Sec(time.Since(t0))
 	}
-	r.prog.set("factstorm: measuring compression")
-	comp, err := MeasureCompression(600)
-	if err == nil {
-		fr.Compression = comp
+	var comp *CompressionReport
+	if n := r.cfg.CompressionSamples; n >= 0 {
+		r.prog.set("factstorm: measuring compression")
+		if comp, err = MeasureCompression(cmp.Or(n, 600)); err == nil {
+			fr.Compression = comp
+		}
 	}
 	s.Summary = fmt.Sprintf("%s facts stored in %s (%s), all indexed by the masters after %s; JSON %s → %s stored (%.1f×)",
 		fmtInt(int64(f.Peels())), fr.StoreTime, fmtRate(fr.Rate), fr.IndexTime, fmtBytes(int64(fr.JSONAvg)), fmtBytes(int64(fr.StoredAvg)), fr.Ratio)
@@ -697,9 +704,16 @@ func (r *runner) serverkill(ctx context.Context, s *Scenario) {
 
 func (r *runner) reconnect(ctx context.Context, s *Scenario) {
 	e, f := r.env, r.fleet
-	idx := 0
-	if leafs := e.topo.Leafs(); len(leafs) > 0 {
-		idx = slices.Index(e.topo.Servers(), leafs[0])
+	// The server most of the fleet is connected to.
+	perURL := map[string]int{}
+	for _, c := range f.conns {
+		perURL[c.nc.ConnectedUrl()]++
+	}
+	idx, most := 0, -1
+	for i, sv := range e.topo.Servers() {
+		if n := perURL[sv.ClientURL()]; n > most {
+			idx, most = i, n
+		}
 	}
 	srv := e.topo.Servers()[idx]
 	url := srv.ClientURL()
@@ -714,6 +728,11 @@ func (r *runner) reconnect(ctx context.Context, s *Scenario) {
 			rr.Conns++
 			rr.PeelsMoved += len(c.peels)
 		}
+	}
+	if rr.Conns == 0 {
+		s.fail("no fleet connection is on %s (connected to: %v)", srv.Name(), sortedKeys(perURL))
+		s.Summary = "nothing to reconnect"
+		return
 	}
 	r.prog.set("reconnect: restarting " + srv.Name())
 	t0 := time.Now()
@@ -776,6 +795,9 @@ func (r *runner) targets() []Target {
 	}
 	mem := r.rep.Fleet.HeapBytes
 	m := Target{What: "memory of the simulated fleet", Goal: "< 2 GiB for 100,000 peels", Measured: fmtBytes(mem)}
+	if r.cfg.Mode == ModePerPeel {
+		m.Measured += " (perpeel: includes the in-process server's per-connection state)"
+	}
 	if peels < 100_000 {
 		proj := int64(r.rep.Fleet.BytesPerPeel * 100_000)
 		m.Measured += fmt.Sprintf(" (%.0f B/peel → %s at 100,000)", r.rep.Fleet.BytesPerPeel, fmtBytes(proj))

@@ -111,8 +111,8 @@ func applyRetention(ctx context.Context, js jetstream.JetStream, r RetentionConf
 		age    time.Duration
 		bytes  int64
 	}{
-		{"KV_" + names.BucketJobs, r.Jobs.D(), 0},
-		{"KV_" + names.BucketJobReturns, r.JobReturns.D(), 0},
+		{names.KVStream(names.BucketJobs), r.Jobs.D(), 0},
+		{names.KVStream(names.BucketJobReturns), r.JobReturns.D(), 0},
 		{names.StreamJobEvents, r.JobEvents.D(), r.JobEventsMaxBytes.N()},
 	}
 	for _, s := range set {

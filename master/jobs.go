@@ -87,11 +87,11 @@ func (je *jobEngine) start(ctx context.Context) error {
 	// restarts before anything was delivered, the ordered consumer is
 	// recreated from its start sequence, not from "new" again, so a return
 	// stored in between is not skipped.
-	rs, err := je.m.js.Stream(je.ctx, "KV_"+names.BucketJobReturns)
+	rs, err := je.m.js.Stream(je.ctx, names.KVStream(names.BucketJobReturns))
 	if err != nil {
 		return fmt.Errorf("returns stream: %w", err)
 	}
-	cons, err := je.m.js.OrderedConsumer(je.ctx, "KV_"+names.BucketJobReturns, jetstream.OrderedConsumerConfig{
+	cons, err := je.m.js.OrderedConsumer(je.ctx, names.KVStream(names.BucketJobReturns), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{names.ReturnSubjectPrefix + ">"},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    rs.CachedInfo().State.LastSeq + 1,
@@ -534,7 +534,7 @@ func (je *jobEngine) adopt(jid string, p int) {
 
 // rescan reads every stored return of a job (headers only).
 func (je *jobEngine) rescan(ctx context.Context, jid string) {
-	cons, err := je.m.js.OrderedConsumer(ctx, "KV_"+names.BucketJobReturns, jetstream.OrderedConsumerConfig{
+	cons, err := je.m.js.OrderedConsumer(ctx, names.KVStream(names.BucketJobReturns), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		HeadersOnly:    true,

@@ -18,6 +18,7 @@ func Main(args []string, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the configuration and exit")
 	fs.BoolVar(check, "t", false, "shorthand for --check")
 	version := fs.Bool("version", false, "print the version and exit")
+	natsOnly := fs.Bool("nats-only", false, "run only the embedded nats-server (maintenance, e.g. a restore), not the master")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -34,6 +35,15 @@ func Main(args []string, stderr io.Writer) int {
 	}
 	if *check {
 		fmt.Fprintf(stderr, "zester-master: configuration %s is valid\n", *path)
+		return 0
+	}
+	if *natsOnly {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		if err := RunEmbeddedOnly(ctx, cfg); err != nil {
+			fmt.Fprintln(stderr, "zester-master:", err)
+			return 1
+		}
 		return 0
 	}
 	m, err := New(cfg, Options{})

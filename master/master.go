@@ -23,11 +23,12 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/version"
 	"github.com/zester-io/zester/topology"
 )
 
 // Version is the master's version, reported in heartbeats and the API.
-var Version = "0.1.0-dev"
+var Version = version.String()
 
 // Options are what a caller adds to the configuration when embedding a
 // master (tests, the load generator).
@@ -316,3 +317,24 @@ func (m *Master) PeelCount() int {
 
 // Partitions is the deployment's partition count.
 func (m *Master) Partitions() int { return m.cfg.Partitions }
+
+// RunEmbeddedOnly runs the embedded nats-server of cfg without a master, so
+// an operator can restore streams (which needs the master stopped) on the
+// same store, ports and monitoring address.
+func RunEmbeddedOnly(ctx context.Context, cfg Config) error {
+	if len(cfg.NATS.URL) != 0 {
+		return errors.New("--nats-only: nats.url is set; there is no embedded server to run")
+	}
+	lvl, _ := obs.ParseLevel(cfg.LogLevel)
+	log := obs.NewLogger(os.Stderr, lvl)
+	e := cfg.NATS.Embedded
+	srv, err := topology.StartServer(topology.ServerConfig{Name: cfg.ID, Listen: e.Listen, Monitor: e.Monitor, StoreDir: e.StoreDir,
+		Logger: log.With("component", "nats-server")})
+	if err != nil {
+		return fmt.Errorf("embedded nats-server: %w", err)
+	}
+	log.Info("embedded nats-server only (no master)", "url", srv.ClientURL(), "store_dir", e.StoreDir)
+	<-ctx.Done()
+	srv.Shutdown()
+	return nil
+}

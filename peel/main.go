@@ -1,6 +1,8 @@
 package peel
 
 import (
+	"github.com/zester-io/zester/internal/version"
+
 	"context"
 	"flag"
 	"fmt"
@@ -11,7 +13,7 @@ import (
 )
 
 // Version is the peel's version.
-var Version = "0.1.0-dev"
+var Version = version.String()
 
 // Main is zester-peel's command line.
 func Main(args []string, stderr io.Writer) int {

@@ -182,7 +182,11 @@ func backupStream(ctx context.Context, mgr *jsm.Manager, name string, opts Optio
 		return nil, fmt.Errorf("snapshot of %s: %w", name, err)
 	}
 	for _, f := range []string{MetaFile, DataFile, LegacyDataFile} {
-		syncFile(filepath.Join(sdir, f))
+		// jsm.go creates the files with the umask's mode; backups hold
+		// secrets and facts, so they are the owner's only.
+		if err := os.Chmod(filepath.Join(sdir, f), 0o600); err == nil {
+			syncFile(filepath.Join(sdir, f))
+		}
 	}
 	syncDir(sdir)
 	// Read back what was written: the manifest then records what is on

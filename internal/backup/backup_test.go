@@ -375,9 +375,21 @@ func TestBackupRestore(t *testing.T) {
 	}
 	t.Run("nats stream restore of a zester backup", func(t *testing.T) {
 		needNATS(t)
-		s = s.wipe(t) // no master: the streams are absent, as nats stream restore needs
+		// The procedure of docs/backup-recovery.md with the nats CLI alone:
+		// a master re-created the (empty) buckets, so each stream is removed
+		// first, then restored from its directory.
+		s = s.wipe(t)
+		s.bootstrap(t, "m0")
+		// natscli 0.5 takes the directory only (the stream's name is in
+		// backup.json); the seed's `nats stream restore KV_facts DIR` form is
+		// refused, as the docs say.
+		if out, err := natsCLI(t, s.url(), "stream", "restore", "KV_facts", filepath.Join(zdir, "KV_facts")); err == nil || !strings.Contains(out, "unexpected argument") {
+			t.Errorf("the seed's two-argument nats stream restore: %v\n%s\n(docs/backup-recovery.md says natscli rejects it; update the docs)", err, out)
+		}
 		for _, name := range backup.DefaultStreams {
-			// natscli 0.5 takes the directory only; the stream's name is in backup.json.
+			if out, err := natsCLI(t, s.url(), "stream", "rm", "-f", name); err != nil {
+				t.Fatalf("nats stream rm %s: %v\n%s", name, err, out)
+			}
 			if out, err := natsCLI(t, s.url(), "stream", "restore", filepath.Join(zdir, name), "--no-progress"); err != nil {
 				t.Fatalf("nats stream restore %s: %v\n%s", name, err, out)
 			}
@@ -591,6 +603,18 @@ func TestBackup_StreamsAndJSON(t *testing.T) {
 	}
 	if m.Streams[1].Messages != 5 || m.Streams[1].Subjects != 5 || m.Streams[0].LastSeq != 7 {
 		t.Errorf("counts %+v", m.Streams)
+	}
+	for _, f := range []string{backup.ManifestFile, "KV_facts/" + backup.MetaFile, "KV_facts/" + backup.DataFile} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", f, st.Mode())
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "KV_facts")); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o700 {
+		t.Errorf("KV_facts/: mode %v, want 0700", st.Mode())
 	}
 	// The same directory again is refused.
 	if code, _, errOut := zester(t, s.url(), "backup", "--dir", dir, "--streams", "facts"); code == 0 || !strings.Contains(errOut, "already holds a backup") {

@@ -31,7 +31,7 @@ const (
 )
 
 // KVStream is the stream that holds KV bucket b.
-func KVStream(bucket string) string { return "KV_" + bucket }
+func KVStream(bucket string) string { return names.KVStream(bucket) }
 
 // DefaultStreams are the streams of the seed's backup script, in its order:
 // every file-backed bucket with data worth keeping, and job-events. The

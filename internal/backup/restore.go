@@ -45,12 +45,22 @@ func LiveMasters(ctx context.Context, js jetstream.JetStream) ([]LiveMaster, err
 		return nil, fmt.Errorf("bucket %s: %w", names.BucketMasterHeartbeat, err)
 	}
 	defer w.Stop()
-	var out []LiveMaster
+	var entries []jetstream.KeyValueEntry
 	for e := range w.Updates() {
 		if e == nil {
 			break
 		}
-		if time.Since(e.Created()) > LiveWindow {
+		entries = append(entries, e)
+	}
+	// Heartbeats carry the server's time; compare them with the server's
+	// clock, not this host's, so that clock skew cannot hide a live master.
+	now := time.Now()
+	if st, err := js.Stream(ctx, KVStream(names.BucketMasterHeartbeat)); err == nil && !st.CachedInfo().TimeStamp.IsZero() {
+		now = st.CachedInfo().TimeStamp
+	}
+	var out []LiveMaster
+	for _, e := range entries {
+		if now.Sub(e.Created()) > LiveWindow {
 			continue
 		}
 		lm := LiveMaster{ID: e.Key(), LastBeat: e.Created()}

@@ -186,10 +186,12 @@ func (v *verifier) withManifest(dir string, m *Manifest, streams []string) {
 			continue
 		}
 		sdir := filepath.Join(dir, e.Dir)
-		r, ok := v.inspect(sdir)
-		if !ok {
+		before := len(v.problems)
+		r, _ := v.inspect(sdir)
+		if r == nil {
 			continue
 		}
+		unreadable := len(v.problems) > before
 		if r.Name != e.Name {
 			v.problem(filepath.Join(sdir, MetaFile), "names stream %q, the manifest says %q", r.Name, e.Name)
 		}
@@ -220,10 +222,15 @@ func (v *verifier) withManifest(dir string, m *Manifest, streams []string) {
 				v.problem(filepath.Join(sdir, got.Name), "not listed in %s", ManifestFile)
 			}
 		}
+		if unreadable {
+			continue // the archive did not read; its counts mean nothing
+		}
 		if r.Messages != e.Messages {
 			v.problem(r.DataFile, "holds %d messages, %s recorded %d", r.Messages, ManifestFile, e.Messages)
 		}
-		v.rep.Streams = append(v.rep.Streams, *r)
+		if len(v.problems) == before {
+			v.rep.Streams = append(v.rep.Streams, *r)
+		}
 	}
 }
 
@@ -349,12 +356,12 @@ func (v *verifier) inspect(sdir string) (*StreamReport, bool) {
 	before := len(v.problems)
 	r := &StreamReport{Dir: sdir}
 	metaPath := filepath.Join(sdir, MetaFile)
-	if fe, err := hashFile(metaPath); err != nil {
+	fe, err := hashFile(metaPath)
+	if err != nil {
 		v.problem(metaPath, "%v", err)
 		return nil, false
-	} else {
-		r.Files = append(r.Files, fe)
 	}
+	r.Files = append(r.Files, fe)
 	req, err := readMeta(metaPath)
 	if err != nil {
 		v.problem(metaPath, "%v", err)

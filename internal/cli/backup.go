@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/zester-io/zester/internal/backup"
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/version"
 )
 
 func init() {
@@ -28,19 +28,7 @@ func init() {
 // <base>/<YYYYmmdd-HHMMSS>, as the seed's hourly script does.
 const DefaultBackupBase = "/backup/zester"
 
-// zesterVersion is recorded in backup manifests; release builds set it with
-// -ldflags "-X github.com/zester-io/zester/internal/cli.zesterVersion=1.2.3".
-var zesterVersion = ""
-
-func backupZesterVersion() string {
-	if zesterVersion != "" {
-		return zesterVersion
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "0.1.0-dev" // master.Version's default; the CLI does not link the master
-}
+func backupZesterVersion() string { return version.String() }
 
 func (a *app) backupCmd() *cobra.Command {
 	var (

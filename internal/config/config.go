@@ -128,15 +128,18 @@ func Check(vals map[string]interface{ Err() error }) error {
 	return errors.Join(errs...)
 }
 
-// ParseByteSize reads a size with an optional unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB).
+// ParseByteSize reads a size with an optional unit (B, K/KB/KiB, M/MB/MiB,
+// G/GB/GiB, T/TB/TiB). Every unit is a power of 1024, as in the nats CLI
+// (`nats stream edit --max-bytes 10GB` is 10 GiB), so the same words in
+// master.yaml and in an operator's command mean the same size.
 func ParseByteSize(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	units := []struct {
 		suffix string
 		mult   int64
 	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"TB", 1000 * 1000 * 1000 * 1000},
-		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
+		{"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"TB", 1 << 40},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}}
 	for _, u := range units {
 		if n, ok := strings.CutSuffix(s, u.suffix); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(n), 64)

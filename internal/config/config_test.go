@@ -20,7 +20,7 @@ func TestParseDuration(t *testing.T) {
 }
 
 func TestParseByteSize(t *testing.T) {
-	for in, want := range map[string]int64{"1024": 1024, "1KiB": 1024, "10GB": 10e9, "1.5MiB": 3 << 19} {
+	for in, want := range map[string]int64{"1024": 1024, "1KiB": 1024, "10GB": 10 << 30, "10GiB": 10 << 30, "1.5MiB": 3 << 19} {
 		if got, err := ParseByteSize(in); err != nil || got != want {
 			t.Errorf("%s: %d %v", in, got, err)
 		}

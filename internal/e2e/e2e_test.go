@@ -221,3 +221,34 @@ func TestBinaries_BadConfigNamesKey(t *testing.T) {
 		t.Fatalf("peel: exit %d, output %s", code, out)
 	}
 }
+
+// --nats-only serves the embedded store without a master (for restores).
+func TestBinaries_NatsOnly(t *testing.T) {
+	dir := t.TempDir()
+	client := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
+	cfg := filepath.Join(dir, "master.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\n", client, filepath.Join(dir, "nats"))), 0o600)
+	p := start(t, "zester-master", "--config", cfg, "--nats-only")
+	var code int
+	var out string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, out = run(t, "nats", "--server", url, "account", "info")
+		if code == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != 0 || !strings.Contains(out, "JetStream") {
+		t.Fatalf("nats account info: %d %s", code, out)
+	}
+	// No master: no buckets were created, and no master answers.
+	if code, out = run(t, "zester", "--nats", url, "run", "*", "test.ping"); code != 3 || !strings.Contains(out, "no master") {
+		t.Fatalf("run without master: %d %s", code, out)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}

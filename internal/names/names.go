@@ -15,6 +15,9 @@ import (
 	"strings"
 )
 
+// KVStream is the JetStream stream that holds KV bucket b.
+func KVStream(bucket string) string { return "KV_" + bucket }
+
 // KV bucket names, fixed by the seed document.
 const (
 	BucketFacts            = "facts"
