@@ -59,8 +59,9 @@ type Master struct {
 	index  *factIndex
 	jobs   *jobEngine
 
-	met   *masterMetrics
-	ready atomic.Bool
+	met     *masterMetrics
+	ready   atomic.Bool
+	failErr atomic.Pointer[error]
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -116,6 +117,9 @@ func (m *Master) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-m.done:
 		}
+		if fe := m.failErr.Load(); fe != nil {
+			err = *fe
+		}
 	}
 	m.stop(err == nil)
 	return err
@@ -163,11 +167,21 @@ func (m *Master) start(ctx context.Context) error {
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.PingInterval(5 * time.Second),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			m.log.Warn("nats async error", "subject", subj, "err", err)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			m.met.disconnects.Inc()
 			m.log.Warn("nats disconnected", "err", err)
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { m.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			m.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			go m.checkStore()
+		}),
 	}
 	if m.cfg.NATS.Creds != "" {
 		nopts = append(nopts, nats.UserCredentials(m.cfg.NATS.Creds))
@@ -258,6 +272,38 @@ func (m *Master) waitJetStream(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// checkStore runs after a reconnect. When the buckets are gone (the
+// JetStream store was wiped or replaced), this master's watches and
+// in-memory state describe a store that no longer exists: it stops with an
+// error, and its supervisor's restart bootstraps the empty store, as at
+// first start. A bucket that merely cannot be reached yet is not a wipe.
+func (m *Master) checkStore() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, err := m.js.Stream(ctx, names.KVStream(names.BucketFacts))
+		if err == nil {
+			return
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			m.fail(fmt.Errorf("JetStream store was wiped (stream %s is gone): restart to bootstrap it again", names.KVStream(names.BucketFacts)))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// fail stops the master with err (Run returns it).
+func (m *Master) fail(err error) {
+	m.failErr.CompareAndSwap(nil, &err)
+	m.log.Error("master stopping", "err", err)
+	m.closeOnce.Do(func() { close(m.done) })
 }
 
 func (m *Master) readyCheck(ctx context.Context) error {

@@ -135,6 +135,13 @@ func (p *Peel) Run(ctx context.Context) error {
 		nats.ReconnectJitter(time.Second, 2*time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.PingInterval(20 * time.Second),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			p.log.Warn("nats async error", "subject", subj, "err", err)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			p.met.disconnects.Inc()
 			p.log.Warn("nats disconnected", "err", err)

@@ -82,3 +82,9 @@ func Start(t testing.TB, cfg master.Config) *Handle {
 	}
 	return h
 }
+
+// Exited is closed when the master's Run has returned; Err is then its error.
+func (h *Handle) Exited() <-chan struct{} { return h.exited }
+
+// Err is what Run returned (valid once Exited is closed).
+func (h *Handle) Err() error { return h.err }
