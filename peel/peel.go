@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -192,6 +193,9 @@ func (p *Peel) Run(ctx context.Context) error {
 	return nil
 }
 
+// reconnectFactsJitter spreads the facts republished after a reconnect.
+const reconnectFactsJitter = 2 * time.Second
+
 func notify(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
@@ -242,7 +246,10 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 			return
 		case <-reconnected:
 			p.askInfo(ctx)
-			notify(p.wake)
+			// Republish facts (the store may have been rebuilt), after a
+			// random delay so that a fleet reconnecting at once does not
+			// publish all its facts in the same instant.
+			time.AfterFunc(time.Duration(rand.Int64N(int64(reconnectFactsJitter))), func() { notify(p.wake) })
 			p.flushSpool(ctx)
 		case <-tick.C:
 			if p.nc.IsConnected() {
