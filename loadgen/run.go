@@ -409,9 +409,19 @@ wait:
 	<-duringDone
 
 	res.Status, res.Expected, res.Returned, res.Failed, res.Missing = job.Status, job.Expected, job.Returned, job.Failed, job.Missing
-	cctx, ccancel := context.WithTimeout(ctx, 2*time.Minute)
-	unique, msgs, err := e.countStored(cctx, "KV_"+names.BucketJobReturns, names.ReturnSubjectPrefix+names.ReturnFilter(jid))
-	ccancel()
+	// Count what the store holds; the JetStream API may be busy right after
+	// a big job (or a fault), so retry.
+	var unique, msgs int
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Minute)
+		unique, msgs, err = e.countStored(cctx, "KV_"+names.BucketJobReturns, names.ReturnSubjectPrefix+names.ReturnFilter(jid))
+		ccancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
+	}
 	if err != nil {
 		res.Problems = append(res.Problems, fmt.Sprintf("counting stored returns: %v", err))
 	}
@@ -594,9 +604,8 @@ func (r *runner) masterkill(ctx context.Context, s *Scenario) {
 		s.Summary = "ping failed: " + err.Error()
 	} else {
 		fo.Ping = res
-		fo.DoneAfter = max(res.Time-fo.FaultAt, 0)
-		s.Summary = fmt.Sprintf("killed %s (%s) %s after submit; survivors owned every partition %s after the kill; job %s %s after the kill (all returns stored %s after submit, latency %s): %s of %s returns stored once each, lost %d, stored twice %d (retries refused as already stored %d)",
-			fo.Victim, fo.Why, fo.FaultAt, fo.Failover, res.Status, fo.DoneAfter, res.AllStored, res.Latency, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.DupRefused)
+		s.Summary = fmt.Sprintf("killed %s (%s) %s after submit; survivors owned every partition %s after the kill; %s (all returns stored %s after submit, latency %s): %s of %s returns stored, lost %d, stored twice %d (retries refused as already stored %d)",
+			fo.Victim, fo.Why, fo.FaultAt, fo.Failover, fo.jobAfter(res, "kill"), res.AllStored, res.Latency, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.DupRefused)
 		for _, p := range res.Problems {
 			s.fail("%s", p)
 		}
@@ -675,9 +684,8 @@ func (r *runner) serverkill(ctx context.Context, s *Scenario) {
 		s.Summary = "ping failed: " + err.Error()
 	} else {
 		fo.Ping = res
-		fo.DoneAfter = max(res.Time-fo.FaultAt, 0)
-		s.Summary = fmt.Sprintf("stopped %s (%s) %s after submit (stop took %s); next KV write %s after the stop; job %s %s after the stop (latency %s): %s of %s returns stored once each, lost %d, stored twice %d (retries %d, refused as already stored %d)",
-			fo.Victim, fo.Why, fo.FaultAt, fo.ShutdownTime, fo.WriteGap, res.Status, fo.DoneAfter, res.Latency, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.Retries, res.DupRefused)
+		s.Summary = fmt.Sprintf("stopped %s (%s) %s after submit (stop took %s); next KV write %s after the stop; %s (all returns stored %s after submit, latency %s): %s of %s returns stored, lost %d, stored twice %d (retries %d, refused as already stored %d)",
+			fo.Victim, fo.Why, fo.FaultAt, fo.ShutdownTime, fo.WriteGap, fo.jobAfter(res, "stop"), res.AllStored, res.Latency, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.Retries, res.DupRefused)
 		for _, p := range res.Problems {
 			s.fail("%s", p)
 		}
@@ -829,4 +837,14 @@ func (r *runner) targets() []Target {
 		out = append(out, t)
 	}
 	return out
+}
+
+// jobAfter says when the job went final relative to the fault, and sets
+// DoneAfter.
+func (fo *FailoverResult) jobAfter(res *PingResult, fault string) string {
+	if res.Final == 0 {
+		return fmt.Sprintf("job NOT final (status %q, %d of %d counted returned)", res.Status, res.Returned, res.Expected)
+	}
+	fo.DoneAfter = max(res.Time-fo.FaultAt, 0)
+	return fmt.Sprintf("job %s %s after the %s", res.Status, fo.DoneAfter, fault)
 }

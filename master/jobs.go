@@ -59,6 +59,7 @@ type jobState struct {
 	parts    map[int]partRec
 	tracked  map[int]*tracker
 	timer    *time.Timer
+	retry    *time.Timer
 }
 
 type partRec struct {
@@ -215,8 +216,13 @@ func (je *jobEngine) activeCount() int {
 }
 
 func (je *jobEngine) dropLocked(jid string) {
-	if js := je.jobs[jid]; js != nil && js.timer != nil {
-		js.timer.Stop()
+	if js := je.jobs[jid]; js != nil {
+		if js.timer != nil {
+			js.timer.Stop()
+		}
+		if js.retry != nil {
+			js.retry.Stop()
+		}
 	}
 	delete(je.jobs, jid)
 }
@@ -280,6 +286,11 @@ func (je *jobEngine) apply(e jetstream.KeyValueEntry) string {
 		return ""
 	}
 	if js.haveMain && js.mainRev >= e.Revision() {
+		// Our own write coming back through the watch.
+		if je.started && wire.Final(js.main.Status) {
+			je.dropLocked(jid)
+			return ""
+		}
 		return jid
 	}
 	js.main, js.mainRev, js.haveMain = job, e.Revision(), true
@@ -307,6 +318,9 @@ func (je *jobEngine) kick(jid string) {
 	if js.timer == nil {
 		d := time.Until(js.main.Deadline)
 		js.timer = time.AfterFunc(max(d, 0), func() { je.deadline(jid) })
+		if every := js.main.Timeout.D() / 3; every >= time.Second {
+			js.retry = time.AfterFunc(every, func() { je.redispatch(jid, every) })
+		}
 	}
 	P := je.m.cfg.Partitions
 	var resolve, adopt []int
@@ -530,6 +544,60 @@ func (je *jobEngine) adopt(jid string, p int) {
 	je.m.met.adopted.Inc()
 	je.rescan(ctx, jid)
 	je.checkPart(jid, p)
+	// The master that died may have created the part without publishing it.
+	je.dispatchMissing(jid, p)
+}
+
+// redispatch sends the job again to the expected peels that have not
+// answered yet, every interval until the deadline: a peel that was cut off
+// when the job went out gets it when it is back. Peels run a job once
+// whatever the number of deliveries.
+func (je *jobEngine) redispatch(jid string, every time.Duration) {
+	je.mu.Lock()
+	js := je.jobs[jid]
+	if js == nil {
+		je.mu.Unlock()
+		return
+	}
+	var parts []int
+	for p, tr := range js.tracked {
+		if !tr.finished {
+			parts = append(parts, p)
+		}
+	}
+	if time.Until(js.main.Deadline) > every {
+		js.retry = time.AfterFunc(every, func() { je.redispatch(jid, every) })
+	}
+	je.mu.Unlock()
+	for _, p := range parts {
+		je.dispatchMissing(jid, p)
+	}
+}
+
+// dispatchMissing publishes the job to the peels of partition p that are
+// expected and have not returned.
+func (je *jobEngine) dispatchMissing(jid string, p int) {
+	je.mu.Lock()
+	js := je.jobs[jid]
+	if js == nil || js.tracked[p] == nil || js.tracked[p].finished {
+		je.mu.Unlock()
+		return
+	}
+	tr := js.tracked[p]
+	var missing []string
+	for id := range tr.expected {
+		if _, ok := tr.returned[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	main := js.main
+	je.mu.Unlock()
+	if len(missing) == 0 {
+		return
+	}
+	sort.Strings(missing) // peels look themselves up by binary search
+	je.m.met.redispatched.Add(len(missing))
+	je.dispatch(jid, main, p, missing, false)
 }
 
 // rescan reads every stored return of a job (headers only).

@@ -218,3 +218,18 @@ func TestConfig_UnknownAndBadKeysNamed(t *testing.T) {
 }
 
 func configBytes(n int64) config.ByteSize { return config.Bytes(n) }
+
+func TestMaster_CmdRun_NonZeroExitIsFailure(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	m := mastertest.Start(t, mastertest.Config("m1", url))
+	peeltest.Start(t, peeltest.Config(t, "web1", url))
+	code, out, _ := zester(t, url, "run", "web1", "cmd.run", "echo partial output; exit 3")
+	if code != 1 || !strings.Contains(out, "exited with status 3") || !strings.Contains(out, "partial output") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	// Finished jobs leave the active set.
+	waitFor(t, "no active jobs", 5*time.Second, func() bool { return activeJobs(t, m) == 0 })
+}
+
+func activeJobs(t *testing.T, m *mastertest.Handle) int { return m.ActiveJobs() }

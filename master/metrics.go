@@ -7,7 +7,7 @@ import (
 type masterMetrics struct {
 	disconnects, errors, tableChanges, factUpdates, badFacts *metrics.Counter
 	jobsAccepted, jobsFinished, partsFinished, adopted       *metrics.Counter
-	dispatched, returns                                      *metrics.Counter
+	dispatched, returns, redispatched                        *metrics.Counter
 }
 
 func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
@@ -53,5 +53,6 @@ func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
 		adopted:       s.NewCounter(`zester_master_job_parts_adopted_total`),
 		dispatched:    s.NewCounter(`zester_master_peels_dispatched_total`),
 		returns:       s.NewCounter(`zester_master_returns_total`),
+		redispatched:  s.NewCounter(`zester_master_peels_redispatched_total`),
 	}
 }

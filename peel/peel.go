@@ -131,6 +131,9 @@ func (p *Peel) Run(ctx context.Context) error {
 	reconnected := make(chan struct{}, 1)
 	nopts := []nats.Option{
 		nats.Name("zester-peel " + p.cfg.ID),
+		// Replies come to an inbox only this peel may subscribe to, so its
+		// permissions need no _INBOX.> wildcard (docs/security.md).
+		nats.CustomInboxPrefix(names.PeelInboxPrefix(p.cfg.ID)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.ReconnectJitter(time.Second, 2*time.Second),
@@ -177,7 +180,7 @@ func (p *Peel) Run(ctx context.Context) error {
 	p.wg.Add(2)
 	go func() { defer p.wg.Done(); p.factsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.connLoop(ctx, reconnected) }()
-	p.log.Info("peel running", "url", p.cfg.NATS.URL.String(), "partition", p.partition())
+	p.log.Info("peel running", "url", nc.ConnectedUrlRedacted(), "partition", p.partition())
 	<-ctx.Done()
 	p.ready.Store(false)
 	p.wg.Wait()
@@ -349,6 +352,16 @@ func (p *Peel) runJob(d wire.Dispatch) {
 			ret.Error = &wire.Error{Code: "failed", Msg: "result not encodable: " + merr.Error()}
 		}
 		ret.Result = b
+		// A command that exits non-zero or is killed is a failed job, as
+		// Salt's retcode makes it; its output stays in the return.
+		if cr, ok := res.(*funcs.CmdResult); ok && (cr.Retcode != 0 || cr.TimedOut) {
+			ret.Success = false
+			msg := fmt.Sprintf("command exited with status %d", cr.Retcode)
+			if cr.TimedOut {
+				msg = "command timed out and was killed: " + cr.Note
+			}
+			ret.Error = &wire.Error{Code: "retcode", Msg: msg}
+		}
 	}
 	if !ret.Success {
 		p.met.jobsFailed.Inc()

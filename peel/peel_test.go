@@ -139,3 +139,30 @@ func TestPeel_DuplicateDispatch_RunsOnce(t *testing.T) {
 		t.Fatalf("command ran %q times-worth, want once", got)
 	}
 }
+
+// A peel that is away when a job goes out gets it when it is back: the
+// master sends the job again to the peels that have not answered.
+func TestPeel_AwayAtDispatch_GetsJobWhenBack(t *testing.T) {
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	mastertest.Start(t, mastertest.Config("m1", url))
+	cfg := peeltest.Config(t, "late.example.com", url)
+	p := peeltest.Start(t, cfg)
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	nc, _ := nats.Connect(url)
+	defer nc.Close()
+	jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Kind: "list", Expr: "late.example.com"}, Function: "test.ping", Timeout: wire.Duration(9 * time.Second)})
+	time.Sleep(500 * time.Millisecond)
+	peeltest.Start(t, cfg)
+	js, _ := jetstream.New(nc)
+	j := waitJob(t, js, jid, 15*time.Second)
+	if j.Status != wire.StatusDone || j.Returned != 1 {
+		t.Fatalf("%+v", j)
+	}
+}

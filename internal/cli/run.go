@@ -379,7 +379,9 @@ func printReturn(w io.Writer, r *wire.Return) {
 			msg = r.Error.Code + ": " + r.Error.Msg
 		}
 		fmt.Fprintf(w, "%s: ERROR %s\n", r.Peel, msg)
-		return
+		if len(r.Result) == 0 {
+			return
+		}
 	}
 	var cmd struct {
 		Stdout  *string `json:"stdout"`
@@ -387,7 +389,9 @@ func printReturn(w io.Writer, r *wire.Return) {
 		Retcode int     `json:"retcode"`
 	}
 	if json.Unmarshal(r.Result, &cmd) == nil && cmd.Stdout != nil {
-		fmt.Fprintf(w, "%s: retcode %d\n", r.Peel, cmd.Retcode)
+		if r.Success {
+			fmt.Fprintf(w, "%s: retcode %d\n", r.Peel, cmd.Retcode)
+		}
 		for _, l := range strings.Split(strings.TrimRight(*cmd.Stdout, "\n"), "\n") {
 			fmt.Fprintf(w, "    %s\n", l)
 		}
@@ -398,7 +402,9 @@ func printReturn(w io.Writer, r *wire.Return) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "%s: %s\n", r.Peel, string(r.Result))
+	if r.Success {
+		fmt.Fprintf(w, "%s: %s\n", r.Peel, string(r.Result))
+	}
 }
 
 func printSummary(w io.Writer, r jobResult) {

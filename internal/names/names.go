@@ -97,6 +97,9 @@ func JobSubject(partition int) string { return Root + ".job." + strconv.Itoa(par
 // PeelInbox is a subject only one peel subscribes to (direct requests).
 func PeelInbox(id string) string { return Root + ".peel." + Token(id) + ".in" }
 
+// PeelInboxPrefix is the reply-inbox prefix of one peel's connection.
+func PeelInboxPrefix(id string) string { return "_INBOX." + Token(id) }
+
 // PeelEventSubject is where a peel publishes events that are not job returns.
 func PeelEventSubject(id, kind string) string {
 	return Root + ".events.peel." + Token(id) + "." + kind

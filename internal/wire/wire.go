@@ -16,13 +16,12 @@ const (
 	StatusDone     = "done"
 	StatusPartial  = "partial"
 	StatusTimedOut = "timed-out"
-	StatusFailed   = "failed" // the job could not be dispatched at all
 )
 
 // Final reports whether a status is terminal.
 func Final(status string) bool {
 	switch status {
-	case StatusDone, StatusPartial, StatusTimedOut, StatusFailed:
+	case StatusDone, StatusPartial, StatusTimedOut:
 		return true
 	}
 	return false
