@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -100,6 +101,7 @@ func main() {
 	reports := flag.String("reports", "", "directory for each cell's report.json and report.md")
 	cpuprofile := flag.String("cpuprofile", "", "directory for per-scenario CPU profiles of each cell")
 	dry := flag.Bool("n", false, "print the cells and exit")
+	from := flag.String("from", "", "do not run: rewrite the file from the reports a previous run saved with -reports DIR")
 	flag.Parse()
 
 	var peels, masters []int
@@ -140,6 +142,27 @@ func main() {
 			fatalf("%v (use -out)", err)
 		}
 		path = filepath.Join(root, "benchmarks.md")
+	}
+
+	if *from != "" {
+		results, err := load(*from, cells)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		var took time.Duration
+		for _, r := range results {
+			took += r.wall
+		}
+		write(f, *kind, results, took, os.Args[1:])
+		if err := f.Close(); err != nil {
+			fatalf("%v", err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s from %d saved reports\n", path, len(results))
+		return
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -283,8 +306,23 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 		}
 	}
 	fmt.Fprintf(w, "# Zester benchmarks\n\n")
-	fmt.Fprintf(w, "Written by `go run ./bench %s` on %s (%d cells, %s). Do not edit by hand: re-run the command; the analysis at the end comes from `bench/analysis.md`.\n\n",
-		strings.Join(args, " "), time.Now().UTC().Format("2006-01-02 15:04 MST"), len(results), took.Round(time.Second))
+	when := time.Now().UTC()
+	if first != nil {
+		when = first.Started.UTC()
+	}
+	var kept []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-from" || a == "-out" || a == "-reports" || a == "-cpuprofile" || a == "--from" || a == "--out" || a == "--reports" || a == "--cpuprofile":
+			i++ // and its value
+		case strings.HasPrefix(strings.TrimLeft(a, "-"), "from=") || strings.HasPrefix(strings.TrimLeft(a, "-"), "out=") ||
+			strings.HasPrefix(strings.TrimLeft(a, "-"), "reports=") || strings.HasPrefix(strings.TrimLeft(a, "-"), "cpuprofile="):
+		default:
+			kept = append(kept, a)
+		}
+	}
+	fmt.Fprintf(w, "Written by `go run ./bench %s` (%d cells; run started %s, %s wall). Do not edit by hand: re-run the command; the analysis at the end comes from `bench/analysis.md`.\n\n",
+		strings.Join(kept, " "), len(results), when.Format("2006-01-02 15:04 MST"), took.Round(time.Second))
 	if first != nil {
 		m, v := first.Machine, first.Versions
 		fmt.Fprintf(w, "- **Machine:** %d × %s, %s RAM, %s, kernel %s, open-file limit %s\n", m.CPUs, m.CPUModel, mib(m.MemBytes), m.OS, m.Kernel, num(int(m.NoFile)))
@@ -451,4 +489,27 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 	if strings.TrimSpace(analysis) != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(analysis))
 	}
+}
+
+// load reads the reports saved by a run with -reports, in matrix order.
+func load(dir string, cells []cell) ([]result, error) {
+	var out []result
+	for _, c := range cells {
+		b, err := os.ReadFile(filepath.Join(dir, c.name(), "report.json"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var rep loadgen.Report
+		if err := json.Unmarshal(b, &rep); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.name(), err)
+		}
+		out = append(out, result{cell: c, rep: &rep, wall: rep.Wall.D()})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no report.json of this matrix's cells under %s", dir)
+	}
+	return out, nil
 }

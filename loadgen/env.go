@@ -456,8 +456,9 @@ func (e *env) countStored(ctx context.Context, stream, filter string) (unique, m
 	}
 	pending := int(info.NumPending)
 	seen := make(map[string]struct{}, pending)
+	idle := 0
 	for msgs < pending {
-		batch, err := cons.Fetch(min(pending-msgs, 2000), jetstream.FetchMaxWait(5*time.Second))
+		batch, err := cons.Fetch(min(pending-msgs, 2000), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return len(seen), msgs, err
 		}
@@ -467,13 +468,18 @@ func (e *env) countStored(ctx context.Context, stream, filter string) (unique, m
 			n++
 		}
 		msgs += n
-		if n == 0 {
-			if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-				return len(seen), msgs, err
-			}
-			if ctx.Err() != nil {
-				return len(seen), msgs, ctx.Err()
-			}
+		if n > 0 {
+			idle = 0
+			continue
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return len(seen), msgs, err
+		}
+		if ctx.Err() != nil {
+			return len(seen), msgs, ctx.Err()
+		}
+		if idle++; idle >= 3 {
+			return len(seen), msgs, fmt.Errorf("count of %s stalled at %d of %d messages", filter, msgs, pending)
 		}
 	}
 	return len(seen), msgs, nil

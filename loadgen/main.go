@@ -20,7 +20,7 @@ Usage:
 
 With no flags it runs the README's demo: %s simulated peels multiplexed over
 %s connections, an in-process single server and one master (three during
-masterkill), every scenario; about two minutes on a 2-core machine.
+masterkill), every scenario; about 1–2 minutes and 2 GiB of RSS on a 2-core machine.
 
 Scenarios (--scenarios, comma list, default all):
   factstorm   every peel stores its facts at once; compression vs JSON

@@ -104,8 +104,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.rep.Fleet.ConnectTime = Sec(time.Since(t))
 	heap1 := heapInUse()
-	r.rep.Fleet.HeapBytes = heap1 - heap0
-	r.rep.Fleet.BytesPerPeel = float64(heap1-heap0) / float64(cfg.Peels)
+	// Noise from the servers' and masters' own allocations can exceed a
+	// tiny fleet's size; the figure is meaningful from ~10,000 peels.
+	r.rep.Fleet.HeapBytes = max(heap1-heap0, 0)
+	r.rep.Fleet.BytesPerPeel = float64(r.rep.Fleet.HeapBytes) / float64(cfg.Peels)
 	r.rep.Fleet.OpenFiles = openFiles()
 	for _, c := range f.conns {
 		r.rep.Fleet.Subs += len(c.subs)
@@ -414,7 +416,7 @@ wait:
 	var unique, msgs int
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		cctx, ccancel := context.WithTimeout(ctx, 2*time.Minute)
+		cctx, ccancel := context.WithTimeout(ctx, time.Minute)
 		unique, msgs, err = e.countStored(cctx, "KV_"+names.BucketJobReturns, names.ReturnSubjectPrefix+names.ReturnFilter(jid))
 		ccancel()
 		if err == nil || ctx.Err() != nil {
@@ -817,12 +819,16 @@ func (r *runner) targets() []Target {
 	out = append(out, m)
 	if sc := r.rep.Find(ScMasterkill); sc != nil && sc.Failover != nil && sc.Failover.Ping != nil {
 		fo := sc.Failover
-		out = append(out, Target{What: "master failover", Goal: "< 5 s, 0 lost, 0 duplicated", Measured: fmt.Sprintf("%s, lost %d, duplicated %d", fo.Failover, fo.Ping.Lost, fo.Ping.Duplicates),
+		done := "job not final"
+		if fo.DoneAfter > 0 {
+			done = "job final " + fo.DoneAfter.String() + " after the kill"
+		}
+		out = append(out, Target{What: "master failover", Goal: "< 5 s, 0 lost, 0 duplicated", Measured: fmt.Sprintf("%s to own every partition (%s), lost %d, duplicated %d", fo.Failover, done, fo.Ping.Lost, fo.Ping.Duplicates),
 			Met: fo.Failover > 0 && fo.Failover < 5 && fo.Ping.Lost == 0 && fo.Ping.Duplicates == 0 && sc.Status == StatusOK})
 	}
 	if sc := r.rep.Find(ScReconnect); sc != nil && sc.Reconnect != nil {
 		rc := sc.Reconnect
-		out = append(out, Target{What: "peels reconnected after a server restart", Goal: "< 30 s for 100,000", Measured: fmt.Sprintf("%s peels in %s", fmtInt(int64(rc.PeelsMoved)), rc.AllReconnected),
+		out = append(out, Target{What: "peels reconnected after a server restart", Goal: "< 30 s for 100,000", Measured: fmt.Sprintf("%s peels in %s (a ping returned from all %s after the restart began)", fmtInt(int64(rc.PeelsMoved)), rc.AllReconnected, rc.PingDone),
 			Met: rc.AllReconnected < 30 && sc.Status == StatusOK, Note: scale})
 	}
 	if sc := r.rep.Find(ScFactstorm); sc != nil && sc.Facts != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/version"
@@ -189,7 +190,7 @@ func (m *Master) start(ctx context.Context) error {
 	nopts = append(nopts, m.opts.NATSOptions...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", url, err)
+		return fmt.Errorf("connect %s: %w", config.Redact(url), err)
 	}
 	m.nc = nc
 	js, err := jetstream.New(nc)

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
@@ -162,7 +163,7 @@ func (p *Peel) Run(ctx context.Context) error {
 	nopts = append(nopts, p.opts.NATSOptions...)
 	nc, err := nats.Connect(p.cfg.NATS.URL.String(), nopts...)
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", p.cfg.NATS.URL, err)
+		return fmt.Errorf("connect %s: %w", config.Redact(p.cfg.NATS.URL.String()), err)
 	}
 	p.nc = nc
 	defer nc.Close()

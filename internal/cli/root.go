@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/zester-io/zester/internal/config"
 )
 
 // Exit codes of zester run and job wait.
@@ -109,7 +111,7 @@ func (a *app) connect(ctx context.Context) error {
 	}
 	nc, err := nats.Connect(a.natsURL, opts...)
 	if err != nil {
-		return withCode(ExitError, fmt.Errorf("connect to NATS at %s: %w", a.natsURL, err))
+		return withCode(ExitError, fmt.Errorf("connect to NATS at %s: %w", config.Redact(a.natsURL), err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -123,7 +125,7 @@ func (a *app) connect(ctx context.Context) error {
 func (a *app) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
 	kv, err := a.js.KeyValue(ctx, bucket)
 	if err != nil {
-		return nil, withCode(ExitError, fmt.Errorf("bucket %s: %w (is a master running against %s?)", bucket, err, a.natsURL))
+		return nil, withCode(ExitError, fmt.Errorf("bucket %s: %w (is a master running against %s?)", bucket, err, config.Redact(a.natsURL)))
 	}
 	return kv, nil
 }

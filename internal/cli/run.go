@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
+	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
@@ -130,7 +131,7 @@ func (a *app) submit(ctx context.Context, req wire.RunRequest) (string, error) {
 	msg, err := a.nc.RequestWithContext(ctxT(ctx, 10*time.Second), names.APISubject("job.run"), b)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return "", withCode(ExitError, fmt.Errorf("no master answers on %s: is zester-master running?", a.natsURL))
+			return "", withCode(ExitError, fmt.Errorf("no master answers on %s: is zester-master running?", config.Redact(a.natsURL)))
 		}
 		return "", withCode(ExitError, fmt.Errorf("submit job: %w", err))
 	}

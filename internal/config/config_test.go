@@ -74,3 +74,10 @@ func FuzzParse(f *testing.F) {
 		_ = Parse("fuzz.yaml", []byte(in), &s)
 	})
 }
+
+func TestRedact(t *testing.T) {
+	got := Redact("nats://u:secret@h1:4222,nats://h2:4222")
+	if strings.Contains(got, "secret") || !strings.Contains(got, "u:xxxxx@h1") || !strings.Contains(got, "nats://h2:4222") {
+		t.Fatal(got)
+	}
+}
