@@ -88,6 +88,9 @@ func (m *Master) ValidateRun(r *wire.RunRequest) (target.Expr, error) {
 	if len(r.Args) > 0 && !json.Valid(r.Args) {
 		return nil, errors.New("arguments: not valid JSON")
 	}
+	if r.Batch != "" {
+		return nil, errors.New("batch: the master runs one job per request; run rolling batches from the client (zester run --batch N|P%)")
+	}
 	if r.Timeout.D() < 0 || r.Timeout.D() > m.cfg.Jobs.MaxTimeout.D() {
 		return nil, fmt.Errorf("timeout %s: want 0 to %s (jobs.max_timeout)", r.Timeout.D(), m.cfg.Jobs.MaxTimeout.D())
 	}

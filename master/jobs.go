@@ -345,8 +345,8 @@ func (je *jobEngine) kick(jid string) {
 	if len(resolve) > 0 {
 		je.goDo(func() { je.resolve(jid, resolve) })
 	}
-	for _, p := range adopt {
-		je.goDo(func() { je.adopt(jid, p) })
+	if len(adopt) > 0 {
+		je.goDo(func() { je.adopt(jid, adopt) })
 	}
 	if coord {
 		je.reconcile(jid)
@@ -416,13 +416,23 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 	expr, err := je.parsedTarget(js)
 	je.mu.Unlock()
 	all := err == nil && (main.Target.Kind == "" || main.Target.Kind == string(target.KindGlob)) && main.Target.Expr == "*"
+	// Parts are independent: create and dispatch them in parallel, so the
+	// last partition does not wait for the round trips of all the others.
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
 	for _, p := range parts {
-		var ids []string
-		if err == nil {
-			ids = je.m.index.resolve(p, expr)
-		}
-		je.createPart(jid, main, p, ids, all)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var ids []string
+			if err == nil {
+				ids = je.m.index.resolve(p, expr)
+			}
+			je.createPart(jid, main, p, ids, all)
+		}()
 	}
+	wg.Wait()
 }
 
 func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids []string, all bool) {
@@ -507,45 +517,57 @@ func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, al
 	je.m.met.dispatched.Add(len(ids))
 }
 
-// adopt takes over a running part of a partition this master gained: it
-// loads the expected set and rescans the returns already stored.
-func (je *jobEngine) adopt(jid string, p int) {
-	key := jid + "/" + strconv.Itoa(p)
+// adopt takes over the running parts of partitions this master gained: it
+// loads their expected sets, then rescans the job's stored returns once for
+// all of them (headers only), then sends the job again to whoever has not
+// answered (the master that died may have created a part without publishing
+// it).
+func (je *jobEngine) adopt(jid string, parts []int) {
 	defer func() {
 		je.mu.Lock()
-		delete(je.resolving, key)
+		for _, p := range parts {
+			delete(je.resolving, jid+"/"+strconv.Itoa(p))
+		}
 		je.mu.Unlock()
 	}()
 	ctx, cancel := context.WithTimeout(je.ctx, 30*time.Second)
 	defer cancel()
-	e, err := je.m.kvJobs.Get(ctx, names.JobPartKey(jid, p))
-	if err != nil {
-		return
-	}
-	var part wire.JobPart
-	if json.Unmarshal(e.Value(), &part) != nil || wire.Final(part.Status) {
-		return
-	}
-	tr := &tracker{expected: make(map[string]struct{}, len(part.Expected)), returned: map[string]bool{}, rev: e.Revision()}
-	for _, id := range part.Expected {
-		tr.expected[id] = struct{}{}
-	}
-	je.mu.Lock()
-	js := je.jobs[jid]
-	if js == nil || js.tracked[p] != nil || !je.m.member.owns(p) {
+	var adopted []int
+	for _, p := range parts {
+		e, err := je.m.kvJobs.Get(ctx, names.JobPartKey(jid, p))
+		if err != nil {
+			continue
+		}
+		var part wire.JobPart
+		if json.Unmarshal(e.Value(), &part) != nil || wire.Final(part.Status) {
+			continue
+		}
+		tr := &tracker{expected: make(map[string]struct{}, len(part.Expected)), returned: map[string]bool{}, rev: e.Revision()}
+		for _, id := range part.Expected {
+			tr.expected[id] = struct{}{}
+		}
+		je.mu.Lock()
+		js := je.jobs[jid]
+		if js == nil || js.tracked[p] != nil || !je.m.member.owns(p) {
+			je.mu.Unlock()
+			continue
+		}
+		js.tracked[p] = tr
+		if cur, ok := js.parts[p]; !ok || cur.rev < e.Revision() {
+			js.parts[p] = partRec{part: part, rev: e.Revision()}
+		}
 		je.mu.Unlock()
+		adopted = append(adopted, p)
+	}
+	if len(adopted) == 0 {
 		return
 	}
-	js.tracked[p] = tr
-	if cur, ok := js.parts[p]; !ok || cur.rev < e.Revision() {
-		js.parts[p] = partRec{part: part, rev: e.Revision()}
-	}
-	je.mu.Unlock()
-	je.m.met.adopted.Inc()
+	je.m.met.adopted.Add(len(adopted))
 	je.rescan(ctx, jid)
-	je.checkPart(jid, p)
-	// The master that died may have created the part without publishing it.
-	je.dispatchMissing(jid, p)
+	for _, p := range adopted {
+		je.checkPart(jid, p)
+		je.dispatchMissing(jid, p)
+	}
 }
 
 // redispatch sends the job again to the expected peels that have not

@@ -41,7 +41,8 @@ type RunRequest struct {
 	Args      json.RawMessage `json:"args,omitempty"`
 	Timeout   Duration        `json:"timeout,omitempty"`
 	Requester string          `json:"requester,omitempty"`
-	// Batch, when set, runs the job as a rolling batch ("10" or "25%").
+	// Batch is refused by the master: rolling batches are driven by the
+	// client, one job per wave (zester run --batch).
 	Batch string `json:"batch,omitempty"`
 }
 
