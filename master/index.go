@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/shard"
@@ -44,7 +45,7 @@ func newFactIndex(m *Master) *factIndex {
 }
 
 func (ix *factIndex) start(ctx context.Context) error {
-	w, err := ix.m.kvFacts.WatchAll(ctx)
+	w, err := kvwatch.Watch(ctx, ix.m.js, names.BucketFacts, kvwatch.Options{OnError: ix.m.watchErr(names.BucketFacts)})
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (ix *factIndex) start(ctx context.Context) error {
 	return nil
 }
 
-func (ix *factIndex) apply(e jetstream.KeyValueEntry) {
+func (ix *factIndex) apply(e kvwatch.Interface) {
 	id := e.Key()
 	if names.ValidateID(id) != nil {
 		ix.m.met.badFacts.Inc()

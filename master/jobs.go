@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
@@ -108,7 +109,7 @@ func (je *jobEngine) start(ctx context.Context) error {
 	// Updates from now on first, then the history: main records only (one
 	// key per job), and the parts of the jobs that are not final. Seven days
 	// of job history then cost one entry per job at start, not 1+P.
-	w, err := je.m.kvJobs.WatchAll(je.ctx, jetstream.UpdatesOnly())
+	w, err := kvwatch.Watch(je.ctx, je.m.js, names.BucketJobs, kvwatch.Options{UpdatesOnly: true, OnError: je.m.watchErr(names.BucketJobs)})
 	if err != nil {
 		cc.Stop()
 		return err
@@ -160,7 +161,7 @@ func (je *jobEngine) start(ctx context.Context) error {
 
 // loadActive reads the main records and the parts of non-final jobs.
 func (je *jobEngine) loadActive() error {
-	mains, err := je.m.kvJobs.Watch(je.ctx, "*", jetstream.IgnoreDeletes())
+	mains, err := kvwatch.Watch(je.ctx, je.m.js, names.BucketJobs, kvwatch.Options{Filters: []string{"*"}})
 	if err != nil {
 		return err
 	}
@@ -182,7 +183,7 @@ func (je *jobEngine) loadActive() error {
 		if final {
 			continue
 		}
-		pw, err := je.m.kvJobs.Watch(je.ctx, names.JobPartFilter(jid), jetstream.IgnoreDeletes())
+		pw, err := kvwatch.Watch(je.ctx, je.m.js, names.BucketJobs, kvwatch.Options{Filters: []string{names.JobPartFilter(jid)}})
 		if err != nil {
 			return err
 		}
@@ -241,7 +242,7 @@ func splitJobKey(key string) (jid string, part int, isPart bool, ok bool) {
 }
 
 // apply records one jobs-bucket entry and returns the jid to act on.
-func (je *jobEngine) apply(e jetstream.KeyValueEntry) string {
+func (je *jobEngine) apply(e kvwatch.Interface) string {
 	jid, p, isPart, ok := splitJobKey(e.Key())
 	if !ok {
 		return ""

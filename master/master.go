@@ -385,3 +385,13 @@ func RunEmbeddedOnly(ctx context.Context, cfg Config) error {
 	srv.Shutdown()
 	return nil
 }
+
+// watchErr logs the errors of a bucket watch (its consumer resets itself).
+func (m *Master) watchErr(bucket string) func(error) {
+	return func(err error) {
+		if m.nc != nil && m.nc.IsClosed() {
+			return
+		}
+		m.log.Debug("watch", "bucket", bucket, "err", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/shard"
@@ -36,6 +37,10 @@ type membership struct {
 	records map[string]wire.MasterRecord
 	table   *shard.Table
 	started time.Time
+	// lastEcho is when our own heartbeat last came back through the watch:
+	// while it is stale, the watch (not the others) may be what is dead.
+	lastEcho time.Time
+	stale    bool
 
 	joined     chan struct{}
 	joinedOnce sync.Once
@@ -58,7 +63,7 @@ func newMembership(m *Master) *membership {
 
 func (ms *membership) start(ctx context.Context) error {
 	ctx, ms.cancel = context.WithCancel(ctx)
-	w, err := ms.m.kvHeartbeat.WatchAll(ctx)
+	w, err := kvwatch.Watch(ctx, ms.m.js, names.BucketMasterHeartbeat, kvwatch.Options{OnError: ms.m.watchErr(names.BucketMasterHeartbeat)})
 	if err != nil {
 		return err
 	}
@@ -77,6 +82,7 @@ func (ms *membership) start(ctx context.Context) error {
 		return err
 	}
 	ms.seen[ms.self] = time.Now()
+	ms.lastEcho = time.Now()
 	ms.recompute("start")
 	ms.wg.Add(2)
 	go func() {
@@ -125,7 +131,7 @@ func (ms *membership) start(ctx context.Context) error {
 	return nil
 }
 
-func (ms *membership) observe(e jetstream.KeyValueEntry, at time.Time) {
+func (ms *membership) observe(e kvwatch.Interface, at time.Time) {
 	var rec wire.MasterRecord
 	if err := json.Unmarshal(e.Value(), &rec); err != nil || names.ValidateID(e.Key()) != nil {
 		ms.m.log.Warn("ignoring bad heartbeat", "key", e.Key(), "err", err)
@@ -137,11 +143,14 @@ func (ms *membership) observe(e jetstream.KeyValueEntry, at time.Time) {
 	ms.mu.Unlock()
 }
 
-func (ms *membership) handle(e jetstream.KeyValueEntry) {
+func (ms *membership) handle(e kvwatch.Interface) {
 	switch e.Operation() {
 	case jetstream.KeyValuePut:
 		ms.mu.Lock()
 		_, known := ms.seen[e.Key()]
+		if e.Key() == ms.self {
+			ms.lastEcho = time.Now()
+		}
 		ms.mu.Unlock()
 		ms.observe(e, time.Now())
 		if !known {
@@ -169,8 +178,19 @@ func (ms *membership) recompute(why string) {
 	}
 	now := time.Now()
 	dead := ms.m.cfg.DeadAfter.D()
+	// Expire others only while our own beats come back through the watch;
+	// otherwise a stalled watch would make every master believe it is alone.
+	stale := now.Sub(ms.lastEcho) > 2*ms.m.cfg.Heartbeat.D()+250*time.Millisecond
+	if stale != ms.stale {
+		ms.stale = stale
+		if stale {
+			ms.m.log.Warn("heartbeat watch is stale; holding the partition table until it is back")
+		} else {
+			ms.m.log.Info("heartbeat watch is back")
+		}
+	}
 	for id, t := range ms.seen {
-		if id != ms.self && now.Sub(t) > dead {
+		if id != ms.self && now.Sub(t) > dead && !stale {
 			delete(ms.seen, id)
 			delete(ms.records, id)
 		}

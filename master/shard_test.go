@@ -346,3 +346,56 @@ func TestMaster_RestartMidJob_Finishes(t *testing.T) {
 		t.Fatalf("%+v", job)
 	}
 }
+
+// The NATS server restarts under two masters: neither takes the other for
+// dead (no partition owned twice at any sample), and a job submitted right
+// after the restart completes at once.
+func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	ms := startMasters(t, url, 2)
+	startSimFleet(t, url, 100, 64)
+	waitFor(t, "index", 10*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	waitFor(t, "client connected", 10*time.Second, nc.IsConnected)
+	var jid string
+	start := time.Now()
+	waitFor(t, "job accepted", 10*time.Second, func() bool {
+		var err error
+		jid, err = submitJob(nc, wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)})
+		return err == nil
+	})
+	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
+	overlap := 0
+	var job wire.Job
+	waitFor(t, "job final", 30*time.Second, func() bool {
+		seen := map[int]int{}
+		for _, m := range ms {
+			for _, p := range m.Owned() {
+				if seen[p]++; seen[p] > 1 {
+					overlap++
+				}
+			}
+		}
+		job = jobStatus(t, kvJobs, jid)
+		return wire.Final(job.Status)
+	})
+	t.Logf("after a server restart: job %s in %s", job.Status, time.Since(start))
+	if job.Status != wire.StatusDone || job.Returned != 100 {
+		t.Fatalf("%+v", job)
+	}
+	if overlap > 0 {
+		t.Fatalf("partitions owned twice in %d samples", overlap)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("job after restart took %s", d)
+	}
+}
