@@ -528,12 +528,13 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := f.Map()
+	// The struct's field order is the dictionary's (internal/factcodec).
+	doc, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	doc, err := json.Marshal(m)
-	if err != nil {
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
 		return err
 	}
 	if p.kvF == nil {

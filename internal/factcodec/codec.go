@@ -1,11 +1,20 @@
 // Package factcodec encodes fact documents for the facts bucket: JSON,
-// compressed with zstd, behind a one-byte format tag so the encoding can
-// change without breaking older readers.
+// compressed with zstd and a raw dictionary of representative fact documents,
+// behind a one-byte format tag so the encoding can change without breaking
+// older readers.
+//
+// Dictionaries are immutable and versioned: dict/facts-v<N>.json is compiled
+// into every peel and master; the zstd frame carries the dictionary id, so a
+// reader knows every version it was built with, and a value made with a
+// dictionary it does not know is reported as such. Encode always uses the
+// newest.
 package factcodec
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -13,8 +22,17 @@ import (
 
 // Format tags.
 const (
-	formatZstd byte = 0x01
+	formatZstd     byte = 0x01 // zstd, no dictionary (kept readable forever)
+	formatZstdDict byte = 0x02 // zstd with a raw dictionary; its id is in the frame
 )
+
+// dictV1 is nine representative fact documents (eight generated in the shape
+// of peel/facts across OS families, one collected from a real host).
+//
+//go:embed dict/facts-v1.json
+var dictV1 []byte
+
+const dictV1ID = 1
 
 // MaxDecoded bounds a decoded fact document, so a corrupt or hostile value
 // cannot make a reader allocate without limit.
@@ -29,11 +47,13 @@ var (
 func setup() {
 	encOnce.Do(func() {
 		var err error
-		enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
+		enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderDictRaw(dictV1ID, dictV1))
 		if err != nil {
 			panic(err)
 		}
-		dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxDecoded))
+		dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxDecoded),
+			zstd.WithDecoderDictRaw(dictV1ID, dictV1))
 		if err != nil {
 			panic(err)
 		}
@@ -43,8 +63,8 @@ func setup() {
 // Encode compresses a JSON fact document.
 func Encode(doc []byte) []byte {
 	setup()
-	out := make([]byte, 1, len(doc)/3+16)
-	out[0] = formatZstd
+	out := make([]byte, 1, len(doc)/6+16)
+	out[0] = formatZstdDict
 	return enc.EncodeAll(doc, out)
 }
 
@@ -58,9 +78,12 @@ func Decode(v []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
 	}
 	switch v[0] {
-	case formatZstd:
+	case formatZstd, formatZstdDict:
 		out, err := dec.DecodeAll(v[1:], nil)
 		if err != nil {
+			if errors.Is(err, zstd.ErrUnknownDictionary) {
+				return nil, fmt.Errorf("%w: made with a fact dictionary this build does not have (a newer peel?): %v", ErrCorrupt, err)
+			}
 			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		}
 		return out, nil
