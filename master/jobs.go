@@ -102,7 +102,7 @@ func (je *jobEngine) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("returns consumer: %w", err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { je.onReturnMsg(msg) })
+	cc, err := cons.Consume(func(msg jetstream.Msg) { je.onReturnMsg(msg) }, jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("returns consumer: %w", err)
 	}
@@ -625,6 +625,9 @@ func (je *jobEngine) dispatchMissing(jid string, p int) {
 
 // rescan reads every stored return of a job (headers only).
 func (je *jobEngine) rescan(ctx context.Context, jid string) {
+	// One consumer for the whole read: an ordered consumer recreates its
+	// server-side consumer on every Fetch, and each creation makes the
+	// server count pending messages over the stream's whole subject tree.
 	cons, err := je.m.js.OrderedConsumer(ctx, names.KVStream(names.BucketJobReturns), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -635,28 +638,30 @@ func (je *jobEngine) rescan(ctx context.Context, jid string) {
 		return
 	}
 	info, err := cons.Info(ctx)
-	if err != nil || info.NumPending == 0 {
+	if err != nil {
+		je.m.log.Warn("rescan", "jid", jid, "err", err)
 		return
 	}
-	remaining := info.NumPending
-	for remaining > 0 {
-		batch, err := cons.FetchNoWait(int(min(remaining, 1000)))
-		if err != nil {
-			return
+	if info.NumPending == 0 {
+		return
+	}
+	done := make(chan struct{})
+	var once sync.Once
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		je.onReturnMsg(msg)
+		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
+			once.Do(func() { close(done) })
 		}
-		n := 0
-		for msg := range batch.Messages() {
-			je.onReturnMsg(msg)
-			n++
-		}
-		if n == 0 {
-			if ctx.Err() != nil {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		remaining -= uint64(n)
+	}, jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		je.m.log.Warn("rescan", "jid", jid, "err", err)
+		return
+	}
+	defer cc.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		je.m.log.Warn("rescan cut short", "jid", jid, "err", ctx.Err())
 	}
 }
 
@@ -733,7 +738,7 @@ func (je *jobEngine) deadline(jid string) {
 	if len(parts) > 0 {
 		// Last look in the store before calling anyone missing: a return
 		// may have been stored while this master was cut off.
-		ctx, cancel := context.WithTimeout(je.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(je.ctx, 30*time.Second)
 		je.rescan(ctx, jid)
 		cancel()
 	}
