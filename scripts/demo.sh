@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Zester on one machine: a master with its embedded NATS JetStream server, two
-# peels, a ping and a command to every peel, and the seed's buckets as the
-# stock `nats` CLI sees them. Everything lives in a temporary directory and
-# stops when the script ends.
+# Zester on one machine, in two parts:
+# 1. a master with its embedded NATS JetStream server, two real peels, a ping
+#    and a command to every peel, and the seed's buckets as the stock `nats`
+#    CLI sees them (about 20 s);
+# 2. the load generator's default demo: 100,000 simulated peels against an
+#    in-process server and real masters, every scenario, with the raw-NATS
+#    baseline measured in the same run and a report at the end (about 2 min).
+# Everything lives in temporary directories and stops when the script ends.
+# ZESTER_DEMO_SKIP_LOADGEN=1 runs only the first part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/zester-demo.XXXXXX)
@@ -62,4 +67,11 @@ echo "==> nats kv ls"
 "$bin/nats" --server "$url" kv ls
 echo "==> curl -s http://localhost:8222/jsz"
 curl -s http://localhost:8222/jsz | head -c 400; echo
-echo "==> done; logs were in $work (removed on exit)"
+echo "==> part 1 done; logs were in $work (removed on exit)"
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+pids=()
+if [ -z "${ZESTER_DEMO_SKIP_LOADGEN:-}" ]; then
+  echo "==> zester-loadgen: 100,000 simulated peels, every scenario, raw NATS baseline beside"
+  go run ./cmd/zester-loadgen
+fi
