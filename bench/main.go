@@ -40,12 +40,29 @@ type cell struct {
 	Peels     int
 	Masters   int
 	Topology  string
+	Mode      string // "" multiplexed, or perpeel
 	Scenarios []string
 	Headline  bool
 }
 
 func (c cell) name() string {
-	return fmt.Sprintf("%s-%dk-%dm", c.Topology, c.Peels/1000, c.Masters)
+	n := strconv.Itoa(c.Peels)
+	if c.Peels%1000 == 0 {
+		n = strconv.Itoa(c.Peels/1000) + "k"
+	}
+	s := fmt.Sprintf("%s-%s-%dm", c.Topology, n, c.Masters)
+	if c.Mode != "" {
+		s += "-" + c.Mode
+	}
+	return s
+}
+
+// where is the topology column of the tables.
+func (c cell) where() string {
+	if c.Mode != "" {
+		return c.Topology + ", " + c.Mode
+	}
+	return c.Topology
 }
 
 func matrix(kind string, peels []int, masters []int, topos []string) []cell {
@@ -71,6 +88,12 @@ func matrix(kind string, peels []int, masters []int, topos []string) []cell {
 				out = append(out, c)
 			}
 		}
+	}
+	if kind == "full" {
+		// One connection per peel, as many as the open-file limit allows
+		// with the server in the same process (2 files a connection).
+		out = append(out, cell{Peels: 9500, Masters: 1, Topology: "single", Mode: loadgen.ModePerPeel,
+			Scenarios: []string{loadgen.ScFactstorm, loadgen.ScPing, loadgen.ScReconnect}})
 	}
 	return out
 }
@@ -101,6 +124,7 @@ func main() {
 	reports := flag.String("reports", "", "directory for each cell's report.json and report.md")
 	cpuprofile := flag.String("cpuprofile", "", "directory for per-scenario CPU profiles of each cell")
 	dry := flag.Bool("n", false, "print the cells and exit")
+	only := flag.String("only", "", "run only these cells (comma list of names as -n prints)")
 	from := flag.String("from", "", "do not run: rewrite the file from the reports a previous run saved with -reports DIR")
 	flag.Parse()
 
@@ -129,6 +153,13 @@ func main() {
 		topos = strings.Split(*toposFlag, ",")
 	}
 	cells := matrix(*kind, peels, masters, topos)
+	if *only != "" && *from == "" {
+		want := strings.Split(*only, ",")
+		cells = slices.DeleteFunc(cells, func(c cell) bool { return !slices.Contains(want, c.name()) })
+		if len(cells) == 0 {
+			fatalf("-only %q matches no cell (see -n)", *only)
+		}
+	}
 	if *dry {
 		for _, c := range cells {
 			fmt.Printf("%-22s %s\n", c.name(), strings.Join(c.Scenarios, ","))
@@ -177,6 +208,10 @@ func main() {
 		cfg := loadgen.DefaultConfig()
 		cfg.Peels, cfg.Masters, cfg.Topology, cfg.Scenarios = c.Peels, c.Masters, c.Topology, c.Scenarios
 		cfg.Command = fmt.Sprintf("zester-loadgen --peels %d --masters %d --topology %s --scenarios %s", c.Peels, c.Masters, c.Topology, strings.Join(c.Scenarios, ","))
+		if c.Mode != "" {
+			cfg.Mode = c.Mode
+			cfg.Command += " --mode " + c.Mode
+		}
 		if !c.Headline {
 			cfg.CompressionSamples = -1
 		}
@@ -185,7 +220,16 @@ func main() {
 		}
 		t := time.Now()
 		rep, err := loadgen.Run(ctx, cfg)
-		res := result{cell: c, rep: rep, err: err, wall: time.Since(t)}
+		retried := ""
+		if err != nil && rep == nil && ctx.Err() == nil {
+			// A set-up failure (a master not ready, a topology not formed):
+			// say so, and try the cell once more.
+			retried = err.Error()
+			fmt.Fprintf(os.Stderr, "         %s: %v; retrying once\n", c.name(), err)
+			t = time.Now()
+			rep, err = loadgen.Run(ctx, cfg)
+		}
+		res := result{cell: c, rep: rep, err: err, wall: time.Since(t), retried: retried}
 		results = append(results, res)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "         %s: %v\n", c.name(), err)
@@ -240,10 +284,11 @@ func moduleRoot() (string, error) {
 }
 
 type result struct {
-	cell cell
-	rep  *loadgen.Report
-	err  error
-	wall time.Duration
+	cell    cell
+	rep     *loadgen.Report
+	err     error
+	wall    time.Duration
+	retried string // the set-up error of a first attempt
 }
 
 func (r result) oneLine() string {
@@ -328,7 +373,7 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 		fmt.Fprintf(w, "- **Machine:** %d × %s, %s RAM, %s, kernel %s, open-file limit %s\n", m.CPUs, m.CPUModel, mib(m.MemBytes), m.OS, m.Kernel, num(int(m.NoFile)))
 		fmt.Fprintf(w, "- **Software:** %s, nats-server %s (embedded, in-process), nats.go %s, %s\n", v.Go, v.NATSServer, v.NATSClient, runtime.GOOS)
 	}
-	fmt.Fprintf(w, "- **Setup:** everything in one process on the same cores: the nats-server(s) of the topology, the masters (`master.New`, heartbeat 500 ms, dead after 1.5 s, 64 partitions) and the simulated fleet (peels multiplexed over peels/100 TCP connections, at most 1,000). JetStream file storage; R1 on single and leaf, R3 on cluster. Answer latency 0 for ping and the baselines, uniform 1–3 s for masterkill/serverkill.\n")
+	fmt.Fprintf(w, "- **Setup:** everything in one process on the same cores: the nats-server(s) of the topology, the masters (`master.New`, heartbeat 500 ms, dead after 1.5 s, 64 partitions) and the simulated fleet (peels multiplexed over peels/100 TCP connections, at most 1,000; one cell with a connection per peel). JetStream file storage; R1 on single and leaf, R3 on cluster. Answer latency 0 for ping and the baselines, uniform 1–3 s for masterkill/serverkill.\n")
 	fmt.Fprintf(w, "- **Topologies:** single = one server; cluster = 3 routed servers, buckets R3; leaf = one JetStream hub + one leaf node without JetStream, peels on the leaf, masters on the hub.\n")
 	fmt.Fprintf(w, "- **Ratio** = Zester's ping (submit → job record final with every return stored) ÷ raw NATS baseline (c) on the same topology in the same run (one core broadcast, every peel stores a return-shaped message with PublishAsync, one headers-only consumer reads them all; best of 3).\n\n")
 
@@ -338,7 +383,7 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 	fmt.Fprintf(w, "| peels | topology | masters | conns | job final | all stored | p50 | p99 | returns/s | baseline (c) | ratio | lost | dup | status |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range results {
 		if r.rep == nil {
-			fmt.Fprintf(w, "| %s | %s | %d | | | | | | | | | | | **error: %s** |\n", num(r.cell.Peels), r.cell.Topology, r.cell.Masters, r.err)
+			fmt.Fprintf(w, "| %s | %s | %d | | | | | | | | | | | **error: %s** |\n", num(r.cell.Peels), r.cell.where(), r.cell.Masters, r.err)
 			continue
 		}
 		s := r.rep.Find(loadgen.ScPing)
@@ -350,7 +395,7 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 		if b := r.rep.Find(loadgen.ScBaseline); b != nil && b.Baseline != nil {
 			base = b.Baseline.PingEquivTime
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %.2f× | %d | %d | %s |\n", num(r.cell.Peels), r.cell.Topology, r.cell.Masters, num(r.rep.Setup.Conns),
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %.2f× | %d | %d | %s |\n", num(r.cell.Peels), r.cell.where(), r.cell.Masters, num(r.rep.Setup.Conns),
 			sec(p.Final), sec(p.AllStored), sec(p.P50), sec(p.P99), num(int(p.Throughput)), sec(base), p.Ratio, p.Lost, p.Duplicates, status(s))
 	}
 
@@ -370,7 +415,7 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 		for _, x := range b.PingEquivRuns {
 			runs = append(runs, x.String())
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s/s | %s | %s |\n", num(r.cell.Peels), r.cell.Topology, r.cell.Masters, sec(b.FanoutTime), sec(b.PublishTime), num(int(b.PublishRate)), sec(b.PingEquivTime), strings.Join(runs, ", "))
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s/s | %s | %s |\n", num(r.cell.Peels), r.cell.where(), r.cell.Masters, sec(b.FanoutTime), sec(b.PublishTime), num(int(b.PublishRate)), sec(b.PingEquivTime), strings.Join(runs, ", "))
 	}
 
 	fmt.Fprintf(w, "\n## Fact storm\n\nEvery peel stores its facts (factcodec: JSON + zstd) at once; *stored* = first publish → last ack; *indexed* = until every master's index knows every peel (read from their heartbeats, which are written every 500 ms: that is the resolution).\n\n")
@@ -384,7 +429,7 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 			continue
 		}
 		f := s.Facts
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %.0f B | %.0f B | %.2f× | %.0f |\n", num(r.cell.Peels), r.cell.Topology, r.cell.Masters, sec(f.StoreTime), num(int(f.Rate)), sec(f.IndexTime), f.JSONAvg, f.StoredAvg, f.Ratio, f.EncodeUS)
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %.0f B | %.0f B | %.2f× | %.0f |\n", num(r.cell.Peels), r.cell.where(), r.cell.Masters, sec(f.StoreTime), num(int(f.Rate)), sec(f.IndexTime), f.JSONAvg, f.StoredAvg, f.Ratio, f.EncodeUS)
 	}
 	for _, r := range results {
 		if r.rep == nil {
@@ -418,7 +463,7 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 			if name == loadgen.ScServerkill {
 				gap = fo.WriteGap
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %d | %s |\n", name, num(r.cell.Peels), r.cell.Topology, fo.Victim, sec(fo.FaultAt), sec(gap), sec(fo.DoneAfter), sec(fo.Ping.AllStored), fo.Ping.Lost, fo.Ping.Duplicates, fo.Ping.DupRefused, status(s))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %d | %s |\n", name, num(r.cell.Peels), r.cell.where(), fo.Victim, sec(fo.FaultAt), sec(gap), sec(fo.DoneAfter), sec(fo.Ping.AllStored), fo.Ping.Lost, fo.Ping.Duplicates, fo.Ping.DupRefused, status(s))
 		}
 	}
 
@@ -437,7 +482,7 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 		if rc.Ping != nil {
 			pingT = rc.Ping.Time
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", num(r.cell.Peels), r.cell.Topology, rc.Server, num(rc.Conns), num(rc.PeelsMoved), sec(rc.RestartTime), sec(rc.AllReconnected), sec(rc.PingDone), sec(pingT), status(s))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", num(r.cell.Peels), r.cell.where(), rc.Server, num(rc.Conns), num(rc.PeelsMoved), sec(rc.RestartTime), sec(rc.AllReconnected), sec(rc.PingDone), sec(pingT), status(s))
 	}
 
 	fmt.Fprintf(w, "\n## Resources\n\n*fleet heap* = Go heap + stacks grown by creating and connecting the simulated fleet (before any traffic). *peak RSS* and *CPU* are of the whole process (servers + masters + fleet).\n\n")
@@ -452,7 +497,7 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 				sc = append(sc, s.Name+"="+s.Status)
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %.0f | %s | %s | %s | %s |\n", num(r.cell.Peels), r.cell.Topology, r.cell.Masters, mib(r.rep.Fleet.HeapBytes), r.rep.Fleet.BytesPerPeel, mib(r.rep.Process.PeakRSS), r.rep.Process.CPU, r.rep.Wall, strings.Join(sc, " "))
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %.0f | %s | %s | %s | %s |\n", num(r.cell.Peels), r.cell.where(), r.cell.Masters, mib(r.rep.Fleet.HeapBytes), r.rep.Fleet.BytesPerPeel, mib(r.rep.Process.PeakRSS), r.rep.Process.CPU, r.rep.Wall, strings.Join(sc, " "))
 	}
 
 	for _, r := range results {
@@ -479,6 +524,15 @@ func write(w io.Writer, kind string, results []result, took time.Duration, args 
 			}
 			fmt.Fprintf(w, "| %s | %s | %s |\n", s.Name, s.Status, strings.ReplaceAll(res, "|", "\\|"))
 		}
+	}
+	var retried []string
+	for _, r := range results {
+		if r.retried != "" {
+			retried = append(retried, fmt.Sprintf("- %s: the first attempt failed to set up (%s) and was run again.", r.cell.name(), r.retried))
+		}
+	}
+	if len(retried) > 0 {
+		fmt.Fprintf(w, "\n## Retried cells\n\n%s\n", strings.Join(retried, "\n"))
 	}
 	fmt.Fprintf(w, "\n## Commands\n\n")
 	for _, r := range results {

@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -384,11 +383,13 @@ func GenFacts(i int, id string, now time.Time) *facts.Facts {
 	return &f
 }
 
-// GenFactsJSON is GenFacts encoded as the peel encodes it.
-func GenFactsJSON(i int, now time.Time) []byte {
-	b, err := json.Marshal(GenFacts(i, PeelID(i), now))
+// PeelFactsJSON is the fact document of simulated peel i exactly as the real
+// agent encodes it ((*facts.Facts).JSON). This is what the simulated peels
+// publish.
+func PeelFactsJSON(i int, now time.Time) []byte {
+	b, err := GenFacts(i, PeelID(i), now).JSON()
 	if err != nil {
-		panic(err) // only plain types
+		panic(err)
 	}
 	return b
 }

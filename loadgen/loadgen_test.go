@@ -75,7 +75,7 @@ func TestFactsShapeAndCodec(t *testing.T) {
 	now := time.Now()
 	seen := map[string]bool{}
 	for i := range 50 {
-		doc := GenFactsJSON(i, now)
+		doc := PeelFactsJSON(i, now)
 		var m map[string]any
 		if err := json.Unmarshal(doc, &m); err != nil {
 			t.Fatal(err)
@@ -98,17 +98,22 @@ func TestFactsShapeAndCodec(t *testing.T) {
 		if err != nil || !bytes.Equal(back, doc) {
 			t.Fatalf("peel %d: factcodec round trip: %v", i, err)
 		}
-		if !bytes.Equal(GenFactsJSON(i, now), doc) {
+		if !bytes.Equal(PeelFactsJSON(i, now), doc) {
 			t.Fatalf("peel %d: facts not deterministic", i)
 		}
 	}
 	if len(seen) != 50 {
 		t.Fatalf("machine ids repeat: %d distinct of 50", len(seen))
 	}
-	enc, name := factEncoder(now)
-	doc := GenFactsJSON(4242, now)
-	if !bytes.Equal(enc(doc), factcodec.Encode(doc)) {
-		t.Fatalf("%s: output differs from factcodec.Encode", name)
+	// The simulated peels publish exactly the agent's bytes.
+	for i := range 200 {
+		want, err := GenFacts(i, PeelID(i), now).JSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := PeelFactsJSON(i, now); !bytes.Equal(got, want) {
+			t.Fatalf("peel %d: PeelFactsJSON differs from the agent's encoding\n got %.300s\nwant %.300s", i, got, want)
+		}
 	}
 }
 

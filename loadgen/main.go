@@ -27,8 +27,10 @@ Scenarios (--scenarios, comma list, default all):
   baseline    raw NATS on the same topology: core fan-out, JetStream publish
               rate, and the ping equivalent (always run when ping is)
   ping        test.ping to '*'; every return must be stored exactly once
-  batch       a rolling batch (reported as not yet supported when the master
-              runs it all at once)
+  batch       a rolling batch of 10%%: by the master if it honours
+              RunRequest.Batch; when it refuses, client-side waves of list
+              targets as 'zester run --batch' does; 'not yet supported' when
+              the master accepts it but runs every peel at once
   masterkill  3 masters, kill one mid-job: failover time, lost/duplicate returns
   serverkill  stop the job-returns stream leader mid-job (--topology cluster)
   reconnect   restart the server the peels use; time until all are back

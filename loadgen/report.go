@@ -189,10 +189,14 @@ type PingResult struct {
 
 // BatchResult is the rolling-batch probe.
 type BatchResult struct {
-	Batch        string      `json:"batch"`
-	Size         int         `json:"size"`
-	PeakInflight int64       `json:"peak_inflight"`
-	Ping         *PingResult `json:"ping,omitempty"`
+	Batch         string      `json:"batch"`
+	Size          int         `json:"size"`
+	Mode          string      `json:"mode,omitempty"` // master, client
+	MasterRefused string      `json:"master_refused,omitempty"`
+	Waves         int         `json:"waves,omitempty"`
+	Total         Seconds     `json:"total_s,omitempty"`
+	PeakInflight  int64       `json:"peak_inflight"`
+	Ping          *PingResult `json:"ping,omitempty"`
 }
 
 // FailoverResult is masterkill or serverkill.

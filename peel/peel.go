@@ -528,8 +528,7 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The struct's field order is the dictionary's (internal/factcodec).
-	doc, err := json.Marshal(f)
+	doc, err := f.JSON()
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ func TestEncode_RatioOnUnseenDocuments(t *testing.T) {
 	var raw, enc int
 	now := time.Now()
 	for i := 100; i < 400; i++ {
-		doc := loadgen.GenFactsJSON(i, now)
+		doc := loadgen.PeelFactsJSON(i, now)
 		v := factcodec.Encode(doc)
 		back, err := factcodec.Decode(v)
 		if err != nil || !bytes.Equal(back, doc) {
@@ -46,7 +46,7 @@ func TestDecode_OldFormat(t *testing.T) {
 }
 
 func BenchmarkEncode(b *testing.B) {
-	doc := loadgen.GenFactsJSON(4711, time.Now())
+	doc := loadgen.PeelFactsJSON(4711, time.Now())
 	b.SetBytes(int64(len(doc)))
 	for b.Loop() {
 		factcodec.Encode(doc)
@@ -54,7 +54,7 @@ func BenchmarkEncode(b *testing.B) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	v := factcodec.Encode(loadgen.GenFactsJSON(4711, time.Now()))
+	v := factcodec.Encode(loadgen.PeelFactsJSON(4711, time.Now()))
 	for b.Loop() {
 		factcodec.Decode(v)
 	}

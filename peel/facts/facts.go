@@ -194,6 +194,10 @@ func CollectWith(ctx context.Context, opts Options) (*Facts, error) {
 	return f, nil
 }
 
+// JSON is the document a peel publishes: the struct's fields in their
+// declared order, which is the order of factcodec's dictionary.
+func (f *Facts) JSON() ([]byte, error) { return json.Marshal(f) }
+
 // Map returns the JSON form of the facts as a generic map, the form the
 // targeting language walks with "os:id"-style key paths. Numbers are
 // float64 and timestamps RFC 3339 strings, exactly as a consumer decoding
