@@ -19,6 +19,18 @@ import (
 	"github.com/zester-io/zester/topology"
 )
 
+// serverAndMaster starts an in-process server and one master on it.
+func serverAndMaster(t *testing.T) (*topology.Server, string) {
+	t.Helper()
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	mastertest.Start(t, mastertest.Config("m1", s.ClientURL()))
+	return s, s.ClientURL()
+}
+
 func submit(t *testing.T, nc *nats.Conn, r wire.RunRequest) string {
 	t.Helper()
 	b, _ := json.Marshal(r)
@@ -55,13 +67,7 @@ func waitJob(t *testing.T, js jetstream.JetStream, jid string, d time.Duration) 
 // A peel cut off while a job runs keeps the return on disk, survives its own
 // restart, and delivers the return when NATS is back; the job completes.
 func TestPeel_CutOff_SpoolsAcrossRestartAndDelivers(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
+	s, url := serverAndMaster(t)
 	cfg := peeltest.Config(t, "cutoff.example.com", url)
 	p := peeltest.Start(t, cfg)
 
@@ -106,13 +112,7 @@ func TestPeel_CutOff_SpoolsAcrossRestartAndDelivers(t *testing.T) {
 
 // A job delivered twice runs once.
 func TestPeel_DuplicateDispatch_RunsOnce(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
+	_, url := serverAndMaster(t)
 	cfg := peeltest.Config(t, "dup1", url)
 	peeltest.Start(t, cfg)
 	nc, _ := nats.Connect(url)
@@ -143,13 +143,7 @@ func TestPeel_DuplicateDispatch_RunsOnce(t *testing.T) {
 // A peel that is away when a job goes out gets it when it is back: the
 // master sends the job again to the peels that have not answered.
 func TestPeel_AwayAtDispatch_GetsJobWhenBack(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
+	_, url := serverAndMaster(t)
 	cfg := peeltest.Config(t, "late.example.com", url)
 	p := peeltest.Start(t, cfg)
 	if err := p.Stop(); err != nil {
