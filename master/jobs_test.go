@@ -98,9 +98,17 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 	startSimFleet(t, url, 50, 64)
 	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 50 })
 
+	// A rolling batch of 20% of 50 peels: slices of 3 peels, at most 3
+	// slices (9 peels) in flight, 17 jobs, every peel once.
 	code, out, errOut := zester(t, url, "run", "--batch", "20%", "*", "test.ping")
-	if code != 0 || strings.Count(out, "batch ") != 5 || !strings.Contains(out, "5 batches") {
+	if code != 0 || strings.Count(out, "slice ") != 17 || !strings.Contains(out, "17 jobs") || strings.Count(out, ": true") != 50 {
 		t.Fatalf("batch: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = zester(t, url, "run", "--json", "--batch", "2", "-E", "sim-0000[0-4]", "test.ping")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var last struct{ Summary jobResultJSON }
+	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &last) != nil || last.Summary.Returned != 5 || last.Summary.Expected != 5 {
+		t.Fatalf("json batch: exit %d\n%s", code, out)
 	}
 	code, out, _ = zester(t, url, "run", "--async", "-L", "sim-00001.dc1.example.com", "test.ping")
 	jid := strings.TrimSpace(out)
@@ -117,7 +125,7 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 	}
 	code, out, _ = zester(t, url, "job", "list", "--json")
 	var jobs []wire.Job
-	if code != 0 || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 6 || jobs[0].JID != jid {
+	if code != 0 || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 17+5+1 || jobs[0].JID != jid {
 		t.Fatalf("list: %d %s", code, out)
 	}
 	code, out, _ = zester(t, url, "job", "list")

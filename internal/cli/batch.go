@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,10 +73,13 @@ func (a *app) resolveLocal(ctx context.Context, expr target.Expr) ([]string, err
 	return ids, nil
 }
 
-// runBatch runs the job in waves of at most N peels: the next wave starts
-// when the previous one is final. A wave that fails or misses peels does not
-// stop the rest, as Salt's --batch does not; the exit status reports the
-// worst outcome.
+// runBatch runs the job as a rolling batch over the resolved peels: at most
+// N peels have the job at any time. The peels go out in slices of about N/4
+// (each slice one job, so the master still names every peel that did not
+// answer), and a new slice starts as soon as one finishes, so the batch
+// rolls on instead of waiting for the slowest peel of a whole wave. A slice
+// that fails or misses peels does not stop the rest, as with Salt's --batch;
+// the exit status reports the worst outcome.
 func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) error {
 	if _, err := parseBatch(f.batch, 1); err != nil {
 		return withCode(ExitError, err)
@@ -95,36 +100,97 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	if err != nil {
 		return withCode(ExitError, err)
 	}
+	slice := max(1, (n+3)/4)
+	window := max(1, n/slice) // slices in flight: at most n peels
+	var slices [][]string
+	for i := 0; i < len(ids); i += slice {
+		slices = append(slices, ids[i:min(i+slice, len(ids))])
+	}
+
+	// Slices print concurrently: whole lines through one lock, and no
+	// per-job progress line (the batch keeps its own).
+	out := &lockedWriter{w: a.out}
+	sub := *a
+	sub.out, sub.noProgress = out, true
+	progress := isTerminal(a.errOut) && !f.json
+
 	total := jobResult{Status: wire.StatusDone, Function: req.Function, Failed: []string{}, Missing: []string{}}
+	var mu sync.Mutex
+	var firstErr error
+	done, inFlight := 0, 0
+	showProgress := func() {
+		if progress {
+			out.mu.Lock()
+			fmt.Fprintf(a.errOut, "\r\033[Kbatch of %d: %d/%d peels done, %d in flight", n, done, len(ids), inFlight)
+			out.mu.Unlock()
+		}
+	}
 	start := time.Now()
-	waves := (len(ids) + n - 1) / n
-	for w := 0; w < waves; w++ {
-		part := ids[w*n : min((w+1)*n, len(ids))]
+	sem := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	for k, part := range slices {
+		sem <- struct{}{}
+		mu.Lock()
+		stop := firstErr != nil
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			<-sem
+			break
+		}
 		wr := req
 		wr.Target = wire.Target{Kind: string(target.KindList), Expr: strings.Join(part, ",")}
 		jid, err := a.submit(ctx, wr)
 		if err != nil {
-			return err
+			<-sem
+			mu.Lock()
+			firstErr = err
+			mu.Unlock()
+			break
 		}
 		if !f.json {
-			fmt.Fprintf(a.out, "batch %d/%d: %d peels, job %s\n", w+1, waves, len(part), jid)
+			fmt.Fprintf(out, "slice %d/%d: %d peels, job %s\n", k+1, len(slices), len(part), jid)
 		}
-		res, err := a.collect(ctx, jid, f.json, true)
-		if err != nil {
-			return err
-		}
-		total.Expected += res.Expected
-		total.Returned += res.Returned
-		total.Failed = append(total.Failed, res.Failed...)
-		total.Missing = append(total.Missing, res.Missing...)
-		if res.Status != wire.StatusDone {
-			total.Status = wire.StatusPartial
-		}
-		if f.json {
-			json.NewEncoder(a.out).Encode(map[string]any{"batch": w + 1, "summary": res})
-		}
+		mu.Lock()
+		inFlight += len(part)
+		mu.Unlock()
+		showProgress()
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			res, err := sub.collect(ctx, jid, f.json, true)
+			mu.Lock()
+			defer mu.Unlock()
+			inFlight -= len(part)
+			done += len(part)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			total.Expected += res.Expected
+			total.Returned += res.Returned
+			total.Failed = append(total.Failed, res.Failed...)
+			total.Missing = append(total.Missing, res.Missing...)
+			if res.Status != wire.StatusDone {
+				total.Status = wire.StatusPartial
+			}
+			if f.json {
+				out.encode(map[string]any{"slice": k + 1, "summary": res})
+			}
+			showProgress()
+		}()
 	}
-	total.JID = fmt.Sprintf("%d batches", waves)
+	wg.Wait()
+	if progress {
+		fmt.Fprint(a.errOut, "\r\033[K")
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	sort.Strings(total.Failed)
+	sort.Strings(total.Missing)
+	total.JID = fmt.Sprintf("%d jobs", len(slices))
 	total.Duration = time.Since(start).Round(time.Millisecond).String()
 	if f.json {
 		json.NewEncoder(a.out).Encode(map[string]any{"summary": total})
@@ -132,4 +198,21 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 		printSummary(a.out, total)
 	}
 	return total.exit()
+}
+
+// lockedWriter serialises writes from concurrent slices.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) encode(v any) {
+	b, _ := json.Marshal(v)
+	l.Write(append(b, '\n'))
 }

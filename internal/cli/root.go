@@ -49,6 +49,9 @@ type app struct {
 	errOut  io.Writer
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	// noProgress turns off the per-job progress line (rolling batches
+	// print their own).
+	noProgress bool
 }
 
 // Main runs the CLI with args and returns the process exit code.

@@ -257,7 +257,7 @@ func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (job
 	}
 	defer jw.Stop()
 
-	progress := isTerminal(a.errOut) && !asJSON
+	progress := isTerminal(a.errOut) && !asJSON && !a.noProgress
 	var job wire.Job
 	haveJob := false
 	seen := map[string]bool{}
