@@ -5,7 +5,7 @@
 #    CLI sees them (about 20 s);
 # 2. the load generator's default demo: 100,000 simulated peels against an
 #    in-process server and real masters, every scenario, with the raw-NATS
-#    baseline measured in the same run and a report at the end (about 2 min).
+#    baseline measured in the same run and a report at the end (about 1 min here).
 # Everything lives in temporary directories and stops when the script ends.
 # ZESTER_DEMO_SKIP_LOADGEN=1 runs only the first part.
 set -euo pipefail
