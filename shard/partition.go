@@ -29,10 +29,10 @@ const DefaultPartitions = 64
 // so it is exactly one token, and <partition> is Partition(id, n).
 const (
 	// SubjectInPrefix is the prefix of the subjects peels publish on.
-	SubjectInPrefix = names.Root + ".in"
+	SubjectInPrefix = names.SubjectInPrefix
 	// SubjectInPartitionedPrefix is the prefix of the subjects those messages
 	// are mapped to, with the partition as the next token.
-	SubjectInPartitionedPrefix = names.Root + ".inp"
+	SubjectInPartitionedPrefix = names.SubjectInPartitionedPrefix
 )
 
 // FNV-1a 32-bit parameters (hash/fnv's New32a, which nats-server uses).
@@ -87,8 +87,7 @@ func checkPartitions(n int) {
 // It panics when n is out of range, like Partition.
 func PartitionMapping(n int) (src, dst string) {
 	checkPartitions(n)
-	return SubjectInPrefix + ".*.>",
-		SubjectInPartitionedPrefix + ".{{partition(" + strconv.Itoa(n) + ",1)}}.{{wildcard(1)}}.>"
+	return names.PartitionMapping(n)
 }
 
 // InSubject is the subject a peel publishes kind (one or more tokens, not

@@ -3,9 +3,10 @@ package topology
 import (
 	"fmt"
 	"regexp"
-	"strconv"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/zester-io/zester/internal/names"
 )
 
 // DefaultPartitions is the partition count of PartitionMapping unless
@@ -16,22 +17,12 @@ const DefaultPartitions = 64
 // zester.in.<peel-token>.<kind…>; the servers rewrite that to
 // zester.inp.<partition>.<peel-token>.<kind…> (package shard defines the same
 // mapping and computes the same partition client-side).
-const (
-	PartitionSource      = "zester.in.*.>"
-	partitionDestPrefix  = "zester.inp.{{partition("
-	partitionDestPostfix = ",1)}}.{{wildcard(1)}}.>"
-)
-
-// PartitionDestination is the mapping destination for n partitions:
-// zester.inp.{{partition(n,1)}}.{{wildcard(1)}}.>
-func PartitionDestination(n int) string {
-	return partitionDestPrefix + strconv.Itoa(n) + partitionDestPostfix
-}
-
 // PartitionMapping returns the subject mapping (source → destination) that
-// splits peel→master traffic into n partitions, for Options.Mappings.
+// splits peel→master traffic into n partitions, for Options.Mappings; the
+// subjects come from package names.
 func PartitionMapping(n int) map[string]string {
-	return map[string]string{PartitionSource: PartitionDestination(n)}
+	src, dst := names.PartitionMapping(n)
+	return map[string]string{src: dst}
 }
 
 // Compression modes nats-server v2.15 accepts for routes and leaf-node links

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/zester-io/zester/internal/names"
 )
 
 // Defaults of GenOptions.
@@ -182,7 +184,8 @@ func (g *GenOptions) mappings(w *confWriter) {
 	w.line("")
 	w.line("# Peel→master traffic, split into %d partitions (package shard computes the same).", g.Partitions)
 	w.open("mappings")
-	w.kv(quote(PartitionSource), quote(PartitionDestination(g.Partitions)))
+	src, dst := names.PartitionMapping(g.Partitions)
+	w.kv(quote(src), quote(dst))
 	w.close()
 }
 
@@ -366,7 +369,7 @@ func (o GenOptions) normalize() (*GenOptions, error) {
 	if g.Partitions < 1 || g.Partitions > math.MaxInt32 {
 		return fail("Partitions", "%d out of range [1, %d]", g.Partitions, math.MaxInt32)
 	}
-	if err := server.ValidateMapping(PartitionSource, PartitionDestination(g.Partitions)); err != nil {
+	if err := server.ValidateMapping(names.PartitionMapping(g.Partitions)); err != nil {
 		return fail("Partitions", "mapping rejected by nats-server: %v", err)
 	}
 

@@ -157,3 +157,18 @@ func ParseReturnKey(key string) (jid, peel string, ok bool) {
 
 // HeartbeatKey is a master's key in master-heartbeat.
 func HeartbeatKey(masterID string) string { return masterID }
+
+// Peel→master traffic split by partition: peels publish on
+// zester.in.<Token(id)>.<kind…>; the servers' subject mapping rewrites that
+// to zester.inp.<partition>.<Token(id)>.<kind…>, with the same hash that
+// package shard computes client-side.
+const (
+	SubjectInPrefix            = Root + ".in"
+	SubjectInPartitionedPrefix = Root + ".inp"
+)
+
+// PartitionMapping is the nats-server subject mapping (source, destination)
+// for n partitions.
+func PartitionMapping(n int) (src, dst string) {
+	return SubjectInPrefix + ".*.>", SubjectInPartitionedPrefix + ".{{partition(" + strconv.Itoa(n) + ",1)}}.{{wildcard(1)}}.>"
+}
