@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/topology"
@@ -30,7 +31,7 @@ func returnShaped(bucket, key, jid, peel string, started time.Time) *nats.Msg {
 	ret := wire.Return{JID: jid, Peel: peel, Function: "test.ping", Success: true, Result: jsonTrue,
 		Started: started.UTC(), Duration: wire.Duration(time.Since(started))}
 	b, _ := json.Marshal(&ret)
-	m := &nats.Msg{Subject: "$KV." + bucket + "." + key, Data: b, Header: nats.Header{}}
+	m := &nats.Msg{Subject: names.KVSubjectPrefix(bucket) + key, Data: b, Header: nats.Header{}}
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	m.Header.Set(wire.HeaderOK, "1")
 	return m
@@ -186,7 +187,7 @@ func joinSecs(v []Seconds) string {
 func (r *runner) pingEquivalent(ctx context.Context, run string) ([]time.Duration, time.Duration, error) {
 	e, f := r.env, r.fleet
 	n := f.Peels()
-	prefix := "$KV." + baselineBucket + "." + run + "."
+	prefix := names.KVSubjectPrefix(baselineBucket) + run + "."
 	storedAt := make([]int64, n)
 	var stored atomic.Int64
 	mark := func(m *nats.Msg) {
@@ -204,7 +205,7 @@ func (r *runner) pingEquivalent(ctx context.Context, run string) ([]time.Duratio
 		}
 	})
 	defer unExtra()
-	cons, err := e.js.OrderedConsumer(ctx, "KV_"+baselineBucket, jetstream.OrderedConsumerConfig{
+	cons, err := e.js.OrderedConsumer(ctx, names.KVStream(baselineBucket), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{prefix + ">"}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true})
 	if err != nil {
 		return nil, 0, fmt.Errorf("consumer: %w", err)

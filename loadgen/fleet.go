@@ -42,10 +42,9 @@ type FleetConfig struct {
 	PublishWindow int
 }
 
-const (
-	factsSubjectPrefix = "$KV." + names.BucketFacts + "."
-	asyncAckTimeout    = 10 * time.Second
-)
+const asyncAckTimeout = 10 * time.Second
+
+var factsSubjectPrefix = names.KVSubjectPrefix(names.BucketFacts)
 
 type peelRec struct {
 	id   string

@@ -69,7 +69,7 @@ type Watcher struct {
 
 // Watch starts following bucket.
 func Watch(ctx context.Context, js jetstream.JetStream, bucket string, o Options) (*Watcher, error) {
-	prefix := "$KV." + bucket + "."
+	prefix := names.KVSubjectPrefix(bucket)
 	filters := o.Filters
 	if len(filters) == 0 {
 		filters = []string{">"}

@@ -15,6 +15,9 @@ import (
 	"strings"
 )
 
+// KVSubjectPrefix is the subject prefix of the keys of a KV bucket.
+func KVSubjectPrefix(bucket string) string { return "$KV." + bucket + "." }
+
 // KVStream is the JetStream stream that holds KV bucket b.
 func KVStream(bucket string) string { return "KV_" + bucket }
 
@@ -137,7 +140,7 @@ func ReturnKey(jid, peel string) string { return jid + "." + peel }
 func ReturnFilter(jid string) string { return jid + ".>" }
 
 // ReturnSubjectPrefix is the subject prefix of job-returns keys.
-const ReturnSubjectPrefix = "$KV." + BucketJobReturns + "."
+var ReturnSubjectPrefix = KVSubjectPrefix(BucketJobReturns)
 
 // ParseReturnSubject splits a `$KV.job-returns.<jid>.<peel>` subject.
 func ParseReturnSubject(subj string) (jid, peel string, ok bool) {
