@@ -14,6 +14,7 @@ import (
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/target"
+	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/shard"
 )
 
@@ -81,11 +82,18 @@ func (ix *factIndex) apply(e kvwatch.Interface) {
 	p := shard.Partition(id, ix.m.cfg.Partitions)
 	if e.Operation() != jetstream.KeyValuePut {
 		ix.mu.Lock()
-		if _, ok := ix.parts[p][id]; ok {
+		known := false
+		if _, known = ix.parts[p][id]; known {
 			delete(ix.parts[p], id)
 			ix.total--
 		}
 		ix.mu.Unlock()
+		// A peel whose facts were deleted (`nats kv del facts <id>`, `zester
+		// purge facts`) publishes them again at once when asked: cheaper for
+		// the servers than every peel watching its own key.
+		if known && ix.m.member != nil && ix.m.member.owns(p) {
+			ix.m.control(p, wire.Control{Op: wire.ControlRepublishFacts, Peels: []string{id}})
+		}
 		return
 	}
 	ix.m.met.factUpdates.Inc()

@@ -9,6 +9,7 @@ package master
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/version"
+	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -393,5 +395,14 @@ func (m *Master) watchErr(bucket string) func(error) {
 			return
 		}
 		m.log.Debug("watch", "bucket", bucket, "err", err)
+	}
+}
+
+// control publishes a control message to the peels of partition p.
+func (m *Master) control(p int, c wire.Control) {
+	b, _ := json.Marshal(c)
+	if err := m.nc.Publish(names.ControlSubject(p), b); err != nil {
+		m.met.errors.Inc()
+		m.log.Warn("control", "partition", p, "op", c.Op, "err", err)
 	}
 }

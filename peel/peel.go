@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +59,7 @@ type Peel struct {
 
 	partitions atomic.Int32
 	subMu      sync.Mutex
-	sub        *nats.Subscription
+	sub, ctl   *nats.Subscription
 	jobSem     chan struct{}
 
 	seenMu sync.Mutex
@@ -66,7 +67,6 @@ type Peel struct {
 
 	factsMu   sync.Mutex
 	lastFacts map[string]any
-	factsRev  atomic.Uint64
 	wake      chan struct{}
 
 	met   *peelMetrics
@@ -236,7 +236,28 @@ func (p *Peel) subscribe() error {
 	}
 	sub.SetPendingLimits(-1, 64<<20)
 	p.sub = sub
+	if p.ctl != nil {
+		p.ctl.Unsubscribe()
+	}
+	ctlSubj := names.ControlSubject(p.partition())
+	if p.ctl, err = p.nc.Subscribe(ctlSubj, p.onControl); err != nil {
+		return fmt.Errorf("subscribe %s: %w", ctlSubj, err)
+	}
 	return nil
+}
+
+// onControl handles a master's control message for this partition.
+func (p *Peel) onControl(msg *nats.Msg) {
+	var c wire.Control
+	if err := json.Unmarshal(msg.Data, &c); err != nil {
+		p.log.Warn("ignoring malformed control message", "err", err)
+		return
+	}
+	if c.Op != wire.ControlRepublishFacts || !slices.Contains(c.Peels, p.cfg.ID) {
+		return
+	}
+	p.log.Info("facts gone from the bucket; republishing")
+	notify(p.wake)
 }
 
 // connLoop runs after every (re)connect: learn the deployment's partition
@@ -462,55 +483,22 @@ func (p *Peel) factsFor(ctx context.Context, refresh bool) (any, error) {
 	return f, nil
 }
 
-// factsLoop publishes facts at start, every interval, after a reconnect, and
-// at once when its key vanished from the bucket (a rebuild or a purge).
+// factsLoop publishes facts at start, every interval, after a reconnect
+// (the store may have been rebuilt) and when a master asks (the peel's key
+// was deleted from the bucket: see onControl).
 func (p *Peel) factsLoop(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
-	var watch jetstream.KeyWatcher
-	defer func() {
-		if watch != nil {
-			watch.Stop()
-		}
-	}()
-	var updates <-chan jetstream.KeyValueEntry
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-p.wake:
-		case e, ok := <-updates:
-			if !ok {
-				updates, watch = nil, nil
-				continue
-			}
-			if e == nil || (e.Operation() == jetstream.KeyValuePut && e.Revision() >= p.factsRev.Load()) {
-				continue
-			}
-			if e.Operation() == jetstream.KeyValuePut {
-				continue
-			}
-			p.log.Info("facts vanished from the bucket; republishing")
 		}
 		if !p.nc.IsConnected() {
 			t.Reset(time.Second)
 			continue
-		}
-		if p.kvF == nil {
-			kv, err := p.js.KeyValue(ctxTimeout(ctx, 5*time.Second), names.BucketFacts)
-			if err != nil {
-				p.log.Warn("facts bucket", "err", err)
-				t.Reset(2 * time.Second)
-				continue
-			}
-			p.kvF = kv
-		}
-		if watch == nil {
-			w, err := p.kvF.Watch(ctx, names.FactsKey(p.cfg.ID), jetstream.UpdatesOnly())
-			if err == nil {
-				watch, updates = w, w.Updates()
-			}
 		}
 		if err := p.publishFacts(ctx); err != nil {
 			p.met.factErrors.Inc()
@@ -543,11 +531,9 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 		}
 		p.kvF = kv
 	}
-	rev, err := p.kvF.Put(ctxTimeout(ctx, 5*time.Second), names.FactsKey(p.cfg.ID), factcodec.Encode(doc))
-	if err != nil {
+	if _, err := p.kvF.Put(ctxTimeout(ctx, 5*time.Second), names.FactsKey(p.cfg.ID), factcodec.Encode(doc)); err != nil {
 		return fmt.Errorf("publish facts: %w", err)
 	}
-	p.factsRev.Store(rev)
 	p.factsMu.Lock()
 	p.lastFacts = m
 	p.factsMu.Unlock()

@@ -97,6 +97,10 @@ func FromToken(tok string) string { return strings.ReplaceAll(tok, "~", ".") }
 // partition subscribe to it.
 func JobSubject(partition int) string { return Root + ".job." + strconv.Itoa(partition) }
 
+// ControlSubject carries control messages to the peels of one partition
+// (wire.Control), e.g. "publish your facts again".
+func ControlSubject(partition int) string { return Root + ".ctl." + strconv.Itoa(partition) }
+
 // PeelInbox is a subject only one peel subscribes to (direct requests).
 func PeelInbox(id string) string { return Root + ".peel." + Token(id) + ".in" }
 

@@ -98,6 +98,19 @@ type Dispatch struct {
 	Deadline time.Time `json:"deadline"`
 }
 
+// Control ops.
+const (
+	// ControlRepublishFacts asks the named peels to publish their facts now
+	// (their key was deleted or purged from the facts bucket).
+	ControlRepublishFacts = "facts.republish"
+)
+
+// Control is a message on a partition's control subject.
+type Control struct {
+	Op    string   `json:"op"`
+	Peels []string `json:"peels"`
+}
+
 // Error is an error that crosses the wire, with a code.
 type Error struct {
 	Code string `json:"code"`
