@@ -490,6 +490,12 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids []string, 
 	}
 	je.mu.Unlock()
 	if len(ids) > 0 {
+		if time.Now().After(main.Deadline) {
+			// Resolved after the deadline (its owner died before resolving):
+			// nobody can answer in time any more.
+			je.finishPart(jid, p, true)
+			return
+		}
 		je.dispatch(jid, main, p, ids, all)
 		je.checkPart(jid, p)
 	}
@@ -565,8 +571,19 @@ func (je *jobEngine) adopt(jid string, parts []int) {
 	}
 	je.m.met.adopted.Add(len(adopted))
 	je.rescan(ctx, jid)
+	je.mu.Lock()
+	var deadline time.Time
+	if js := je.jobs[jid]; js != nil {
+		deadline = js.main.Deadline
+	}
+	je.mu.Unlock()
 	for _, p := range adopted {
 		je.checkPart(jid, p)
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			// Adopted after the job's deadline timer fired: finish it now.
+			je.finishPart(jid, p, true)
+			continue
+		}
 		je.dispatchMissing(jid, p)
 	}
 }

@@ -399,3 +399,27 @@ func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
 		t.Errorf("job after restart took %s", d)
 	}
 }
+
+// A master dies and its partitions are taken over only after the job's
+// deadline: the new owner finishes the adopted parts at once instead of
+// leaving the job running for ever.
+func TestMasters_AdoptAfterDeadline_Finishes(t *testing.T) {
+	s := single(t)
+	url := s.ClientURL()
+	ms := startMasters(t, url, 2)
+	fleet := startSimFleet(t, url, 100, 64)
+	waitFor(t, "index", 10*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
+	fleet.latency.Store(int64(time.Minute)) // nobody answers in time
+	nc, _ := nats.Connect(url)
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
+	jid := submitPing(t, nc, time.Second)
+	waitFor(t, "running", 5*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status == wire.StatusRunning })
+	ms[0].Kill() // detected after dead_after (1.5 s), past the 1 s deadline
+	var job wire.Job
+	waitFor(t, "final", 15*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+	if job.Status != wire.StatusTimedOut || job.Missing != 100 {
+		t.Fatalf("%+v", job)
+	}
+}
