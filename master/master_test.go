@@ -168,6 +168,11 @@ func TestMaster_Ping_TwoPeels(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"kernel"`) {
 		t.Fatalf("facts: %d %s", code, out)
 	}
+	// Shell completion of peel ids comes from the facts bucket.
+	code, out, _ = zester(t, url, "__complete", "facts", "web")
+	if code != 0 || !strings.Contains(out, "web1.example.com\n") || !strings.Contains(out, "web2\n") {
+		t.Fatalf("completion: %d %q", code, out)
+	}
 	// An unknown function: a clear error in the return, exit 1.
 	code, out, _ = zester(t, url, "run", "web2", "no.such")
 	if code != 1 || !strings.Contains(out, "unknown_function") {

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -49,5 +51,12 @@ func TestParseBatch(t *testing.T) {
 		if _, err := parseBatch(bad, 100); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main([]string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "zester ") {
+		t.Fatalf("%d %q %q", code, out.String(), errb.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -120,6 +121,27 @@ func (a *app) factsCmd() *cobra.Command {
 		Use:   "facts PEEL",
 		Short: "Print one peel's facts (JSON)",
 		Args:  cobra.ExactArgs(1),
+		// Shell completion of peel ids, from the facts bucket.
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 || a.connect(cmd.Context()) != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			kv, err := a.js.KeyValue(cmd.Context(), names.BucketFacts)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			lister, err := kv.ListKeys(cmd.Context())
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var ids []string
+			for k := range lister.Keys() {
+				if strings.HasPrefix(k, prefix) {
+					ids = append(ids, k)
+				}
+			}
+			return ids, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if err := names.ValidateID(args[0]); err != nil {

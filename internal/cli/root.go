@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/version"
 )
 
 // Exit codes of zester run and job wait.
@@ -94,7 +95,12 @@ func (a *app) rootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.natsURL, "nats", def, "NATS server URL(s), comma separated (env ZESTER_NATS)")
 	root.PersistentFlags().StringVar(&a.creds, "creds", os.Getenv("ZESTER_CREDS"), "NATS credentials file (env ZESTER_CREDS)")
-	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd())
+	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd(), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(*cobra.Command, []string) { fmt.Fprintln(a.out, "zester", version.String()) },
+	})
 	for _, extra := range extraCommands {
 		root.AddCommand(extra(a))
 	}
