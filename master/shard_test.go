@@ -395,7 +395,7 @@ func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
 	if overlap > 0 {
 		t.Fatalf("partitions owned twice in %d samples", overlap)
 	}
-	if d := time.Since(start); d > 8*time.Second {
+	if d := time.Since(start); d > 12*time.Second {
 		t.Errorf("job after restart took %s", d)
 	}
 }
