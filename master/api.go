@@ -22,7 +22,9 @@ import (
 func (m *Master) startAPI() error {
 	svc, err := micro.AddService(m.nc, micro.Config{
 		Name:        names.ServiceName,
-		Version:     Version,
+		// micro wants plain SemVer: a Go module version ("v0.0.0-2026…")
+		// loses its "v".
+		Version:     strings.TrimPrefix(Version, "v"),
 		Description: "Zester master API",
 		Metadata:    map[string]string{"master": m.cfg.ID},
 	})
