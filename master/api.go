@@ -21,7 +21,7 @@ import (
 // endpoint is in a queue group, so any one live master answers.
 func (m *Master) startAPI() error {
 	svc, err := micro.AddService(m.nc, micro.Config{
-		Name:        names.ServiceName,
+		Name: names.ServiceName,
 		// micro wants plain SemVer: a Go module version ("v0.0.0-2026…")
 		// loses its "v".
 		Version:     strings.TrimPrefix(Version, "v"),
