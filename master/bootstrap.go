@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
@@ -56,51 +58,104 @@ func Bootstrap(ctx context.Context, js jetstream.JetStream, l Layout) error {
 	if l.Replicas < 1 {
 		l.Replicas = 1
 	}
-	for _, b := range Buckets {
-		_, err := js.KeyValue(ctx, b.Name)
+	// The buckets are independent: create them in parallel (a replicated
+	// stream needs its own RAFT group, which takes a while on a busy
+	// cluster), each call bounded and retried, so that one API request lost
+	// during a leader election costs seconds, not the whole start-up.
+	var wg sync.WaitGroup
+	errs := make([]error, len(Buckets)+1)
+	for i, b := range Buckets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = retryAPI(ctx, func(ctx context.Context) error { return ensureBucket(ctx, js, b, l) })
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs[len(Buckets)] = retryAPI(ctx, func(ctx context.Context) error { return ensureJobEvents(ctx, js, l) })
+	}()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return retryAPI(ctx, func(ctx context.Context) error { return applyRetention(ctx, js, l.Retention) })
+}
+
+// retryAPI runs a JetStream API step with a 10 s bound per attempt until it
+// succeeds, fails for a reason other than a timeout, or ctx ends.
+func retryAPI(ctx context.Context, step func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := step(actx)
+		cancel()
 		if err == nil {
-			continue
+			return nil
 		}
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("bucket %s: %w", b.Name, err)
+		retry := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+		if !retry || ctx.Err() != nil {
+			return err
 		}
-		cfg := jetstream.KeyValueConfig{
-			Bucket:    b.Name,
-			History:   b.History,
-			TTL:       b.TTL,
-			Storage:   b.Storage,
-			Replicas:  l.Replicas,
-			Placement: l.placement(),
-		}
-		if b.Name == names.BucketMasterHeartbeat {
-			// Watchers learn of an expired heartbeat through a purge marker.
-			cfg.LimitMarkerTTL = b.TTL
-		}
-		if _, err := js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("create bucket %s: %w", b.Name, err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	if _, err := js.Stream(ctx, names.StreamJobEvents); err != nil {
-		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("stream %s: %w", names.StreamJobEvents, err)
-		}
-		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:        names.StreamJobEvents,
-			Description: "Zester job lifecycle audit log",
-			Subjects:    []string{names.SubjectJobEventsAll},
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      JobEventsMaxAge,
-			Storage:     jetstream.FileStorage,
-			Replicas:    l.Replicas,
-			Placement:   l.placement(),
-			Discard:     jetstream.DiscardOld,
-			Duplicates:  2 * time.Minute,
-		})
-		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("create stream %s: %w", names.StreamJobEvents, err)
-		}
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, b BucketSpec, l Layout) error {
+	_, err := js.KeyValue(ctx, b.Name)
+	if err == nil {
+		return nil
 	}
-	return applyRetention(ctx, js, l.Retention)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("bucket %s: %w", b.Name, err)
+	}
+	cfg := jetstream.KeyValueConfig{
+		Bucket:    b.Name,
+		History:   b.History,
+		TTL:       b.TTL,
+		Storage:   b.Storage,
+		Replicas:  l.Replicas,
+		Placement: l.placement(),
+	}
+	if b.Name == names.BucketMasterHeartbeat {
+		// Watchers learn of an expired heartbeat through a purge marker.
+		cfg.LimitMarkerTTL = b.TTL
+	}
+	if _, err := js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		return fmt.Errorf("create bucket %s: %w", b.Name, err)
+	}
+	return nil
+}
+
+func ensureJobEvents(ctx context.Context, js jetstream.JetStream, l Layout) error {
+	_, err := js.Stream(ctx, names.StreamJobEvents)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("stream %s: %w", names.StreamJobEvents, err)
+	}
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        names.StreamJobEvents,
+		Description: "Zester job lifecycle audit log",
+		Subjects:    []string{names.SubjectJobEventsAll},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      JobEventsMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		Placement:   l.placement(),
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create stream %s: %w", names.StreamJobEvents, err)
+	}
+	return nil
 }
 
 // applyRetention sets the max age (and bytes) that the config names; a zero

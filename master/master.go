@@ -201,7 +201,7 @@ func (m *Master) start(ctx context.Context) error {
 	}
 	m.js = js
 
-	bctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := m.waitJetStream(bctx); err != nil {
 		return err
@@ -265,7 +265,9 @@ func (m *Master) start(ctx context.Context) error {
 // be electing its meta leader).
 func (m *Master) waitJetStream(ctx context.Context) error {
 	for {
-		_, err := m.js.AccountInfo(ctx)
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := m.js.AccountInfo(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}

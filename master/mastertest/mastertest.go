@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -68,7 +69,10 @@ func Start(t testing.TB, cfg master.Config) *Handle {
 			t.Errorf("master %s did not stop", cfg.ID)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: a fresh R3 cluster on a loaded 2-core CI machine creates ten
+	// replicated streams before the master can join.
+	const readyWithin = 90 * time.Second
+	deadline := time.Now().Add(readyWithin)
 	for !m.Ready() {
 		select {
 		case <-h.exited:
@@ -76,7 +80,9 @@ func Start(t testing.TB, cfg master.Config) *Handle {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("master %s not ready after 30s", cfg.ID)
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("master %s not ready after %s; goroutines:\n%s", cfg.ID, readyWithin, buf)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
