@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 )
 
 // Seconds is a duration written as a number of seconds in JSON.
@@ -249,18 +251,7 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
-func fmtBytes(b int64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := int64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
-}
+func fmtBytes(b int64) string { return humanize.IBytes(uint64(max(b, 0))) }
 
 func fmtInt(n int64) string {
 	s := fmt.Sprintf("%d", n)

@@ -654,17 +654,9 @@ func (r *runner) masterkill(ctx context.Context, s *Scenario) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	res, _, err := r.ping(ctx, pingOpts{latency: r.cfg.KillLatency, during: during})
-	if err != nil {
-		s.fail("%v", err)
-		s.Summary = "ping failed: " + err.Error()
-	} else {
-		fo.Ping = res
-		s.Summary = fmt.Sprintf("killed %s (%s) %s after submit; survivors owned every partition %s after the kill; %s (all returns stored %s after submit, latency %s): %s of %s returns stored, lost %d, stored twice %d (retries refused as already stored %d)",
-			fo.Victim, fo.Why, fo.FaultAt, fo.Failover, fo.jobAfter(res, "kill"), res.AllStored, res.Latency, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.DupRefused)
-		for _, p := range res.Problems {
-			s.fail("%s", p)
-		}
+	if res := r.pingThroughFault(ctx, s, fo, during); res != nil {
+		s.Summary = fmt.Sprintf("killed %s (%s) %s after submit; survivors owned every partition %s after the kill; %s (all returns stored %s after submit, latency %s): %s",
+			fo.Victim, fo.Why, fo.FaultAt, fo.Failover, fo.jobAfter(res, "kill"), res.AllStored, res.Latency, storedSummary(res))
 	}
 	if foErr != nil {
 		s.fail("%v", foErr)
@@ -676,6 +668,28 @@ func (r *runner) masterkill(ctx context.Context, s *Scenario) {
 	} else if err := e.waitSettled(ctx, f.Peels(), 2*time.Minute); err != nil {
 		s.fail("after restoring masters: %v", err)
 	}
+}
+
+// pingThroughFault runs the fault scenarios' ping (answers with the kill
+// latency, the fault injected by during) and records its problems; nil when
+// the ping itself failed.
+func (r *runner) pingThroughFault(ctx context.Context, s *Scenario, fo *FailoverResult, during func(ctx context.Context, jid string, t0 time.Time, jt *JobTrack)) *PingResult {
+	res, _, err := r.ping(ctx, pingOpts{latency: r.cfg.KillLatency, during: during})
+	if err != nil {
+		s.fail("%v", err)
+		s.Summary = "ping failed: " + err.Error()
+		return nil
+	}
+	fo.Ping = res
+	for _, p := range res.Problems {
+		s.fail("%s", p)
+	}
+	return res
+}
+
+func storedSummary(res *PingResult) string {
+	return fmt.Sprintf("%s of %s returns stored, lost %d, stored twice %d (retries %d, refused as already stored %d)",
+		fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.Retries, res.DupRefused)
 }
 
 // ---- serverkill ----
@@ -734,17 +748,9 @@ func (r *runner) serverkill(ctx context.Context, s *Scenario) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	res, _, err := r.ping(ctx, pingOpts{latency: r.cfg.KillLatency, during: during})
-	if err != nil {
-		s.fail("%v", err)
-		s.Summary = "ping failed: " + err.Error()
-	} else {
-		fo.Ping = res
-		s.Summary = fmt.Sprintf("stopped %s (%s) %s after submit (stop took %s); next KV write %s after the stop; %s (all returns stored %s after submit, latency %s): %s of %s returns stored, lost %d, stored twice %d (retries %d, refused as already stored %d)",
-			fo.Victim, fo.Why, fo.FaultAt, fo.ShutdownTime, fo.WriteGap, fo.jobAfter(res, "stop"), res.AllStored, res.Latency, fmtInt(int64(res.StoredKeys)), fmtInt(int64(res.Peels)), res.Lost, res.Duplicates, res.Retries, res.DupRefused)
-		for _, p := range res.Problems {
-			s.fail("%s", p)
-		}
+	if res := r.pingThroughFault(ctx, s, fo, during); res != nil {
+		s.Summary = fmt.Sprintf("stopped %s (%s) %s after submit (stop took %s); next KV write %s after the stop; %s (all returns stored %s after submit, latency %s): %s",
+			fo.Victim, fo.Why, fo.FaultAt, fo.ShutdownTime, fo.WriteGap, fo.jobAfter(res, "stop"), res.AllStored, res.Latency, storedSummary(res))
 		if fo.WriteGap == 0 {
 			s.fail("no KV write succeeded within 60s of the stop")
 		}

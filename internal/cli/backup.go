@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/zester-io/zester/internal/backup"
@@ -87,13 +88,13 @@ DIR/<stream>' restores each stream as well as 'zester restore DIR' does.`,
 					}
 					msgs += s.Messages
 					disk += size
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d..%d\t%s\t%s\n", s.Name, s.Messages, bytesIEC(s.Bytes), s.Subjects, s.FirstSeq, s.LastSeq, s.Archive, bytesIEC(size))
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d..%d\t%s\t%s\n", s.Name, s.Messages, humanize.IBytes(s.Bytes), s.Subjects, s.FirstSeq, s.LastSeq, s.Archive, humanize.IBytes(size))
 				}
 				for _, f := range m.Failed {
 					fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\t%s\n", f.Stream, f.Error)
 				}
 				tw.Flush()
-				fmt.Fprintf(a.out, "backup %s: %d streams, %d messages, %s on disk\n", dir, len(m.Streams), msgs, bytesIEC(disk))
+				fmt.Fprintf(a.out, "backup %s: %d streams, %d messages, %s on disk\n", dir, len(m.Streams), msgs, humanize.IBytes(disk))
 			}
 			if err != nil {
 				return withCode(ExitError, err)
@@ -162,7 +163,7 @@ func (a *app) printBackupReport(rep *backup.Report) {
 	tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tSEQUENCES\tARCHIVE\tDIRECTORY")
 	for _, s := range rep.Streams {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d..%d\t%s\t%s\n", s.Name, s.Messages, bytesIEC(s.Bytes), s.FirstSeq, s.LastSeq, s.Archive, s.Dir)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d..%d\t%s\t%s\n", s.Name, s.Messages, humanize.IBytes(s.Bytes), s.FirstSeq, s.LastSeq, s.Archive, s.Dir)
 	}
 	tw.Flush()
 }
@@ -224,7 +225,7 @@ stream's backup directory.`,
 				tw := tabwriter.NewWriter(a.errOut, 0, 2, 2, ' ', 0)
 				fmt.Fprintln(tw, "  STREAM\tMESSAGES NOW\tBYTES NOW\tMESSAGES IN BACKUP")
 				for _, e := range plan.Existing {
-					fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\n", e.Name, e.Messages, bytesIEC(e.Bytes), rep.Stream(e.Name).Messages)
+					fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\n", e.Name, e.Messages, humanize.IBytes(e.Bytes), rep.Stream(e.Name).Messages)
 				}
 				tw.Flush()
 				if !yes {
@@ -420,7 +421,7 @@ func (p *streamProgress) update(pr backup.Progress) {
 	case backup.PhaseStart, backup.PhaseData:
 		if !p.tty {
 			if pr.Phase == backup.PhaseStart {
-				fmt.Fprintf(p.w, "%s %s: started (~%s)\n", p.verb, pr.Stream, bytesIEC(pr.Total))
+				fmt.Fprintf(p.w, "%s %s: started (~%s)\n", p.verb, pr.Stream, humanize.IBytes(pr.Total))
 			}
 			return
 		}
@@ -428,9 +429,9 @@ func (p *streamProgress) update(pr backup.Progress) {
 			return
 		}
 		p.last = time.Now()
-		line := fmt.Sprintf("%s %s: %s", p.verb, pr.Stream, bytesIEC(pr.Bytes))
+		line := fmt.Sprintf("%s %s: %s", p.verb, pr.Stream, humanize.IBytes(pr.Bytes))
 		if pr.Total > 0 {
-			line += fmt.Sprintf(" of ~%s (%d%%)", bytesIEC(pr.Total), min(100, pr.Bytes*100/pr.Total))
+			line += fmt.Sprintf(" of ~%s (%d%%)", humanize.IBytes(pr.Total), min(100, pr.Bytes*100/pr.Total))
 		}
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.open = true
@@ -439,7 +440,7 @@ func (p *streamProgress) update(pr backup.Progress) {
 		switch {
 		case pr.Entry != nil:
 			e := pr.Entry
-			fmt.Fprintf(p.w, "%s %s: %d messages, %s in %s\n", p.verb, pr.Stream, e.Messages, bytesIEC(e.Bytes), pr.Elapsed.Round(time.Millisecond))
+			fmt.Fprintf(p.w, "%s %s: %d messages, %s in %s\n", p.verb, pr.Stream, e.Messages, humanize.IBytes(e.Bytes), pr.Elapsed.Round(time.Millisecond))
 		case pr.Result != nil:
 			r := pr.Result
 			fmt.Fprintf(p.w, "%s %s: %d of %d messages, last sequence %d, in %s\n", p.verb, pr.Stream, r.Restored, r.Expected, r.LastSeq, pr.Elapsed.Round(time.Millisecond))
@@ -457,17 +458,4 @@ func (p *streamProgress) clear() {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.open = false
 	}
-}
-
-func bytesIEC(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
