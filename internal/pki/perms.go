@@ -45,7 +45,8 @@ func (s PeelSpec) Validate() error {
 //
 // Publish: its own facts key, its own returns and basket values (peel id last
 // in the key, one '*' token before it), its own events and peel→master
-// subjects (the id as one token), the master API's info endpoint, stream
+// subjects (the id as one token; the latter after the account's partition
+// mapping), the master API's info endpoint, stream
 // info for the buckets it binds, and direct gets with the key in the subject
 // for its own returns, its own secrets and the settings keys of the spec.
 // Subscribe: its partition's job and control subjects and its private inbox.
@@ -64,7 +65,11 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		kv(names.BucketJobReturns, names.ReturnKey("*", id)),
 		kv(names.BucketBasket, names.BasketKey(id, "*")),
 		names.PeelEventSubject(id, ">"),
-		shard.InSubject(id, ">"),
+		// The peel publishes on shard.InSubject(id, …); the account's
+		// partition mapping rewrites that while the server parses the
+		// message, and the publish permission is checked on the rewritten
+		// subject (nats-server 2.15), so that is what is granted.
+		shard.PartitionedSubject(part, id, ">"),
 		names.APISubject("info"),
 	}
 	for _, b := range []string{names.BucketFacts, names.BucketJobReturns, names.BucketBasket, names.BucketSecrets, names.BucketSettingsFiles} {

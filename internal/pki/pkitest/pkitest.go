@@ -5,9 +5,8 @@ package pkitest
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +21,7 @@ import (
 
 // HangGuard bounds every wait of this package; tests wait on state, and this
 // only stops a broken one.
-const HangGuard = 60 * time.Second
+const HangGuard = 30 * time.Second
 
 // StartServer starts one embedded nats-server with JetStream on a loopback
 // port, in operator mode with p (pki.ConfigureServer), and the partition
@@ -101,27 +100,26 @@ func (c *Conn) record(err error) {
 	c.changed = make(chan struct{})
 }
 
-// violationFor is how nats-server words a denial (and nats.go passes on).
-func violationFor(subject string) []string {
-	return []string{
-		fmt.Sprintf("Permissions Violation for Publish to %q", subject),
-		fmt.Sprintf("Permissions Violation for Subscription to %q", subject),
-	}
-}
+// violationRe is how nats-server words a denial (nats.go passes it on).
+var violationRe = regexp.MustCompile(`Permissions Violation for (?:Publish|Subscription) to "([^"]+)"`)
 
 // Denied reports whether the server has refused subject on this connection.
 func (c *Conn) Denied(subject string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.deniedLocked(subject)
+	return c.DeniedMatch(func(s string) bool { return s == subject })
 }
 
-func (c *Conn) deniedLocked(subject string) bool {
+// DeniedMatch reports whether the server has refused a subject that match
+// accepts.
+func (c *Conn) DeniedMatch(match func(subject string) bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deniedLocked(match)
+}
+
+func (c *Conn) deniedLocked(match func(string) bool) bool {
 	for _, v := range c.violations {
-		for _, w := range violationFor(subject) {
-			if strings.Contains(v, w) {
-				return true
-			}
+		if m := violationRe.FindStringSubmatch(v); m != nil && match(m[1]) {
+			return true
 		}
 	}
 	return false
@@ -137,11 +135,18 @@ func (c *Conn) Violations() []string {
 // WaitDenied waits until the server reports a violation for subject.
 func (c *Conn) WaitDenied(t testing.TB, subject string) {
 	t.Helper()
+	c.WaitDeniedMatch(t, subject, func(s string) bool { return s == subject })
+}
+
+// WaitDeniedMatch waits until the server reports a violation for a subject
+// that match accepts (what describes it in the failure message).
+func (c *Conn) WaitDeniedMatch(t testing.TB, what string, match func(string) bool) {
+	t.Helper()
 	timer := time.NewTimer(HangGuard)
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
-		if c.deniedLocked(subject) {
+		if c.deniedLocked(match) {
 			c.mu.Unlock()
 			return
 		}
@@ -150,7 +155,7 @@ func (c *Conn) WaitDenied(t testing.TB, subject string) {
 		select {
 		case <-ch:
 		case <-timer.C:
-			t.Fatalf("no permission violation for %q within %s; seen: %q", subject, HangGuard, c.Violations())
+			t.Fatalf("no permission violation for %s within %s; seen: %q", what, HangGuard, c.Violations())
 		}
 	}
 }
@@ -161,15 +166,21 @@ func (c *Conn) WaitDenied(t testing.TB, subject string) {
 // permission violation for subject.
 func (c *Conn) ExpectDenied(t testing.TB, subject string, act func(ctx context.Context)) {
 	t.Helper()
+	c.ExpectDeniedMatch(t, subject, func(s string) bool { return s == subject }, act)
+}
+
+// ExpectDeniedMatch is ExpectDenied for a subject that match accepts.
+func (c *Conn) ExpectDeniedMatch(t testing.TB, what string, match func(string) bool, act func(ctx context.Context)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); act(ctx) }()
-	c.WaitDenied(t, subject)
+	c.WaitDeniedMatch(t, what, match)
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(HangGuard):
-		t.Fatalf("action on %q did not return after its context was cancelled", subject)
+		t.Fatalf("action on %s did not return after its context was cancelled", what)
 	}
 }
 
