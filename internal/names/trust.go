@@ -26,14 +26,28 @@ const (
 	// so an enrollment reply must never carry a secret (a challenge nonce,
 	// a public key or a user JWT are fine: none is usable without the
 	// peel's own seed).
-	EnrollInboxPrefix = "_INBOX._enroll"
+	EnrollInboxPrefix = InboxRoot + "_enroll"
 
 	// userInboxRoot is the root of operator users' private inboxes.
-	userInboxRoot = "_INBOX._u."
+	userInboxRoot = InboxRoot + "_u."
 
 	// jsAPI is the JetStream API subject prefix (no domain).
 	jsAPI = "$JS.API."
 )
+
+// InboxRoot is the root under which every reply inbox lies (nats.go's
+// default prefix and every prefix above). Nothing stores or acts on a
+// message below it.
+const InboxRoot = "_INBOX."
+
+// IsInbox reports whether subject is a reply inbox. A responder with wide
+// publish rights (a master) must answer only such replies: the NATS server
+// checks a requester's publish permission on the subject, never on the reply
+// subject, so a peel could otherwise name `$KV.facts.<another peel>` as the
+// reply of a request and have the master write its answer there.
+func IsInbox(subject string) bool {
+	return len(subject) > len(InboxRoot) && subject[:len(InboxRoot)] == InboxRoot
+}
 
 // UserInboxPrefix is the reply-inbox prefix of an operator user's connection
 // (users issued by `zester pki user add`): such a user may subscribe only

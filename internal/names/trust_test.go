@@ -26,6 +26,19 @@ func TestInboxPrefixes_Disjoint(t *testing.T) {
 	}
 }
 
+func TestIsInbox(t *testing.T) {
+	for _, s := range []string{PeelInboxPrefix("web1.example.com") + ".x", UserInboxPrefix("ops") + ".1", EnrollInboxPrefix + ".a.b", "_INBOX.abc"} {
+		if !IsInbox(s) {
+			t.Errorf("%q is an inbox", s)
+		}
+	}
+	for _, s := range []string{"$KV.facts.web1", "_INBOX.", "_INBOX", "zester.api.info", "x._INBOX.a"} {
+		if IsInbox(s) {
+			t.Errorf("%q is not an inbox", s)
+		}
+	}
+}
+
 func TestKeysAndJSSubjects(t *testing.T) {
 	if got := KVSubjectPrefix(BucketBasket) + BasketKey("web1.example.com", "ips"); got != "$KV.basket.ips.web1.example.com" {
 		t.Errorf("basket subject %q", got)

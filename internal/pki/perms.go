@@ -53,7 +53,10 @@ func (s PeelSpec) Validate() error {
 //
 // Nothing here opens another peel's key: there is no bare direct get, no
 // stream message get, no consumer create (a peel creates no consumer), and
-// every pattern with a wildcard ends in the peel's own id or token.
+// every pattern with a wildcard ends in the peel's own id or token. Stream
+// info, which nats.go needs to bind a bucket, does list key names (with a
+// subjects_filter), never values: the peel should stop binding buckets and
+// these grants go (docs/security.md, "PKI (built)").
 func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 	if err := s.Validate(); err != nil {
 		return jwt.Permissions{}, err

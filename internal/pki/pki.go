@@ -189,13 +189,13 @@ func Init(dir string, o InitOptions) (*Summary, error) {
 	}
 	sum.Dir = dir
 	sum.OfflineReminders = []string{
-		"move " + strings.Join(names3(sum.In(Offline)), ", ") + " to offline storage; no master, server or peel needs them",
-		"masters need " + strings.Join(names3(sum.In(Masters)), ", ") + " (master.yaml pki_dir): keep them 0600, owned by the master's user",
+		"move " + strings.Join(fileNames(sum.In(Offline)), ", ") + " to offline storage; no master, server or peel needs them",
+		"masters need " + strings.Join(fileNames(sum.In(Masters)), ", ") + " (master.yaml pki_dir): keep them 0600, owned by the master's user",
 	}
 	return sum, nil
 }
 
-func names3(fs []File) []string {
+func fileNames(fs []File) []string {
 	out := make([]string, len(fs))
 	for i, f := range fs {
 		out[i] = f.Name
@@ -368,6 +368,24 @@ func encode(c claims, kp nkeys.KeyPair) (string, error) {
 		return "", errors.Join(errs...)
 	}
 	return c.Encode(kp)
+}
+
+// LoadOrInit loads the PKI in dir, creating it first when dir holds none of
+// its files (an embedded master's first start). The summary is nil when the
+// PKI existed. A directory with some of the files but not a loadable PKI is
+// an error naming the file, never overwritten.
+func LoadOrInit(dir string, o InitOptions) (*PKI, *Summary, error) {
+	var sum *Summary
+	if _, err := os.Lstat(filepath.Join(dir, FileOperatorJWT)); errors.Is(err, fs.ErrNotExist) {
+		if sum, err = Init(dir, o); err != nil {
+			return nil, nil, err
+		}
+	}
+	p, err := Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, sum, nil
 }
 
 // PKI is a loaded PKI directory: what a master needs, and nothing that

@@ -125,6 +125,23 @@ func TestLoad_WithoutOfflineSeeds(t *testing.T) {
 	}
 }
 
+func TestLoadOrInit_CreatesOnceThenLoads(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	p, sum, err := pki.LoadOrInit(dir, pki.InitOptions{})
+	if err != nil || sum == nil || p.AccountKey() != sum.Account {
+		t.Fatalf("first: %v %v", sum, err)
+	}
+	q, sum2, err := pki.LoadOrInit(dir, pki.InitOptions{})
+	if err != nil || sum2 != nil || q.AccountKey() != p.AccountKey() {
+		t.Fatalf("second: %v %v", sum2, err)
+	}
+	// A half PKI (operator JWT gone, seeds still there) is not recreated.
+	os.Remove(filepath.Join(dir, pki.FileOperatorJWT))
+	if _, _, err := pki.LoadOrInit(dir, pki.InitOptions{}); !errors.Is(err, pki.ErrExists) {
+		t.Fatalf("half PKI: %v", err)
+	}
+}
+
 func TestLoad_RefusesBadFiles(t *testing.T) {
 	for _, c := range []struct {
 		name  string
