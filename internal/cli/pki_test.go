@@ -422,6 +422,7 @@ func TestPKIUserAdd_LimitsRoundTripAndBadInput(t *testing.T) {
 	}{
 		{[]string{"pki", "user", "add", "x", "--role", "root", "--dir", dir}, `role "root"`},
 		{[]string{"pki", "user", "add", "Lim", "--role", "readonly", "--dir", dir, "--out", filepath.Join(t.TempDir(), "again.creds")}, "issued already"},
+		{[]string{"pki", "user", "add", "admin", "--role", "readonly", "--dir", dir, "--out", filepath.Join(t.TempDir(), "a.creds")}, "issued already"},
 		{[]string{"pki", "user", "add", "bad name", "--role", "readonly", "--dir", dir, "--out", filepath.Join(t.TempDir(), "b.creds")}, "invalid id"},
 		{[]string{"pki", "user", "add", "y", "--role", "readonly", "--dir", dir, "--out", path}, "exists"},
 		{[]string{"pki", "user", "add", "z", "--role", "readonly", "--dir", t.TempDir()}, pki.FileOperatorJWT},

@@ -130,7 +130,10 @@ var layout = []struct {
 	{FileSystemJWT, Servers, "system account JWT (public)"},
 	{FileAdminCreds, Operators, "first admin user: everything in the Zester account (zester --creds)"},
 	{FileSysCreds, Operators, "system account user: nats server report, $SYS requests"},
-	{FileEnrollCreds, Peels, "enrollment bootstrap credential: can only ask to enroll (peel.yaml enroll_creds)"},
+	{FileEnrollCreds, Peels, "enrollment bootstrap credential: can only ask to enroll"},
+	// The admin's record reserves its name: a second user "admin" would
+	// share its inbox prefix.
+	{filepath.Join(DirUsers, "admin.jwt"), Operators, "public JWT of the admin user (users/ lists every issued user)"},
 }
 
 // Init creates a new PKI in dir: the operator, the Zester account with
@@ -173,6 +176,9 @@ func Init(dir string, o InitOptions) (*Summary, error) {
 	// An existing directory (made by a package, say) is tightened too: the
 	// seeds in it are the keys to the fleet.
 	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pki init: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, DirUsers), 0o700); err != nil {
 		return nil, fmt.Errorf("pki init: %w", err)
 	}
 	var written []string
@@ -342,6 +348,8 @@ func generate(o InitOptions) (map[string][]byte, *Summary, error) {
 	if files[FileAdminCreds], _, err = iss.newCreds(UserSpec{Name: "admin", Role: RoleAdmin}); err != nil {
 		return nil, nil, err
 	}
+	adminJWT, _ := jwt.ParseDecoratedJWT(files[FileAdminCreds])
+	files[filepath.Join(DirUsers, "admin.jwt")] = []byte(adminJWT + "\n")
 	if files[FileEnrollCreds], _, err = iss.newCreds(UserSpec{Name: "enroll", Role: roleEnroll}); err != nil {
 		return nil, nil, err
 	}

@@ -40,7 +40,7 @@ func TestInit_ModesPlacesAndRefusal(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("dir mode %v %v, want 0700", st.Mode(), err)
 	}
-	if len(sum.Files) != 13 {
+	if len(sum.Files) != 14 {
 		t.Fatalf("%d files", len(sum.Files))
 	}
 	for _, f := range sum.Files {
