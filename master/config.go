@@ -43,6 +43,8 @@ type Config struct {
 	Jobs JobsConfig `yaml:"jobs"`
 	// Retention, when set, is applied to the job streams on startup.
 	Retention RetentionConfig `yaml:"retention"`
+	// Enroll tunes peel enrollment (enroll.go).
+	Enroll EnrollConfig `yaml:"enroll"`
 }
 
 // NATSConfig is the nats: section.
@@ -107,6 +109,7 @@ func DefaultConfig() Config {
 			MaxTimeout:     config.Dur(24 * time.Hour),
 			MaxArgs:        config.Bytes(512 << 10),
 		},
+		Enroll: defaultEnrollConfig(),
 	}
 }
 
@@ -136,6 +139,7 @@ func (c *Config) Validate() error {
 		"jobs.default_timeout": c.Jobs.DefaultTimeout, "jobs.max_timeout": c.Jobs.MaxTimeout, "jobs.max_args": c.Jobs.MaxArgs,
 		"retention.jobs": c.Retention.Jobs, "retention.job_returns": c.Retention.JobReturns,
 		"retention.job_events": c.Retention.JobEvents, "retention.job_events_max_bytes": c.Retention.JobEventsMaxBytes,
+		"enroll.creds_expiry": c.Enroll.CredsExpiry, "enroll.challenge_ttl": c.Enroll.ChallengeTTL,
 	}); err != nil {
 		return err
 	}
@@ -184,6 +188,7 @@ func (c *Config) Validate() error {
 	if n := c.Jobs.MaxArgs.N(); n <= 0 || n > 8<<20 {
 		bad("jobs.max_args", "%d: want 1 byte to 8 MiB", n)
 	}
+	c.Enroll.validate(bad, c.Nodegroups)
 	for name, expr := range c.Nodegroups {
 		if _, err := target.Parse(target.KindCompound, expr, target.Options{Nodegroups: c.Nodegroups}); err != nil {
 			bad("nodegroups."+name, "%v", err)

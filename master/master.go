@@ -25,6 +25,7 @@ import (
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/version"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/topology"
@@ -43,6 +44,9 @@ type Options struct {
 	Metrics *metrics.Set
 	// NoHTTP skips the /healthz, /readyz, /metrics listener.
 	NoHTTP bool
+	// PKI is the loaded PKI: with it the master serves enrollment
+	// (enroll.go), issuing peel credentials and revoking them.
+	PKI *pki.PKI
 }
 
 // Master is one running zester-master.
@@ -61,6 +65,7 @@ type Master struct {
 	member *membership
 	index  *factIndex
 	jobs   *jobEngine
+	enroll atomic.Pointer[enrollService]
 
 	met     *masterMetrics
 	ready   atomic.Bool
@@ -184,6 +189,9 @@ func (m *Master) start(ctx context.Context) error {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			m.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 			go m.checkStore()
+			if s := m.enroll.Load(); s != nil {
+				go s.reapply()
+			}
 		}),
 	}
 	if m.cfg.NATS.Creds != "" {
@@ -243,6 +251,9 @@ func (m *Master) start(ctx context.Context) error {
 		return err
 	}
 	if err := m.startAPI(); err != nil {
+		return err
+	}
+	if err := m.startEnroll(ctx); err != nil {
 		return err
 	}
 	go func() {

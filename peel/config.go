@@ -36,6 +36,13 @@ type Config struct {
 	MaxOutput config.ByteSize `yaml:"max_output"`
 	// SpoolMax bounds returns held on disk while cut off.
 	SpoolMax int `yaml:"spool_max"`
+	// EnrollCreds is a copy of the PKI's enroll.creds: with it the peel
+	// makes its keys in data_dir, enrolls, and connects with the
+	// credentials the masters issue it (enroll.go, creds.go).
+	EnrollCreds string `yaml:"enroll_creds"`
+	// EnrollToken is an enrollment token (zester enroll token create) that
+	// admits the peel without an operator's decision.
+	EnrollToken string `yaml:"enroll_token"`
 }
 
 // NATSConfig is the nats: section.
@@ -121,5 +128,6 @@ func (c *Config) Validate() error {
 	if c.SpoolMax < 0 {
 		bad("spool_max", "negative")
 	}
+	c.validateEnroll(bad)
 	return errors.Join(errs...)
 }
