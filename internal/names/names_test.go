@@ -72,3 +72,21 @@ func FuzzValidateID(f *testing.F) {
 		}
 	})
 }
+
+func TestBeatSubject_RoundTrips(t *testing.T) {
+	for _, id := range []string{"web1.example.com", "db1"} {
+		subj := BeatSubject(17, id)
+		p, got, ok := ParseBeatSubject(subj)
+		if !ok || p != 17 || got != id {
+			t.Errorf("%q → %q → %d %q %v", id, subj, p, got, ok)
+		}
+		if !strings.HasPrefix(subj, strings.TrimSuffix(BeatFilter(17), "*")) {
+			t.Errorf("%q not under %q", subj, BeatFilter(17))
+		}
+	}
+	for _, bad := range []string{"zester.beat.x.web1", "zester.beat.1", "zester.beat.1.", "zester.beat.1.a.b", "zester.job.1", "zester.beat.-1.a"} {
+		if _, _, ok := ParseBeatSubject(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
