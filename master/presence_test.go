@@ -375,7 +375,7 @@ func TestTargeting_MasterAndBatchAgree(t *testing.T) {
 		target []string
 		want   int
 	}{
-		{[]string{"-G", "network:addresses:0:10.0.0.1*"}, 11},           // list index 0
+		{[]string{"-G", "network:addresses:0:10.0.0.1*"}, 11},            // list index 0
 		{[]string{"-G", "network:interfaces:eth0:ipv4:0:10.0.0.2*"}, 11}, // nested list index
 		{[]string{"-G", "network:addresses:-1:10.0.0.3?"}, 10},           // negative index
 		{[]string{"-G", "os:id:rocky"}, 30},
