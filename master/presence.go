@@ -57,11 +57,12 @@ type presencePart struct {
 	mu    sync.Mutex
 	peels map[string]*peelBeat
 	// warm is closed once the partition's presence is known: the grace
-	// after gaining it is over, or every peel of waiting was heard.
-	warm     chan struct{}
-	warmOnce sync.Once
-	waiting  map[string]struct{} // nil: no early end (index not loaded)
-	timer    *time.Timer
+	// after gaining it (or after this master's reconnect) is over, or every
+	// peel of waiting was heard. Each warm-up gets a new channel.
+	warm    chan struct{}
+	warmed  bool
+	waiting map[string]struct{} // nil: no early end (index not loaded)
+	timer   *time.Timer
 }
 
 // peelBeat is what one peel's beats told: kept small (a million peels live
@@ -101,8 +102,14 @@ func (pr *presence) run(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	lastForget := time.Now()
+	reconnects := pr.m.nc.Stats().Reconnects
 	for {
 		pr.syncAll()
+		if n := pr.m.nc.Stats().Reconnects; n != reconnects {
+			reconnects = n
+			pr.m.log.Info("presence: reconnected; asking the owned partitions' peels to beat")
+			pr.rewarm()
+		}
 		if time.Since(lastForget) > time.Hour {
 			lastForget = time.Now()
 			pr.forget()
@@ -156,12 +163,7 @@ func (pr *presence) syncLocked(p int) (pp *presencePart, fresh bool) {
 		}
 		sub.SetPendingLimits(-1, 64<<20)
 		pp.sub = sub
-		if pr.m.index != nil && isClosed(pr.m.index.loaded) {
-			pp.waiting = map[string]struct{}{}
-			for _, id := range pr.m.index.ids(p) {
-				pp.waiting[id] = struct{}{}
-			}
-		}
+		pp.waiting = pr.waitingFor(p)
 		pr.parts[p] = pp
 		return pp, true
 	case !owns && pp != nil:
@@ -171,6 +173,44 @@ func (pr *presence) syncLocked(p int) (pp *presencePart, fresh bool) {
 		return nil, false
 	}
 	return pp, false
+}
+
+// waitingFor is the set of peels whose beats end a warm-up of partition p
+// early: those of the fact index, once it is loaded (nil before: no early
+// end, the grace runs out).
+func (pr *presence) waitingFor(p int) map[string]struct{} {
+	if pr.m.index == nil || !isClosed(pr.m.index.loaded) {
+		return nil
+	}
+	w := map[string]struct{}{}
+	for _, id := range pr.m.index.ids(p) {
+		w[id] = struct{}{}
+	}
+	return w
+}
+
+// rewarm starts a new warm-up of every owned partition: after this master's
+// connection was down, beats were lost and silence proves nothing.
+func (pr *presence) rewarm() {
+	pr.mu.Lock()
+	parts := make([]*presencePart, 0, len(pr.parts))
+	for _, pp := range pr.parts {
+		parts = append(parts, pp)
+	}
+	pr.mu.Unlock()
+	for _, pp := range parts {
+		w := pr.waitingFor(pp.p)
+		pp.mu.Lock()
+		if pp.timer != nil {
+			pp.timer.Stop()
+		}
+		if pp.warmed {
+			pp.warm, pp.warmed = make(chan struct{}), false
+		}
+		pp.waiting = w
+		pp.mu.Unlock()
+	}
+	pr.announce(parts)
 }
 
 // announce asks the peels of freshly gained partitions to beat now, once
@@ -187,21 +227,29 @@ func (pr *presence) announce(parts []*presencePart) {
 		if len(pp.waiting) == 0 && pp.waiting != nil {
 			pp.endWarmLocked() // no peel known there: nothing to wait for
 		} else {
-			pp.timer = time.AfterFunc(pr.grace, pp.endWarm)
+			warm := pp.warm
+			pp.timer = time.AfterFunc(pr.grace, func() { pp.endWarmOf(warm) })
 		}
 		pp.mu.Unlock()
 		pr.m.control(pp.p, wire.Control{Op: wire.ControlBeat, Within: wire.Duration(pr.grace / 2)})
 	}
 }
 
-func (pp *presencePart) endWarm() {
+// endWarmOf ends the warm-up whose channel is warm, unless a newer one
+// replaced it.
+func (pp *presencePart) endWarmOf(warm chan struct{}) {
 	pp.mu.Lock()
-	pp.endWarmLocked()
+	if pp.warm == warm {
+		pp.endWarmLocked()
+	}
 	pp.mu.Unlock()
 }
 
 func (pp *presencePart) endWarmLocked() {
-	pp.warmOnce.Do(func() { close(pp.warm) })
+	if !pp.warmed {
+		close(pp.warm)
+		pp.warmed = true
+	}
 	pp.waiting = nil
 }
 
@@ -310,8 +358,11 @@ func (pr *presence) waitWarm(ctx context.Context, p int) bool {
 	if pp == nil {
 		return false
 	}
+	pp.mu.Lock()
+	warm := pp.warm
+	pp.mu.Unlock()
 	select {
-	case <-pp.warm:
+	case <-warm:
 	case <-ctx.Done():
 	}
 	return true

@@ -74,7 +74,7 @@ facts that the store holds but cannot be read (republish asked).`,
 					state = "?"
 				}
 				if !r.LastSeen.IsZero() {
-					seen = now.Sub(r.LastSeen).Round(time.Second).String() + " ago"
+					seen = now.Sub(r.LastSeen).Round(100*time.Millisecond).String() + " ago"
 				}
 				if !r.Updated.IsZero() {
 					updated = r.Updated.Local().Format(time.DateTime)
