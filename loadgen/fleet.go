@@ -339,12 +339,13 @@ func (c *simConn) beatLoop() {
 	for {
 		round := peelproto.NextBeat(f.cfg.BeatInterval)
 		steps := max(1, int(round/(100*time.Millisecond)))
-		per := (len(all) + steps - 1) / steps
+		per := max(1, (len(all)+steps-1)/steps)
+		batches := (len(all) + per - 1) / per
 		for k := 0; k < len(all); k += per {
 			for _, b := range all[k:min(k+per, len(all))] {
 				c.beat(b.p, b.idx)
 			}
-			if !f.sleep(round / time.Duration(steps)) {
+			if !f.sleep(round / time.Duration(batches)) {
 				return
 			}
 		}

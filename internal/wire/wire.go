@@ -4,6 +4,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -272,6 +273,16 @@ type Duration time.Duration
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	// Fast path for a plain quoted string, the form MarshalJSON writes:
+	// masters decode one in every presence beat.
+	if n := len(b); n >= 2 && b[0] == '"' && b[n-1] == '"' && bytes.IndexByte(b[1:n-1], '\\') < 0 && bytes.IndexByte(b[1:n-1], '"') < 0 {
+		p, err := time.ParseDuration(string(b[1 : n-1]))
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", b[1:n-1], err)
+		}
+		*d = Duration(p)
+		return nil
+	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
