@@ -460,8 +460,17 @@ func (pr *presence) report() (owned []int, peels []wire.PeelPresence) {
 		pp := pr.parts[p]
 		pr.mu.Unlock()
 		seen := map[string]bool{}
+		warming := pp == nil
+		if pp != nil {
+			pp.mu.Lock()
+			warming = !pp.warmed
+			pp.mu.Unlock()
+		}
 		row := func(id string, e *peelBeat) wire.PeelPresence {
 			r := wire.PeelPresence{ID: id, State: wire.PresenceOffline}
+			if e == nil && warming {
+				r.State = "" // not heard yet, and still listening: unknown
+			}
 			if e != nil {
 				if pr.online(e, now) {
 					r.State = wire.PresenceOnline

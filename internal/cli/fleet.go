@@ -28,7 +28,7 @@ func (a *app) peelsCmd() *cobra.Command {
 		Long: `List every peel known from the facts bucket or from its presence beats, with
 its state as the masters that own its partition see it: online (beating),
 offline (silent for presence.offline_after, or stopped cleanly), or "?" when
-no master answered for its partition. LAST SEEN is the last beat that master
+no master answered for its partition or its master took it over a moment ago. LAST SEEN is the last beat that master
 heard. NOTES flags an id beaten by two processes at once (a cloned host) and
 facts that the store holds but cannot be read (republish asked).`,
 		Args: cobra.NoArgs,
@@ -96,7 +96,7 @@ facts that the store holds but cannot be read (republish asked).`,
 			tw.Flush()
 			fmt.Fprintf(a.out, "%d peels: %d online, %d offline", len(rows), counts[wire.PresenceOnline], counts[wire.PresenceOffline])
 			if n := counts[""]; n > 0 {
-				fmt.Fprintf(a.out, ", %d unknown (no master answered for their partition)", n)
+				fmt.Fprintf(a.out, ", %d unknown (no master answered for their partition, or it just took it over)", n)
 			}
 			fmt.Fprintln(a.out)
 			return nil

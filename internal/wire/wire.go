@@ -164,7 +164,9 @@ const (
 
 // PeelPresence is what the owning master knows of one peel's liveness.
 type PeelPresence struct {
-	ID    string `json:"id"`
+	ID string `json:"id"`
+	// State is online, offline, or "" while a master that just gained the
+	// partition has not heard the peel yet (takeover_grace).
 	State string `json:"state"`
 	// LastSeen is the last beat this master heard (zero: none since it
 	// owns the partition).
@@ -253,8 +255,8 @@ type PeelSummary struct {
 	Updated   time.Time `json:"updated"`
 	Master    string    `json:"master"`
 
-	// State is online, offline, or "" when no master answered for the
-	// peel's partition.
+	// State is online, offline, or "" when unknown: no master answered
+	// for the peel's partition, or its master just took it over.
 	State      string    `json:"state,omitempty"`
 	LastSeen   time.Time `json:"last_seen,omitzero"`
 	Duplicate  bool      `json:"duplicate,omitempty"`
