@@ -432,7 +432,16 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 			je.m.presence.waitWarm(je.ctx, p)
 			var ids, offline []string
 			if err == nil {
-				ids, offline = je.m.presence.split(p, je.m.index.resolve(p, expr))
+				targeted := je.m.index.resolve(p, expr)
+				var wait time.Duration
+				ids, offline, wait = je.m.presence.split(p, targeted)
+				if wait > 0 {
+					select {
+					case <-time.After(wait):
+					case <-je.ctx.Done():
+					}
+					ids, offline, _ = je.m.presence.split(p, targeted)
+				}
 			}
 			// "all" lets every peel of the partition take the job; with
 			// peels offline it must name the others, or a peel coming back

@@ -63,6 +63,10 @@ type presencePart struct {
 	warmed  bool
 	waiting map[string]struct{} // nil: no early end (index not loaded)
 	timer   *time.Timer
+	// since is when the current warm-up started (Unix ns): a peel not
+	// heard since then is not known to be down until since + grace, even
+	// when the warm-up ended early (it joined the index afterwards).
+	since int64
 }
 
 // peelBeat is what one peel's beats told: kept small (a million peels live
@@ -154,7 +158,7 @@ func (pr *presence) syncLocked(p int) (pp *presencePart, fresh bool) {
 	pp = pr.parts[p]
 	switch {
 	case owns && pp == nil:
-		pp = &presencePart{p: p, peels: map[string]*peelBeat{}, warm: make(chan struct{})}
+		pp = &presencePart{p: p, peels: map[string]*peelBeat{}, warm: make(chan struct{}), since: time.Now().UnixNano()}
 		sub, err := pr.m.nc.Subscribe(names.BeatFilter(p), func(msg *nats.Msg) { pr.onBeat(pp, msg) })
 		if err != nil {
 			pr.m.met.errors.Inc()
@@ -207,7 +211,7 @@ func (pr *presence) rewarm() {
 		if pp.warmed {
 			pp.warm, pp.warmed = make(chan struct{}), false
 		}
-		pp.waiting = w
+		pp.waiting, pp.since = w, time.Now().UnixNano()
 		pp.mu.Unlock()
 	}
 	pr.announce(parts)
@@ -372,25 +376,35 @@ func (pr *presence) waitWarm(ctx context.Context, p int) bool {
 // offline now, both sorted. When this master does not own p it knows
 // nothing and calls every peel online, the old behaviour: the job waits for
 // them rather than skipping a peel that may be up.
-func (pr *presence) split(p int, ids []string) (online, offline []string) {
+//
+// wait is non-zero when some peel called offline has not been heard since
+// the partition's warm-up began and the grace is not over (it entered the
+// index after the warm-up ended early): split again after wait, when
+// silence is proof.
+func (pr *presence) split(p int, ids []string) (online, offline []string, wait time.Duration) {
 	pr.mu.Lock()
 	pp := pr.parts[p]
 	pr.mu.Unlock()
 	if pp == nil {
-		return ids, nil
+		return ids, nil, 0
 	}
 	now := time.Now().UnixNano()
 	online = make([]string, 0, len(ids))
 	pp.mu.Lock()
+	sure := now >= pp.since+int64(pr.grace)
 	for _, id := range ids {
-		if pr.online(pp.peels[id], now) {
+		e := pp.peels[id]
+		if pr.online(e, now) {
 			online = append(online, id)
-		} else {
-			offline = append(offline, id)
+			continue
+		}
+		offline = append(offline, id)
+		if !sure && (e == nil || e.last < pp.since) {
+			wait = time.Duration(pp.since + int64(pr.grace) - now)
 		}
 	}
 	pp.mu.Unlock()
-	return online, offline
+	return online, offline, wait
 }
 
 // counts sums online, offline (heard once, silent now) and flagged peels
