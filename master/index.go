@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/factcodec"
@@ -28,6 +29,8 @@ type factIndex struct {
 	parts  []map[string]*peelEntry // partition → id → entry
 	total  int
 	loaded chan struct{}
+
+	badValues *metrics.Counter
 }
 
 type peelEntry struct {
@@ -42,7 +45,8 @@ type peelEntry struct {
 }
 
 func newFactIndex(m *Master) *factIndex {
-	ix := &factIndex{m: m, parts: make([]map[string]*peelEntry, m.cfg.Partitions), loaded: make(chan struct{})}
+	ix := &factIndex{m: m, parts: make([]map[string]*peelEntry, m.cfg.Partitions), loaded: make(chan struct{}),
+		badValues: m.opts.Metrics.NewCounter(`zester_master_bad_fact_values_total`)}
 	for i := range ix.parts {
 		ix.parts[i] = map[string]*peelEntry{}
 	}
@@ -130,7 +134,7 @@ func (ix *factIndex) apply(e kvwatch.Interface) {
 		// Garbage in the store (`nats kv put facts <id> garbage`, a value
 		// copied from another key) would silently drop the peel from fact
 		// targets: ask it to publish again, as after a delete.
-		ix.m.met.badFacts.Inc()
+		ix.badValues.Inc()
 		if wasBad == "" {
 			ix.m.log.Warn("unusable facts in the store; asking the peel to republish", "peel", id, "revision", e.Revision(), "why", bad)
 		}
