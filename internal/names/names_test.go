@@ -90,3 +90,22 @@ func TestBeatSubject_RoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseBeatSubject: what parses is rebuilt by BeatSubject into a
+// subject that parses to the same partition and id.
+func FuzzParseBeatSubject(f *testing.F) {
+	for _, s := range []string{"zester.beat.47.web1~example~com", "zester.beat.0.a", "zester.beat.x.a", "zester.beat.1.a.b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, subj string) {
+		p, id, ok := ParseBeatSubject(subj)
+		if !ok {
+			return
+		}
+		again := BeatSubject(p, id)
+		p2, id2, ok2 := ParseBeatSubject(again)
+		if !ok2 || p2 != p || id2 != id || strings.Count(again, ".") != 3 {
+			t.Fatalf("%q → %d %q → %q → %d %q %v", subj, p, id, again, p2, id2, ok2)
+		}
+	})
+}
