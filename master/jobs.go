@@ -417,6 +417,11 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 	expr, err := je.parsedTarget(js)
 	je.mu.Unlock()
 	all := err == nil && (main.Target.Kind == "" || main.Target.Kind == string(target.KindGlob)) && main.Target.Expr == "*"
+	// Presence first: a partition this master just gained waits
+	// (takeover_grace at most) until its peels were heard, so that nobody
+	// up is called offline. The partitions warm up together, so this costs
+	// one grace at most, not one per partition.
+	je.m.presence.waitWarm(je.ctx, parts)
 	// Parts are independent: create and dispatch them in parallel, so the
 	// last partition does not wait for the round trips of all the others.
 	sem := make(chan struct{}, 16)
@@ -426,10 +431,6 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			// Presence first: a partition this master just gained waits
-			// (takeover_grace at most) until its peels were heard, so that
-			// nobody up is called offline.
-			je.m.presence.waitWarm(je.ctx, p)
 			var ids, offline []string
 			if err == nil {
 				targeted := je.m.index.resolve(p, expr)

@@ -355,21 +355,28 @@ func (pr *presence) online(e *peelBeat, now int64) bool {
 	return e != nil && !e.bye && now-e.last <= int64(pr.offlineAfterFor(e.interval))
 }
 
-// waitWarm returns once the presence of partition p is known (see the type
-// comment), or ctx ends. It reports whether this master owns p.
-func (pr *presence) waitWarm(ctx context.Context, p int) bool {
-	pp := pr.sync(p)
-	if pp == nil {
-		return false
+// waitWarm returns once the presence of every partition of parts is known
+// (see the type comment), or ctx ends. Partitions this master does not own
+// are skipped (split then calls their peels online).
+func (pr *presence) waitWarm(ctx context.Context, parts []int) {
+	// Sync them all first, so that their warm-ups run at the same time.
+	warms := make([]chan struct{}, 0, len(parts))
+	for _, p := range parts {
+		pp := pr.sync(p)
+		if pp == nil {
+			continue
+		}
+		pp.mu.Lock()
+		warms = append(warms, pp.warm)
+		pp.mu.Unlock()
 	}
-	pp.mu.Lock()
-	warm := pp.warm
-	pp.mu.Unlock()
-	select {
-	case <-warm:
-	case <-ctx.Done():
+	for _, w := range warms {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return
+		}
 	}
-	return true
 }
 
 // split divides the sorted ids of partition p into those online and those
