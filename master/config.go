@@ -45,6 +45,20 @@ type Config struct {
 	Retention RetentionConfig `yaml:"retention"`
 	// Enroll tunes peel enrollment (enroll.go).
 	Enroll EnrollConfig `yaml:"enroll"`
+	// Presence tunes peel liveness (beats).
+	Presence PresenceConfig `yaml:"presence"`
+}
+
+// PresenceConfig is the presence: section.
+type PresenceConfig struct {
+	// OfflineAfter is how long without a beat makes a peel offline: three
+	// of the peels' default beat_interval. A peel that announces a longer
+	// interval gets three of its own.
+	OfflineAfter config.Duration `yaml:"offline_after"`
+	// TakeoverGrace is how long a master that gains a partition (at start,
+	// or from a master that left) listens to the beats it asked for before
+	// it resolves a job there: its peels answer within half of it.
+	TakeoverGrace config.Duration `yaml:"takeover_grace"`
 }
 
 // NATSConfig is the nats: section.
@@ -110,6 +124,10 @@ func DefaultConfig() Config {
 			MaxArgs:        config.Bytes(512 << 10),
 		},
 		Enroll: defaultEnrollConfig(),
+		Presence: PresenceConfig{
+			OfflineAfter:  config.Dur(30 * time.Second),
+			TakeoverGrace: config.Dur(2 * time.Second),
+		},
 	}
 }
 
@@ -140,6 +158,7 @@ func (c *Config) Validate() error {
 		"retention.jobs": c.Retention.Jobs, "retention.job_returns": c.Retention.JobReturns,
 		"retention.job_events": c.Retention.JobEvents, "retention.job_events_max_bytes": c.Retention.JobEventsMaxBytes,
 		"enroll.creds_expiry": c.Enroll.CredsExpiry, "enroll.challenge_ttl": c.Enroll.ChallengeTTL,
+		"presence.offline_after": c.Presence.OfflineAfter, "presence.takeover_grace": c.Presence.TakeoverGrace,
 	}); err != nil {
 		return err
 	}
@@ -189,6 +208,12 @@ func (c *Config) Validate() error {
 		bad("jobs.max_args", "%d: want 1 byte to 8 MiB", n)
 	}
 	c.Enroll.validate(bad, c.Nodegroups)
+	if d := c.Presence.OfflineAfter.D(); d < 100*time.Millisecond || d > time.Hour {
+		bad("presence.offline_after", "%s: want 100ms to 1h", d)
+	}
+	if d := c.Presence.TakeoverGrace.D(); d < 0 || d > time.Minute {
+		bad("presence.takeover_grace", "%s: want 0 to 1m", d)
+	}
 	for name, expr := range c.Nodegroups {
 		if _, err := target.Parse(target.KindCompound, expr, target.Options{Nodegroups: c.Nodegroups}); err != nil {
 			bad("nodegroups."+name, "%v", err)
