@@ -37,8 +37,6 @@ func TestPeel_ConfinedPermissions_BeatsAndRefusesClone(t *testing.T) {
 						"zester.api.info",
 						"$KV.facts." + id,
 						"$KV.job-returns.*." + id,
-						"$JS.API.STREAM.INFO.KV_facts",
-						"$JS.API.STREAM.INFO.KV_job-returns",
 						"$JS.API.DIRECT.GET.KV_job-returns.$KV.job-returns.*." + id,
 						names.BeatSubject(part, id),
 						names.PeelInbox(id),

@@ -199,16 +199,17 @@ func TestOperatorMode_PeelOwnKeysOnly(t *testing.T) {
 	}
 	pkitest.Responder(t, om.master, names.APISubject("info"))
 
-	// Allowed: each peel's own facts, returns, secrets, basket, events.
+	// Allowed: each peel's own facts, returns, secrets, basket, events,
+	// written with plain publishes and read with direct gets (a peel binds
+	// no bucket: stream info is not granted).
 	for _, c := range []struct {
 		conn *pkitest.Conn
 		id   string
 	}{{a, idA}, {b, idB}} {
-		if _, err := kvOf(t, c.conn, names.BucketFacts).Put(ctx, names.FactsKey(c.id), []byte("facts of "+c.id)); err != nil {
+		if _, err := peelproto.PutKV(ctx, c.conn.JS, names.BucketFacts, names.FactsKey(c.id), []byte("facts of "+c.id)); err != nil {
 			t.Fatalf("%s puts its facts: %v", c.id, err)
 		}
 	}
-	kvRA := kvOf(t, a, names.BucketJobReturns)
 	const jid = "20260101000000000000"
 	ret, err := peelproto.ReturnMsg(&wire.Return{JID: jid, Peel: idA, Success: true})
 	if err != nil {
@@ -220,14 +221,16 @@ func TestOperatorMode_PeelOwnKeysOnly(t *testing.T) {
 	if err := peelproto.PublishReturn(ctx, a.JS, ret); err != nil {
 		t.Fatalf("A stores its return again (already stored is success): %v", err)
 	}
-	if _, err := kvRA.Get(ctx, names.ReturnKey(jid, idA)); err != nil {
+	if _, _, err := peelproto.GetKV(ctx, a.Conn, names.BucketJobReturns, names.ReturnKey(jid, idA)); err != nil {
 		t.Fatalf("A reads its own return: %v", err)
 	}
-	kvSA := kvOf(t, a, names.BucketSecrets)
-	if e, err := kvSA.Get(ctx, names.SecretsKey(idA)); err != nil || string(e.Value()) != "sealed for "+idA {
+	if _, _, err := peelproto.GetKV(ctx, a.Conn, names.BucketJobReturns, names.ReturnKey("20260101000000000001", idA)); !errors.Is(err, peelproto.ErrKeyNotFound) {
+		t.Fatalf("A reads a return it never stored: %v, want not found", err)
+	}
+	if v, _, err := peelproto.GetKV(ctx, a.Conn, names.BucketSecrets, names.SecretsKey(idA)); err != nil || string(v) != "sealed for "+idA {
 		t.Fatalf("A reads its own secret: %v", err)
 	}
-	if _, err := kvOf(t, a, names.BucketBasket).Put(ctx, names.BasketKey(idA, "ips"), []byte("10.0.0.1")); err != nil {
+	if _, err := peelproto.PutKV(ctx, a.JS, names.BucketBasket, names.BasketKey(idA, "ips"), []byte("10.0.0.1")); err != nil {
 		t.Fatalf("A puts its basket value: %v", err)
 	}
 	if _, err := a.JS.Publish(ctx, names.PeelEventSubject(idA, "started"), []byte("{}")); err != nil {
@@ -264,11 +267,11 @@ func TestOperatorMode_PeelOwnKeysOnly(t *testing.T) {
 	// Denied: everything of the other peel, in both directions.
 	factsB := names.KVSubjectPrefix(names.BucketFacts) + names.FactsKey(idB)
 	a.ExpectDenied(t, factsB, func(ctx context.Context) {
-		kvOf(t, a, names.BucketFacts).Put(ctx, names.FactsKey(idB), []byte("forged"))
+		peelproto.PutKV(ctx, a.JS, names.BucketFacts, names.FactsKey(idB), []byte("forged"))
 	})
 	factsA := names.KVSubjectPrefix(names.BucketFacts) + names.FactsKey(idA)
 	b.ExpectDenied(t, factsA, func(ctx context.Context) {
-		kvOf(t, b, names.BucketFacts).Put(ctx, names.FactsKey(idA), []byte("forged"))
+		peelproto.PutKV(ctx, b.JS, names.BucketFacts, names.FactsKey(idA), []byte("forged"))
 	})
 	forged, _ := peelproto.ReturnMsg(&wire.Return{JID: jid, Peel: idB, Success: true})
 	a.ExpectDenied(t, forged.Subject, func(ctx context.Context) { peelproto.PublishReturn(ctx, a.JS, forged) })
@@ -276,10 +279,10 @@ func TestOperatorMode_PeelOwnKeysOnly(t *testing.T) {
 	forgedA.Subject = names.ReturnSubjectPrefix + names.ReturnKey("x", idA) // B's pattern *.example.com must not match x.web1.example.com
 	b.ExpectDenied(t, forgedA.Subject, func(ctx context.Context) { peelproto.PublishReturn(ctx, b.JS, forgedA) })
 	a.ExpectDenied(t, names.JSDirectGetKey(names.BucketSecrets, names.SecretsKey(idB)), func(ctx context.Context) {
-		kvSA.Get(ctx, names.SecretsKey(idB))
+		peelproto.GetKV(ctx, a.Conn, names.BucketSecrets, names.SecretsKey(idB))
 	})
 	a.ExpectDenied(t, names.JSDirectGetKey(names.BucketJobReturns, names.ReturnKey(jid, idB)), func(ctx context.Context) {
-		kvRA.Get(ctx, names.ReturnKey(jid, idB))
+		peelproto.GetKV(ctx, a.Conn, names.BucketJobReturns, names.ReturnKey(jid, idB))
 	})
 	// No grant that carries the key in the body, and no consumer at all.
 	for _, subj := range []string{
@@ -287,6 +290,10 @@ func TestOperatorMode_PeelOwnKeysOnly(t *testing.T) {
 		names.JSMsgGet(names.KVStream(names.BucketSecrets)),
 		names.JSConsumerCreate(names.KVStream(names.BucketSecrets)),
 		names.JSStreamInfo(names.KVStream(names.BucketJobs)),
+		// Stream info lists key names: no bucket, not even its own.
+		names.JSStreamInfo(names.KVStream(names.BucketFacts)),
+		names.JSStreamInfo(names.KVStream(names.BucketSecrets)),
+		names.JSStreamInfo(names.KVStream(names.BucketJobReturns)),
 		names.APISubject("job.run"),
 		names.JobSubject(partA), // a forged dispatch
 		names.ControlSubject(partA),
@@ -307,7 +314,7 @@ func TestOperatorMode_PeelOwnKeysOnly(t *testing.T) {
 		return func(s string) bool { return strings.HasPrefix(s, prefix) && strings.HasSuffix(s, filter) }
 	}
 	a.ExpectDeniedMatch(t, "a consumer on B's facts", consumerOn(factsB), func(ctx context.Context) {
-		kvOf(t, a, names.BucketFacts).Watch(ctx, names.FactsKey(idB))
+		a.JS.CreateOrUpdateConsumer(ctx, names.KVStream(names.BucketFacts), jetstream.ConsumerConfig{FilterSubject: factsB})
 	})
 	for _, subj := range []string{names.JobSubject(otherPart), names.ControlSubject(otherPart), "_INBOX.>", names.PeelInboxPrefix(idB) + ".>", names.SubjectInPartitionedPrefix + ".>", names.APIPrefix + ".>"} {
 		a.SubscribeDenied(t, subj)

@@ -113,3 +113,8 @@ func EnrollTokenEventSubject(kind string) string {
 // credential may subscribe; the message carries nothing (any holder of
 // enroll.creds may read it).
 func EnrollWakeSubject(id string) string { return EnrollInboxPrefix + ".wake." + Token(id) }
+
+// BeatPeelFilter matches the beats of peel id in any partition
+// (zester.beat.*.<token>): its permission to beat, which does not depend on
+// the partition count.
+func BeatPeelFilter(id string) string { return beatPrefix + "*." + Token(id) }

@@ -44,19 +44,21 @@ func (s PeelSpec) Validate() error {
 // package names. It is the only place a peel's grants are decided.
 //
 // Publish: its own facts key, its own returns and basket values (peel id last
-// in the key, one '*' token before it), its own events and peel→master
-// subjects (the id as one token; the latter after the account's partition
-// mapping), the master API's info endpoint, stream
-// info for the buckets it binds, and direct gets with the key in the subject
-// for its own returns, its own secrets and the settings keys of the spec.
-// Subscribe: its partition's job and control subjects and its private inbox.
+// in the key, one '*' token before it), its own events, beats and
+// peel→master subjects (the id as one token; the latter after the account's
+// partition mapping), its own peel inbox (the one-process-per-id check), its
+// own renewal subject, the master API's info endpoint, and direct gets with
+// the key in the subject for its own returns, its own secrets and the
+// settings keys of the spec.
+// Subscribe: its partition's job and control subjects, its peel inbox and
+// its private reply inbox.
 //
 // Nothing here opens another peel's key: there is no bare direct get, no
-// stream message get, no consumer create (a peel creates no consumer), and
-// every pattern with a wildcard ends in the peel's own id or token. Stream
-// info, which nats.go needs to bind a bucket, does list key names (with a
-// subjects_filter), never values: the peel should stop binding buckets and
-// these grants go (docs/security.md, "PKI (built)").
+// stream message get, no consumer create (a peel creates no consumer), no
+// stream info (which lists key names: the peel binds no bucket, it publishes
+// to its keys' subjects and reads with direct gets, peelproto.PutKV and
+// GetKV), and every pattern with a wildcard ends in the peel's own id or
+// token.
 func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 	if err := s.Validate(); err != nil {
 		return jwt.Permissions{}, err
@@ -73,22 +75,21 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		// message, and the publish permission is checked on the rewritten
 		// subject (nats-server 2.15), so that is what is granted.
 		shard.PartitionedSubject(part, id, ">"),
+		names.BeatPeelFilter(id),
+		names.PeelInbox(id),
+		names.EnrollRenewSubject(id),
 		names.APISubject("info"),
-	}
-	for _, b := range []string{names.BucketFacts, names.BucketJobReturns, names.BucketBasket, names.BucketSecrets, names.BucketSettingsFiles} {
-		pub = append(pub, names.JSStreamInfo(names.KVStream(b)))
-	}
-	pub = append(pub,
 		// Before running a job: is my return already stored?
 		names.JSDirectGetKey(names.BucketJobReturns, names.ReturnKey("*", id)),
 		names.JSDirectGetKey(names.BucketSecrets, names.SecretsKey(id)),
-	)
+	}
 	for _, k := range s.SettingsKeys {
 		pub = append(pub, names.JSDirectGetKey(names.BucketSettingsFiles, k))
 	}
 	sub := []string{
 		names.JobSubject(part),
 		names.ControlSubject(part),
+		names.PeelInbox(id),
 		names.PeelInboxPrefix(id) + ".>",
 	}
 	var p jwt.Permissions

@@ -54,7 +54,18 @@ func Config(id string, urls ...string) master.Config {
 // Start runs a master with cfg and waits until it is ready.
 func Start(t testing.TB, cfg master.Config) *Handle {
 	t.Helper()
-	m, err := master.New(cfg, master.Options{Logger: Logger().With("master", cfg.ID), NoHTTP: cfg.HTTP == ""})
+	return StartWith(t, cfg, master.Options{})
+}
+
+// StartWith is Start with options (a PKI, metrics); the logger and NoHTTP
+// default as in Start.
+func StartWith(t testing.TB, cfg master.Config, opts master.Options) *Handle {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = Logger().With("master", cfg.ID)
+	}
+	opts.NoHTTP = opts.NoHTTP || cfg.HTTP == ""
+	m, err := master.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("master %s: %v", cfg.ID, err)
 	}

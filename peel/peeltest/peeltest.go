@@ -39,6 +39,15 @@ func Config(t testing.TB, id string, urls ...string) peel.Config {
 // Start runs a peel and waits until it has published its facts.
 func Start(t testing.TB, cfg peel.Config) *Handle {
 	t.Helper()
+	h := Launch(t, cfg)
+	h.WaitReady(t, 30*time.Second)
+	return h
+}
+
+// Launch runs a peel without waiting for it (one that must first be
+// accepted, say); WaitReady waits.
+func Launch(t testing.TB, cfg peel.Config) *Handle {
+	t.Helper()
 	p, err := peel.New(cfg, peel.Options{Logger: mastertest.Logger().With("peel", cfg.ID), NoHTTP: cfg.HTTP == ""})
 	if err != nil {
 		t.Fatalf("peel %s: %v", cfg.ID, err)
@@ -54,17 +63,29 @@ func Start(t testing.TB, cfg peel.Config) *Handle {
 			t.Errorf("peel %s did not stop", cfg.ID)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !p.Ready() {
+	return h
+}
+
+// WaitReady waits until the peel has published its facts (a hang guard of
+// within), failing the test if it stops first.
+func (h *Handle) WaitReady(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !h.Ready() {
 		select {
 		case <-h.exited:
-			t.Fatalf("peel %s stopped: %v", cfg.ID, h.err)
+			t.Fatalf("peel %s stopped: %v", h.ID(), h.err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("peel %s not ready after 30s", cfg.ID)
+			t.Fatalf("peel %s not ready after %s", h.ID(), within)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return h
 }
+
+// Exited is closed when the peel's Run has returned; Err is then its error.
+func (h *Handle) Exited() <-chan struct{} { return h.exited }
+
+// Err is what Run returned (valid once Exited is closed).
+func (h *Handle) Err() error { return h.err }
