@@ -12,9 +12,11 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/enroll"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/pki"
@@ -22,6 +24,7 @@ import (
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
+	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/peeltest"
 )
 
@@ -233,5 +236,393 @@ func TestEnroll_ManualAcceptThroughCLI(t *testing.T) {
 	out, errOut, code = e.cli(t, "run", id, "test.ping")
 	if code != 0 || !strings.Contains(out, id) {
 		t.Fatalf("test.ping through the master: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestEnroll_AutoAccept: master.yaml's enroll.auto_accept admits matching
+// ids and claimed facts at once; other peels wait. Tokens from `zester
+// enroll token create` admit their holder: a one-time token exactly one
+// peel, a reusable one several.
+func TestEnroll_AutoAccept(t *testing.T) {
+	f, err := facts.Collect(pkitest.Ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startEnrollEnv(t, func(c *master.Config) {
+		c.Enroll.AutoAccept = []string{"web-*", "G@os:id:no-such-os", "G@os:id:" + f.OS.ID + " and L@fact-host"}
+	})
+	web := peeltest.Start(t, e.peelConfig(t, "web-1"))
+	if rec := e.record(t, "web-1"); rec.State != enroll.StateAccepted || rec.Via != enroll.ViaPolicy("web-*") || rec.DecidedBy != "policy" {
+		t.Fatalf("web-1 by policy: %+v", rec)
+	}
+	if ev := e.event(t, "web-1", enroll.EvAccepted); ev.By != "policy" || ev.Via != enroll.ViaPolicy("web-*") {
+		t.Fatalf("web-1 event: %+v", ev)
+	}
+	// A fact target matches the facts the peel claims with its request.
+	peeltest.Start(t, e.peelConfig(t, "fact-host"))
+	if rec := e.record(t, "fact-host"); rec.State != enroll.StateAccepted || !strings.Contains(rec.Via, "G@os:id:"+f.OS.ID) {
+		t.Fatalf("fact-host by a fact target: %+v", rec)
+	}
+	db := peeltest.Launch(t, e.peelConfig(t, "db-1"))
+	e.waitState(t, "db-1", enroll.StatePending)
+
+	// A one-time token.
+	out, errOut, code := e.cli(t, "enroll", "token", "create", "--expires", "1h", "--note", "rack 7")
+	secret := strings.TrimSpace(out)
+	if code != 0 || enroll.CheckTokenFormat(secret) != nil || !strings.Contains(errOut, "one-time") {
+		t.Fatalf("token create: exit %d %q %s", code, out, errOut)
+	}
+	cfg := e.peelConfig(t, "tok-1")
+	cfg.EnrollToken = secret
+	peeltest.Start(t, cfg)
+	tokID := enroll.TokenID(enroll.HashToken(secret))
+	if rec := e.record(t, "tok-1"); rec.State != enroll.StateAccepted || rec.Via != enroll.ViaToken(tokID) || rec.DecidedBy != "token" {
+		t.Fatalf("tok-1 by token: %+v", rec)
+	}
+	// Used up: a second peel with it is refused, and says so.
+	cfg2 := e.peelConfig(t, "tok-2")
+	cfg2.EnrollToken = secret
+	peeltest.Launch(t, cfg2)
+	if ev := e.event(t, "tok-2", enroll.EvRefused); ev.Code != enroll.CodeBadToken || !strings.Contains(ev.Detail, "used already") {
+		t.Fatalf("tok-2 with a used one-time token: %+v", ev)
+	}
+	if rec := e.record(t, "tok-2"); rec != nil {
+		t.Fatalf("tok-2 has a record: %+v", rec)
+	}
+	// A reusable token admits several.
+	out, _, code = e.cli(t, "enroll", "token", "create", "--reusable")
+	reusable := strings.TrimSpace(out)
+	if code != 0 {
+		t.Fatal("reusable token create failed")
+	}
+	for _, id := range []string{"many-1", "many-2"} {
+		c := e.peelConfig(t, id)
+		c.EnrollToken = reusable
+		peeltest.Start(t, c)
+	}
+	out, _, code = e.cli(t, "enroll", "token", "list", "--json")
+	var toks []enroll.Token
+	if code != 0 || json.Unmarshal([]byte(out), &toks) != nil || len(toks) != 2 {
+		t.Fatalf("token list: %s", out)
+	}
+	for _, tk := range toks {
+		switch {
+		case tk.ID == tokID && (tk.Uses != 1 || tk.Note != "rack 7" || tk.Expires.IsZero()):
+			t.Errorf("one-time token: %+v", tk)
+		case tk.Reusable && tk.Uses != 2:
+			t.Errorf("reusable token: %+v", tk)
+		}
+		if strings.Contains(out, secret) || strings.Contains(out, reusable) {
+			t.Fatal("token list shows a secret")
+		}
+	}
+	if _, _, code := e.cli(t, "enroll", "token", "delete", tokID); code != 0 {
+		t.Fatal("token delete failed")
+	}
+	if _, errOut, code := e.cli(t, "enroll", "token", "delete", tokID); code != ExitFailed || !strings.Contains(errOut, "no such token") {
+		t.Fatalf("deleting a deleted token: exit %d %s", code, errOut)
+	}
+	// accept --all-pending takes the waiting db-1 (and only pending ones).
+	out, errOut, code = e.cli(t, "enroll", "accept", "--all-pending", "--yes")
+	if code != 0 || strings.TrimSpace(out) != "db-1: pending → accepted" {
+		t.Fatalf("accept --all-pending: exit %d\n%s%s", code, out, errOut)
+	}
+	db.WaitReady(t, 60*time.Second)
+	if !web.Ready() {
+		t.Fatal("web-1 stopped")
+	}
+}
+
+// enrollClient speaks the enrollment protocol by hand over the bootstrap
+// credential.
+type enrollClient struct {
+	t  *testing.T
+	nc *pkitest.Conn
+}
+
+func (e *enrollEnv) client(t *testing.T) *enrollClient {
+	return &enrollClient{t: t, nc: pkitest.Connect(t, e.url, names.EnrollInboxPrefix, nats.UserCredentials(e.enrollCreds))}
+}
+
+// call sends one request and returns the reply or the refusal.
+func (c *enrollClient) call(req any) (*enroll.Reply, *enroll.Refusal) {
+	c.t.Helper()
+	b, _ := json.Marshal(req)
+	m, err := c.nc.Request(names.SubjectEnroll, b)
+	if err != nil {
+		c.t.Fatalf("enroll request: %v", err)
+	}
+	var r enroll.Reply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		c.t.Fatal(err)
+	}
+	return &r, r.Error
+}
+
+func (c *enrollClient) hello(id string, kp nkeys.KeyPair) *enroll.Reply {
+	c.t.Helper()
+	pub, _ := kp.PublicKey()
+	r, ref := c.call(&enroll.Request{Op: enroll.OpHello, ID: id, NKey: pub})
+	if ref != nil {
+		c.t.Fatalf("hello %s: %v", id, ref)
+	}
+	return r
+}
+
+// proof is a prove request for id with key pub (in the claim), signed by
+// signer, answering nonce.
+func proof(t *testing.T, id, pub string, signer nkeys.KeyPair, nonce string) *enroll.Request {
+	t.Helper()
+	curve, _ := nkeys.CreateCurveKeys()
+	cpub, _ := curve.PublicKey()
+	req, err := enroll.SignClaim(signer, &enroll.Claim{ID: id, NKey: pub, Curve: cpub, Nonce: nonce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func userKey(t *testing.T) (nkeys.KeyPair, string) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return kp, pub
+}
+
+func wantRefusal(t *testing.T, what string, ref *enroll.Refusal, code string, contains ...string) {
+	t.Helper()
+	if ref == nil || ref.Code != code {
+		t.Fatalf("%s: refusal %v, want code %s", what, ref, code)
+	}
+	for _, s := range contains {
+		if !strings.Contains(ref.Msg, s) {
+			t.Errorf("%s: refusal %q does not say %q", what, ref.Msg, s)
+		}
+	}
+}
+
+// TestEnroll_Refusals: a replayed proof, a second enrollment of an accepted
+// id with another key, a peel lying about its id (a proof for another key's
+// challenge, a signature by a key that is not the claim's, an id that
+// differs from the claim's, an enrolled key asking for a second id) are
+// refused with a clear error; the master records the security-relevant ones.
+func TestEnroll_Refusals(t *testing.T) {
+	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	c := e.client(t)
+	ctx := pkitest.Ctx(t)
+	k1, pub1 := userKey(t)
+	curve1, _ := nkeys.CreateCurveKeys()
+	cpub1, _ := curve1.PublicKey()
+	if res, err := enroll.Exchange(ctx, c.nc.Conn, k1, enroll.Claim{ID: "web1", Curve: cpub1}); err != nil || res.State != enroll.StateAccepted {
+		t.Fatalf("web1 enrolls: %v %v", res, err)
+	}
+
+	// Replay: a captured proof is good once.
+	ch := c.hello("web1", k1)
+	captured := proof(t, "web1", pub1, k1, ch.Nonce)
+	if r, ref := c.call(captured); ref != nil || r.State != enroll.StateAccepted || enroll.CheckIssued(r.JWT, "web1", pub1, time.Now()) != nil {
+		t.Fatalf("first use of the proof: %+v %v", r, ref)
+	}
+	_, ref := c.call(captured)
+	wantRefusal(t, "replayed proof", ref, enroll.CodeChallengeReplayed, "replayed")
+	// An old proof after a newer hello: superseded.
+	old := c.hello("web1", k1)
+	c.hello("web1", k1)
+	_, ref = c.call(proof(t, "web1", pub1, k1, old.Nonce))
+	wantRefusal(t, "superseded proof", ref, enroll.CodeChallengeReplayed, "superseded")
+	if ev := e.event(t, "web1", enroll.EvRefused); ev.Code != enroll.CodeChallengeReplayed {
+		t.Fatalf("replay event: %+v", ev)
+	}
+
+	// The same id with another key: a cloned or stolen id, refused at hello
+	// and at prove.
+	k2, pub2 := userKey(t)
+	_, ref = c.call(&enroll.Request{Op: enroll.OpHello, ID: "web1", NKey: pub2})
+	wantRefusal(t, "second key for web1 (hello)", ref, enroll.CodeConflict, "cloned or stolen", pub1, pub2, "zester enroll delete web1")
+	_, err := enroll.Exchange(ctx, c.nc.Conn, k2, enroll.Claim{ID: "web1", Curve: cpub1})
+	var refErr *enroll.Refusal
+	if !errors.As(err, &refErr) || refErr.Code != enroll.CodeConflict {
+		t.Fatalf("second key for web1 (exchange): %v", err)
+	}
+	if ev := e.event(t, "web1", enroll.EvRefused); ev.Code != enroll.CodeConflict || ev.NKey != pub2 {
+		t.Fatalf("conflict event: %+v", ev)
+	}
+	if rec := e.record(t, "web1"); rec.NKey != pub1 || rec.State != enroll.StateAccepted {
+		t.Fatalf("web1's record after the conflict: %+v", rec)
+	}
+
+	// Lying about the id.
+	k3, pub3 := userKey(t)
+	ch = c.hello("web2", k2)
+	_, ref = c.call(proof(t, "web2", pub2, k3, ch.Nonce)) // signed by a key that is not the claim's
+	wantRefusal(t, "signature by another key", ref, enroll.CodeBadSignature, pub2)
+	ch = c.hello("web3", k2)
+	_, ref = c.call(proof(t, "web3", pub3, k3, ch.Nonce)) // answering another key's challenge
+	wantRefusal(t, "proof for another key's challenge", ref, enroll.CodeKeyMismatch, pub2, pub3)
+	ch = c.hello("web4", k3)
+	lie := proof(t, "web4", pub3, k3, ch.Nonce)
+	lie.ID = "web5"
+	_, ref = c.call(lie)
+	wantRefusal(t, "request id differs from the claim's", ref, enroll.CodeBadRequest, "web5", "web4")
+	ch = c.hello("web9", k1) // web1's key asking to be web9 too
+	_, ref = c.call(proof(t, "web9", pub1, k1, ch.Nonce))
+	wantRefusal(t, "an enrolled key for a second id", ref, enroll.CodeKeyInUse, `"web1"`, "web9")
+	for _, id := range []string{"web2", "web3", "web4", "web5", "web9"} {
+		if rec := e.record(t, id); rec != nil {
+			t.Errorf("%s has a record after a refused proof: %+v", id, rec)
+		}
+	}
+	// Garbage and nonsense.
+	for _, body := range []string{`{`, `{"op":"hello","id":"web*","nkey":"x"}`, `{"op":"dance","id":"a"}`, `{"op":"prove","id":"a","claim":"e30=","sig":"AA=="}`} {
+		m, err := c.nc.Request(names.SubjectEnroll, []byte(body))
+		var r enroll.Reply
+		if err != nil || json.Unmarshal(m.Data, &r) != nil || r.Error == nil || r.Error.Code != enroll.CodeBadRequest {
+			t.Errorf("request %s: %v %+v", body, err, r)
+		}
+	}
+}
+
+// TestEnroll_ExpiredChallenge: a proof after the challenge's time is
+// refused, and the peel is told to start again.
+func TestEnroll_ExpiredChallenge(t *testing.T) {
+	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.ChallengeTTL = config.Dur(time.Second) })
+	c := e.client(t)
+	k, pub := userKey(t)
+	ch := c.hello("late", k)
+	req := proof(t, "late", pub, k, ch.Nonce)
+	// The challenge's expiry is in the reply: wait for the clock to pass it.
+	for !time.Now().After(ch.Expires.Add(50 * time.Millisecond)) {
+		time.Sleep(time.Until(ch.Expires.Add(60 * time.Millisecond)))
+	}
+	_, ref := c.call(req)
+	wantRefusal(t, "expired challenge", ref, enroll.CodeChallengeExpired, "expired", "hello")
+	if rec := e.record(t, "late"); rec != nil {
+		t.Fatalf("record after an expired challenge: %+v", rec)
+	}
+}
+
+// TestEnroll_RevokeCutsOffWithin5s: `zester enroll revoke` closes the
+// peel's connection within 5 s (the master pushes the re-signed account JWT
+// to a server it does not embed with the system user's credentials), its
+// credentials no longer connect, and the peel, trying again, is told it is
+// revoked. Deleting the record lets it enroll anew.
+func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
+	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	cfg := e.peelConfig(t, "web1")
+	h := peeltest.Start(t, cfg)
+	tok := readFile(t, filepath.Join(cfg.DataDir, "peel.jwt"))
+	seed := readFile(t, filepath.Join(cfg.DataDir, "peel.nk"))
+	if len(e.peelConns(t, "web1")) != 1 {
+		t.Fatal("web1 is not connected")
+	}
+
+	start := time.Now()
+	out, errOut, code := e.cli(t, "enroll", "revoke", "web1", "--yes", "--reason", "host stolen")
+	if code != 0 || !strings.Contains(out, "web1: accepted → revoked") {
+		t.Fatalf("revoke: exit %d\n%s%s", code, out, errOut)
+	}
+	for len(e.peelConns(t, "web1")) != 0 {
+		if time.Since(start) > pkitest.HangGuard {
+			t.Fatal("web1 still connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("web1 cut off after %s, want within 5s", d)
+	}
+	t.Logf("revoked peel cut off %s after the command started", time.Since(start).Round(time.Millisecond))
+	if _, err := nats.Connect(e.url, nats.UserJWTAndSeed(tok, seed), nats.MaxReconnects(0)); err == nil {
+		t.Fatal("the revoked credentials still connect")
+	}
+	rec := e.record(t, "web1")
+	if rec.State != enroll.StateRevoked || rec.Reason != "host stolen" || !strings.HasPrefix(rec.DecidedBy, "admin (U") {
+		t.Fatalf("revoked record: %+v", rec)
+	}
+	if ev := e.event(t, "web1", enroll.EvRevoked); ev.From != enroll.StateAccepted || !ev.Verified {
+		t.Fatalf("revoked event: %+v", ev)
+	}
+	// The peel's reconnect is refused (credsLoop acts on that auth error);
+	// it asks to enroll again and is told it is revoked.
+	if ev := e.event(t, "web1", enroll.EvRefused); ev.Code != enroll.CodeRevoked {
+		t.Fatalf("the revoked peel's new request: %+v", ev)
+	}
+	if len(e.peelConns(t, "web1")) != 0 || h.Connected() {
+		t.Fatal("the revoked peel reconnected")
+	}
+	if e.p.RevokedAt(rec.NKey) == 0 {
+		t.Fatal("the master's account JWT lacks the revocation")
+	}
+
+	// Deleting the record lets the same host in again (by policy here),
+	// with a JWT issued after the revocation.
+	if out, errOut, code := e.cli(t, "enroll", "delete", "web1", "--yes"); code != 0 || !strings.Contains(out, "web1: revoked → deleted") {
+		t.Fatalf("delete: exit %d\n%s%s", code, out, errOut)
+	}
+	e.waitState(t, "web1", enroll.StateAccepted)
+	for len(e.peelConns(t, "web1")) != 1 {
+		if time.Since(start) > 2*pkitest.HangGuard {
+			t.Fatal("web1 did not come back after its record was deleted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEnroll_RenewsBeforeExpiry: with 12 s credentials the peel renews at
+// two thirds of their life over its own connection, reconnects with the new
+// JWT and keeps answering jobs past the first JWT's expiry.
+func TestEnroll_RenewsBeforeExpiry(t *testing.T) {
+	e := startEnrollEnv(t, func(c *master.Config) {
+		c.Enroll.AutoAccept = []string{"web*"}
+		c.Enroll.CredsExpiry = config.Dur(12 * time.Second)
+	})
+	cfg := e.peelConfig(t, "web1")
+	peeltest.Start(t, cfg)
+	path := filepath.Join(cfg.DataDir, "peel.jwt")
+	first := readFile(t, path)
+	uc1, _ := jwt.DecodeUserClaims(first)
+	var next string
+	for next = readFile(t, path); next == first; next = readFile(t, path) {
+		if time.Now().After(time.Unix(uc1.Expires, 0)) {
+			t.Fatal("the peel did not renew before its credentials expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	uc2, _ := jwt.DecodeUserClaims(next)
+	if uc2.Subject != uc1.Subject || uc2.IssuedAt < uc1.IssuedAt+7 || uc2.Expires <= uc1.Expires {
+		t.Fatalf("renewed JWT: iat %d exp %d (first: iat %d exp %d)", uc2.IssuedAt, uc2.Expires, uc1.IssuedAt, uc1.Expires)
+	}
+	if ev := e.event(t, "web1", enroll.EvRenewed); ev.NKey != uc1.Subject {
+		t.Fatalf("renewed event: %+v", ev)
+	}
+	// The connection carries the new JWT.
+	for {
+		conns := e.peelConns(t, "web1")
+		if len(conns) == 1 && conns[0].JWT == next {
+			break
+		}
+		if time.Now().After(time.Unix(uc2.Expires, 0)) {
+			t.Fatal("the peel never reconnected with its renewed JWT")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for !time.Now().After(time.Unix(uc1.Expires+1, 0)) {
+		time.Sleep(time.Until(time.Unix(uc1.Expires+1, 0)) + 10*time.Millisecond)
+	}
+	if out, errOut, code := e.cli(t, "run", "web1", "test.ping"); code != 0 {
+		t.Fatalf("test.ping after the first JWT expired: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestOperatorMode_SysCredsConnect: sys.creds is a working system user (the
+// operator's strict signing key usage refuses users issued by an account's
+// identity key; the masters push account JWT updates with it).
+func TestOperatorMode_SysCredsConnect(t *testing.T) {
+	om := startOperatorMode(t)
+	sys := pkitest.Connect(t, om.srv.ClientURL(), "", nats.UserCredentials(filepath.Join(om.dir, pki.FileSysCreds)))
+	if _, err := sys.Request("$SYS.REQ.SERVER.PING", nil); err != nil {
+		t.Fatalf("system request: %v", err)
 	}
 }

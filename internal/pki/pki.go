@@ -324,8 +324,18 @@ func generate(o InitOptions) (map[string][]byte, *Summary, error) {
 		return nil, nil, fmt.Errorf("account JWT: %w", err)
 	}
 
+	// The operator's strict signing key usage applies to every account: a
+	// user issued by an account's identity key is refused at connect. So
+	// the system account gets a signing key too, used once for sys.creds
+	// and not kept (the system account seed, offline, can add another).
+	sysSign, err := nkeys.CreateAccount()
+	if err != nil {
+		return nil, nil, fmt.Errorf("create keys: %w", err)
+	}
+	sysSignPub, _ := sysSign.PublicKey()
 	sc := jwt.NewAccountClaims(sysPub)
 	sc.Name = "SYS"
+	sc.SigningKeys.Add(sysSignPub)
 	sysJWT, err := encode(sc, k.opSign)
 	if err != nil {
 		return nil, nil, fmt.Errorf("system account JWT: %w", err)
@@ -354,8 +364,8 @@ func generate(o InitOptions) (map[string][]byte, *Summary, error) {
 		return nil, nil, err
 	}
 	// The system user belongs to the system account, issued by its
-	// identity key (which then goes offline).
-	sysIss := &issuer{account: sysPub, signer: k.sys, identity: true}
+	// signing key.
+	sysIss := &issuer{account: sysPub, signer: sysSign}
 	if files[FileSysCreds], _, err = sysIss.newCreds(UserSpec{Name: "sys", Role: roleSystem}); err != nil {
 		return nil, nil, err
 	}
