@@ -626,3 +626,64 @@ func TestOperatorMode_SysCredsConnect(t *testing.T) {
 		t.Fatalf("system request: %v", err)
 	}
 }
+
+// TestEnroll_BootstrapCredentialOnlyEnrolls: beside a master that serves
+// enrollment, enroll.creds asks to enroll and can do nothing else: no
+// decision, no renewal, no other peel's requests. A request whose reply
+// subject is not an inbox (the server checks no reply subject) is dropped by
+// the master, not answered there. An enrolled peel renews its own
+// credentials and nobody else's.
+func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
+	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	c := e.client(t)
+	ctx := pkitest.Ctx(t)
+	k, pub := userKey(t)
+	curve, _ := nkeys.CreateCurveKeys()
+	cpub, _ := curve.PublicKey()
+	res, err := enroll.Exchange(ctx, c.nc.Conn, k, enroll.Claim{ID: "web1", Curve: cpub})
+	if err != nil || res.State != enroll.StateAccepted {
+		t.Fatalf("enroll: %v %v", res, err)
+	}
+	for _, subj := range []string{
+		names.EnrollAdminSubject(enroll.AdminAccept), names.EnrollAdminSubject(enroll.AdminList), names.EnrollAdminSubject(enroll.AdminTokenCreate),
+		names.EnrollRenewSubject("web1"), names.APISubject("info"), names.KVSubjectPrefix(names.BucketEnrollments) + "web1",
+	} {
+		c.nc.PublishDenied(t, subj)
+	}
+	// Others' requests carry tokens: no holder of enroll.creds reads them.
+	for _, subj := range []string{names.SubjectEnroll, names.SubjectEnrollAdminAll, names.SubjectEnrollRenewAll} {
+		c.nc.SubscribeDenied(t, subj)
+	}
+
+	// A reply subject that is no inbox.
+	bad := e.met.GetOrCreateCounter(`zester_master_enroll_bad_reply_total`)
+	hello, _ := json.Marshal(enroll.Request{Op: enroll.OpHello, ID: "web7", NKey: pub})
+	victim := names.KVSubjectPrefix(names.BucketFacts) + "victim"
+	if err := c.nc.PublishRequest(names.SubjectEnroll, victim, hello); err != nil {
+		t.Fatal(err)
+	}
+	for bad.Get() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the master did not drop the request")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := kvOf(t, e.master, names.BucketFacts).Get(ctx, "victim"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the master answered onto %s: %v", victim, err)
+	}
+
+	// The enrolled peel's own credentials renew its own and nobody else's.
+	seed, _ := k.Seed()
+	own := pkitest.Connect(t, e.url, names.PeelInboxPrefix("web1"), nats.UserJWTAndSeed(res.JWT, string(seed)))
+	tok, err := enroll.Renew(ctx, own.Conn, k, "web1")
+	if err != nil || enroll.CheckIssued(tok, "web1", pub, time.Now()) != nil {
+		t.Fatalf("renew own: %v", err)
+	}
+	own.PublishDenied(t, names.EnrollRenewSubject("web2"))
+	forged, _ := enroll.SignRenew(k, "web2", time.Now())
+	m, err := own.Request(names.EnrollRenewSubject("web1"), forged)
+	var r enroll.Reply
+	if err != nil || json.Unmarshal(m.Data, &r) != nil || r.Error == nil || r.Error.Code != enroll.CodeIDMismatch {
+		t.Fatalf("a renewal for web2 on web1's subject: %v %+v", err, r)
+	}
+}
