@@ -12,7 +12,7 @@ func TestConfig_Enroll(t *testing.T) {
 		t.Fatal(err)
 	}
 	for in, want := range map[string]string{
-		"enroll_creds: /e.creds\nnats:\n  creds: /p.creds\n": "config key enroll_creds: set either enroll_creds",
+		"enroll_creds: /e.creds\nnats:\n  creds: /p.creds\n":   "config key enroll_creds: set either enroll_creds",
 		"enroll_token: zet1_" + strings.Repeat("A", 43) + "\n": "config key enroll_token: needs enroll_creds",
 		"enroll_creds: /e.creds\nenroll_token: secret\n":       "config key enroll_token: enrollment token: does not start with",
 	} {
