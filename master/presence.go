@@ -342,7 +342,9 @@ func (pr *presence) onBeat(pp *presencePart, msg *nats.Msg) {
 	pp.mu.Unlock()
 	if dupStart {
 		pr.duplicates.Inc()
-		pr.m.log.Warn("two peel processes beat with the same id (a cloned host?); its jobs run twice and one return is refused",
+		// With enrollment only the id's own credentials may beat as it, so
+		// both processes hold its key: a copied data_dir.
+		pr.m.log.Warn("two peel processes beat with the same id (a cloned host, or a copied data_dir holding its key); its jobs run twice and one return is refused",
 			"peel", id, "partition", p)
 	}
 }

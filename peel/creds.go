@@ -331,3 +331,11 @@ func isAuthError(err error) bool {
 
 // Connected reports whether the peel's own NATS connection is up.
 func (p *Peel) Connected() bool { return p.nc != nil && p.nc.IsConnected() }
+
+// identKey is the enrolled peel's public key ("" without enrollment).
+func (p *Peel) identKey() string {
+	if p.ident == nil {
+		return ""
+	}
+	return p.ident.pub
+}

@@ -265,7 +265,7 @@ func (p *Peel) Instance() string { return p.instance }
 
 func (p *Peel) self() wire.PeelInstance {
 	host, _ := os.Hostname()
-	return wire.PeelInstance{ID: p.cfg.ID, Instance: p.instance, Started: p.started, Host: host, PID: os.Getpid()}
+	return wire.PeelInstance{ID: p.cfg.ID, Instance: p.instance, Started: p.started, Host: host, PID: os.Getpid(), Key: p.identKey()}
 }
 
 // beatLoop sends presence beats at most one beat interval apart (jittered

@@ -19,6 +19,7 @@ import (
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/enroll"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
 	"github.com/zester-io/zester/master"
@@ -26,6 +27,7 @@ import (
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/peeltest"
+	"github.com/zester-io/zester/shard"
 )
 
 // enrollEnv is a PKI, a real server in operator mode, and a master with the
@@ -685,5 +687,50 @@ func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
 	var r enroll.Reply
 	if err != nil || json.Unmarshal(m.Data, &r) != nil || r.Error == nil || r.Error.Code != enroll.CodeIDMismatch {
 		t.Fatalf("a renewal for web2 on web1's subject: %v %+v", err, r)
+	}
+}
+
+// TestEnroll_DuplicateIDGuardUsesTheVerifiedIdentity: with per-peel
+// credentials only the id's own credentials may answer on its peel inbox or
+// beat as it, so a second process that passes enrollment with the id must
+// hold its key: a copied data_dir, which the instance check refuses and
+// names. Another enrolled peel can neither answer for it nor beat as it.
+func TestEnroll_DuplicateIDGuardUsesTheVerifiedIdentity(t *testing.T) {
+	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	cfgA := e.peelConfig(t, "web1")
+	a := peeltest.Start(t, cfgA)
+	cfgB := e.peelConfig(t, "web2")
+	peeltest.Start(t, cfgB)
+	keyA := e.record(t, "web1").NKey
+
+	// A copy of web1's data_dir on "another host".
+	clone := cfgA
+	clone.DataDir = t.TempDir()
+	for _, f := range []string{"peel.nk", "peel.xk", "peel.jwt"} {
+		b, err := os.ReadFile(filepath.Join(cfgA.DataDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(clone.DataDir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := peel.New(clone, peel.Options{Logger: mastertest.Logger(), NoHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dup *peelproto.ErrDuplicate
+	if err := p.Run(pkitest.Ctx(t)); !errors.As(err, &dup) || dup.Other.Key != keyA || dup.Other.Instance != a.Instance() || !strings.Contains(err.Error(), "data_dir") {
+		t.Fatalf("the copied data_dir: %v", err)
+	}
+
+	// web2's credentials cannot stand in for web1.
+	b := pkitest.Connect(t, e.url, names.PeelInboxPrefix("web2"), nats.UserJWTAndSeed(
+		readFile(t, filepath.Join(cfgB.DataDir, "peel.jwt")), readFile(t, filepath.Join(cfgB.DataDir, "peel.nk"))))
+	b.PublishDenied(t, names.BeatSubject(shard.Partition("web1", 64), "web1"))
+	b.PublishDenied(t, names.PeelInbox("web1"))
+	b.SubscribeDenied(t, names.PeelInbox("web1"))
+	if !a.Ready() {
+		t.Fatal("web1 stopped")
 	}
 }

@@ -131,13 +131,24 @@ func BeatDelay(within time.Duration) time.Duration {
 // ---- one process per id ----
 
 // ErrDuplicate is returned by CheckInstance when another process holds the id.
-type ErrDuplicate struct{ Other wire.PeelInstance }
+type ErrDuplicate struct {
+	Other wire.PeelInstance
+	// Key is this process's own key (empty without enrollment).
+	Key string
+}
 
 func (e *ErrDuplicate) Error() string {
 	o := e.Other
 	where := ""
 	if o.Host != "" {
 		where = fmt.Sprintf(" on host %s (pid %d)", o.Host, o.PID)
+	}
+	if o.Key != "" && o.Key == e.Key {
+		// Enrolled: only the holder of the id's credentials can answer on
+		// its inbox, and the masters accept one key per id, so the other
+		// process holds this very key: its data_dir was copied.
+		return fmt.Sprintf("another peel with id %q and this peel's own key %s is online%s, instance %s, running since %s: refusing to run a second one (its data_dir, with the key, was copied to this host: give this one its own id in peel.yaml and remove the copied peel.nk, peel.xk and peel.jwt so it enrolls with keys of its own)",
+			o.ID, o.Key, where, o.Instance, o.Started.Format(time.RFC3339))
 	}
 	return fmt.Sprintf("another peel with id %q is online%s, instance %s, running since %s: refusing to run a second one (a cloned host? give this one its own id in peel.yaml)",
 		o.ID, where, o.Instance, o.Started.Format(time.RFC3339))
@@ -189,5 +200,5 @@ func CheckInstance(ctx context.Context, nc *nats.Conn, self wire.PeelInstance) e
 	if other.ID == "" {
 		other.ID = self.ID
 	}
-	return &ErrDuplicate{Other: other}
+	return &ErrDuplicate{Other: other, Key: self.Key}
 }

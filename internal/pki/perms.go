@@ -46,8 +46,8 @@ func (s PeelSpec) Validate() error {
 // Publish: its own facts key, its own returns and basket values (peel id last
 // in the key, one '*' token before it), its own events, beats and
 // peel→master subjects (the id as one token; the latter after the account's
-// partition mapping), its own peel inbox (the one-process-per-id check), its
-// own renewal subject, the master API's info endpoint, and direct gets with
+// partition mapping), its own peel inbox and reply inbox (the
+// one-process-per-id check and its answer), its own renewal subject, the master API's info endpoint, and direct gets with
 // the key in the subject for its own returns, its own secrets and the
 // settings keys of the spec.
 // Subscribe: its partition's job and control subjects, its peel inbox and
@@ -77,6 +77,9 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		shard.PartitionedSubject(part, id, ">"),
 		names.BeatPeelFilter(id),
 		names.PeelInbox(id),
+		// Its own reply inbox: a process with its id and credentials (a
+		// copied data_dir) asks on PeelInbox, and this peel answers there.
+		names.PeelInboxPrefix(id) + ".>",
 		names.EnrollRenewSubject(id),
 		names.APISubject("info"),
 		// Before running a job: is my return already stored?

@@ -148,6 +148,8 @@ type PeelInstance struct {
 	Started  time.Time `json:"started"`
 	Host     string    `json:"host,omitempty"`
 	PID      int       `json:"pid,omitempty"`
+	// Key is the enrolled peel's public nkey (empty without enrollment).
+	Key string `json:"key,omitempty"`
 }
 
 // Presence states of a peel, as its owning master sees it.
