@@ -117,10 +117,12 @@ func (a *app) retry(ctx context.Context, what string, budget, attempt time.Durat
 			return stopped(ctx, what, err)
 		}
 		class := classify(err)
-		giveUp := class == permanent ||
-			(class == absent && time.Since(start) >= min(absentBudget, budget))
+		limit := until
+		if class == absent {
+			limit = start.Add(min(absentBudget, budget))
+		}
 		wait := backoffDelay(n)
-		if giveUp || time.Now().Add(wait).After(until) {
+		if class == permanent || time.Now().Add(wait).After(limit) {
 			if class == permanent {
 				return withCode(ExitError, fmt.Errorf("%s%s: %w", what, a.via(), err))
 			}
@@ -128,7 +130,7 @@ func (a *app) retry(ctx context.Context, what string, budget, attempt time.Durat
 		}
 		if !announced {
 			announced = true
-			fmt.Fprintf(a.errOut, "zester: %s: %v; retrying for up to %s\n", what, err, time.Until(until).Round(time.Second))
+			fmt.Fprintf(a.errOut, "zester: %s: %v; retrying for up to %s\n", what, err, time.Until(limit).Round(time.Second))
 		}
 		select {
 		case <-ctx.Done():

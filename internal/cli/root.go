@@ -175,15 +175,15 @@ func (a *app) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error)
 		return err
 	})
 	if err != nil {
-		return nil, bucketHint(err)
+		return nil, bucketHint(bucket, err)
 	}
 	return kv, nil
 }
 
-// bucketHint adds what a missing bucket means.
-func bucketHint(err error) error {
+// bucketHint says what a missing bucket means.
+func bucketHint(bucket string, err error) error {
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		return withCode(ExitError, fmt.Errorf("%w (zester-master creates the buckets when it starts: has one run against this NATS?)", err))
+		return withCode(ExitError, fmt.Errorf("bucket %s does not exist (zester-master creates the buckets when it starts: has one run against this NATS?): %w", bucket, err))
 	}
 	return err
 }

@@ -456,111 +456,58 @@ const catchUp = time.Second
 // directly. At the end the job's parts say which peels did not answer in
 // time; a peel of theirs with a stored return answered late.
 func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (jobResult, error) {
-	jw, err := a.watch(ctx, names.BucketJobs, names.JobKey(jid), false)
-	if err != nil {
-		return jobResult{}, err
-	}
-	defer jw.Stop()
 	var job wire.Job
 	haveJob := false
-	decodeJob := func(e *kvwatch.Entry) error {
+	var decodeErr error
+	decodeJob := func(e kvwatch.Interface) {
 		if err := json.Unmarshal(e.Value(), &job); err != nil {
-			return withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", jid, err))
+			decodeErr = withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", jid, err))
+			return
 		}
 		haveJob = true
-		return nil
 	}
-	for !haveJob {
-		select {
-		case <-ctx.Done():
-			return jobResult{}, withCode(ExitError, fmt.Errorf("interrupted before job %s was read", jid))
-		case e := <-jw.Updates():
-			if e == nil {
-				return jobResult{}, withCode(ExitError, fmt.Errorf("no job %q in the jobs bucket", jid))
-			}
-			if e.Operation() == jetstream.KeyValuePut {
-				if err := decodeJob(e); err != nil {
-					return jobResult{}, err
-				}
-			}
+	// Every read below is bounded and retried: a watch whose consumer sits
+	// on a node without quorum delivers nothing, and waiting on it would
+	// hang the command. A record not found is looked for again for a few
+	// seconds: a consumer on a replica that lags behind the stream leader
+	// may not have the job just submitted yet.
+	for n, start := 0, time.Now(); !haveJob; n++ {
+		if err := a.snapshot(ctx, names.BucketJobs, names.JobKey(jid), false, decodeJob); err != nil {
+			return jobResult{}, err
 		}
-	}
-	finalAtStart := wire.Final(job.Status)
-	rw, err := a.watch(ctx, names.BucketJobReturns, names.ReturnFilter(jid), false)
-	if err != nil {
-		return jobResult{}, err
-	}
-	defer rw.Stop()
-	jobUpdates := jw.Updates()
-	if finalAtStart {
-		jobUpdates = nil
-	}
-
-	f := &follower{a: a, jid: jid, asJSON: asJSON, stream: stream, enc: json.NewEncoder(a.out),
-		rets: map[string]*wire.Return{}, progress: isTerminal(a.errOut) && !asJSON && !a.noProgress}
-	f.showProgress(&job, true)
-	snapshot := false // every stored return counted by the masters has been seen
-	deadline := time.NewTimer(time.Until(job.Deadline) + finalGrace)
-	defer deadline.Stop()
-	var quiet <-chan time.Time
-	for {
-		final := wire.Final(job.Status)
-		// A job final when the CLI came: its stored returns, late ones
-		// included, are the returns watch's initial values. Otherwise the
-		// job is done when every return the masters counted is here.
-		if final && (snapshot || !finalAtStart && f.onTime >= job.Returned) {
+		if decodeErr != nil {
+			return jobResult{}, decodeErr
+		}
+		if haveJob {
 			break
 		}
-		if final && quiet == nil && !finalAtStart {
-			quiet = time.After(catchUp)
+		wait := backoffDelay(n)
+		if time.Since(start)+wait > absentBudget {
+			return jobResult{}, withCode(ExitError, fmt.Errorf("no job %q in the jobs bucket%s", jid, a.via()))
 		}
 		select {
 		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), errGaveUp) {
-				return jobResult{}, withCode(ExitMissing, fmt.Errorf("job %s: still %s when --timeout ran out; it goes on (zester job wait %s)", jid, job.Status, jid))
-			}
-			return jobResult{}, withCode(ExitError, fmt.Errorf("interrupted; job %s goes on (zester job wait %s)", jid, jid))
-		case <-quiet:
-			if err := a.readStoredReturns(ctx, f); err != nil {
-				return jobResult{}, err
-			}
-			snapshot = true
-		case <-deadline.C:
-			if final {
-				continue
-			}
-			// The watch may be blind: read the record afresh.
-			if err := a.snapshot(ctx, names.BucketJobs, names.JobKey(jid), false, func(e kvwatch.Interface) {
-				json.Unmarshal(e.Value(), &job)
-			}); err != nil {
-				return jobResult{}, err
-			}
-			if !wire.Final(job.Status) {
-				return jobResult{}, withCode(ExitMissing, fmt.Errorf("job %s: still %s %s after its deadline (%s): %s", jid, job.Status, finalGrace, job.Deadline.Local().Format(time.DateTime), a.mastersState(ctx)))
-			}
-		case e := <-jobUpdates:
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			if err := decodeJob(e); err != nil {
-				return jobResult{}, err
-			}
-			f.showProgress(&job, true)
-		case e := <-rw.Updates():
-			if e == nil {
-				if finalAtStart {
-					snapshot = true
-				}
-				continue
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			if f.add(e.Key(), e.Value()) && quiet != nil {
-				quiet = time.After(catchUp)
-			}
-			f.showProgress(&job, false)
+			return jobResult{}, stopped(ctx, "job "+jid, errors.New("not found yet"))
+		case <-time.After(wait):
 		}
+	}
+	f := &follower{a: a, jid: jid, asJSON: asJSON, stream: stream, enc: json.NewEncoder(a.out),
+		rets: map[string]*wire.Return{}, progress: isTerminal(a.errOut) && !asJSON && !a.noProgress}
+	// snapshot: every return stored when the job was already final has
+	// been seen, so one the masters counted but not here is gone.
+	snapshot := false
+	var err error
+	if wire.Final(job.Status) {
+		// Final when the CLI came: its stored returns, late ones included,
+		// are all there is.
+		if err := a.snapshot(ctx, names.BucketJobReturns, names.ReturnFilter(jid), false, func(e kvwatch.Interface) {
+			f.add(e.Key(), e.Value())
+		}); err != nil {
+			return jobResult{}, err
+		}
+		snapshot = true
+	} else if snapshot, err = a.followLive(ctx, f, &job); err != nil {
+		return jobResult{}, err
 	}
 	if f.progress {
 		fmt.Fprint(a.errOut, "\r\033[K")
@@ -638,6 +585,80 @@ func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (job
 	return res, nil
 }
 
+// followLive follows a job that is not final yet until it is, and until
+// every return the masters counted has been seen. When the watch stays
+// quiet short of that, it reads the stored returns directly and reports
+// snapshot: what is not there now is gone.
+func (a *app) followLive(ctx context.Context, f *follower, job *wire.Job) (snapshot bool, err error) {
+	jid := f.jid
+	jw, stopJW, err := a.watch(ctx, names.BucketJobs, names.JobKey(jid), false)
+	if err != nil {
+		return false, err
+	}
+	defer stopJW()
+	rw, stopRW, err := a.watch(ctx, names.BucketJobReturns, names.ReturnFilter(jid), false)
+	if err != nil {
+		return false, err
+	}
+	defer stopRW()
+	f.showProgress(job, true)
+	deadline := time.NewTimer(time.Until(job.Deadline) + finalGrace)
+	defer deadline.Stop()
+	var quiet <-chan time.Time
+	for {
+		final := wire.Final(job.Status)
+		if final && f.onTime >= job.Returned {
+			return false, nil
+		}
+		if final && quiet == nil {
+			quiet = time.After(catchUp)
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errGaveUp) {
+				return false, withCode(ExitMissing, fmt.Errorf("job %s: still %s when --timeout ran out; it goes on (zester job wait %s)", jid, job.Status, jid))
+			}
+			return false, withCode(ExitError, fmt.Errorf("interrupted; job %s goes on (zester job wait %s)", jid, jid))
+		case <-quiet:
+			// The watch lags or the returns are gone: read what is stored.
+			return true, a.readStoredReturns(ctx, f)
+		case <-deadline.C:
+			if final {
+				continue
+			}
+			// The watch may be blind: read the record afresh.
+			var decodeErr error
+			if err := a.snapshot(ctx, names.BucketJobs, names.JobKey(jid), false, func(e kvwatch.Interface) {
+				decodeErr = json.Unmarshal(e.Value(), job)
+			}); err != nil {
+				return false, err
+			}
+			if decodeErr != nil {
+				return false, withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", jid, decodeErr))
+			}
+			if !wire.Final(job.Status) {
+				return false, withCode(ExitMissing, fmt.Errorf("job %s: still %s %s after its deadline (%s): %s", jid, job.Status, finalGrace, job.Deadline.Local().Format(time.DateTime), a.mastersState(ctx)))
+			}
+		case e := <-jw.Updates():
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			if err := json.Unmarshal(e.Value(), job); err != nil {
+				return false, withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", jid, err))
+			}
+			f.showProgress(job, true)
+		case e := <-rw.Updates():
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			if f.add(e.Key(), e.Value()) && quiet != nil {
+				quiet = time.After(catchUp)
+			}
+			f.showProgress(job, false)
+		}
+	}
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -646,29 +667,56 @@ func nonNil(s []string) []string {
 }
 
 // watch follows bucket under filter, retrying the watch's creation.
-func (a *app) watch(ctx context.Context, bucket, filter string, metaOnly bool) (*kvwatch.Watcher, error) {
+func (a *app) watch(ctx context.Context, bucket, filter string, metaOnly bool) (*kvwatch.Watcher, func(), error) {
 	var w *kvwatch.Watcher
-	err := a.retry(ctx, "watch "+bucket+" "+filter, a.stepBudget(), attemptTimeout, func(context.Context) error {
-		// The watch lives as long as ctx; its creation requests are
-		// bounded by the JetStream context's default timeout.
+	var stop func()
+	err := a.retry(ctx, "bucket "+bucket+" (key "+filter+")", a.stepBudget(), attemptTimeout, func(context.Context) error {
 		var err error
-		w, err = kvwatch.Watch(ctx, a.js, bucket, kvwatch.Options{Filters: []string{filter}, MetaOnly: metaOnly})
+		w, stop, err = startWatch(ctx, a.js, bucket, filter, metaOnly)
 		return err
 	})
-	return w, bucketHint(err)
+	return w, stop, bucketHint(bucket, err)
+}
+
+// startWatch starts a kvwatch that lives until stop is called or ctx ends,
+// and whose creation gives up after attemptTimeout. kvwatch takes one
+// context for both, and a JetStream request under a context with a
+// deadline (job wait --timeout) waits for all of it: without this bound
+// one request to a cluster without quorum would eat the whole budget.
+func startWatch(ctx context.Context, js jetstream.JetStream, bucket, filter string, metaOnly bool) (*kvwatch.Watcher, func(), error) {
+	wctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(attemptTimeout, cancel)
+	w, err := kvwatch.Watch(wctx, js, bucket, kvwatch.Options{Filters: []string{filter}, MetaOnly: metaOnly})
+	if !timer.Stop() {
+		if err == nil {
+			w.Stop()
+		}
+		cancel()
+		return nil, nil, fmt.Errorf("watch %s: not started within %s: %w", bucket, attemptTimeout, context.DeadlineExceeded)
+	}
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return w, func() { w.Stop(); cancel() }, nil
 }
 
 // snapshot passes the current values of bucket under filter to fn, through
-// a fresh consumer; a read that stalls is started over (fn may then see a
-// value again).
+// a fresh consumer. A read that makes no progress for snapshotIdle (its
+// consumer sits on a node without quorum, say) is started over; fn may
+// then see a value again.
 func (a *app) snapshot(ctx context.Context, bucket, filter string, metaOnly bool, fn func(kvwatch.Interface)) error {
-	return bucketHint(a.retry(ctx, "read "+bucket+" "+filter, a.stepBudget(), 30*time.Second, func(actx context.Context) error {
-		w, err := kvwatch.Watch(ctx, a.js, bucket, kvwatch.Options{Filters: []string{filter}, MetaOnly: metaOnly})
+	// The attempt is bounded by progress, not by total time: a large job's
+	// returns may take longer than any fixed bound to arrive.
+	return bucketHint(bucket, a.retry(ctx, "bucket "+bucket+" (key "+filter+")", a.stepBudget(), attemptTimeout, func(context.Context) error {
+		w, stop, err := startWatch(ctx, a.js, bucket, filter, metaOnly)
 		if err != nil {
 			return err
 		}
-		defer w.Stop()
-		for {
+		defer stop()
+		idle := time.NewTimer(snapshotIdle)
+		defer idle.Stop()
+		for n := 0; ; n++ {
 			select {
 			case e := <-w.Updates():
 				if e == nil {
@@ -677,12 +725,18 @@ func (a *app) snapshot(ctx context.Context, bucket, filter string, metaOnly bool
 				if e.Operation() == jetstream.KeyValuePut {
 					fn(e)
 				}
-			case <-actx.Done():
-				return fmt.Errorf("the current values did not arrive: %w", actx.Err())
+				idle.Reset(snapshotIdle)
+			case <-idle.C:
+				return fmt.Errorf("watch %s: no values for %s after %d (%w)", bucket, snapshotIdle, n, context.DeadlineExceeded)
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		}
 	}))
 }
+
+// snapshotIdle is how long a read of current values may deliver nothing.
+const snapshotIdle = 5 * time.Second
 
 // readParts reads a job's parts (one per partition that had peels).
 func (a *app) readParts(ctx context.Context, jid string) ([]wire.JobPart, error) {
