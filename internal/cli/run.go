@@ -375,6 +375,7 @@ type follower struct {
 
 	rets   map[string]*wire.Return // peel → its return, as stored
 	onTime int                     // returns not marked late by their peel
+	failed int                     // returns with success false
 	// progress line
 	progress     bool
 	lastProgress time.Time
@@ -400,6 +401,9 @@ func (f *follower) add(key string, value []byte) bool {
 	if !r.Late {
 		f.onTime++
 	}
+	if !r.Success {
+		f.failed++
+	}
 	if f.stream {
 		if f.progress {
 			fmt.Fprint(f.a.errOut, "\r\033[K")
@@ -422,13 +426,7 @@ func (f *follower) showProgress(job *wire.Job, force bool) {
 	if job != nil && job.Status != wire.StatusPending {
 		exp = fmt.Sprint(job.Expected)
 	}
-	failed := 0
-	for _, r := range f.rets {
-		if !r.Success {
-			failed++
-		}
-	}
-	fmt.Fprintf(f.a.errOut, "\r\033[Kjob %s: %d/%s returned, %d failed", f.jid, len(f.rets), exp, failed)
+	fmt.Fprintf(f.a.errOut, "\r\033[Kjob %s: %d/%s returned, %d failed", f.jid, len(f.rets), exp, f.failed)
 }
 
 // errGaveUp is the cause of a context ended by job wait --timeout.
@@ -447,14 +445,15 @@ const catchUp = time.Second
 // collect streams a job's returns until the job is final and returns its
 // summary.
 //
-// The job record is read through a watch, and the returns watch starts
-// after its first value: when that value is already final, the returns'
-// initial values are everything that will be counted, and a return the
-// masters counted but that is not among them is no longer stored (purged or
-// expired). When the job turns final while the CLI follows it, the returns
-// watch may lag; after catchUp of quiet the CLI lists the stored returns
-// directly. At the end the job's parts say which peels did not answer in
-// time; a peel of theirs with a stored return answered late.
+// A job already final when the CLI reads its record: its stored returns,
+// read once after that, are all there will be, so a return the masters
+// counted that is not among them is gone (purged, or expired before the
+// job record). A job not final yet is followed by watches until the record
+// is final and every counted return has arrived; if the returns watch stays
+// quiet short of that, the CLI reads the stored returns directly. Either
+// way the job's parts then say which peels did not answer in time, and a
+// peel of theirs with a stored return answered late: each peel lands in
+// exactly one category.
 func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (jobResult, error) {
 	var job wire.Job
 	haveJob := false
