@@ -82,6 +82,7 @@ func TestRun_Targets_NoMatchUnknownIDsAndOutJSON(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "--out", "yaml", "*", "test.ping"}, `--out "yaml": zester prints a table (the default) or JSON (--out json`},
+		{[]string{"run", "--out=", "*", "test.ping"}, `--out "": zester prints a table`},
 		{[]string{"version", "--out", "json"}, `"zester version" has no JSON output`},
 	} {
 		if code, _, errOut := zester(t, url, tc.args...); code != 3 || !strings.Contains(errOut, tc.want) {

@@ -190,7 +190,9 @@ func bucketHint(bucket string, err error) error {
 
 // applyOut maps --out json onto the command's --json flag.
 func (a *app) applyOut(cmd *cobra.Command) error {
-	if a.outFormat == "" || !cmd.Flags().Changed("out") {
+	// A command's own --out (topology gen: a directory) shadows this one.
+	f := cmd.Flags().Lookup("out")
+	if f == nil || !f.Changed || f != cmd.Root().PersistentFlags().Lookup("out") {
 		return nil
 	}
 	if a.outFormat != "json" {
