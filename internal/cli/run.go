@@ -160,8 +160,10 @@ func (a *app) submit(ctx context.Context, req wire.RunRequest) (string, error) {
 		if e := msg.Header.Get(micro.ErrorHeader); e != "" {
 			switch msg.Header.Get(micro.ErrorCodeHeader) {
 			case "409":
-				// Another job drew the same jid: ours was never recorded.
+				// Another job drew the same jid: ours was never recorded
+				// under it (a record of ours would have been answered).
 				req.JID = names.NewJID(time.Now())
+				mayExist = false
 				return fmt.Errorf("master: %s", e)
 			case "503":
 				mayExist = true
