@@ -90,7 +90,20 @@ type Config struct {
 	Log io.Writer
 	// Command is the command line, for the report.
 	Command string
+	// EnrollServer is where the enrollment storm's operator-mode server
+	// runs: EnrollServerChild (a child process, so one connection per peel
+	// fits the open-file limit) or EnrollServerInproc.
+	EnrollServer string
+	// EnrollConns bounds the peels that connect with their own credentials
+	// in the enrollment storm (one connection each).
+	EnrollConns int
 }
+
+// Where the enrollment storm's server runs (enroll.go).
+const (
+	EnrollServerChild  = "child"
+	EnrollServerInproc = "inproc"
+)
 
 // DefaultConfig is the default run.
 func DefaultConfig() Config {
@@ -105,6 +118,9 @@ func DefaultConfig() Config {
 		Target:      "*",
 		JobTimeout:  60 * time.Second,
 		LogLevel:    "error",
+
+		EnrollServer: EnrollServerChild,
+		EnrollConns:  maxOwnConns,
 	}
 }
 
@@ -197,6 +213,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Target == "" {
 		errs = append(errs, errors.New("--target: empty"))
+	}
+	if c.EnrollServer != EnrollServerChild && c.EnrollServer != EnrollServerInproc {
+		errs = append(errs, fmt.Errorf("--enroll-server %q: want %s or %s", c.EnrollServer, EnrollServerChild, EnrollServerInproc))
+	}
+	if c.EnrollConns < 0 || c.EnrollConns > maxOwnConns {
+		errs = append(errs, fmt.Errorf("--enroll-conns %d: want 0 to %d", c.EnrollConns, maxOwnConns))
 	}
 	if err := c.checkFiles(noFileLimit()); err != nil {
 		errs = append(errs, err)

@@ -34,7 +34,10 @@ Scenarios (--scenarios, comma list, default all):
   masterkill  3 masters, kill one mid-job: failover time, lost/duplicate returns
   serverkill  stop the job-returns stream leader mid-job (--topology cluster)
   reconnect   restart the server the peels use; time until all are back
-  enrollment  not built yet (skipped)
+  enrollment  every peel enrolls at once under auto-accept (own PKI, operator-
+              mode server in a child process, master with the PKI), then up
+              to --enroll-conns of them connect with their own credentials;
+              beside bare request/replies and connections on the same server
 
 Latency (--latency, --kill-latency): 0 | 250ms | uniform:100ms-2s | lognormal:50ms,0.8[,max=5s]
 
@@ -44,6 +47,9 @@ Flags:
 // Main is the zester-loadgen command. It returns the exit code: 0 when every
 // scenario passed (skips included), 1 when one failed, 2 for usage errors.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if os.Getenv(enrollChildEnv) != "" {
+		return runEnrollChild(os.Stdin, stdout, stderr)
+	}
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("zester-loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -70,6 +76,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.StoreDir, "store-dir", "", "parent directory of the in-process JetStream stores (default: the system temp dir)")
 	fs.BoolVar(&cfg.KeepStore, "keep-store", false, "keep the JetStream stores after the run")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "level of master log lines on stderr: debug, info, warn, error")
+	fs.StringVar(&cfg.EnrollServer, "enroll-server", cfg.EnrollServer, "where the enrollment storm's operator-mode server runs: child (a process of its own) or inproc")
+	fs.IntVar(&cfg.EnrollConns, "enroll-conns", cfg.EnrollConns, "peels of the enrollment storm that connect with their own credentials (one connection each)")
 	verbose := fs.Bool("verbose", false, "also log the nats-servers (at --log-level)")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {

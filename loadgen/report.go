@@ -105,6 +105,7 @@ type Scenario struct {
 	Batch     *BatchResult     `json:"batch,omitempty"`
 	Failover  *FailoverResult  `json:"failover,omitempty"`
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
+	Enroll    *EnrollResult    `json:"enroll,omitempty"`
 
 	Res Resources `json:"resources"`
 }

@@ -166,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			r.scenario(name, r.reconnect)
 		case ScEnrollment:
-			r.skip(name, "not built yet")
+			r.scenario(name, r.enrollScenario)
 		}
 	}
 	if err := ctx.Err(); err != nil {
