@@ -3,8 +3,9 @@
 // peel/creds.go), the CLI (zester enroll) and the load generator: the
 // messages and their strict decoding, the signatures, the records kept in
 // the enrollments bucket and the rules that move them, the auto-accept
-// policy and the enrollment tokens. It does no I/O: the callers move bytes
-// over NATS and JetStream.
+// policy and the enrollment tokens. Its only I/O is the peel's side of the
+// request/reply (Exchange, Renew); the master's side (master/enroll.go) moves
+// the bytes and keeps the state in JetStream.
 //
 // # The exchange
 //
