@@ -661,7 +661,7 @@ func (s *enrollService) caller(msg *nats.Msg, req *enroll.AdminRequest, now time
 	if err != nil {
 		return "", false, fmt.Errorf("%s: %w", enroll.HeaderAuthSig, err)
 	}
-	u, err := s.p.VerifyUser(tok, enroll.AdminSignedData(msg.Data), sig, now)
+	u, err := s.p.VerifyUser(tok, enroll.AdminSignedData(msg.Subject, msg.Data), sig, now)
 	if err != nil {
 		return "", false, err
 	}

@@ -279,7 +279,7 @@ func (a *app) enrollCall(ctx context.Context, op string, req enroll.AdminRequest
 	msg := nats.NewMsg(names.EnrollAdminSubject(op))
 	msg.Data = body
 	if a.creds != "" {
-		hdr, err := signWithCreds(a.creds, body)
+		hdr, err := signWithCreds(a.creds, msg.Subject, body)
 		if err != nil {
 			return nil, withCode(ExitError, err)
 		}
@@ -307,7 +307,7 @@ func (a *app) enrollCall(ctx context.Context, op string, req enroll.AdminRequest
 }
 
 // signWithCreds signs body with the user seed of a credentials file.
-func signWithCreds(path string, body []byte) (map[string]string, error) {
+func signWithCreds(path, subject string, body []byte) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--creds: %w", err)
@@ -321,7 +321,7 @@ func signWithCreds(path string, body []byte) (map[string]string, error) {
 		return nil, fmt.Errorf("--creds %s: %w", path, err)
 	}
 	defer kp.Wipe()
-	return enroll.SignAdmin(tok, kp, body)
+	return enroll.SignAdmin(tok, kp, subject, body)
 }
 
 // confirm asks on w and reads one answer from stdin; anything but y/yes,

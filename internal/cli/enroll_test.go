@@ -734,3 +734,62 @@ func TestEnroll_DuplicateIDGuardUsesTheVerifiedIdentity(t *testing.T) {
 		t.Fatal("web1 stopped")
 	}
 }
+
+// TestEnroll_AdminRequestsAreSignedForTheirSubject: a decision signed for
+// one subject is refused on another (an "accept" cannot be replayed as a
+// "reject"), an old signed request is refused, and an unsigned one is
+// recorded with what the client says, marked unverified.
+func TestEnroll_AdminRequestsAreSignedForTheirSubject(t *testing.T) {
+	e := startEnrollEnv(t, nil)
+	c := e.client(t)
+	k, pub := userKey(t)
+	ch := c.hello("p1", k)
+	if r, ref := c.call(proof(t, "p1", pub, k, ch.Nonce)); ref != nil || r.State != enroll.StatePending {
+		t.Fatalf("p1 asks: %+v %v", r, ref)
+	}
+	admin := pkitest.Connect(t, e.url, names.UserInboxPrefix("admin"), nats.UserCredentials(e.admin))
+	send := func(op string, req enroll.AdminRequest, signFor string) enroll.AdminReply {
+		t.Helper()
+		body, _ := json.Marshal(req)
+		msg := nats.NewMsg(names.EnrollAdminSubject(op))
+		msg.Data = body
+		if signFor != "" {
+			hdr, err := signWithCreds(e.admin, names.EnrollAdminSubject(signFor), body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range hdr {
+				msg.Header.Set(k, v)
+			}
+		}
+		m, err := admin.RequestMsg(msg, pkitest.HangGuard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep enroll.AdminReply
+		if err := json.Unmarshal(m.Data, &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	req := enroll.AdminRequest{Targets: []string{"p1"}, Time: time.Now().UTC()}
+	if rep := send(enroll.AdminReject, req, enroll.AdminAccept); !strings.Contains(rep.Error, "signature does not verify") {
+		t.Fatalf("an accept's signature on reject: %+v", rep)
+	}
+	old := req
+	old.Time = time.Now().Add(-10 * time.Minute)
+	if rep := send(enroll.AdminAccept, old, enroll.AdminAccept); !strings.Contains(rep.Error, "from the master's clock") {
+		t.Fatalf("an old signed request: %+v", rep)
+	}
+	if r := e.record(t, "p1"); r.State != enroll.StatePending {
+		t.Fatalf("p1 after refused requests: %s", r.State)
+	}
+	unsigned := req
+	unsigned.Requester = "ops@bastion"
+	if rep := send(enroll.AdminAccept, unsigned, ""); rep.Error != "" || len(rep.Changed) != 1 || rep.By != "ops@bastion (unverified)" {
+		t.Fatalf("an unsigned accept: %+v", rep)
+	}
+	if r := e.record(t, "p1"); r.State != enroll.StateAccepted || r.Verified || r.DecidedBy != "ops@bastion (unverified)" {
+		t.Fatalf("p1 accepted unsigned: %+v", r)
+	}
+}

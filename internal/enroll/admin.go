@@ -128,18 +128,21 @@ func (s *Selector) Match(rec *Record) bool {
 	return false
 }
 
-// SignAdmin signs an admin request body with the caller's credentials
-// (user JWT and seed) and returns the headers to send.
-func SignAdmin(jwt string, kp nkeys.KeyPair, body []byte) (map[string]string, error) {
-	sig, err := kp.Sign(append([]byte(AdminContext), body...))
+// SignAdmin signs an admin request (its subject and body) with the caller's
+// credentials (user JWT and seed) and returns the headers to send.
+func SignAdmin(jwt string, kp nkeys.KeyPair, subject string, body []byte) (map[string]string, error) {
+	sig, err := kp.Sign(AdminSignedData(subject, body))
 	if err != nil {
 		return nil, fmt.Errorf("sign request: %w", err)
 	}
 	return map[string]string{HeaderAuthJWT: jwt, HeaderAuthSig: base64.StdEncoding.EncodeToString(sig)}, nil
 }
 
-// AdminSignedData is what an admin request's signature covers.
-func AdminSignedData(body []byte) []byte { return append([]byte(AdminContext), body...) }
+// AdminSignedData is what an admin request's signature covers: the subject
+// too, so a signed "accept" cannot be replayed as a "delete".
+func AdminSignedData(subject string, body []byte) []byte {
+	return append([]byte(AdminContext+subject+"\n"), body...)
+}
 
 // CheckAdminTime refuses a request whose time is far from now (a replay of
 // an old signed request).
