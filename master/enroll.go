@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -445,12 +444,34 @@ func (s *enrollService) issue(rec *enroll.Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	uc, err := jwt.DecodeUserClaims(tok)
+	iat, exp, err := jwtTimes(tok)
 	if err != nil {
 		return "", err
 	}
-	rec.Issued, rec.Expires = time.Unix(uc.IssuedAt, 0).UTC(), time.Unix(uc.Expires, 0).UTC()
+	rec.Issued, rec.Expires = time.Unix(iat, 0).UTC(), time.Unix(exp, 0).UTC()
 	return tok, nil
+}
+
+// jwtTimes reads the issue and expiry times of a JWT this master just
+// signed, without verifying its signature again (jwt.DecodeUserClaims
+// would: half the CPU of an issuance, measured in the enrollment storm).
+func jwtTimes(tok string) (iat, exp int64, err error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return 0, 0, errors.New("issued JWT: not three parts")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return 0, 0, fmt.Errorf("issued JWT: %w", err)
+	}
+	var c struct {
+		IAT int64 `json:"iat"`
+		EXP int64 `json:"exp"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return 0, 0, fmt.Errorf("issued JWT: %w", err)
+	}
+	return c.IAT, c.EXP, nil
 }
 
 // useToken checks and spends the claim's token (compare-and-set on its
