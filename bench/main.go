@@ -116,6 +116,10 @@ func ints(s string) ([]int, error) {
 }
 
 func main() {
+	// The enrollment storm re-runs this executable as its server child.
+	if code, ok := loadgen.ServeChild(); ok {
+		os.Exit(code)
+	}
 	kind := flag.String("matrix", "quick", "quick (1k, 10k × 1/3 masters × single/cluster; under 3 minutes) or full (1k/10k/100k × 1/3 masters × single/cluster/leaf)")
 	peelsFlag := flag.String("peels", "", "override the fleet sizes, e.g. 1k,10k,100k")
 	mastersFlag := flag.String("masters", "", "override the master counts, e.g. 1,3")

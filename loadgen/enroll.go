@@ -434,6 +434,17 @@ func (r *runner) startOpServer(ctx context.Context, p *pki.PKI, pkiDir, storeDir
 	return "", nil, errors.New("the server child did not report its URL")
 }
 
+// ServeChild runs the enrollment storm's server child when this process was
+// started as one, and then reports true with the exit code. Every main that
+// calls Run (zester-loadgen, bench, a test binary's TestMain) calls it
+// first: the storm re-runs its own executable as the child.
+func ServeChild() (int, bool) {
+	if os.Getenv(enrollChildEnv) == "" {
+		return 0, false
+	}
+	return runEnrollChild(os.Stdin, os.Stdout, os.Stderr), true
+}
+
 // runEnrollChild is the child: an operator-mode server until stdin closes.
 func runEnrollChild(stdin io.Reader, stdout, stderr io.Writer) int {
 	p, err := pki.Load(os.Getenv(enrollChildEnv))

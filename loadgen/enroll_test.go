@@ -8,8 +8,8 @@ import (
 // TestMain lets this test binary be the enrollment storm's server child,
 // as the zester-loadgen binary is (enroll.go).
 func TestMain(m *testing.M) {
-	if os.Getenv(enrollChildEnv) != "" {
-		os.Exit(runEnrollChild(os.Stdin, os.Stdout, os.Stderr))
+	if code, ok := ServeChild(); ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

@@ -47,8 +47,8 @@ Flags:
 // Main is the zester-loadgen command. It returns the exit code: 0 when every
 // scenario passed (skips included), 1 when one failed, 2 for usage errors.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if os.Getenv(enrollChildEnv) != "" {
-		return runEnrollChild(os.Stdin, stdout, stderr)
+	if code, ok := ServeChild(); ok {
+		return code
 	}
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("zester-loadgen", flag.ContinueOnError)
