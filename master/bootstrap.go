@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
 )
 
@@ -84,26 +85,23 @@ func Bootstrap(ctx context.Context, js jetstream.JetStream, l Layout) error {
 }
 
 // retryAPI runs a JetStream API step with a 10 s bound per attempt until it
-// succeeds, fails for a reason other than a timeout, or ctx ends.
+// succeeds, fails for a reason other than a timeout or a missing responder,
+// or ctx ends, with backoff between attempts.
 func retryAPI(ctx context.Context, step func(context.Context) error) error {
-	for {
+	return backoff.Retry(ctx, backoff.New(100*time.Millisecond, 2*time.Second), func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		err := step(actx)
-		cancel()
 		if err == nil {
 			return nil
 		}
 		retry := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
-		if !retry || ctx.Err() != nil {
-			return err
+		if !retry {
+			return backoff.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 func ensureBucket(ctx context.Context, js jetstream.JetStream, b BucketSpec, l Layout) error {
