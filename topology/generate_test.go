@@ -241,7 +241,7 @@ func TestGenerateRuns(t *testing.T) {
 		hub := startConfigs(t, dir, []string{"hub.conf"}, nil)
 		leaf := startConfigs(t, dir, []string{"leaf-1.conf"}, nil)
 		top := &Topology{kind: KindLeaf, replicas: 1, nodes: []*node{{srv: hub[0]}, {srv: leaf[0], leaf: true}}, stopped: make([]bool, 2)}
-		if err := top.WaitReady(ctxT(t, 10*time.Second)); err != nil {
+		if err := top.WaitReady(ctxT(t, 60*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		kvRoundTrip(t, top, leaf[0].ClientURL(), "genleaf")
@@ -254,7 +254,7 @@ func TestGenerateRuns(t *testing.T) {
 		h.Write([]byte("p1"))
 		want := fmt.Sprintf("zester.inp.%d.p1.hello", h.Sum32()%8)
 		peel := connect(t, leaf[0].ClientURL())
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for {
 			peel.Publish("zester.in.p1.hello", nil)
 			if m, err := sub.NextMsg(50 * time.Millisecond); err == nil {
@@ -279,7 +279,7 @@ func TestGenerateRuns(t *testing.T) {
 		for _, s := range ss {
 			top.nodes = append(top.nodes, &node{srv: s, cluster: ClusterName})
 		}
-		if err := top.WaitReady(ctxT(t, 20*time.Second)); err != nil {
+		if err := top.WaitReady(ctxT(t, 60*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		kvRoundTrip(t, top, ss[2].ClientURL(), "gencluster")
@@ -305,7 +305,7 @@ func TestGenerateRuns(t *testing.T) {
 		ls := startConfigs(t, dir, []string{"hub-leaf-1.conf", "east-leaf-1.conf"}, onHost)
 		top := &Topology{kind: KindSuperCluster, replicas: 1, placement: "hub", clusters: []string{"hub", "east"}, stopped: make([]bool, 4),
 			nodes: []*node{{srv: ss[0], cluster: "hub"}, {srv: ss[1], cluster: "east"}, {srv: ls[0], cluster: "hub", leaf: true}, {srv: ls[1], cluster: "east", leaf: true}}}
-		if err := top.WaitReady(ctxT(t, 20*time.Second)); err != nil {
+		if err := top.WaitReady(ctxT(t, 60*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		kvRoundTrip(t, top, ss[1].ClientURL(), "gensuper")
