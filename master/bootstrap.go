@@ -11,32 +11,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/backoff"
+	"github.com/zester-io/zester/internal/layout"
 	"github.com/zester-io/zester/internal/names"
 )
 
 // BucketSpec is one KV bucket of the seed document's table.
-type BucketSpec struct {
-	Name    string
-	TTL     time.Duration
-	History uint8
-	Storage jetstream.StorageType
-}
+type BucketSpec = layout.Bucket
 
 // Buckets is the seed's table of KV buckets, in its order.
-var Buckets = []BucketSpec{
-	{names.BucketFacts, 0, 5, jetstream.FileStorage},
-	{names.BucketSettingsFiles, 0, 3, jetstream.FileStorage},
-	{names.BucketSecrets, 0, 3, jetstream.FileStorage},
-	{names.BucketBasket, 0, 1, jetstream.FileStorage},
-	{names.BucketJobs, 7 * 24 * time.Hour, 10, jetstream.FileStorage},
-	{names.BucketJobReturns, 7 * 24 * time.Hour, 1, jetstream.FileStorage},
-	{names.BucketMasterHeartbeat, 15 * time.Second, 1, jetstream.FileStorage},
-	{names.BucketEnrollments, 0, 10, jetstream.FileStorage},
-	{names.BucketEnrollChallenges, 5 * time.Minute, 1, jetstream.MemoryStorage},
-}
+var Buckets = layout.Buckets
 
 // JobEventsMaxAge is the default retention of the job-events stream.
-const JobEventsMaxAge = 7 * 24 * time.Hour
+const JobEventsMaxAge = layout.JobEventsMaxAge
 
 // Layout says where buckets and streams go.
 type Layout struct {
@@ -139,12 +125,12 @@ func ensureJobEvents(ctx context.Context, js jetstream.JetStream, l Layout) erro
 		return fmt.Errorf("stream %s: %w", names.StreamJobEvents, err)
 	}
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        names.StreamJobEvents,
+		Name:        layout.JobEvents.Name,
 		Description: "Zester job lifecycle audit log",
-		Subjects:    []string{names.SubjectJobEventsAll},
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      JobEventsMaxAge,
-		Storage:     jetstream.FileStorage,
+		Subjects:    layout.JobEvents.Subjects,
+		Retention:   layout.JobEvents.Retention,
+		MaxAge:      layout.JobEvents.MaxAge,
+		Storage:     layout.JobEvents.Storage,
 		Replicas:    l.Replicas,
 		Placement:   l.placement(),
 		Discard:     jetstream.DiscardOld,
