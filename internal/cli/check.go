@@ -247,8 +247,10 @@ func checkReplicas(r *checkRow, o checkOptions, si *jetstream.StreamInfo) []stri
 		switch {
 		case p.Offline:
 			r.fail("replica %s offline", p.Name)
+		case !p.Current && p.Active > 0:
+			r.fail("replica %s not current (lag %d, last seen %s ago)", p.Name, p.Lag, p.Active.Round(time.Millisecond))
 		case !p.Current:
-			r.fail("replica %s not current (lag %d, seen %s ago)", p.Name, p.Lag, p.Active.Round(time.Millisecond))
+			r.fail("replica %s not current (lag %d)", p.Name, p.Lag)
 		default:
 			current++
 		}
