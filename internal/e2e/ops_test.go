@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -196,5 +197,48 @@ func TestBinaries_CheckWithoutConfig_SaysDefaults(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "no configuration file at "+path+": the defaults are used") {
 			t.Errorf("%s --check: %d %s", daemon, code, out)
 		}
+	}
+}
+
+// demo runs scripts/demo.sh's first part on the given ports.
+func demo(t *testing.T, base int) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "../../scripts/demo.sh")
+	cmd.Env = append(os.Environ(), "ZESTER_DEMO_SKIP_LOADGEN=1",
+		fmt.Sprintf("ZESTER_DEMO_PORT=%d", base), fmt.Sprintf("ZESTER_DEMO_MONITOR_PORT=%d", base+1), fmt.Sprintf("ZESTER_DEMO_HTTP_PORT=%d", base+2))
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// The quick start's demo runs its own master and says so; with one of its
+// ports taken (another master's) it stops before starting anything and
+// names the port, instead of talking to the other master.
+func TestDemoScript_OwnMasterOrClearStop(t *testing.T) {
+	base := freeRun(t, 5)
+	code, out := demo(t, base)
+	if code != 0 || !strings.Contains(out, "all 12 checks passed") || !strings.Contains(out, "web1.example.com: true") {
+		t.Fatalf("demo: exit %d\n%s", code, out)
+	}
+	if m := regexp.MustCompile(`logs were in (\S+) \(removed on exit\)`).FindStringSubmatch(out); m == nil {
+		t.Errorf("demo does not say where its logs were:\n%s", out)
+	} else if _, err := os.Stat(m[1]); err == nil {
+		t.Errorf("%s still there after a successful run", m[1])
+	}
+
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+2)) // the master's /readyz port
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	code, out = demo(t, base)
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("port %d on 127.0.0.1 is already in use", base+2)) || strings.Contains(out, "starting zester-master") {
+		t.Fatalf("demo with its port taken: exit %d\n%s", code, out)
 	}
 }
