@@ -33,7 +33,7 @@ func checkStoreDir(dir string) error {
 			return nil
 		}
 		if aerr := unix.Access(path, unix.W_OK); aerr != nil {
-			bad = fmt.Errorf("%s is not writable by %s (%s): %w", path, whoAmI(), ownerAndMode(path), aerr)
+			bad = fmt.Errorf("%s is %s, not writable by %s: %w", path, ownerAndMode(path), whoAmI(), aerr)
 			return filepath.SkipAll
 		}
 		return nil
@@ -62,7 +62,7 @@ func whoAmI() string {
 	return fmt.Sprintf("uid %d", uid)
 }
 
-// ownerAndMode is "owned by NAME (uid N), mode drwxr-x---".
+// ownerAndMode is "owned by NAME (uid N) with mode drwxr-x---".
 func ownerAndMode(path string) string {
 	fi, err := os.Lstat(path)
 	if err != nil {
@@ -75,5 +75,5 @@ func ownerAndMode(path string) string {
 			owner = fmt.Sprintf("%s (uid %d)", u.Username, st.Uid)
 		}
 	}
-	return fmt.Sprintf("owned by %s, mode %s", owner, fi.Mode())
+	return fmt.Sprintf("owned by %s with mode %s", owner, fi.Mode())
 }

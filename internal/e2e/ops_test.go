@@ -179,7 +179,7 @@ func TestBinaries_StoreNotWritable_NamesDir(t *testing.T) {
 	if !ok || ee.ExitCode() != 1 {
 		t.Fatalf("master on a store it cannot write: %v\n%s", err, out)
 	}
-	for _, want := range []string{"store dir " + store + ": " + store + " is not writable by", "mode d", "chown -R"} {
+	for _, want := range []string{"store dir " + store + ": " + store + " is owned by ", "with mode d", ", not writable by ", "chown -R"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("error lacks %q:\n%s", want, out)
 		}
@@ -240,5 +240,47 @@ func TestDemoScript_OwnMasterOrClearStop(t *testing.T) {
 	code, out = demo(t, base)
 	if code != 1 || !strings.Contains(out, fmt.Sprintf("port %d on 127.0.0.1 is already in use", base+2)) || strings.Contains(out, "starting zester-master") {
 		t.Fatalf("demo with its port taken: exit %d\n%s", code, out)
+	}
+}
+
+// What docs/backup-recovery.md says of the nats CLI (natscli 0.5.0), checked
+// against the CLI we ship: `10GB` is 10 GiB in master.yaml and in `nats
+// stream edit --max-bytes`, so the two agree and a master start does not
+// undo the operator's edit; `-f` skips the prompt of a plain stream but not
+// the extra "Really operate on the KV stream?" question, which without a
+// terminal fails.
+func TestBinaries_NatsCLI_DocumentedBehaviour(t *testing.T) {
+	dir := t.TempDir()
+	client, mhttp := freePort(t), freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
+	cfg := filepath.Join(dir, "master.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nhttp: 127.0.0.1:%d\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\nretention:\n  job_events_max_bytes: 10GB\n",
+		mhttp, client, filepath.Join(dir, "nats"))), 0o600)
+	start(t, "zester-master", "--config", cfg)
+	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+	maxBytes := func() string {
+		code, out := run(t, "nats", "--server", url, "stream", "info", "job-events", "--json")
+		if code != 0 {
+			t.Fatalf("nats stream info: %d %s", code, out)
+		}
+		return regexp.MustCompile(`"max_bytes":\s*(-?\d+)`).FindStringSubmatch(out)[1]
+	}
+	if got := maxBytes(); got != "10737418240" {
+		t.Errorf("master.yaml 10GB set max_bytes %s, want 10737418240 (10 GiB)", got)
+	}
+	code, out := run(t, "nats", "--server", url, "stream", "edit", "job-events", "--max-bytes", "20GB", "-f")
+	if code != 0 || maxBytes() != "21474836480" {
+		t.Errorf("nats stream edit --max-bytes 20GB -f: %d, max_bytes %s\n%s", code, maxBytes(), out)
+	}
+	code, out = run(t, "nats", "--server", url, "stream", "purge", "KV_job-returns", "--keep", "0", "-f")
+	if code == 0 || !strings.Contains(out, "Really operate on the KV stream?") && !strings.Contains(out, "cannot ask for confirmation without a terminal") {
+		t.Errorf("nats stream purge KV_job-returns -f without a terminal: %d\n%s\n(docs/backup-recovery.md says it fails; update the docs)", code, out)
+	}
+	code, out = run(t, "nats", "--server", url, "stream", "edit", "KV_jobs", "--max-age", "14d", "-f")
+	if code == 0 || !strings.Contains(out, "cannot ask for confirmation without a terminal") {
+		t.Errorf("nats stream edit KV_jobs -f without a terminal: %d\n%s\n(docs/backup-recovery.md says it fails; update the docs)", code, out)
+	}
+	if code, out = run(t, "nats", "--server", url, "stream", "purge", "job-events", "--keep", "0", "-f"); code != 0 {
+		t.Errorf("nats stream purge job-events -f: %d\n%s", code, out)
 	}
 }
