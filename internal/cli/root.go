@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/version"
 )
 
@@ -101,6 +102,8 @@ func (a *app) rootCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run:   func(*cobra.Command, []string) { fmt.Fprintln(a.out, "zester", version.String()) },
 	})
+	root.AddCommand(a.pkiCmd())
+	root.AddCommand(a.tlsCmd())
 	for _, extra := range extraCommands {
 		root.AddCommand(extra(a))
 	}
@@ -117,6 +120,10 @@ func (a *app) connect(ctx context.Context) error {
 	opts := []nats.Option{nats.Name("zester-cli"), nats.Timeout(5 * time.Second)}
 	if a.creds != "" {
 		opts = append(opts, nats.UserCredentials(a.creds))
+		// Users issued by zester pki may subscribe only below their own inbox prefix.
+		if p := pki.CredsInboxPrefix(a.creds); p != "" {
+			opts = append(opts, nats.CustomInboxPrefix(p))
+		}
 	}
 	nc, err := nats.Connect(a.natsURL, opts...)
 	if err != nil {
