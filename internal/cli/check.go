@@ -64,6 +64,9 @@ func (a *app) checkCmd() *cobra.Command {
                                     --dead-after); stale heartbeats of dead masters
   partitions                        every partition owned by exactly one live master
                                     (waiting up to --settle for a hand-over to finish)
+  peels                             online and offline counts from the masters' presence
+                                    view (offline peels are listed, not failed); an id
+                                    beaten from two places at once fails
 
 Exit status: 0 every check passed, 1 some failed (each is named), 3 the command
 itself failed (NATS not reachable).`,
@@ -127,8 +130,7 @@ func (a *app) runChecks(ctx context.Context, o checkOptions) checkReport {
 	}
 	rows = append(rows, a.checkJobEvents(ctx, o))
 	rows = append(rows, a.checkMasters(ctx, o)...)
-	// Peels online/offline: the masters' presence view (issue 10, item 2)
-	// is built separately; its row goes here once the masters publish it.
+	rows = append(rows, a.checkPeels(ctx))
 	rep := checkReport{OK: true, Checks: rows}
 	for i := range rep.Checks {
 		rep.Checks[i].OK = len(rep.Checks[i].Problems) == 0
@@ -400,4 +402,42 @@ func limitList(items []string, n int) string {
 		return strings.Join(items, ", ")
 	}
 	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
+}
+
+// checkPeels counts the peels by the masters' presence view, as `zester
+// peels` shows them. Offline peels are reported, not failed: a host that is
+// down or gone is the fleet's state, not a fault of the deployment. An id
+// beaten from two places at once (a cloned host) fails the check.
+func (a *app) checkPeels(ctx context.Context) checkRow {
+	r := checkRow{Check: "peels"}
+	rows, err := a.peelRows(ctx)
+	if err != nil {
+		r.fail("%v", err)
+		return r
+	}
+	var offline, dup []string
+	unknown := 0
+	for _, p := range rows {
+		switch p.State {
+		case wire.PresenceOffline:
+			offline = append(offline, p.ID)
+		case wire.PresenceOnline:
+		default:
+			unknown++
+		}
+		if p.Duplicate {
+			dup = append(dup, p.ID)
+		}
+	}
+	if len(dup) > 0 {
+		r.fail("duplicate id, beaten by two processes at once (a cloned host?): %s", limitList(dup, 10))
+	}
+	r.Detail = fmt.Sprintf("%d known: %d online, %d offline", len(rows), len(rows)-len(offline)-unknown, len(offline))
+	if unknown > 0 {
+		r.Detail += fmt.Sprintf(", %d unknown (no master answered for their partition, or it just took it over)", unknown)
+	}
+	if len(offline) > 0 {
+		r.Detail += " (offline: " + limitList(offline, 10) + ")"
+	}
+	return r
 }

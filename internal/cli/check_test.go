@@ -13,7 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/cli"
+	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -52,7 +55,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 	}
 
 	code, out := check()
-	if code != 0 || !strings.Contains(out, "all 12 checks passed") {
+	if code != 0 || !strings.Contains(out, "all 13 checks passed") {
 		t.Fatalf("healthy deployment: exit %d\n%s", code, out)
 	}
 	for _, b := range []string{"facts", "settings-files", "secrets", "basket", "jobs", "job-returns", "master-heartbeat", "enrollments", "enroll-challenges"} {
@@ -80,16 +83,21 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 			OK    bool   `json:"ok"`
 		} `json:"checks"`
 	}
-	if code != 0 || json.Unmarshal([]byte(js), &rep) != nil || !rep.OK || len(rep.Checks) != 12 {
+	if code != 0 || json.Unmarshal([]byte(js), &rep) != nil || !rep.OK || len(rep.Checks) != 13 {
 		t.Fatalf("--json: exit %d %s", code, js)
 	}
 
-	// Faults, made the way an operator would (nats stream edit / rm).
+	if st, d := row(t, out, "peels"); st != "ok" || d != "0 known: 0 online, 0 offline" {
+		t.Errorf("peels: %s %q", st, d)
+	}
+
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+
+	// Faults, made the way an operator would (nats stream edit / rm).
 	jsm, _ := jetstream.New(nc)
 	ctx := context.Background()
 	edit := func(stream string, f func(*jetstream.StreamConfig)) {
@@ -120,7 +128,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out = check()
-	if code != 1 || !strings.Contains(out, "3 of 12 checks failed") {
+	if code != 1 || !strings.Contains(out, "3 of 13 checks failed") {
 		t.Fatalf("after three faults: exit %d\n%s", code, out)
 	}
 	for check, want := range map[string]string{
@@ -136,6 +144,43 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 	code, out = check("--replicas", "3")
 	if st, d := row(t, out, "stream job-events"); code != 1 || st != "FAIL" || !strings.Contains(d, "1 replicas, want 3") {
 		t.Errorf("--replicas 3 on one server: exit %d, job-events %s %q", code, st, d)
+	}
+
+	// Peels as the masters' presence sees them, from beats of the real
+	// protocol: one online, then stopped cleanly (offline is reported, not
+	// failed), then an id beaten by two processes at once (failed).
+	beat := func(id, instance string, bye bool) {
+		t.Helper()
+		if err := nc.PublishMsg(peelproto.BeatMsg(shard.Partition(id, 64), id, wire.Beat{Instance: instance, Bye: bye, Interval: wire.Duration(10 * time.Second)})); err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+	}
+	peels := func(wantStatus, wantDetail string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			_, out := check()
+			st, d := row(t, out, "peels")
+			if st == wantStatus && strings.Contains(d, wantDetail) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("peels row %s %q, want %s with %q", st, d, wantStatus, wantDetail)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	beat("web1.example.com", "a1", false)
+	peels("ok", "1 known: 1 online, 0 offline")
+	beat("web1.example.com", "a1", true)
+	peels("ok", "1 known: 0 online, 1 offline (offline: web1.example.com)")
+	for _, inst := range []string{"c1", "c2", "c1", "c2"} {
+		beat("clone.example.com", inst, false)
+	}
+	peels("FAIL", "duplicate id, beaten by two processes at once (a cloned host?): clone.example.com")
+	if code, _ := check(); code != 1 {
+		t.Errorf("with a duplicate id: exit %d, want 1", code)
 	}
 
 	// A master that died leaves a heartbeat behind until its TTL: named as
