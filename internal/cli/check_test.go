@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"regexp"
@@ -12,19 +11,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/zester-io/zester/internal/cli"
 	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
-
-func zester(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := cli.Main(args, &out, &errb)
-	return code, out.String(), errb.String()
-}
 
 // row finds a check's line in the table: name, status, detail.
 func row(t *testing.T, out, check string) (status, detail string) {
@@ -50,7 +42,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 	m2 := mastertest.Start(t, mastertest.Config("m2", url))
 	check := func(args ...string) (int, string) {
 		t.Helper()
-		code, out, errOut := zester(append([]string{"--nats", url, "check", "--dead-after", "1500ms", "--settle", "30s"}, args...)...)
+		code, out, errOut := zester(t, url, append([]string{"check", "--dead-after", "1500ms", "--settle", "30s"}, args...)...)
 		return code, out + errOut
 	}
 
@@ -75,7 +67,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 	if _, d := row(t, out, "partitions"); d != "64 of 64 owned exactly once" {
 		t.Errorf("partitions detail %q", d)
 	}
-	code, js, _ := zester("--nats", url, "check", "--json")
+	code, js, _ := zester(t, url, "check", "--json")
 	var rep struct {
 		OK     bool `json:"ok"`
 		Checks []struct {
@@ -214,7 +206,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 
 // Without NATS the command itself fails (exit 3) and says where it looked.
 func TestCheck_NoServer(t *testing.T) {
-	code, _, errOut := zester("--nats", "nats://127.0.0.1:1", "check")
+	code, _, errOut := zester(t, "nats://127.0.0.1:1", "check")
 	if code != 3 || !strings.Contains(errOut, "127.0.0.1:1") {
 		t.Fatalf("exit %d %s", code, errOut)
 	}
