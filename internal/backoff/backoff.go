@@ -74,10 +74,24 @@ func (b *Backoff) Ceiling(n int) time.Duration {
 func (b *Backoff) Next() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c := b.Ceiling(b.n)
-	if c < b.max {
+	d := b.delayLocked(b.n)
+	if b.Ceiling(b.n) < b.max {
 		b.n++
 	}
+	return d
+}
+
+// Delay is the delay before attempt n (0-based) of a loop that counts its
+// own attempts (a NATS reconnect callback is handed the attempt number):
+// uniform in [0, Ceiling(n)], without touching the count of Next.
+func (b *Backoff) Delay(n int) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.delayLocked(n)
+}
+
+func (b *Backoff) delayLocked(n int) time.Duration {
+	c := b.Ceiling(n)
 	if b.rnd != nil {
 		return time.Duration(b.rnd.Int64N(int64(c) + 1))
 	}

@@ -174,3 +174,20 @@ func TestRetry_ContextEndReturnsLastError(t *testing.T) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
 }
+
+func TestDelay_WithinCeilingAndStateless(t *testing.T) {
+	b := backoff.New(100*time.Millisecond, 2*time.Second, backoff.WithRand(rand.NewPCG(1, 2)))
+	for n := 0; n < 40; n++ {
+		c := b.Ceiling(n)
+		for i := 0; i < 50; i++ {
+			if d := b.Delay(n); d < 0 || d > c {
+				t.Fatalf("Delay(%d) = %s, want within [0, %s]", n, d, c)
+			}
+		}
+	}
+	// Delay does not advance Next's growth: the first Next is still
+	// bounded by the minimum.
+	if d := b.Next(); d > 100*time.Millisecond {
+		t.Fatalf("first Next after Delays = %s, want <= 100ms", d)
+	}
+}
