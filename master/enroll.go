@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/enroll"
 	"github.com/zester-io/zester/internal/kvwatch"
@@ -583,11 +583,12 @@ func isCASConflict(err error) bool {
 		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// jitterSleep waits before retry attempt n of a contended compare-and-set:
-// full jitter under 2ⁿ ms (at most ~0.25 s).
-func jitterSleep(n int) {
-	time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(n, 8))))
-}
+// casRetry paces the retries of a contended compare-and-set.
+var casRetry = backoff.New(time.Millisecond, 256*time.Millisecond)
+
+// jitterSleep waits before retry attempt n (0-based) of a contended
+// compare-and-set.
+func jitterSleep(n int) { time.Sleep(casRetry.Delay(n)) }
 
 // --- renewal over the peel's own credentials -----------------------------
 

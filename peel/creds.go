@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/enroll"
 )
 
@@ -244,10 +245,11 @@ func (p *Peel) credsLoop(ctx context.Context) {
 		return
 	}
 	fail := 0
+	retry := backoff.New(time.Second, time.Minute)
 	for {
 		d := credsPoll
 		if fail > 0 {
-			d = retryDelay(fail, time.Second, time.Minute)
+			d = retry.Delay(fail - 1)
 		}
 		t := time.NewTimer(d)
 		select {

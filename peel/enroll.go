@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/enroll"
 	"github.com/zester-io/zester/internal/names"
@@ -47,8 +47,7 @@ func (p *Peel) enroll(ctx context.Context) error {
 		nats.CustomInboxPrefix(names.EnrollInboxPrefix),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
-		nats.ReconnectWait(time.Second),
-		nats.ReconnectJitter(time.Second, 2*time.Second),
+		nats.CustomReconnectDelay(backoff.New(time.Second, 30*time.Second).Delay),
 		nats.IgnoreAuthErrorAbort(),
 	)
 	if err != nil {
@@ -63,6 +62,8 @@ func (p *Peel) enroll(ctx context.Context) error {
 	claim.Curve, _ = p.ident.curve.PublicKey()
 	p.log.Info("enrolling", "nkey", p.ident.pub, "token", claim.Token != "")
 	waiting := false
+	// A fleet refused or kept waiting at once must not retry in step.
+	wait := backoff.New(time.Second, time.Minute)
 	for attempt := 1; ; attempt++ {
 		res, err := enroll.Exchange(ctxTimeout(ctx, 15*time.Second), nc, p.ident.kp, claim)
 		var ref *enroll.Refusal
@@ -87,7 +88,7 @@ func (p *Peel) enroll(ctx context.Context) error {
 		default:
 			p.log.Warn("enrollment attempt failed", "err", err, "attempt", attempt)
 		}
-		t := time.NewTimer(retryDelay(attempt, time.Second, time.Minute))
+		t := time.NewTimer(wait.Next())
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -121,23 +122,4 @@ func claimedFacts(ctx context.Context) map[string]any {
 		out["network"] = map[string]any{"addresses": n["addresses"]}
 	}
 	return out
-}
-
-// retryDelay is the delay before retry attempt n (1-based): full jitter
-// under min·2ⁿ⁻¹, capped at max, so a fleet refused at once does not retry
-// in step. (internal/backoff, being written, will replace it.)
-func retryDelay(n int, min, max time.Duration) time.Duration {
-	c := min
-	for i := 1; i < n && c < max; i++ {
-		c *= 2
-	}
-	c = minDur(c, max)
-	return time.Duration(rand.Int64N(int64(c)) + 1)
-}
-
-func minDur(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
 }

@@ -111,7 +111,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.creds, "creds", os.Getenv("ZESTER_CREDS"), "NATS credentials file (env ZESTER_CREDS)")
 	root.PersistentFlags().StringVar(&a.outFormat, "out", "", "output format: json (as --json; Salt's spelling)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return a.applyOut(cmd) }
-	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd(), &cobra.Command{
+	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd(), a.checkCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
