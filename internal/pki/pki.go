@@ -478,7 +478,7 @@ func Load(dir string) (*PKI, error) {
 	if pub, _ := signer.PublicKey(); !p.account.SigningKeys.Contains(pub) {
 		return nil, fmt.Errorf("pki: %s: key %s is not a signing key of the account in %s", filepath.Join(dir, FileAccountSigningSeed), pub, FileAccountJWT)
 	}
-	p.iss = &issuer{account: p.account.Subject, signer: signer}
+	p.iss = &issuer{account: p.account.Subject, signer: newFastSigner(signer)}
 	if p.masterCurve, err = readSeed(dir, FileMasterCurve, nkeys.PrefixByteCurve); err != nil {
 		return nil, err
 	}
