@@ -793,3 +793,77 @@ func TestEnroll_AdminRequestsAreSignedForTheirSubject(t *testing.T) {
 		t.Fatalf("p1 accepted unsigned: %+v", r)
 	}
 }
+
+// TestEnroll_RevocationReachesEveryMastersPKI: each master holds its own
+// copy of the PKI directory; a revocation made through any of them is
+// merged into every master's account JWT (and account.jwt file), so a later
+// re-signing by any master keeps it.
+func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
+	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	dir2 := filepath.Join(t.TempDir(), "pki2")
+	if err := os.CopyFS(dir2, os.DirFS(e.dir)); err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(dir2, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			err = os.Chmod(path, 0o600)
+		}
+		return err
+	})
+	p2, err := pki.Load(dir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := mastertest.Config("m2", e.url)
+	cfg.NATS.Creds = p2.MasterCreds
+	cfg.Enroll.AutoAccept = []string{"web*"}
+	mastertest.StartWith(t, cfg, master.Options{PKI: p2})
+
+	c := e.client(t)
+	var keys []string
+	for _, id := range []string{"web1", "web2", "web3"} {
+		k, pub := userKey(t)
+		curve, _ := nkeys.CreateCurveKeys()
+		cpub, _ := curve.PublicKey()
+		if res, err := enroll.Exchange(pkitest.Ctx(t), c.nc.Conn, k, enroll.Claim{ID: id, Curve: cpub}); err != nil || res.State != enroll.StateAccepted {
+			t.Fatalf("%s: %v %v", id, res, err)
+		}
+		keys = append(keys, pub)
+	}
+	// Three revocations, handled by whichever master the queue group picks.
+	for _, id := range []string{"web1", "web2", "web3"} {
+		if out, errOut, code := e.cli(t, "enroll", "revoke", id, "--yes"); code != 0 {
+			t.Fatalf("revoke %s: exit %d\n%s%s", id, code, out, errOut)
+		}
+	}
+	for _, p := range []*pki.PKI{e.p, p2} {
+		for deadline := time.Now().Add(pkitest.HangGuard); ; {
+			n := 0
+			for _, k := range keys {
+				if p.RevokedAt(k) > 0 {
+					n++
+				}
+			}
+			if n == len(keys) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("PKI %s holds %d of %d revocations", p.Dir, n, len(keys))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		file, err := os.ReadFile(filepath.Join(p.Dir, pki.FileAccountJWT))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ac, err := jwt.DecodeAccountClaims(strings.TrimSpace(string(file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if _, ok := ac.Revocations[k]; !ok {
+				t.Fatalf("%s lacks the revocation of %s", filepath.Join(p.Dir, pki.FileAccountJWT), k)
+			}
+		}
+	}
+}
