@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -740,10 +741,19 @@ func (s *enrollService) list(ctx context.Context, req *enroll.AdminRequest) (enr
 		}
 	}
 	rep := enroll.AdminReply{Records: []enroll.Record{}}
+	size := 0
 	for _, r := range all {
-		if sel == nil || sel.Match(&r.rec) {
-			rep.Records = append(rep.Records, r.rec)
+		if r.rec.ID <= req.After || sel != nil && !sel.Match(&r.rec) {
+			continue
 		}
+		if size >= enroll.PageBytes {
+			rep.More = true
+			break
+		}
+		b, _ := json.Marshal(r.rec)
+		size += len(b)
+		rep.Records = append(rep.Records, r.rec)
+		rep.Last = r.rec.ID
 	}
 	return rep, nil
 }
@@ -752,20 +762,48 @@ func (s *enrollService) list(ctx context.Context, req *enroll.AdminRequest) (enr
 // what would change. With Expect, only the records the operator confirmed,
 // still holding the keys shown, change.
 func (s *enrollService) decide(ctx context.Context, act enroll.Action, req *enroll.AdminRequest, by string, verified bool, now time.Time) (enroll.AdminReply, error) {
-	sel, err := enroll.NewSelector(req.Targets, req.AllPending)
-	if err != nil {
-		return enroll.AdminReply{}, err
-	}
-	all, err := s.allRecords(ctx)
-	if err != nil {
-		return enroll.AdminReply{}, err
-	}
 	rep := enroll.AdminReply{Changed: []enroll.Change{}}
-	for _, rr := range all {
+	var sel *enroll.Selector
+	var recs []recordRev
+	if req.Expect != nil {
+		// The confirmed records, read one by one: a confirmation of a few
+		// hundred peels needs no scan of the fleet's records.
+		if len(req.Expect) > enroll.MaxExpect {
+			return rep, fmt.Errorf("%d confirmed records in one request, at most %d", len(req.Expect), enroll.MaxExpect)
+		}
+		for _, id := range slices.Sorted(maps.Keys(req.Expect)) {
+			rec, rev, err := s.record(ctx, id)
+			if err != nil {
+				return rep, err
+			}
+			if rec == nil {
+				rep.Skipped = append(rep.Skipped, enroll.Skip{ID: id, Reason: "gone since the confirmation"})
+				continue
+			}
+			recs = append(recs, recordRev{rec: *rec, rev: rev})
+		}
+	} else {
+		var err error
+		if sel, err = enroll.NewSelector(req.Targets, req.AllPending); err != nil {
+			return rep, err
+		}
+		if recs, err = s.allRecords(ctx); err != nil {
+			return rep, err
+		}
+	}
+	size := 0
+	for _, rr := range recs {
 		rec := rr.rec
-		if !sel.Match(&rec) {
+		if sel != nil && (rec.ID <= req.After || !sel.Match(&rec)) {
 			continue
 		}
+		// A dry run answers in pages (the CLI asks for the rest).
+		if req.DryRun && size >= enroll.PageBytes {
+			rep.More = true
+			break
+		}
+		size += 200
+		rep.Last = rec.ID
 		skip := func(reason string) {
 			rep.Skipped = append(rep.Skipped, enroll.Skip{ID: rec.ID, State: rec.State, Reason: reason})
 		}
@@ -778,14 +816,9 @@ func (s *enrollService) decide(ctx context.Context, act enroll.Action, req *enro
 			}
 			continue
 		}
-		if req.Expect != nil {
-			if k, ok := req.Expect[rec.ID]; !ok {
-				skip("not in the confirmed selection")
-				continue
-			} else if k != rec.NKey {
-				skip("its key changed since the confirmation (now " + rec.NKey + "): ask again")
-				continue
-			}
+		if req.Expect != nil && req.Expect[rec.ID] != rec.NKey {
+			skip("its key changed since the confirmation (now " + rec.NKey + "): ask again")
+			continue
 		}
 		if act == enroll.ActAccept {
 			if ref := s.checkKeyIndex(ctx, rec.ID, rec.NKey); ref != nil {

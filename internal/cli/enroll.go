@@ -68,15 +68,24 @@ func (a *app) enrollListCmd() *cobra.Command {
 					return withCode(ExitError, fmt.Errorf("--state %q: want pending, accepted, rejected or revoked", state))
 				}
 			}
-			rep, err := a.enrollCall(cmd.Context(), enroll.AdminList, enroll.AdminRequest{Targets: args})
-			if err != nil {
-				return err
-			}
-			recs := rep.Records[:0]
-			for _, r := range rep.Records {
-				if state == "" || r.State == enroll.State(state) {
-					recs = append(recs, r)
+			var recs []enroll.Record
+			for after := ""; ; {
+				rep, err := a.enrollCall(cmd.Context(), enroll.AdminList, enroll.AdminRequest{Targets: args, After: after})
+				if err != nil {
+					return err
 				}
+				for _, r := range rep.Records {
+					if state == "" || r.State == enroll.State(state) {
+						recs = append(recs, r)
+					}
+				}
+				if !rep.More {
+					break
+				}
+				after = rep.Last
+			}
+			if recs == nil {
+				recs = []enroll.Record{}
 			}
 			if asJSON {
 				enc := json.NewEncoder(a.out)
@@ -111,47 +120,63 @@ func (a *app) enrollDecideCmd(act enroll.Action, short string) *cobra.Command {
 				return withCode(ExitError, fmt.Errorf("name the peels (ids or globs)%s", map[bool]string{true: " or --all-pending"}[act == enroll.ActAccept || act == enroll.ActReject]))
 			}
 			ctx := cmd.Context()
-			req := enroll.AdminRequest{Targets: args, AllPending: allPending, Reason: reason}
-			// First what would change, then, confirmed, exactly that: the
-			// master acts only on the records shown, with the keys shown.
-			req.DryRun = true
-			plan, err := a.enrollCall(ctx, string(act), req)
-			if err != nil {
-				return err
+			// First what would change (in pages), then, confirmed, exactly
+			// that: the masters act only on the records shown, with the
+			// keys shown, MaxExpect at a time.
+			var plan []enroll.Change
+			for after := ""; ; {
+				rep, err := a.enrollCall(ctx, string(act), enroll.AdminRequest{Targets: args, AllPending: allPending, DryRun: true, After: after})
+				if err != nil {
+					return err
+				}
+				a.printSkipped(rep.Skipped)
+				plan = append(plan, rep.Changed...)
+				if !rep.More {
+					break
+				}
+				after = rep.Last
 			}
-			a.printSkipped(plan.Skipped)
-			if len(plan.Changed) == 0 {
+			if len(plan) == 0 {
 				return withCode(ExitError, fmt.Errorf("nothing to %s", act))
 			}
 			if !yes {
-				fmt.Fprintf(a.errOut, "%s %d peel(s):\n", act, len(plan.Changed))
-				for _, ch := range plan.Changed {
+				fmt.Fprintf(a.errOut, "%s %d peel(s):\n", act, len(plan))
+				for i, ch := range plan {
+					if i == 50 && len(plan) > 60 {
+						fmt.Fprintf(a.errOut, "  … and %d more (zester enroll list shows them)\n", len(plan)-i)
+						break
+					}
 					fmt.Fprintf(a.errOut, "  %s\t%s\tkey %s\n", ch.ID, ch.From, ch.NKey)
 				}
 				if !confirm(a.errOut, "Proceed? [y/N] ") {
 					return withCode(ExitError, errors.New("not confirmed (use --yes to skip the question)"))
 				}
 			}
-			req.DryRun = false
-			req.Expect = map[string]string{}
-			for _, ch := range plan.Changed {
-				req.Expect[ch.ID] = ch.NKey
-			}
-			rep, err := a.enrollCall(ctx, string(act), req)
-			if err != nil {
-				return err
-			}
-			for _, ch := range rep.Changed {
-				to := string(ch.To)
-				if to == "" {
-					to = "deleted"
+			changed, by := 0, ""
+			for start := 0; start < len(plan); start += enroll.MaxExpect {
+				chunk := plan[start:min(start+enroll.MaxExpect, len(plan))]
+				req := enroll.AdminRequest{Reason: reason, Expect: map[string]string{}}
+				for _, ch := range chunk {
+					req.Expect[ch.ID] = ch.NKey
 				}
-				fmt.Fprintf(a.out, "%s: %s → %s\n", ch.ID, ch.From, to)
+				rep, err := a.enrollCall(ctx, string(act), req)
+				if err != nil {
+					return err
+				}
+				for _, ch := range rep.Changed {
+					to := string(ch.To)
+					if to == "" {
+						to = "deleted"
+					}
+					fmt.Fprintf(a.out, "%s: %s → %s\n", ch.ID, ch.From, to)
+				}
+				a.printSkipped(rep.Skipped)
+				changed += len(rep.Changed)
+				by = rep.By
 			}
-			a.printSkipped(rep.Skipped)
-			fmt.Fprintf(a.errOut, "decided by %s\n", rep.By)
-			if len(rep.Changed) < len(plan.Changed) {
-				return withCode(ExitFailed, fmt.Errorf("%d of %d peel(s) not changed", len(plan.Changed)-len(rep.Changed), len(plan.Changed)))
+			fmt.Fprintf(a.errOut, "decided by %s\n", by)
+			if changed < len(plan) {
+				return withCode(ExitFailed, fmt.Errorf("%d of %d peel(s) not changed", len(plan)-changed, len(plan)))
 			}
 			return nil
 		},

@@ -3,9 +3,11 @@ package cli
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -866,4 +868,79 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestEnroll_ManyRecordsPagedAndChunked: a fleet's records do not fit one
+// message. 700 pending peels with a kilobyte of claimed facts each are
+// listed in pages, and `accept --all-pending` confirms them in chunks of
+// enroll.MaxExpect.
+func TestEnroll_ManyRecordsPagedAndChunked(t *testing.T) {
+	e := startEnrollEnv(t, nil)
+	c := e.client(t)
+	const n = 700
+	facts := map[string]any{"os": map[string]any{"id": "debian"}, "host": map[string]any{"note": strings.Repeat("x", 900)}}
+	err := parallelT(n, 16, func(i int) error {
+		k, _ := nkeys.CreateUser()
+		curve, _ := nkeys.CreateCurveKeys()
+		cpub, _ := curve.PublicKey()
+		res, err := enroll.Exchange(pkitest.Ctx(t), c.nc.Conn, k, enroll.Claim{ID: fmt.Sprintf("many-%04d", i), Curve: cpub, Facts: facts})
+		if err == nil && res.State != enroll.StatePending {
+			err = fmt.Errorf("state %s", res.State)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One answer holds one page.
+	admin := pkitest.Connect(t, e.url, names.UserInboxPrefix("admin"), nats.UserCredentials(e.admin))
+	body, _ := json.Marshal(enroll.AdminRequest{Time: time.Now()})
+	m, err := admin.Request(names.EnrollAdminSubject(enroll.AdminList), body)
+	var page enroll.AdminReply
+	if err != nil || json.Unmarshal(m.Data, &page) != nil || !page.More || len(page.Records) >= n || page.Last != page.Records[len(page.Records)-1].ID {
+		t.Fatalf("first page: %v, more %t, %d records", err, page.More, len(page.Records))
+	}
+	out, errOut, code := e.cli(t, "enroll", "list", "--json")
+	var recs []enroll.Record
+	if code != 0 || json.Unmarshal([]byte(out), &recs) != nil || len(recs) != n {
+		t.Fatalf("list: exit %d, %d records, %s", code, len(recs), errOut)
+	}
+	for i, r := range recs {
+		if want := fmt.Sprintf("many-%04d", i); r.ID != want {
+			t.Fatalf("record %d is %s, want %s (pages out of order or overlapping)", i, r.ID, want)
+		}
+	}
+	out, errOut, code = e.cli(t, "enroll", "accept", "-A", "-y")
+	if code != 0 || strings.Count(out, "pending → accepted") != n {
+		t.Fatalf("accept -A: exit %d, %d accepted\n%s", code, strings.Count(out, "pending → accepted"), errOut)
+	}
+	for _, id := range []string{"many-0000", "many-0499", "many-0500", "many-0699"} {
+		if r := e.record(t, id); r.State != enroll.StateAccepted {
+			t.Fatalf("%s: %s", id, r.State)
+		}
+	}
+}
+
+func parallelT(n, k int, fn func(i int) error) error {
+	errs := make(chan error, n)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if err := fn(i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }

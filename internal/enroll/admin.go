@@ -45,9 +45,12 @@ type AdminRequest struct {
 	// DryRun: say what would change, change nothing (the CLI's
 	// confirmation shows it).
 	DryRun bool `json:"dry_run,omitempty"`
-	// Expect maps id → key: act on these records only if they still hold
-	// these keys (what the operator confirmed).
+	// Expect maps id → key: act on exactly these records (Targets and
+	// AllPending are then ignored), and only if they still hold these keys
+	// (what the operator confirmed). At most MaxExpect entries.
 	Expect map[string]string `json:"expect,omitempty"`
+	// After continues a paged answer (list, dry runs): only ids after it.
+	After string `json:"after,omitempty"`
 	Reason string            `json:"reason,omitempty"`
 	// Requester is what the client says it is ($USER@host).
 	Requester string    `json:"requester,omitempty"`
@@ -71,7 +74,19 @@ type AdminReply struct {
 	// By is who the master recorded as the decider.
 	By    string `json:"by,omitempty"`
 	Error string `json:"error,omitempty"`
+	// More: the answer was cut at PageBytes; ask again with After = Last.
+	More bool   `json:"more,omitempty"`
+	Last string `json:"last,omitempty"`
 }
+
+// Paging of admin answers: a fleet's records do not fit one NATS message
+// (a record with its claimed facts is about a kilobyte), so list and dry
+// runs answer in pages of about PageBytes, and a decision acts on at most
+// MaxExpect confirmed records per request.
+const (
+	PageBytes = 256 << 10
+	MaxExpect = 500
+)
 
 // Change is one record an action changed (or would, in a dry run).
 type Change struct {
