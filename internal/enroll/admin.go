@@ -50,8 +50,8 @@ type AdminRequest struct {
 	// (what the operator confirmed). At most MaxExpect entries.
 	Expect map[string]string `json:"expect,omitempty"`
 	// After continues a paged answer (list, dry runs): only ids after it.
-	After string `json:"after,omitempty"`
-	Reason string            `json:"reason,omitempty"`
+	After  string `json:"after,omitempty"`
+	Reason string `json:"reason,omitempty"`
 	// Requester is what the client says it is ($USER@host).
 	Requester string    `json:"requester,omitempty"`
 	Time      time.Time `json:"time"`
