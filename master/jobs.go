@@ -449,7 +449,7 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids []string, 
 		part.Finished = time.Now().UTC()
 	}
 	b, _ := json.Marshal(part)
-	ctx, cancel := context.WithTimeout(je.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
 	defer cancel()
 	// Track before the part exists so that no return can slip past.
 	var tr *tracker
@@ -464,7 +464,7 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids []string, 
 		}
 		je.mu.Unlock()
 	}
-	rev, err := je.m.kvJobs.Create(ctx, names.JobPartKey(jid, p), b)
+	rev, err := putOwn(ctx, je.m.kvJobs, names.JobPartKey(jid, p), b, 0)
 	je.mu.Lock()
 	js := je.jobs[jid]
 	if err != nil {
@@ -798,8 +798,8 @@ func (je *jobEngine) finishPart(jid string, p int, deadline bool) {
 		je.mu.Unlock()
 
 		b, _ := json.Marshal(part)
-		ctx, cancel := context.WithTimeout(je.ctx, 10*time.Second)
-		newRev, err := je.m.kvJobs.Update(ctx, names.JobPartKey(jid, p), b, rev)
+		ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
+		newRev, err := putOwn(ctx, je.m.kvJobs, names.JobPartKey(jid, p), b, rev)
 		cancel()
 		je.mu.Lock()
 		tr.writing = false
@@ -899,9 +899,9 @@ func (je *jobEngine) reconcile(jid string) {
 		return
 	}
 	b, _ := json.Marshal(next)
-	ctx, cancel := context.WithTimeout(je.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
 	defer cancel()
-	newRev, err := je.m.kvJobs.Update(ctx, names.JobKey(jid), b, rev)
+	newRev, err := putOwn(ctx, je.m.kvJobs, names.JobKey(jid), b, rev)
 	if err != nil {
 		return // another writer won; its entry comes through the watch
 	}
