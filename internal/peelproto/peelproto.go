@@ -52,9 +52,10 @@ func IsAlreadyStored(err error) bool {
 // PublishReturn stores a return and waits for JetStream's acknowledgement.
 // Until ctx ends, a publish nobody answered (the stream is electing a
 // leader: no responders, or a timeout) is retried with exponential backoff
-// and full jitter; one that timed out may have been stored, and its retry is
-// then refused as already stored, which counts as sent. An answer from the
-// stream (an API error) is final.
+// and full jitter while the connection is up; one that timed out may have
+// been stored, and its retry is then refused as already stored, which counts
+// as sent. An answer from the stream (an API error) is final, and so is a
+// lost connection (the caller keeps the return until it is back).
 func PublishReturn(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) error {
 	timeout := publishAttempt
 	for attempt := 0; ; attempt++ {
@@ -65,8 +66,11 @@ func PublishReturn(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) e
 			return nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) || errors.Is(err, nats.ErrConnectionClosed) || ctx.Err() != nil {
+		if errors.As(err, &apiErr) || ctx.Err() != nil {
 			return err
+		}
+		if !js.Conn().IsConnected() {
+			return err // cut off from NATS: the caller spools, and delivers on reconnect
 		}
 		// Full jitter: a fleet whose returns failed in the same election
 		// does not retry in step.
