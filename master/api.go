@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -62,6 +63,35 @@ func (m *Master) apiInfo(req micro.Request) {
 	respondJSON(req, wire.Info{Master: m.cfg.ID, Version: Version, Partitions: m.cfg.Partitions, Nodegroups: m.cfg.Nodegroups, MaxArgs: m.cfg.Jobs.MaxArgs.N()})
 }
 
+// jidLen is the length of a job id: 14 digits of time, 6 of microseconds,
+// 2 random.
+const jidLen = 22
+
+func validJID(s string) bool {
+	if len(s) != jidLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// sameRequest reports whether the stored job j was made from request r: a
+// retried request with the same client-chosen id.
+func sameRequest(j wire.Job, r *wire.RunRequest) bool {
+	if j.JID != r.JID || j.Function != r.Function || j.Target != r.Target || j.Requester != r.Requester {
+		return false
+	}
+	// Stored arguments are compacted JSON.
+	var a, b bytes.Buffer
+	json.Compact(&a, j.Args)
+	json.Compact(&b, r.Args)
+	return bytes.Equal(a.Bytes(), b.Bytes())
+}
+
 // NewJID returns a Salt-style job id: the UTC time to the microsecond, then
 // two random digits so two masters in the same microsecond do not collide.
 func NewJID(now time.Time) string {
@@ -93,6 +123,9 @@ func (m *Master) ValidateRun(r *wire.RunRequest) (target.Expr, error) {
 	if r.Batch != "" {
 		return nil, errors.New("batch: the master runs one job per request; run rolling batches from the client (zester run --batch N|P%)")
 	}
+	if r.JID != "" && !validJID(r.JID) {
+		return nil, fmt.Errorf("jid %.40q: want %d digits (UTC time to the microsecond and two random digits, as the master makes them)", r.JID, jidLen)
+	}
 	if r.Timeout.D() < 0 || r.Timeout.D() > m.cfg.Jobs.MaxTimeout.D() {
 		return nil, fmt.Errorf("timeout %s: want 0 to %s (jobs.max_timeout)", r.Timeout.D(), m.cfg.Jobs.MaxTimeout.D())
 	}
@@ -123,14 +156,31 @@ func (m *Master) apiRun(req micro.Request) {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		now := time.Now().UTC()
+		jid := r.JID
+		if jid == "" {
+			jid = NewJID(now)
+		}
 		job := wire.Job{
-			JID: NewJID(now), Function: r.Function, Args: r.Args, Target: r.Target,
+			JID: jid, Function: r.Function, Args: r.Args, Target: r.Target,
 			Requester: r.Requester, Master: m.cfg.ID, Partitions: m.cfg.Partitions,
 			Timeout: wire.Duration(timeout), Created: now, Deadline: now.Add(timeout),
 			Status: wire.StatusPending,
 		}
 		b, _ := json.Marshal(job)
 		_, err = putOwn(ctx, m.kvJobs, names.JobKey(job.JID), b, 0)
+		if errors.Is(err, jetstream.ErrKeyExists) && r.JID != "" {
+			// The client's id: a retry of a request already recorded (by us
+			// or another master) answers with that job; another request
+			// with the same id is refused.
+			e, gerr := getWithin(ctx, m.kvJobs, names.JobKey(job.JID))
+			var prev wire.Job
+			if gerr == nil && json.Unmarshal(e.Value(), &prev) == nil && sameRequest(prev, &r) {
+				respondJSON(req, wire.RunResponse{JID: job.JID})
+				return
+			}
+			respondErr(req, "409", fmt.Errorf("jid %s: already used by another job", job.JID))
+			return
+		}
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			continue
 		}

@@ -44,6 +44,11 @@ type RunRequest struct {
 	// Batch is refused by the master: rolling batches are driven by the
 	// client, one job per wave (zester run --batch).
 	Batch string `json:"batch,omitempty"`
+	// JID, when set, is the job id the client chose (22 digits, the format
+	// of the master's own ids). Sending the same request again with the same
+	// JID (after a timeout: the first may have been recorded) answers with
+	// that job instead of starting a second one.
+	JID string `json:"jid,omitempty"`
 }
 
 // RunResponse answers a RunRequest once the job is recorded.
