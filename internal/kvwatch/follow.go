@@ -16,16 +16,16 @@ import (
 	"github.com/zester-io/zester/internal/names"
 )
 
-// Bounds of the consumer (re)creation loop. A create normally answers in
-// milliseconds; one placed on a node that just died never answers, so an
-// attempt is abandoned after createTimeout (doubling up to maxCreateTimeout
-// for a loaded cluster) and the next one goes out under a fresh name, which
-// the meta leader places anew among the stream's live peers.
+// Bounds of the consumer (re)creation loop (see create). A create normally
+// answers in milliseconds; one placed on a node that just died, or sent
+// while the meta group elects a leader, never answers. Each attempt goes out
+// under a fresh name, which the meta leader places anew among the stream's
+// live peers.
 const (
-	createTimeout    = time.Second
-	maxCreateTimeout = 8 * time.Second
-	retryBase        = 100 * time.Millisecond
-	retryCap         = 2 * time.Second
+	attemptTimeout = 4 * time.Second
+	maxInflight    = 4
+	retryBase      = 100 * time.Millisecond
+	retryCap       = time.Second
 	// firstCreateWithin bounds the first creation (Follow returns an error
 	// after it); later recreations go on until the follower is stopped.
 	firstCreateWithin = 30 * time.Second
@@ -267,51 +267,92 @@ func (f *Follower) recreate() {
 	}
 }
 
-// create makes consumer g under a fresh name per attempt and starts pulling
-// from it, retrying until ctx ends.
+// create makes consumer g and starts pulling from it, retrying until ctx
+// ends. Every attempt uses a fresh name. Attempts overlap: a new one starts
+// after a backoff with full jitter (at most retryCap) while earlier ones
+// still wait for their answer (at most maxInflight at once, each for up to
+// attemptTimeout), so a create that is never answered (placed on a dead node,
+// or sent while there is no meta leader) costs no more than the next
+// attempt's start, and the first attempt after a meta election succeeds.
+// Attempts that lose, or may complete after giving up, are deleted.
 func (f *Follower) create(ctx context.Context, g uint64) (string, jetstream.ConsumeContext, error) {
-	timeout := createTimeout
-	for attempt := 0; ; attempt++ {
-		name := names.WatchConsumer(f.o.Name, nuid.Next())
-		cfg := f.config(name)
+	type result struct {
+		name    string
+		attempt int
+		cons    jetstream.Consumer
+		err     error
+	}
+	results := make(chan result, maxInflight)
+	var won atomic.Bool
+	try := func(attempt int, name string) {
+		timeout := attemptTimeout
+		if attempt >= 10 {
+			timeout = 2 * attemptTimeout // a loaded cluster: give creates longer
+		}
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		cons, err := f.js.CreateConsumer(actx, f.stream, cfg)
+		cons, err := f.js.CreateConsumer(actx, f.stream, f.config(name))
 		cancel()
-		if err == nil {
-			var cc jetstream.ConsumeContext
+		if err != nil {
+			f.deleteLater(name) // a create that timed out may still complete
+			results <- result{name: name, attempt: attempt + 1, err: err}
+			return
+		}
+		if !won.CompareAndSwap(false, true) {
+			f.deleteLater(name) // another attempt got there first
+			results <- result{name: name, err: errLost}
+			return
+		}
+		results <- result{name: name, cons: cons}
+	}
+	inflight, attempt := 0, 0
+	next := time.NewTimer(0)
+	defer next.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return "", nil, ctx.Err()
+		case <-next.C:
+			if inflight < maxInflight {
+				inflight++
+				go try(attempt, names.WatchConsumer(f.o.Name, nuid.Next()))
+				attempt++
+			}
+			// Exponential backoff with full jitter: masters recreating at
+			// once after a node loss do not all hit the new meta leader in
+			// step.
+			next.Reset(time.Duration(rand.Int64N(int64(min(retryCap, retryBase<<min(attempt, 10))) + 1)))
+		case r := <-results:
+			inflight--
+			if r.err == errLost {
+				continue
+			}
+			if r.err != nil {
+				f.report(fmt.Errorf("watch %s: consumer %s (attempt %d): %w", f.o.Name, r.name, r.attempt, r.err))
+				continue
+			}
 			f.dmu.Lock()
-			if info := cons.CachedInfo(); !f.caughtUp && info != nil && info.NumPending == 0 {
+			if info := r.cons.CachedInfo(); !f.caughtUp && info != nil && info.NumPending == 0 {
 				f.caughtUpLocked()
 			}
 			f.deliverSeq = 0
 			f.dmu.Unlock()
-			cc, err = cons.Consume(f.onMsg(g), jetstream.PullHeartbeat(f.hb), jetstream.PullExpiry(5*f.hb),
+			cc, err := r.cons.Consume(f.onMsg(g), jetstream.PullHeartbeat(f.hb), jetstream.PullExpiry(5*f.hb),
 				jetstream.ConsumeErrHandler(f.onErr(g)))
 			if err == nil {
-				return name, cc, nil
+				return r.name, cc, nil
 			}
+			f.deleteLater(r.name)
 			if errors.Is(err, jetstream.ErrInvalidOption) {
-				f.deleteLater(name)
 				return "", nil, err // a retry cannot fix it
 			}
+			f.report(fmt.Errorf("watch %s: consume %s: %w", f.o.Name, r.name, err))
+			won.Store(false)
 		}
-		f.report(fmt.Errorf("watch %s: consumer %s (attempt %d): %w", f.o.Name, name, attempt+1, err))
-		// A create that timed out may still complete on some node.
-		f.deleteLater(name)
-		if ctx.Err() != nil {
-			return "", nil, ctx.Err()
-		}
-		// Exponential backoff with full jitter: masters recreating at once
-		// after a node loss do not all hit the new meta leader in step.
-		d := time.Duration(rand.Int64N(int64(min(retryCap, retryBase<<min(attempt, 10))) + 1))
-		select {
-		case <-ctx.Done():
-			return "", nil, ctx.Err()
-		case <-time.After(d):
-		}
-		timeout = min(2*timeout, maxCreateTimeout)
 	}
 }
+
+// errLost marks an attempt that succeeded after another one did.
+var errLost = errors.New("another attempt won")
 
 // config is the consumer configuration for the next consumer: the caller's
 // start for the first, right after the last message handed on for later ones.
