@@ -291,6 +291,8 @@ func chaosRound(ctx context.Context, c *chaos.Cluster, cl *chaos.Client, o chaos
 	} else {
 		r.accepted = time.Since(killed)
 	}
+	// Both jobs are waited for at once: the ping's time must not include
+	// the sleep's. Done is the master's own finish time on the record.
 	check := func(jid string, into *wire.Job, errOut *string, once *bool) time.Time {
 		if jid == "" || *errOut != "" {
 			return time.Time{}
@@ -308,12 +310,21 @@ func chaosRound(ctx context.Context, c *chaos.Cluster, cl *chaos.Client, o chaos
 				*once = false
 			}
 		}
+		if !j.Finished.IsZero() {
+			at = j.Finished
+		}
 		return at
 	}
-	check(jid1, &r.inFlight, &r.inFlightErr, &r.inFlightOnce)
+	var jwg sync.WaitGroup
+	jwg.Add(1)
+	go func() {
+		defer jwg.Done()
+		check(jid1, &r.inFlight, &r.inFlightErr, &r.inFlightOnce)
+	}()
 	if at := check(jid2, &r.after, &r.afterErr, &r.afterOnce); !at.IsZero() {
 		r.done = at.Sub(killed)
 	}
+	jwg.Wait()
 	ewg.Wait()
 	r.recreations = recreations() - before
 

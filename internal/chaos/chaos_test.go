@@ -179,29 +179,42 @@ func (e *env) killDuringJob(ctx context.Context, t *testing.T, victim string) []
 		t.Fatalf("job submitted right after the kill: %v", err)
 	}
 	t.Logf("ping accepted %s after the kill", time.Since(killed).Round(time.Millisecond))
+	// Waited for at once, so that each one's time is its own.
+	var jobs sync.WaitGroup
 	for _, jc := range []struct {
 		jid, what string
 	}{{jid1, "the sleep job in flight at the kill"}, {jid2, "the ping submitted after the kill"}} {
-		j, at, err := e.cl.WaitFinal(ctx, jc.jid)
-		if err != nil {
-			t.Fatalf("%s: %v", jc.what, err)
-		}
-		if j.Status != wire.StatusDone || j.Expected != 3 || j.Returned != 3 || j.Failed != 0 {
-			t.Fatalf("%s: status %s expected %d returned %d failed %d missing %d, want done with 3 of 3", jc.what, j.Status, j.Expected, j.Returned, j.Failed, j.Missing)
-		}
-		stored, err := e.cl.StoredReturns(ctx, jc.jid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(stored) != 3 {
-			t.Fatalf("%s: returns stored for %v, want p1 p2 p3", jc.what, stored)
-		}
-		for p, n := range stored {
-			if n != 1 {
-				t.Fatalf("%s: %d returns stored for %s, want exactly one", jc.what, n, p)
+		jobs.Add(1)
+		go func() {
+			defer jobs.Done()
+			j, _, err := e.cl.WaitFinal(ctx, jc.jid)
+			if err != nil {
+				t.Errorf("%s: %v", jc.what, err)
+				return
 			}
-		}
-		t.Logf("%s: done %s after the kill", jc.what, at.Sub(killed).Round(time.Millisecond))
+			if j.Status != wire.StatusDone || j.Expected != 3 || j.Returned != 3 || j.Failed != 0 {
+				t.Errorf("%s: status %s expected %d returned %d failed %d missing %d, want done with 3 of 3", jc.what, j.Status, j.Expected, j.Returned, j.Failed, j.Missing)
+				return
+			}
+			stored, err := e.cl.StoredReturns(ctx, jc.jid)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(stored) != 3 {
+				t.Errorf("%s: returns stored for %v, want p1 p2 p3", jc.what, stored)
+			}
+			for p, n := range stored {
+				if n != 1 {
+					t.Errorf("%s: %d returns stored for %s, want exactly one", jc.what, n, p)
+				}
+			}
+			t.Logf("%s: done %s after the kill", jc.what, j.Finished.Sub(killed).Round(time.Millisecond))
+		}()
+	}
+	jobs.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	waitFor(ctx, t, "both masters ready again", func() bool {
 		_, a := rws[0].state()
