@@ -1,9 +1,7 @@
 package master
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +40,11 @@ func (m *Master) startAPI() error {
 	if err := add("job.run", m.apiRun); err != nil {
 		return err
 	}
+	// Every master answers presence for the partitions it owns: no queue
+	// group, the CLI merges the answers.
+	if err := g.AddEndpoint("presence", micro.HandlerFunc(m.apiPresence), micro.WithEndpointSubject("presence"), micro.WithEndpointQueueGroupDisabled()); err != nil {
+		return err
+	}
 	go func() {
 		<-m.done
 		svc.Stop()
@@ -63,43 +66,8 @@ func (m *Master) apiInfo(req micro.Request) {
 	respondJSON(req, wire.Info{Master: m.cfg.ID, Version: Version, Partitions: m.cfg.Partitions, Nodegroups: m.cfg.Nodegroups, MaxArgs: m.cfg.Jobs.MaxArgs.N()})
 }
 
-// jidLen is the length of a job id: 14 digits of time, 6 of microseconds,
-// 2 random.
-const jidLen = 22
-
-func validJID(s string) bool {
-	if len(s) != jidLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// sameRequest reports whether the stored job j was made from request r: a
-// retried request with the same client-chosen id.
-func sameRequest(j wire.Job, r *wire.RunRequest) bool {
-	if j.JID != r.JID || j.Function != r.Function || j.Target != r.Target || j.Requester != r.Requester {
-		return false
-	}
-	// Stored arguments are compacted JSON.
-	var a, b bytes.Buffer
-	json.Compact(&a, j.Args)
-	json.Compact(&b, r.Args)
-	return bytes.Equal(a.Bytes(), b.Bytes())
-}
-
-// NewJID returns a Salt-style job id: the UTC time to the microsecond, then
-// two random digits so two masters in the same microsecond do not collide.
-func NewJID(now time.Time) string {
-	var b [1]byte
-	rand.Read(b[:])
-	now = now.UTC()
-	return fmt.Sprintf("%s%06d%02d", now.Format("20060102150405"), now.Nanosecond()/1000, int(b[0])%100)
-}
+// NewJID returns a Salt-style job id (names.NewJID).
+func NewJID(now time.Time) string { return names.NewJID(now) }
 
 // ValidateRun checks a run request and returns the parsed target.
 func (m *Master) ValidateRun(r *wire.RunRequest) (target.Expr, error) {
@@ -120,11 +88,13 @@ func (m *Master) ValidateRun(r *wire.RunRequest) (target.Expr, error) {
 	if len(r.Args) > 0 && !json.Valid(r.Args) {
 		return nil, errors.New("arguments: not valid JSON")
 	}
+	if r.JID != "" {
+		if err := names.ValidateJID(r.JID); err != nil {
+			return nil, err
+		}
+	}
 	if r.Batch != "" {
 		return nil, errors.New("batch: the master runs one job per request; run rolling batches from the client (zester run --batch N|P%)")
-	}
-	if r.JID != "" && !validJID(r.JID) {
-		return nil, fmt.Errorf("jid %.40q: want %d digits (UTC time to the microsecond and two random digits, as the master makes them)", r.JID, jidLen)
 	}
 	if r.Timeout.D() < 0 || r.Timeout.D() > m.cfg.Jobs.MaxTimeout.D() {
 		return nil, fmt.Errorf("timeout %s: want 0 to %s (jobs.max_timeout)", r.Timeout.D(), m.cfg.Jobs.MaxTimeout.D())
@@ -150,7 +120,7 @@ func (m *Master) apiRun(req micro.Request) {
 	// (putOwn retries within writeWithin) rather than failing: a Create that
 	// timed out may have committed, so the same record is retried, and only
 	// a different record under our id (two masters in the same microsecond)
-	// makes us draw a new id.
+	// makes us draw a new id; under the client's id, answerTakenJID decides.
 	ctx, cancel := context.WithTimeout(context.Background(), writeWithin)
 	defer cancel()
 	var err error
@@ -168,20 +138,11 @@ func (m *Master) apiRun(req micro.Request) {
 		}
 		b, _ := json.Marshal(job)
 		_, err = putOwn(ctx, m.kvJobs, names.JobKey(job.JID), b, 0)
-		if errors.Is(err, jetstream.ErrKeyExists) && r.JID != "" {
-			// The client's id: a retry of a request already recorded (by us
-			// or another master) answers with that job; another request
-			// with the same id is refused.
-			e, gerr := getWithin(ctx, m.kvJobs, names.JobKey(job.JID))
-			var prev wire.Job
-			if gerr == nil && json.Unmarshal(e.Value(), &prev) == nil && sameRequest(prev, &r) {
-				respondJSON(req, wire.RunResponse{JID: job.JID})
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			if r.JID != "" {
+				m.answerTakenJID(ctx, req, &job)
 				return
 			}
-			respondErr(req, "409", fmt.Errorf("jid %s: already used by another job", job.JID))
-			return
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) {
 			continue
 		}
 		if err != nil {

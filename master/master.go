@@ -60,9 +60,10 @@ type Master struct {
 
 	kvFacts, kvJobs, kvReturns, kvHeartbeat jetstream.KeyValue
 
-	member *membership
-	index  *factIndex
-	jobs   *jobEngine
+	member   *membership
+	index    *factIndex
+	jobs     *jobEngine
+	presence *presence
 	// watches tracks every JetStream watch above; /readyz fails while one
 	// is blind.
 	watches          *kvwatch.Monitor
@@ -237,6 +238,7 @@ func (m *Master) start(ctx context.Context) error {
 
 	m.index = newFactIndex(m)
 	m.jobs = newJobEngine(m)
+	m.presence = newPresence(m)
 	m.member = newMembership(m)
 	// Membership first: the index and the job engine need the table to know
 	// which partitions are theirs.
@@ -249,6 +251,7 @@ func (m *Master) start(ctx context.Context) error {
 	if err := m.jobs.start(ctx); err != nil {
 		return err
 	}
+	go m.presence.run(ctx)
 	if err := m.startAPI(); err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
-	"github.com/zester-io/zester/master"
 )
 
 // Client submits jobs through the master API and reads their outcome from
@@ -58,7 +57,7 @@ func (c *Client) Close() { c.NC.Close() }
 // asking for up to wait.
 func (c *Client) Submit(ctx context.Context, fn string, args any, timeout, wait time.Duration) (string, error) {
 	req := wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: fn, Timeout: wire.Duration(timeout), Requester: "chaos",
-		JID: master.NewJID(time.Now())}
+		JID: names.NewJID(time.Now())}
 	if args != nil {
 		b, err := json.Marshal(args)
 		if err != nil {

@@ -1,75 +1,43 @@
-package peelproto_test
+package peelproto
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/internal/peelproto"
-	"github.com/zester-io/zester/internal/wire"
-	"github.com/zester-io/zester/topology"
 )
 
-// A return published while nobody stores it (the stream is electing a
-// leader; here it does not exist yet) is retried until the stream answers,
-// then stored exactly once; publishing it again counts as sent and stores
-// nothing more.
-func TestPublishReturn_RetriesUntilStoredOnce(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard
-	defer cancel()
+// FuzzParseBeat: any subject and body either parse, and then build the same
+// beat again, or are refused; nothing panics.
+func FuzzParseBeat(f *testing.F) {
+	f.Add("zester.beat.47.web1~example~com", []byte(`{"i":"a3b8beb5b0bc239f","iv":"10s"}`))
+	f.Add("zester.beat.3.db1", []byte(`{"i":"x","bye":true}`))
+	f.Add("zester.beat.3.bad id", []byte(`{"i":"x"}`))
+	f.Add("zester.beat.3.db1", []byte(`{"iv":"soon"}`))
+	f.Fuzz(func(t *testing.T, subject string, data []byte) {
+		p, id, b, err := ParseBeat(subject, data)
+		if err != nil {
+			return
+		}
+		m := BeatMsg(p, id, b)
+		p2, id2, b2, err := ParseBeat(m.Subject, m.Data)
+		if err != nil || p2 != p || id2 != id || b2 != b {
+			t.Fatalf("%q %q → %d %q %+v → %q %q → %d %q %+v %v", subject, data, p, id, b, m.Subject, m.Data, p2, id2, b2, err)
+		}
+	})
+}
 
-	msg, err := peelproto.ReturnMsg(&wire.Return{JID: "20260101000000000000", Peel: "web1.example.com", Success: true})
-	if err != nil {
-		t.Fatal(err)
+func TestNextBeat_BelowInterval(t *testing.T) {
+	for range 1000 {
+		if d := NextBeat(10 * time.Second); d < 8*time.Second || d > 10*time.Second {
+			t.Fatalf("NextBeat(10s) = %s", d)
+		}
+		if d := BeatDelay(time.Second); d < 0 || d >= time.Second {
+			t.Fatalf("BeatDelay(1s) = %s", d)
+		}
 	}
-	// Every attempt is visible on the return's subject.
-	attempts, err := nc.SubscribeSync(msg.Subject)
-	if err != nil {
-		t.Fatal(err)
+	if BeatDelay(0) != 0 {
+		t.Fatal("BeatDelay(0) not 0")
 	}
-	nc.Flush()
-	done := make(chan error, 1)
-	go func() { done <- peelproto.PublishReturn(ctx, js, msg) }()
-	if _, err := attempts.NextMsgWithContext(ctx); err != nil {
-		t.Fatalf("first attempt not seen: %v", err)
-	}
-	select {
-	case err := <-done:
-		t.Fatalf("PublishReturn returned %v with no stream to store the return", err)
-	default:
-	}
-	attempts.Unsubscribe()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: names.BucketJobReturns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("PublishReturn once the stream exists: %v", err)
-	}
-	again := peelproto.ReturnMsgRaw("20260101000000000000", "web1.example.com", true, msg.Data)
-	if err := peelproto.PublishReturn(ctx, js, again); err != nil {
-		t.Fatalf("second delivery of the same return: %v, want it counted as sent", err)
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Values() != 1 {
-		t.Fatalf("%d messages stored, want exactly one", st.Values())
+	if _, _, _, err := ParseBeat("zester.beat.1.db1", []byte(`{}`)); err == nil {
+		t.Fatal("a beat without an instance parsed")
 	}
 }
