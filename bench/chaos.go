@@ -448,7 +448,20 @@ func chaosReport(o chaosOpts, rounds []killRound, stuck, blind []string, recreat
 		w("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s%s |\n", i+1, r.victim, orNone(r.led), statusOf(r.inFlight, r.inFlightErr), statusOf(r.after, r.afterErr),
 			once, secs(r.accepted), secs(r.done), secs(r.jobsElect), secs(r.returnsElect), r.recreations, secs(r.restartedIn), note)
 	}
-	w("\n*KV_jobs leader* / *KV_job-returns leader*: kill → a leader other than the victim answers (polled every 25 ms; a stream the victim did not lead answers at once). A stream whose leader was killed is leaderless until its RAFT group elects another: nats-server 2.15 waits a random 4–9 s election timeout after the last heartbeat from the dead leader (not configurable), so the post-kill job cannot finish before the jobs and job-returns streams it writes to have a leader again.\n%s\n", chaosEnd)
+	var led []time.Duration
+	for _, r := range rounds {
+		if slices.Contains(r.led, names.KVStream(names.BucketJobs)) && r.jobsElect > 0 {
+			led = append(led, r.jobsElect)
+		}
+		if slices.Contains(r.led, names.KVStream(names.BucketJobReturns)) && r.returnsElect > 0 {
+			led = append(led, r.returnsElect)
+		}
+	}
+	electRange := "none in this run"
+	if len(led) > 0 {
+		electRange = fmt.Sprintf("%s–%s from the kill in this run", secs(slices.Min(led)), secs(slices.Max(led)))
+	}
+	w("\n*KV_jobs leader* / *KV_job-returns leader*: kill → a leader other than the victim answers (polled every 25 ms; a stream the victim did not lead answers at once). A stream whose leader was killed is leaderless until its RAFT group elects another after a randomized election timeout (nats-server 2.15 raft.go: 4–9 s without the leader's heartbeat, not configurable; %s), so a job cannot be recorded, nor its returns stored, before the jobs and job-returns streams have a leader again. When the victim leads the meta group, watch consumers it hosted can only be replaced once a new meta leader is elected.\n%s\n", electRange, chaosEnd)
 	return b.String()
 }
 
