@@ -132,7 +132,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream string, o Follow
 	g := f.gen.Add(1)
 	f.dmu.Unlock()
 	first, cancel := context.WithTimeout(f.ctx, firstCreateWithin)
-	name, cc, err := f.create(first, g)
+	name, cc, err := f.create(first, g, true)
 	cancel()
 	if err != nil {
 		f.cancel()
@@ -246,7 +246,7 @@ func (f *Follower) recreate() {
 		old.Stop()
 	}
 	f.deleteLater(oldName)
-	name, cc, err := f.create(f.ctx, g)
+	name, cc, err := f.create(f.ctx, g, false)
 	if err != nil {
 		return // stopped
 	}
@@ -274,8 +274,11 @@ func (f *Follower) recreate() {
 // attemptTimeout), so a create that is never answered (placed on a dead node,
 // or sent while there is no meta leader) costs no more than the next
 // attempt's start, and the first attempt after a meta election succeeds.
-// Attempts that lose, or may complete after giving up, are deleted.
-func (f *Follower) create(ctx context.Context, g uint64) (string, jetstream.ConsumeContext, error) {
+// Attempts that lose, or may complete after giving up, are deleted. The
+// first creation gives up at once when the stream or JetStream is not there
+// (the caller should say so, not wait); a replacement keeps trying, as the
+// store may come back.
+func (f *Follower) create(ctx context.Context, g uint64, first bool) (string, jetstream.ConsumeContext, error) {
 	type result struct {
 		name    string
 		attempt int
@@ -327,6 +330,9 @@ func (f *Follower) create(ctx context.Context, g uint64) (string, jetstream.Cons
 				continue
 			}
 			if r.err != nil {
+				if first && absent(r.err) {
+					return "", nil, r.err
+				}
 				f.report(fmt.Errorf("watch %s: consumer %s (attempt %d): %w", f.o.Name, r.name, r.attempt, r.err))
 				continue
 			}
@@ -349,6 +355,12 @@ func (f *Follower) create(ctx context.Context, g uint64) (string, jetstream.Cons
 			won.Store(false)
 		}
 	}
+}
+
+// absent reports an answer that the stream or JetStream does not exist.
+func absent(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
 }
 
 // errLost marks an attempt that succeeded after another one did.

@@ -2,6 +2,7 @@ package kvwatch_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -167,4 +168,25 @@ func TestWatch_ServerDown_BlindUntilReplaced(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	expectKeys(t, w, 1, 2)
+}
+
+// A watch of a bucket that does not exist fails at once and says so, rather
+// than retrying: the caller tells the user what is missing.
+func TestWatch_NoBucket_FailsAtOnce(t *testing.T) {
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	js := connect(t, s.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // hang guard
+	defer cancel()
+	start := time.Now()
+	_, err = kvwatch.Watch(ctx, js, "nosuchbucket", kvwatch.Options{})
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("watch of a missing bucket: %v after %s, want stream not found", err, time.Since(start))
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("gave up only at the hang guard (%s)", time.Since(start))
+	}
 }
