@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/backoff"
 )
 
 // writeWithin bounds how long a job write is retried. A stream whose leader
@@ -106,10 +107,8 @@ func getWithin(ctx context.Context, kv jetstream.KeyValue, key string) (jetstrea
 // sleepJitter sleeps a random time up to base·2^attempt (at most limit):
 // exponential backoff with full jitter, so masters retrying after the same
 // fault do not retry in step. It reports false when ctx ended first.
-//
-// A local loop until the shared internal/backoff package lands.
 func sleepJitter(ctx context.Context, attempt int, base, limit time.Duration) bool {
-	d := time.Duration(rand.Int64N(int64(min(limit, base<<min(attempt, 20))) + 1))
+	d := backoff.New(base, limit).Delay(attempt)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -13,9 +12,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
 )
+
+// submitBackoff spaces the client's resubmissions.
+var submitBackoff = backoff.New(20*time.Millisecond, time.Second)
 
 // Client submits jobs through the master API and reads their outcome from
 // the store, as the CLI does, over a connection to every node.
@@ -92,7 +95,7 @@ func (c *Client) Submit(ctx context.Context, fn string, args any, timeout, wait 
 		if wctx.Err() != nil {
 			return "", fmt.Errorf("submit %s (job %s): %w", fn, req.JID, err)
 		}
-		d := time.Duration(rand.Int64N(int64(min(time.Second, 20*time.Millisecond<<min(attempt, 10)))) + 1)
+		d := submitBackoff.Delay(attempt)
 		select {
 		case <-wctx.Done():
 			return "", fmt.Errorf("submit %s (job %s): %w", fn, req.JID, err)

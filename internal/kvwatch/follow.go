@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
 )
 
@@ -21,11 +21,12 @@ import (
 // while the meta group elects a leader, never answers. Each attempt goes out
 // under a fresh name, which the meta leader places anew among the stream's
 // live peers.
+// createBackoff spaces the attempts of the consumer (re)creation loop.
+var createBackoff = backoff.New(100*time.Millisecond, time.Second)
+
 const (
 	attemptTimeout = 4 * time.Second
 	maxInflight    = 4
-	retryBase      = 100 * time.Millisecond
-	retryCap       = time.Second
 	// firstCreateWithin bounds the first creation (Follow returns an error
 	// after it); later recreations go on until the follower is stopped.
 	firstCreateWithin = 30 * time.Second
@@ -269,7 +270,7 @@ func (f *Follower) recreate() {
 
 // create makes consumer g and starts pulling from it, retrying until ctx
 // ends. Every attempt uses a fresh name. Attempts overlap: a new one starts
-// after a backoff with full jitter (at most retryCap) while earlier ones
+// after a backoff with full jitter (createBackoff) while earlier ones
 // still wait for their answer (at most maxInflight at once, each for up to
 // attemptTimeout), so a create that is never answered (placed on a dead node,
 // or sent while there is no meta leader) costs no more than the next
@@ -323,7 +324,7 @@ func (f *Follower) create(ctx context.Context, g uint64, first bool) (string, je
 			// Exponential backoff with full jitter: masters recreating at
 			// once after a node loss do not all hit the new meta leader in
 			// step.
-			next.Reset(time.Duration(rand.Int64N(int64(min(retryCap, retryBase<<min(attempt, 10))) + 1)))
+			next.Reset(createBackoff.Delay(attempt))
 		case r := <-results:
 			inflight--
 			if r.err == errLost {

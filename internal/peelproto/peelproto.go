@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -77,7 +78,7 @@ func PublishReturn(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) e
 		}
 		// Full jitter: a fleet whose returns failed in the same election
 		// does not retry in step.
-		d := time.Duration(mrand.Int64N(int64(min(publishRetryCap, publishRetryBase<<min(attempt, 20))) + 1))
+		d := publishBackoff.Delay(attempt)
 		select {
 		case <-ctx.Done():
 			return err
@@ -87,14 +88,14 @@ func PublishReturn(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) e
 	}
 }
 
-// Bounds of PublishReturn's attempts (a local loop until the shared
-// internal/backoff package lands).
+// Bounds of PublishReturn's attempts.
 const (
 	publishAttempt    = time.Second
 	maxPublishAttempt = 2 * time.Second
-	publishRetryBase  = 50 * time.Millisecond
-	publishRetryCap   = time.Second
 )
+
+// publishBackoff spaces PublishReturn's retries.
+var publishBackoff = backoff.New(50*time.Millisecond, time.Second)
 
 // Addressed reports whether a dispatch is for the peel id.
 func Addressed(d *wire.Dispatch, id string) bool {
