@@ -1031,6 +1031,7 @@ func (s *enrollService) watchRevocations(ctx context.Context) error {
 	w, err := kvwatch.Watch(context.Background(), s.m.js, names.BucketEnrollments, kvwatch.Options{
 		Filters: []string{names.EnrollRevocationsKey},
 		OnError: s.m.watchErr(names.BucketEnrollments),
+		Monitor: s.m.watches,
 	})
 	if err != nil {
 		return fmt.Errorf("enroll: watch revocations: %w", err)
