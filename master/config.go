@@ -10,6 +10,7 @@ import (
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/target"
 )
 
@@ -43,6 +44,15 @@ type Config struct {
 	Jobs JobsConfig `yaml:"jobs"`
 	// Retention, when set, is applied to the job streams on startup.
 	Retention RetentionConfig `yaml:"retention"`
+	// PKIDir is the PKI (zester pki init); an embedded master creates it on
+	// its first start.
+	PKIDir string `yaml:"pki_dir"`
+	// Insecure runs without a PKI: open NATS, unsigned dispatches,
+	// unauthenticated API. A warning at every start.
+	Insecure bool `yaml:"insecure"`
+	// TLS is the embedded server's certificate, or the CA (and client
+	// certificate) of external servers.
+	TLS config.TLS `yaml:"tls"`
 }
 
 // NATSConfig is the nats: section.
@@ -92,6 +102,7 @@ func DefaultConfig() Config {
 		StatesDir:   "/srv/zester/states",
 		SettingsDir: "/srv/zester/settings",
 		Partitions:  64,
+		PKIDir:      pki.DefaultDir,
 		Heartbeat:   config.Dur(time.Second),
 		DeadAfter:   config.Dur(3 * time.Second),
 		NATS: NATSConfig{
@@ -183,6 +194,15 @@ func (c *Config) Validate() error {
 	}
 	if n := c.Jobs.MaxArgs.N(); n <= 0 || n > 8<<20 {
 		bad("jobs.max_args", "%d: want 1 byte to 8 MiB", n)
+	}
+	if !c.Insecure && c.PKIDir == "" {
+		bad("pki_dir", "empty (set insecure: true to run without a PKI, in a lab)")
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TLS.Enabled() && len(c.NATS.URL) == 0 && c.TLS.Cert == "" {
+		bad("tls.cert", "empty: the embedded server needs a certificate and key to serve TLS")
 	}
 	for name, expr := range c.Nodegroups {
 		if _, err := target.Parse(target.KindCompound, expr, target.Options{Nodegroups: c.Nodegroups}); err != nil {

@@ -25,6 +25,8 @@ import (
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/version"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/topology"
@@ -57,6 +59,13 @@ type Master struct {
 	http     *obs.HTTP
 
 	kvFacts, kvJobs, kvReturns, kvHeartbeat jetstream.KeyValue
+
+	// Trust (secure.go): nil in insecure mode.
+	pki    *pki.PKI
+	creds  string // the credentials file the master connects with
+	signer *sig.Signer
+	users  *sig.Verifier
+	replay *sig.ReplayGuard
 
 	member *membership
 	index  *factIndex

@@ -36,6 +36,11 @@ type Config struct {
 	MaxOutput config.ByteSize `yaml:"max_output"`
 	// SpoolMax bounds returns held on disk while cut off.
 	SpoolMax int `yaml:"spool_max"`
+	// Insecure accepts dispatches and control messages no master signed
+	// (a lab without a PKI). A warning at every start.
+	Insecure bool `yaml:"insecure"`
+	// TLS is the CA of the NATS servers and the peel's client certificate.
+	TLS config.TLS `yaml:"tls"`
 }
 
 // NATSConfig is the nats: section.
@@ -120,6 +125,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SpoolMax < 0 {
 		bad("spool_max", "negative")
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

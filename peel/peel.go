@@ -65,6 +65,11 @@ type Peel struct {
 	seenMu sync.Mutex
 	seen   map[string]time.Time
 
+	// trust checks the masters' signatures (trust.go); jobsSeen keeps the
+	// accepted job ids across restarts (seen.go).
+	trust    *trust
+	jobsSeen *seenSet
+
 	factsMu   sync.Mutex
 	lastFacts map[string]any
 	wake      chan struct{}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/version"
 )
 
@@ -47,6 +48,11 @@ func withCode(code int, err error) error { return &exitCode{code: code, err: err
 type app struct {
 	natsURL string
 	creds   string
+	// pkiDir and tlsCA: --pki-dir, --tls-ca; signer signs API requests
+	// with the credentials (creds.go).
+	pkiDir string
+	tlsCA  string
+	signer *sig.Signer
 	out     io.Writer
 	errOut  io.Writer
 	nc      *nats.Conn

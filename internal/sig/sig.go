@@ -157,6 +157,9 @@ func (s *Signer) Key() string { return s.claims.Subject }
 // Name is the name in the signer's JWT.
 func (s *Signer) Name() string { return s.claims.Name }
 
+// Role is the role tag of the signer's JWT ("" when it has none).
+func (s *Signer) Role() string { return roleOf(s.claims) }
+
 // JWT is the signer's user JWT.
 func (s *Signer) JWT() string { return s.jwt }
 

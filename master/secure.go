@@ -1,0 +1,137 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/sig"
+)
+
+// Secure by default (docs/security.md): unless master.yaml says
+// insecure: true, a master has a PKI (pki_dir). An embedded master creates
+// it on its first start and runs its nats-server in operator mode, so no
+// client without Zester credentials can connect; every master connects with
+// the masters' credentials, signs every dispatch and control message with
+// their nkey, and authenticates API callers against the account JWT.
+
+// setupTrust loads (or, for an embedded master, creates) the PKI, the
+// signer and the API verifier. In insecure mode it only warns.
+func (m *Master) setupTrust() error {
+	m.creds = m.cfg.NATS.Creds
+	if m.cfg.Insecure {
+		m.log.Warn("INSECURE: insecure: true in master.yaml: no PKI; any client that reaches NATS can connect, dispatches are not signed and API callers are not authenticated. For a lab only.")
+		return nil
+	}
+	dir := m.cfg.PKIDir
+	var p *pki.PKI
+	var sum *pki.Summary
+	var err error
+	if len(m.cfg.NATS.URL) == 0 {
+		p, sum, err = pki.LoadOrInit(dir, pki.InitOptions{Partitions: m.cfg.Partitions})
+	} else {
+		p, err = pki.Load(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w (a master of external NATS servers needs the PKI those servers trust: zester pki init --dir %s, then zester topology gen --pki-dir %s)", err, dir, dir)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("config key pki_dir: %w", err)
+	}
+	if sum != nil {
+		m.log.Warn("PKI created on first start: the admin's credentials are in admin_creds (zester --creds, or zester finds them there itself); move the offline seeds away",
+			"pki_dir", dir, "admin_creds", filepath.Join(dir, pki.FileAdminCreds), "offline", fileNames(sum.In(pki.Offline)))
+	}
+	if n, err := p.Partitions(); err != nil {
+		return fmt.Errorf("config key pki_dir: %w", err)
+	} else if n != m.cfg.Partitions {
+		return fmt.Errorf("config key partitions: %d, but the account JWT in %s maps peels to %d partitions (pki init --partitions): they must agree", m.cfg.Partitions, dir, n)
+	}
+	if m.creds == "" {
+		m.creds = p.MasterCreds
+	}
+	s, err := sig.LoadSigner(m.creds)
+	if err != nil {
+		return fmt.Errorf("config key nats.creds: %w", err)
+	}
+	if s.Role() != sig.RoleMaster {
+		return fmt.Errorf("config key nats.creds: %s: user %s has role %q: peels run only dispatches signed by role %s (use %s)", m.creds, s.Name(), s.Role(), sig.RoleMaster, p.MasterCreds)
+	}
+	ac, _ := p.Account()
+	m.pki, m.signer = p, s
+	m.users = sig.NewVerifier(sig.TrustFromAccount(ac))
+	m.replay = sig.NewReplayGuard(apiMaxAge, 0)
+	m.log.Info("PKI loaded", "pki_dir", dir, "account", p.AccountKey(), "signer", s.Key())
+	return nil
+}
+
+func fileNames(fs []pki.File) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// tuneEmbedded puts the embedded server in operator mode with the PKI and
+// turns on TLS from the tls: block.
+func tuneEmbedded(cfg Config, p *pki.PKI, o *server.Options) error {
+	if p != nil {
+		if err := p.ConfigureServer(o); err != nil {
+			return err
+		}
+	}
+	if cfg.TLS.Enabled() {
+		t := cfg.TLS
+		if t.Cert == "" {
+			return errors.New("config key tls.cert: the embedded server needs a certificate (and tls.key) to serve TLS")
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: t.Path(t.Cert), KeyFile: t.Path(t.Key), CaFile: t.Path(t.CA), Verify: t.VerifyClients,
+		})
+		if err != nil {
+			return fmt.Errorf("config key tls: %w", err)
+		}
+		o.TLSConfig, o.TLSVerify, o.TLSTimeout = tc, t.VerifyClients, 5
+	}
+	return nil
+}
+
+// connectOptions are the master's credentials and TLS settings. A master
+// reaches its own embedded server in-process when TLS is on, so the
+// certificate need not name the loopback address.
+func (m *Master) connectOptions() ([]nats.Option, error) {
+	var o []nats.Option
+	if m.creds != "" {
+		o = append(o, nats.UserCredentials(m.creds))
+	}
+	if !m.cfg.TLS.Enabled() {
+		return o, nil
+	}
+	if m.embedded != nil {
+		return append(o, nats.InProcessServer(m.embedded.NATS())), nil
+	}
+	tc, err := m.cfg.TLS.ClientConfig("tls")
+	if err != nil {
+		return nil, err
+	}
+	return append(o, nats.Secure(tc)), nil
+}
+
+// signed is a message for the peels, signed with the masters' key (unsigned
+// in insecure mode).
+func (m *Master) signed(p sig.Purpose, subject string, body []byte) *nats.Msg {
+	msg := &nats.Msg{Subject: subject, Data: body}
+	if m.signer != nil {
+		// Sign fails only when the system's random source does, which
+		// dispatch signatures do not use.
+		_ = m.signer.Sign(p, msg, time.Now())
+	}
+	return msg
+}
