@@ -53,10 +53,10 @@ type app struct {
 	pkiDir string
 	tlsCA  string
 	signer *sig.Signer
-	out     io.Writer
-	errOut  io.Writer
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	out    io.Writer
+	errOut io.Writer
+	nc     *nats.Conn
+	js     jetstream.JetStream
 	// noProgress turns off the per-job progress line (rolling batches
 	// print their own).
 	noProgress bool
