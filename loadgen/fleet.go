@@ -40,6 +40,11 @@ type FleetConfig struct {
 	FailRate float64
 	// PublishWindow bounds each connection's unacknowledged async publishes.
 	PublishWindow int
+	// BeatInterval is every simulated peel's presence beat interval (the
+	// real peel's beat_interval; default 10 s). Each peel beats on its own
+	// subject, as a real one does: the protocol has no batch, so the load
+	// is the real load.
+	BeatInterval time.Duration
 }
 
 const asyncAckTimeout = 10 * time.Second
@@ -66,6 +71,7 @@ type Fleet struct {
 
 	FactsStored   atomic.Int64
 	ReturnsStored atomic.Int64
+	Beats         atomic.Int64
 	DupRefused    atomic.Int64
 	Retries       atomic.Int64
 	BadDispatch   atomic.Int64
@@ -76,6 +82,9 @@ type Fleet struct {
 	extra   map[string]extraFunc
 
 	closed atomic.Bool
+	done   chan struct{}
+	// instance is the fleet's base instance nonce; peel i's is base^i.
+	instance uint64
 }
 
 type simConn struct {
@@ -112,7 +121,11 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.PublishWindow <= 0 {
 		cfg.PublishWindow = 4096
 	}
-	f := &Fleet{cfg: cfg, peels: make([]peelRec, cfg.Peels), jobs: map[string]*JobTrack{}, extra: map[string]extraFunc{}}
+	if cfg.BeatInterval <= 0 {
+		cfg.BeatInterval = 10 * time.Second
+	}
+	f := &Fleet{cfg: cfg, peels: make([]peelRec, cfg.Peels), jobs: map[string]*JobTrack{}, extra: map[string]extraFunc{},
+		done: make(chan struct{}), instance: rand.Uint64()}
 	f.SetLatency(cfg.Latency)
 	f.SetFailRate(cfg.FailRate)
 	order := make([]int32, cfg.Peels)
@@ -241,6 +254,8 @@ func (c *simConn) connect() error {
 		nats.ReconnectHandler(func(*nats.Conn) {
 			c.reconnects.Add(1)
 			f.Reconnects.Add(1)
+			// A real peel beats at once after a reconnect.
+			go c.beatAll()
 		}),
 	)
 	if err != nil {
@@ -265,8 +280,105 @@ func (c *simConn) connect() error {
 		}
 		sub.SetPendingLimits(-1, 64<<20)
 		c.subs = append(c.subs, sub)
+		// A master that gains the partition asks who is up (wire.ControlBeat).
+		ctl, err := nc.Subscribe(names.ControlSubject(cp.p), c.controlHandler(cp))
+		if err != nil {
+			nc.Close()
+			return fmt.Errorf("sim connection %d: subscribe: %w", c.idx, err)
+		}
+		c.subs = append(c.subs, ctl)
 	}
+	// Up from the start, before any facts, as a real peel is.
+	c.beatAll()
+	go c.beatLoop()
 	return nil
+}
+
+// ---- presence ----
+
+func (c *simConn) instanceOf(idx int32) string {
+	return fmt.Sprintf("%016x", c.f.instance^uint64(idx))
+}
+
+func (c *simConn) beat(p int, idx int32) {
+	f := c.f
+	m := peelproto.BeatMsg(p, f.peels[idx].id, wire.Beat{Instance: c.instanceOf(idx), Interval: wire.Duration(f.cfg.BeatInterval)})
+	if c.nc.PublishMsg(m) == nil {
+		f.Beats.Add(1)
+	}
+}
+
+func (c *simConn) beatAll() {
+	for _, cp := range c.parts {
+		for _, idx := range cp.peels {
+			c.beat(cp.p, idx)
+		}
+	}
+}
+
+// beatLoop gives every peel of the connection one beat per round, a round
+// lasting peelproto.NextBeat(interval) (so never more than one interval
+// between two beats of a peel), spread evenly over the round in steps of
+// about 100 ms, so that the fleet beats at a steady rate.
+func (c *simConn) beatLoop() {
+	f := c.f
+	type one struct {
+		p   int
+		idx int32
+	}
+	var all []one
+	for _, cp := range c.parts {
+		for _, idx := range cp.peels {
+			all = append(all, one{cp.p, idx})
+		}
+	}
+	// A random phase, so that connections do not beat in step.
+	if !f.sleep(time.Duration(rand.Int64N(int64(f.cfg.BeatInterval)))) {
+		return
+	}
+	for {
+		round := peelproto.NextBeat(f.cfg.BeatInterval)
+		steps := max(1, int(round/(100*time.Millisecond)))
+		per := max(1, (len(all)+steps-1)/steps)
+		batches := (len(all) + per - 1) / per
+		for k := 0; k < len(all); k += per {
+			for _, b := range all[k:min(k+per, len(all))] {
+				c.beat(b.p, b.idx)
+			}
+			if !f.sleep(round / time.Duration(batches)) {
+				return
+			}
+		}
+	}
+}
+
+// sleep waits d, or returns false when the fleet closes.
+func (f *Fleet) sleep(d time.Duration) bool {
+	select {
+	case <-f.done:
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+func (c *simConn) controlHandler(cp *connPart) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		var ctl wire.Control
+		if json.Unmarshal(m.Data, &ctl) != nil || ctl.Op != wire.ControlBeat {
+			return
+		}
+		// Each real peel answers after its own random delay; one delay per
+		// partition and connection spreads the answers as well.
+		time.AfterFunc(peelproto.BeatDelay(ctl.Within.D()), func() {
+			if c.f.closed.Load() {
+				return
+			}
+			for _, idx := range cp.peels {
+				c.beat(cp.p, idx)
+			}
+		})
+	}
 }
 
 // Connected counts connections that are up.
@@ -299,7 +411,10 @@ func (f *Fleet) Stats() nats.Statistics {
 
 // Close closes every connection.
 func (f *Fleet) Close() {
-	f.closed.Store(true)
+	if f.closed.Swap(true) {
+		return
+	}
+	close(f.done)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for _, c := range f.conns {

@@ -53,6 +53,20 @@ type Config struct {
 	// TLS is the embedded server's certificate, or the CA (and client
 	// certificate) of external servers.
 	TLS config.TLS `yaml:"tls"`
+	// Presence tunes peel liveness (beats).
+	Presence PresenceConfig `yaml:"presence"`
+}
+
+// PresenceConfig is the presence: section.
+type PresenceConfig struct {
+	// OfflineAfter is how long without a beat makes a peel offline: three
+	// of the peels' default beat_interval. A peel that announces a longer
+	// interval gets three of its own.
+	OfflineAfter config.Duration `yaml:"offline_after"`
+	// TakeoverGrace is how long a master that gains a partition (at start,
+	// or from a master that left) listens to the beats it asked for before
+	// it resolves a job there: its peels answer within half of it.
+	TakeoverGrace config.Duration `yaml:"takeover_grace"`
 }
 
 // NATSConfig is the nats: section.
@@ -118,6 +132,10 @@ func DefaultConfig() Config {
 			MaxTimeout:     config.Dur(24 * time.Hour),
 			MaxArgs:        config.Bytes(512 << 10),
 		},
+		Presence: PresenceConfig{
+			OfflineAfter:  config.Dur(30 * time.Second),
+			TakeoverGrace: config.Dur(2 * time.Second),
+		},
 	}
 }
 
@@ -147,6 +165,7 @@ func (c *Config) Validate() error {
 		"jobs.default_timeout": c.Jobs.DefaultTimeout, "jobs.max_timeout": c.Jobs.MaxTimeout, "jobs.max_args": c.Jobs.MaxArgs,
 		"retention.jobs": c.Retention.Jobs, "retention.job_returns": c.Retention.JobReturns,
 		"retention.job_events": c.Retention.JobEvents, "retention.job_events_max_bytes": c.Retention.JobEventsMaxBytes,
+		"presence.offline_after": c.Presence.OfflineAfter, "presence.takeover_grace": c.Presence.TakeoverGrace,
 	}); err != nil {
 		return err
 	}
@@ -203,6 +222,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TLS.Enabled() && len(c.NATS.URL) == 0 && c.TLS.Cert == "" {
 		bad("tls.cert", "empty: the embedded server needs a certificate and key to serve TLS")
+	}
+	if d := c.Presence.OfflineAfter.D(); d < 100*time.Millisecond || d > time.Hour {
+		bad("presence.offline_after", "%s: want 100ms to 1h", d)
+	}
+	if d := c.Presence.TakeoverGrace.D(); d < 0 || d > time.Minute {
+		bad("presence.takeover_grace", "%s: want 0 to 1m", d)
 	}
 	for name, expr := range c.Nodegroups {
 		if _, err := target.Parse(target.KindCompound, expr, target.Options{Nodegroups: c.Nodegroups}); err != nil {

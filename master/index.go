@@ -3,11 +3,12 @@ package master
 import (
 	"context"
 	"encoding/json"
-	"net/netip"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/factcodec"
@@ -28,6 +29,8 @@ type factIndex struct {
 	parts  []map[string]*peelEntry // partition → id → entry
 	total  int
 	loaded chan struct{}
+
+	badValues *metrics.Counter
 }
 
 type peelEntry struct {
@@ -35,10 +38,15 @@ type peelEntry struct {
 	rev     uint64
 	updated time.Time
 	raw     []byte // compressed facts; nil when the partition is not ours
+	// bad says why the stored value is unusable (it does not decode, or it
+	// names another peel); "" when it is fine. raw then keeps the last good
+	// document until the peel, asked to, publishes again.
+	bad string
 }
 
 func newFactIndex(m *Master) *factIndex {
-	ix := &factIndex{m: m, parts: make([]map[string]*peelEntry, m.cfg.Partitions), loaded: make(chan struct{})}
+	ix := &factIndex{m: m, parts: make([]map[string]*peelEntry, m.cfg.Partitions), loaded: make(chan struct{}),
+		badValues: m.opts.Metrics.NewCounter(`zester_master_bad_fact_values_total`)}
 	for i := range ix.parts {
 		ix.parts[i] = map[string]*peelEntry{}
 	}
@@ -98,6 +106,10 @@ func (ix *factIndex) apply(e kvwatch.Interface) {
 	}
 	ix.m.met.factUpdates.Inc()
 	owned := ix.m.member == nil || ix.m.member.owns(p)
+	var bad string
+	if owned {
+		bad = checkFacts(id, e.Value())
+	}
 	ix.mu.Lock()
 	pe, ok := ix.parts[p][id]
 	if !ok {
@@ -105,13 +117,49 @@ func (ix *factIndex) apply(e kvwatch.Interface) {
 		ix.parts[p][id] = pe
 		ix.total++
 	}
-	pe.rev, pe.updated = e.Revision(), e.Created()
-	if owned {
-		pe.raw = e.Value()
-	} else {
+	if pe.rev > e.Revision() {
+		ix.mu.Unlock()
+		return // a fetch (ownershipChanged) older than what the watch brought
+	}
+	wasBad := pe.bad
+	pe.rev, pe.updated, pe.bad = e.Revision(), e.Created(), bad
+	switch {
+	case !owned:
 		pe.raw = nil
+	case bad == "":
+		pe.raw = e.Value()
 	}
 	ix.mu.Unlock()
+	if bad != "" {
+		// Garbage in the store (`nats kv put facts <id> garbage`, a value
+		// copied from another key) would silently drop the peel from fact
+		// targets: ask it to publish again, as after a delete.
+		ix.badValues.Inc()
+		if wasBad == "" {
+			ix.m.log.Warn("unusable facts in the store; asking the peel to republish", "peel", id, "revision", e.Revision(), "why", bad)
+		}
+		ix.m.control(p, wire.Control{Op: wire.ControlRepublishFacts, Peels: []string{id}})
+	}
+}
+
+// checkFacts says why a stored facts value cannot be the document of peel
+// id, or "" when it can. A document without "id" (peels before it was
+// added, simulated fleets) is accepted.
+func checkFacts(id string, raw []byte) string {
+	doc, err := factcodec.Decode(raw)
+	if err != nil {
+		return fmt.Sprintf("does not decode: %v", err)
+	}
+	var head struct {
+		ID *string `json:"id"`
+	}
+	if err := json.Unmarshal(doc, &head); err != nil {
+		return fmt.Sprintf("not a JSON object: %v", err)
+	}
+	if head.ID != nil && *head.ID != id {
+		return fmt.Sprintf("the document is peel %q's", *head.ID)
+	}
+	return ""
 }
 
 // ownershipChanged drops documents of lost partitions and fetches those of
@@ -155,26 +203,57 @@ func (ix *factIndex) ownershipChanged(gained, lost []int) {
 	}()
 }
 
+// ids lists the peel ids of partition p.
+func (ix *factIndex) ids(p int) []string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([]string, 0, len(ix.parts[p]))
+	for id := range ix.parts[p] {
+		out = append(out, id)
+	}
+	return out
+}
+
+// factState is one peel's entry as `zester peels` needs it.
+type factState struct {
+	id, bad string
+}
+
+// entries lists the peels of partition p with their fact state.
+func (ix *factIndex) entries(p int) []factState {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([]factState, 0, len(ix.parts[p]))
+	for _, pe := range ix.parts[p] {
+		out = append(out, factState{id: pe.id, bad: pe.bad})
+	}
+	return out
+}
+
 func (ix *factIndex) count() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	return ix.total
 }
 
-// resolve returns the sorted ids of partition p that match expr.
+// resolve returns the sorted ids of partition p that match expr. It matches
+// through target.SubjectFromJSON, the one fact matcher that the CLI's
+// --batch uses too.
 func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 	ix.mu.RLock()
 	entries := make([]*peelEntry, 0, len(ix.parts[p]))
+	raws := make([][]byte, 0, len(ix.parts[p]))
 	for _, pe := range ix.parts[p] {
 		entries = append(entries, pe)
+		raws = append(raws, pe.raw)
 	}
 	ix.mu.RUnlock()
 	var out []string
 	idOnly := expr.IDOnly()
-	for _, pe := range entries {
-		s := &indexSubject{id: pe.id}
+	for i, pe := range entries {
+		var s target.Subject = &target.MapSubject{PeelID: pe.id}
 		if !idOnly {
-			s.load(pe.raw)
+			s = subjectOf(pe.id, raws[i])
 		}
 		if expr.Match(s) {
 			out = append(out, pe.id)
@@ -184,52 +263,16 @@ func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 	return out
 }
 
-// indexSubject adapts an index entry to target.Subject.
-type indexSubject struct {
-	id    string
-	facts map[string]any
-	addrs []netip.Addr
-}
-
-func (s *indexSubject) load(raw []byte) {
+// subjectOf decodes a stored facts value into the shared matcher's Subject;
+// a value that does not decode has no facts.
+func subjectOf(id string, raw []byte) *target.MapSubject {
 	if raw == nil {
-		return
+		return &target.MapSubject{PeelID: id}
 	}
 	doc, err := factcodec.Decode(raw)
 	if err != nil {
-		return
+		return &target.MapSubject{PeelID: id}
 	}
-	var m map[string]any
-	if json.Unmarshal(doc, &m) == nil {
-		s.facts = m
-	}
-	if nw, ok := s.facts["network"].(map[string]any); ok {
-		if list, ok := nw["addresses"].([]any); ok {
-			for _, a := range list {
-				if str, ok := a.(string); ok {
-					if ip, err := netip.ParseAddr(str); err == nil {
-						s.addrs = append(s.addrs, ip)
-					}
-				}
-			}
-		}
-	}
+	s, _ := target.SubjectFromJSON(id, doc)
+	return s
 }
-
-func (s *indexSubject) ID() string { return s.id }
-
-func (s *indexSubject) Fact(path []string) (any, bool) {
-	var cur any = s.facts
-	for _, k := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[k]; !ok {
-			return nil, false
-		}
-	}
-	return cur, s.facts != nil
-}
-
-func (s *indexSubject) Addrs() []netip.Addr { return s.addrs }

@@ -417,6 +417,11 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 	expr, err := je.parsedTarget(js)
 	je.mu.Unlock()
 	all := err == nil && (main.Target.Kind == "" || main.Target.Kind == string(target.KindGlob)) && main.Target.Expr == "*"
+	// Presence first: a partition this master just gained waits
+	// (takeover_grace at most) until its peels were heard, so that nobody
+	// up is called offline. The partitions warm up together, so this costs
+	// one grace at most, not one per partition.
+	je.m.presence.waitWarm(je.ctx, parts)
 	// Parts are independent: create and dispatch them in parallel, so the
 	// last partition does not wait for the round trips of all the others.
 	sem := make(chan struct{}, 16)
@@ -426,24 +431,39 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			var ids []string
+			var ids, offline []string
 			if err == nil {
-				ids = je.m.index.resolve(p, expr)
+				targeted := je.m.index.resolve(p, expr)
+				var wait time.Duration
+				ids, offline, wait = je.m.presence.split(p, targeted)
+				if wait > 0 {
+					select {
+					case <-time.After(wait):
+					case <-je.ctx.Done():
+					}
+					ids, offline, _ = je.m.presence.split(p, targeted)
+				}
 			}
-			je.createPart(jid, main, p, ids, all)
+			// "all" lets every peel of the partition take the job; with
+			// peels offline it must name the others, or a peel coming back
+			// would run a job that lists it as offline.
+			je.createPart(jid, main, p, ids, offline, all && len(offline) == 0)
 		}()
 	}
 	wg.Wait()
 }
 
-func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids []string, all bool) {
+// createPart records partition p's part: ids are the targeted peels online
+// now, which the part expects; offline the targeted ones that are not, which
+// it lists and neither dispatches to nor waits for.
+func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline []string, all bool) {
 	key := jid + "/" + strconv.Itoa(p)
 	defer func() {
 		je.mu.Lock()
 		delete(je.resolving, key)
 		je.mu.Unlock()
 	}()
-	part := wire.JobPart{JID: jid, Partition: p, Master: je.m.cfg.ID, Expected: ids, Status: wire.StatusRunning}
+	part := wire.JobPart{JID: jid, Partition: p, Master: je.m.cfg.ID, Expected: ids, Status: wire.StatusRunning, Offline: offline}
 	if len(ids) == 0 {
 		part.Expected = []string{}
 		part.Status = wire.StatusDone
@@ -873,7 +893,7 @@ func (je *jobEngine) reconcile(jid string) {
 	}
 	main, rev := js.main, js.mainRev
 	present, final := 0, 0
-	expected, returned, failed, missing := 0, 0, 0, 0
+	expected, returned, failed, missing, offline := 0, 0, 0, 0, 0
 	anyPartial := false
 	for p := 0; p < P; p++ {
 		rec, ok := js.parts[p]
@@ -882,6 +902,7 @@ func (je *jobEngine) reconcile(jid string) {
 		}
 		present++
 		expected += len(rec.part.Expected)
+		offline += len(rec.part.Offline)
 		if wire.Final(rec.part.Status) {
 			final++
 			returned += rec.part.Returned
@@ -897,23 +918,27 @@ func (je *jobEngine) reconcile(jid string) {
 	next := main
 	switch {
 	case final == P:
-		next.Expected, next.Returned, next.Failed, next.Missing = expected, returned, failed, missing
+		next.Expected, next.Returned, next.Failed, next.Missing, next.Offline = expected, returned, failed, missing, offline
+		// Offline peels are targeted peels that did not run the job: a job
+		// with any is partial, like one with a peel that did not answer.
 		switch {
-		case !anyPartial:
+		case !anyPartial && offline == 0:
 			next.Status = wire.StatusDone
 		case returned > 0:
 			next.Status = wire.StatusPartial
-		default:
+		case missing > 0:
 			next.Status = wire.StatusTimedOut
+		default:
+			next.Status = wire.StatusPartial // every targeted peel was offline
 		}
 		next.Finished = time.Now().UTC()
 	case present == P && main.Status == wire.StatusPending:
 		next.Status = wire.StatusRunning
-		next.Expected = expected
+		next.Expected, next.Offline = expected, offline
 	default:
 		return
 	}
-	if next.Status == main.Status && next.Expected == main.Expected {
+	if next.Status == main.Status && next.Expected == main.Expected && next.Offline == main.Offline {
 		return
 	}
 	b, _ := json.Marshal(next)
@@ -930,10 +955,10 @@ func (je *jobEngine) reconcile(jid string) {
 	je.mu.Unlock()
 	if wire.Final(next.Status) {
 		je.m.met.jobsFinished.Inc()
-		je.m.log.Info("job finished", "jid", jid, "status", next.Status, "expected", next.Expected, "returned", next.Returned, "failed", next.Failed, "missing", next.Missing)
+		je.m.log.Info("job finished", "jid", jid, "status", next.Status, "expected", next.Expected, "returned", next.Returned, "failed", next.Failed, "missing", next.Missing, "offline", next.Offline)
 	}
 	je.m.event(wire.Event{JID: jid, Kind: next.Status, Status: next.Status,
-		Detail: fmt.Sprintf("expected=%d returned=%d failed=%d missing=%d", next.Expected, next.Returned, next.Failed, next.Missing)})
+		Detail: fmt.Sprintf("expected=%d returned=%d failed=%d missing=%d offline=%d", next.Expected, next.Returned, next.Failed, next.Missing, next.Offline)})
 	if next.Status == wire.StatusRunning {
 		// Parts may all have finished before the main went to running.
 		je.reconcile(jid)

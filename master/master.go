@@ -67,9 +67,10 @@ type Master struct {
 	users  *sig.Verifier
 	replay *sig.ReplayGuard
 
-	member *membership
-	index  *factIndex
-	jobs   *jobEngine
+	member   *membership
+	index    *factIndex
+	jobs     *jobEngine
+	presence *presence
 
 	met     *masterMetrics
 	ready   atomic.Bool
@@ -239,6 +240,7 @@ func (m *Master) start(ctx context.Context) error {
 
 	m.index = newFactIndex(m)
 	m.jobs = newJobEngine(m)
+	m.presence = newPresence(m)
 	m.member = newMembership(m)
 	// Membership first: the index and the job engine need the table to know
 	// which partitions are theirs.
@@ -251,6 +253,7 @@ func (m *Master) start(ctx context.Context) error {
 	if err := m.jobs.start(ctx); err != nil {
 		return err
 	}
+	go m.presence.run(ctx)
 	if err := m.startAPI(); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,41 +22,78 @@ import (
 )
 
 // simFleet is a minimal simulated fleet for master tests: n peels over a
-// few connections, speaking the real protocol (facts in the bucket, returns
-// stored with expected-sequence 0). The load generator has the full one.
+// few connections, speaking the real protocol (facts in the bucket, presence
+// beats, returns stored with expected-sequence 0). The load generator has
+// the full one.
 type simFleet struct {
 	ids     []string
 	latency atomic.Int64 // nanoseconds before answering
 	answers atomic.Int64
 	dupes   atomic.Int64
 	conns   []*nats.Conn
+	// instance holds each peel's instance nonce (internal/peelproto).
+	instance map[string]string
+	// silent peels do not beat (they are down as far as presence goes).
+	silent sync.Map
+}
+
+// simBeatInterval is the simulated peels' beat interval (the peel default).
+const simBeatInterval = 10 * time.Second
+
+// beat publishes one beat for each of ids that is not silent, as real peels
+// do: one message per peel on its own subject.
+func (f *simFleet) beat(nc *nats.Conn, p int, ids []string) {
+	for _, id := range ids {
+		if _, off := f.silent.Load(id); off {
+			continue
+		}
+		nc.PublishMsg(peelproto.BeatMsg(p, id, wire.Beat{Instance: f.instance[id], Interval: wire.Duration(simBeatInterval)}))
+	}
+}
+
+// stop makes peel id say goodbye and fall silent, as a peel stopped cleanly.
+func (f *simFleet) stop(id string, partitions int) {
+	f.silent.Store(id, true)
+	nc := f.conns[0]
+	nc.PublishMsg(peelproto.BeatMsg(shard.Partition(id, partitions), id, wire.Beat{Instance: f.instance[id], Bye: true}))
+	nc.Flush()
 }
 
 func startSimFleet(t *testing.T, url string, n, partitions int) *simFleet {
 	t.Helper()
-	f := &simFleet{}
+	f := &simFleet{instance: map[string]string{}}
 	byPart := map[int][]string{}
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("sim-%05d.dc1.example.com", i)
 		f.ids = append(f.ids, id)
+		f.instance[id] = peelproto.NewInstance()
 		p := shard.Partition(id, partitions)
 		byPart[p] = append(byPart[p], id)
 	}
 	const nconn = 4
 	for c := 0; c < nconn; c++ {
-		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		f.conns = append(f.conns, nc)
-		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 		local := map[int][]string{}
 		for p, ids := range byPart {
 			if p%nconn == c {
 				local[p] = ids
 			}
 		}
+		beatAll := func(nc *nats.Conn) {
+			for p, ids := range local {
+				f.beat(nc, p, ids)
+			}
+		}
+		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+			nats.ReconnectHandler(beatAll))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		f.conns = append(f.conns, nc)
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		// Beats before facts, as a real peel does at connect: a master
+		// that indexes a peel has heard it beat.
+		beatAll(nc)
 		for p := range local {
 			// Facts, so the masters' index knows the peel.
 			for _, id := range local[p] {
@@ -84,12 +122,35 @@ func startSimFleet(t *testing.T, url string, n, partitions int) *simFleet {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A master that gains the partition asks who is up.
+			_, err = nc.Subscribe(names.ControlSubject(p), func(m *nats.Msg) {
+				var c wire.Control
+				if json.Unmarshal(m.Data, &c) != nil || c.Op != wire.ControlBeat {
+					return
+				}
+				time.AfterFunc(peelproto.BeatDelay(c.Within.D()), func() { f.beat(nc, p, ids) })
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
 		select {
 		case <-js.PublishAsyncComplete():
 		case <-time.After(30 * time.Second):
 			t.Fatal("facts not stored")
 		}
+		stop := make(chan struct{})
+		t.Cleanup(func() { close(stop) })
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(peelproto.NextBeat(simBeatInterval)):
+					beatAll(nc)
+				}
+			}
+		}()
 	}
 	return f
 }

@@ -25,6 +25,11 @@ type Config struct {
 	NATS NATSConfig `yaml:"nats"`
 	// FactsInterval is how often facts are collected and published.
 	FactsInterval config.Duration `yaml:"facts_interval"`
+	// BeatInterval is the longest time between two presence beats (core
+	// NATS, never stored); beats are jittered below it. The masters call a
+	// peel offline after presence.offline_after without a beat (3 intervals
+	// by default).
+	BeatInterval config.Duration `yaml:"beat_interval"`
 	// DataDir holds the peel's state: the spool of undelivered returns.
 	DataDir string `yaml:"data_dir"`
 	// Partitions must match the masters'; the peel asks a master for the
@@ -59,6 +64,7 @@ func DefaultConfig() Config {
 		HTTP:              "127.0.0.1:9101",
 		NATS:              NATSConfig{URL: config.URLs{"nats://127.0.0.1:4222"}},
 		FactsInterval:     config.Dur(5 * time.Minute),
+		BeatInterval:      config.Dur(10 * time.Second),
 		DataDir:           "/var/lib/zester/peel",
 		Partitions:        64,
 		MaxConcurrentJobs: 8,
@@ -88,7 +94,7 @@ func ParseConfig(data []byte) (Config, error) {
 // Validate names the first bad key.
 func (c *Config) Validate() error {
 	if err := config.Check(map[string]interface{ Err() error }{
-		"facts_interval": c.FactsInterval, "max_output": c.MaxOutput,
+		"facts_interval": c.FactsInterval, "max_output": c.MaxOutput, "beat_interval": c.BeatInterval,
 	}); err != nil {
 		return err
 	}
@@ -110,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FactsInterval.D() < time.Second {
 		bad("facts_interval", "%s: want at least 1s", c.FactsInterval.D())
+	}
+	if d := c.BeatInterval.D(); d < 100*time.Millisecond || d > 10*time.Minute {
+		bad("beat_interval", "%s: want 100ms to 10m", d)
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "empty")

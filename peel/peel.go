@@ -62,6 +62,15 @@ type Peel struct {
 	sub, ctl   *nats.Subscription
 	jobSem     chan struct{}
 
+	// instance is this process's nonce in beats and on the peel inbox.
+	instance string
+	started  time.Time
+	beatNow  chan struct{}
+	inbox    *nats.Subscription
+	killed   atomic.Bool
+	// beats and beatErrors count presence beats sent and refused locally.
+	beats, beatErrors *metrics.Counter
+
 	seenMu sync.Mutex
 	seen   map[string]time.Time
 
@@ -104,9 +113,15 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		jobSem: make(chan struct{}, cfg.MaxConcurrentJobs),
 		seen:   map[string]time.Time{},
 		wake:   make(chan struct{}, 1),
+
+		instance: peelproto.NewInstance(),
+		started:  time.Now().UTC(),
+		beatNow:  make(chan struct{}, 1),
 	}
 	p.partitions.Store(int32(cfg.Partitions))
 	p.met = newPeelMetrics(opts.Metrics, p)
+	p.beats = opts.Metrics.NewCounter(`zester_peel_beats_total`)
+	p.beatErrors = opts.Metrics.NewCounter(`zester_peel_beat_errors_total`)
 	return p, nil
 }
 
@@ -135,6 +150,9 @@ func (p *Peel) Run(ctx context.Context) error {
 		defer h.Close()
 	}
 	reconnected := make(chan struct{}, 1)
+	connected := make(chan struct{})
+	var connectedOnce sync.Once
+	firstConnect := func() { connectedOnce.Do(func() { close(connected) }) }
 	nopts := []nats.Option{
 		nats.Name("zester-peel " + p.cfg.ID),
 		// Replies come to an inbox only this peel may subscribe to, so its
@@ -156,7 +174,10 @@ func (p *Peel) Run(ctx context.Context) error {
 			p.met.disconnects.Inc()
 			p.log.Warn("nats disconnected", "err", err)
 		}),
-		nats.ConnectHandler(func(*nats.Conn) { notify(reconnected) }),
+		nats.ConnectHandler(func(*nats.Conn) {
+			notify(reconnected)
+			firstConnect()
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			p.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 			notify(reconnected)
@@ -174,22 +195,46 @@ func (p *Peel) Run(ctx context.Context) error {
 	defer nc.Close()
 	if nc.IsConnected() {
 		notify(reconnected)
+		firstConnect()
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
 	p.js = js
+	// One process per id: ask on the id's inbox before taking any job. The
+	// check needs the server, so a peel started while NATS is away waits.
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		return nil
+	}
+	if err := peelproto.CheckInstance(ctx, nc, p.self()); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	if p.inbox, err = peelproto.ServeInstance(nc, p.cfg.ID, p.self); err != nil {
+		return fmt.Errorf("subscribe %s: %w", names.PeelInbox(p.cfg.ID), err)
+	}
 	if err := p.subscribe(); err != nil {
 		return err
 	}
-	p.wg.Add(2)
+	// The first beat before the first facts: a master that indexes this
+	// peel has heard it is up.
+	p.beat(false)
+	p.wg.Add(3)
 	go func() { defer p.wg.Done(); p.factsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.connLoop(ctx, reconnected) }()
-	p.log.Info("peel running", "url", nc.ConnectedUrlRedacted(), "partition", p.partition())
+	go func() { defer p.wg.Done(); p.beatLoop(ctx) }()
+	p.log.Info("peel running", "url", nc.ConnectedUrlRedacted(), "partition", p.partition(), "instance", p.instance)
 	<-ctx.Done()
 	p.ready.Store(false)
 	p.wg.Wait()
+	// Goodbye first, so that the masters stop sending it jobs at once
+	// (docs/architecture.md, presence); running jobs still store returns.
+	p.bye()
 	// Let running jobs write their returns.
 	for i := 0; i < cap(p.jobSem); i++ {
 		select {
@@ -200,6 +245,66 @@ func (p *Peel) Run(ctx context.Context) error {
 	nc.Drain()
 	p.log.Info("peel stopped")
 	return nil
+}
+
+// Kill drops the peel's connection without a goodbye beat, as if the
+// process died: the masters notice only when its beats stop. Tests use it.
+func (p *Peel) Kill() {
+	p.killed.Store(true)
+	p.ready.Store(false)
+	if p.nc != nil {
+		p.nc.Close()
+	}
+}
+
+// Instance is this process's instance nonce.
+func (p *Peel) Instance() string { return p.instance }
+
+func (p *Peel) self() wire.PeelInstance {
+	host, _ := os.Hostname()
+	return wire.PeelInstance{ID: p.cfg.ID, Instance: p.instance, Started: p.started, Host: host, PID: os.Getpid()}
+}
+
+// beatLoop sends presence beats at most one beat interval apart (jittered
+// below it; Run sent the first), and whenever beatNow is signalled (a
+// reconnect, or a master's request).
+func (p *Peel) beatLoop(ctx context.Context) {
+	iv := p.cfg.BeatInterval.D()
+	t := time.NewTimer(peelproto.NextBeat(iv))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.beatNow:
+		}
+		p.beat(false)
+		t.Reset(peelproto.NextBeat(iv))
+	}
+}
+
+func (p *Peel) beat(bye bool) {
+	if p.killed.Load() {
+		return
+	}
+	m := peelproto.BeatMsg(p.partition(), p.cfg.ID, wire.Beat{Instance: p.instance, Bye: bye, Interval: wire.Duration(p.cfg.BeatInterval.D())})
+	if err := p.nc.PublishMsg(m); err != nil {
+		p.beatErrors.Inc()
+		return
+	}
+	p.beats.Inc()
+}
+
+// bye sends the goodbye beat and waits (briefly) until the server has it.
+func (p *Peel) bye() {
+	if p.killed.Load() || !p.nc.IsConnected() {
+		return
+	}
+	p.beat(true)
+	if err := p.nc.FlushTimeout(time.Second); err != nil {
+		p.log.Warn("goodbye beat not flushed", "err", err)
+	}
 }
 
 // reconnectFactsJitter spreads the facts republished after a reconnect.
@@ -258,11 +363,21 @@ func (p *Peel) onControl(msg *nats.Msg) {
 		p.log.Warn("ignoring malformed control message", "err", err)
 		return
 	}
-	if c.Op != wire.ControlRepublishFacts || !slices.Contains(c.Peels, p.cfg.ID) {
-		return
+	switch c.Op {
+	case wire.ControlRepublishFacts:
+		if !slices.Contains(c.Peels, p.cfg.ID) {
+			return
+		}
+		p.log.Info("a master asked for the facts again (gone from the bucket or unreadable); republishing")
+		notify(p.wake)
+	case wire.ControlBeat:
+		// A master took over the partition and asks who is up; the random
+		// delay spreads a partition's answers over Within.
+		if len(c.Peels) > 0 && !slices.Contains(c.Peels, p.cfg.ID) {
+			return
+		}
+		time.AfterFunc(peelproto.BeatDelay(c.Within.D()), func() { notify(p.beatNow) })
 	}
-	p.log.Info("facts gone from the bucket; republishing")
-	notify(p.wake)
 }
 
 // connLoop runs after every (re)connect: learn the deployment's partition
@@ -275,6 +390,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 		case <-ctx.Done():
 			return
 		case <-reconnected:
+			notify(p.beatNow)
 			p.askInfo(ctx)
 			// Republish facts (the store may have been rebuilt), after a
 			// random delay so that a fleet reconnecting at once does not
@@ -304,6 +420,7 @@ func (p *Peel) askInfo(ctx context.Context) {
 		if err := p.subscribe(); err != nil {
 			p.log.Error("resubscribe", "err", err)
 		}
+		notify(p.beatNow) // on the right partition's subject now
 	}
 }
 
@@ -525,18 +642,16 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	doc = withID(doc, p.cfg.ID)
 	var m map[string]any
 	if err := json.Unmarshal(doc, &m); err != nil {
 		return err
 	}
-	if p.kvF == nil {
-		kv, err := p.js.KeyValue(ctxTimeout(ctx, 5*time.Second), names.BucketFacts)
-		if err != nil {
-			return fmt.Errorf("facts bucket: %w", err)
-		}
-		p.kvF = kv
+	kv, err := p.factsBucket(ctx)
+	if err != nil {
+		return err
 	}
-	if _, err := p.kvF.Put(ctxTimeout(ctx, 5*time.Second), names.FactsKey(p.cfg.ID), factcodec.Encode(doc)); err != nil {
+	if _, err := kv.Put(ctxTimeout(ctx, 5*time.Second), names.FactsKey(p.cfg.ID), factcodec.Encode(doc)); err != nil {
 		return fmt.Errorf("publish facts: %w", err)
 	}
 	p.factsMu.Lock()
@@ -544,4 +659,37 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	p.factsMu.Unlock()
 	p.met.factPublishes.Inc()
 	return nil
+}
+
+// factsBucket opens the facts bucket once. publishFacts runs from the facts
+// loop and from facts.refresh jobs at the same time, so the handle is set
+// under subMu, as returnsBucket's is.
+func (p *Peel) factsBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	if p.kvF == nil {
+		kv, err := p.js.KeyValue(ctxTimeout(ctx, 5*time.Second), names.BucketFacts)
+		if err != nil {
+			return nil, fmt.Errorf("facts bucket: %w", err)
+		}
+		p.kvF = kv
+	}
+	return p.kvF, nil
+}
+
+// withID puts the peel id first in its fact document ("id", Salt's grain of
+// the minion id), so that a value stored under another peel's key is seen
+// for what it is: the masters check it against the key.
+func withID(doc []byte, id string) []byte {
+	if len(doc) < 2 || doc[0] != '{' {
+		return doc
+	}
+	q, _ := json.Marshal(id)
+	out := make([]byte, 0, len(doc)+len(q)+8)
+	out = append(out, `{"id":`...)
+	out = append(out, q...)
+	if len(doc) > 2 && doc[1] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, doc[1:]...)
 }

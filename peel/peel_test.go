@@ -141,14 +141,14 @@ func TestPeel_DuplicateDispatch_RunsOnce(t *testing.T) {
 }
 
 // A peel that is away when a job goes out gets it when it is back: the
-// master sends the job again to the peels that have not answered.
+// master sends the job again to the peels that have not answered. (A peel
+// that died without a goodbye is still online until offline_after; one that
+// stopped cleanly is offline and not sent the job at all.)
 func TestPeel_AwayAtDispatch_GetsJobWhenBack(t *testing.T) {
 	_, url := serverAndMaster(t)
 	cfg := peeltest.Config(t, "late.example.com", url)
 	p := peeltest.Start(t, cfg)
-	if err := p.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	p.Kill()
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Kind: "list", Expr: "late.example.com"}, Function: "test.ping", Timeout: wire.Duration(9 * time.Second)})

@@ -59,13 +59,14 @@ func (a *app) resolveLocal(ctx context.Context, expr target.Expr) ([]string, err
 		if e == nil {
 			break
 		}
-		subj := target.MapSubject{PeelID: e.Key()}
+		// The masters' matcher: target.SubjectFromJSON over the decoded value.
+		subj := &target.MapSubject{PeelID: e.Key()}
 		if !expr.IDOnly() {
 			if doc, err := factcodec.Decode(e.Value()); err == nil {
-				json.Unmarshal(doc, &subj.Facts)
+				subj, _ = target.SubjectFromJSON(e.Key(), doc)
 			}
 		}
-		if expr.Match(&subj) {
+		if expr.Match(subj) {
 			ids = append(ids, e.Key())
 		}
 	}
@@ -114,7 +115,7 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	sub.out, sub.noProgress = out, true
 	progress := isTerminal(a.errOut) && !f.json
 
-	total := jobResult{Status: wire.StatusDone, Function: req.Function, Failed: []string{}, Missing: []string{}}
+	total := jobResult{Status: wire.StatusDone, Function: req.Function, Failed: []string{}, Missing: []string{}, Offline: []string{}}
 	var mu sync.Mutex
 	var firstErr error
 	done, inFlight := 0, 0
@@ -172,6 +173,7 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 			total.Returned += res.Returned
 			total.Failed = append(total.Failed, res.Failed...)
 			total.Missing = append(total.Missing, res.Missing...)
+			total.Offline = append(total.Offline, res.Offline...)
 			if res.Status != wire.StatusDone {
 				total.Status = wire.StatusPartial
 			}
@@ -190,6 +192,7 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	}
 	sort.Strings(total.Failed)
 	sort.Strings(total.Missing)
+	sort.Strings(total.Offline)
 	total.JID = fmt.Sprintf("%d jobs", len(slices))
 	total.Duration = time.Since(start).Round(time.Millisecond).String()
 	if f.json {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,12 +21,21 @@ import (
 )
 
 func (a *app) peelsCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, online, offline bool
 	c := &cobra.Command{
 		Use:   "peels",
-		Short: "List known peels from the fact index",
-		Args:  cobra.NoArgs,
+		Short: "List known peels: state (online/offline), last seen, facts",
+		Long: `List every peel known from the facts bucket or from its presence beats, with
+its state as the masters that own its partition see it: online (beating),
+offline (silent for presence.offline_after, or stopped cleanly), or "?" when
+no master answered for its partition or its master took it over a moment ago. LAST SEEN is the last beat that master
+heard. NOTES flags an id beaten by two processes at once (a cloned host) and
+facts that the store holds but cannot be read (republish asked).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if online && offline {
+				return withCode(ExitError, errors.New("give at most one of --online and --offline"))
+			}
 			ctx := cmd.Context()
 			if err := a.connect(ctx); err != nil {
 				return err
@@ -34,20 +44,67 @@ func (a *app) peelsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if online || offline {
+				want := wire.PresenceOnline
+				if offline {
+					want = wire.PresenceOffline
+				}
+				kept := rows[:0]
+				for _, r := range rows {
+					if r.State == want {
+						kept = append(kept, r)
+					}
+				}
+				rows = kept
+			}
 			if asJSON {
+				if rows == nil {
+					rows = []wire.PeelSummary{}
+				}
 				return json.NewEncoder(a.out).Encode(rows)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEEL\tPARTITION\tOS\tKERNEL\tARCH\tFACTS UPDATED")
+			fmt.Fprintln(tw, "PEEL\tSTATE\tLAST SEEN\tPARTITION\tOS\tKERNEL\tARCH\tFACTS UPDATED\tNOTES")
+			now := time.Now()
+			counts := map[string]int{}
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.ID, r.Partition, dash(r.OS), dash(r.Kernel), dash(r.Arch), r.Updated.Local().Format(time.DateTime))
+				counts[r.State]++
+				state, seen, updated := r.State, "-", "-"
+				if state == "" {
+					state = "?"
+				}
+				if !r.LastSeen.IsZero() {
+					seen = now.Sub(r.LastSeen).Round(100*time.Millisecond).String() + " ago"
+				}
+				if !r.Updated.IsZero() {
+					updated = r.Updated.Local().Format(time.DateTime)
+				}
+				var notes []string
+				if r.Duplicate {
+					notes = append(notes, "DUPLICATE ID: two processes beat with this id")
+				}
+				switch r.Facts {
+				case wire.FactsBad:
+					notes = append(notes, "facts bad ("+r.FactsError+"), republish asked")
+				case "":
+					if r.Updated.IsZero() {
+						notes = append(notes, "no facts")
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, seen, r.Partition, dash(r.OS), dash(r.Kernel), dash(r.Arch), updated, dash(strings.Join(notes, "; ")))
 			}
 			tw.Flush()
-			fmt.Fprintf(a.out, "%d peels\n", len(rows))
+			fmt.Fprintf(a.out, "%d peels: %d online, %d offline", len(rows), counts[wire.PresenceOnline], counts[wire.PresenceOffline])
+			if n := counts[""]; n > 0 {
+				fmt.Fprintf(a.out, ", %d unknown (no master answered for their partition, or it just took it over)", n)
+			}
+			fmt.Fprintln(a.out)
 			return nil
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	c.Flags().BoolVar(&online, "online", false, "only peels that are online")
+	c.Flags().BoolVar(&offline, "offline", false, "only peels that are offline")
 	return c
 }
 
@@ -84,12 +141,13 @@ func (a *app) peelRows(ctx context.Context) ([]wire.PeelSummary, error) {
 		return nil, withCode(ExitError, err)
 	}
 	defer w.Stop()
-	var rows []wire.PeelSummary
+	byID := map[string]*wire.PeelSummary{}
+	var rows []*wire.PeelSummary
 	for e := range w.Updates() {
 		if e == nil {
 			break
 		}
-		r := wire.PeelSummary{ID: e.Key(), Partition: shard.Partition(e.Key(), P), Updated: e.Created()}
+		r := &wire.PeelSummary{ID: e.Key(), Partition: shard.Partition(e.Key(), P), Updated: e.Created()}
 		if doc, err := factcodec.Decode(e.Value()); err == nil {
 			var f struct {
 				OS struct {
@@ -110,10 +168,127 @@ func (a *app) peelRows(ctx context.Context) ([]wire.PeelSummary, error) {
 				r.Kernel, r.Arch = f.Kernel.Release, f.OS.Arch
 			}
 		}
+		byID[r.ID] = r
 		rows = append(rows, r)
 	}
+	// Presence from the masters, each for the partitions it owns.
+	pres, err := a.presence(ctx, P)
+	if err != nil {
+		return nil, err
+	}
+	for _, pp := range pres {
+		r := byID[pp.p.ID]
+		if r == nil {
+			r = &wire.PeelSummary{ID: pp.p.ID, Partition: shard.Partition(pp.p.ID, P)}
+			byID[r.ID] = r
+			rows = append(rows, r)
+		}
+		r.Master, r.State, r.LastSeen, r.Duplicate = pp.master, pp.p.State, pp.p.LastSeen, pp.p.Duplicate
+		r.Facts, r.FactsError = pp.p.Facts, pp.p.FactsError
+	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
-	return rows, nil
+	out := make([]wire.PeelSummary, len(rows))
+	for i, r := range rows {
+		out[i] = *r
+	}
+	return out, nil
+}
+
+type masterPresence struct {
+	master string
+	p      wire.PeelPresence
+}
+
+// presenceWait bounds how long `zester peels` waits for the masters'
+// presence answers when some partition has no owner answering.
+const presenceWait = 3 * time.Second
+
+// presence asks every master (the endpoint has no queue group) for the
+// presence of its partitions and merges the answers: it is done when the
+// masters that finished answering own all P partitions. During a hand-over
+// two masters may both report a partition; the later beat wins.
+func (a *app) presence(ctx context.Context, P int) ([]masterPresence, error) {
+	inbox := a.nc.NewInbox()
+	sub, err := a.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, withCode(ExitError, fmt.Errorf("presence: %w", err))
+	}
+	defer sub.Unsubscribe()
+	sub.SetPendingLimits(-1, -1)
+	if err := a.nc.PublishRequest(names.APISubject("presence"), inbox, nil); err != nil {
+		return nil, withCode(ExitError, fmt.Errorf("presence: %w", err))
+	}
+	ctx, cancel := context.WithTimeout(ctx, presenceWait)
+	defer cancel()
+	covered := make([]bool, P)
+	left := P
+	byID := map[string]masterPresence{}
+	for left > 0 {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			break // no (more) masters: the rest stays unknown
+		}
+		if len(msg.Data) == 0 {
+			if msg.Header.Get("Status") == "503" {
+				break // no master at all
+			}
+			continue
+		}
+		var r wire.PresenceReply
+		if json.Unmarshal(msg.Data, &r) != nil {
+			continue
+		}
+		for _, p := range r.Peels {
+			if cur, ok := byID[p.ID]; !ok || p.LastSeen.After(cur.p.LastSeen) {
+				byID[p.ID] = masterPresence{master: r.Master, p: p}
+			}
+		}
+		if r.Last {
+			for _, p := range r.Owned {
+				if p >= 0 && p < P && !covered[p] {
+					covered[p] = true
+					left--
+				}
+			}
+		}
+	}
+	out := make([]masterPresence, 0, len(byID))
+	for _, v := range byID {
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// offlinePeels lists the peels a job's parts recorded as offline; n is the
+// job record's count, so that a job without any skips the read.
+func (a *app) offlinePeels(ctx context.Context, kv jetstream.KeyValue, jid string, n int) []string {
+	if n == 0 {
+		return nil
+	}
+	lister, err := kv.ListKeysFiltered(ctx, names.JobPartFilter(jid))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for k := range lister.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var p wire.JobPart
+		if json.Unmarshal(e.Value(), &p) == nil {
+			out = append(out, p.Offline...)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// printOffline adds the offline line to a job summary.
+func printOffline(w io.Writer, offline []string) {
+	if len(offline) > 0 {
+		fmt.Fprintf(w, "offline (not sent, not waited for): %s\n", strings.Join(capList(offline, 50), ", "))
+	}
 }
 
 func (a *app) factsCmd() *cobra.Command {

@@ -47,8 +47,8 @@ Targets: glob on ids (default), -L list, -E regex, -G fact (os:id:debian),
 Arguments: one JSON object or array is passed as is; key=value words make an
 object; other words are positional.
 
-Exit status: 0 all returned success, 1 some failed, 2 some did not answer,
-3 the command itself failed.`,
+Exit status: 0 all returned success, 1 some failed, 2 some did not answer
+or were offline, 3 the command itself failed.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error { return a.run(cmd.Context(), f, args) },
 	}
@@ -208,6 +208,9 @@ type jobResult struct {
 	Failed   []string `json:"failed"`
 	Missing  []string `json:"missing"`
 	Duration string   `json:"duration"`
+	// Offline peels were targeted but offline when the job started: not
+	// sent the job, not waited for.
+	Offline []string `json:"offline"`
 }
 
 // follow streams a job's returns until the job is final, prints the
@@ -342,7 +345,7 @@ func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (job
 	missing, _ := a.missing(ctx, kvJobs, jid, job.Partitions)
 	sort.Strings(failed)
 	return jobResult{JID: jid, Status: job.Status, Function: job.Function, Expected: job.Expected, Returned: len(seen), Failed: nonNil(failed), Missing: nonNil(missing),
-		Duration: job.Finished.Sub(job.Created).Round(time.Millisecond).String()}, nil
+		Duration: job.Finished.Sub(job.Created).Round(time.Millisecond).String(), Offline: nonNil(a.offlinePeels(ctx, kvJobs, jid, job.Offline))}, nil
 }
 
 func nonNil(s []string) []string {
@@ -419,6 +422,7 @@ func printSummary(w io.Writer, r jobResult) {
 	if len(r.Missing) > 0 {
 		fmt.Fprintf(w, "did not answer: %s\n", strings.Join(capList(r.Missing, 50), ", "))
 	}
+	printOffline(w, r.Offline)
 }
 
 func capList(s []string, n int) []string {

@@ -101,8 +101,42 @@ func JobSubject(partition int) string { return Root + ".job." + strconv.Itoa(par
 // (wire.Control), e.g. "publish your facts again".
 func ControlSubject(partition int) string { return Root + ".ctl." + strconv.Itoa(partition) }
 
-// PeelInbox is a subject only one peel subscribes to (direct requests).
+// PeelInbox is a subject only one peel subscribes to (direct requests). A
+// peel answers its instance there, so that a second process started with the
+// same id finds the first and refuses to run.
 func PeelInbox(id string) string { return Root + ".peel." + Token(id) + ".in" }
+
+// beatPrefix is the root of the presence beats.
+const beatPrefix = Root + ".beat."
+
+// BeatSubject is where peel id of partition p publishes its presence beats:
+// zester.beat.<p>.<Token(id)>. The partition comes first so that a master
+// subscribes only to the partitions it owns (BeatFilter) without a server
+// mapping; the id is the last token so that a NATS permission can confine a
+// peel to its own beats (zester.beat.*.<token>).
+func BeatSubject(partition int, id string) string {
+	return beatPrefix + strconv.Itoa(partition) + "." + Token(id)
+}
+
+// BeatFilter matches the beats of every peel of partition p.
+func BeatFilter(partition int) string { return beatPrefix + strconv.Itoa(partition) + ".*" }
+
+// ParseBeatSubject splits a BeatSubject.
+func ParseBeatSubject(subj string) (partition int, id string, ok bool) {
+	rest, found := strings.CutPrefix(subj, beatPrefix)
+	if !found {
+		return 0, "", false
+	}
+	ps, tok, found := strings.Cut(rest, ".")
+	if !found || tok == "" || strings.Contains(tok, ".") {
+		return 0, "", false
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 {
+		return 0, "", false
+	}
+	return p, FromToken(tok), true
+}
 
 // PeelInboxPrefix is the reply-inbox prefix of one peel's connection.
 func PeelInboxPrefix(id string) string { return "_INBOX." + Token(id) }

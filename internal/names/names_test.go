@@ -72,3 +72,40 @@ func FuzzValidateID(f *testing.F) {
 		}
 	})
 }
+
+func TestBeatSubject_RoundTrips(t *testing.T) {
+	for _, id := range []string{"web1.example.com", "db1"} {
+		subj := BeatSubject(17, id)
+		p, got, ok := ParseBeatSubject(subj)
+		if !ok || p != 17 || got != id {
+			t.Errorf("%q → %q → %d %q %v", id, subj, p, got, ok)
+		}
+		if !strings.HasPrefix(subj, strings.TrimSuffix(BeatFilter(17), "*")) {
+			t.Errorf("%q not under %q", subj, BeatFilter(17))
+		}
+	}
+	for _, bad := range []string{"zester.beat.x.web1", "zester.beat.1", "zester.beat.1.", "zester.beat.1.a.b", "zester.job.1", "zester.beat.-1.a"} {
+		if _, _, ok := ParseBeatSubject(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// FuzzParseBeatSubject: what parses is rebuilt by BeatSubject into a
+// subject that parses to the same partition and id.
+func FuzzParseBeatSubject(f *testing.F) {
+	for _, s := range []string{"zester.beat.47.web1~example~com", "zester.beat.0.a", "zester.beat.x.a", "zester.beat.1.a.b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, subj string) {
+		p, id, ok := ParseBeatSubject(subj)
+		if !ok {
+			return
+		}
+		again := BeatSubject(p, id)
+		p2, id2, ok2 := ParseBeatSubject(again)
+		if !ok2 || p2 != p || id2 != id || strings.Count(again, ".") != 3 {
+			t.Fatalf("%q → %d %q → %q → %d %q %v", subj, p, id, again, p2, id2, ok2)
+		}
+	})
+}

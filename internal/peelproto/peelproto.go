@@ -1,14 +1,19 @@
 // Package peelproto is the peel's side of the protocol, shared by the real
-// agent and the load generator's simulated peels: how a return is stored and
-// how a dispatch is read.
+// agent and the load generator's simulated peels: how a return is stored,
+// how a dispatch is read, how a peel beats its presence, and how a second
+// process with the same id is refused.
 package peelproto
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -63,4 +68,126 @@ func Addressed(d *wire.Dispatch, id string) bool {
 	}
 	_, found := slices.BinarySearch(d.Peels, id)
 	return found
+}
+
+// ---- presence ----
+//
+// A peel says it is up with a beat on core NATS, names.BeatSubject(p, id),
+// every BeatInterval at most (jittered below it, so that a fleet started at
+// once spreads out), at once after every (re)connect, after a random delay
+// when a master asks (wire.ControlBeat), and a last one with Bye set when it
+// stops cleanly. Nothing is stored: a beat costs one small message and the
+// masters keep presence in memory, for the partitions they own only.
+
+// NewInstance returns a random instance nonce for one peel process.
+func NewInstance() string {
+	var b [8]byte
+	crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// BeatMsg builds peel id's beat for partition p.
+func BeatMsg(p int, id string, b wire.Beat) *nats.Msg {
+	data, _ := json.Marshal(b)
+	return &nats.Msg{Subject: names.BeatSubject(p, id), Data: data}
+}
+
+// ParseBeat reads a beat message: the peel id from the subject, the rest from
+// the body.
+func ParseBeat(subject string, data []byte) (partition int, id string, b wire.Beat, err error) {
+	partition, id, ok := names.ParseBeatSubject(subject)
+	if !ok {
+		return 0, "", b, fmt.Errorf("beat subject %q: not zester.beat.<partition>.<peel>", subject)
+	}
+	if err := names.ValidateID(id); err != nil {
+		return 0, "", b, fmt.Errorf("beat subject %q: %w", subject, err)
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return 0, "", b, fmt.Errorf("beat of %s: %w", id, err)
+	}
+	if b.Instance == "" {
+		return 0, "", b, fmt.Errorf("beat of %s: no instance", id)
+	}
+	return partition, id, b, nil
+}
+
+// NextBeat is the wait before the next regular beat: uniformly random in
+// [0.8, 1.0) × interval. Beats thus never come more than one interval apart,
+// and a fleet started in the same second drifts apart within a few beats.
+func NextBeat(interval time.Duration) time.Duration {
+	lo := interval - interval/5
+	return lo + time.Duration(mrand.Int64N(int64(interval/5)+1))
+}
+
+// BeatDelay is the delay of an answer to a ControlBeat: uniformly random in
+// [0, within), so that a partition of many peels answers spread out.
+func BeatDelay(within time.Duration) time.Duration {
+	if within <= 0 {
+		return 0
+	}
+	return time.Duration(mrand.Int64N(int64(within)))
+}
+
+// ---- one process per id ----
+
+// ErrDuplicate is returned by CheckInstance when another process holds the id.
+type ErrDuplicate struct{ Other wire.PeelInstance }
+
+func (e *ErrDuplicate) Error() string {
+	o := e.Other
+	where := ""
+	if o.Host != "" {
+		where = fmt.Sprintf(" on host %s (pid %d)", o.Host, o.PID)
+	}
+	return fmt.Sprintf("another peel with id %q is online%s, instance %s, running since %s: refusing to run a second one (a cloned host? give this one its own id in peel.yaml)",
+		o.ID, where, o.Instance, o.Started.Format(time.RFC3339))
+}
+
+// instanceWait bounds how long CheckInstance waits for an answer when some
+// process subscribes to the id's inbox but stays silent.
+const instanceWait = 2 * time.Second
+
+// ServeInstance answers requests on the id's inbox with what self returns.
+// A peel subscribes once CheckInstance found nobody else.
+func ServeInstance(nc *nats.Conn, id string, self func() wire.PeelInstance) (*nats.Subscription, error) {
+	return nc.Subscribe(names.PeelInbox(id), func(m *nats.Msg) {
+		me := self()
+		var req wire.PeelInstance
+		if json.Unmarshal(m.Data, &req) == nil && req.Instance == me.Instance {
+			return // our own question
+		}
+		b, _ := json.Marshal(me)
+		m.Respond(b)
+	})
+}
+
+// CheckInstance asks whether another process holds self.ID and returns an
+// *ErrDuplicate when one answers. Without another subscriber the server says
+// so at once, so the check costs one round trip. Two peels that start within
+// that round trip both pass; the masters then flag the id from its beats
+// (two instances beating alternately).
+func CheckInstance(ctx context.Context, nc *nats.Conn, self wire.PeelInstance) error {
+	b, _ := json.Marshal(self)
+	ctx, cancel := context.WithTimeout(ctx, instanceWait)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, names.PeelInbox(self.ID), b)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil // a silent subscriber is no running peel
+	case err != nil:
+		return fmt.Errorf("instance check on %s: %w", names.PeelInbox(self.ID), err)
+	}
+	var other wire.PeelInstance
+	if err := json.Unmarshal(m.Data, &other); err != nil {
+		return fmt.Errorf("instance check: answer on %s does not decode: %w", names.PeelInbox(self.ID), err)
+	}
+	if other.Instance == self.Instance {
+		return nil
+	}
+	if other.ID == "" {
+		other.ID = self.ID
+	}
+	return &ErrDuplicate{Other: other}
 }

@@ -1,6 +1,8 @@
 package target
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strconv"
 )
@@ -122,4 +124,17 @@ func (m MapSubject) Addrs() []netip.Addr {
 		add(l)
 	}
 	return out
+}
+
+// SubjectFromJSON is the Subject of a peel with its fact document doc (a
+// JSON object). Masters and the CLI both match through it, so a target
+// selects the same peels wherever it is resolved. A doc that does not parse
+// gives a Subject without facts and the error.
+func SubjectFromJSON(id string, doc []byte) (*MapSubject, error) {
+	s := &MapSubject{PeelID: id}
+	if err := json.Unmarshal(doc, &s.Facts); err != nil {
+		s.Facts = nil
+		return s, fmt.Errorf("facts of %s: %w", id, err)
+	}
+	return s, nil
 }

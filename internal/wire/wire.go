@@ -4,6 +4,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -70,6 +71,11 @@ type Job struct {
 	Missing    int             `json:"missing"`
 	Finished   time.Time       `json:"finished,omitzero"`
 	Error      string          `json:"error,omitempty"`
+
+	// Offline counts the targeted peels that were offline when the job
+	// started: the job was not sent to them and did not wait for them.
+	// Expected does not include them.
+	Offline int `json:"offline,omitempty"`
 }
 
 // JobPart is the share of a job that one partition holds: its expected
@@ -85,6 +91,10 @@ type JobPart struct {
 	Failed    int       `json:"failed"`
 	Missing   []string  `json:"missing,omitempty"`
 	Finished  time.Time `json:"finished,omitzero"`
+
+	// Offline lists the targeted peels of the partition that were offline
+	// when the part was resolved; they are not in Expected.
+	Offline []string `json:"offline,omitempty"`
 }
 
 // Dispatch is a job as published to the peels of one partition.
@@ -103,12 +113,78 @@ const (
 	// ControlRepublishFacts asks the named peels to publish their facts now
 	// (their key was deleted or purged from the facts bucket).
 	ControlRepublishFacts = "facts.republish"
+	// ControlBeat asks every peel of the partition to send a presence beat
+	// now, each after a random delay below Within: a master that just
+	// gained the partition learns who is up.
+	ControlBeat = "presence.beat"
 )
 
 // Control is a message on a partition's control subject.
 type Control struct {
 	Op    string   `json:"op"`
 	Peels []string `json:"peels"`
+	// Within bounds the random delay of a ControlBeat answer.
+	Within Duration `json:"within,omitempty"`
+}
+
+// Beat is a peel's presence beat, published on names.BeatSubject (core
+// NATS, never stored). The subject carries the peel id.
+type Beat struct {
+	// Instance is random per peel process: two instances with the same id
+	// beating at once are two hosts claiming one id.
+	Instance string `json:"i"`
+	// Bye is the last beat of a peel that stops cleanly.
+	Bye bool `json:"bye,omitempty"`
+	// Interval is the peel's beat interval: beats come at most this far
+	// apart while it is up.
+	Interval Duration `json:"iv,omitempty"`
+}
+
+// PeelInstance is a peel's answer on names.PeelInbox: which process holds
+// the id. A starting peel sends its own as the request.
+type PeelInstance struct {
+	ID       string    `json:"id"`
+	Instance string    `json:"instance"`
+	Started  time.Time `json:"started"`
+	Host     string    `json:"host,omitempty"`
+	PID      int       `json:"pid,omitempty"`
+}
+
+// Presence states of a peel, as its owning master sees it.
+const (
+	PresenceOnline  = "online"
+	PresenceOffline = "offline"
+)
+
+// Fact states of a peel in `zester peels`.
+const (
+	FactsOK  = "ok"
+	FactsBad = "bad" // the stored value does not decode or names another peel; republish asked
+)
+
+// PeelPresence is what the owning master knows of one peel's liveness.
+type PeelPresence struct {
+	ID string `json:"id"`
+	// State is online, offline, or "" while a master that just gained the
+	// partition has not heard the peel yet (takeover_grace).
+	State string `json:"state"`
+	// LastSeen is the last beat this master heard (zero: none since it
+	// owns the partition).
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	// Duplicate: two instances beat with this id recently.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Facts is "" when the master has no facts entry for the peel.
+	Facts      string `json:"facts,omitempty"`
+	FactsError string `json:"facts_error,omitempty"`
+}
+
+// PresenceReply is one master's answer on the presence endpoint, in one or
+// more messages: Last is set on the final one.
+type PresenceReply struct {
+	Master string         `json:"master"`
+	Owned  []int          `json:"owned"`
+	Peels  []PeelPresence `json:"peels"`
+	Last   bool           `json:"last"`
 }
 
 // Error is an error that crosses the wire, with a code.
@@ -178,6 +254,14 @@ type PeelSummary struct {
 	Arch      string    `json:"arch,omitempty"`
 	Updated   time.Time `json:"updated"`
 	Master    string    `json:"master"`
+
+	// State is online, offline, or "" when unknown: no master answered
+	// for the peel's partition, or its master just took it over.
+	State      string    `json:"state,omitempty"`
+	LastSeen   time.Time `json:"last_seen,omitzero"`
+	Duplicate  bool      `json:"duplicate,omitempty"`
+	Facts      string    `json:"facts,omitempty"`
+	FactsError string    `json:"facts_error,omitempty"`
 }
 
 // APIError is the body of a failed API call.
@@ -191,6 +275,16 @@ type Duration time.Duration
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	// Fast path for a plain quoted string, the form MarshalJSON writes:
+	// masters decode one in every presence beat.
+	if n := len(b); n >= 2 && b[0] == '"' && b[n-1] == '"' && bytes.IndexByte(b[1:n-1], '\\') < 0 && bytes.IndexByte(b[1:n-1], '"') < 0 {
+		p, err := time.ParseDuration(string(b[1 : n-1]))
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", b[1:n-1], err)
+		}
+		*d = Duration(p)
+		return nil
+	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
