@@ -160,6 +160,9 @@ func (e *env) openBuckets(ctx context.Context) error {
 
 func (e *env) masterConfig(id string) master.Config {
 	c := master.DefaultConfig()
+	// The topology launchers start open servers: the masters run insecure
+	// unless the run is a secure one (secure.go).
+	c.Insecure = true
 	c.ID = id
 	c.HTTP = ""
 	c.LogLevel = "error"

@@ -69,12 +69,13 @@ type Caller struct {
 // Unauthenticated is the requester recorded in insecure mode.
 const Unauthenticated = "unauthenticated"
 
-// String is how a caller is recorded in jobs and events.
-func (c *Caller) String() string {
+// describe is how a caller is written in events: the verified name, role
+// and key, or "unauthenticated" with what the client claimed.
+func (c *Caller) describe(claimed string) string {
 	if !c.Verified {
-		return Unauthenticated
+		return fmt.Sprintf("%s claimed=%q", Unauthenticated, claimed)
 	}
-	return fmt.Sprintf("%s (%s, %s)", c.Name, c.Role, c.Key)
+	return fmt.Sprintf("%s role=%s key=%s", c.Name, c.Role, c.Key)
 }
 
 // apiError is an error the API answers with a code.

@@ -52,7 +52,7 @@ type Config struct {
 	Insecure bool `yaml:"insecure"`
 	// TLS is the embedded server's certificate, or the CA (and client
 	// certificate) of external servers.
-	TLS config.TLS `yaml:"tls"`
+	TLS TLSConfig `yaml:"tls"`
 	// Presence tunes peel liveness (beats).
 	Presence PresenceConfig `yaml:"presence"`
 }
@@ -67,6 +67,15 @@ type PresenceConfig struct {
 	// or from a master that left) listens to the beats it asked for before
 	// it resolves a job there: its peels answer within half of it.
 	TakeoverGrace config.Duration `yaml:"takeover_grace"`
+}
+
+// TLSConfig is the tls: section: the files (config.TLS) and, for the
+// embedded server, whether it requires client certificates.
+type TLSConfig struct {
+	config.TLS `yaml:",inline"`
+	// VerifyClients makes the embedded server require a client
+	// certificate signed by tls.ca.
+	VerifyClients bool `yaml:"verify_clients"`
 }
 
 // NATSConfig is the nats: section.
@@ -219,6 +228,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.TLS.Validate("tls"); err != nil {
 		errs = append(errs, err)
+	}
+	if c.TLS.VerifyClients && c.TLS.CA == "" {
+		bad("tls.verify_clients", "needs tls.ca (the CA that signs client certificates)")
 	}
 	if c.TLS.Enabled() && len(c.NATS.URL) == 0 && c.TLS.Cert == "" {
 		bad("tls.cert", "empty: the embedded server needs a certificate and key to serve TLS")

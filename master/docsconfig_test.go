@@ -136,8 +136,12 @@ func docsWalk(prefix string, v reflect.Value) []docsLeaf {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" {
+			continue
+		}
+		if opts == "inline" {
+			out = append(out, docsWalk(prefix, v.Field(i))...)
 			continue
 		}
 		if name == "" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/shard"
@@ -526,7 +527,7 @@ func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, al
 	subj := names.JobSubject(p)
 	send := func(d wire.Dispatch) {
 		b, _ := json.Marshal(d)
-		if err := je.m.nc.Publish(subj, b); err != nil {
+		if err := je.m.nc.PublishMsg(je.m.signed(sig.Dispatch, subj, b)); err != nil {
 			je.m.met.errors.Inc()
 			je.m.log.Warn("dispatch", "jid", jid, "partition", p, "err", err)
 		}

@@ -154,20 +154,29 @@ func (m *Master) Kill() {
 }
 
 func (m *Master) start(ctx context.Context) error {
+	if err := m.setupTrust(); err != nil {
+		return err
+	}
 	if len(m.cfg.NATS.URL) == 0 {
 		e := m.cfg.NATS.Embedded
+		tune, err := embeddedTune(m.cfg, m.pki)
+		if err != nil {
+			return fmt.Errorf("embedded nats-server: %w", err)
+		}
 		srv, err := topology.StartServer(topology.ServerConfig{
 			Name:     m.cfg.ID,
 			Listen:   e.Listen,
 			Monitor:  e.Monitor,
 			StoreDir: e.StoreDir,
 			Logger:   m.opts.Logger.With("component", "nats-server"),
+			Tune:     tune,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded nats-server: %w", err)
 		}
 		m.embedded = srv
-		m.log.Info("embedded nats-server started", "url", srv.ClientURL(), "monitor", srv.MonitorURL(), "store_dir", e.StoreDir)
+		m.log.Info("embedded nats-server started", "url", srv.ClientURL(), "monitor", srv.MonitorURL(), "store_dir", e.StoreDir,
+			"operator_mode", m.pki != nil, "tls", m.cfg.TLS.Enabled())
 	}
 	url := m.cfg.NATS.URL.String()
 	if m.embedded != nil {
@@ -196,9 +205,11 @@ func (m *Master) start(ctx context.Context) error {
 			go m.checkStore()
 		}),
 	}
-	if m.cfg.NATS.Creds != "" {
-		nopts = append(nopts, nats.UserCredentials(m.cfg.NATS.Creds))
+	auth, err := m.connectOptions()
+	if err != nil {
+		return err
 	}
+	nopts = append(nopts, auth...)
 	nopts = append(nopts, m.opts.NATSOptions...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
@@ -391,12 +402,27 @@ func RunEmbeddedOnly(ctx context.Context, cfg Config) error {
 	lvl, _ := obs.ParseLevel(cfg.LogLevel)
 	log := obs.NewLogger(os.Stderr, lvl)
 	e := cfg.NATS.Embedded
-	srv, err := topology.StartServer(topology.ServerConfig{Name: cfg.ID, Listen: e.Listen, Monitor: e.Monitor, StoreDir: e.StoreDir,
-		Logger: log.With("component", "nats-server")})
+	// The same server as the master's: operator mode and TLS, so that a
+	// maintenance run opens no unauthenticated listener either.
+	var p *pki.PKI
+	if cfg.Insecure {
+		log.Warn("INSECURE: insecure: true in master.yaml: the nats-server accepts any client")
+	} else {
+		var err error
+		if p, _, err = pki.LoadOrInit(cfg.PKIDir, pki.InitOptions{Partitions: cfg.Partitions}); err != nil {
+			return fmt.Errorf("config key pki_dir: %w", err)
+		}
+	}
+	tune, err := embeddedTune(cfg, p)
 	if err != nil {
 		return fmt.Errorf("embedded nats-server: %w", err)
 	}
-	log.Info("embedded nats-server only (no master)", "url", srv.ClientURL(), "store_dir", e.StoreDir)
+	srv, err := topology.StartServer(topology.ServerConfig{Name: cfg.ID, Listen: e.Listen, Monitor: e.Monitor, StoreDir: e.StoreDir,
+		Logger: log.With("component", "nats-server"), Tune: tune})
+	if err != nil {
+		return fmt.Errorf("embedded nats-server: %w", err)
+	}
+	log.Info("embedded nats-server only (no master)", "url", srv.ClientURL(), "store_dir", e.StoreDir, "operator_mode", p != nil)
 	<-ctx.Done()
 	srv.Shutdown()
 	return nil
@@ -415,7 +441,7 @@ func (m *Master) watchErr(bucket string) func(error) {
 // control publishes a control message to the peels of partition p.
 func (m *Master) control(p int, c wire.Control) {
 	b, _ := json.Marshal(c)
-	if err := m.nc.Publish(names.ControlSubject(p), b); err != nil {
+	if err := m.nc.PublishMsg(m.signed(sig.Control, names.ControlSubject(p), b)); err != nil {
 		m.met.errors.Inc()
 		m.log.Warn("control", "partition", p, "op", c.Op, "err", err)
 	}

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -79,28 +80,40 @@ func fileNames(fs []pki.File) []string {
 	return out
 }
 
-// tuneEmbedded puts the embedded server in operator mode with the PKI and
-// turns on TLS from the tls: block.
-func tuneEmbedded(cfg Config, p *pki.PKI, o *server.Options) error {
+// embeddedTune returns the options change that puts the embedded server in
+// operator mode with the PKI and turns on TLS from the tls: block. What can
+// fail (reading the certificates, loading the accounts into a resolver) is
+// done here, before the server exists: a server must never start half
+// configured, which would be an open one.
+func embeddedTune(cfg Config, p *pki.PKI) (func(*server.Options), error) {
+	var auth server.Options
 	if p != nil {
-		if err := p.ConfigureServer(o); err != nil {
-			return err
+		if err := p.ConfigureServer(&auth); err != nil {
+			return nil, err
 		}
 	}
-	if cfg.TLS.Enabled() {
-		t := cfg.TLS
+	var tc *tls.Config
+	t := cfg.TLS
+	if t.Enabled() {
 		if t.Cert == "" {
-			return errors.New("config key tls.cert: the embedded server needs a certificate (and tls.key) to serve TLS")
+			return nil, errors.New("config key tls.cert: the embedded server needs a certificate (and tls.key) to serve TLS")
 		}
-		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+		var err error
+		if tc, err = server.GenTLSConfig(&server.TLSConfigOpts{
 			CertFile: t.Path(t.Cert), KeyFile: t.Path(t.Key), CaFile: t.Path(t.CA), Verify: t.VerifyClients,
-		})
-		if err != nil {
-			return fmt.Errorf("config key tls: %w", err)
+		}); err != nil {
+			return nil, fmt.Errorf("config key tls: %w", err)
 		}
-		o.TLSConfig, o.TLSVerify, o.TLSTimeout = tc, t.VerifyClients, 5
 	}
-	return nil
+	return func(o *server.Options) {
+		if p != nil {
+			o.TrustedOperators, o.SystemAccount, o.AccountResolver = auth.TrustedOperators, auth.SystemAccount, auth.AccountResolver
+			o.NoAuthUser, o.Users, o.Nkeys, o.Accounts = "", nil, nil, nil
+		}
+		if tc != nil {
+			o.TLSConfig, o.TLSVerify, o.TLSTimeout = tc, t.VerifyClients, 5
+		}
+	}, nil
 }
 
 // connectOptions are the master's credentials and TLS settings. A master

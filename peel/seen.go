@@ -85,6 +85,9 @@ func (s *seenSet) add(jid string, deadline, now time.Time) (bool, error) {
 	if d, ok := s.live[jid]; ok && d.After(now) {
 		return false, nil
 	}
+	if s.f == nil {
+		return false, fmt.Errorf("seen jobs: %s: closed (the peel is stopping)", s.path)
+	}
 	if _, err := fmt.Fprintf(s.f, "%s %d\n", jid, deadline.UnixNano()); err != nil {
 		return false, fmt.Errorf("seen jobs: %s: %w", s.path, err)
 	}

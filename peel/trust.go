@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -62,10 +63,10 @@ func newTrust(cfg Config, set *metrics.Set) (*trust, error) {
 		evHidden:        map[string]int{},
 	}
 	for _, r := range append(sig.Reasons(), reasonNoDeadline, reasonExpired, reasonMalformed, reasonSeenSet) {
-		t.refusedDispatch[r] = set.NewCounter(fmt.Sprintf(`zester_peel_dispatch_refused_total{reason=%q}`, r))
+		t.refusedDispatch[r] = set.GetOrCreateCounter(fmt.Sprintf(`zester_peel_dispatch_refused_total{reason=%q}`, r))
 	}
-	for _, r := range append(sig.Reasons(), reasonMalformed) {
-		t.refusedControl[r] = set.NewCounter(fmt.Sprintf(`zester_peel_control_refused_total{reason=%q}`, r))
+	for _, r := range sig.Reasons() {
+		t.refusedControl[r] = set.GetOrCreateCounter(fmt.Sprintf(`zester_peel_control_refused_total{reason=%q}`, r))
 	}
 	if cfg.NATS.Creds == "" {
 		if !cfg.Insecure {
@@ -159,4 +160,58 @@ func (p *Peel) refusalEvent(kind, reason, subject, jid string, err error) {
 			p.log.Debug("refusal event not sent", "err", perr)
 		}
 	}
+}
+
+// admit decides whether a dispatch runs: it is well formed, addressed to
+// this peel, signed by a master (unless insecure), before its deadline, and
+// its job id was not accepted before. The order keeps the cost of traffic
+// for other peels low: a dispatch that does not name this peel is dropped
+// before its signature is checked.
+func (p *Peel) admit(msg *nats.Msg) (wire.Dispatch, bool) {
+	var d wire.Dispatch
+	if err := json.Unmarshal(msg.Data, &d); err != nil || d.JID == "" {
+		if err == nil {
+			err = errors.New("no job id")
+		}
+		p.met.badDispatch.Inc()
+		p.refuseDispatch(reasonMalformed, msg.Subject, "", err)
+		return d, false
+	}
+	if !peelproto.Addressed(&d, p.cfg.ID) {
+		return d, false
+	}
+	if err := p.trust.verify(sig.Dispatch, msg, masterSigner); err != nil {
+		p.refuseDispatch(sig.Reason(err), msg.Subject, d.JID, err)
+		return d, false
+	}
+	now := time.Now()
+	keep := d.Deadline
+	switch {
+	case d.Deadline.IsZero() && !p.trust.insecure:
+		// A signed dispatch without a deadline could be replayed forever
+		// once its id leaves the seen set.
+		p.refuseDispatch(reasonNoDeadline, msg.Subject, d.JID, errors.New("dispatch has no deadline"))
+		return d, false
+	case d.Deadline.IsZero():
+		keep = now.Add(time.Hour)
+	case !d.Deadline.After(now):
+		p.refuseDispatch(reasonExpired, msg.Subject, d.JID, fmt.Errorf("deadline %s has passed (peel clock %s)", d.Deadline.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano)))
+		return d, false
+	}
+	fresh, err := p.jobsSeen.add(d.JID, keep, now)
+	if err != nil {
+		// Running it without a record would let a replay after a restart
+		// run it again: refuse, and say so in a return.
+		p.refuseDispatch(reasonSeenSet, msg.Subject, d.JID, err)
+		p.deliver(&wire.Return{JID: d.JID, Peel: p.cfg.ID, Function: d.Function, Started: now.UTC(),
+			Error: &wire.Error{Code: "refused", Msg: "the peel cannot record the job as seen, so it does not run it: " + err.Error()}})
+		return d, false
+	}
+	if !fresh {
+		// A re-sent dispatch (the masters send again to peels that have
+		// not answered) or a replay: it ran, or runs, once.
+		p.met.dupDispatch.Inc()
+		return d, false
+	}
+	return d, true
 }

@@ -27,9 +27,6 @@ type TLS struct {
 	// a peel (needed when the server verifies clients).
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
-	// VerifyClients makes the embedded server require a client certificate
-	// signed by CA (master.yaml only).
-	VerifyClients bool `yaml:"verify_clients"`
 }
 
 // Enabled reports whether the block asks for TLS.
@@ -53,9 +50,6 @@ func (t TLS) Validate(prefix string) error {
 	var errs []error
 	if (t.Cert == "") != (t.Key == "") {
 		errs = append(errs, fmt.Errorf("config key %s: cert and key go together (cert %q, key %q)", prefix, t.Cert, t.Key))
-	}
-	if t.VerifyClients && t.CA == "" {
-		errs = append(errs, fmt.Errorf("config key %s.verify_clients: needs %s.ca (the CA that signs client certificates)", prefix, prefix))
 	}
 	return errors.Join(errs...)
 }
