@@ -74,4 +74,3 @@ func (s *Secure) UserCreds(t testing.TB, spec pki.UserSpec) string {
 	}
 	return path
 }
-
