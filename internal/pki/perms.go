@@ -74,6 +74,10 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		// subject (nats-server 2.15), so that is what is granted.
 		shard.PartitionedSubject(part, id, ">"),
 		names.APISubject("info"),
+		// Presence beats, and the one-process-per-id check: a request on
+		// its own inbox subject, which only it may answer.
+		names.BeatSubject(part, id),
+		names.PeelInbox(id),
 	}
 	for _, b := range []string{names.BucketFacts, names.BucketJobReturns, names.BucketBasket, names.BucketSecrets, names.BucketSettingsFiles} {
 		pub = append(pub, names.JSStreamInfo(names.KVStream(b)))
@@ -89,6 +93,7 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 	sub := []string{
 		names.JobSubject(part),
 		names.ControlSubject(part),
+		names.PeelInbox(id),
 		names.PeelInboxPrefix(id) + ".>",
 	}
 	var p jwt.Permissions
