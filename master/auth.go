@@ -104,6 +104,7 @@ func (m *Master) authorize(req micro.Request, need access) (*Caller, error) {
 	if m.users == nil || need == accessOpen {
 		return &Caller{Name: Unauthenticated}, nil
 	}
+	m.refreshAccount()
 	ac, _ := m.pki.Account()
 	// The account JWT carries the revocations; it changes when a user or
 	// peel is revoked.

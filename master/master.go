@@ -66,6 +66,8 @@ type Master struct {
 	signer *sig.Signer
 	users  *sig.Verifier
 	replay *sig.ReplayGuard
+	// accountChecked is when account.jwt was last looked at (Unix ns).
+	accountChecked atomic.Int64
 
 	member   *membership
 	index    *factIndex

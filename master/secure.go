@@ -72,6 +72,33 @@ func (m *Master) setupTrust() error {
 	return nil
 }
 
+// accountCheckEvery bounds how often an API request makes the master look
+// for a new account.jwt.
+const accountCheckEvery = time.Second
+
+// refreshAccount takes a changed account.jwt (a revocation written by
+// another process on this host) for the API checks, and hands it to the
+// embedded server, which closes the revoked users' connections.
+func (m *Master) refreshAccount() {
+	now := time.Now().UnixNano()
+	last := m.accountChecked.Load()
+	if now-last < int64(accountCheckEvery) || !m.accountChecked.CompareAndSwap(last, now) {
+		return
+	}
+	changed, err := m.pki.Reload()
+	if err != nil {
+		m.log.Warn("account JWT not reloaded", "err", err)
+		return
+	}
+	if changed && m.embedded != nil {
+		if err := m.pki.ApplyAccount(m.embedded.NATS()); err != nil {
+			m.log.Warn("account JWT not applied to the embedded server", "err", err)
+			return
+		}
+		m.log.Info("account JWT changed on disk: applied (revocations take effect)")
+	}
+}
+
 func fileNames(fs []pki.File) []string {
 	out := make([]string, len(fs))
 	for i, f := range fs {
