@@ -306,4 +306,3 @@ func TestSecure_PeelWithoutCredsRefusesToStart(t *testing.T) {
 		t.Fatalf("missing credentials file: %v", err)
 	}
 }
-
