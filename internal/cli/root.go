@@ -17,7 +17,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/version"
 )
@@ -101,7 +100,9 @@ func (a *app) rootCmd() *cobra.Command {
 		def = "nats://127.0.0.1:4222"
 	}
 	root.PersistentFlags().StringVar(&a.natsURL, "nats", def, "NATS server URL(s), comma separated (env ZESTER_NATS)")
-	root.PersistentFlags().StringVar(&a.creds, "creds", os.Getenv("ZESTER_CREDS"), "NATS credentials file (env ZESTER_CREDS)")
+	root.PersistentFlags().StringVar(&a.creds, "creds", os.Getenv("ZESTER_CREDS"), "NATS credentials file (env ZESTER_CREDS; default: admin.creds of --pki-dir when readable)")
+	root.PersistentFlags().StringVar(&a.pkiDir, "pki-dir", pkiDirDefault(), "PKI directory whose admin.creds is used when no --creds is given (env ZESTER_PKI_DIR)")
+	root.PersistentFlags().StringVar(&a.tlsCA, "tls-ca", os.Getenv("ZESTER_TLS_CA"), "CA bundle of the NATS servers' certificates (env ZESTER_TLS_CA)")
 	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
@@ -124,16 +125,14 @@ func (a *app) connect(ctx context.Context) error {
 		return nil
 	}
 	opts := []nats.Option{nats.Name("zester-cli"), nats.Timeout(5 * time.Second)}
-	if a.creds != "" {
-		opts = append(opts, nats.UserCredentials(a.creds))
-		// Users issued by zester pki may subscribe only below their own inbox prefix.
-		if p := pki.CredsInboxPrefix(a.creds); p != "" {
-			opts = append(opts, nats.CustomInboxPrefix(p))
-		}
+	auth, err := a.authOptions()
+	if err != nil {
+		return err
 	}
+	opts = append(opts, auth...)
 	nc, err := nats.Connect(a.natsURL, opts...)
 	if err != nil {
-		return withCode(ExitError, fmt.Errorf("connect to NATS at %s: %w", config.Redact(a.natsURL), err))
+		return withCode(ExitError, fmt.Errorf("connect to NATS at %s: %w", config.Redact(a.natsURL), a.connectHint(err)))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -128,7 +128,7 @@ func (f *runFlags) targetKind() (string, error) {
 
 func (a *app) submit(ctx context.Context, req wire.RunRequest) (string, error) {
 	b, _ := json.Marshal(req)
-	msg, err := a.nc.RequestWithContext(ctxT(ctx, 10*time.Second), names.APISubject("job.run"), b)
+	msg, err := a.request(ctxT(ctx, 10*time.Second), names.APISubject("job.run"), b)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return "", withCode(ExitError, fmt.Errorf("no master answers on %s: is zester-master running?", config.Redact(a.natsURL)))

@@ -75,9 +75,11 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		shard.PartitionedSubject(part, id, ">"),
 		names.APISubject("info"),
 		// Presence beats, and the one-process-per-id check: a request on
-		// its own inbox subject, which only it may answer.
+		// its own inbox subject, which only it may answer, with the reply
+		// in the asking process's inbox, which has the same id's prefix.
 		names.BeatSubject(part, id),
 		names.PeelInbox(id),
+		names.PeelInboxPrefix(id) + ".>",
 	}
 	for _, b := range []string{names.BucketFacts, names.BucketJobReturns, names.BucketBasket, names.BucketSecrets, names.BucketSettingsFiles} {
 		pub = append(pub, names.JSStreamInfo(names.KVStream(b)))
