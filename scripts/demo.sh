@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Zester on one machine, in two parts:
-# 1. a master with its embedded NATS JetStream server, two real peels, a ping
-#    and a command to every peel, and the seed's buckets as the stock `nats`
-#    CLI sees them (about 20 s);
+# 1. a master with its embedded NATS JetStream server (secure by default: its
+#    first start creates the PKI, and only clients with credentials from it
+#    connect), two real peels with credentials from `zester pki peel add`, a
+#    ping and a command to every peel, and the seed's buckets as the stock
+#    `nats` CLI sees them with the admin's credentials (about 20 s);
 # 2. the load generator's default demo: 100,000 simulated peels against an
 #    in-process server and real masters, every scenario, with the raw-NATS
 #    baseline measured in the same run and a report at the end (about 1 min here).
@@ -33,19 +35,29 @@ nats:
     store_dir: $work/nats
 states_dir: $work/states
 settings_dir: $work/settings
+pki_dir: $work/pki
 YAML
-echo "==> starting zester-master (embedded JetStream on $url, monitoring on :8222)"
+echo "==> starting zester-master (embedded JetStream on $url, monitoring on :8222; first start creates the PKI in $work/pki)"
 "$bin/zester-master" --config "$work/master.yaml" 2>"$work/master.log" &
 pids+=($!)
 for i in $(seq 1 100); do curl -sf http://127.0.0.1:9100/readyz >/dev/null && break; sleep 0.2; done
+# The CLI finds the admin's credentials in the PKI directory; the nats CLI
+# is given them. Nothing gets in without credentials:
+export ZESTER_PKI_DIR="$work/pki"
+admin="$work/pki/admin.creds"
+echo "==> nats kv ls without credentials (refused: the embedded server is in operator mode)"
+"$bin/nats" --server "$url" kv ls 2>&1 | head -1 || true
 n=0
 for id in "$(hostname)" web1.example.com; do
   n=$((n + 1))
+  echo "==> zester pki peel add $id (credentials for a pre-provisioned peel)"
+  "$bin/zester" pki peel add "$id" --dir "$work/pki" --out "$work/peel-$n.creds"
   cat >"$work/peel-$n.yaml" <<YAML
 id: $id
 http: 127.0.0.1:$((9100 + n))
 nats:
   url: $url
+  creds: $work/peel-$n.creds
 data_dir: $work/peel-$n
 YAML
   echo "==> starting zester-peel $id"
@@ -63,8 +75,8 @@ echo "==> zester peels"
 "$bin/zester" --nats "$url" peels
 echo "==> zester masters"
 "$bin/zester" --nats "$url" masters
-echo "==> nats kv ls"
-"$bin/nats" --server "$url" kv ls
+echo "==> nats --creds admin.creds kv ls"
+"$bin/nats" --server "$url" --creds "$admin" kv ls
 echo "==> curl -s http://localhost:8222/jsz"
 curl -s http://localhost:8222/jsz | head -c 400; echo
 echo "==> part 1 done; logs were in $work (removed on exit)"
