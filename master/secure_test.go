@@ -270,3 +270,54 @@ func TestSecure_EmbeddedCreatesPKIAndRefusesAnonymous(t *testing.T) {
 	}
 	mastertest.Start(t, cfg)
 }
+
+// TLS from the tls: block: the embedded server serves TLS with a client
+// certificate required, a peel with the CA and its client certificate
+// connects and runs a job, a client that does not trust the CA or has no
+// certificate is refused.
+func TestSecure_TLS_EmbeddedServerAndPeel(t *testing.T) {
+	dir := t.TempDir()
+	tlsDir := filepath.Join(dir, "tls")
+	if _, err := pki.InitTLS(tlsDir, []string{"127.0.0.1", "localhost"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	cfg := master.DefaultConfig()
+	cfg.ID, cfg.HTTP = "m1", ""
+	cfg.PKIDir = filepath.Join(dir, "pki")
+	cfg.NATS.Embedded.Listen, cfg.NATS.Embedded.Monitor = "127.0.0.1:-1", ""
+	cfg.NATS.Embedded.StoreDir = filepath.Join(dir, "nats")
+	cfg.TLS.Dir, cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key = tlsDir, pki.FileCA, pki.FileServerCert, pki.FileServerKey
+	cfg.TLS.VerifyClients = true
+	h := mastertest.Start(t, cfg)
+	url := h.Embedded().ClientURL()
+	s := &mastertest.Secure{Dir: cfg.PKIDir, URL: url}
+	var err error
+	if s.PKI, err = pki.Load(cfg.PKIDir); err != nil {
+		t.Fatal(err)
+	}
+	pc := peeltest.SecureConfig(t, s, "web1")
+	pc.TLS.Dir, pc.TLS.CA, pc.TLS.Cert, pc.TLS.Key = tlsDir, pki.FileCA, pki.FileClientCert, pki.FileClientKey
+	peeltest.Start(t, pc)
+
+	admin := nats.UserCredentials(s.AdminCreds())
+	if _, err := pkitest.Dial(url, "", admin); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("client that does not trust the CA: %v", err)
+	}
+	if _, err := pkitest.Dial(url, "", admin, nats.RootCAs(filepath.Join(tlsDir, pki.FileCA))); err == nil {
+		t.Fatal("client without a certificate connected to a server that verifies clients")
+	}
+	c := pkitest.Connect(t, url, pki.CredsInboxPrefix(s.AdminCreds()), admin, nats.RootCAs(filepath.Join(tlsDir, pki.FileCA)),
+		nats.ClientCert(filepath.Join(tlsDir, pki.FileClientCert), filepath.Join(tlsDir, pki.FileClientKey)))
+	if !c.TLSRequired() {
+		t.Fatal("connection without TLS")
+	}
+	f := &apiFixture{s: s, admin: c, js: c.JS}
+	signer, err := sig.LoadSigner(s.AdminCreds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, jid := f.call(t, signer, ping)
+	if j := f.job(t, jid); j.Status != wire.StatusDone || j.Returned != 1 {
+		t.Fatalf("job over TLS: %+v", j)
+	}
+}
