@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,14 +84,8 @@ func (m *Master) apiInfo(req micro.Request) {
 	respondJSON(req, wire.Info{Master: m.cfg.ID, Version: Version, Partitions: m.cfg.Partitions, Nodegroups: m.cfg.Nodegroups, MaxArgs: m.cfg.Jobs.MaxArgs.N()})
 }
 
-// NewJID returns a Salt-style job id: the UTC time to the microsecond, then
-// two random digits so two masters in the same microsecond do not collide.
-func NewJID(now time.Time) string {
-	var b [1]byte
-	rand.Read(b[:])
-	now = now.UTC()
-	return fmt.Sprintf("%s%06d%02d", now.Format("20060102150405"), now.Nanosecond()/1000, int(b[0])%100)
-}
+// NewJID returns a Salt-style job id (names.NewJID).
+func NewJID(now time.Time) string { return names.NewJID(now) }
 
 // ValidateRun checks a run request and returns the parsed target.
 func (m *Master) ValidateRun(r *wire.RunRequest) (target.Expr, error) {
@@ -112,6 +105,11 @@ func (m *Master) ValidateRun(r *wire.RunRequest) (target.Expr, error) {
 	}
 	if len(r.Args) > 0 && !json.Valid(r.Args) {
 		return nil, errors.New("arguments: not valid JSON")
+	}
+	if r.JID != "" {
+		if err := names.ValidateJID(r.JID); err != nil {
+			return nil, err
+		}
 	}
 	if r.Batch != "" {
 		return nil, errors.New("batch: the master runs one job per request; run rolling batches from the client (zester run --batch N|P%)")
@@ -161,8 +159,12 @@ func (m *Master) apiRun(req micro.Request) {
 	defer cancel()
 	for attempt := 0; attempt < 5; attempt++ {
 		now := time.Now().UTC()
+		jid := r.JID
+		if jid == "" {
+			jid = NewJID(now)
+		}
 		job := wire.Job{
-			JID: NewJID(now), Function: r.Function, Args: r.Args, Target: r.Target,
+			JID: jid, Function: r.Function, Args: r.Args, Target: r.Target,
 			Requester: caller.Name, RequesterKey: caller.Key, RequesterRole: string(caller.Role), Claimed: claimed,
 			AskedTarget: asked, Master: m.cfg.ID, Partitions: m.cfg.Partitions,
 			Timeout: wire.Duration(timeout), Created: now, Deadline: now.Add(timeout),
@@ -171,6 +173,10 @@ func (m *Master) apiRun(req micro.Request) {
 		b, _ := json.Marshal(job)
 		_, err := m.kvJobs.Create(ctx, names.JobKey(job.JID), b)
 		if errors.Is(err, jetstream.ErrKeyExists) {
+			if r.JID != "" {
+				m.answerTakenJID(ctx, req, &job)
+				return
+			}
 			continue
 		}
 		if err != nil {

@@ -475,6 +475,10 @@ func (p *Peel) runJob(d wire.Dispatch) {
 	res, err := p.reg.Run(ctx, env, d.Function, d.Args)
 	p.met.jobsRun.Inc()
 	ret := &wire.Return{JID: d.JID, Peel: p.cfg.ID, Function: d.Function, Started: start.UTC(), Duration: wire.Duration(time.Since(start))}
+	// A function that ends after the deadline has a real result, but the
+	// masters may have stopped waiting: mark it, so that it is shown as
+	// late rather than as a kill or a missing peel.
+	ret.Late = !d.Deadline.IsZero() && time.Now().After(d.Deadline)
 	if err != nil {
 		var fe *funcs.Error
 		if errors.As(err, &fe) {

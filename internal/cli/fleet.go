@@ -259,31 +259,6 @@ func (a *app) presence(ctx context.Context, P int) ([]masterPresence, error) {
 	return out, nil
 }
 
-// offlinePeels lists the peels a job's parts recorded as offline; n is the
-// job record's count, so that a job without any skips the read.
-func (a *app) offlinePeels(ctx context.Context, kv jetstream.KeyValue, jid string, n int) []string {
-	if n == 0 {
-		return nil
-	}
-	lister, err := kv.ListKeysFiltered(ctx, names.JobPartFilter(jid))
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for k := range lister.Keys() {
-		e, err := kv.Get(ctx, k)
-		if err != nil {
-			continue
-		}
-		var p wire.JobPart
-		if json.Unmarshal(e.Value(), &p) == nil {
-			out = append(out, p.Offline...)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // printOffline adds the offline line to a job summary.
 func printOffline(w io.Writer, offline []string) {
 	if len(offline) > 0 {

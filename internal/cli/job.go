@@ -1,17 +1,18 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -29,27 +30,20 @@ func (a *app) jobCmd() *cobra.Command {
 			if err := a.connect(ctx); err != nil {
 				return err
 			}
-			kv, err := a.kv(ctx, names.BucketJobs)
+			// Main records only: their keys are one token, parts' are two.
+			byKey := map[string]wire.Job{}
+			err := a.snapshot(ctx, names.BucketJobs, "*", false, func(e kvwatch.Interface) {
+				var j wire.Job
+				if json.Unmarshal(e.Value(), &j) == nil {
+					byKey[e.Key()] = j
+				}
+			})
 			if err != nil {
 				return err
 			}
-			w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			defer w.Stop()
 			var jobs []wire.Job
-			for e := range w.Updates() {
-				if e == nil {
-					break
-				}
-				if strings.Contains(e.Key(), ".") {
-					continue // a part
-				}
-				var j wire.Job
-				if json.Unmarshal(e.Value(), &j) == nil {
-					jobs = append(jobs, j)
-				}
+			for _, j := range byKey {
+				jobs = append(jobs, j)
 			}
 			sort.Slice(jobs, func(i, k int) bool { return jobs[i].JID > jobs[k].JID })
 			if limit > 0 && len(jobs) > limit {
@@ -87,12 +81,20 @@ func (a *app) jobCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := kv.Get(ctx, names.JobKey(args[0]))
+			var e jetstream.KeyValueEntry
+			err = a.retry(ctx, "read job "+args[0], a.stepBudget(), attemptTimeout, func(actx context.Context) error {
+				var err error
+				e, err = kv.Get(actx, names.JobKey(args[0]))
+				if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+					return stop(err)
+				}
+				return err
+			})
 			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 				return withCode(ExitError, fmt.Errorf("no job %q", args[0]))
 			}
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			var j wire.Job
 			if err := json.Unmarshal(e.Value(), &j); err != nil {
@@ -111,18 +113,29 @@ func (a *app) jobCmd() *cobra.Command {
 	show.Flags().BoolVar(&showJSON, "json", false, "JSON output")
 
 	var waitJSON bool
+	var waitTimeout time.Duration
 	wait := &cobra.Command{
 		Use:   "wait JID",
 		Short: "Wait for a job to finish; exit status as for run",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.connect(cmd.Context()); err != nil {
+			ctx := cmd.Context()
+			if waitTimeout > 0 {
+				// Also how long each step is retried when NATS or
+				// JetStream does not answer.
+				a.budget = waitTimeout
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeoutCause(ctx, waitTimeout, errGaveUp)
+				defer cancel()
+			}
+			if err := a.connect(ctx); err != nil {
 				return err
 			}
-			return a.follow(cmd.Context(), args[0], waitJSON, false)
+			return a.follow(ctx, args[0], waitJSON, false)
 		},
 	}
 	wait.Flags().BoolVar(&waitJSON, "json", false, "JSON summary")
+	wait.Flags().DurationVarP(&waitTimeout, "timeout", "t", 0, "give up after DURATION (default: 15s after the job's deadline; 30s per step to reach NATS and the buckets)")
 	c.AddCommand(list, show, wait)
 	return c
 }

@@ -48,6 +48,11 @@ type RunRequest struct {
 	// Batch is refused by the master: rolling batches are driven by the
 	// client, one job per wave (zester run --batch).
 	Batch string `json:"batch,omitempty"`
+	// JID, when set, is the job id the client chose (names.NewJID). A
+	// request sent again with the same JID and the same content answers
+	// with that job instead of creating a second one, so a client may
+	// resend after a timeout without running the job twice.
+	JID string `json:"jid,omitempty"`
 }
 
 // RunResponse answers a RunRequest once the job is recorded.
@@ -219,6 +224,10 @@ type Return struct {
 	Error    *Error          `json:"error,omitempty"`
 	Started  time.Time       `json:"started"`
 	Duration Duration        `json:"duration"`
+	// Late is set by the peel when the function finished after the job's
+	// deadline (the peel was paused or overloaded): the result is real, but
+	// the masters may already have given up on this peel.
+	Late bool `json:"late,omitempty"`
 }
 
 // Event is one entry of the job-events stream.

@@ -303,20 +303,31 @@ func runProcess(ctx context.Context, spec *procSpec, limit int) *CmdResult {
 		notes = append(notes, fmt.Sprintf("stderr cut at %d of %d bytes", stderr.buf.Len(), stderr.total))
 	}
 
+	// Cancel runs whenever the context ends before Wait has seen the exit,
+	// which includes a command that had already exited: a peel paused
+	// (SIGSTOP) past the deadline, or just slow, finds a zombie whose group
+	// kill succeeds and kills nothing. Only a command that died of our
+	// SIGKILL was killed; any other exit is the command's own result.
+	diedOfKill := false
 	if ps := cmd.ProcessState; ps != nil {
 		res.Retcode = ps.ExitCode()
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.Signal = unixSignalName(ws.Signal())
+			diedOfKill = ws.Signal() == syscall.SIGKILL
 		}
 	} else {
 		res.Retcode = -1
+		diedOfKill = true // never reaped: treat as killed
 	}
-	if killed.Load() {
+	if killed.Load() && diedOfKill {
 		res.TimedOut = true
 		res.Retcode = -1
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			notes = append(notes, "killed process group at the job's deadline")
+		case ctx.Err() != nil:
 			notes = append(notes, fmt.Sprintf("killed process group: job cancelled (%v)", ctx.Err()))
-		} else {
+		default:
 			notes = append(notes, fmt.Sprintf("killed process group after timeout of %s", spec.timeout))
 		}
 	}

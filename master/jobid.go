@@ -1,0 +1,50 @@
+package master
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+)
+
+// answerTakenJID answers a job.run whose client-chosen jid already has a
+// record. The client sends a request again, with the same jid, when it got
+// no answer to the first (a timeout, an election, a master that died after
+// recording the job), so the record is most likely that first request's:
+// then the answer is that job, and resending never creates a second one.
+// A record of a different request means two clients drew the same jid; the
+// client then draws a new one (409). The record is created with Create, so
+// whichever request got there first owns the jid.
+func (m *Master) answerTakenJID(ctx context.Context, req micro.Request, want *wire.Job) {
+	e, err := m.kvJobs.Get(ctx, names.JobKey(want.JID))
+	if err != nil {
+		m.met.errors.Inc()
+		respondErr(req, "503", fmt.Errorf("jid %s exists but its record cannot be read: %w", want.JID, err))
+		return
+	}
+	var have wire.Job
+	if err := json.Unmarshal(e.Value(), &have); err != nil {
+		respondErr(req, "409", fmt.Errorf("jid %s: taken by a record that does not decode: %w", want.JID, err))
+		return
+	}
+	if !sameRequest(&have, want) {
+		respondErr(req, "409", errors.New("jid "+want.JID+": taken by another job; submit with a new jid"))
+		return
+	}
+	respondJSON(req, wire.RunResponse{JID: have.JID})
+}
+
+// sameRequest reports whether two job records come from the same run
+// request (the fields a client sends, and who the master found it came
+// from: another user's request with the same jid is another job).
+func sameRequest(a, b *wire.Job) bool {
+	return a.JID == b.JID && a.Function == b.Function && a.Target == b.Target &&
+		a.Requester == b.Requester && a.RequesterKey == b.RequesterKey && a.Claimed == b.Claimed &&
+		a.Timeout == b.Timeout && bytes.Equal(a.Args, b.Args)
+}
