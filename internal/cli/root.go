@@ -52,13 +52,13 @@ type app struct {
 	creds   string
 	// pkiDir and tlsCA: --pki-dir, --tls-ca; signer signs API requests
 	// with the credentials (creds.go).
-	pkiDir  string
-	tlsCA   string
-	signer  *sig.Signer
-	out     io.Writer
-	errOut  io.Writer
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	pkiDir string
+	tlsCA  string
+	signer *sig.Signer
+	out    io.Writer
+	errOut io.Writer
+	nc     *nats.Conn
+	js     jetstream.JetStream
 	// outFormat is --out, Salt's spelling of --json.
 	outFormat string
 	// budget bounds how long one step of a command (connect, bind a
