@@ -126,6 +126,7 @@ func DefaultConfig() Config {
 		SettingsDir: "/srv/zester/settings",
 		Partitions:  64,
 		PKIDir:      pki.DefaultDir,
+		TLS:         TLSConfig{TLS: config.TLS{Dir: config.DefaultTLSDir}},
 		Heartbeat:   config.Dur(time.Second),
 		DeadAfter:   config.Dur(3 * time.Second),
 		NATS: NATSConfig{

@@ -269,6 +269,14 @@ func docsCheckDefault(cell string, v reflect.Value, host string) error {
 		if x != lit {
 			return fmt.Errorf("the code's default is %q", x)
 		}
+	case bool:
+		b, err := strconv.ParseBool(lit)
+		if err != nil {
+			return err
+		}
+		if b != x {
+			return fmt.Errorf("the code's default is %v", x)
+		}
 	case int:
 		n, err := strconv.Atoi(lit)
 		if err != nil {

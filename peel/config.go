@@ -70,6 +70,7 @@ func DefaultConfig() Config {
 		MaxConcurrentJobs: 8,
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
+		TLS:               config.TLS{Dir: config.DefaultTLSDir},
 	}
 }
 

@@ -21,6 +21,9 @@ import (
 
 var bin string
 
+// defaultPKIDir is master.yaml's default pki_dir.
+const defaultPKIDir = "/etc/zester/pki"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "zester-e2e-bin")
 	if err != nil {
@@ -33,8 +36,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		os.Exit(1)
 	}
+	// Every master here names its own pki_dir: a test that left it to the
+	// default would create the PKI in /etc/zester/pki of the machine.
+	_, before := os.Stat(defaultPKIDir)
 	code := m.Run()
 	os.RemoveAll(dir)
+	if _, after := os.Stat(defaultPKIDir); before != nil && after == nil {
+		fmt.Fprintf(os.Stderr, "a test created %s (a master config without pki_dir)\n", defaultPKIDir)
+		code = 1
+	}
 	os.Exit(code)
 }
 
