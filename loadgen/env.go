@@ -121,7 +121,7 @@ func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) 
 		e.placement = t.Placement()
 	}
 	copts := []nats.Option{nats.Name("zester-loadgen control"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(64<<20)}
+		nats.ReconnectWait(100 * time.Millisecond), nats.ReconnectBufSize(64 << 20)}
 	if e.sec != nil {
 		copts = append(copts, e.sec.adminOptions()...)
 	}
