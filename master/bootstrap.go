@@ -10,32 +10,19 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
+	"github.com/zester-io/zester/internal/layout"
 	"github.com/zester-io/zester/internal/names"
 )
 
 // BucketSpec is one KV bucket of the seed document's table.
-type BucketSpec struct {
-	Name    string
-	TTL     time.Duration
-	History uint8
-	Storage jetstream.StorageType
-}
+type BucketSpec = layout.Bucket
 
 // Buckets is the seed's table of KV buckets, in its order.
-var Buckets = []BucketSpec{
-	{names.BucketFacts, 0, 5, jetstream.FileStorage},
-	{names.BucketSettingsFiles, 0, 3, jetstream.FileStorage},
-	{names.BucketSecrets, 0, 3, jetstream.FileStorage},
-	{names.BucketBasket, 0, 1, jetstream.FileStorage},
-	{names.BucketJobs, 7 * 24 * time.Hour, 10, jetstream.FileStorage},
-	{names.BucketJobReturns, 7 * 24 * time.Hour, 1, jetstream.FileStorage},
-	{names.BucketMasterHeartbeat, 15 * time.Second, 1, jetstream.FileStorage},
-	{names.BucketEnrollments, 0, 10, jetstream.FileStorage},
-	{names.BucketEnrollChallenges, 5 * time.Minute, 1, jetstream.MemoryStorage},
-}
+var Buckets = layout.Buckets
 
 // JobEventsMaxAge is the default retention of the job-events stream.
-const JobEventsMaxAge = 7 * 24 * time.Hour
+const JobEventsMaxAge = layout.JobEventsMaxAge
 
 // Layout says where buckets and streams go.
 type Layout struct {
@@ -84,26 +71,23 @@ func Bootstrap(ctx context.Context, js jetstream.JetStream, l Layout) error {
 }
 
 // retryAPI runs a JetStream API step with a 10 s bound per attempt until it
-// succeeds, fails for a reason other than a timeout, or ctx ends.
+// succeeds, fails for a reason other than a timeout or a missing responder,
+// or ctx ends, with backoff between attempts.
 func retryAPI(ctx context.Context, step func(context.Context) error) error {
-	for {
+	return backoff.Retry(ctx, backoff.New(100*time.Millisecond, 2*time.Second), func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		err := step(actx)
-		cancel()
 		if err == nil {
 			return nil
 		}
 		retry := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
-		if !retry || ctx.Err() != nil {
-			return err
+		if !retry {
+			return backoff.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 func ensureBucket(ctx context.Context, js jetstream.JetStream, b BucketSpec, l Layout) error {
@@ -141,12 +125,12 @@ func ensureJobEvents(ctx context.Context, js jetstream.JetStream, l Layout) erro
 		return fmt.Errorf("stream %s: %w", names.StreamJobEvents, err)
 	}
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        names.StreamJobEvents,
+		Name:        layout.JobEvents.Name,
 		Description: "Zester job lifecycle audit log",
-		Subjects:    []string{names.SubjectJobEventsAll},
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      JobEventsMaxAge,
-		Storage:     jetstream.FileStorage,
+		Subjects:    layout.JobEvents.Subjects,
+		Retention:   layout.JobEvents.Retention,
+		MaxAge:      layout.JobEvents.MaxAge,
+		Storage:     layout.JobEvents.Storage,
 		Replicas:    l.Replicas,
 		Placement:   l.placement(),
 		Discard:     jetstream.DiscardOld,

@@ -23,7 +23,7 @@ func TestJobs_Targeting_ExactExpectedSets(t *testing.T) {
 	cfg.Nodegroups = map[string]string{"firsts": "L@sim-00000.dc1.example.com,sim-00001.dc1.example.com", "debs": "G@os:id:debian"}
 	m := mastertest.Start(t, cfg)
 	startSimFleet(t, url, 200, 64)
-	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 200 })
+	waitFor(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 200 })
 
 	for _, tc := range []struct {
 		args []string
@@ -96,7 +96,7 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
 	startSimFleet(t, url, 50, 64)
-	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 50 })
+	waitFor(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 50 })
 
 	// A rolling batch of 20% of 50 peels: slices of 3 peels, at most 3
 	// slices (9 peels) in flight, 17 jobs, every peel once.
@@ -141,7 +141,7 @@ func TestJobs_LyingOrCorruptReturn(t *testing.T) {
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
 	startSimFleet(t, url, 2, 64)
-	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 2 })
+	waitFor(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 2 })
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	liar, honest := "sim-00000.dc1.example.com", "sim-00001.dc1.example.com"

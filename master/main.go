@@ -2,9 +2,11 @@ package master
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -34,6 +36,10 @@ func Main(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *check {
+		if _, err := os.Stat(*path); !explicit && errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "zester-master: no configuration file at %s: the defaults are used, and they are valid\n", *path)
+			return 0
+		}
 		fmt.Fprintf(stderr, "zester-master: configuration %s is valid\n", *path)
 		return 0
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
@@ -184,11 +185,14 @@ func (m *Master) start(ctx context.Context) error {
 	if m.embedded != nil {
 		url = m.embedded.ClientURL()
 	}
+	reconnect := backoff.New(100*time.Millisecond, 2*time.Second)
 	nopts := []nats.Option{
 		nats.Name("zester-master " + m.cfg.ID),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500 * time.Millisecond),
-		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		// Delays after each full pass over the server list; reset by the
+		// reconnect handler. A master is one of a few clients: a short cap
+		// keeps its failover quick.
+		nats.CustomReconnectDelay(func(int) time.Duration { return reconnect.Next() }),
 		nats.RetryOnFailedConnect(true),
 		nats.PingInterval(5 * time.Second),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -203,6 +207,7 @@ func (m *Master) start(ctx context.Context) error {
 			m.log.Warn("nats disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			reconnect.Reset()
 			m.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 			go m.checkStore()
 		}),
@@ -289,19 +294,16 @@ func (m *Master) start(ctx context.Context) error {
 // waitJetStream retries until the JetStream API answers (a cluster may still
 // be electing its meta leader).
 func (m *Master) waitJetStream(ctx context.Context) error {
-	for {
+	err := backoff.Retry(ctx, backoff.New(100*time.Millisecond, 2*time.Second), func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		_, err := m.js.AccountInfo(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("jetstream not available at %s: %w", m.nc.ConnectedUrlRedacted(), err)
-		case <-time.After(200 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream not available at %s: %w", m.nc.ConnectedUrlRedacted(), err)
 	}
+	return nil
 }
 
 // checkStore runs after a reconnect. When the buckets are gone (the
@@ -312,20 +314,15 @@ func (m *Master) waitJetStream(ctx context.Context) error {
 func (m *Master) checkStore() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for {
+	err := backoff.Retry(ctx, backoff.New(100*time.Millisecond, 2*time.Second), func(ctx context.Context) error {
 		_, err := m.js.Stream(ctx, names.KVStream(names.BucketFacts))
-		if err == nil {
-			return
-		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			m.fail(fmt.Errorf("JetStream store was wiped (stream %s is gone): restart to bootstrap it again", names.KVStream(names.BucketFacts)))
-			return
+			return backoff.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(500 * time.Millisecond):
-		}
+		return err
+	})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		m.fail(fmt.Errorf("JetStream store was wiped (stream %s is gone): restart to bootstrap it again", names.KVStream(names.BucketFacts)))
 	}
 }
 

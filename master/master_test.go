@@ -236,7 +236,7 @@ func TestMaster_CmdRun_NonZeroExitIsFailure(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	// Finished jobs leave the active set.
-	waitFor(t, "no active jobs", 5*time.Second, func() bool { return activeJobs(t, m) == 0 })
+	waitFor(t, "no active jobs", 60*time.Second, func() bool { return activeJobs(t, m) == 0 })
 }
 
 func activeJobs(t *testing.T, m *mastertest.Handle) int { return m.ActiveJobs() }

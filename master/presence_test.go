@@ -95,12 +95,23 @@ func TestPresence_Killed_OfflineAfterThreeIntervals(t *testing.T) {
 	pc.BeatInterval = config.Dur(interval)
 	p := peeltest.Start(t, pc)
 	waitFor(t, "web1 online", 30*time.Second, func() bool { return stateOf(t, url, "web1") == wire.PresenceOnline })
-	// Beats keep it online past an offline_after window (a negative: there
-	// is no state to wait on, so hold for the window, then look).
-	time.Sleep(4 * interval)
-	if st := stateOf(t, url, "web1"); st != wire.PresenceOnline {
-		t.Fatalf("web1 %s while beating", st)
-	}
+	// Beats keep it online past an offline_after window: follow its last
+	// seen time through more beats than offline_after spans, and it must be
+	// online at every look.
+	first := peelsJSON(t, url)["web1"].LastSeen
+	beats := 0
+	last := first
+	waitFor(t, "web1 beating past offline_after", 30*time.Second, func() bool {
+		row := peelsJSON(t, url)["web1"]
+		if row.State != wire.PresenceOnline {
+			t.Fatalf("web1 %s while beating (last seen %s)", row.State, row.LastSeen)
+		}
+		if row.LastSeen.After(last) {
+			beats++
+			last = row.LastSeen
+		}
+		return beats >= 4 && last.Sub(first) > 3*interval
+	})
 	killed := time.Now()
 	p.Kill()
 	took := waitFor(t, "web1 offline", 30*time.Second, func() bool { return stateOf(t, url, "web1") == wire.PresenceOffline })

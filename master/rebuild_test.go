@@ -66,7 +66,7 @@ func TestRebuild_WipedStore_PeelsRepublishInSeconds(t *testing.T) {
 		return e1 == nil && e2 == nil
 	})
 	t.Logf("REBUILD: both peels' facts back %s after the master bootstrapped (%s after the wipe)", back, time.Since(wiped))
-	waitFor(t, "ping after rebuild", 20*time.Second, func() bool {
+	waitFor(t, "ping after rebuild", 60*time.Second, func() bool {
 		code, _, _ := zester(t, url, "run", "--timeout", "3s", "*", "test.ping")
 		return code == 0
 	})

@@ -114,10 +114,10 @@ func TestCluster_ServerLossMidJob(t *testing.T) {
 	tp := startTopo(t, "cluster", topology.Options{})
 	url := strings.Join(tp.HubURLs(), ",")
 	ms := []*mastertest.Handle{topoMaster(t, tp, "m1"), topoMaster(t, tp, "m2")}
-	waitFor(t, "settle", 10*time.Second, func() bool { return settled(ms) })
+	waitFor(t, "settle", 60*time.Second, func() bool { return settled(ms) })
 	const peels = 300
 	fleet := startSimFleet(t, url, peels, 64)
-	waitFor(t, "index", 20*time.Second, func() bool { return ms[0].PeelCount() == peels && ms[1].PeelCount() == peels })
+	waitFor(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == peels && ms[1].PeelCount() == peels })
 	fleet.latency.Store(int64(time.Second))
 
 	nc, _ := nats.Connect(url, nats.MaxReconnects(-1))
@@ -125,7 +125,7 @@ func TestCluster_ServerLossMidJob(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	jid := submitPing(t, nc, 60*time.Second)
-	waitFor(t, "running", 10*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status != wire.StatusPending })
+	waitFor(t, "running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status != wire.StatusPending })
 
 	kvProbe, _ := js.KeyValue(context.Background(), names.BucketBasket)
 	stopped := time.Now()

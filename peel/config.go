@@ -53,6 +53,9 @@ type NATSConfig struct {
 	// URL lists the servers (the nearest leaf nodes first).
 	URL   config.URLs `yaml:"url"`
 	Creds string      `yaml:"creds"`
+	// ReconnectMaxDelay caps the backoff between connection attempts
+	// (exponential with full jitter, reset once connected).
+	ReconnectMaxDelay config.Duration `yaml:"reconnect_max_delay"`
 }
 
 // DefaultConfig returns the defaults.
@@ -62,7 +65,7 @@ func DefaultConfig() Config {
 		ID:                host,
 		LogLevel:          "info",
 		HTTP:              "127.0.0.1:9101",
-		NATS:              NATSConfig{URL: config.URLs{"nats://127.0.0.1:4222"}},
+		NATS:              NATSConfig{URL: config.URLs{"nats://127.0.0.1:4222"}, ReconnectMaxDelay: config.Dur(30 * time.Second)},
 		FactsInterval:     config.Dur(5 * time.Minute),
 		BeatInterval:      config.Dur(10 * time.Second),
 		DataDir:           "/var/lib/zester/peel",
@@ -96,6 +99,7 @@ func ParseConfig(data []byte) (Config, error) {
 func (c *Config) Validate() error {
 	if err := config.Check(map[string]interface{ Err() error }{
 		"facts_interval": c.FactsInterval, "max_output": c.MaxOutput, "beat_interval": c.BeatInterval,
+		"nats.reconnect_max_delay": c.NATS.ReconnectMaxDelay,
 	}); err != nil {
 		return err
 	}
@@ -114,6 +118,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.NATS.URL) == 0 {
 		bad("nats.url", "empty")
+	}
+	if d := c.NATS.ReconnectMaxDelay.D(); d < time.Second || d > 10*time.Minute {
+		bad("nats.reconnect_max_delay", "%s: want 1s to 10m", d)
 	}
 	if c.FactsInterval.D() < time.Second {
 		bad("facts_interval", "%s: want at least 1s", c.FactsInterval.D())

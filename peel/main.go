@@ -4,9 +4,11 @@ import (
 	"github.com/zester-io/zester/internal/version"
 
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -38,6 +40,10 @@ func Main(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *check {
+		if _, err := os.Stat(*path); !explicit && errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "zester-peel: no configuration file at %s: the defaults are used, and they are valid\n", *path)
+			return 0
+		}
 		fmt.Fprintf(stderr, "zester-peel: configuration %s is valid\n", *path)
 		return 0
 	}

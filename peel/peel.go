@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
@@ -42,6 +43,9 @@ type Options struct {
 	NoHTTP      bool
 	// Registry replaces the built-in functions.
 	Registry *funcs.Registry
+	// ReconnectRand, when set, is the jitter source of the reconnect
+	// backoff (tests replay a known sequence of delays).
+	ReconnectRand rand.Source
 }
 
 // Peel is one running agent.
@@ -156,16 +160,13 @@ func (p *Peel) Run(ctx context.Context) error {
 	connected := make(chan struct{})
 	var connectedOnce sync.Once
 	firstConnect := func() { connectedOnce.Do(func() { close(connected) }) }
-	nopts := []nats.Option{
-		nats.Name("zester-peel " + p.cfg.ID),
+	cs := newConnState(p.log, p.cfg.NATS.URL, p.cfg.NATS.ReconnectMaxDelay.D(), p.opts.ReconnectRand)
+	nopts := append(cs.options(),
+		nats.Name("zester-peel "+p.cfg.ID),
 		// Replies come to an inbox only this peel may subscribe to, so its
 		// permissions need no _INBOX.> wildcard (docs/security.md).
 		nats.CustomInboxPrefix(names.PeelInboxPrefix(p.cfg.ID)),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.ReconnectJitter(time.Second, 2*time.Second),
-		nats.RetryOnFailedConnect(true),
-		nats.PingInterval(20 * time.Second),
+		nats.PingInterval(20*time.Second),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
@@ -175,17 +176,18 @@ func (p *Peel) Run(ctx context.Context) error {
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			p.met.disconnects.Inc()
-			p.log.Warn("nats disconnected", "err", err)
+			p.log.Warn("nats disconnected; reconnecting with backoff", "url", cs.disconnected(), "err", err, "max_delay", cs.wait.Max())
 		}),
-		nats.ConnectHandler(func(*nats.Conn) {
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			p.log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "after", cs.connected(nc).Round(time.Millisecond))
 			notify(reconnected)
 			firstConnect()
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			p.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			p.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "down_for", cs.connected(nc).Round(time.Millisecond))
 			notify(reconnected)
 		}),
-	}
+	)
 	if p.cfg.NATS.Creds != "" {
 		nopts = append(nopts, nats.UserCredentials(p.cfg.NATS.Creds))
 	}
@@ -208,8 +210,11 @@ func (p *Peel) Run(ctx context.Context) error {
 	p.nc = nc
 	defer nc.Close()
 	if nc.IsConnected() {
+		cs.connected(nc)
 		notify(reconnected)
 		firstConnect()
+	} else {
+		cs.notReachable()
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -242,7 +247,7 @@ func (p *Peel) Run(ctx context.Context) error {
 	go func() { defer p.wg.Done(); p.factsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.connLoop(ctx, reconnected) }()
 	go func() { defer p.wg.Done(); p.beatLoop(ctx) }()
-	p.log.Info("peel running", "url", nc.ConnectedUrlRedacted(), "partition", p.partition(), "instance", p.instance)
+	p.log.Info("peel running", "url", cs.url(), "partition", p.partition(), "instance", p.instance)
 	<-ctx.Done()
 	p.ready.Store(false)
 	p.wg.Wait()
@@ -400,9 +405,14 @@ func (p *Peel) onControl(msg *nats.Msg) {
 
 // connLoop runs after every (re)connect: learn the deployment's partition
 // count from a master, open the facts bucket, deliver spooled returns.
+//
+// Returns left in the spool (a store that timed out while connected, or a
+// flush cut short) are retried with backoff; an empty spool is looked at
+// every spoolIdleCheck, which reads only the local directory.
 func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
+	retry := backoff.New(time.Second, p.cfg.NATS.ReconnectMaxDelay.D())
+	t := time.NewTimer(spoolIdleCheck)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -414,14 +424,25 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 			// random delay so that a fleet reconnecting at once does not
 			// publish all its facts in the same instant.
 			time.AfterFunc(time.Duration(rand.Int64N(int64(reconnectFactsJitter))), func() { notify(p.wake) })
+			retry.Reset()
 			p.flushSpool(ctx)
-		case <-tick.C:
+		case <-t.C:
 			if p.nc.IsConnected() {
 				p.flushSpool(ctx)
 			}
 		}
+		if p.sp.count() == 0 {
+			retry.Reset()
+			t.Reset(spoolIdleCheck)
+		} else {
+			t.Reset(retry.Next())
+		}
 	}
 }
+
+// spoolIdleCheck is how often an empty spool is looked at for returns that
+// deliver put there while connected (a store that timed out).
+const spoolIdleCheck = 5 * time.Second
 
 func (p *Peel) askInfo(ctx context.Context) {
 	msg, err := p.nc.RequestWithContext(ctxTimeout(ctx, 2*time.Second), names.APISubject("info"), nil)
@@ -609,6 +630,9 @@ func (p *Peel) factsFor(ctx context.Context, refresh bool) (any, error) {
 func (p *Peel) factsLoop(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	// A failed publish is retried with backoff up to the regular interval,
+	// so a fleet facing an unavailable bucket does not retry in step.
+	retry := backoff.New(time.Second, p.cfg.FactsInterval.D())
 	for {
 		select {
 		case <-ctx.Done():
@@ -617,15 +641,16 @@ func (p *Peel) factsLoop(ctx context.Context) {
 		case <-p.wake:
 		}
 		if !p.nc.IsConnected() {
-			t.Reset(time.Second)
+			t.Reset(time.Second) // a local check; a reconnect wakes it too
 			continue
 		}
 		if err := p.publishFacts(ctx); err != nil {
 			p.met.factErrors.Inc()
 			p.log.Warn("facts", "err", err)
-			t.Reset(5 * time.Second)
+			t.Reset(retry.Next())
 			continue
 		}
+		retry.Reset()
 		p.ready.Store(true)
 		t.Reset(p.cfg.FactsInterval.D())
 	}

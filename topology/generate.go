@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/zester-io/zester/internal/names"
 )
@@ -105,7 +106,32 @@ type GenOptions struct {
 	// MaxPayload is the maximum message size in bytes (0: the server's
 	// default, 1 MiB; at most MaxPayloadLimit).
 	MaxPayload int
+	// SysUser is the user of the system account that every server gets
+	// (default "sys"): operator tools need it for $SYS requests, such as
+	// `nats server report jetstream` and `nats server check stream`.
+	SysUser string
+	// SysPassword is SysUser's password; required. The files hold only its
+	// bcrypt hash. Clients without credentials (masters, peels, the zester
+	// CLI of an open deployment) still land in the global account.
+	SysPassword string
+	// Lab lays kind cluster out on one host, for a lab: node i (from 0)
+	// listens on Port+i, Monitor+i and LeafPort+i, routes on ClusterPort+i
+	// (unless Routes gives them), and keeps its store in StoreDir/n<i+1>.
+	// Host defaults to 127.0.0.1.
+	Lab bool
+	// Nodes is the node count of a lab cluster without Routes (default 3).
+	Nodes int
+
+	sysHash string // bcrypt hash of SysPassword, set by Generate
 }
+
+// DefaultSysUser is the default system account user of generated configs.
+const DefaultSysUser = "sys"
+
+// sysPasswordCost is the bcrypt cost of the system user's hash, that of
+// `nats server passwd` (about 0.1 s, more under the race detector; the
+// package's tests lower it).
+var sysPasswordCost = 11
 
 // Generate writes nats-server configuration files for a deployment: file name
 // → content. Kind single: server.conf; cluster: n1.conf … nN.conf; leaf:
@@ -116,6 +142,11 @@ func Generate(o GenOptions) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(g.SysPassword), sysPasswordCost)
+	if err != nil {
+		return nil, fmt.Errorf("topology: SysPassword: %w", err)
+	}
+	g.sysHash = string(hash)
 	files := map[string][]byte{}
 	switch g.Kind {
 	case KindSingle:
@@ -123,7 +154,7 @@ func Generate(o GenOptions) (map[string][]byte, error) {
 	case KindCluster:
 		for i := range g.Routes {
 			files[fmt.Sprintf("n%d.conf", i+1)] = g.jsServer(jsNode{name: fmt.Sprintf("%s-n%d", g.Name, i+1),
-				cluster: g.Cluster, routes: g.Routes, self: g.Routes[i], leafListener: g.LeafPort > 0})
+				cluster: g.Cluster, routes: g.Routes, self: g.Routes[i], leafListener: g.LeafPort > 0, lab: g.labNode(i)})
 		}
 	case KindLeaf:
 		if len(g.Routes) == 0 {
@@ -166,18 +197,67 @@ func (g *GenOptions) plainLeafJS() bool {
 	return !g.LeafJetStream && g.HubDomain == ""
 }
 
-func (g *GenOptions) header(w *confWriter, name, role string) {
+func (g *GenOptions) header(w *confWriter, name, role string, l *labNode) {
+	port, monitor := g.Port, g.Monitor
+	if l != nil {
+		port, monitor = l.port, l.monitor
+	}
 	w.line("# nats-server configuration for Zester, written by topology.Generate.")
 	w.line("# Kind %s; this file: %s. Check with: nats-server -t -c <file>", g.Kind, role)
 	w.line("")
 	w.kv("server_name", quote(name))
-	w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(g.Port))))
-	if g.Monitor > 0 {
-		w.kv("http_port", strconv.Itoa(g.Monitor)) // on Host, like listen
+	w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(port))))
+	if monitor > 0 {
+		w.kv("http_port", strconv.Itoa(monitor)) // on Host, like listen
 	}
 	if g.MaxPayload > 0 {
 		w.kv("max_payload", strconv.Itoa(g.MaxPayload))
 	}
+	g.sysAccount(w)
+}
+
+// sysAccount gives the server a system account with one user. With only the
+// global account and SYS defined and no authorization block, nats-server
+// keeps admitting clients without credentials into the global account (it
+// adds a no-auth user for it), so the deployment stays as open or as closed
+// as it was; only $SYS needs the password.
+func (g *GenOptions) sysAccount(w *confWriter) {
+	w.line("")
+	w.line("# System account, for operator tools that send $SYS requests:")
+	w.line("#   nats --user %s --password \"$(cat sys-password)\" server report jetstream", g.SysUser)
+	w.line("# This file holds only the password's bcrypt hash. Clients without")
+	w.line("# credentials still use the global account.")
+	w.open("accounts")
+	w.open("SYS")
+	w.line("users: [")
+	w.depth++
+	w.line("{ user: %s, password: %s }", quote(g.SysUser), quote(g.sysHash))
+	w.depth--
+	w.line("]")
+	w.close()
+	w.close()
+	w.kv("system_account", "SYS")
+}
+
+// labNode is one node's own ports and store of a lab cluster.
+type labNode struct {
+	port, monitor, leafPort int
+	storeDir                string
+}
+
+// labNode returns node i's layout in a lab cluster, nil otherwise.
+func (g *GenOptions) labNode(i int) *labNode {
+	if !g.Lab {
+		return nil
+	}
+	l := &labNode{port: g.Port + i, monitor: -1, leafPort: -1, storeDir: filepath.Join(g.StoreDir, fmt.Sprintf("n%d", i+1))}
+	if g.Monitor > 0 {
+		l.monitor = g.Monitor + i
+	}
+	if g.LeafPort > 0 {
+		l.leafPort = g.LeafPort + i
+	}
+	return l
 }
 
 func (g *GenOptions) mappings(w *confWriter) {
@@ -208,20 +288,28 @@ type jsNode struct {
 	gateways     []string // supercluster: all cluster names, sorted
 	gatewayPort  int
 	leafListener bool
+	lab          *labNode // own ports and store in a lab cluster
 }
 
 // jsServer writes one JetStream server's config.
 func (g *GenOptions) jsServer(n jsNode) []byte {
 	name, cluster, routes, self, gwNames, gwPort, leafListener := n.name, n.cluster, n.routes, n.self, n.gateways, n.gatewayPort, n.leafListener
+	storeDir, leafPort := g.StoreDir, g.LeafPort
+	if n.lab != nil {
+		storeDir, leafPort = n.lab.storeDir, n.lab.leafPort
+	}
 	w := &confWriter{}
 	role := "JetStream server " + name
 	if cluster != "" {
 		role += " of cluster " + cluster
 	}
-	g.header(w, name, role)
+	if n.lab != nil {
+		role += " (lab: every node on this host)"
+	}
+	g.header(w, name, role, n.lab)
 	w.line("")
 	w.open("jetstream")
-	w.kv("store_dir", quote(g.StoreDir))
+	w.kv("store_dir", quote(storeDir))
 	if g.HubDomain != "" {
 		w.kv("domain", quote(g.HubDomain))
 	}
@@ -263,19 +351,11 @@ func (g *GenOptions) jsServer(n jsNode) []byte {
 		w.depth--
 		w.line("]")
 		w.close()
-		if leafListener {
-			w.line("")
-			w.line("# Leaf nodes and gateways together need a system account.")
-			w.open("accounts")
-			w.line("SYS: {}")
-			w.close()
-			w.kv("system_account", "SYS")
-		}
 	}
 	if leafListener {
 		w.line("")
 		w.open("leafnodes")
-		w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(g.LeafPort))))
+		w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(leafPort))))
 		w.kv("compression", g.Compression)
 		w.close()
 	}
@@ -301,7 +381,7 @@ func (g *GenOptions) leafServer(name string, remotes []string, i int) []byte {
 	if !g.LeafJetStream {
 		role += " (no JetStream: its clients use the hub's)"
 	}
-	g.header(w, name, role)
+	g.header(w, name, role, nil)
 	if g.LeafJetStream {
 		w.line("")
 		w.open("jetstream")
@@ -343,7 +423,27 @@ func (o GenOptions) normalize() (*GenOptions, error) {
 	}
 	g.Name = orString(g.Name, "zester")
 	g.Cluster = orString(g.Cluster, ClusterName)
+	if g.Lab {
+		if g.Kind != KindCluster {
+			return fail("Lab", "only for kind cluster (kind %s)", g.Kind)
+		}
+		g.Host = orString(g.Host, "127.0.0.1")
+	} else if g.Nodes != 0 {
+		return fail("Nodes", "only for a lab cluster (set Lab); a production cluster's nodes are its Routes")
+	}
 	g.Host = orString(g.Host, "0.0.0.0")
+	g.SysUser = orString(g.SysUser, DefaultSysUser)
+	if !sysUserRE.MatchString(g.SysUser) {
+		return fail("SysUser", "%q: want letters, digits, '-' and '_'", g.SysUser)
+	}
+	switch {
+	case g.SysPassword == "":
+		return fail("SysPassword", "empty: the system account's user %q needs a password (zester topology gen makes a random one unless --sys-password-file is given)", g.SysUser)
+	case len(g.SysPassword) < 12:
+		return fail("SysPassword", "%d characters: want at least 12", len(g.SysPassword))
+	case len(g.SysPassword) > 72:
+		return fail("SysPassword", "%d bytes: bcrypt takes at most 72", len(g.SysPassword))
+	}
 	g.StoreDir = orString(g.StoreDir, DefaultStoreDir)
 	g.Compression = orString(g.Compression, DefaultCompression)
 	for _, c := range []struct{ option, v string }{{"Name", g.Name}, {"Cluster", g.Cluster}} {
@@ -452,6 +552,28 @@ func (o GenOptions) normalize() (*GenOptions, error) {
 			return fail("Routes", "not used by kind single")
 		}
 	case KindCluster, KindLeaf:
+		if g.Lab {
+			if g.Nodes == 0 && len(g.Routes) == 0 {
+				g.Nodes = 3
+			}
+			if len(g.Routes) == 0 {
+				if g.Nodes < 2 {
+					return fail("Nodes", "%d: a lab cluster needs at least 2", g.Nodes)
+				}
+				for i := 0; i < g.Nodes; i++ {
+					if g.ClusterPort+i > 65535 {
+						return fail("ClusterPort", "%d + %d nodes is past port 65535", g.ClusterPort, g.Nodes)
+					}
+					g.Routes = append(g.Routes, net.JoinHostPort(g.Host, strconv.Itoa(g.ClusterPort+i)))
+				}
+			} else if g.Nodes != 0 && g.Nodes != len(g.Routes) {
+				return fail("Nodes", "%d, but Routes has %d nodes", g.Nodes, len(g.Routes))
+			}
+			g.Nodes = len(g.Routes)
+			if err := g.labPorts(); err != nil {
+				return nil, err
+			}
+		}
 		if g.Kind == KindCluster && len(g.Routes) < 2 {
 			return fail("Routes", "kind cluster needs the route address of every node, at least 2 (got %d)", len(g.Routes))
 		}
@@ -462,6 +584,9 @@ func (o GenOptions) normalize() (*GenOptions, error) {
 			return nil, err
 		}
 		for i, r := range g.Routes {
+			if g.Lab {
+				break // labPorts checked every node's ports against every other's
+			}
 			_, p, _ := splitAddr(r)
 			if err := distinctPorts(fmt.Sprintf("Routes[%d]", i), map[string]int{"Port": g.Port, "Monitor": g.Monitor, "LeafPort": g.LeafPort, "route": p}); err != nil {
 				return nil, err
@@ -552,6 +677,45 @@ func (o GenOptions) normalize() (*GenOptions, error) {
 		return fail("LeafPort", "port %d is also Port or Monitor", g.LeafPort)
 	}
 	return &g, nil
+}
+
+var sysUserRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// labPorts checks a lab cluster's ports: every node's client, monitoring,
+// leaf and route ports in range and all of them distinct, since the nodes
+// share one host.
+func (g *GenOptions) labPorts() error {
+	owner := map[int]string{}
+	use := func(node int, what string, p int) error {
+		if p <= 0 {
+			return nil
+		}
+		name := fmt.Sprintf("n%d %s", node+1, what)
+		if p > 65535 {
+			return fmt.Errorf("topology: Lab: %s port %d is past 65535", name, p)
+		}
+		if other, ok := owner[p]; ok {
+			return fmt.Errorf("topology: Lab: port %d used by both %s and %s", p, other, name)
+		}
+		owner[p] = name
+		return nil
+	}
+	for i, r := range g.Routes {
+		l := g.labNode(i)
+		_, rp, err := splitAddr(r)
+		if err != nil {
+			return fmt.Errorf("topology: Routes[%d]: %q is not host:port: %v", i, r, err)
+		}
+		for _, u := range []struct {
+			what string
+			p    int
+		}{{"client", l.port}, {"monitor", l.monitor}, {"leaf", l.leafPort}, {"route", rp}} {
+			if err := use(i, u.what, u.p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func orString(v, d string) string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // binDir holds binaries built once for the whole test run.
@@ -19,6 +20,10 @@ func TestMain(m *testing.M) {
 	// Gateways normally wait a second before soliciting; in-process
 	// superclusters form much faster with a short delay.
 	server.SetGatewaysSolicitDelay(10 * time.Millisecond)
+	// Generated configs hash the system user's password; the cheapest
+	// bcrypt cost keeps the many Generate calls here quick (the server
+	// checks any cost the same way).
+	sysPasswordCost = bcrypt.MinCost
 	dir, err := os.MkdirTemp("", "topology-test-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

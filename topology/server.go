@@ -100,6 +100,9 @@ func (c ServerConfig) options() (*server.Options, error) {
 		if err := os.MkdirAll(opts.StoreDir, 0o750); err != nil {
 			return nil, fmt.Errorf("store dir: %w", err)
 		}
+		if err := checkStoreDir(opts.StoreDir); err != nil {
+			return nil, err
+		}
 	}
 	if c.Tune != nil {
 		c.Tune(opts)

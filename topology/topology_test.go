@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/backoff"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -67,14 +69,24 @@ func kvRoundTrip(t *testing.T, top *Topology, url, bucket string) jetstream.KeyV
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each step is idempotent and retried with backoff: on a loaded machine
+	// a replicated bucket's RAFT group can take longer to form than one
+	// request's timeout (seen as a create deadline under -race). 90 s is the
+	// hang guard; a wrong result (backoff.Permanent) fails at once.
 	step := func(what string, f func(ctx context.Context) error) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		begin := time.Now()
-		err := f(ctx)
+		attempts := 0
+		err := backoff.Retry(ctx, backoff.New(50*time.Millisecond, 2*time.Second), func(ctx context.Context) error {
+			attempts++
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return f(actx)
+		})
 		if d := time.Since(begin); d > time.Second {
-			t.Logf("slow: %s of KV %s via %s took %v (%v)", what, bucket, url, d.Round(time.Millisecond), err)
+			t.Logf("slow: %s of KV %s via %s took %v in %d attempts (%v)", what, bucket, url, d.Round(time.Millisecond), attempts, err)
 		}
 		if err != nil {
 			t.Fatalf("%s of KV %s via %s: %v", what, bucket, url, err)
@@ -93,7 +105,7 @@ func kvRoundTrip(t *testing.T, top *Topology, url, bucket string) jetstream.KeyV
 	step("get", func(ctx context.Context) error {
 		e, err := kv.Get(ctx, key)
 		if err == nil && string(e.Value()) != url {
-			err = fmt.Errorf("got %q", e.Value())
+			err = backoff.Permanent(fmt.Errorf("got %q", e.Value()))
 		}
 		return err
 	})
@@ -104,10 +116,10 @@ func kvRoundTrip(t *testing.T, top *Topology, url, bucket string) jetstream.KeyV
 		}
 		si := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
 		if got := si.Config.Replicas; got != top.Replicas() {
-			return fmt.Errorf("%d replicas, want %d", got, top.Replicas())
+			return backoff.Permanent(fmt.Errorf("%d replicas, want %d", got, top.Replicas()))
 		}
 		if p := top.Placement(); p != "" && (si.Cluster == nil || si.Cluster.Name != p) {
-			return fmt.Errorf("placed in %+v, want cluster %q", si.Cluster, p)
+			return backoff.Permanent(fmt.Errorf("placed in %+v, want cluster %q", si.Cluster, p))
 		}
 		return nil
 	})
@@ -133,7 +145,7 @@ func expectDelivery(t *testing.T, pubURL, subURL, subject string) {
 	if err := sub.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(60 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -170,15 +182,15 @@ func TestSingle(t *testing.T) {
 	if err := top.RestartServer(0); err != nil {
 		t.Fatal(err)
 	}
-	if err := top.WaitReady(ctxT(t, 10*time.Second)); err != nil {
+	if err := top.WaitReady(ctxT(t, 60*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	js, _ := top.JetStream(connect(t, top.ClientURLs()[0]))
-	kv, err := js.KeyValue(ctxT(t, 5*time.Second), "single")
+	kv, err := js.KeyValue(ctxT(t, 30*time.Second), "single")
 	if err != nil {
 		t.Fatalf("bucket after restart: %v", err)
 	}
-	if _, err := kv.Get(ctxT(t, 5*time.Second), keyFor(top.ClientURLs()[0])); err != nil {
+	if _, err := kv.Get(ctxT(t, 30*time.Second), keyFor(top.ClientURLs()[0])); err != nil {
 		t.Fatalf("key after restart: %v", err)
 	}
 }
@@ -205,7 +217,7 @@ func TestCluster(t *testing.T) {
 	}
 	nc := connect(t, strings.Join(top.ClientURLs(), ","))
 	js, _ := top.JetStream(nc)
-	kv, err := js.KeyValue(ctxT(t, 5*time.Second), "cluster")
+	kv, err := js.KeyValue(ctxT(t, 30*time.Second), "cluster")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,14 +232,14 @@ func TestCluster(t *testing.T) {
 	if err := top.RestartServer(leader); err != nil {
 		t.Fatal(err)
 	}
-	if err := top.WaitReady(ctxT(t, 20*time.Second)); err != nil {
+	if err := top.WaitReady(ctxT(t, 60*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("restarted %s: cluster ready again in %v", top.Servers()[leader].Name(), time.Since(restarted).Round(time.Millisecond))
 	// The restarted node serves the bucket too, with what was written while
 	// it was down.
 	kv2 := kvRoundTrip(t, top, top.Servers()[leader].ClientURL(), "cluster")
-	if _, err := kv2.Get(ctxT(t, 5*time.Second), "after-stop"); err != nil {
+	if _, err := kv2.Get(ctxT(t, 30*time.Second), "after-stop"); err != nil {
 		t.Fatalf("key written during the outage: %v", err)
 	}
 	writeUntilOK(t, kv, "after-restart", 10*time.Second)
@@ -280,13 +292,13 @@ func TestLeaf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ai, err := js.AccountInfo(ctxT(t, 5*time.Second))
+	ai, err := js.AccountInfo(ctxT(t, 30*time.Second))
 	if err != nil || ai.Streams != 1 {
 		t.Fatalf("plain JetStream API through the leaf: %+v, %v", ai, err)
 	}
 	hub := top.HubURLs()[0]
 	kvHub := kvRoundTrip(t, top, hub, "leafkv")
-	if e, err := kvHub.Get(ctxT(t, 5*time.Second), keyFor(urls[1])); err != nil || string(e.Value()) != urls[1] {
+	if e, err := kvHub.Get(ctxT(t, 30*time.Second), keyFor(urls[1])); err != nil || string(e.Value()) != urls[1] {
 		t.Fatalf("hub does not see a leaf's write: %v", err)
 	}
 	// Pub/sub both ways across the leaf link and between two leafs.
@@ -306,7 +318,7 @@ func TestLeaf(t *testing.T) {
 	}
 	master.Flush()
 	peelNC := connect(t, urls[1])
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		peelNC.Publish("zester.in."+token+".facts", []byte("{}"))
 		m, err := sub.NextMsg(50 * time.Millisecond)
@@ -328,7 +340,7 @@ func TestLeaf(t *testing.T) {
 	if err := top.RestartServer(2); err != nil {
 		t.Fatal(err)
 	}
-	if err := top.WaitReady(ctxT(t, 10*time.Second)); err != nil {
+	if err := top.WaitReady(ctxT(t, 60*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	kvRoundTrip(t, top, urls[1], "leafkv")
@@ -409,7 +421,7 @@ func TestSuperClusterDomain(t *testing.T) {
 	hubLeaf := top.ClusterLeafs("hub")[0].ClientURL()
 	// The plain API does not cross a leaf link without default_js_domain.
 	plain, _ := jetstream.New(connect(t, eastLeaf))
-	if _, err := plain.AccountInfo(ctxT(t, 5*time.Second)); !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+	if _, err := plain.AccountInfo(ctxT(t, 30*time.Second)); !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 		t.Fatalf("plain API through a leaf in domain mode: %v, want ErrJetStreamNotEnabled", err)
 	}
 	// Through the domain: create, put, get via the hub's leaf (direct get is
@@ -417,11 +429,11 @@ func TestSuperClusterDomain(t *testing.T) {
 	kvRoundTrip(t, top, hubLeaf, "dom")
 	// From the east leaf: create and put work ...
 	js, _ := top.JetStream(connect(t, eastLeaf))
-	kv, err := js.KeyValue(ctxT(t, 5*time.Second), "dom")
+	kv, err := js.KeyValue(ctxT(t, 30*time.Second), "dom")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctxT(t, 5*time.Second), "east", []byte("v")); err != nil {
+	if _, err := kv.Put(ctxT(t, 30*time.Second), "east", []byte("v")); err != nil {
 		t.Fatalf("put from the east leaf: %v", err)
 	}
 	// ... a direct get is dropped in v2.15.2 (see the package doc). Log
@@ -433,26 +445,26 @@ func TestSuperClusterDomain(t *testing.T) {
 	}
 	// Workaround: a bucket without direct gets is read via its stream leader.
 	mjs, _ := top.JetStream(connect(t, top.HubURLs()[0]))
-	if _, err := mjs.CreateKeyValue(ctxT(t, 5*time.Second), top.KeyValueConfig(jetstream.KeyValueConfig{Bucket: "nodirect"})); err != nil {
+	if _, err := mjs.CreateKeyValue(ctxT(t, 30*time.Second), top.KeyValueConfig(jetstream.KeyValueConfig{Bucket: "nodirect"})); err != nil {
 		t.Fatal(err)
 	}
-	st, err := mjs.Stream(ctxT(t, 5*time.Second), "KV_nodirect")
+	st, err := mjs.Stream(ctxT(t, 30*time.Second), "KV_nodirect")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := st.CachedInfo().Config
 	cfg.AllowDirect = false
-	if _, err := mjs.UpdateStream(ctxT(t, 5*time.Second), cfg); err != nil {
+	if _, err := mjs.UpdateStream(ctxT(t, 30*time.Second), cfg); err != nil {
 		t.Fatal(err)
 	}
-	kvnd, err := js.KeyValue(ctxT(t, 5*time.Second), "nodirect")
+	kvnd, err := js.KeyValue(ctxT(t, 30*time.Second), "nodirect")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kvnd.Put(ctxT(t, 5*time.Second), "east", []byte("v")); err != nil {
+	if _, err := kvnd.Put(ctxT(t, 30*time.Second), "east", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := kvnd.Get(ctxT(t, 5*time.Second), "east"); err != nil || string(e.Value()) != "v" {
+	if e, err := kvnd.Get(ctxT(t, 30*time.Second), "east"); err != nil || string(e.Value()) != "v" {
 		t.Fatalf("get without direct from the east leaf: %v", err)
 	}
 }

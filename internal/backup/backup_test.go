@@ -657,15 +657,28 @@ func TestPurge(t *testing.T) {
 
 	t.Run("job-returns older than", func(t *testing.T) {
 		put("j1.web1", "j1.web2")
-		time.Sleep(1200 * time.Millisecond)
+		// Two batches 2 s apart by the store's own clock. --older-than is
+		// computed right before each command to cut halfway between them,
+		// so however slow the machine is, the first batch is a second past
+		// the cut and the second a second short of it.
+		time.Sleep(2 * time.Second)
 		put("j2.web1", "j2.web2", "j2.web3")
+		created := func(k string) time.Time {
+			e, err := returns.Get(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return e.Created()
+		}
+		mid := created("j1.web2").Add(created("j2.web1").Sub(created("j1.web2")) / 2)
+		olderThan := func() string { return fmt.Sprintf("%dms", time.Since(mid).Milliseconds()) }
 		var code int
 		var out, errOut string
-		withStdin(t, "no\n", func() { code, out, errOut = zester(t, url, "purge", "job-returns", "--older-than", "1s") })
+		withStdin(t, "no\n", func() { code, out, errOut = zester(t, url, "purge", "job-returns", "--older-than", olderThan()) })
 		if code == 0 || !strings.Contains(errOut, "2 of 5 job returns") || count("KV_job-returns") != 5 {
 			t.Fatalf("declined purge: exit %d\n%s%s", code, out, errOut)
 		}
-		withStdin(t, "y\n", func() { code, out, errOut = zester(t, url, "purge", "job-returns", "--older-than", "1s") })
+		withStdin(t, "y\n", func() { code, out, errOut = zester(t, url, "purge", "job-returns", "--older-than", olderThan()) })
 		if code != 0 || !strings.Contains(out, "purged 2 messages from KV_job-returns") {
 			t.Fatalf("purge: exit %d\n%s%s", code, out, errOut)
 		}

@@ -4,21 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
 )
 
 // The CLI retries what is safe to retry (connecting, binding buckets,
 // reads, watches, and job.run, which is idempotent through the client's
 // job id) while a JetStream leader is elected or a server comes back.
-//
-// TODO(coordinator): this is a local stand-in for internal/backoff (helper
-// h3); switch backoffDelay to it when it lands.
 const (
 	// retryBase and retryCap bound the backoff ceiling: 100 ms doubling to
 	// 2 s. An election takes about 2 s, so the CLI tries several times
@@ -37,16 +34,12 @@ const (
 	attemptTimeout = 5 * time.Second
 )
 
-// backoffDelay is the wait before retry number attempt (0-based): full
-// jitter, uniform in [0, min(cap, base·2^attempt)], so that many clients
+// cliBackoff spaces the CLI's retries: full jitter, so that many clients
 // retrying after the same fault do not retry in step.
-func backoffDelay(attempt int) time.Duration {
-	ceil := retryCap
-	if attempt < 16 {
-		ceil = min(retryCap, retryBase<<attempt)
-	}
-	return time.Duration(rand.Int64N(int64(ceil) + 1))
-}
+var cliBackoff = backoff.New(retryBase, retryCap)
+
+// backoffDelay is the wait before retry number attempt (0-based).
+func backoffDelay(attempt int) time.Duration { return cliBackoff.Delay(attempt) }
 
 // errClass says whether an error is worth another attempt.
 type errClass int

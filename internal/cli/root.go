@@ -118,7 +118,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.tlsCA, "tls-ca", os.Getenv("ZESTER_TLS_CA"), "CA bundle of the NATS servers' certificates (env ZESTER_TLS_CA)")
 	root.PersistentFlags().StringVar(&a.outFormat, "out", "", "output format: json (as --json; Salt's spelling)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return a.applyOut(cmd) }
-	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd(), &cobra.Command{
+	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd(), a.checkCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

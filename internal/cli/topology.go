@@ -1,10 +1,16 @@
 package cli
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -24,6 +30,7 @@ func (a *app) topologyGenCmd() *cobra.Command {
 	var o topology.GenOptions
 	var out string
 	var routes, remotes, gateways []string
+	var sysPasswordFile string
 	c := &cobra.Command{
 		Use:   "gen --kind single|cluster|leaf|supercluster [flags]",
 		Short: "Write nats-server configuration files for a production deployment",
@@ -32,9 +39,19 @@ monitoring on 8222, routes, leaf nodes and gateways, s2 compression on routes an
 leaf links, and the partition subject mapping the masters use. Check a file with
 'nats-server -t -c FILE'.
 
+Every server gets a system account with one user (--sys-user, default sys) for
+operator tools such as 'nats server report jetstream'. Its password comes from
+--sys-password-file, or is made at random and written to OUT/sys-password
+(mode 0600; kept and reused when it is already there). The configs hold only
+its bcrypt hash. Clients without credentials still use the global account.
+
+--lab lays a cluster out on one host: node i listens on port+i, monitor+i,
+leaf-port+i and routes on cluster-port+i, with its store in STORE-DIR/n<i+1>.
+
 Examples:
   zester topology gen --kind single --out /etc/nats
   zester topology gen --kind cluster --routes n1:6222,n2:6222,n3:6222
+  zester topology gen --kind cluster --lab --store-dir /tmp/zester-lab --out ./lab
   zester topology gen --kind leaf --routes hub1:6222,hub2:6222,hub3:6222 --leafs 4
   zester topology gen --kind supercluster --gateway hub=h1:7222,h2:7222,h3:7222 --gateway east=e1:7222,e2:7222,e3:7222 --leafs 2`,
 		Args: cobra.NoArgs,
@@ -51,11 +68,18 @@ Examples:
 					o.Gateways[name] = splitList([]string{urls})
 				}
 			}
-			files, err := topology.Generate(o)
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return withCode(ExitError, err)
+			}
+			pwFile, made, err := sysPassword(&o, out, sysPasswordFile)
 			if err != nil {
 				return withCode(ExitError, err)
 			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
+			files, err := topology.Generate(o)
+			if err != nil {
+				if made {
+					os.Remove(pwFile)
+				}
 				return withCode(ExitError, err)
 			}
 			names := make([]string, 0, len(files))
@@ -69,6 +93,15 @@ Examples:
 					return withCode(ExitError, err)
 				}
 				fmt.Fprintln(a.out, p)
+			}
+			fmt.Fprintf(a.errOut, "system account user %q, password in %s; for example:\n  nats --server %s --user %s --password \"$(cat %s)\" server report jetstream\n",
+				orDefault(o.SysUser, topology.DefaultSysUser), pwFile, exampleURL(o), orDefault(o.SysUser, topology.DefaultSysUser), pwFile)
+			if o.Lab {
+				var urls []string
+				for i := range len(files) {
+					urls = append(urls, exampleURL(topology.GenOptions{Lab: true, Host: o.Host, Port: orPort(o.Port) + i}))
+				}
+				fmt.Fprintf(a.errOut, "lab: start every node with nats-server -c %s/nN.conf; nats.url for master.yaml and peel.yaml: %s\n", out, strings.Join(urls, ","))
 			}
 			return nil
 		},
@@ -90,7 +123,87 @@ Examples:
 	f.StringVar(&o.HubDomain, "hub-domain", "", "JetStream domain of the hub servers")
 	f.StringVar(&o.Compression, "compression", "", "route and leaf compression (default s2_fast)")
 	f.StringVar(&out, "out", "nats-config", "directory to write the files into")
+	f.StringVar(&o.SysUser, "sys-user", "", "system account user (default sys)")
+	f.StringVar(&sysPasswordFile, "sys-password-file", "", "file holding the system user's password (default: OUT/sys-password, made at random)")
+	f.BoolVar(&o.Lab, "lab", false, "cluster: every node on this host, with its own ports and store dir")
+	f.IntVar(&o.Nodes, "nodes", 0, "lab cluster: number of nodes (default 3)")
+	f.IntVar(&o.ClusterPort, "cluster-port", 0, "route port (supercluster; lab cluster: of node 1) (default 6222)")
 	return c
+}
+
+// sysPasswordFileName is where topology gen keeps the system user's
+// password it made, beside the configs.
+const sysPasswordFileName = "sys-password"
+
+// sysPassword sets o.SysPassword from file, or from OUT/sys-password, which
+// it creates (0600, random) when missing; it returns the file and whether it
+// made it.
+func sysPassword(o *topology.GenOptions, out, file string) (string, bool, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", false, fmt.Errorf("--sys-password-file: %w", err)
+		}
+		o.SysPassword = strings.TrimRight(string(b), "\r\n")
+		return file, false, nil
+	}
+	file = filepath.Join(out, sysPasswordFileName)
+	if b, err := os.ReadFile(file); err == nil {
+		o.SysPassword = strings.TrimRight(string(b), "\r\n")
+		return file, false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, err
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", false, err
+	}
+	o.SysPassword = base64.RawURLEncoding.EncodeToString(raw[:])
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", false, err
+	}
+	if _, err := f.WriteString(o.SysPassword + "\n"); err != nil {
+		f.Close()
+		os.Remove(file)
+		return "", false, err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(file)
+		return "", false, err
+	}
+	return file, true, nil
+}
+
+func orPort(p int) int {
+	if p == 0 {
+		return topology.DefaultClientPort
+	}
+	return p
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// exampleURL is a client URL of the first server, for the printed hint.
+func exampleURL(o topology.GenOptions) string {
+	host := o.Host
+	switch {
+	case o.Lab && host == "":
+		host = "127.0.0.1"
+	case host == "" || host == "0.0.0.0":
+		host = "127.0.0.1"
+		if len(o.Routes) > 0 {
+			if h, _, err := net.SplitHostPort(o.Routes[0]); err == nil {
+				host = h
+			}
+		}
+	}
+	return "nats://" + net.JoinHostPort(host, strconv.Itoa(orPort(o.Port)))
 }
 
 func splitList(vals []string) []string {

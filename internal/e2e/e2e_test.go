@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/zester-io/zester/cmd/zester", "github.com/zester-io/zester/cmd/zester-master", "github.com/zester-io/zester/cmd/zester-peel", "github.com/nats-io/natscli/nats")
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/zester-io/zester/cmd/zester", "github.com/zester-io/zester/cmd/zester-master", "github.com/zester-io/zester/cmd/zester-peel", "github.com/nats-io/natscli/nats", "github.com/nats-io/nats-server/v2")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)

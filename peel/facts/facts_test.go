@@ -264,9 +264,11 @@ func TestCollectRealHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A figure, not an assertion (it takes well under 100 ms on an idle
+	// machine); 30 s only catches a hang, e.g. a statfs that never returns.
 	t.Logf("Collect took %v", elapsed)
-	if elapsed > time.Second {
-		t.Errorf("Collect took %v; it should take well under 100ms", elapsed)
+	if elapsed > 30*time.Second {
+		t.Errorf("Collect took %v: something hangs", elapsed)
 	}
 
 	hostname, err := os.Hostname()

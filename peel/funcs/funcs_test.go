@@ -216,9 +216,9 @@ func TestTestSleep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	_, err := NewRegistry().Run(ctx, nil, "test.sleep", json.RawMessage(`{"seconds": 30}`))
+	_, err := NewRegistry().Run(ctx, nil, "test.sleep", json.RawMessage(`{"seconds": 300}`))
 	wantCode(t, err, CodeTimeout)
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > 60*time.Second { // far below the 300 s sleep
 		t.Errorf("sleep did not honour ctx: %v", d)
 	}
 }
@@ -379,7 +379,7 @@ func processGone(pid int) bool {
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !processGone(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process %d still alive", pid)
@@ -403,11 +403,11 @@ func readPid(t *testing.T, path string) int {
 
 func TestCmdRunTimeoutKillsProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
-	cmd := fmt.Sprintf(`echo before; sh -c 'sleep 30 & echo $! > %s; sleep 30'`, pidFile)
+	cmd := fmt.Sprintf(`echo before; sh -c 'sleep 300 & echo $! > %s; sleep 300'`, pidFile)
 	start := time.Now()
 	r := mustCmd(t, nil, "cmd.run", fmt.Sprintf(`{"cmd": %s, "timeout": "300ms"}`, jsonStr(cmd)))
 	elapsed := time.Since(start)
-	if elapsed > 5*time.Second {
+	if elapsed > 60*time.Second { // far below the 300 s sleep: the timeout killed it
 		t.Fatalf("cmd.run took %v", elapsed)
 	}
 	if !r.TimedOut || r.Retcode != -1 {
@@ -431,11 +431,12 @@ func TestCmdRunTimeoutKillsProcessGroup(t *testing.T) {
 
 func TestCmdRunContextCancelKillsGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
-	cmd := fmt.Sprintf(`sleep 30 & echo $! > %s; wait`, pidFile)
+	cmd := fmt.Sprintf(`sleep 300 & echo $! > %s; wait`, pidFile)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		for i := 0; i < 200; i++ {
-			if _, err := os.Stat(pidFile); err == nil {
+		// Cancel once the child runs (hang guard 60 s).
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+			if b, err := os.ReadFile(pidFile); err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -448,7 +449,7 @@ func TestCmdRunContextCancelKillsGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := res.(*CmdResult)
-	if time.Since(start) > 5*time.Second || !r.TimedOut || r.Retcode != -1 || !strings.Contains(r.Note, "cancel") {
+	if time.Since(start) > 60*time.Second || !r.TimedOut || r.Retcode != -1 || !strings.Contains(r.Note, "cancel") {
 		t.Fatalf("result = %+v", r)
 	}
 	waitGone(t, readPid(t, pidFile))
@@ -456,11 +457,11 @@ func TestCmdRunContextCancelKillsGroup(t *testing.T) {
 
 func TestCmdRunBackgroundHoldsPipe(t *testing.T) {
 	// The shell exits at once but a background child keeps stdout open; we
-	// must not wait the full 30 s for it.
+	// must not wait the full 300 s for it.
 	pidFile := filepath.Join(t.TempDir(), "bg.pid")
 	start := time.Now()
-	r := mustCmd(t, nil, "cmd.run", fmt.Sprintf(`{"cmd": %s}`, jsonStr(fmt.Sprintf(`sleep 30 & echo $! > %s; echo done`, pidFile))))
-	if d := time.Since(start); d > 10*time.Second {
+	r := mustCmd(t, nil, "cmd.run", fmt.Sprintf(`{"cmd": %s}`, jsonStr(fmt.Sprintf(`sleep 300 & echo $! > %s; echo done`, pidFile))))
+	if d := time.Since(start); d > 60*time.Second { // far below the 300 s the child holds the pipe
 		t.Fatalf("took %v", d)
 	}
 	if r.Retcode != 0 || r.Stdout != "done\n" || r.TimedOut {
@@ -669,7 +670,7 @@ func TestFileRead(t *testing.T) {
 		select {
 		case err := <-done:
 			wantCode(t, err, CodeFailed, "not a regular file")
-		case <-time.After(5 * time.Second):
+		case <-time.After(60 * time.Second):
 			t.Fatal("file.read on a FIFO hung")
 		}
 	}
