@@ -120,7 +120,7 @@ var layout = []struct {
 }{
 	{FileOperatorSeed, Offline, "operator identity seed: signs only the operator JWT (rotating the operator signing key)"},
 	{FileAccountSeed, Offline, "Zester account identity seed: not needed once the account has its signing key"},
-	{FileSystemSeed, Offline, "system account identity seed: issues system users"},
+	{FileSystemSeed, Offline, "system account identity seed: adds signing keys to the system account (to issue more system users)"},
 	{FileOperatorSigningSeed, Masters, "operator signing seed: re-signs the account JWT (revoking users)"},
 	{FileAccountSigningSeed, Masters, "account signing seed: issues peel and operator user JWTs"},
 	{FileMasterCreds, Masters, "masters' NATS credentials: everything in the Zester account"},
@@ -324,8 +324,18 @@ func generate(o InitOptions) (map[string][]byte, *Summary, error) {
 		return nil, nil, fmt.Errorf("account JWT: %w", err)
 	}
 
+	// nats-server 2.15 accepts only users issued by one of the account's
+	// signing keys, not by its identity key: the system account gets one,
+	// used once to issue sys.creds and not kept (the identity seed, offline,
+	// can add another).
+	sysSign, err := nkeys.CreateAccount()
+	if err != nil {
+		return nil, nil, fmt.Errorf("create keys: %w", err)
+	}
+	sysSignPub, _ := sysSign.PublicKey()
 	sc := jwt.NewAccountClaims(sysPub)
 	sc.Name = "SYS"
+	sc.SigningKeys.Add(sysSignPub)
 	sysJWT, err := encode(sc, k.opSign)
 	if err != nil {
 		return nil, nil, fmt.Errorf("system account JWT: %w", err)
@@ -354,8 +364,8 @@ func generate(o InitOptions) (map[string][]byte, *Summary, error) {
 		return nil, nil, err
 	}
 	// The system user belongs to the system account, issued by its
-	// identity key (which then goes offline).
-	sysIss := &issuer{account: sysPub, signer: k.sys, identity: true}
+	// signing key.
+	sysIss := &issuer{account: sysPub, signer: sysSign}
 	if files[FileSysCreds], _, err = sysIss.newCreds(UserSpec{Name: "sys", Role: roleSystem}); err != nil {
 		return nil, nil, err
 	}
