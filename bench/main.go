@@ -4,6 +4,7 @@
 //
 //	go run ./bench -matrix quick   # 1k and 10k peels, single and cluster: under 3 minutes
 //	go run ./bench -matrix full    # 1k/10k/100k × 1/3 masters × single/cluster/leaf
+//	go run ./bench -chaos 20       # 20 kill -9 of a random node of 3 nats-server processes (~7 min)
 //
 // Every cell is a fresh in-process topology with in-process masters (package
 // loadgen); cells run one after the other on the same machine.
@@ -126,7 +127,28 @@ func main() {
 	dry := flag.Bool("n", false, "print the cells and exit")
 	only := flag.String("only", "", "run only these cells (comma list of names as -n prints)")
 	from := flag.String("from", "", "do not run: rewrite the file from the reports a previous run saved with -reports DIR")
+	chaosKills := flag.Int("chaos", 0, "run the chaos loop instead of the matrix: N kill -9 of a random node of 3 nats-server processes (see bench/chaos.go)")
+	chaosEvery := flag.Duration("chaos-every", 20*time.Second, "chaos loop: one kill every")
+	chaosPeels := flag.Int("chaos-peels", 3, "chaos loop: peels (real agents, in-process)")
+	chaosMasters := flag.Int("chaos-masters", 2, "chaos loop: masters (in-process)")
+	chaosKeep := flag.Bool("chaos-keep", false, "chaos loop: keep the servers' and Zester's logs")
 	flag.Parse()
+	if *chaosKills > 0 {
+		path := *out
+		if path == "" {
+			root, err := moduleRoot()
+			if err != nil {
+				fatalf("%v (use -out)", err)
+			}
+			path = filepath.Join(root, "benchmarks.md")
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runChaos(ctx, chaosOpts{kills: *chaosKills, every: *chaosEvery, peels: *chaosPeels, masters: *chaosMasters, out: path, keepLogs: *chaosKeep}); err != nil {
+			fatalf("chaos: %v", err)
+		}
+		return
+	}
 
 	var peels, masters []int
 	var topos []string
@@ -180,6 +202,7 @@ func main() {
 		if err != nil {
 			fatalf("%v", err)
 		}
+		keep := chaosSection(path)
 		f, err := os.Create(path)
 		if err != nil {
 			fatalf("%v", err)
@@ -189,6 +212,7 @@ func main() {
 			took += r.wall
 		}
 		write(f, *kind, results, took, os.Args[1:])
+		io.WriteString(f, keep)
 		if err := f.Close(); err != nil {
 			fatalf("%v", err)
 		}
@@ -245,11 +269,13 @@ func main() {
 	if len(results) == 0 {
 		fatalf("no cell ran")
 	}
+	keep := chaosSection(path)
 	f, err := os.Create(path)
 	if err != nil {
 		fatalf("%v", err)
 	}
 	write(f, *kind, results, time.Since(start), os.Args[1:])
+	io.WriteString(f, keep)
 	if err := f.Close(); err != nil {
 		fatalf("%v", err)
 	}

@@ -155,8 +155,14 @@ func (m *Master) apiRun(req micro.Request) {
 	if timeout == 0 {
 		timeout = m.cfg.Jobs.DefaultTimeout.D()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A job submitted during a leader election waits for the new leader
+	// (putOwn retries within writeWithin) rather than failing: a Create that
+	// timed out may have committed, so the same record is retried, and only
+	// a different record under our id (two masters in the same microsecond)
+	// makes us draw a new id; under the client's id, answerTakenJID decides.
+	ctx, cancel := context.WithTimeout(context.Background(), writeWithin)
 	defer cancel()
+	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		now := time.Now().UTC()
 		jid := r.JID
@@ -171,7 +177,7 @@ func (m *Master) apiRun(req micro.Request) {
 			Status: wire.StatusPending,
 		}
 		b, _ := json.Marshal(job)
-		_, err := m.kvJobs.Create(ctx, names.JobKey(job.JID), b)
+		_, err = putOwn(ctx, m.kvJobs, names.JobKey(job.JID), b, 0)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			if r.JID != "" {
 				m.answerTakenJID(ctx, req, &job)
@@ -181,7 +187,7 @@ func (m *Master) apiRun(req micro.Request) {
 		}
 		if err != nil {
 			m.met.errors.Inc()
-			respondErr(req, "503", fmt.Errorf("record job: %w", err))
+			respondErr(req, "503", fmt.Errorf("record job %s in bucket %s (tried for %s): %w", job.JID, names.BucketJobs, time.Since(now).Round(time.Millisecond), err))
 			return
 		}
 		m.met.jobsAccepted.Inc()
@@ -190,5 +196,5 @@ func (m *Master) apiRun(req micro.Request) {
 		respondJSON(req, wire.RunResponse{JID: job.JID})
 		return
 	}
-	respondErr(req, "503", errors.New("could not allocate a job id"))
+	respondErr(req, "503", fmt.Errorf("could not allocate a job id: %w", err))
 }

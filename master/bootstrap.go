@@ -73,6 +73,10 @@ func Bootstrap(ctx context.Context, js jetstream.JetStream, l Layout) error {
 // retryAPI runs a JetStream API step with a 10 s bound per attempt until it
 // succeeds, fails for a reason other than a timeout or a missing responder,
 // or ctx ends, with backoff between attempts.
+// jsErrClusterNoPeers is nats-server's JSClusterNoPeersErr, which nats.go
+// names no constant for.
+const jsErrClusterNoPeers jetstream.ErrorCode = 10005
+
 func retryAPI(ctx context.Context, step func(context.Context) error) error {
 	return backoff.Retry(ctx, backoff.New(100*time.Millisecond, 2*time.Second), func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -81,8 +85,12 @@ func retryAPI(ctx context.Context, step func(context.Context) error) error {
 		if err == nil {
 			return nil
 		}
+		// A cluster still forming answers "no suitable peers for placement"
+		// (10005) until enough peers have joined the meta group.
+		var apiErr *jetstream.APIError
+		noPeersYet := errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrClusterNoPeers
 		retry := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || noPeersYet
 		if !retry {
 			return backoff.Permanent(err)
 		}

@@ -54,7 +54,7 @@ func newFactIndex(m *Master) *factIndex {
 }
 
 func (ix *factIndex) start(ctx context.Context) error {
-	w, err := kvwatch.Watch(ctx, ix.m.js, names.BucketFacts, kvwatch.Options{OnError: ix.m.watchErr(names.BucketFacts)})
+	w, err := kvwatch.Watch(ctx, ix.m.js, names.BucketFacts, kvwatch.Options{OnError: ix.m.watchErr(names.BucketFacts), Monitor: ix.m.watches})
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ import (
 // client then draws a new one (409). The record is created with Create, so
 // whichever request got there first owns the jid.
 func (m *Master) answerTakenJID(ctx context.Context, req micro.Request, want *wire.Job) {
-	e, err := m.kvJobs.Get(ctx, names.JobKey(want.JID))
+	e, err := getWithin(ctx, m.kvJobs, names.JobKey(want.JID))
 	if err != nil {
 		m.met.errors.Inc()
 		respondErr(req, "503", fmt.Errorf("jid %s exists but its record cannot be read: %w", want.JID, err))

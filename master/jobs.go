@@ -94,23 +94,22 @@ func (je *jobEngine) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("returns stream: %w", err)
 	}
-	cons, err := je.m.js.OrderedConsumer(je.ctx, names.KVStream(names.BucketJobReturns), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{names.ReturnSubjectPrefix + ">"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    rs.CachedInfo().State.LastSeq + 1,
-		HeadersOnly:    true,
-	})
-	if err != nil {
-		return fmt.Errorf("returns consumer: %w", err)
-	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { je.onReturnMsg(msg) }, jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second))
+	cc, err := kvwatch.Follow(je.ctx, je.m.js, names.KVStream(names.BucketJobReturns), kvwatch.FollowOptions{
+		Name:          names.BucketJobReturns,
+		Subjects:      []string{names.ReturnSubjectPrefix + ">"},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		StartSeq:      rs.CachedInfo().State.LastSeq + 1,
+		HeadersOnly:   true,
+		OnError:       je.m.watchErr(names.BucketJobReturns),
+		Monitor:       je.m.watches,
+	}, je.onReturnMsg)
 	if err != nil {
 		return fmt.Errorf("returns consumer: %w", err)
 	}
 	// Updates from now on first, then the history: main records only (one
 	// key per job), and the parts of the jobs that are not final. Seven days
 	// of job history then cost one entry per job at start, not 1+P.
-	w, err := kvwatch.Watch(je.ctx, je.m.js, names.BucketJobs, kvwatch.Options{UpdatesOnly: true, OnError: je.m.watchErr(names.BucketJobs)})
+	w, err := kvwatch.Watch(je.ctx, je.m.js, names.BucketJobs, kvwatch.Options{UpdatesOnly: true, OnError: je.m.watchErr(names.BucketJobs), Monitor: je.m.watches})
 	if err != nil {
 		cc.Stop()
 		return err
@@ -471,7 +470,7 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 		part.Finished = time.Now().UTC()
 	}
 	b, _ := json.Marshal(part)
-	ctx, cancel := context.WithTimeout(je.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
 	defer cancel()
 	// Track before the part exists so that no return can slip past.
 	var tr *tracker
@@ -486,7 +485,7 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 		}
 		je.mu.Unlock()
 	}
-	rev, err := je.m.kvJobs.Create(ctx, names.JobPartKey(jid, p), b)
+	rev, err := putOwn(ctx, je.m.kvJobs, names.JobPartKey(jid, p), b, 0)
 	je.mu.Lock()
 	js := je.jobs[jid]
 	if err != nil {
@@ -663,39 +662,22 @@ func (je *jobEngine) dispatchMissing(jid string, p int) {
 
 // rescan reads every stored return of a job (headers only).
 func (je *jobEngine) rescan(ctx context.Context, jid string) {
-	// One consumer for the whole read: an ordered consumer recreates its
-	// server-side consumer on every Fetch, and each creation makes the
-	// server count pending messages over the stream's whole subject tree.
-	cons, err := je.m.js.OrderedConsumer(ctx, names.KVStream(names.BucketJobReturns), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		HeadersOnly:    true,
-	})
-	if err != nil {
-		je.m.log.Warn("rescan", "jid", jid, "err", err)
-		return
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		je.m.log.Warn("rescan", "jid", jid, "err", err)
-		return
-	}
-	if info.NumPending == 0 {
-		return
-	}
+	// One consumer for the whole read (replaced by its watchdog if its node
+	// dies), done once it has delivered what was stored when it started.
 	done := make(chan struct{})
-	var once sync.Once
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		je.onReturnMsg(msg)
-		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
-			once.Do(func() { close(done) })
-		}
-	}, jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second))
+	f, err := kvwatch.Follow(ctx, je.m.js, names.KVStream(names.BucketJobReturns), kvwatch.FollowOptions{
+		Name:        names.BucketJobReturns + "-rescan",
+		Subjects:    []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
+		HeadersOnly: true,
+		OnCaughtUp:  func() { close(done) },
+		OnError:     je.m.watchErr(names.BucketJobReturns),
+		Monitor:     je.m.watches,
+	}, je.onReturnMsg)
 	if err != nil {
 		je.m.log.Warn("rescan", "jid", jid, "err", err)
 		return
 	}
-	defer cc.Stop()
+	defer f.Stop()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -837,8 +819,8 @@ func (je *jobEngine) finishPart(jid string, p int, deadline bool) {
 		je.mu.Unlock()
 
 		b, _ := json.Marshal(part)
-		ctx, cancel := context.WithTimeout(je.ctx, 10*time.Second)
-		newRev, err := je.m.kvJobs.Update(ctx, names.JobPartKey(jid, p), b, rev)
+		ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
+		newRev, err := putOwn(ctx, je.m.kvJobs, names.JobPartKey(jid, p), b, rev)
 		cancel()
 		je.mu.Lock()
 		tr.writing = false
@@ -943,9 +925,9 @@ func (je *jobEngine) reconcile(jid string) {
 		return
 	}
 	b, _ := json.Marshal(next)
-	ctx, cancel := context.WithTimeout(je.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
 	defer cancel()
-	newRev, err := je.m.kvJobs.Update(ctx, names.JobKey(jid), b, rev)
+	newRev, err := putOwn(ctx, je.m.kvJobs, names.JobKey(jid), b, rev)
 	if err != nil {
 		return // another writer won; its entry comes through the watch
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/pki"
@@ -74,6 +76,10 @@ type Master struct {
 	index    *factIndex
 	jobs     *jobEngine
 	presence *presence
+	// watches tracks every JetStream watch above; /readyz fails while one
+	// is blind.
+	watches          *kvwatch.Monitor
+	watchRecreations atomic.Uint64
 
 	met     *masterMetrics
 	ready   atomic.Bool
@@ -102,6 +108,7 @@ func New(cfg Config, opts Options) (*Master, error) {
 		done: make(chan struct{}),
 	}
 	m.met = newMasterMetrics(opts.Metrics, m)
+	m.watches = kvwatch.NewMonitor(m.watchRecreated)
 	return m, nil
 }
 
@@ -340,6 +347,16 @@ func (m *Master) readyCheck(ctx context.Context) error {
 	if !m.ready.Load() {
 		return errors.New("not joined yet")
 	}
+	if blind := m.watches.Blind(); len(blind) > 0 {
+		var b strings.Builder
+		for i, h := range blind {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "watch %s (stream %s) blind for %s: %s; replacing its consumer", h.Name, h.Stream, time.Since(h.BlindSince).Round(time.Millisecond), h.Reason)
+		}
+		return errors.New(b.String())
+	}
 	if _, err := m.kvJobs.Status(ctx); err != nil {
 		return fmt.Errorf("jobs bucket: %w", err)
 	}
@@ -371,6 +388,12 @@ func (m *Master) stop(clean bool) {
 	}
 	m.log.Info("master stopped")
 }
+
+// Watches is the health of the master's JetStream watches now.
+func (m *Master) Watches() []kvwatch.Health { return m.watches.Watches() }
+
+// WatchRecreations counts the watch consumers replaced by their watchdog.
+func (m *Master) WatchRecreations() uint64 { return m.watchRecreations.Load() }
 
 // Owned lists the partitions this master owns now.
 func (m *Master) Owned() []int {
@@ -425,6 +448,13 @@ func RunEmbeddedOnly(ctx context.Context, cfg Config) error {
 	<-ctx.Done()
 	srv.Shutdown()
 	return nil
+}
+
+// watchRecreated logs and counts a watch consumer replaced by its watchdog.
+func (m *Master) watchRecreated(r kvwatch.Recreated) {
+	m.watchRecreations.Add(1)
+	m.met.watchRecreated(r.Watch)
+	m.log.Warn("watch consumer replaced", "watch", r.Watch, "stream", r.Stream, "consumer", r.Consumer, "reason", r.Reason, "blind", r.Blind.Round(time.Millisecond))
 }
 
 // watchErr logs the errors of a bucket watch (its consumer resets itself).

@@ -42,6 +42,11 @@ type membership struct {
 	lastEcho time.Time
 	stale    bool
 
+	// order delivers table changes in the order they were computed; notify
+	// receives them (the fact index and the job engine; tests replace it).
+	order  turns
+	notify func(gained, lost []int)
+
 	joined     chan struct{}
 	joinedOnce sync.Once
 	cancel     context.CancelFunc
@@ -58,12 +63,16 @@ func newMembership(m *Master) *membership {
 		table:   shard.NewTable(m.cfg.Partitions, nil),
 		started: time.Now().UTC(),
 		joined:  make(chan struct{}),
+		notify: func(gained, lost []int) {
+			m.index.ownershipChanged(gained, lost)
+			m.jobs.ownershipChanged(gained, lost)
+		},
 	}
 }
 
 func (ms *membership) start(ctx context.Context) error {
 	ctx, ms.cancel = context.WithCancel(ctx)
-	w, err := kvwatch.Watch(ctx, ms.m.js, names.BucketMasterHeartbeat, kvwatch.Options{OnError: ms.m.watchErr(names.BucketMasterHeartbeat)})
+	w, err := kvwatch.Watch(ctx, ms.m.js, names.BucketMasterHeartbeat, kvwatch.Options{OnError: ms.m.watchErr(names.BucketMasterHeartbeat), Monitor: ms.m.watches})
 	if err != nil {
 		return err
 	}
@@ -208,13 +217,15 @@ func (ms *membership) recompute(why string) {
 	}
 	nt := shard.NewTable(ms.m.cfg.Partitions, members)
 	ms.table = nt
+	turn := ms.order.take() // under mu: turns follow the order of the tables
 	ms.mu.Unlock()
 
 	gained, lost := diffOwned(old, nt, ms.self, ms.m.cfg.Partitions)
-	ms.m.met.tableChanges.Inc()
-	ms.m.log.Info("partition table changed", "why", why, "members", members, "owned", len(ms.ownedList()), "gained", len(gained), "lost", len(lost))
-	ms.m.index.ownershipChanged(gained, lost)
-	ms.m.jobs.ownershipChanged(gained, lost)
+	ms.order.run(turn, func() {
+		ms.m.met.tableChanges.Inc()
+		ms.m.log.Info("partition table changed", "why", why, "members", members, "owned", len(nt.Owned(ms.self)), "gained", len(gained), "lost", len(lost))
+		ms.notify(gained, lost)
+	})
 }
 
 func diffOwned(old, nt *shard.Table, self string, p int) (gained, lost []int) {

@@ -1,10 +1,13 @@
 package master
 
 import (
+	"fmt"
+
 	"github.com/VictoriaMetrics/metrics"
 )
 
 type masterMetrics struct {
+	set                                                      *metrics.Set
 	disconnects, errors, tableChanges, factUpdates, badFacts *metrics.Counter
 	jobsAccepted, jobsFinished, partsFinished, adopted       *metrics.Counter
 	dispatched, returns, redispatched                        *metrics.Counter
@@ -35,6 +38,12 @@ func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
 		}
 		return float64(m.index.count())
 	})
+	s.NewGauge(`zester_master_watches_blind`, func() float64 {
+		if m.watches == nil {
+			return 0
+		}
+		return float64(len(m.watches.Blind()))
+	})
 	s.NewGauge(`zester_master_jobs_active`, func() float64 {
 		if m.jobs == nil {
 			return 0
@@ -42,6 +51,7 @@ func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
 		return float64(m.jobs.activeCount())
 	})
 	return &masterMetrics{
+		set:           s,
 		disconnects:   s.NewCounter(`zester_master_nats_disconnects_total`),
 		errors:        s.NewCounter(`zester_master_errors_total`),
 		tableChanges:  s.NewCounter(`zester_master_partition_table_changes_total`),
@@ -55,4 +65,9 @@ func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
 		returns:       s.NewCounter(`zester_master_returns_total`),
 		redispatched:  s.NewCounter(`zester_master_peels_redispatched_total`),
 	}
+}
+
+// watchRecreated counts one watch consumer replaced by its watchdog.
+func (mm *masterMetrics) watchRecreated(watch string) {
+	mm.set.GetOrCreateCounter(fmt.Sprintf(`zester_master_watch_recreations_total{watch=%q}`, watch)).Inc()
 }

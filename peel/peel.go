@@ -558,7 +558,10 @@ func (p *Peel) deliver(ret *wire.Return) {
 		ret.Error = &wire.Error{Code: "too_large", Msg: fmt.Sprintf("return of %d bytes exceeds the server's maximum payload of %d bytes", size, max)}
 		msg, _ = peelproto.ReturnMsg(ret)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Long enough to ride out a stream leader election (4–9 s after a node
+	// dies, in nats-server 2.15) before falling back to the spool, whose
+	// flush waits for the next tick.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := peelproto.PublishReturn(ctx, p.js, msg); err != nil {
 		p.met.returnErrors.Inc()

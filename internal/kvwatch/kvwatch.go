@@ -1,12 +1,18 @@
-// Package kvwatch follows a KV bucket through a pull-based ordered consumer.
+// Package kvwatch follows a KV bucket (Watch) or any stream (Follow) through
+// a chain of ephemeral pull consumers, with a watchdog.
 //
 // nats.go's KeyValue.Watch is a push consumer with a 5 s idle heartbeat: when
 // the server holding its consumer restarts or loses the stream leadership, the
 // watch notices only after two missed heartbeats (about 10 s) and a master's
-// membership, fact index and job engine go blind for that long. The pull
-// ordered consumer used here resets at once on a reconnect and after two
-// missed 1 s heartbeats otherwise, resuming after the last revision it
-// delivered, so nothing is skipped or seen twice out of order.
+// membership, fact index and job engine go blind for that long. nats.go's
+// ordered consumer notices faster but retries its reset under one consumer
+// name forever, which stays blind while that name is placed on a dead node.
+// A Follower pulls with a 1 s heartbeat, gives a consumer up after two missed
+// heartbeats (or when it is reported gone, or on a reconnect) and creates the
+// next one under a fresh name with a bounded wait, resuming after the last
+// stream sequence it handed on, so nothing is skipped or seen twice out of
+// order. A Monitor reports which watches are blind (for /readyz) and counts
+// the replacements.
 package kvwatch
 
 import (
@@ -47,6 +53,9 @@ type Interface interface {
 
 // Options tune a watch.
 type Options struct {
+	// Name names the watch in health reports and consumer names (default:
+	// the bucket).
+	Name string
 	// Filters are key filters (KV wildcards); none means every key.
 	Filters []string
 	// UpdatesOnly skips the current values and starts with the next change.
@@ -57,13 +66,15 @@ type Options struct {
 	Heartbeat time.Duration
 	// OnError receives consume errors (resets are handled here).
 	OnError func(error)
+	// Monitor, when set, tracks the watch's health until Stop.
+	Monitor *Monitor
 }
 
 // Watcher delivers entries on Updates; a nil entry marks the end of the
 // current values (at once with UpdatesOnly or an empty bucket).
 type Watcher struct {
 	updates chan *Entry
-	cc      jetstream.ConsumeContext
+	f       *Follower
 	stop    context.CancelFunc
 }
 
@@ -74,9 +85,14 @@ func Watch(ctx context.Context, js jetstream.JetStream, bucket string, o Options
 	if len(filters) == 0 {
 		filters = []string{">"}
 	}
-	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: o.MetaOnly, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	name := o.Name
+	if name == "" {
+		name = bucket
+	}
+	fo := FollowOptions{Name: name, HeadersOnly: o.MetaOnly, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		Heartbeat: o.Heartbeat, OnError: o.OnError, Monitor: o.Monitor}
 	for _, f := range filters {
-		cfg.FilterSubjects = append(cfg.FilterSubjects, prefix+f)
+		fo.Subjects = append(fo.Subjects, prefix+f)
 	}
 	stream := names.KVStream(bucket)
 	if o.UpdatesOnly {
@@ -86,27 +102,11 @@ func Watch(ctx context.Context, js jetstream.JetStream, bucket string, o Options
 		if err != nil {
 			return nil, fmt.Errorf("watch %s: %w", bucket, err)
 		}
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = st.CachedInfo().State.LastSeq + 1
-	}
-	cons, err := js.OrderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", bucket, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", bucket, err)
+		fo.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		fo.StartSeq = st.CachedInfo().State.LastSeq + 1
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watcher{updates: make(chan *Entry, 256), stop: cancel}
-	initial := info.NumPending > 0
-	if !initial {
-		w.updates <- nil
-	}
-	hb := o.Heartbeat
-	if hb == 0 {
-		hb = time.Second
-	}
 	send := func(e *Entry) bool {
 		select {
 		case w.updates <- e:
@@ -115,7 +115,8 @@ func Watch(ctx context.Context, js jetstream.JetStream, bucket string, o Options
 			return false
 		}
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	fo.OnCaughtUp = func() { send(nil) }
+	f, err := Follow(ctx, js, stream, fo, func(msg jetstream.Msg) {
 		md, err := msg.Metadata()
 		if err != nil {
 			return
@@ -130,31 +131,24 @@ func Watch(ctx context.Context, js jetstream.JetStream, bucket string, o Options
 		if msg.Headers().Get("Nats-Marker-Reason") != "" {
 			e.op = jetstream.KeyValuePurge // a TTL limit marker: the key expired
 		}
-		if !send(e) {
-			return
-		}
-		if initial && md.NumPending == 0 {
-			initial = false
-			send(nil)
-		}
-	}, jetstream.PullHeartbeat(hb), jetstream.PullExpiry(5*hb), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if o.OnError != nil {
-			o.OnError(err)
-		}
-	}))
+		send(e)
+	})
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("watch %s: %w", bucket, err)
+		return nil, err
 	}
-	w.cc = cc
+	w.f = f
 	return w, nil
 }
 
 // Updates delivers the entries.
 func (w *Watcher) Updates() <-chan *Entry { return w.updates }
 
+// Health is the watch's state now.
+func (w *Watcher) Health() Health { return w.f.Health() }
+
 // Stop ends the watch.
 func (w *Watcher) Stop() {
 	w.stop()
-	w.cc.Stop()
+	w.f.Stop()
 }

@@ -213,3 +213,23 @@ const (
 func PartitionMapping(n int) (src, dst string) {
 	return SubjectInPrefix + ".*.>", SubjectInPartitionedPrefix + ".{{partition(" + strconv.Itoa(n) + ",1)}}.{{wildcard(1)}}.>"
 }
+
+// WatchConsumerPrefix starts the name of every consumer a Zester watch
+// creates (`nats consumer ls` shows whose they are).
+const WatchConsumerPrefix = "zester_watch_"
+
+// WatchConsumer is the name of one consumer of the watch called watch; unique
+// is fresh for every consumer (a recreated watch never reuses a name, so a
+// create is never answered by the placement of an earlier one). Characters a
+// consumer name cannot hold ('.', '*', '>', whitespace, path separators)
+// become '_'.
+func WatchConsumer(watch, unique string) string {
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
+			return r
+		}
+		return '_'
+	}, watch)
+	return WatchConsumerPrefix + clean + "_" + unique
+}

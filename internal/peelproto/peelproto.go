@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -53,13 +54,48 @@ func IsAlreadyStored(err error) bool {
 }
 
 // PublishReturn stores a return and waits for JetStream's acknowledgement.
+// Until ctx ends, a publish nobody answered (the stream is electing a
+// leader: no responders, or a timeout) is retried with exponential backoff
+// and full jitter while the connection is up; one that timed out may have
+// been stored, and its retry is then refused as already stored, which counts
+// as sent. An answer from the stream (an API error) is final, and so is a
+// lost connection (the caller keeps the return until it is back).
 func PublishReturn(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) error {
-	_, err := js.PublishMsg(ctx, msg)
-	if err != nil && IsAlreadyStored(err) {
-		return nil
+	timeout := publishAttempt
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := js.PublishMsg(actx, msg)
+		cancel()
+		if err == nil || IsAlreadyStored(err) {
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) || ctx.Err() != nil {
+			return err
+		}
+		if !js.Conn().IsConnected() {
+			return err // cut off from NATS: the caller spools, and delivers on reconnect
+		}
+		// Full jitter: a fleet whose returns failed in the same election
+		// does not retry in step.
+		d := publishBackoff.Delay(attempt)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(d):
+		}
+		timeout = min(2*timeout, maxPublishAttempt)
 	}
-	return err
 }
+
+// Bounds of PublishReturn's attempts.
+const (
+	publishAttempt    = time.Second
+	maxPublishAttempt = 2 * time.Second
+)
+
+// publishBackoff spaces PublishReturn's retries.
+var publishBackoff = backoff.New(50*time.Millisecond, time.Second)
 
 // Addressed reports whether a dispatch is for the peel id.
 func Addressed(d *wire.Dispatch, id string) bool {
