@@ -162,7 +162,6 @@ func (m *Master) apiRun(req micro.Request) {
 	// makes us draw a new id; under the client's id, answerTakenJID decides.
 	ctx, cancel := context.WithTimeout(context.Background(), writeWithin)
 	defer cancel()
-	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		now := time.Now().UTC()
 		jid := r.JID

@@ -321,3 +321,40 @@ func TestSecure_TLS_EmbeddedServerAndPeel(t *testing.T) {
 		t.Fatalf("job over TLS: %+v", j)
 	}
 }
+
+// A return is its key's: a peel that stores, under its own key, a return
+// whose body names another peel gets a failure counted, never a success
+// for anyone, and the refusal is an event.
+func TestSecure_ReturnNamingAnotherPeelRefused(t *testing.T) {
+	f := startAPIFixture(t)
+	const id = "mallory"
+	cfg := peeltest.SecureConfig(t, f.s, id)
+	peeltest.Start(t, cfg)
+	// A second connection with the peel's own credentials (the peel is
+	// compromised): it may write only its own keys.
+	c := pkitest.Connect(t, f.s.URL, pki.CredsInboxPrefix(cfg.NATS.Creds), nats.UserCredentials(cfg.NATS.Creds))
+	signer, err := sig.LoadSigner(f.s.AdminCreds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, jid := f.call(t, signer, wire.RunRequest{Target: wire.Target{Expr: id}, Function: "test.sleep", Args: json.RawMessage(`{"seconds":2}`), Timeout: wire.Duration(30 * time.Second)})
+	forged, _ := json.Marshal(wire.Return{JID: jid, Peel: "web1.example.com", Function: "test.sleep", Success: true})
+	m := &nats.Msg{Subject: names.ReturnSubjectPrefix + names.ReturnKey(jid, id), Data: forged, Header: nats.Header{}}
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m.Header.Set(wire.HeaderOK, "1")
+	if _, err := c.JS.PublishMsg(pkitest.Ctx(t), m); err != nil {
+		t.Fatalf("store the forged return under its own key: %v", err)
+	}
+	j := f.job(t, jid)
+	if j.Returned != 1 || j.Failed != 1 {
+		t.Fatalf("job %+v: want the forged return counted as a failure", j)
+	}
+	cons, err := f.js.OrderedConsumer(pkitest.Ctx(t), names.StreamJobEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{names.JobEventSubject(jid, "return-refused")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := cons.Next(jetstream.FetchMaxWait(pkitest.HangGuard))
+	if err != nil || !strings.Contains(string(ev.Data()), `names peel \"web1.example.com\"`) {
+		t.Fatalf("return-refused event: %v %s", err, ev.Data())
+	}
+}
