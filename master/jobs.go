@@ -102,7 +102,7 @@ func (je *jobEngine) start(ctx context.Context) error {
 		// Bodies too: a return counts only when its body names the peel
 		// of its key (returns.go).
 		OnError: je.m.watchErr(names.BucketJobReturns),
-		Monitor:       je.m.watches,
+		Monitor: je.m.watches,
 	}, je.onReturnMsg)
 	if err != nil {
 		return fmt.Errorf("returns consumer: %w", err)
@@ -667,11 +667,11 @@ func (je *jobEngine) rescan(ctx context.Context, jid string) {
 	// dies), done once it has delivered what was stored when it started.
 	done := make(chan struct{})
 	f, err := kvwatch.Follow(ctx, je.m.js, names.KVStream(names.BucketJobReturns), kvwatch.FollowOptions{
-		Name:        names.BucketJobReturns + "-rescan",
-		Subjects:    []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
-		OnCaughtUp:  func() { close(done) },
-		OnError:     je.m.watchErr(names.BucketJobReturns),
-		Monitor:     je.m.watches,
+		Name:       names.BucketJobReturns + "-rescan",
+		Subjects:   []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
+		OnCaughtUp: func() { close(done) },
+		OnError:    je.m.watchErr(names.BucketJobReturns),
+		Monitor:    je.m.watches,
 	}, je.onReturnMsg)
 	if err != nil {
 		je.m.log.Warn("rescan", "jid", jid, "err", err)
