@@ -27,7 +27,15 @@ import (
 func (m *Master) setupTrust() error {
 	m.creds = m.cfg.NATS.Creds
 	if m.cfg.Insecure {
-		m.log.Warn("INSECURE: insecure: true in master.yaml: no PKI; any client that reaches NATS can connect, dispatches are not signed and API callers are not authenticated. For a lab only.")
+		// With masters' credentials the dispatches are signed all the
+		// same, so that peels with credentials of the same PKI run them.
+		if m.creds != "" {
+			if s, err := sig.LoadSigner(m.creds); err == nil && s.Role() == sig.RoleMaster {
+				m.signer = s
+			}
+		}
+		m.log.Warn("INSECURE: insecure: true in master.yaml: no PKI; any client that reaches NATS can connect and API callers are not authenticated. For a lab only.",
+			"signs_dispatches", m.signer != nil)
 		return nil
 	}
 	dir := m.cfg.PKIDir

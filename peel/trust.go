@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -42,7 +43,9 @@ var errNoTrust = errors.New("config key nats.creds: empty: a peel runs only disp
 // trust is the peel's side of signed messages.
 type trust struct {
 	insecure bool
-	v        *sig.Verifier // nil when insecure and without credentials
+	// v checks the masters' signatures; nil until the peel has
+	// credentials (insecure without any, or enrolling).
+	v atomic.Pointer[sig.Verifier]
 
 	refusedDispatch map[string]*metrics.Counter
 	refusedControl  map[string]*metrics.Counter
@@ -82,7 +85,7 @@ func newTrust(cfg Config, set *metrics.Set) (*trust, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config key nats.creds: %s: %w", cfg.NATS.Creds, err)
 	}
-	t.v = sig.NewVerifier(tr)
+	t.v.Store(sig.NewVerifier(tr))
 	return t, nil
 }
 
@@ -93,23 +96,28 @@ func (t *trust) setTrustJWT(tok string) error {
 	if err != nil {
 		return err
 	}
-	if t.v == nil {
-		t.v = sig.NewVerifier(tr)
-	} else {
-		t.v.SetTrust(tr)
+	if v := t.v.Load(); v != nil {
+		v.SetTrust(tr)
+		return nil
 	}
+	t.v.Store(sig.NewVerifier(tr))
 	return nil
 }
 
 var masterSigner = sig.Options{Roles: []string{sig.RoleMaster}}
 
 // verify checks a message's master signature. An insecure peel accepts an
-// unsigned message, and a signed one without checking when it has no trust.
+// unsigned message, and a signed one without checking when it has no
+// trust; a secure peel without trust yet (enrolling) accepts nothing.
 func (t *trust) verify(p sig.Purpose, msg *nats.Msg, o sig.Options) error {
-	if t.v == nil {
-		return nil // insecure, no credentials: nothing to check against
+	v := t.v.Load()
+	if v == nil {
+		if t.insecure {
+			return nil // nothing to check against
+		}
+		return fmt.Errorf("%w: the peel has no credentials yet, so no master key to check against", sig.ErrUntrusted)
 	}
-	_, err := t.v.VerifyMsg(p, msg, time.Now(), o)
+	_, err := v.VerifyMsg(p, msg, time.Now(), o)
 	if err != nil && t.insecure && errors.Is(err, sig.ErrUnsigned) {
 		return nil
 	}
