@@ -675,4 +675,3 @@ func (s *state) uniq(list any) ([]any, error) {
 	}
 	return out, nil
 }
-
