@@ -106,17 +106,15 @@ func execError(file string, err error) error {
 	return &Error{File: file, Msg: msg, Err: cause(ee.Err)}
 }
 
-// cause is the innermost error worth keeping: a limit, a context error or a
-// callback's error (text/template wraps those with %w).
+// cause is the error an *Error wraps: the limit when one was hit, else the
+// whole chain (text/template wraps a callback's error with %w, so
+// errors.Is finds it).
 func cause(err error) error {
 	var le *LimitError
 	if errors.As(err, &le) {
 		return le
 	}
-	if u := errors.Unwrap(err); u != nil {
-		return u
-	}
-	return nil
+	return err
 }
 
 // explain rewrites text/template's wording into what a settings author can

@@ -124,6 +124,9 @@ func (s *state) weighValue(v reflect.Value, depth int) (weight, error) {
 			}
 		}
 	}
+	if total.depth > MaxDepth {
+		return weight{}, &LimitError{What: "depth", Limit: MaxDepth}
+	}
 	if v.Kind() != reflect.Array {
 		s.memo[key] = total
 	}
