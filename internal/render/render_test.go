@@ -78,10 +78,10 @@ func TestExecute_MissingKeys(t *testing.T) {
 		{src: `{{ $f := .facts }}{{ default "x" $f.nope }}`, want: "x"},
 		{src: `{{ index .facts "nope" | default "x" }}`, want: "x"},
 		{src: `{{ default "x" (index .facts "nope") }}`, want: "x"},
-		{src: `{{ .facts.role | default "web" }}`, want: "web"},         // empty: sprig's default
-		{src: `{{ .facts.nullfact | default "none" }}`, want: "none"},   // null
-		{src: `{{ .facts.os | default "x" }}`, want: "Debian"},          // present
-		{src: `{{ .facts.cpus | default 2 }}`, want: "4"},               // present number
+		{src: `{{ .facts.role | default "web" }}`, want: "web"},       // empty: sprig's default
+		{src: `{{ .facts.nullfact | default "none" }}`, want: "none"}, // null
+		{src: `{{ .facts.os | default "x" }}`, want: "Debian"},        // present
+		{src: `{{ .facts.cpus | default 2 }}`, want: "4"},             // present number
 		{src: `{{ with .facts.network }}{{ .nope | default "d" }}{{ end }}`, want: "d"},
 		{src: `{{ default "x" (fail "boom") }}`, wantErr: "t.zy:1:17: fail: boom"}, // a real error stays one
 		{src: `{{ .facts.nope | upper | default "x" }}`, wantErr: `no key "nope"`}, // only the value default tests
