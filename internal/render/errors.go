@@ -120,6 +120,9 @@ func cause(err error) error {
 // explain rewrites text/template's wording into what a settings author can
 // act on.
 func explain(ctx, text string) string {
+	if r := []rune(ctx); len(r) > 40 {
+		ctx = string(r[:40]) + "…"
+	}
 	switch {
 	case strings.HasPrefix(text, "map has no entry for key "):
 		return fmt.Sprintf("%s: no key %s (use default, or hasKey, for a key that may be missing)", ctx, strings.TrimPrefix(text, "map has no entry for key "))

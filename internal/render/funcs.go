@@ -229,7 +229,7 @@ func (s *state) import_(v any, depth int) (any, error) {
 	}
 	switch x := v.(type) {
 	case Secret:
-		return s.addSecret("", x.v), nil
+		return s.addSecret("", x.Reveal()), nil
 	case map[string]any:
 		if err := s.step(int64(len(x))); err != nil {
 			return nil, err

@@ -310,9 +310,9 @@ func (o *Output) Resolve(s string) any {
 	v, ok := o.substitute(s, func(i int) string { return o.secrets[i] })
 	if !ok {
 		// A broken placeholder (a function cut one): keep it masked.
-		return Secret{v: Masked}
+		return NewSecret(Masked)
 	}
-	return Secret{v: v}
+	return NewSecret(v)
 }
 
 func (o *Output) substitute(s string, val func(int) string) (string, bool) {
@@ -345,14 +345,21 @@ const Masked = "<secret>"
 
 // Secret is a secret value in a rendered document. Every way of printing,
 // logging or marshalling it shows <secret>; Reveal is the only way to the
-// plaintext.
-type Secret struct{ v string }
+// plaintext. The plaintext sits behind a pointer so that even printing by
+// reflection (a Secret in an unexported field, where fmt cannot call its
+// methods) shows an address, not the text.
+type Secret struct{ p *string }
 
 // NewSecret wraps a plaintext.
-func NewSecret(plain string) Secret { return Secret{v: plain} }
+func NewSecret(plain string) Secret { return Secret{p: &plain} }
 
 // Reveal returns the plaintext.
-func (s Secret) Reveal() string { return s.v }
+func (s Secret) Reveal() string {
+	if s.p == nil {
+		return ""
+	}
+	return *s.p
+}
 
 func (s Secret) String() string   { return Masked }
 func (s Secret) GoString() string { return Masked }

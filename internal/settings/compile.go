@@ -62,7 +62,7 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 	}
 	facts = render.NormalizeFacts(facts)
 	data := render.Data{ID: id, Facts: facts}
-	entries, err := t.topFor(ctx, data, o)
+	entries, topOut, err := t.topFor(ctx, data, o)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +77,9 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 	for _, ref := range refs {
 		f, err := t.lookup(ref)
 		if err != nil {
+			if topOut != nil && ref.line > 0 && !t.hasProblem(ref.name) {
+				return nil, renderedPosition(err, topOut)
+			}
 			return nil, err
 		}
 		n := f.static
@@ -116,24 +119,36 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 	return res, nil
 }
 
-// topFor gives the decoded top.zy for a peel.
-func (t *Tree) topFor(ctx context.Context, data render.Data, o Options) ([]topEntry, error) {
-	n := t.topNode
-	if n == nil {
-		fns := render.Funcs{
-			Secret: func(string) (string, error) {
-				return "", errors.New("top.zy cannot use secrets")
-			},
-		}
-		out, err := t.top.Execute(ctx, data, fns, o.Limits)
-		if err != nil {
-			return nil, err
-		}
-		if n, err = render.Decode(TopFile, out, o.Limits.MaxOutput); err != nil {
-			return nil, renderedPosition(err, out)
-		}
+// topFor gives the decoded top.zy for a peel, and its rendered output when
+// top.zy is a template (positions are then in that output).
+func (t *Tree) topFor(ctx context.Context, data render.Data, o Options) ([]topEntry, *render.Output, error) {
+	if t.topNode != nil {
+		e, err := t.parseTop(t.topNode)
+		return e, nil, err
 	}
-	return t.parseTop(n)
+	fns := render.Funcs{
+		Secret: func(string) (string, error) {
+			return "", errors.New("top.zy cannot use secrets")
+		},
+	}
+	out, err := t.top.Execute(ctx, data, fns, o.Limits)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := render.Decode(TopFile, out, o.Limits.MaxOutput)
+	if err != nil {
+		return nil, nil, renderedPosition(err, out)
+	}
+	e, err := t.parseTop(n)
+	if err != nil {
+		return nil, nil, renderedPosition(err, out)
+	}
+	return e, out, nil
+}
+
+func (t *Tree) hasProblem(name string) bool {
+	_, ok := t.problems[name]
+	return ok
 }
 
 // renderedPosition says that a position is in the rendered text (not the

@@ -141,6 +141,9 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 		}
 		for _, e := range entries {
 			for _, ref := range e.files {
+				if _, bad := t.problems[ref.name]; bad {
+					continue // the file's own problem, for the peels that use it
+				}
 				if _, err := t.lookup(ref); err != nil {
 					return nil, err
 				}
