@@ -316,7 +316,10 @@ func (o *Output) Resolve(s string) any {
 }
 
 func (o *Output) substitute(s string, val func(int) string) (string, bool) {
-	prefix := "ZS" + o.nonce + "N"
+	return o.substituteWith(s, "ZS"+o.nonce+"N", val)
+}
+
+func (o *Output) substituteWith(s, prefix string, val func(int) string) (string, bool) {
 	var b strings.Builder
 	ok := true
 	for {

@@ -94,7 +94,7 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 			if err != nil {
 				return nil, err
 			}
-			if n, err = render.Decode(f.path, out, o.Limits.MaxOutput); err != nil {
+			if n, err = t.decoded.Decode(f.path, out, o.Limits.MaxOutput); err != nil {
 				return nil, renderedPosition(err, out)
 			}
 			if err := checkFileRoot(f.path, n); err != nil {
@@ -135,7 +135,7 @@ func (t *Tree) topFor(ctx context.Context, data render.Data, o Options) ([]topEn
 	if err != nil {
 		return nil, nil, err
 	}
-	n, err := render.Decode(TopFile, out, o.Limits.MaxOutput)
+	n, err := t.decoded.Decode(TopFile, out, o.Limits.MaxOutput)
 	if err != nil {
 		return nil, nil, renderedPosition(err, out)
 	}

@@ -438,3 +438,31 @@ func TestRotateKey(t *testing.T) {
 		t.Error("a failed rotation changed a file")
 	}
 }
+
+// Peels whose files render to the same text share one decoded document;
+// each still gets its own secrets, and merging never changes the shared one.
+func TestCompile_SharedDecodeKeepsSecretsApart(t *testing.T) {
+	_, pub := curveKey(t)
+	tok := seal(t, pub, "unused")
+	tr, err := settings.Load(tree(map[string]string{
+		"top.zy":    "'*': [a, b]",
+		"a.zy":      "pw: {{ secret \"" + tok + "\" }}\nl: [1]\nm: {x: 1}\n",
+		"b.zy":      "l: !append [2]\nm: {y: 2}\n",
+		"unused.zy": "z: 1\n",
+	}), settings.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		for _, id := range []string{"p1", "p2"} {
+			val := "secret-of-" + id
+			res, err := tr.Compile(id, nil, settings.Options{Secret: func(string) (string, error) { return val, nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := toJSON(t, res.Revealed()); got != `{"l":[1,2],"m":{"x":1,"y":2},"pw":"`+val+`"}` {
+				t.Fatalf("round %d %s: %s", i, id, got)
+			}
+		}
+	}
+}

@@ -38,7 +38,12 @@ type Tree struct {
 	problems map[string]error
 	topts    target.Options
 	exprs    sync.Map // exprKey → target.Expr
+	decoded  *render.DecodeCache
 }
+
+// decodeCacheBytes bounds the rendered texts a tree keeps decoded: most
+// files render to a handful of distinct texts over a whole fleet.
+const decodeCacheBytes = 64 << 20
 
 type file struct {
 	name string
@@ -60,7 +65,7 @@ type exprKey struct {
 // parse. Other files that fail are reported by Problems and fail only the
 // peels that use them.
 func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
-	t := &Tree{files: map[string]*file{}, problems: map[string]error{}, topts: target.Options{Nodegroups: o.Nodegroups}}
+	t := &Tree{files: map[string]*file{}, problems: map[string]error{}, topts: target.Options{Nodegroups: o.Nodegroups}, decoded: render.NewDecodeCache(decodeCacheBytes)}
 	src, err := fs.ReadFile(fsys, TopFile)
 	if err != nil {
 		return nil, fmt.Errorf("settings: %w", err)
