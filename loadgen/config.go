@@ -97,6 +97,10 @@ type Config struct {
 	// EnrollConns bounds the peels that connect with their own credentials
 	// in the enrollment storm (one connection each).
 	EnrollConns int
+	// Secure runs with the deployment's default trust (secure.go): a PKI,
+	// the server in operator mode, signed dispatches verified by the
+	// simulated connections, signed API calls.
+	Secure bool
 }
 
 // Where the enrollment storm's server runs (enroll.go).
@@ -204,6 +208,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Partitions < 1 || c.Partitions > 65536 {
 		errs = append(errs, fmt.Errorf("--partitions %d: want 1 to 65536", c.Partitions))
+	}
+	if c.Secure && (c.NATS != "" || c.Topology != topology.KindSingle) {
+		errs = append(errs, errSecureTopology)
 	}
 	if c.FailRate < 0 || c.FailRate > 1 {
 		errs = append(errs, fmt.Errorf("--fail-rate %g: want 0 to 1", c.FailRate))

@@ -122,10 +122,10 @@ func (r *runner) enrollStorm(ctx context.Context, s *Scenario, res *EnrollResult
 	mcfg := master.DefaultConfig()
 	mcfg.ID, mcfg.HTTP, mcfg.LogLevel = "lg-enroll-master", "", r.cfg.LogLevel
 	mcfg.NATS.URL = config.URLs{url}
-	mcfg.NATS.Creds = p.MasterCreds
+	mcfg.PKIDir, mcfg.Insecure = pkiDir, false // the master loads the PKI and its credentials from it
 	mcfg.Partitions = r.env.partitions
 	mcfg.Enroll.AutoAccept = []string{"enr-*"}
-	m, err := master.New(mcfg, master.Options{Logger: r.log.With("master", mcfg.ID), NoHTTP: true, PKI: p})
+	m, err := master.New(mcfg, master.Options{Logger: r.log.With("master", mcfg.ID), NoHTTP: true})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/topology"
@@ -42,6 +43,9 @@ type env struct {
 	kvJobs    jetstream.KeyValue
 	kvReturns jetstream.KeyValue
 	kvHB      jetstream.KeyValue
+
+	// sec is the trust of a secure run (nil: open servers, insecure masters).
+	sec *secureEnv
 
 	partitions    int
 	replicas      int
@@ -76,6 +80,18 @@ func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) 
 		if cfg.ServerLog {
 			o.Logger = log
 		}
+		var tuneErr error
+		if cfg.Secure {
+			if cfg.Topology != topology.KindSingle {
+				os.RemoveAll(dir)
+				return nil, errSecureTopology
+			}
+			if e.sec, err = newSecureEnv(dir, cfg.Partitions); err != nil {
+				os.RemoveAll(dir)
+				return nil, fmt.Errorf("--secure: %w", err)
+			}
+			o.Tune = e.sec.tune(&tuneErr)
+		}
 		var t *topology.Topology
 		switch cfg.Topology {
 		case topology.KindSingle:
@@ -90,6 +106,10 @@ func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) 
 		default:
 			err = fmt.Errorf("unknown topology %q", cfg.Topology)
 		}
+		if err == nil && tuneErr != nil {
+			t.Shutdown()
+			err = fmt.Errorf("--secure: %w", tuneErr)
+		}
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -100,8 +120,12 @@ func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) 
 		e.replicas = t.Replicas()
 		e.placement = t.Placement()
 	}
-	nc, err := nats.Connect(strings.Join(e.hub, ","), nats.Name("zester-loadgen control"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(64<<20))
+	copts := []nats.Option{nats.Name("zester-loadgen control"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond), nats.ReconnectBufSize(64 << 20)}
+	if e.sec != nil {
+		copts = append(copts, e.sec.adminOptions()...)
+	}
+	nc, err := nats.Connect(strings.Join(e.hub, ","), copts...)
 	if err != nil {
 		e.close()
 		return nil, fmt.Errorf("control connection to %s: %w", strings.Join(e.hub, ","), err)
@@ -160,6 +184,12 @@ func (e *env) openBuckets(ctx context.Context) error {
 
 func (e *env) masterConfig(id string) master.Config {
 	c := master.DefaultConfig()
+	// The topology launchers start open servers: the masters run insecure
+	// unless the run is a secure one (secure.go).
+	c.Insecure = e.sec == nil
+	if e.sec != nil {
+		c.PKIDir = e.sec.dir
+	}
 	c.ID = id
 	c.HTTP = ""
 	c.LogLevel = "error"
@@ -302,7 +332,13 @@ func (e *env) api(ctx context.Context, endpoint string, req, resp any) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	msg, err := e.ctl.RequestWithContext(rctx, names.APISubject(endpoint), body)
+	m := &nats.Msg{Subject: names.APISubject(endpoint), Data: body}
+	if e.sec != nil {
+		if err := e.sec.signer.Sign(sig.API, m, time.Now()); err != nil {
+			return err
+		}
+	}
+	msg, err := e.ctl.RequestMsgWithContext(rctx, m)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/shard"
 )
@@ -45,6 +46,12 @@ type FleetConfig struct {
 	// subject, as a real one does: the protocol has no batch, so the load
 	// is the real load.
 	BeatInterval time.Duration
+	// Auth, when set, gives connection idx (whose peels live in parts) its
+	// credentials (a secure run).
+	Auth func(idx int, parts []int) ([]nats.Option, error)
+	// Trust, when set, makes every connection check the masters' signature
+	// of each dispatch and control message it receives (secure.go).
+	Trust *sig.Trust
 }
 
 const asyncAckTimeout = 10 * time.Second
@@ -96,6 +103,7 @@ type simConn struct {
 	peels      []int32
 	reconnects atomic.Int64
 	subs       []*nats.Subscription
+	verify     *simVerifier // nil: no signature checks
 }
 
 type connPart struct {
@@ -241,8 +249,22 @@ func (c *simConn) connect() error {
 	for k := range urls {
 		servers = append(servers, urls[(c.idx+k)%len(urls)])
 	}
+	var auth []nats.Option
+	if f.cfg.Auth != nil {
+		parts := make([]int, len(c.parts))
+		for i, cp := range c.parts {
+			parts[i] = cp.p
+		}
+		var err error
+		if auth, err = f.cfg.Auth(c.idx, parts); err != nil {
+			return fmt.Errorf("sim connection %d: credentials: %w", c.idx, err)
+		}
+	}
+	if f.cfg.Trust != nil {
+		c.verify = newSimVerifier(*f.cfg.Trust)
+	}
 	// The real peel's reconnect settings (peel.Run).
-	nc, err := nats.Connect(strings.Join(servers, ","),
+	nc, err := nats.Connect(strings.Join(servers, ","), append(auth,
 		nats.Name(fmt.Sprintf("zester-loadgen sim %d", c.idx)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
@@ -257,7 +279,7 @@ func (c *simConn) connect() error {
 			// A real peel beats at once after a reconnect.
 			go c.beatAll()
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("sim connection %d to %s: %w", c.idx, servers[0], err)
 	}
@@ -368,6 +390,9 @@ func (c *simConn) controlHandler(cp *connPart) nats.MsgHandler {
 		if json.Unmarshal(m.Data, &ctl) != nil || ctl.Op != wire.ControlBeat {
 			return
 		}
+		if !c.verify.check(sig.Control, m, 5*time.Minute) {
+			return
+		}
 		// Each real peel answers after its own random delay; one delay per
 		// partition and connection spreads the answers as well.
 		time.AfterFunc(peelproto.BeatDelay(ctl.Within.D()), func() {
@@ -379,6 +404,17 @@ func (c *simConn) controlHandler(cp *connPart) nats.MsgHandler {
 			}
 		})
 	}
+}
+
+// Verified and Refused count the signature checks of the connections.
+func (f *Fleet) Verified() (verified, refused int64) {
+	for _, c := range f.conns {
+		if c.verify != nil {
+			verified += c.verify.verified.Load()
+			refused += c.verify.refused.Load()
+		}
+	}
+	return verified, refused
 }
 
 // Connected counts connections that are up.
@@ -554,6 +590,12 @@ func (c *simConn) dispatchHandler(cp *connPart) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		var d wire.Dispatch
 		if err := json.Unmarshal(m.Data, &d); err != nil || d.JID == "" {
+			f.BadDispatch.Add(1)
+			return
+		}
+		// One check per message for all the connection's peels (secure.go
+		// says how the report accounts for it).
+		if !c.verify.check(sig.Dispatch, m, 0) {
 			f.BadDispatch.Add(1)
 			return
 		}

@@ -303,3 +303,20 @@ func BenchmarkPing100k(b *testing.B) {
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/ping")
 }
+
+// A secure run: operator mode, signed dispatches verified by every
+// simulated connection, every return stored, nothing refused.
+func TestSecurePing(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peels = 3000
+	cfg.Secure = true
+	cfg.Scenarios = []string{ScPing}
+	rep := run(t, cfg)
+	sc := rep.Find(ScPing)
+	if sc == nil || sc.Status != StatusOK || sc.Ping.StoredKeys != cfg.Peels || sc.Ping.Lost != 0 {
+		t.Fatalf("ping: %+v", sc)
+	}
+	if !rep.Setup.Secure || rep.Fleet.Verified == 0 || rep.Fleet.Refused != 0 {
+		t.Fatalf("signatures: verified %d refused %d", rep.Fleet.Verified, rep.Fleet.Refused)
+	}
+}

@@ -69,6 +69,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of the fleet (in-process masters)")
 	fs.StringVar(&cfg.NATS, "nats", "", "external NATS URL(s), comma separated, with masters already running there")
 	fs.StringVar(&cfg.Target, "target", cfg.Target, "glob target of the pings")
+	fs.BoolVar(&cfg.Secure, "secure", false, "the default trust: PKI, operator-mode server, signed dispatches checked by every simulated connection, signed API calls (--topology single)")
 	fs.DurationVar(&cfg.JobTimeout, "job-timeout", cfg.JobTimeout, "timeout of each ping job")
 	fs.StringVar(&cfg.Out, "out", "", "directory for report.json and report.md")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the JSON report on stdout instead of the table")

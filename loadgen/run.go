@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	start := time.Now()
 	u0, s0 := cpuTimes()
 	r.rep = &Report{Started: start, Command: cfg.Command, Machine: machineInfo()}
-	r.rep.Setup = Setup{Peels: cfg.Peels, Conns: cfg.conns(), Mode: cfg.Mode, Topology: cfg.Topology, Masters: cfg.Masters,
+	r.rep.Setup = Setup{Secure: cfg.Secure, Peels: cfg.Peels, Conns: cfg.conns(), Mode: cfg.Mode, Topology: cfg.Topology, Masters: cfg.Masters,
 		Partitions: cfg.Partitions, Latency: cfg.Latency.String(), KillLatency: cfg.KillLatency.String(), FailRate: cfg.FailRate,
 		Target: cfg.Target, NATS: cfg.NATS}
 	r.prog = newProgress(cfg.Progress, cfg.ProgressTTY, r)
@@ -93,8 +93,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// The fleet.
 	r.prog.set(fmt.Sprintf("connecting %s simulated peels over %s connections", fmtInt(int64(cfg.Peels)), fmtInt(int64(cfg.conns()))))
 	heap0 := heapInUse()
-	f, err := NewFleet(FleetConfig{Peels: cfg.Peels, Conns: cfg.Conns, PerPeel: cfg.Mode == ModePerPeel, Partitions: e.partitions,
-		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate})
+	fc := FleetConfig{Peels: cfg.Peels, Conns: cfg.Conns, PerPeel: cfg.Mode == ModePerPeel, Partitions: e.partitions,
+		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate}
+	if e.sec != nil {
+		fc.Auth, fc.Trust = e.sec.connOptions, &e.sec.trust
+	}
+	f, err := NewFleet(fc)
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +187,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.rep.Process.ServerOut += s.Res.ServerOut
 	}
 	r.rep.Wall = Sec(time.Since(start))
+	r.rep.Fleet.Verified, r.rep.Fleet.Refused = r.fleet.Verified()
 	r.rep.Targets = r.targets()
 	return r.rep, nil
 }

@@ -62,7 +62,25 @@ func respondErr(req micro.Request, code string, err error) {
 	req.Error(code, err.Error(), b)
 }
 
+// refuse answers a request that authorize turned down (no answer at all for
+// one whose reply is not an inbox).
+func refuse(req micro.Request, err error) {
+	if errors.Is(err, errNoReply) {
+		return
+	}
+	code := "500"
+	var ae *apiError
+	if errors.As(err, &ae) {
+		code = ae.code
+	}
+	respondErr(req, code, err)
+}
+
 func (m *Master) apiInfo(req micro.Request) {
+	if _, err := m.authorize(req, accessOpen); err != nil {
+		refuse(req, err)
+		return
+	}
 	respondJSON(req, wire.Info{Master: m.cfg.ID, Version: Version, Partitions: m.cfg.Partitions, Nodegroups: m.cfg.Nodegroups, MaxArgs: m.cfg.Jobs.MaxArgs.N()})
 }
 
@@ -103,14 +121,35 @@ func (m *Master) ValidateRun(r *wire.RunRequest) (target.Expr, error) {
 }
 
 func (m *Master) apiRun(req micro.Request) {
+	caller, err := m.authorize(req, accessRun)
+	if err != nil {
+		refuse(req, err)
+		return
+	}
 	var r wire.RunRequest
 	if err := json.Unmarshal(req.Data(), &r); err != nil {
 		respondErr(req, "400", fmt.Errorf("request: %w", err))
 		return
 	}
-	if _, err := m.ValidateRun(&r); err != nil {
+	expr, err := m.ValidateRun(&r)
+	if err != nil {
 		respondErr(req, "400", err)
 		return
+	}
+	limited, err := checkLimits(caller, r.Function, expr, m.cfg.Nodegroups)
+	if err != nil {
+		m.apiRefused("limits").Inc()
+		refuse(req, err)
+		return
+	}
+	var asked *wire.Target
+	if limited != expr {
+		asked = &wire.Target{Kind: r.Target.Kind, Expr: r.Target.Expr}
+		r.Target = wire.Target{Kind: string(target.KindCompound), Expr: limited.String()}
+	}
+	claimed := ""
+	if !caller.Verified {
+		claimed = r.Requester
 	}
 	timeout := r.Timeout.D()
 	if timeout == 0 {
@@ -123,7 +162,6 @@ func (m *Master) apiRun(req micro.Request) {
 	// makes us draw a new id; under the client's id, answerTakenJID decides.
 	ctx, cancel := context.WithTimeout(context.Background(), writeWithin)
 	defer cancel()
-	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		now := time.Now().UTC()
 		jid := r.JID
@@ -132,7 +170,8 @@ func (m *Master) apiRun(req micro.Request) {
 		}
 		job := wire.Job{
 			JID: jid, Function: r.Function, Args: r.Args, Target: r.Target,
-			Requester: r.Requester, Master: m.cfg.ID, Partitions: m.cfg.Partitions,
+			Requester: caller.Name, RequesterKey: caller.Key, RequesterRole: string(caller.Role), Claimed: claimed,
+			AskedTarget: asked, Master: m.cfg.ID, Partitions: m.cfg.Partitions,
 			Timeout: wire.Duration(timeout), Created: now, Deadline: now.Add(timeout),
 			Status: wire.StatusPending,
 		}
@@ -152,7 +191,7 @@ func (m *Master) apiRun(req micro.Request) {
 		}
 		m.met.jobsAccepted.Inc()
 		m.event(wire.Event{JID: job.JID, Kind: "created", Status: wire.StatusPending,
-			Detail: fmt.Sprintf("fn=%s target=%s requester=%s", r.Function, r.Target.Expr, r.Requester)})
+			Detail: fmt.Sprintf("fn=%s target=%s requester=%s", r.Function, r.Target.Expr, caller.describe(claimed))})
 		respondJSON(req, wire.RunResponse{JID: job.JID})
 		return
 	}

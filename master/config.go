@@ -10,6 +10,7 @@ import (
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/target"
 )
 
@@ -45,6 +46,15 @@ type Config struct {
 	Retention RetentionConfig `yaml:"retention"`
 	// Enroll tunes peel enrollment (enroll.go).
 	Enroll EnrollConfig `yaml:"enroll"`
+	// PKIDir is the PKI (zester pki init); an embedded master creates it on
+	// its first start.
+	PKIDir string `yaml:"pki_dir"`
+	// Insecure runs without a PKI: open NATS, unsigned dispatches,
+	// unauthenticated API. A warning at every start.
+	Insecure bool `yaml:"insecure"`
+	// TLS is the embedded server's certificate, or the CA (and client
+	// certificate) of external servers.
+	TLS TLSConfig `yaml:"tls"`
 	// Presence tunes peel liveness (beats).
 	Presence PresenceConfig `yaml:"presence"`
 }
@@ -59,6 +69,15 @@ type PresenceConfig struct {
 	// or from a master that left) listens to the beats it asked for before
 	// it resolves a job there: its peels answer within half of it.
 	TakeoverGrace config.Duration `yaml:"takeover_grace"`
+}
+
+// TLSConfig is the tls: section: the files (config.TLS) and, for the
+// embedded server, whether it requires client certificates.
+type TLSConfig struct {
+	config.TLS `yaml:",inline"`
+	// VerifyClients makes the embedded server require a client
+	// certificate signed by tls.ca.
+	VerifyClients bool `yaml:"verify_clients"`
 }
 
 // NATSConfig is the nats: section.
@@ -108,6 +127,8 @@ func DefaultConfig() Config {
 		StatesDir:   "/srv/zester/states",
 		SettingsDir: "/srv/zester/settings",
 		Partitions:  64,
+		PKIDir:      pki.DefaultDir,
+		TLS:         TLSConfig{TLS: config.TLS{Dir: config.DefaultTLSDir}},
 		Heartbeat:   config.Dur(time.Second),
 		DeadAfter:   config.Dur(3 * time.Second),
 		NATS: NATSConfig{
@@ -208,6 +229,18 @@ func (c *Config) Validate() error {
 		bad("jobs.max_args", "%d: want 1 byte to 8 MiB", n)
 	}
 	c.Enroll.validate(bad, c.Nodegroups)
+	if !c.Insecure && c.PKIDir == "" {
+		bad("pki_dir", "empty (set insecure: true to run without a PKI, in a lab)")
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TLS.VerifyClients && c.TLS.CA == "" {
+		bad("tls.verify_clients", "needs tls.ca (the CA that signs client certificates)")
+	}
+	if c.TLS.Enabled() && len(c.NATS.URL) == 0 && c.TLS.Cert == "" {
+		bad("tls.cert", "empty: the embedded server needs a certificate and key to serve TLS")
+	}
 	if d := c.Presence.OfflineAfter.D(); d < 100*time.Millisecond || d > time.Hour {
 		bad("presence.offline_after", "%s: want 100ms to 1h", d)
 	}

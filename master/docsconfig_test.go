@@ -136,8 +136,12 @@ func docsWalk(prefix string, v reflect.Value) []docsLeaf {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" {
+			continue
+		}
+		if opts == "inline" {
+			out = append(out, docsWalk(prefix, v.Field(i))...)
 			continue
 		}
 		if name == "" {
@@ -264,6 +268,14 @@ func docsCheckDefault(cell string, v reflect.Value, host string) error {
 	case string:
 		if x != lit {
 			return fmt.Errorf("the code's default is %q", x)
+		}
+	case bool:
+		b, err := strconv.ParseBool(lit)
+		if err != nil {
+			return err
+		}
+		if b != x {
+			return fmt.Errorf("the code's default is %v", x)
 		}
 	case int:
 		n, err := strconv.Atoi(lit)

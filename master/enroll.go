@@ -112,10 +112,11 @@ type enrollService struct {
 	requests, accepted, pending, refusals, renewals, badReply *metrics.Counter
 }
 
-// startEnroll serves enrollment when the master has a PKI.
+// startEnroll serves enrollment when the master has a PKI (pki_dir; an
+// insecure master has none and enrolls nobody).
 func (m *Master) startEnroll(ctx context.Context) error {
-	if m.opts.PKI == nil {
-		m.log.Info("enrollment off: no PKI")
+	if m.pki == nil {
+		m.log.Info("enrollment off: insecure, no PKI")
 		return nil
 	}
 	pol, err := enroll.NewPolicy(m.cfg.Enroll.AutoAccept, m.cfg.Nodegroups)
@@ -124,7 +125,7 @@ func (m *Master) startEnroll(ctx context.Context) error {
 	}
 	set := m.opts.Metrics
 	s := &enrollService{
-		m: m, p: m.opts.PKI, cfg: m.cfg.Enroll, policy: pol,
+		m: m, p: m.pki, cfg: m.cfg.Enroll, policy: pol,
 		log:        m.log.With("component", "master.enroll"),
 		work:       make(chan *nats.Msg, 4096),
 		quit:       make(chan struct{}),
@@ -639,12 +640,16 @@ func (s *enrollService) onAdmin(ctx context.Context, msg *nats.Msg) {
 		return
 	}
 	now := time.Now().UTC()
-	by, verified, err := s.caller(msg, &req, now)
+	// The caller signs its request (sig.API, as for the master API) and
+	// must hold the admin role; NATS already keeps everyone else off these
+	// subjects (they lie outside the API's prefix).
+	c, err := s.m.verifyCaller(msg.Subject, msg.Header, msg.Data, accessAdmin)
 	if err != nil {
-		s.log.Warn("enrollment decision refused: caller not authenticated", "op", op, "err", err)
+		s.log.Warn("enrollment decision refused", "op", op, "err", err)
 		respond(msg, enroll.AdminReply{Error: err.Error()})
 		return
 	}
+	by, verified := c.describe(""), c.Verified
 	var rep enroll.AdminReply
 	switch op {
 	case enroll.AdminList:
@@ -665,33 +670,6 @@ func (s *enrollService) onAdmin(ctx context.Context, msg *nats.Msg) {
 	}
 	rep.By = by
 	respond(msg, rep)
-}
-
-// caller is who sent an admin request: the authenticated user when the
-// request is signed with its credentials (enroll.SignAdmin), else what the
-// body says, marked unverified. A signature that does not verify is an
-// error, never a fallback.
-func (s *enrollService) caller(msg *nats.Msg, req *enroll.AdminRequest, now time.Time) (string, bool, error) {
-	tok := msg.Header.Get(enroll.HeaderAuthJWT)
-	if tok == "" {
-		who := req.Requester
-		if who == "" {
-			who = "unknown"
-		}
-		return who + " (unverified)", false, nil
-	}
-	sig, err := base64.StdEncoding.DecodeString(msg.Header.Get(enroll.HeaderAuthSig))
-	if err != nil {
-		return "", false, fmt.Errorf("%s: %w", enroll.HeaderAuthSig, err)
-	}
-	u, err := s.p.VerifyUser(tok, enroll.AdminSignedData(msg.Subject, msg.Data), sig, now)
-	if err != nil {
-		return "", false, err
-	}
-	if err := enroll.CheckAdminTime(req.Time, now); err != nil {
-		return "", false, err
-	}
-	return fmt.Sprintf("%s (%s)", u.Name, u.Key), true, nil
 }
 
 // allRecords reads every peel record with its revision, sorted by id.

@@ -41,8 +41,10 @@ func (m *Master) answerTakenJID(ctx context.Context, req micro.Request, want *wi
 }
 
 // sameRequest reports whether two job records come from the same run
-// request (the fields a client sends; the rest is the master's).
+// request (the fields a client sends, and who the master found it came
+// from: another user's request with the same jid is another job).
 func sameRequest(a, b *wire.Job) bool {
 	return a.JID == b.JID && a.Function == b.Function && a.Target == b.Target &&
-		a.Requester == b.Requester && a.Timeout == b.Timeout && bytes.Equal(a.Args, b.Args)
+		a.Requester == b.Requester && a.RequesterKey == b.RequesterKey && a.Claimed == b.Claimed &&
+		a.Timeout == b.Timeout && bytes.Equal(a.Args, b.Args)
 }

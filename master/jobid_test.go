@@ -13,6 +13,7 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
 )
 
@@ -58,7 +59,7 @@ func TestAPI_RunWithClientJID_IsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var job wire.Job
-	if err := json.Unmarshal(e.Value(), &job); err != nil || job.JID != jid || job.Requester != "alice@ops1" {
+	if err := json.Unmarshal(e.Value(), &job); err != nil || job.JID != jid || job.Requester != master.Unauthenticated || job.Claimed != "alice@ops1" {
 		t.Fatalf("record %+v: %v", job, err)
 	}
 	// Three requests, one job: one "created" event.

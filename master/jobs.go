@@ -17,6 +17,7 @@ import (
 
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/shard"
@@ -98,9 +99,10 @@ func (je *jobEngine) start(ctx context.Context) error {
 		Subjects:      []string{names.ReturnSubjectPrefix + ">"},
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		StartSeq:      rs.CachedInfo().State.LastSeq + 1,
-		HeadersOnly:   true,
-		OnError:       je.m.watchErr(names.BucketJobReturns),
-		Monitor:       je.m.watches,
+		// Bodies too: a return counts only when its body names the peel
+		// of its key (returns.go).
+		OnError: je.m.watchErr(names.BucketJobReturns),
+		Monitor: je.m.watches,
 	}, je.onReturnMsg)
 	if err != nil {
 		return fmt.Errorf("returns consumer: %w", err)
@@ -525,7 +527,7 @@ func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, al
 	subj := names.JobSubject(p)
 	send := func(d wire.Dispatch) {
 		b, _ := json.Marshal(d)
-		if err := je.m.nc.Publish(subj, b); err != nil {
+		if err := je.m.nc.PublishMsg(je.m.signed(sig.Dispatch, subj, b)); err != nil {
 			je.m.met.errors.Inc()
 			je.m.log.Warn("dispatch", "jid", jid, "partition", p, "err", err)
 		}
@@ -659,18 +661,17 @@ func (je *jobEngine) dispatchMissing(jid string, p int) {
 	je.dispatch(jid, main, p, missing, false)
 }
 
-// rescan reads every stored return of a job (headers only).
+// rescan reads every stored return of a job.
 func (je *jobEngine) rescan(ctx context.Context, jid string) {
 	// One consumer for the whole read (replaced by its watchdog if its node
 	// dies), done once it has delivered what was stored when it started.
 	done := make(chan struct{})
 	f, err := kvwatch.Follow(ctx, je.m.js, names.KVStream(names.BucketJobReturns), kvwatch.FollowOptions{
-		Name:        names.BucketJobReturns + "-rescan",
-		Subjects:    []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
-		HeadersOnly: true,
-		OnCaughtUp:  func() { close(done) },
-		OnError:     je.m.watchErr(names.BucketJobReturns),
-		Monitor:     je.m.watches,
+		Name:       names.BucketJobReturns + "-rescan",
+		Subjects:   []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
+		OnCaughtUp: func() { close(done) },
+		OnError:    je.m.watchErr(names.BucketJobReturns),
+		Monitor:    je.m.watches,
 	}, je.onReturnMsg)
 	if err != nil {
 		je.m.log.Warn("rescan", "jid", jid, "err", err)
@@ -693,7 +694,14 @@ func (je *jobEngine) onReturnMsg(msg jetstream.Msg) {
 	if !ok {
 		return
 	}
-	je.onReturn(jid, peel, h.Get(wire.HeaderOK) == "1")
+	success := h.Get(wire.HeaderOK) == "1"
+	if reason := returnIdentity(msg.Data(), jid, peel); reason != "" {
+		// The peel answered (only it can write its key), but not with a
+		// return of its own: a failure, never a success.
+		je.m.refuseReturn(jid, peel, reason)
+		success = false
+	}
+	je.onReturn(jid, peel, success)
 }
 
 func (je *jobEngine) onReturn(jid, peel string, ok bool) {

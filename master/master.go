@@ -29,6 +29,7 @@ import (
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/version"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/topology"
@@ -47,9 +48,6 @@ type Options struct {
 	Metrics *metrics.Set
 	// NoHTTP skips the /healthz, /readyz, /metrics listener.
 	NoHTTP bool
-	// PKI is the loaded PKI: with it the master serves enrollment
-	// (enroll.go), issuing peel credentials and revoking them.
-	PKI *pki.PKI
 }
 
 // Master is one running zester-master.
@@ -64,6 +62,15 @@ type Master struct {
 	http     *obs.HTTP
 
 	kvFacts, kvJobs, kvReturns, kvHeartbeat jetstream.KeyValue
+
+	// Trust (secure.go): nil in insecure mode.
+	pki    *pki.PKI
+	creds  string // the credentials file the master connects with
+	signer *sig.Signer
+	users  *sig.Verifier
+	replay *sig.ReplayGuard
+	// accountChecked is when account.jwt was last looked at (Unix ns).
+	accountChecked atomic.Int64
 
 	member   *membership
 	index    *factIndex
@@ -158,20 +165,29 @@ func (m *Master) Kill() {
 }
 
 func (m *Master) start(ctx context.Context) error {
+	if err := m.setupTrust(); err != nil {
+		return err
+	}
 	if len(m.cfg.NATS.URL) == 0 {
 		e := m.cfg.NATS.Embedded
+		tune, err := embeddedTune(m.cfg, m.pki)
+		if err != nil {
+			return fmt.Errorf("embedded nats-server: %w", err)
+		}
 		srv, err := topology.StartServer(topology.ServerConfig{
 			Name:     m.cfg.ID,
 			Listen:   e.Listen,
 			Monitor:  e.Monitor,
 			StoreDir: e.StoreDir,
 			Logger:   m.opts.Logger.With("component", "nats-server"),
+			Tune:     tune,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded nats-server: %w", err)
 		}
 		m.embedded = srv
-		m.log.Info("embedded nats-server started", "url", srv.ClientURL(), "monitor", srv.MonitorURL(), "store_dir", e.StoreDir)
+		m.log.Info("embedded nats-server started", "url", srv.ClientURL(), "monitor", srv.MonitorURL(), "store_dir", e.StoreDir,
+			"operator_mode", m.pki != nil, "tls", m.cfg.TLS.Enabled())
 	}
 	url := m.cfg.NATS.URL.String()
 	if m.embedded != nil {
@@ -207,9 +223,11 @@ func (m *Master) start(ctx context.Context) error {
 			}
 		}),
 	}
-	if m.cfg.NATS.Creds != "" {
-		nopts = append(nopts, nats.UserCredentials(m.cfg.NATS.Creds))
+	auth, err := m.connectOptions()
+	if err != nil {
+		return err
 	}
+	nopts = append(nopts, auth...)
 	nopts = append(nopts, m.opts.NATSOptions...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
@@ -413,12 +431,27 @@ func RunEmbeddedOnly(ctx context.Context, cfg Config) error {
 	lvl, _ := obs.ParseLevel(cfg.LogLevel)
 	log := obs.NewLogger(os.Stderr, lvl)
 	e := cfg.NATS.Embedded
-	srv, err := topology.StartServer(topology.ServerConfig{Name: cfg.ID, Listen: e.Listen, Monitor: e.Monitor, StoreDir: e.StoreDir,
-		Logger: log.With("component", "nats-server")})
+	// The same server as the master's: operator mode and TLS, so that a
+	// maintenance run opens no unauthenticated listener either.
+	var p *pki.PKI
+	if cfg.Insecure {
+		log.Warn("INSECURE: insecure: true in master.yaml: the nats-server accepts any client")
+	} else {
+		var err error
+		if p, _, err = pki.LoadOrInit(cfg.PKIDir, pki.InitOptions{Partitions: cfg.Partitions}); err != nil {
+			return fmt.Errorf("config key pki_dir: %w", err)
+		}
+	}
+	tune, err := embeddedTune(cfg, p)
 	if err != nil {
 		return fmt.Errorf("embedded nats-server: %w", err)
 	}
-	log.Info("embedded nats-server only (no master)", "url", srv.ClientURL(), "store_dir", e.StoreDir)
+	srv, err := topology.StartServer(topology.ServerConfig{Name: cfg.ID, Listen: e.Listen, Monitor: e.Monitor, StoreDir: e.StoreDir,
+		Logger: log.With("component", "nats-server"), Tune: tune})
+	if err != nil {
+		return fmt.Errorf("embedded nats-server: %w", err)
+	}
+	log.Info("embedded nats-server only (no master)", "url", srv.ClientURL(), "store_dir", e.StoreDir, "operator_mode", p != nil)
 	<-ctx.Done()
 	srv.Shutdown()
 	return nil
@@ -444,7 +477,7 @@ func (m *Master) watchErr(bucket string) func(error) {
 // control publishes a control message to the peels of partition p.
 func (m *Master) control(p int, c wire.Control) {
 	b, _ := json.Marshal(c)
-	if err := m.nc.Publish(names.ControlSubject(p), b); err != nil {
+	if err := m.nc.PublishMsg(m.signed(sig.Control, names.ControlSubject(p), b)); err != nil {
 		m.met.errors.Inc()
 		m.log.Warn("control", "partition", p, "op", c.Op, "err", err)
 	}

@@ -48,6 +48,11 @@ type Config struct {
 	// EnrollToken is an enrollment token (zester enroll token create) that
 	// admits the peel without an operator's decision.
 	EnrollToken string `yaml:"enroll_token"`
+	// Insecure accepts dispatches and control messages no master signed
+	// (a lab without a PKI). A warning at every start.
+	Insecure bool `yaml:"insecure"`
+	// TLS is the CA of the NATS servers and the peel's client certificate.
+	TLS config.TLS `yaml:"tls"`
 }
 
 // NATSConfig is the nats: section.
@@ -75,6 +80,7 @@ func DefaultConfig() Config {
 		MaxConcurrentJobs: 8,
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
+		TLS:               config.TLS{Dir: config.DefaultTLSDir},
 	}
 }
 
@@ -145,5 +151,8 @@ func (c *Config) Validate() error {
 		bad("spool_max", "negative")
 	}
 	c.validateEnroll(bad)
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }

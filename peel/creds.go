@@ -227,10 +227,25 @@ func (p *Peel) prepareIdentity(ctx context.Context) error {
 		return err
 	}
 	p.ident = ident
+	if tok := ident.JWT(); tok != "" {
+		if err := p.trust.setTrustJWT(tok); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(p.cfg.DataDir, fileJWT), err)
+		}
+	}
 	if ident.valid(time.Now()) {
 		return nil
 	}
 	return p.enroll(ctx)
+}
+
+// storeJWT keeps a JWT a master issued: in data_dir, and as the peel's
+// trust (the masters' keys it verifies dispatches with are those its own
+// JWT's issuer vouches for).
+func (p *Peel) storeJWT(tok string) error {
+	if err := p.ident.setJWT(tok); err != nil {
+		return err
+	}
+	return p.trust.setTrustJWT(tok)
 }
 
 // credsLoop keeps the credentials valid while the peel runs: it renews at
@@ -318,7 +333,7 @@ func (p *Peel) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := p.ident.setJWT(tok); err != nil {
+	if err := p.storeJWT(tok); err != nil {
 		return err
 	}
 	p.log.Info("credentials renewed", "expires", time.Unix(p.ident.uc.Expires, 0).UTC())

@@ -71,7 +71,7 @@ func (p *Peel) enroll(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err == nil && res.State == enroll.StateAccepted:
-			if err := p.ident.setJWT(res.JWT); err != nil {
+			if err := p.storeJWT(res.JWT); err != nil {
 				return fmt.Errorf("enroll: %w", err)
 			}
 			p.log.Info("enrolled: the masters accepted this peel", "expires", time.Unix(p.ident.uc.Expires, 0).UTC())

@@ -34,6 +34,7 @@ func TestPeel_PublishFacts_Concurrent(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.ID, cfg.HTTP, cfg.DataDir = "race1", "", t.TempDir()
+	cfg.Insecure = true // an open test server
 	cfg.NATS.URL = config.URLs{s.ClientURL()}
 	p, err := New(cfg, Options{NoHTTP: true})
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
@@ -76,8 +77,10 @@ type Peel struct {
 	// beats and beatErrors count presence beats sent and refused locally.
 	beats, beatErrors *metrics.Counter
 
-	seenMu sync.Mutex
-	seen   map[string]time.Time
+	// trust checks the masters' signatures (trust.go); jobsSeen keeps the
+	// accepted job ids across restarts (seen.go).
+	trust    *trust
+	jobsSeen *seenSet
 
 	factsMu   sync.Mutex
 	lastFacts map[string]any
@@ -111,12 +114,17 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		cfg: cfg, opts: opts, reg: opts.Registry, sp: sp,
 		log:    opts.Logger.With("component", "peel", "peel", cfg.ID),
 		jobSem: make(chan struct{}, cfg.MaxConcurrentJobs),
-		seen:   map[string]time.Time{},
 		wake:   make(chan struct{}, 1),
 
 		instance: peelproto.NewInstance(),
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
+	}
+	if p.trust, err = newTrust(cfg, opts.Metrics); err != nil {
+		return nil, err
+	}
+	if p.jobsSeen, err = openSeen(cfg.DataDir, time.Now()); err != nil {
+		return nil, err
 	}
 	p.partitions.Store(int32(cfg.Partitions))
 	p.met = newPeelMetrics(opts.Metrics, p)
@@ -189,6 +197,17 @@ func (p *Peel) Run(ctx context.Context) error {
 		}),
 	)
 	nopts = append(nopts, p.authOptions()...)
+	if p.cfg.TLS.Enabled() {
+		tc, err := p.cfg.TLS.ClientConfig("tls")
+		if err != nil {
+			return err
+		}
+		nopts = append(nopts, nats.Secure(tc))
+	}
+	if p.cfg.Insecure {
+		p.log.Warn("INSECURE: insecure: true in peel.yaml: dispatches and control messages that no master signed are accepted. For a lab only.")
+	}
+	defer p.jobsSeen.close()
 	nopts = append(nopts, p.opts.NATSOptions...)
 	nc, err := nats.Connect(p.cfg.NATS.URL.String(), nopts...)
 	if err != nil {
@@ -368,7 +387,11 @@ func (p *Peel) subscribe() error {
 func (p *Peel) onControl(msg *nats.Msg) {
 	var c wire.Control
 	if err := json.Unmarshal(msg.Data, &c); err != nil {
-		p.log.Warn("ignoring malformed control message", "err", err)
+		p.refuseControl(reasonMalformed, msg.Subject, err)
+		return
+	}
+	if err := p.trust.verify(sig.Control, msg, sig.Options{Roles: masterSigner.Roles, MaxAge: controlMaxAge}); err != nil {
+		p.refuseControl(sig.Reason(err), msg.Subject, err)
 		return
 	}
 	switch c.Op {
@@ -455,33 +478,9 @@ func ctxTimeout(ctx context.Context, d time.Duration) context.Context {
 }
 
 func (p *Peel) onDispatch(msg *nats.Msg) {
-	var d wire.Dispatch
-	if err := json.Unmarshal(msg.Data, &d); err != nil || d.JID == "" {
-		p.met.badDispatch.Inc()
-		p.log.Warn("ignoring malformed dispatch", "subject", msg.Subject, "err", err)
-		return
+	if d, ok := p.admit(msg); ok {
+		go p.runJob(d)
 	}
-	if !peelproto.Addressed(&d, p.cfg.ID) {
-		return
-	}
-	// A duplicate delivery of a job runs it once.
-	p.seenMu.Lock()
-	if _, dup := p.seen[d.JID]; dup {
-		p.seenMu.Unlock()
-		p.met.dupDispatch.Inc()
-		return
-	}
-	now := time.Now()
-	p.seen[d.JID] = now
-	if len(p.seen) > 4096 {
-		for k, t := range p.seen {
-			if now.Sub(t) > time.Hour {
-				delete(p.seen, k)
-			}
-		}
-	}
-	p.seenMu.Unlock()
-	go p.runJob(d)
 }
 
 func (p *Peel) runJob(d wire.Dispatch) {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Zester on one machine, in two parts:
-# 1. a master with its embedded NATS JetStream server, two real peels, a ping
-#    and a command to every peel, and the seed's buckets as the stock `nats`
-#    CLI sees them (about 20 s);
+# 1. a master with its embedded NATS JetStream server (secure by default: its
+#    first start creates the PKI, and only clients with credentials from it
+#    connect), two real peels with credentials from `zester pki peel add`, a
+#    ping and a command to every peel, and the seed's buckets as the stock
+#    `nats` CLI sees them with the admin's credentials (about 20 s);
 # 2. the load generator's default demo: 100,000 simulated peels against an
 #    in-process server and real masters, every scenario, with the raw-NATS
 #    baseline measured in the same run and a report at the end (about 1 min here).
@@ -83,8 +85,9 @@ nats:
     store_dir: $work/nats
 states_dir: $work/states
 settings_dir: $work/settings
+pki_dir: $work/pki
 YAML
-echo "==> starting zester-master (embedded JetStream on $url, monitoring on :$monitor)"
+echo "==> starting zester-master (embedded JetStream on $url, monitoring on :$monitor; first start creates the PKI in $work/pki)"
 "$bin/zester-master" --config "$work/master.yaml" 2>"$work/master.log" &
 mpid=$!
 pids+=("$mpid")
@@ -92,14 +95,23 @@ wait_ready "$mpid" "$mhttp" zester-master "$work/master.log"
 # The ports were free and this process is alive, so the master that answers
 # is ours; its log says so too.
 grep -q '"msg":"master ready"' "$work/master.log" || fail "the master answering on :$mhttp did not log \"master ready\"" "$work/master.log"
+# The CLI finds the admin's credentials in the PKI directory; the nats CLI
+# is given them. Nothing gets in without credentials:
+export ZESTER_PKI_DIR="$work/pki"
+admin="$work/pki/admin.creds"
+echo "==> nats kv ls without credentials (refused: the embedded server is in operator mode)"
+"$bin/nats" --server "$url" kv ls 2>&1 | head -1 || true
 n=0
 for id in "$(hostname)" web1.example.com; do
   n=$((n + 1))
+  echo "==> zester pki peel add $id (credentials for a pre-provisioned peel)"
+  "$bin/zester" pki peel add "$id" --dir "$work/pki" --out "$work/peel-$n.creds"
   cat >"$work/peel-$n.yaml" <<YAML
 id: $id
 http: 127.0.0.1:$((mhttp + n))
 nats:
   url: $url
+  creds: $work/peel-$n.creds
 data_dir: $work/peel-$n
 YAML
   echo "==> starting zester-peel $id"
@@ -119,8 +131,8 @@ echo "==> zester masters"
 "$bin/zester" --nats "$url" masters
 echo "==> zester check"
 "$bin/zester" --nats "$url" check
-echo "==> nats kv ls"
-"$bin/nats" --server "$url" kv ls
+echo "==> nats --creds admin.creds kv ls"
+"$bin/nats" --server "$url" --creds "$admin" kv ls
 echo "==> curl -s http://127.0.0.1:$monitor/jsz"
 curl -s "http://127.0.0.1:$monitor/jsz" | head -c 400; echo
 echo "==> part 1 done; logs were in $work (removed on exit)"

@@ -121,8 +121,36 @@ type GenOptions struct {
 	Lab bool
 	// Nodes is the node count of a lab cluster without Routes (default 3).
 	Nodes int
+	// Operator, when set, puts every server in NATS operator mode: it is
+	// the block pki.ServerConfig writes (the operator JWT, the system
+	// account, a memory resolver preloaded with the account JWTs; no
+	// secret). No client without credentials of that PKI connects. The
+	// system account comes from it (SysUser and SysPassword are not used:
+	// operators use the PKI's sys.creds), and the partition mapping from
+	// the account JWT, so Partitions must match the PKI's.
+	Operator string
+	// Account is the Zester account's public key (operator mode): it names
+	// the account in default_js_domain.
+	Account string
+	// LeafCreds is the path, on the leaf nodes' hosts, of the credentials
+	// they dial their hub with (operator mode; pki.IssueLeaf).
+	LeafCreds string
+	// TLS, when set, turns on TLS for client connections, routes, leaf-node
+	// listeners and remotes, and gateways, from files on every server's
+	// host.
+	TLS *GenTLS
 
 	sysHash string // bcrypt hash of SysPassword, set by Generate
+}
+
+// GenTLS are the TLS files of generated configs, as paths on the servers'
+// hosts (zester tls init writes ca.pem, server.pem, server-key.pem; the
+// server certificate is also a client certificate, for routes, leaf links
+// and gateways).
+type GenTLS struct {
+	CA, Cert, Key string
+	// VerifyClients requires a client certificate of every client.
+	VerifyClients bool
 }
 
 // DefaultSysUser is the default system account user of generated configs.
@@ -142,11 +170,13 @@ func Generate(o GenOptions) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(g.SysPassword), sysPasswordCost)
-	if err != nil {
-		return nil, fmt.Errorf("topology: SysPassword: %w", err)
+	if g.Operator == "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(g.SysPassword), sysPasswordCost)
+		if err != nil {
+			return nil, fmt.Errorf("topology: SysPassword: %w", err)
+		}
+		g.sysHash = string(hash)
 	}
-	g.sysHash = string(hash)
 	files := map[string][]byte{}
 	switch g.Kind {
 	case KindSingle:
@@ -213,7 +243,44 @@ func (g *GenOptions) header(w *confWriter, name, role string, l *labNode) {
 	if g.MaxPayload > 0 {
 		w.kv("max_payload", strconv.Itoa(g.MaxPayload))
 	}
+	if g.TLS != nil {
+		w.line("")
+		w.line("# TLS for every client connection.")
+		g.tlsBlock(w, g.TLS.VerifyClients)
+	}
+	if g.Operator != "" {
+		g.operatorMode(w)
+		return
+	}
 	g.sysAccount(w)
+}
+
+// operatorMode writes the PKI's operator block: every client needs a user
+// JWT of the Zester or the system account.
+func (g *GenOptions) operatorMode(w *confWriter) {
+	w.line("")
+	w.line("# NATS operator mode from the Zester PKI: no client connects without")
+	w.line("# credentials of it (masters: master.creds, operators: admin.creds or")
+	w.line("# zester pki user add, nats server report: sys.creds, peels: their own).")
+	for _, l := range strings.Split(strings.TrimRight(g.Operator, "\n"), "\n") {
+		w.line("%s", l)
+	}
+}
+
+// tlsBlock writes a tls { } block from g.TLS (verify: require and check
+// the peer's certificate).
+func (g *GenOptions) tlsBlock(w *confWriter, verify bool) {
+	w.open("tls")
+	w.kv("cert_file", quote(g.TLS.Cert))
+	w.kv("key_file", quote(g.TLS.Key))
+	if g.TLS.CA != "" {
+		w.kv("ca_file", quote(g.TLS.CA))
+	}
+	if verify {
+		w.kv("verify", "true")
+	}
+	w.kv("timeout", "5")
+	w.close()
 }
 
 // sysAccount gives the server a system account with one user. With only the
@@ -261,6 +328,11 @@ func (g *GenOptions) labNode(i int) *labNode {
 }
 
 func (g *GenOptions) mappings(w *confWriter) {
+	if g.Operator != "" {
+		// In operator mode an account's mappings come from its JWT (pki
+		// init writes this one into the account JWT).
+		return
+	}
 	w.line("")
 	w.line("# Peel→master traffic, split into %d partitions (package shard computes the same).", g.Partitions)
 	w.open("mappings")
@@ -275,7 +347,11 @@ func (g *GenOptions) plainJS(w *confWriter) {
 	w.line("# (needed on both ends; nats-server calls this option a temporary")
 	w.line("# backwards-compatibility measure: re-check on upgrades).")
 	w.open("default_js_domain")
-	w.kv(quote(server.DEFAULT_GLOBAL_ACCOUNT), quote(""))
+	acc := server.DEFAULT_GLOBAL_ACCOUNT
+	if g.Operator != "" {
+		acc = g.Account
+	}
+	w.kv(quote(acc), quote(""))
 	w.close()
 }
 
@@ -331,6 +407,9 @@ func (g *GenOptions) jsServer(n jsNode) []byte {
 		}
 		w.list("routes", peers)
 		w.kv("compression", g.Compression)
+		if g.TLS != nil {
+			g.tlsBlock(w, true)
+		}
 		w.close()
 	}
 	if len(gwNames) > 0 {
@@ -350,6 +429,9 @@ func (g *GenOptions) jsServer(n jsNode) []byte {
 		}
 		w.depth--
 		w.line("]")
+		if g.TLS != nil {
+			g.tlsBlock(w, true)
+		}
 		w.close()
 	}
 	if leafListener {
@@ -357,6 +439,9 @@ func (g *GenOptions) jsServer(n jsNode) []byte {
 		w.open("leafnodes")
 		w.kv("listen", quote(net.JoinHostPort(g.Host, strconv.Itoa(leafPort))))
 		w.kv("compression", g.Compression)
+		if g.TLS != nil {
+			g.tlsBlock(w, g.TLS.VerifyClients)
+		}
 		w.close()
 	}
 	if leafListener && g.plainLeafJS() {
@@ -397,7 +482,20 @@ func (g *GenOptions) leafServer(name string, remotes []string, i int) []byte {
 	for _, r := range remotes {
 		urls = append(urls, quote(r))
 	}
-	w.line("{ urls: [%s], compression: %s }", strings.Join(urls, ", "), g.Compression)
+	extra := ""
+	if g.Operator != "" {
+		// The link's own user: what any peel may send, for every peel id
+		// (pki.LeafPermissions).
+		extra += ", account: " + quote(g.Account) + ", credentials: " + quote(g.LeafCreds)
+	}
+	if g.TLS != nil {
+		extra += ", tls: { " + "cert_file: " + quote(g.TLS.Cert) + ", key_file: " + quote(g.TLS.Key)
+		if g.TLS.CA != "" {
+			extra += ", ca_file: " + quote(g.TLS.CA)
+		}
+		extra += " }"
+	}
+	w.line("{ urls: [%s], compression: %s%s }", strings.Join(urls, ", "), g.Compression, extra)
 	w.depth--
 	w.line("]")
 	w.close()
@@ -436,7 +534,29 @@ func (o GenOptions) normalize() (*GenOptions, error) {
 	if !sysUserRE.MatchString(g.SysUser) {
 		return fail("SysUser", "%q: want letters, digits, '-' and '_'", g.SysUser)
 	}
+	if g.Operator != "" {
+		if g.Account == "" {
+			return fail("Account", "empty: operator mode needs the Zester account's public key")
+		}
+		if g.LeafCreds == "" && (g.Kind == KindLeaf || g.Leafs > 0) {
+			return fail("LeafCreds", "empty: in operator mode the leaf nodes need credentials to dial their hub")
+		}
+	}
+	if t := g.TLS; t != nil {
+		for _, f := range []struct{ option, v string }{{"TLS.Cert", t.Cert}, {"TLS.Key", t.Key}, {"TLS.CA", t.CA}} {
+			if f.v != "" && (!filepath.IsAbs(f.v) || strings.ContainsAny(f.v, "\"\\\n")) {
+				return fail(f.option, "%q must be an absolute path without quotes or backslashes", f.v)
+			}
+		}
+		if t.Cert == "" || t.Key == "" {
+			return fail("TLS", "cert and key are required (the servers' own certificate)")
+		}
+		if t.VerifyClients && t.CA == "" {
+			return fail("TLS.VerifyClients", "needs TLS.CA")
+		}
+	}
 	switch {
+	case g.Operator != "":
 	case g.SysPassword == "":
 		return fail("SysPassword", "empty: the system account's user %q needs a password (zester topology gen makes a random one unless --sys-password-file is given)", g.SysUser)
 	case len(g.SysPassword) < 12:

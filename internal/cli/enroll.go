@@ -12,9 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 	"github.com/spf13/cobra"
 
 	"github.com/zester-io/zester/internal/enroll"
@@ -36,7 +34,7 @@ enrollment token (peel.yaml enroll_token) admits them. Like salt-key.
 
 Decisions are made by a master (it issues and revokes credentials) and need
 the admin role; each is an audit event in job-events naming who decided (the
-user of --creds, authenticated by its signature).`,
+user of the CLI's credentials, authenticated by its signature).`,
 	}
 	c.AddCommand(a.enrollListCmd())
 	for _, act := range []struct {
@@ -296,28 +294,18 @@ func (a *app) enrollCall(ctx context.Context, op string, req enroll.AdminRequest
 		return nil, err
 	}
 	req.Requester = requester()
-	req.Time = time.Now().UTC()
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, withCode(ExitError, err)
 	}
-	msg := nats.NewMsg(names.EnrollAdminSubject(op))
-	msg.Data = body
-	if a.creds != "" {
-		hdr, err := signWithCreds(a.creds, msg.Subject, body)
-		if err != nil {
-			return nil, withCode(ExitError, err)
-		}
-		for k, v := range hdr {
-			msg.Header.Set(k, v)
-		}
-	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	m, err := a.nc.RequestMsgWithContext(rctx, msg)
+	// Signed with the CLI's credentials like every API request: the master
+	// records the signer as the decider and refuses anyone but an admin.
+	m, err := a.request(rctx, names.EnrollAdminSubject(op), body)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, withCode(ExitError, errors.New("no master answers enrollment requests (is a master running with a PKI, and do --creds grant the admin role?)"))
+			return nil, withCode(ExitError, errors.New("no master answers enrollment requests (is a master running with a PKI, and are the credentials an admin's?)"))
 		}
 		return nil, withCode(ExitError, fmt.Errorf("enrollment request: %w", err))
 	}
@@ -329,24 +317,6 @@ func (a *app) enrollCall(ctx context.Context, op string, req enroll.AdminRequest
 		return nil, withCode(ExitError, errors.New(rep.Error))
 	}
 	return &rep, nil
-}
-
-// signWithCreds signs body with the user seed of a credentials file.
-func signWithCreds(path, subject string, body []byte) (map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--creds: %w", err)
-	}
-	tok, err := jwt.ParseDecoratedJWT(b)
-	if err != nil {
-		return nil, fmt.Errorf("--creds %s: %w", path, err)
-	}
-	kp, err := nkeys.ParseDecoratedNKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("--creds %s: %w", path, err)
-	}
-	defer kp.Wipe()
-	return enroll.SignAdmin(tok, kp, subject, body)
 }
 
 // confirm asks on w and reads one answer from stdin; anything but y/yes,

@@ -24,6 +24,7 @@ import (
 	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
@@ -46,13 +47,56 @@ func startEnrollEnv(t *testing.T, tune func(*master.Config)) *enrollEnv {
 	om := startOperatorMode(t)
 	e := &enrollEnv{operatorMode: om, url: om.srv.ClientURL(), admin: filepath.Join(om.dir, pki.FileAdminCreds),
 		enrollCreds: filepath.Join(om.dir, pki.FileEnrollCreds), met: metrics.NewSet()}
+	// The secure start-up path: the master loads the PKI from pki_dir and
+	// connects with its master.creds.
 	cfg := mastertest.Config("m1", e.url)
-	cfg.NATS.Creds = om.p.MasterCreds
+	cfg.Insecure, cfg.PKIDir = false, om.dir
 	if tune != nil {
 		tune(&cfg)
 	}
-	e.m = mastertest.StartWith(t, cfg, master.Options{PKI: om.p, Metrics: e.met})
+	e.m = mastertest.StartWith(t, cfg, master.Options{Metrics: e.met})
 	return e
+}
+
+// revokedAt reads the revocation of key from account.jwt in dir, as a
+// master wrote it.
+func revokedAt(t *testing.T, dir, key string) int64 {
+	t.Helper()
+	p, err := pki.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.RevokedAt(key)
+}
+
+// adminMsg is an enrollment decision request signed with the admin's
+// credentials, as the CLI sends it.
+func (e *enrollEnv) adminMsg(t *testing.T, op string, req enroll.AdminRequest, at time.Time) *nats.Msg {
+	t.Helper()
+	s, err := sig.LoadSigner(e.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(req)
+	m := &nats.Msg{Subject: names.EnrollAdminSubject(op), Data: body}
+	if err := s.Sign(sig.API, m, at); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// adminCall sends an admin request on conn and decodes the answer.
+func adminCall(t *testing.T, conn *pkitest.Conn, m *nats.Msg) enroll.AdminReply {
+	t.Helper()
+	resp, err := conn.RequestMsg(m, pkitest.HangGuard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep enroll.AdminReply
+	if err := json.Unmarshal(resp.Data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
 
 // cli runs zester with the admin's credentials.
@@ -61,8 +105,11 @@ func (e *enrollEnv) cli(t *testing.T, args ...string) (string, string, int) {
 	return runCLI(t, append([]string{"--nats", e.url, "--creds", e.admin}, args...)...)
 }
 
+// peelConfig is a secure peel (it runs only dispatches the masters signed)
+// that enrolls with the bootstrap credential.
 func (e *enrollEnv) peelConfig(t *testing.T, id string) peel.Config {
 	cfg := peeltest.Config(t, id, e.url)
+	cfg.Insecure = false
 	cfg.EnrollCreds = e.enrollCreds
 	return cfg
 }
@@ -207,17 +254,17 @@ func TestEnroll_ManualAcceptThroughCLI(t *testing.T) {
 	}
 	stdin = strings.NewReader("y\n")
 	out, errOut, code = e.cli(t, "enroll", "accept", "web1.*")
-	if code != 0 || !strings.Contains(out, id+": pending → accepted") || !strings.Contains(errOut, "decided by admin (U") {
+	if code != 0 || !strings.Contains(out, id+": pending → accepted") || !strings.Contains(errOut, "decided by admin role=admin key=U") {
 		t.Fatalf("accept: exit %d\n%s%s", code, out, errOut)
 	}
 	h.WaitReady(t, 60*time.Second)
 
 	rec = e.waitState(t, id, enroll.StateAccepted)
-	if !rec.Verified || !strings.HasPrefix(rec.DecidedBy, "admin (U") || rec.Via != enroll.ViaManual {
+	if !rec.Verified || !strings.HasPrefix(rec.DecidedBy, "admin role=admin key=U") || rec.Via != enroll.ViaManual {
 		t.Fatalf("accepted record: %+v", rec)
 	}
 	ev := e.event(t, id, enroll.EvAccepted)
-	if !ev.Verified || !strings.HasPrefix(ev.By, "admin (U") || ev.From != enroll.StatePending || ev.To != enroll.StateAccepted {
+	if !ev.Verified || !strings.HasPrefix(ev.By, "admin role=admin key=U") || ev.From != enroll.StatePending || ev.To != enroll.StateAccepted {
 		t.Fatalf("accepted event: %+v", ev)
 	}
 	// Its own credentials: a JWT for its key, with PeelPermissions.
@@ -542,7 +589,7 @@ func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
 		t.Fatal("the revoked credentials still connect")
 	}
 	rec := e.record(t, "web1")
-	if rec.State != enroll.StateRevoked || rec.Reason != "host stolen" || !strings.HasPrefix(rec.DecidedBy, "admin (U") {
+	if rec.State != enroll.StateRevoked || rec.Reason != "host stolen" || !strings.HasPrefix(rec.DecidedBy, "admin role=admin key=U") {
 		t.Fatalf("revoked record: %+v", rec)
 	}
 	if ev := e.event(t, "web1", enroll.EvRevoked); ev.From != enroll.StateAccepted || !ev.Verified {
@@ -556,8 +603,8 @@ func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
 	if len(e.peelConns(t, "web1")) != 0 || h.Connected() {
 		t.Fatal("the revoked peel reconnected")
 	}
-	if e.p.RevokedAt(rec.NKey) == 0 {
-		t.Fatal("the master's account JWT lacks the revocation")
+	if revokedAt(t, e.dir, rec.NKey) == 0 {
+		t.Fatal("the master's account.jwt lacks the revocation")
 	}
 
 	// Deleting the record lets the same host in again (by policy here),
@@ -737,10 +784,12 @@ func TestEnroll_DuplicateIDGuardUsesTheVerifiedIdentity(t *testing.T) {
 	}
 }
 
-// TestEnroll_AdminRequestsAreSignedForTheirSubject: a decision signed for
-// one subject is refused on another (an "accept" cannot be replayed as a
-// "reject"), an old signed request is refused, and an unsigned one is
-// recorded with what the client says, marked unverified.
+// TestEnroll_AdminRequestsAreSignedForTheirSubject: decisions are signed
+// like every master API request (sig.API: subject, time, nonce, body) and
+// need the admin role. A decision signed for one subject is refused on
+// another (an "accept" cannot be replayed as a "reject"), so are an old
+// one, a replayed one and an unsigned one; an operator user cannot even
+// publish there.
 func TestEnroll_AdminRequestsAreSignedForTheirSubject(t *testing.T) {
 	e := startEnrollEnv(t, nil)
 	c := e.client(t)
@@ -750,49 +799,45 @@ func TestEnroll_AdminRequestsAreSignedForTheirSubject(t *testing.T) {
 		t.Fatalf("p1 asks: %+v %v", r, ref)
 	}
 	admin := pkitest.Connect(t, e.url, names.UserInboxPrefix("admin"), nats.UserCredentials(e.admin))
-	send := func(op string, req enroll.AdminRequest, signFor string) enroll.AdminReply {
-		t.Helper()
-		body, _ := json.Marshal(req)
-		msg := nats.NewMsg(names.EnrollAdminSubject(op))
-		msg.Data = body
-		if signFor != "" {
-			hdr, err := signWithCreds(e.admin, names.EnrollAdminSubject(signFor), body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range hdr {
-				msg.Header.Set(k, v)
-			}
-		}
-		m, err := admin.RequestMsg(msg, pkitest.HangGuard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rep enroll.AdminReply
-		if err := json.Unmarshal(m.Data, &rep); err != nil {
-			t.Fatal(err)
-		}
-		return rep
-	}
-	req := enroll.AdminRequest{Targets: []string{"p1"}, Time: time.Now().UTC()}
-	if rep := send(enroll.AdminReject, req, enroll.AdminAccept); !strings.Contains(rep.Error, "signature does not verify") {
+	req := enroll.AdminRequest{Targets: []string{"p1"}}
+	moved := e.adminMsg(t, enroll.AdminAccept, req, time.Now())
+	moved.Subject = names.EnrollAdminSubject(enroll.AdminReject)
+	if rep := adminCall(t, admin, moved); rep.Error == "" || len(rep.Changed) != 0 {
 		t.Fatalf("an accept's signature on reject: %+v", rep)
 	}
-	old := req
-	old.Time = time.Now().Add(-10 * time.Minute)
-	if rep := send(enroll.AdminAccept, old, enroll.AdminAccept); !strings.Contains(rep.Error, "from the master's clock") {
+	if rep := adminCall(t, admin, e.adminMsg(t, enroll.AdminAccept, req, time.Now().Add(-10*time.Minute))); rep.Error == "" {
 		t.Fatalf("an old signed request: %+v", rep)
+	}
+	unsigned := &nats.Msg{Subject: names.EnrollAdminSubject(enroll.AdminAccept), Data: moved.Data}
+	if rep := adminCall(t, admin, unsigned); !strings.Contains(rep.Error, "unsigned") {
+		t.Fatalf("an unsigned accept: %+v", rep)
 	}
 	if r := e.record(t, "p1"); r.State != enroll.StatePending {
 		t.Fatalf("p1 after refused requests: %s", r.State)
 	}
-	unsigned := req
-	unsigned.Requester = "ops@bastion"
-	if rep := send(enroll.AdminAccept, unsigned, ""); rep.Error != "" || len(rep.Changed) != 1 || rep.By != "ops@bastion (unverified)" {
-		t.Fatalf("an unsigned accept: %+v", rep)
+	good := e.adminMsg(t, enroll.AdminAccept, req, time.Now())
+	if rep := adminCall(t, admin, good); rep.Error != "" || len(rep.Changed) != 1 || !strings.HasPrefix(rep.By, "admin role=admin key=U") {
+		t.Fatalf("a signed accept: %+v", rep)
 	}
-	if r := e.record(t, "p1"); r.State != enroll.StateAccepted || r.Verified || r.DecidedBy != "ops@bastion (unverified)" {
-		t.Fatalf("p1 accepted unsigned: %+v", r)
+	if r := e.record(t, "p1"); r.State != enroll.StateAccepted || !r.Verified {
+		t.Fatalf("p1 accepted: %+v", r)
+	}
+	again := e.adminMsg(t, enroll.AdminDelete, enroll.AdminRequest{Targets: []string{"p1"}}, time.Now())
+	adminCall(t, admin, again)
+	if rep := adminCall(t, admin, again); !strings.Contains(rep.Error, "replay") {
+		t.Fatalf("a replayed delete: %+v", rep)
+	}
+	// An operator may run jobs but not decide.
+	opCreds := filepath.Join(t.TempDir(), "ops.creds")
+	creds, _, err := e.p.IssueUser(pki.UserSpec{Name: "ops", Role: pki.RoleOperator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(opCreds, creds, 0o600)
+	ops := pkitest.Connect(t, e.url, names.UserInboxPrefix("ops"), nats.UserCredentials(opCreds))
+	ops.PublishDenied(t, names.EnrollAdminSubject(enroll.AdminAccept))
+	if _, errOut, code := runCLI(t, "--nats", e.url, "--creds", opCreds, "enroll", "list"); code != ExitError {
+		t.Fatalf("enroll list as an operator: exit %d %s", code, errOut)
 	}
 }
 
@@ -812,14 +857,10 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 		}
 		return err
 	})
-	p2, err := pki.Load(dir2)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := mastertest.Config("m2", e.url)
-	cfg.NATS.Creds = p2.MasterCreds
+	cfg.Insecure, cfg.PKIDir = false, dir2
 	cfg.Enroll.AutoAccept = []string{"web*"}
-	mastertest.StartWith(t, cfg, master.Options{PKI: p2})
+	mastertest.StartWith(t, cfg, master.Options{})
 
 	c := e.client(t)
 	var keys []string
@@ -838,11 +879,11 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 			t.Fatalf("revoke %s: exit %d\n%s%s", id, code, out, errOut)
 		}
 	}
-	for _, p := range []*pki.PKI{e.p, p2} {
+	for _, dir := range []string{e.dir, dir2} {
 		for deadline := time.Now().Add(pkitest.HangGuard); ; {
 			n := 0
 			for _, k := range keys {
-				if p.RevokedAt(k) > 0 {
+				if revokedAt(t, dir, k) > 0 {
 					n++
 				}
 			}
@@ -850,11 +891,11 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("PKI %s holds %d of %d revocations", p.Dir, n, len(keys))
+				t.Fatalf("%s holds %d of %d revocations", dir, n, len(keys))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		file, err := os.ReadFile(filepath.Join(p.Dir, pki.FileAccountJWT))
+		file, err := os.ReadFile(filepath.Join(dir, pki.FileAccountJWT))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -864,7 +905,7 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 		}
 		for _, k := range keys {
 			if _, ok := ac.Revocations[k]; !ok {
-				t.Fatalf("%s lacks the revocation of %s", filepath.Join(p.Dir, pki.FileAccountJWT), k)
+				t.Fatalf("%s lacks the revocation of %s", filepath.Join(dir, pki.FileAccountJWT), k)
 			}
 		}
 	}
@@ -894,11 +935,9 @@ func TestEnroll_ManyRecordsPagedAndChunked(t *testing.T) {
 	}
 	// One answer holds one page.
 	admin := pkitest.Connect(t, e.url, names.UserInboxPrefix("admin"), nats.UserCredentials(e.admin))
-	body, _ := json.Marshal(enroll.AdminRequest{Time: time.Now()})
-	m, err := admin.Request(names.EnrollAdminSubject(enroll.AdminList), body)
-	var page enroll.AdminReply
-	if err != nil || json.Unmarshal(m.Data, &page) != nil || !page.More || len(page.Records) >= n || page.Last != page.Records[len(page.Records)-1].ID {
-		t.Fatalf("first page: %v, more %t, %d records", err, page.More, len(page.Records))
+	page := adminCall(t, admin, e.adminMsg(t, enroll.AdminList, enroll.AdminRequest{}, time.Now()))
+	if page.Error != "" || !page.More || len(page.Records) >= n || page.Last != page.Records[len(page.Records)-1].ID {
+		t.Fatalf("first page: %s, more %t, %d records", page.Error, page.More, len(page.Records))
 	}
 	out, errOut, code := e.cli(t, "enroll", "list", "--json")
 	var recs []enroll.Record

@@ -118,7 +118,7 @@ func dash(s string) string {
 // info asks any master for the deployment's settings; without a master it
 // returns the defaults.
 func (a *app) info(ctx context.Context) wire.Info {
-	msg, err := a.nc.RequestWithContext(ctxT(ctx, 2*time.Second), names.APISubject("info"), nil)
+	msg, err := a.request(ctxT(ctx, 2*time.Second), names.APISubject("info"), nil)
 	if err == nil {
 		var info wire.Info
 		if json.Unmarshal(msg.Data, &info) == nil && info.Partitions > 0 {

@@ -18,7 +18,7 @@ func (a *app) pkiCmd() *cobra.Command {
 		Use:   "pki",
 		Short: "Zester's trust root: operator, account, credentials (NATS operator mode)",
 	}
-	c.AddCommand(a.pkiInitCmd(), a.pkiUserCmd(), a.pkiPermissionsCmd(), a.pkiServerConfigCmd())
+	c.AddCommand(a.pkiInitCmd(), a.pkiUserCmd(), a.pkiPeelCmd(), a.pkiPermissionsCmd(), a.pkiServerConfigCmd())
 	return c
 }
 

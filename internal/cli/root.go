@@ -18,7 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/version"
 )
 
@@ -50,10 +50,15 @@ func withCode(code int, err error) error { return &exitCode{code: code, err: err
 type app struct {
 	natsURL string
 	creds   string
-	out     io.Writer
-	errOut  io.Writer
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	// pkiDir and tlsCA: --pki-dir, --tls-ca; signer signs API requests
+	// with the credentials (creds.go).
+	pkiDir string
+	tlsCA  string
+	signer *sig.Signer
+	out    io.Writer
+	errOut io.Writer
+	nc     *nats.Conn
+	js     jetstream.JetStream
 	// outFormat is --out, Salt's spelling of --json.
 	outFormat string
 	// budget bounds how long one step of a command (connect, bind a
@@ -108,7 +113,9 @@ func (a *app) rootCmd() *cobra.Command {
 		def = "nats://127.0.0.1:4222"
 	}
 	root.PersistentFlags().StringVar(&a.natsURL, "nats", def, "NATS server URL(s), comma separated (env ZESTER_NATS)")
-	root.PersistentFlags().StringVar(&a.creds, "creds", os.Getenv("ZESTER_CREDS"), "NATS credentials file (env ZESTER_CREDS)")
+	root.PersistentFlags().StringVar(&a.creds, "creds", os.Getenv("ZESTER_CREDS"), "NATS credentials file (env ZESTER_CREDS; default: admin.creds of --pki-dir when readable)")
+	root.PersistentFlags().StringVar(&a.pkiDir, "pki-dir", pkiDirDefault(), "PKI directory whose admin.creds is used when no --creds is given (env ZESTER_PKI_DIR)")
+	root.PersistentFlags().StringVar(&a.tlsCA, "tls-ca", os.Getenv("ZESTER_TLS_CA"), "CA bundle of the NATS servers' certificates (env ZESTER_TLS_CA)")
 	root.PersistentFlags().StringVar(&a.outFormat, "out", "", "output format: json (as --json; Salt's spelling)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return a.applyOut(cmd) }
 	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd(), a.checkCmd(), &cobra.Command{
@@ -140,18 +147,16 @@ func (a *app) connect(ctx context.Context) error {
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(backoffDelay),
 	}
-	if a.creds != "" {
-		opts = append(opts, nats.UserCredentials(a.creds))
-		// Users issued by zester pki may subscribe only below their own inbox prefix.
-		if p := pki.CredsInboxPrefix(a.creds); p != "" {
-			opts = append(opts, nats.CustomInboxPrefix(p))
-		}
+	auth, err := a.authOptions()
+	if err != nil {
+		return err
 	}
+	opts = append(opts, auth...)
 	var nc *nats.Conn
-	err := a.retry(ctx, "connect to NATS at "+config.Redact(a.natsURL), min(a.stepBudget(), absentBudget), 10*time.Second, func(context.Context) error {
+	err = a.retry(ctx, "connect to NATS at "+config.Redact(a.natsURL), min(a.stepBudget(), absentBudget), 10*time.Second, func(context.Context) error {
 		var err error
 		nc, err = nats.Connect(a.natsURL, opts...)
-		return err
+		return a.connectHint(err)
 	})
 	if err != nil {
 		return err

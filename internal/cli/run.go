@@ -150,7 +150,7 @@ func (a *app) submit(ctx context.Context, req wire.RunRequest) (string, error) {
 			return nil
 		}
 		b, _ := json.Marshal(req)
-		msg, err := a.nc.RequestWithContext(actx, subj, b)
+		msg, err := a.request(actx, subj, b)
 		if err != nil {
 			if !errors.Is(err, nats.ErrNoResponders) {
 				mayExist = true

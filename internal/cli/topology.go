@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -31,6 +32,8 @@ func (a *app) topologyGenCmd() *cobra.Command {
 	var out string
 	var routes, remotes, gateways []string
 	var sysPasswordFile string
+	var pkiDir, tlsDir string
+	var tlsVerify bool
 	c := &cobra.Command{
 		Use:   "gen --kind single|cluster|leaf|supercluster [flags]",
 		Short: "Write nats-server configuration files for a production deployment",
@@ -48,12 +51,27 @@ its bcrypt hash. Clients without credentials still use the global account.
 --lab lays a cluster out on one host: node i listens on port+i, monitor+i,
 leaf-port+i and routes on cluster-port+i, with its store in STORE-DIR/n<i+1>.
 
+--pki-dir DIR writes operator-mode configs from the Zester PKI in DIR (zester
+pki init): the operator JWT, the system account and a memory resolver preloaded
+with the account JWTs, so no client without credentials of that PKI connects
+(the secure default; no system user password then: use DIR/sys.creds). Leaf
+nodes dial their hub with OUT/leaf.creds (made once, 0600; copy it to
+--leaf-creds on the leaf hosts), a user limited to what peels may send. The
+partition count comes from the account JWT.
+
+--tls-dir DIR turns on TLS for clients, routes, leaf links and gateways from
+DIR/ca.pem, DIR/server.pem and DIR/server-key.pem on every server's host
+(zester tls init --hosts ...; the server certificate also serves as the
+client certificate of routes and links). --tls-verify also requires client
+certificates of every client.
+
 Examples:
   zester topology gen --kind single --out /etc/nats
   zester topology gen --kind cluster --routes n1:6222,n2:6222,n3:6222
   zester topology gen --kind cluster --lab --store-dir /tmp/zester-lab --out ./lab
   zester topology gen --kind leaf --routes hub1:6222,hub2:6222,hub3:6222 --leafs 4
-  zester topology gen --kind supercluster --gateway hub=h1:7222,h2:7222,h3:7222 --gateway east=e1:7222,e2:7222,e3:7222 --leafs 2`,
+  zester topology gen --kind supercluster --gateway hub=h1:7222,h2:7222,h3:7222 --gateway east=e1:7222,e2:7222,e3:7222 --leafs 2
+  zester topology gen --kind leaf --routes hub1:6222,hub2:6222,hub3:6222 --pki-dir /etc/zester/pki --tls-dir /etc/zester/tls`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Routes = splitList(routes)
@@ -71,8 +89,20 @@ Examples:
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return withCode(ExitError, err)
 			}
-			pwFile, made, err := sysPassword(&o, out, sysPasswordFile)
-			if err != nil {
+			if tlsDir != "" {
+				o.TLS = &topology.GenTLS{CA: filepath.Join(tlsDir, pki.FileCA), Cert: filepath.Join(tlsDir, pki.FileServerCert),
+					Key: filepath.Join(tlsDir, pki.FileServerKey), VerifyClients: tlsVerify}
+			} else if tlsVerify {
+				return withCode(ExitError, errors.New("--tls-verify needs --tls-dir"))
+			}
+			var pwFile, leafFile string
+			var made bool
+			var err error
+			if pkiDir != "" {
+				if leafFile, err = genOperatorMode(&o, pkiDir, out, cmd.Flags().Changed("partitions")); err != nil {
+					return withCode(ExitError, err)
+				}
+			} else if pwFile, made, err = sysPassword(&o, out, sysPasswordFile); err != nil {
 				return withCode(ExitError, err)
 			}
 			files, err := topology.Generate(o)
@@ -94,8 +124,16 @@ Examples:
 				}
 				fmt.Fprintln(a.out, p)
 			}
-			fmt.Fprintf(a.errOut, "system account user %q, password in %s; for example:\n  nats --server %s --user %s --password \"$(cat %s)\" server report jetstream\n",
-				orDefault(o.SysUser, topology.DefaultSysUser), pwFile, exampleURL(o), orDefault(o.SysUser, topology.DefaultSysUser), pwFile)
+			if pkiDir != "" {
+				fmt.Fprintf(a.errOut, "operator mode from %s: clients need its credentials; for example:\n  nats --server %s --creds %s server report jetstream\n",
+					pkiDir, exampleURL(o), filepath.Join(pkiDir, pki.FileSysCreds))
+				if leafFile != "" {
+					fmt.Fprintf(a.errOut, "leaf nodes: copy %s to %s on every leaf host (mode 0600)\n", leafFile, o.LeafCreds)
+				}
+			} else {
+				fmt.Fprintf(a.errOut, "system account user %q, password in %s; for example:\n  nats --server %s --user %s --password \"$(cat %s)\" server report jetstream\n",
+					orDefault(o.SysUser, topology.DefaultSysUser), pwFile, exampleURL(o), orDefault(o.SysUser, topology.DefaultSysUser), pwFile)
+			}
 			if o.Lab {
 				var urls []string
 				for i := range len(files) {
@@ -128,7 +166,51 @@ Examples:
 	f.BoolVar(&o.Lab, "lab", false, "cluster: every node on this host, with its own ports and store dir")
 	f.IntVar(&o.Nodes, "nodes", 0, "lab cluster: number of nodes (default 3)")
 	f.IntVar(&o.ClusterPort, "cluster-port", 0, "route port (supercluster; lab cluster: of node 1) (default 6222)")
+	f.StringVar(&pkiDir, "pki-dir", "", "operator mode from the Zester PKI in this directory (zester pki init)")
+	f.StringVar(&o.LeafCreds, "leaf-creds", defaultLeafCreds, "operator mode: path of the leaf nodes' link credentials on their hosts")
+	f.StringVar(&tlsDir, "tls-dir", "", "TLS from ca.pem, server.pem, server-key.pem in this directory on the servers' hosts")
+	f.BoolVar(&tlsVerify, "tls-verify", false, "with --tls-dir: require a client certificate of every client")
 	return c
+}
+
+// defaultLeafCreds is where a leaf host keeps its link credentials.
+const defaultLeafCreds = "/etc/zester/leaf.creds"
+
+// leafCredsFileName is the link credentials topology gen writes beside the
+// configs.
+const leafCredsFileName = "leaf.creds"
+
+// genOperatorMode fills o from the PKI in dir and, when the deployment has
+// leaf nodes, makes OUT/leaf.creds (once: an existing file is kept). It
+// returns the credentials file it made or kept ("" without leafs).
+func genOperatorMode(o *topology.GenOptions, dir, out string, partitionsGiven bool) (string, error) {
+	p, err := pki.Load(dir)
+	if err != nil {
+		return "", fmt.Errorf("--pki-dir: %w", err)
+	}
+	n, err := p.Partitions()
+	if err != nil {
+		return "", fmt.Errorf("--pki-dir: %w", err)
+	}
+	if partitionsGiven && o.Partitions != n {
+		return "", fmt.Errorf("--partitions %d: the account JWT in %s maps peels to %d partitions", o.Partitions, dir, n)
+	}
+	o.Partitions, o.Operator, o.Account = n, p.ServerConfig(), p.AccountKey()
+	if o.Kind != topology.KindLeaf && o.Leafs == 0 {
+		return "", nil
+	}
+	file := filepath.Join(out, leafCredsFileName)
+	if _, err := os.Stat(file); err == nil {
+		return file, nil
+	}
+	creds, err := p.IssueLeaf("leaf")
+	if err != nil {
+		return "", err
+	}
+	if err := writeSecret(file, creds); err != nil {
+		return "", err
+	}
+	return file, nil
 }
 
 // sysPasswordFileName is where topology gen keeps the system user's

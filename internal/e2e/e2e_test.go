@@ -14,12 +14,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
 var bin string
+
+// defaultPKIDir is master.yaml's default pki_dir.
+const defaultPKIDir = "/etc/zester/pki"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "zester-e2e-bin")
@@ -33,8 +37,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		os.Exit(1)
 	}
+	// Every master here names its own pki_dir: a test that left it to the
+	// default would create the PKI in /etc/zester/pki of the machine.
+	_, before := os.Stat(defaultPKIDir)
 	code := m.Run()
 	os.RemoveAll(dir)
+	if _, after := os.Stat(defaultPKIDir); before != nil && after == nil {
+		fmt.Fprintf(os.Stderr, "a test created %s (a master config without pki_dir)\n", defaultPKIDir)
+		code = 1
+	}
 	os.Exit(code)
 }
 
@@ -50,12 +61,30 @@ func freePort(t *testing.T) int {
 
 type proc struct {
 	cmd *exec.Cmd
-	out *bytes.Buffer
+	out *syncBuffer
+}
+
+// syncBuffer is a process's output, safe to read while it writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &bytes.Buffer{}}
+	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &syncBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -87,6 +116,17 @@ func run(t *testing.T, name string, args ...string) (int, string) {
 	return 0, string(out)
 }
 
+// peelCreds pre-provisions a peel in the PKI directory and returns its
+// credentials file.
+func peelCreds(t *testing.T, pkiDir, id string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), id+".creds")
+	if code, text := run(t, "zester", "pki", "peel", "add", id, "--dir", pkiDir, "--out", out); code != 0 {
+		t.Fatalf("zester pki peel add %s: %d %s", id, code, text)
+	}
+	return out
+}
+
 func waitReady(t *testing.T, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -103,8 +143,13 @@ func waitReady(t *testing.T, addr string) {
 	t.Fatalf("%s/readyz not 200 after 30s", addr)
 }
 
+// The default path end to end: a master with an empty pki_dir creates the
+// PKI, serves nobody without credentials, the peels connect with credentials
+// from `zester pki peel add`, and the CLI finds the admin's credentials in
+// the PKI directory and runs jobs.
 func TestBinaries_MasterEmbeddedTwoPeelsPing(t *testing.T) {
 	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
 	client, monitor, mhttp := freePort(t), freePort(t), freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
 	mcfg := filepath.Join(dir, "master.yaml")
@@ -117,12 +162,29 @@ nats:
     store_dir: %s
 states_dir: %s
 settings_dir: %s
-`, mhttp, client, monitor, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"))), 0o600)
+pki_dir: %s
+`, mhttp, client, monitor, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"), pkiDir)), 0o600)
 	if code, out := run(t, "zester-master", "--config", mcfg, "--check"); code != 0 {
 		t.Fatalf("--check: %d %s", code, out)
 	}
 	m := start(t, "zester-master", "--config", mcfg)
 	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+
+	// Secure by default: the first start made the PKI and said where the
+	// admin's credentials are; nobody without credentials gets in.
+	admin := filepath.Join(pkiDir, "admin.creds")
+	if st, err := os.Stat(admin); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.creds: %v", err)
+	}
+	if !strings.Contains(m.out.String(), admin) {
+		t.Errorf("the master's log does not name %s:\n%s", admin, m.out.String())
+	}
+	if code, out := run(t, "nats", "--server", url, "kv", "ls"); code == 0 || !strings.Contains(strings.ToLower(out), "authorization violation") {
+		t.Fatalf("nats kv ls without credentials: exit %d\n%s", code, out)
+	}
+	if code, out := run(t, "zester", "--nats", url, "--pki-dir", t.TempDir(), "run", "*", "test.ping"); code != 3 || !strings.Contains(out, "wants Zester credentials") {
+		t.Fatalf("zester run without credentials: exit %d\n%s", code, out)
+	}
 
 	// The monitoring port answers /jsz, as the seed's recovery check expects.
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", monitor))
@@ -142,7 +204,8 @@ settings_dir: %s
 	for _, id := range []string{"web1.example.com", "db1"} {
 		port := freePort(t)
 		cfg := filepath.Join(dir, id+".yaml")
-		os.WriteFile(cfg, []byte(fmt.Sprintf("id: %s\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\ndata_dir: %s\nfacts_interval: 1m\n", id, port, url, filepath.Join(dir, id))), 0o600)
+		creds := peelCreds(t, pkiDir, id)
+		os.WriteFile(cfg, []byte(fmt.Sprintf("id: %s\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\n  creds: %s\ndata_dir: %s\nfacts_interval: 1m\n", id, port, url, creds, filepath.Join(dir, id))), 0o600)
 		start(t, "zester-peel", "--config", cfg)
 		peelHTTP = append(peelHTTP, fmt.Sprintf("127.0.0.1:%d", port))
 	}
@@ -150,17 +213,18 @@ settings_dir: %s
 		waitReady(t, a)
 	}
 
-	code, out := run(t, "zester", "--nats", url, "run", "*", "test.ping")
+	code, out := run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "run", "*", "test.ping")
 	if code != 0 || !strings.Contains(out, "web1.example.com: true") || !strings.Contains(out, "db1: true") {
 		t.Fatalf("zester run: exit %d\n%s", code, out)
 	}
-	code, out = run(t, "zester", "--nats", url, "run", "db1", "cmd.run", "echo hello from $(hostname)")
+	code, out = run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "run", "db1", "cmd.run", "echo hello from $(hostname)")
 	if code != 0 || !strings.Contains(out, "hello from") {
 		t.Fatalf("cmd.run: exit %d\n%s", code, out)
 	}
 
-	// The stock nats CLI sees the seed's buckets.
-	code, out = run(t, "nats", "--server", url, "kv", "ls")
+	// The stock nats CLI sees the seed's buckets, with the admin's
+	// credentials.
+	code, out = run(t, "nats", "--server", url, "--creds", admin, "kv", "ls")
 	if code != 0 {
 		t.Fatalf("nats kv ls: %d %s", code, out)
 	}
@@ -169,15 +233,15 @@ settings_dir: %s
 			t.Errorf("nats kv ls lacks %s:\n%s", b, out)
 		}
 	}
-	code, out = run(t, "nats", "--server", url, "kv", "info", "facts")
+	code, out = run(t, "nats", "--server", url, "--creds", admin, "kv", "info", "facts")
 	if code != 0 || !strings.Contains(out, "History Kept: 5") || !strings.Contains(out, "Storage: File") {
 		t.Errorf("nats kv info facts: %d %s", code, out)
 	}
-	code, out = run(t, "nats", "--server", url, "kv", "info", "enroll-challenges")
+	code, out = run(t, "nats", "--server", url, "--creds", admin, "kv", "info", "enroll-challenges")
 	if code != 0 || !strings.Contains(out, "Storage: Memory") || !strings.Contains(out, "Maximum Age: 5m0s") {
 		t.Errorf("nats kv info enroll-challenges: %d %s", code, out)
 	}
-	code, out = run(t, "nats", "--server", url, "micro", "ls")
+	code, out = run(t, "nats", "--server", url, "--creds", admin, "micro", "ls")
 	if code != 0 || !strings.Contains(out, "zester-master") {
 		t.Errorf("nats micro ls: %d %s", code, out)
 	}
@@ -228,13 +292,15 @@ func TestBinaries_NatsOnly(t *testing.T) {
 	client := freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
 	cfg := filepath.Join(dir, "master.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\n", client, filepath.Join(dir, "nats"))), 0o600)
+	pkiDir := filepath.Join(dir, "pki")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\npki_dir: %s\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\n", pkiDir, client, filepath.Join(dir, "nats"))), 0o600)
 	p := start(t, "zester-master", "--config", cfg, "--nats-only")
+	admin := filepath.Join(pkiDir, "admin.creds")
 	var code int
 	var out string
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		code, out = run(t, "nats", "--server", url, "account", "info")
+		code, out = run(t, "nats", "--server", url, "--creds", admin, "account", "info")
 		if code == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -244,7 +310,10 @@ func TestBinaries_NatsOnly(t *testing.T) {
 		t.Fatalf("nats account info: %d %s", code, out)
 	}
 	// No master: no buckets were created, and no master answers.
-	if code, out = run(t, "zester", "--nats", url, "run", "*", "test.ping"); code != 3 || !strings.Contains(out, "no master") {
+	if code, out = run(t, "nats", "--server", url, "account", "info"); code == 0 {
+		t.Fatalf("--nats-only serves clients without credentials:\n%s", out)
+	}
+	if code, out = run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "run", "*", "test.ping"); code != 3 || !strings.Contains(out, "no master") {
 		t.Fatalf("run without master: %d %s", code, out)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)

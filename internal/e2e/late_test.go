@@ -20,13 +20,14 @@ func TestBinaries_PeelPausedPastDeadline_ReturnIsLateNotKilled(t *testing.T) {
 	client, mhttp := freePort(t), freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
 	mcfg := filepath.Join(dir, "master.yaml")
-	os.WriteFile(mcfg, []byte(fmt.Sprintf("id: master-1\nhttp: 127.0.0.1:%d\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\nstates_dir: %s\nsettings_dir: %s\n",
-		mhttp, client, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"))), 0o600)
+	pkiDir := filepath.Join(dir, "pki")
+	os.WriteFile(mcfg, []byte(fmt.Sprintf("id: master-1\nhttp: 127.0.0.1:%d\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\nstates_dir: %s\nsettings_dir: %s\npki_dir: %s\n",
+		mhttp, client, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"), pkiDir)), 0o600)
 	start(t, "zester-master", "--config", mcfg)
 	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
 	port := freePort(t)
 	pcfg := filepath.Join(dir, "late1.yaml")
-	os.WriteFile(pcfg, []byte(fmt.Sprintf("id: late1\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\ndata_dir: %s\nfacts_interval: 1m\n", port, url, filepath.Join(dir, "late1"))), 0o600)
+	os.WriteFile(pcfg, []byte(fmt.Sprintf("id: late1\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\n  creds: %s\ndata_dir: %s\nfacts_interval: 1m\n", port, url, peelCreds(t, pkiDir, "late1"), filepath.Join(dir, "late1"))), 0o600)
 	peel := start(t, "zester-peel", "--config", pcfg)
 	waitReady(t, fmt.Sprintf("127.0.0.1:%d", port))
 	t.Cleanup(func() { peel.cmd.Process.Signal(syscall.SIGCONT) })
@@ -35,7 +36,7 @@ func TestBinaries_PeelPausedPastDeadline_ReturnIsLateNotKilled(t *testing.T) {
 	os.Mkdir(marks, 0o755)
 	started, finished := filepath.Join(marks, "started"), filepath.Join(marks, "finished")
 	script := fmt.Sprintf("touch %s; sleep 1; echo finished; touch %s", started, finished)
-	code, out := run(t, "zester", "--nats", url, "run", "--async", "-t", "4s", "-L", "late1", "cmd.run", script)
+	code, out := run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "run", "--async", "-t", "4s", "-L", "late1", "cmd.run", script)
 	jid := strings.TrimSpace(out)
 	if code != 0 || len(jid) != 22 {
 		t.Fatalf("submit: %d %q", code, out)
@@ -58,7 +59,7 @@ func TestBinaries_PeelPausedPastDeadline_ReturnIsLateNotKilled(t *testing.T) {
 	// The command goes on in its own process group and exits while the
 	// peel is stopped; the masters time the job out at its deadline.
 	waitFile(finished)
-	code, out = run(t, "zester", "--nats", url, "job", "wait", jid)
+	code, out = run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "job", "wait", jid)
 	if code != 2 || !strings.Contains(out, "did not answer: late1") {
 		t.Fatalf("job wait while the peel is stopped: exit %d\n%s", code, out)
 	}
@@ -80,7 +81,7 @@ func TestBinaries_PeelPausedPastDeadline_ReturnIsLateNotKilled(t *testing.T) {
 		} `json:"result"`
 	}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		code, out = run(t, "nats", "--server", url, "kv", "get", "job-returns", jid+".late1", "--raw")
+		code, out = run(t, "nats", "--server", url, "--creds", filepath.Join(pkiDir, "admin.creds"), "kv", "get", "job-returns", jid+".late1", "--raw")
 		if code == 0 && json.Unmarshal([]byte(out), &ret) == nil {
 			break
 		}
@@ -91,12 +92,12 @@ func TestBinaries_PeelPausedPastDeadline_ReturnIsLateNotKilled(t *testing.T) {
 	if !ret.Success || !ret.Late || ret.Error != nil || ret.Result.Retcode != 0 || ret.Result.TimedOut || ret.Result.Stdout != "finished\n" || ret.Result.Note != "" {
 		t.Fatalf("stored return is not the command's real result marked late: %+v", ret)
 	}
-	code, out = run(t, "zester", "--nats", url, "job", "show", jid)
+	code, out = run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "job", "show", jid)
 	if code != 2 || !strings.Contains(out, "late1 (late): retcode 0\n    finished\n") || !strings.Contains(out, "late (answered after the deadline): late1") ||
 		strings.Contains(out, "did not answer") || strings.Contains(out, "failed:") || strings.Contains(out, "killed") {
 		t.Fatalf("job show: exit %d\n%s", code, out)
 	}
-	code, out = run(t, "zester", "--nats", url, "job", "show", "--out", "json", jid)
+	code, out = run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "job", "show", "--out", "json", jid)
 	var sum struct {
 		Summary struct {
 			Late, Failed, Missing []string

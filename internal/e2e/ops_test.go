@@ -90,7 +90,7 @@ func TestBinaries_LabCluster_OperatorChecks(t *testing.T) {
 	url := strings.Join(urls, ",")
 	mhttp := freePort(t)
 	mcfg := filepath.Join(dir, "master.yaml")
-	os.WriteFile(mcfg, []byte(fmt.Sprintf("id: m1\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\n  replicas: 3\n", mhttp, url)), 0o600)
+	os.WriteFile(mcfg, []byte(fmt.Sprintf("id: m1\nhttp: 127.0.0.1:%d\ninsecure: true\nnats:\n  url: %s\n  replicas: 3\n", mhttp, url)), 0o600)
 	start(t, "zester-master", "--config", mcfg)
 	waitReadyFor(t, fmt.Sprintf("127.0.0.1:%d", mhttp), 120*time.Second)
 
@@ -159,7 +159,9 @@ func TestBinaries_StoreNotWritable_NamesDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "master.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nhttp: \"\"\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\n", freePort(t), store)), 0o644)
+	// insecure: the store's check is the point, not the PKI (which nobody
+	// could create in this directory either).
+	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nhttp: \"\"\ninsecure: true\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\n", freePort(t), store)), 0o644)
 	cmd := exec.Command(filepath.Join(bin, "zester-master"), "--config", cfg)
 	if os.Geteuid() == 0 {
 		// As root, access checks pass: run the master as nobody, as the
@@ -254,12 +256,16 @@ func TestBinaries_NatsCLI_DocumentedBehaviour(t *testing.T) {
 	client, mhttp := freePort(t), freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
 	cfg := filepath.Join(dir, "master.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nhttp: 127.0.0.1:%d\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\nretention:\n  job_events_max_bytes: 10GB\n",
-		mhttp, client, filepath.Join(dir, "nats"))), 0o600)
+	pkiDir := filepath.Join(dir, "pki")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nhttp: 127.0.0.1:%d\npki_dir: %s\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\nretention:\n  job_events_max_bytes: 10GB\n",
+		mhttp, pkiDir, client, filepath.Join(dir, "nats"))), 0o600)
 	start(t, "zester-master", "--config", cfg)
 	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+	// The documented commands, with the admin's credentials of the PKI the
+	// master made (a nats context holding them makes them the same words).
+	admin := filepath.Join(pkiDir, "admin.creds")
 	maxBytes := func() string {
-		code, out := run(t, "nats", "--server", url, "stream", "info", "job-events", "--json")
+		code, out := run(t, "nats", "--server", url, "--creds", admin, "stream", "info", "job-events", "--json")
 		if code != 0 {
 			t.Fatalf("nats stream info: %d %s", code, out)
 		}
@@ -268,19 +274,19 @@ func TestBinaries_NatsCLI_DocumentedBehaviour(t *testing.T) {
 	if got := maxBytes(); got != "10737418240" {
 		t.Errorf("master.yaml 10GB set max_bytes %s, want 10737418240 (10 GiB)", got)
 	}
-	code, out := run(t, "nats", "--server", url, "stream", "edit", "job-events", "--max-bytes", "20GB", "-f")
+	code, out := run(t, "nats", "--server", url, "--creds", admin, "stream", "edit", "job-events", "--max-bytes", "20GB", "-f")
 	if code != 0 || maxBytes() != "21474836480" {
 		t.Errorf("nats stream edit --max-bytes 20GB -f: %d, max_bytes %s\n%s", code, maxBytes(), out)
 	}
-	code, out = run(t, "nats", "--server", url, "stream", "purge", "KV_job-returns", "--keep", "0", "-f")
+	code, out = run(t, "nats", "--server", url, "--creds", admin, "stream", "purge", "KV_job-returns", "--keep", "0", "-f")
 	if code == 0 || !strings.Contains(out, "Really operate on the KV stream?") && !strings.Contains(out, "cannot ask for confirmation without a terminal") {
 		t.Errorf("nats stream purge KV_job-returns -f without a terminal: %d\n%s\n(docs/backup-recovery.md says it fails; update the docs)", code, out)
 	}
-	code, out = run(t, "nats", "--server", url, "stream", "edit", "KV_jobs", "--max-age", "14d", "-f")
+	code, out = run(t, "nats", "--server", url, "--creds", admin, "stream", "edit", "KV_jobs", "--max-age", "14d", "-f")
 	if code == 0 || !strings.Contains(out, "cannot ask for confirmation without a terminal") {
 		t.Errorf("nats stream edit KV_jobs -f without a terminal: %d\n%s\n(docs/backup-recovery.md says it fails; update the docs)", code, out)
 	}
-	if code, out = run(t, "nats", "--server", url, "stream", "purge", "job-events", "--keep", "0", "-f"); code != 0 {
+	if code, out = run(t, "nats", "--server", url, "--creds", admin, "stream", "purge", "job-events", "--keep", "0", "-f"); code != 0 {
 		t.Errorf("nats stream purge job-events -f: %d\n%s", code, out)
 	}
 }

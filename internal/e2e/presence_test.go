@@ -12,9 +12,9 @@ import (
 )
 
 // peelStates is `zester peels --json` as id → state.
-func peelStates(t *testing.T, url string) map[string]string {
+func peelStates(t *testing.T, url, pkiDir string) map[string]string {
 	t.Helper()
-	code, out := run(t, "zester", "--nats", url, "peels", "--json")
+	code, out := run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "peels", "--json")
 	if code != 0 {
 		t.Fatalf("zester peels --json: %d %s", code, out)
 	}
@@ -32,10 +32,10 @@ func peelStates(t *testing.T, url string) map[string]string {
 	return m
 }
 
-func waitState(t *testing.T, url, id, want string) time.Duration {
+func waitState(t *testing.T, url, pkiDir, id, want string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for peelStates(t, url)[id] != want {
+	for peelStates(t, url, pkiDir)[id] != want {
 		if time.Since(start) > 30*time.Second {
 			t.Fatalf("%s not %s after 30s", id, want)
 		}
@@ -51,6 +51,7 @@ func waitState(t *testing.T, url, id, want string) time.Duration {
 // so the masters would wait 60 s before calling it offline on silence).
 func TestBinaries_Presence_DuplicateKillAndStop(t *testing.T) {
 	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
 	client, mhttp := freePort(t), freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
 	const interval = 500 * time.Millisecond
@@ -62,24 +63,30 @@ nats:
     listen: 127.0.0.1:%d
     monitor: ""
     store_dir: %s
+pki_dir: %s
 presence:
   offline_after: %s
-`, mhttp, client, filepath.Join(dir, "nats"), 3*interval)), 0o600)
+`, mhttp, client, filepath.Join(dir, "nats"), pkiDir, 3*interval)), 0o600)
 	start(t, "zester-master", "--config", mcfg)
 	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
 
+	// The clone holds a copy of db1's credentials (a copied host).
+	creds := map[string]string{}
 	peelCfg := func(name, id string, interval time.Duration) string {
 		port := freePort(t)
+		if creds[id] == "" {
+			creds[id] = peelCreds(t, pkiDir, id)
+		}
 		cfg := filepath.Join(dir, name+".yaml")
-		os.WriteFile(cfg, []byte(fmt.Sprintf("id: %s\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\ndata_dir: %s\nbeat_interval: %s\n",
-			id, port, url, filepath.Join(dir, name), interval)), 0o600)
+		os.WriteFile(cfg, []byte(fmt.Sprintf("id: %s\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\n  creds: %s\ndata_dir: %s\nbeat_interval: %s\n",
+			id, port, url, creds[id], filepath.Join(dir, name), interval)), 0o600)
 		return cfg
 	}
 	peels := map[string]*proc{}
 	for id, iv := range map[string]time.Duration{"web1.example.com": 20 * time.Second, "db1": interval} {
 		cfg := peelCfg(id, id, iv)
 		peels[id] = start(t, "zester-peel", "--config", cfg)
-		waitState(t, url, id, "online")
+		waitState(t, url, pkiDir, id, "online")
 	}
 
 	// A clone: same id, its own data dir and port. It must refuse.
@@ -87,7 +94,7 @@ presence:
 	if code != 1 || !strings.Contains(out, `another peel with id \"db1\" is online`) {
 		t.Fatalf("second db1: exit %d, want 1 naming the id\n%s", code, out)
 	}
-	if st := peelStates(t, url)["db1"]; st != "online" {
+	if st := peelStates(t, url, pkiDir)["db1"]; st != "online" {
 		t.Fatalf("db1 %s after the refused clone", st)
 	}
 
@@ -95,7 +102,7 @@ presence:
 	killed := time.Now()
 	peels["db1"].cmd.Process.Kill()
 	peels["db1"].cmd.Wait()
-	took := waitState(t, url, "db1", "offline")
+	took := waitState(t, url, pkiDir, "db1", "offline")
 	t.Logf("kill -9: db1 offline %s after the kill (beat interval %s, offline_after %s)", took, interval, 3*interval)
 	if time.Since(killed) < 3*interval-interval {
 		// The last beat came at most one interval before the kill: offline
@@ -103,11 +110,11 @@ presence:
 		t.Fatalf("offline %s after the kill, before offline_after", time.Since(killed))
 	}
 
-	code, out = run(t, "zester", "--nats", url, "run", "--timeout", "60s", "*", "test.ping")
+	code, out = run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "run", "--timeout", "60s", "*", "test.ping")
 	if code != 2 || !strings.Contains(out, "web1.example.com: true") || !strings.Contains(out, "offline (not sent, not waited for): db1") {
 		t.Fatalf("run with db1 offline: exit %d\n%s", code, out)
 	}
-	code, out = run(t, "zester", "--nats", url, "peels", "--offline")
+	code, out = run(t, "zester", "--nats", url, "--pki-dir", pkiDir, "peels", "--offline")
 	if code != 0 || !strings.Contains(out, "db1") || strings.Contains(out, "web1.example.com") {
 		t.Fatalf("peels --offline: %d\n%s", code, out)
 	}
@@ -115,7 +122,7 @@ presence:
 	// SIGTERM: a clean stop says goodbye.
 	stopped := time.Now()
 	peels["web1.example.com"].cmd.Process.Signal(syscall.SIGTERM)
-	took = waitState(t, url, "web1.example.com", "offline")
+	took = waitState(t, url, pkiDir, "web1.example.com", "offline")
 	peels["web1.example.com"].cmd.Wait()
 	t.Logf("SIGTERM: web1 offline %s after the signal (%s until the process exited)", took, time.Since(stopped))
 }

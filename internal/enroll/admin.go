@@ -1,13 +1,9 @@
 package enroll
 
 import (
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nkeys"
 
 	"github.com/zester-io/zester/internal/target"
 )
@@ -24,15 +20,6 @@ const (
 	AdminTokenCreate = "token-create"
 	AdminTokenList   = "token-list"
 	AdminTokenDelete = "token-delete"
-)
-
-// Headers of a signed admin request: the caller's user JWT and its nkey's
-// signature of AdminContext+body. With them the master records the caller's
-// authenticated identity as the decider; without them, the requester the
-// body names, marked unverified.
-const (
-	HeaderAuthJWT = "Zester-Auth-Jwt"
-	HeaderAuthSig = "Zester-Auth-Sig"
 )
 
 // AdminRequest is the body of an admin request.
@@ -52,9 +39,9 @@ type AdminRequest struct {
 	// After continues a paged answer (list, dry runs): only ids after it.
 	After  string `json:"after,omitempty"`
 	Reason string `json:"reason,omitempty"`
-	// Requester is what the client says it is ($USER@host).
-	Requester string    `json:"requester,omitempty"`
-	Time      time.Time `json:"time"`
+	// Requester is what the client says it is ($USER@host), for the log;
+	// the decider recorded is the signer (sig.API).
+	Requester string `json:"requester,omitempty"`
 	// Token creation.
 	Reusable bool          `json:"reusable,omitempty"`
 	TokenTTL time.Duration `json:"token_ttl,omitempty"`
@@ -141,29 +128,4 @@ func (s *Selector) Match(rec *Record) bool {
 		}
 	}
 	return false
-}
-
-// SignAdmin signs an admin request (its subject and body) with the caller's
-// credentials (user JWT and seed) and returns the headers to send.
-func SignAdmin(jwt string, kp nkeys.KeyPair, subject string, body []byte) (map[string]string, error) {
-	sig, err := kp.Sign(AdminSignedData(subject, body))
-	if err != nil {
-		return nil, fmt.Errorf("sign request: %w", err)
-	}
-	return map[string]string{HeaderAuthJWT: jwt, HeaderAuthSig: base64.StdEncoding.EncodeToString(sig)}, nil
-}
-
-// AdminSignedData is what an admin request's signature covers: the subject
-// too, so a signed "accept" cannot be replayed as a "delete".
-func AdminSignedData(subject string, body []byte) []byte {
-	return append([]byte(AdminContext+subject+"\n"), body...)
-}
-
-// CheckAdminTime refuses a request whose time is far from now (a replay of
-// an old signed request).
-func CheckAdminTime(t, now time.Time) error {
-	if d := now.Sub(t); d > MaxClockSkew || d < -MaxClockSkew {
-		return fmt.Errorf("request time %s is %s from the master's clock (at most %s)", t.UTC().Format(time.RFC3339), d.Round(time.Second), MaxClockSkew)
-	}
-	return nil
 }

@@ -29,7 +29,6 @@ const (
 const (
 	ClaimContext = "zester-enroll-claim-v1\n"
 	RenewContext = "zester-enroll-renew-v1\n"
-	AdminContext = "zester-enroll-admin-v1\n"
 )
 
 // Limits of what a request may carry. The bootstrap credential caps every
@@ -39,7 +38,7 @@ const (
 	MaxFactsBytes = 8 << 10
 	MaxTokenLen   = 128
 	nonceBytes    = 32
-	// MaxClockSkew bounds how far the time of a renewal or an admin request
+	// MaxClockSkew bounds how far the time of a renewal request
 	// may be from the master's clock.
 	MaxClockSkew = 2 * time.Minute
 )

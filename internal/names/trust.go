@@ -154,3 +154,19 @@ func JSFlowControl(stream string) string { return "$JS.FC." + stream + ".>" }
 
 // JSAck matches the acknowledgements of consumers on a stream.
 func JSAck(stream string) string { return "$JS.ACK." + stream + ".>" }
+
+// Wildcards over every partition, for the credentials of a link that
+// carries many peels (a leaf node's): each matches exactly the subjects of
+// the function it is named after, for any partition or id.
+
+// JobSubjectAny matches JobSubject(p) for every p.
+func JobSubjectAny() string { return Root + ".job.*" }
+
+// ControlSubjectAny matches ControlSubject(p) for every p.
+func ControlSubjectAny() string { return Root + ".ctl.*" }
+
+// BeatSubjectAny matches BeatSubject(p, id) for every p and id.
+func BeatSubjectAny() string { return beatPrefix + "*.*" }
+
+// PeelInboxAny matches PeelInbox(id) for every id.
+func PeelInboxAny() string { return Root + ".peel.*.in" }

@@ -92,3 +92,30 @@ func FuzzValidateKVKey(f *testing.F) {
 		}
 	})
 }
+
+// The wildcards match what the per-partition functions build, token for
+// token.
+func TestAnyWildcards_MatchTheirFunctions(t *testing.T) {
+	match := func(pattern, subject string) bool {
+		p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
+		if len(p) != len(s) {
+			return false
+		}
+		for i := range p {
+			if p[i] != "*" && p[i] != s[i] {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range []struct{ pattern, subject string }{
+		{JobSubjectAny(), JobSubject(17)},
+		{ControlSubjectAny(), ControlSubject(3)},
+		{BeatSubjectAny(), BeatSubject(63, "web1.example.com")},
+		{PeelInboxAny(), PeelInbox("web1.example.com")},
+	} {
+		if !match(c.pattern, c.subject) {
+			t.Errorf("%s does not match %s", c.pattern, c.subject)
+		}
+	}
+}

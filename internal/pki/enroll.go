@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -13,8 +12,8 @@ import (
 )
 
 // What enrollment (master/enroll.go) needs of the PKI beyond IssuePeel: the
-// account's revocations shared by every master, and a check of a caller's
-// signed request.
+// account's revocations, shared by every master, and the system user's
+// credentials to hand them to servers.
 
 // Revocations returns a copy of the account JWT's revocations (user public
 // key → unix time: every JWT of that key issued at or before the time is
@@ -83,42 +82,4 @@ func (p *PKI) SysCreds() string {
 		return path
 	}
 	return ""
-}
-
-// ErrNotAccountUser is returned (wrapped) by VerifyUser for a JWT that the
-// Zester account did not issue.
-var ErrNotAccountUser = errors.New("not a user of the Zester account")
-
-// VerifyUser checks that userJWT is a user of the Zester account (signed by
-// the account or one of its signing keys), valid at now and not revoked, and
-// that sig is its key's signature of data. It returns who the user is. This
-// is how a master learns the authenticated identity of a caller: the NATS
-// server tells a responder nothing about the requester.
-func (p *PKI) VerifyUser(userJWT string, data, sig []byte, now time.Time) (*UserInfo, error) {
-	uc, err := jwt.DecodeUserClaims(userJWT)
-	if err != nil {
-		return nil, fmt.Errorf("caller JWT: %w", err)
-	}
-	ac, _ := p.Account()
-	if !ac.DidSign(uc) {
-		return nil, fmt.Errorf("caller %s: %w", uc.Name, ErrNotAccountUser)
-	}
-	if uc.Expires > 0 && now.Unix() > uc.Expires {
-		return nil, fmt.Errorf("caller %s: credentials expired at %s", uc.Name, time.Unix(uc.Expires, 0).UTC().Format(time.RFC3339))
-	}
-	if ac.IsClaimRevoked(uc) {
-		return nil, fmt.Errorf("caller %s: credentials revoked", uc.Name)
-	}
-	kp, err := nkeys.FromPublicKey(uc.Subject)
-	if err != nil {
-		return nil, fmt.Errorf("caller %s: %w", uc.Name, err)
-	}
-	if err := kp.Verify(data, sig); err != nil {
-		return nil, fmt.Errorf("caller %s: signature does not verify with its key %s", uc.Name, uc.Subject)
-	}
-	u := &UserInfo{Name: uc.Name, Key: uc.Subject}
-	if info, err := ReadUser(uc); err == nil {
-		u = info
-	}
-	return u, nil
 }

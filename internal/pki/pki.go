@@ -120,7 +120,7 @@ var layout = []struct {
 }{
 	{FileOperatorSeed, Offline, "operator identity seed: signs only the operator JWT (rotating the operator signing key)"},
 	{FileAccountSeed, Offline, "Zester account identity seed: not needed once the account has its signing key"},
-	{FileSystemSeed, Offline, "system account identity seed: issues system users"},
+	{FileSystemSeed, Offline, "system account identity seed: adds signing keys to the system account (to issue more system users)"},
 	{FileOperatorSigningSeed, Masters, "operator signing seed: re-signs the account JWT (revoking users)"},
 	{FileAccountSigningSeed, Masters, "account signing seed: issues peel and operator user JWTs"},
 	{FileMasterCreds, Masters, "masters' NATS credentials: everything in the Zester account"},
@@ -324,10 +324,10 @@ func generate(o InitOptions) (map[string][]byte, *Summary, error) {
 		return nil, nil, fmt.Errorf("account JWT: %w", err)
 	}
 
-	// The operator's strict signing key usage applies to every account: a
-	// user issued by an account's identity key is refused at connect. So
-	// the system account gets a signing key too, used once for sys.creds
-	// and not kept (the system account seed, offline, can add another).
+	// nats-server 2.15 accepts only users issued by one of the account's
+	// signing keys, not by its identity key: the system account gets one,
+	// used once to issue sys.creds and not kept (the identity seed, offline,
+	// can add another).
 	sysSign, err := nkeys.CreateAccount()
 	if err != nil {
 		return nil, nil, fmt.Errorf("create keys: %w", err)

@@ -444,3 +444,19 @@ func TestInitTLS_CertificatesVerify(t *testing.T) {
 		}
 	}
 }
+
+// sys.creds is a working system-account user (nats server report, $SYS
+// requests): nats-server takes only users of an account's signing keys.
+func TestSysCreds_ConnectToTheSystemAccount(t *testing.T) {
+	dir := initPKI(t)
+	p, err := pki.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := pkitest.StartServer(t, p)
+	c := pkitest.Connect(t, s.ClientURL(), "", nats.UserCredentials(filepath.Join(dir, pki.FileSysCreds)))
+	m, err := c.Request("$SYS.REQ.SERVER.PING.VARZ", nil)
+	if err != nil || !strings.Contains(string(m.Data), `"server_id"`) {
+		t.Fatalf("$SYS request with sys.creds: %v", err)
+	}
+}

@@ -37,11 +37,14 @@ type Target struct {
 
 // RunRequest is what the CLI sends to the master's job.run endpoint.
 type RunRequest struct {
-	Target    Target          `json:"target"`
-	Function  string          `json:"function"`
-	Args      json.RawMessage `json:"args,omitempty"`
-	Timeout   Duration        `json:"timeout,omitempty"`
-	Requester string          `json:"requester,omitempty"`
+	Target   Target          `json:"target"`
+	Function string          `json:"function"`
+	Args     json.RawMessage `json:"args,omitempty"`
+	Timeout  Duration        `json:"timeout,omitempty"`
+	// Requester is the client's own account of who asks ($USER@host). The
+	// master records it only in insecure mode, as Job.Claimed: a secure
+	// master takes the identity from the request's signature.
+	Requester string `json:"requester,omitempty"`
 	// Batch is refused by the master: rolling batches are driven by the
 	// client, one job per wave (zester run --batch).
 	Batch string `json:"batch,omitempty"`
@@ -59,23 +62,34 @@ type RunResponse struct {
 
 // Job is a job's main record in the jobs bucket.
 type Job struct {
-	JID        string          `json:"jid"`
-	Function   string          `json:"function"`
-	Args       json.RawMessage `json:"args,omitempty"`
-	Target     Target          `json:"target"`
-	Requester  string          `json:"requester,omitempty"`
-	Master     string          `json:"master"`
-	Partitions int             `json:"partitions"`
-	Timeout    Duration        `json:"timeout"`
-	Created    time.Time       `json:"created"`
-	Deadline   time.Time       `json:"deadline"`
-	Status     string          `json:"status"`
-	Expected   int             `json:"expected"`
-	Returned   int             `json:"returned"`
-	Failed     int             `json:"failed"`
-	Missing    int             `json:"missing"`
-	Finished   time.Time       `json:"finished,omitzero"`
-	Error      string          `json:"error,omitempty"`
+	JID      string          `json:"jid"`
+	Function string          `json:"function"`
+	Args     json.RawMessage `json:"args,omitempty"`
+	Target   Target          `json:"target"`
+	// Requester is who asked, as the master authenticated them: the name
+	// in the caller's user JWT ("unauthenticated" in insecure mode), with
+	// its key and role. Claimed is what an unauthenticated client said it
+	// was (insecure mode only; nothing checks it).
+	Requester     string `json:"requester,omitempty"`
+	RequesterKey  string `json:"requester_key,omitempty"`
+	RequesterRole string `json:"requester_role,omitempty"`
+	Claimed       string `json:"claimed_requester,omitempty"`
+	// AskedTarget is the target as the caller gave it when the caller's
+	// target limits narrowed it: Target is then what the masters resolve,
+	// the intersection of the two.
+	AskedTarget *Target   `json:"asked_target,omitempty"`
+	Master      string    `json:"master"`
+	Partitions  int       `json:"partitions"`
+	Timeout     Duration  `json:"timeout"`
+	Created     time.Time `json:"created"`
+	Deadline    time.Time `json:"deadline"`
+	Status      string    `json:"status"`
+	Expected    int       `json:"expected"`
+	Returned    int       `json:"returned"`
+	Failed      int       `json:"failed"`
+	Missing     int       `json:"missing"`
+	Finished    time.Time `json:"finished,omitzero"`
+	Error       string    `json:"error,omitempty"`
 
 	// Offline counts the targeted peels that were offline when the job
 	// started: the job was not sent to them and did not wait for them.

@@ -40,9 +40,13 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// Config returns a master config for tests against url.
+// Config returns a master config for tests against url, in insecure mode:
+// the topology launchers start servers without authentication, which is what
+// most tests exercise (jobs, failover, scale). Tests of the secure default
+// use StartSecure and Secure.Config instead.
 func Config(id string, urls ...string) master.Config {
 	c := master.DefaultConfig()
+	c.Insecure = true
 	c.ID = id
 	c.HTTP = ""
 	c.NATS.URL = config.URLs(urls)

@@ -26,9 +26,12 @@ func (h *Handle) Stop() error {
 	return h.err
 }
 
-// Config returns a peel config for tests: its data under t.TempDir().
+// Config returns a peel config for tests: its data under t.TempDir(), in
+// insecure mode (against the open servers of the topology launchers).
+// SecureConfig is the secure default.
 func Config(t testing.TB, id string, urls ...string) peel.Config {
 	c := peel.DefaultConfig()
+	c.Insecure = true
 	c.ID = id
 	c.HTTP = ""
 	c.NATS.URL = config.URLs(urls)
@@ -89,3 +92,15 @@ func (h *Handle) Exited() <-chan struct{} { return h.exited }
 
 // Err is what Run returned (valid once Exited is closed).
 func (h *Handle) Err() error { return h.err }
+
+// SecureConfig returns a peel config for tests against the operator-mode
+// server of s: credentials issued for id with `pki peel add` (s.PeelCreds).
+func SecureConfig(t testing.TB, s *mastertest.Secure, id string) peel.Config {
+	c := peel.DefaultConfig()
+	c.ID = id
+	c.HTTP = ""
+	c.NATS.URL = config.URLs{s.URL}
+	c.NATS.Creds = s.PeelCreds(t, id)
+	c.DataDir = t.TempDir()
+	return c
+}
