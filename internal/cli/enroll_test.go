@@ -983,3 +983,70 @@ func parallelT(n, k int, fn func(i int) error) error {
 	close(errs)
 	return <-errs
 }
+
+// TestEnroll_EmbeddedMasterQuickStart: the real start-up path of one host.
+// An embedded master creates its PKI on first start; a peel with a copy of
+// enroll.creds asks, `zester enroll accept` (the CLI finds admin.creds in
+// the PKI directory by itself) lets it in, it answers test.ping, and a
+// revocation, handed straight to the embedded server, cuts it off within
+// 5 s.
+func TestEnroll_EmbeddedMasterQuickStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := master.DefaultConfig()
+	cfg.ID, cfg.HTTP = "m1", ""
+	cfg.PKIDir = filepath.Join(dir, "pki")
+	cfg.NATS.Embedded.Listen, cfg.NATS.Embedded.Monitor = "127.0.0.1:-1", ""
+	cfg.NATS.Embedded.StoreDir = filepath.Join(dir, "nats")
+	cfg.Heartbeat, cfg.DeadAfter = config.Dur(500*time.Millisecond), config.Dur(1500*time.Millisecond)
+	m := mastertest.Start(t, cfg)
+	url := m.Embedded().ClientURL()
+	enrollCopy := filepath.Join(t.TempDir(), "enroll.creds")
+	b, err := os.ReadFile(filepath.Join(cfg.PKIDir, pki.FileEnrollCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(enrollCopy, b, 0o600)
+
+	pcfg := peeltest.Config(t, "web1", url)
+	pcfg.Insecure, pcfg.EnrollCreds = false, enrollCopy
+	h := peeltest.Launch(t, pcfg)
+	cli := func(args ...string) (string, string, int) {
+		return runCLI(t, append([]string{"--nats", url, "--pki-dir", cfg.PKIDir}, args...)...)
+	}
+	for {
+		out, _, code := cli("enroll", "list", "--state", "pending")
+		if code == 0 && strings.Contains(out, "web1") {
+			break
+		}
+		select {
+		case <-h.Exited():
+			t.Fatalf("peel stopped: %v", h.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if out, errOut, code := cli("enroll", "accept", "web1", "-y"); code != 0 || !strings.Contains(out, "web1: pending → accepted") {
+		t.Fatalf("accept: exit %d\n%s%s", code, out, errOut)
+	}
+	h.WaitReady(t, 60*time.Second)
+	if out, errOut, code := cli("run", "web1", "test.ping"); code != 0 || !strings.Contains(out, "web1") {
+		t.Fatalf("test.ping: exit %d\n%s%s", code, out, errOut)
+	}
+	start := time.Now()
+	if out, errOut, code := cli("enroll", "revoke", "web1", "-y"); code != 0 {
+		t.Fatalf("revoke: exit %d\n%s%s", code, out, errOut)
+	}
+	for h.Connected() {
+		if time.Since(start) > pkitest.HangGuard {
+			t.Fatal("the revoked peel is still connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("cut off after %s, want within 5s", d)
+	}
+	tok := readFile(t, filepath.Join(pcfg.DataDir, "peel.jwt"))
+	seed := readFile(t, filepath.Join(pcfg.DataDir, "peel.nk"))
+	if _, err := nats.Connect(url, nats.UserJWTAndSeed(tok, seed), nats.MaxReconnects(0)); err == nil {
+		t.Fatal("the revoked credentials still connect to the embedded server")
+	}
+}
