@@ -17,6 +17,8 @@ import (
 
 	"github.com/zester-io/zester/internal/enroll"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/sig"
 )
 
 func init() { extraCommands = append(extraCommands, (*app).enrollCmd) }
@@ -292,6 +294,11 @@ the masters keep only its SHA-256. Treat it as a password.`,
 func (a *app) enrollCall(ctx context.Context, op string, req enroll.AdminRequest) (*enroll.AdminReply, error) {
 	if err := a.connect(ctx); err != nil {
 		return nil, err
+	}
+	// Only full-access users may publish on the decision subjects: say so
+	// at once instead of waiting out a request the server drops.
+	if s := a.signer; s != nil && s.Role() != string(pki.RoleAdmin) && s.Role() != sig.RoleMaster {
+		return nil, withCode(ExitError, fmt.Errorf("enrollment needs the admin role: %s holds user %s, role %s", a.credsFile(), s.Name(), s.Role()))
 	}
 	req.Requester = requester()
 	body, err := json.Marshal(req)

@@ -836,7 +836,7 @@ func TestEnroll_AdminRequestsAreSignedForTheirSubject(t *testing.T) {
 	os.WriteFile(opCreds, creds, 0o600)
 	ops := pkitest.Connect(t, e.url, names.UserInboxPrefix("ops"), nats.UserCredentials(opCreds))
 	ops.PublishDenied(t, names.EnrollAdminSubject(enroll.AdminAccept))
-	if _, errOut, code := runCLI(t, "--nats", e.url, "--creds", opCreds, "enroll", "list"); code != ExitError {
+	if _, errOut, code := runCLI(t, "--nats", e.url, "--creds", opCreds, "enroll", "list"); code != ExitError || !strings.Contains(errOut, "needs the admin role") || !strings.Contains(errOut, "role operator") {
 		t.Fatalf("enroll list as an operator: exit %d %s", code, errOut)
 	}
 }
