@@ -132,7 +132,6 @@ func runChaos(ctx context.Context, o chaosOpts) error {
 		return err
 	default:
 	}
-	var peels []*peel.Peel
 	for i := 1; i <= o.peels; i++ {
 		cfg := peel.DefaultConfig()
 		cfg.ID, cfg.HTTP = fmt.Sprintf("peel%d", i), ""
@@ -142,7 +141,6 @@ func runChaos(ctx context.Context, o chaosOpts) error {
 		if err != nil {
 			return err
 		}
-		peels = append(peels, p)
 		wg.Add(1)
 		go func() { defer wg.Done(); p.Run(rctx) }()
 	}
@@ -414,7 +412,7 @@ func chaosReport(o chaosOpts, rounds []killRound, stuck, blind []string, recreat
 		o.kills, started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second), o.masters, o.peels, o.every)
 	w("- **Machine:** %d × %s, shared with other jobs: load average %s at the start, %s at the end.\n", runtime.NumCPU(), cpuModel(), load0, load1)
 	var doneOK, flightOK, onceOK int
-	var dones, accepts, elect []time.Duration
+	var dones, accepts []time.Duration
 	for _, r := range rounds {
 		if r.inFlightErr == "" && r.inFlight.Status == wire.StatusDone {
 			flightOK++
@@ -427,7 +425,6 @@ func chaosReport(o chaosOpts, rounds []killRound, stuck, blind []string, recreat
 		if r.inFlightOnce && r.afterOnce {
 			onceOK++
 		}
-		elect = append(elect, max(r.jobsElect, r.returnsElect))
 	}
 	n := len(rounds)
 	w("- **Jobs completed:** in flight at the kill %d of %d, submitted after the kill %d of %d (done with every peel answered).\n", flightOK, n, doneOK, n)

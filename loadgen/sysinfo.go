@@ -115,7 +115,8 @@ func noFileLimit() uint64 {
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil {
 		return 0
 	}
-	return rl.Cur
+	// Rlimit.Cur is uint64 on Linux and darwin, int64 on the BSDs.
+	return uint64(rl.Cur)
 }
 
 // openFiles counts this process's open file descriptors.

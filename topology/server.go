@@ -217,7 +217,7 @@ func (s *Server) Restart() error {
 // WaitJetStream waits until JetStream answers on this server (clustered
 // JetStream needs a meta leader first).
 func (s *Server) WaitJetStream(ctx context.Context) error {
-	if s.opts.JetStream == false {
+	if !s.opts.JetStream {
 		return nil
 	}
 	for {

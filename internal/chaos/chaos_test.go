@@ -13,6 +13,7 @@ import (
 
 	"github.com/zester-io/zester/internal/chaos"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testbin"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
@@ -21,20 +22,15 @@ import (
 var serverBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "zester-chaos-bin")
-	if err != nil {
-		panic(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	serverBin, err = chaos.BuildServer(ctx, dir)
-	cancel()
+	// The same binary BuildServer makes (chaos.ServerPackage), built once
+	// per version for every test binary.
+	var err error
+	serverBin, err = testbin.Path(chaos.ServerPackage)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 // readyWatch polls a master's /readyz and remembers whether it ever failed

@@ -282,12 +282,10 @@ func ttlText(d time.Duration) string {
 // agrees or o.settle has passed (a hand-over in progress shows overlaps or
 // gaps for up to a heartbeat), and reports the masters and the partitions.
 func (a *app) checkMasters(ctx context.Context, o checkOptions) []checkRow {
-	masters, parts := checkRow{Check: "masters"}, checkRow{Check: "partitions"}
 	deadline := time.Now().Add(o.settle)
 	wait := backoff.New(100*time.Millisecond, 500*time.Millisecond)
 	for {
-		var handOver bool
-		masters, parts, handOver = a.readOwnership(ctx, o)
+		masters, parts, handOver := a.readOwnership(ctx, o)
 		if !handOver || time.Now().After(deadline) || ctx.Err() != nil {
 			return []checkRow{masters, parts}
 		}

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zester-io/zester/internal/testbin"
 )
 
 var bin string
@@ -31,11 +33,23 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/zester-io/zester/cmd/zester", "github.com/zester-io/zester/cmd/zester-master", "github.com/zester-io/zester/cmd/zester-peel", "github.com/nats-io/natscli/nats", "github.com/nats-io/nats-server/v2")
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/zester-io/zester/cmd/zester", "github.com/zester-io/zester/cmd/zester-master", "github.com/zester-io/zester/cmd/zester-peel")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		os.Exit(1)
+	}
+	// The nats CLI and nats-server change only with go.mod: testbin builds
+	// them once for every test binary.
+	for name, pkg := range map[string]string{"nats": testbin.NATSCLI, "nats-server": testbin.NATSServer} {
+		path, err := testbin.Path(pkg)
+		if err == nil {
+			err = os.Symlink(path, filepath.Join(dir, name))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "build binaries:", err)
+			os.Exit(1)
+		}
 	}
 	// Every master here names its own pki_dir: a test that left it to the
 	// default would create the PKI in /etc/zester/pki of the machine.
