@@ -96,8 +96,6 @@ func newTrust(cfg Config, set *metrics.Set) (*trust, error) {
 
 // setTrustJWT replaces the trust with the issuer of a new user JWT of this
 // peel (credentials renewed or received at enrollment).
-//
-//lint:ignore U1000 kept for credential renewal and enrollment (issue 11); drop this line once called
 func (t *trust) setTrustJWT(tok string) error {
 	tr, err := sig.TrustFromUserJWT(tok)
 	if err != nil {

@@ -137,9 +137,9 @@ func TestCheckProof(t *testing.T) {
 		})
 	}
 	// A tampered claim (the facts changed after signing) does not verify.
-	req, cl := mk(kp, good)
+	req, _ := mk(kp, good)
 	req.Claim = []byte(strings.Replace(string(req.Claim), `"v":1`, `"v":1,"facts":{"os":{"id":"debian"}}`, 1))
-	cl, _ = DecodeClaim(req.Claim)
+	cl, _ := DecodeClaim(req.Claim)
 	if ref := CheckProof(ch, req, cl, now); ref == nil || ref.Code != CodeBadSignature {
 		t.Fatalf("tampered claim: %v", ref)
 	}
