@@ -492,21 +492,37 @@ func spliceChaos(path, section string) error {
 	return os.WriteFile(path, []byte(s+section), 0o644)
 }
 
-// chaosSection is the chaos section of the file at path ("" when none), so
-// the matrix run can keep it.
-func chaosSection(path string) string {
+// Sections measured by other commands (a heavy test, a loadgen scenario)
+// are marked with keptBegin … keptEnd; a matrix run writes them again as
+// they are, like the chaos section.
+const (
+	keptBegin = "<!-- kept: "
+	keptEnd   = "<!-- end kept -->"
+)
+
+// keptSections is the chaos section and every kept section of the file at
+// path ("" when none), so the matrix run can write them again.
+func keptSections(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
 	s := string(b)
-	i := strings.Index(s, chaosBegin)
-	if i < 0 {
-		return ""
+	var out strings.Builder
+	for _, m := range [][2]string{{keptBegin, keptEnd}, {chaosBegin, chaosEnd}} {
+		rest := s
+		for {
+			i := strings.Index(rest, m[0])
+			if i < 0 {
+				break
+			}
+			j := strings.Index(rest[i:], m[1])
+			if j < 0 {
+				break
+			}
+			out.WriteString("\n" + rest[i:i+j+len(m[1])] + "\n")
+			rest = rest[i+j+len(m[1]):]
+		}
 	}
-	j := strings.Index(s[i:], chaosEnd)
-	if j < 0 {
-		return ""
-	}
-	return "\n" + s[i:i+j+len(chaosEnd)] + "\n"
+	return out.String()
 }

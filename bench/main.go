@@ -206,7 +206,7 @@ func main() {
 		if err != nil {
 			fatalf("%v", err)
 		}
-		keep := chaosSection(path)
+		keep := keptSections(path)
 		f, err := os.Create(path)
 		if err != nil {
 			fatalf("%v", err)
@@ -273,7 +273,7 @@ func main() {
 	if len(results) == 0 {
 		fatalf("no cell ran")
 	}
-	keep := chaosSection(path)
+	keep := keptSections(path)
 	f, err := os.Create(path)
 	if err != nil {
 		fatalf("%v", err)
