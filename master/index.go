@@ -81,7 +81,7 @@ func (ix *factIndex) start(ctx context.Context) error {
 	return nil
 }
 
-func (ix *factIndex) apply(e kvwatch.Interface) {
+func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 	id := e.Key()
 	if names.ValidateID(id) != nil {
 		ix.m.met.badFacts.Inc()

@@ -243,7 +243,7 @@ func splitJobKey(key string) (jid string, part int, isPart bool, ok bool) {
 }
 
 // apply records one jobs-bucket entry and returns the jid to act on.
-func (je *jobEngine) apply(e kvwatch.Interface) string {
+func (je *jobEngine) apply(e kvwatch.KeyValueEntry) string {
 	jid, p, isPart, ok := splitJobKey(e.Key())
 	if !ok {
 		return ""

@@ -140,7 +140,7 @@ func (ms *membership) start(ctx context.Context) error {
 	return nil
 }
 
-func (ms *membership) observe(e kvwatch.Interface, at time.Time) {
+func (ms *membership) observe(e kvwatch.KeyValueEntry, at time.Time) {
 	var rec wire.MasterRecord
 	if err := json.Unmarshal(e.Value(), &rec); err != nil || names.ValidateID(e.Key()) != nil {
 		ms.m.log.Warn("ignoring bad heartbeat", "key", e.Key(), "err", err)
@@ -152,7 +152,7 @@ func (ms *membership) observe(e kvwatch.Interface, at time.Time) {
 	ms.mu.Unlock()
 }
 
-func (ms *membership) handle(e kvwatch.Interface) {
+func (ms *membership) handle(e kvwatch.KeyValueEntry) {
 	switch e.Operation() {
 	case jetstream.KeyValuePut:
 		ms.mu.Lock()

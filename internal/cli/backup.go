@@ -21,10 +21,6 @@ import (
 	"github.com/zester-io/zester/internal/version"
 )
 
-func init() {
-	extraCommands = append(extraCommands, (*app).backupCmd, (*app).restoreCmd, (*app).purgeCmd)
-}
-
 // DefaultBackupBase is where `zester backup` puts a backup without --dir:
 // <base>/<YYYYmmdd-HHMMSS>, as the seed's hourly script does.
 const DefaultBackupBase = "/backup/zester"

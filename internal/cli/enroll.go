@@ -21,8 +21,6 @@ import (
 	"github.com/zester-io/zester/internal/sig"
 )
 
-func init() { extraCommands = append(extraCommands, (*app).enrollCmd) }
-
 // stdin is where confirmations are read (tests replace it).
 var stdin io.Reader = os.Stdin
 

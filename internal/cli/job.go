@@ -32,7 +32,7 @@ func (a *app) jobCmd() *cobra.Command {
 			}
 			// Main records only: their keys are one token, parts' are two.
 			byKey := map[string]wire.Job{}
-			err := a.snapshot(ctx, names.BucketJobs, "*", false, func(e kvwatch.Interface) {
+			err := a.snapshot(ctx, names.BucketJobs, "*", false, func(e kvwatch.KeyValueEntry) {
 				var j wire.Job
 				if json.Unmarshal(e.Value(), &j) == nil {
 					byKey[e.Key()] = j

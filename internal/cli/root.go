@@ -124,16 +124,10 @@ func (a *app) rootCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run:   func(*cobra.Command, []string) { fmt.Fprintln(a.out, "zester", version.String()) },
 	})
-	root.AddCommand(a.pkiCmd())
-	root.AddCommand(a.tlsCmd())
-	for _, extra := range extraCommands {
-		root.AddCommand(extra(a))
-	}
+	root.AddCommand(a.pkiCmd(), a.tlsCmd(), a.enrollCmd(), a.secretsCmd(), a.settingsCmd(),
+		a.backupCmd(), a.restoreCmd(), a.purgeCmd(), a.topologyCmd())
 	return root
 }
-
-// extraCommands lets other files of this package register command groups.
-var extraCommands []func(*app) *cobra.Command
 
 func (a *app) connect(ctx context.Context) error {
 	if a.nc != nil {

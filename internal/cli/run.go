@@ -463,7 +463,7 @@ func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (job
 	var job wire.Job
 	haveJob := false
 	var decodeErr error
-	decodeJob := func(e kvwatch.Interface) {
+	decodeJob := func(e kvwatch.KeyValueEntry) {
 		if err := json.Unmarshal(e.Value(), &job); err != nil {
 			decodeErr = withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", jid, err))
 			return
@@ -504,7 +504,7 @@ func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (job
 	if wire.Final(job.Status) {
 		// Final when the CLI came: its stored returns, late ones included,
 		// are all there is.
-		if err := a.snapshot(ctx, names.BucketJobReturns, names.ReturnFilter(jid), false, func(e kvwatch.Interface) {
+		if err := a.snapshot(ctx, names.BucketJobReturns, names.ReturnFilter(jid), false, func(e kvwatch.KeyValueEntry) {
 			f.add(e.Key(), e.Value())
 		}); err != nil {
 			return jobResult{}, err
@@ -638,7 +638,7 @@ func (a *app) followLive(ctx context.Context, f *follower, job *wire.Job) (snaps
 			}
 			// The watch may be blind: read the record afresh.
 			var decodeErr error
-			if err := a.snapshot(ctx, names.BucketJobs, names.JobKey(jid), false, func(e kvwatch.Interface) {
+			if err := a.snapshot(ctx, names.BucketJobs, names.JobKey(jid), false, func(e kvwatch.KeyValueEntry) {
 				decodeErr = json.Unmarshal(e.Value(), job)
 			}); err != nil {
 				return false, err
@@ -715,7 +715,7 @@ func startWatch(ctx context.Context, js jetstream.JetStream, bucket, filter stri
 // a fresh consumer. A read that makes no progress for snapshotIdle (its
 // consumer sits on a node without quorum, say) is started over; fn may
 // then see a value again.
-func (a *app) snapshot(ctx context.Context, bucket, filter string, metaOnly bool, fn func(kvwatch.Interface)) error {
+func (a *app) snapshot(ctx context.Context, bucket, filter string, metaOnly bool, fn func(kvwatch.KeyValueEntry)) error {
 	// The attempt is bounded by progress, not by total time: a large job's
 	// returns may take longer than any fixed bound to arrive.
 	return bucketHint(bucket, a.retry(ctx, "bucket "+bucket+" (key "+filter+")", a.stepBudget(), attemptTimeout, func(context.Context) error {
@@ -751,7 +751,7 @@ const snapshotIdle = 5 * time.Second
 // readParts reads a job's parts (one per partition that had peels).
 func (a *app) readParts(ctx context.Context, jid string) ([]wire.JobPart, error) {
 	parts := map[string]wire.JobPart{}
-	err := a.snapshot(ctx, names.BucketJobs, names.JobPartFilter(jid), false, func(e kvwatch.Interface) {
+	err := a.snapshot(ctx, names.BucketJobs, names.JobPartFilter(jid), false, func(e kvwatch.KeyValueEntry) {
 		var p wire.JobPart
 		if json.Unmarshal(e.Value(), &p) == nil {
 			parts[e.Key()] = p
@@ -768,7 +768,7 @@ func (a *app) readParts(ctx context.Context, jid string) ([]wire.JobPart, error)
 // watch has not brought yet.
 func (a *app) readStoredReturns(ctx context.Context, f *follower) error {
 	var keys []string
-	err := a.snapshot(ctx, names.BucketJobReturns, names.ReturnFilter(f.jid), true, func(e kvwatch.Interface) {
+	err := a.snapshot(ctx, names.BucketJobReturns, names.ReturnFilter(f.jid), true, func(e kvwatch.KeyValueEntry) {
 		if _, peel, ok := names.ParseReturnKey(e.Key()); ok && f.rets[peel] == nil {
 			keys = append(keys, e.Key())
 		}

@@ -15,10 +15,6 @@ import (
 	"github.com/zester-io/zester/internal/settings"
 )
 
-func init() {
-	extraCommands = append(extraCommands, (*app).secretsCmd, (*app).settingsCmd)
-}
-
 // DefaultSettingsDir is where the masters read the settings tree (the
 // seed's path), and the default of --settings.
 const DefaultSettingsDir = "/srv/zester/settings"

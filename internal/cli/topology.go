@@ -19,12 +19,10 @@ import (
 	"github.com/zester-io/zester/topology"
 )
 
-func init() {
-	extraCommands = append(extraCommands, func(a *app) *cobra.Command {
-		c := &cobra.Command{Use: "topology", Short: "NATS topologies for Zester"}
-		c.AddCommand(a.topologyGenCmd())
-		return c
-	})
+func (a *app) topologyCmd() *cobra.Command {
+	c := &cobra.Command{Use: "topology", Short: "NATS topologies for Zester"}
+	c.AddCommand(a.topologyGenCmd())
+	return c
 }
 
 func (a *app) topologyGenCmd() *cobra.Command {

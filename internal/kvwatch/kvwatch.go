@@ -42,8 +42,9 @@ func (e *Entry) Revision() uint64                { return e.revision }
 func (e *Entry) Created() time.Time              { return e.created }
 func (e *Entry) Operation() jetstream.KeyValueOp { return e.op }
 
-// Interface is what Entry and jetstream.KeyValueEntry have in common.
-type Interface interface {
+// KeyValueEntry is one change of a KV bucket as a watcher sees it: what Entry
+// and jetstream.KeyValueEntry have in common, so code can take either.
+type KeyValueEntry interface {
 	Key() string
 	Value() []byte
 	Revision() uint64
