@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/zester-io/zester/internal/atomicfile"
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/enroll"
 )
@@ -163,23 +164,7 @@ func (i *identity) setJWT(tok string) error {
 		return err
 	}
 	path := filepath.Join(i.dir, fileJWT)
-	tmp, err := os.CreateTemp(i.dir, "."+fileJWT+".*")
-	if err != nil {
-		return fmt.Errorf("store JWT: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(tok + "\n"); err != nil {
-		tmp.Close()
-		return fmt.Errorf("store JWT: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("store JWT: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("store JWT: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return fmt.Errorf("store JWT: %w", err)
 	}
 	i.mu.Lock()

@@ -2,6 +2,7 @@ package peel
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/zester-io/zester/internal/atomicfile"
 )
 
 // seenSet is the set of job ids this peel has accepted, each kept until its
@@ -121,27 +124,11 @@ func (s *seenSet) has(jid string, now time.Time) bool {
 // rewriteLocked replaces the file with the live entries (temp file, sync,
 // rename) and reopens it for appending.
 func (s *seenSet) rewriteLocked() error {
-	tmp, err := os.CreateTemp(filepath.Dir(s.path), "."+seenFile+".*")
-	if err != nil {
-		return fmt.Errorf("seen jobs: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriter(tmp)
+	var buf bytes.Buffer
 	for jid, d := range s.live {
-		fmt.Fprintf(w, "%s %d\n", jid, d.UnixNano())
+		fmt.Fprintf(&buf, "%s %d\n", jid, d.UnixNano())
 	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("seen jobs: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("seen jobs: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("seen jobs: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
+	if err := atomicfile.WriteFile(s.path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("seen jobs: %w", err)
 	}
 	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0o600)

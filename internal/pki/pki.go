@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/zester-io/zester/internal/atomicfile"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/shard"
 )
@@ -229,25 +230,7 @@ func writeNew(p string, data []byte) error {
 }
 
 // writeReplace atomically replaces p with data (0600).
-func writeReplace(p string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
-}
+func writeReplace(p string, data []byte) error { return atomicfile.WriteFile(p, data, 0o600) }
 
 type keys struct {
 	op, opSign, acc, accSign, sys nkeys.KeyPair
