@@ -1,0 +1,286 @@
+package master
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/sig"
+	"github.com/zester-io/zester/internal/target"
+	"github.com/zester-io/zester/internal/wire"
+)
+
+// The dispatch side of the job engine: resolving a job against the fact
+// index, creating the parts of owned partitions, publishing the job to their
+// peels, adopting the parts of partitions gained, and re-sending to peels
+// that have not answered.
+
+// resolve creates and dispatches the parts of owned partitions that have none.
+func (je *jobEngine) resolve(jid string, parts []int) {
+	select {
+	case <-je.m.index.loaded:
+	case <-je.ctx.Done():
+		return
+	}
+	je.mu.Lock()
+	js := je.jobs[jid]
+	if js == nil {
+		for _, p := range parts {
+			delete(je.resolving, jid+"/"+strconv.Itoa(p))
+		}
+		je.mu.Unlock()
+		return
+	}
+	main := js.main
+	expr, err := je.parsedTarget(js)
+	je.mu.Unlock()
+	all := err == nil && (main.Target.Kind == "" || main.Target.Kind == string(target.KindGlob)) && main.Target.Expr == "*"
+	// Presence first: a partition this master just gained waits
+	// (takeover_grace at most) until its peels were heard, so that nobody
+	// up is called offline. The partitions warm up together, so this costs
+	// one grace at most, not one per partition.
+	je.m.presence.waitWarm(je.ctx, parts)
+	// Parts are independent: create and dispatch them in parallel, so the
+	// last partition does not wait for the round trips of all the others.
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var ids, offline []string
+			if err == nil {
+				targeted := je.m.index.resolve(p, expr)
+				var wait time.Duration
+				ids, offline, wait = je.m.presence.split(p, targeted)
+				if wait > 0 {
+					select {
+					case <-time.After(wait):
+					case <-je.ctx.Done():
+					}
+					ids, offline, _ = je.m.presence.split(p, targeted)
+				}
+			}
+			// "all" lets every peel of the partition take the job; with
+			// peels offline it must name the others, or a peel coming back
+			// would run a job that lists it as offline.
+			je.createPart(jid, main, p, ids, offline, all && len(offline) == 0)
+		}()
+	}
+	wg.Wait()
+}
+
+// createPart records partition p's part: ids are the targeted peels online
+// now, which the part expects; offline the targeted ones that are not, which
+// it lists and neither dispatches to nor waits for.
+func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline []string, all bool) {
+	key := jid + "/" + strconv.Itoa(p)
+	defer func() {
+		je.mu.Lock()
+		delete(je.resolving, key)
+		je.mu.Unlock()
+	}()
+	part := wire.JobPart{JID: jid, Partition: p, Master: je.m.cfg.ID, Expected: ids, Status: wire.StatusRunning, Offline: offline}
+	if len(ids) == 0 {
+		part.Expected = []string{}
+		part.Status = wire.StatusDone
+		part.Finished = time.Now().UTC()
+	}
+	b, _ := json.Marshal(part)
+	ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
+	defer cancel()
+	// Track before the part exists so that no return can slip past.
+	var tr *tracker
+	if len(ids) > 0 {
+		tr = &tracker{expected: make(map[string]struct{}, len(ids)), returned: map[string]bool{}, writing: true}
+		for _, id := range ids {
+			tr.expected[id] = struct{}{}
+		}
+		je.mu.Lock()
+		if js := je.jobs[jid]; js != nil {
+			js.tracked[p] = tr
+		}
+		je.mu.Unlock()
+	}
+	rev, err := putOwn(ctx, je.m.kvJobs, names.JobPartKey(jid, p), b, 0)
+	je.mu.Lock()
+	js := je.jobs[jid]
+	if err != nil {
+		if js != nil && js.tracked[p] == tr {
+			delete(js.tracked, p)
+		}
+		je.mu.Unlock()
+		if !errors.Is(err, jetstream.ErrKeyExists) && je.ctx.Err() == nil {
+			je.m.met.errors.Inc()
+			je.m.log.Warn("create job part", "jid", jid, "partition", p, "err", err)
+		}
+		return
+	}
+	if js != nil {
+		if cur, ok := js.parts[p]; !ok || cur.rev < rev {
+			js.parts[p] = partRec{part: part, rev: rev}
+		}
+		if tr != nil {
+			tr.rev = rev
+			tr.writing = false
+		}
+	}
+	je.mu.Unlock()
+	if len(ids) > 0 {
+		if time.Now().After(main.Deadline) {
+			// Resolved after the deadline (its owner died before resolving):
+			// nobody can answer in time any more.
+			je.finishPart(jid, p, true)
+			return
+		}
+		je.dispatch(jid, main, p, ids, all)
+		je.checkPart(jid, p)
+	}
+}
+
+// dispatch publishes the job to the peels of partition p.
+func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, all bool) {
+	subj := names.JobSubject(p)
+	send := func(d wire.Dispatch) {
+		b, _ := json.Marshal(d)
+		if err := je.m.nc.PublishMsg(je.m.signed(sig.Dispatch, subj, b)); err != nil {
+			je.m.met.errors.Inc()
+			je.m.log.Warn("dispatch", "jid", jid, "partition", p, "err", err)
+		}
+	}
+	d := wire.Dispatch{JID: jid, Function: main.Function, Args: main.Args, Deadline: main.Deadline}
+	if all {
+		d.All = true
+		send(d)
+	} else {
+		for i := 0; i < len(ids); i += dispatchChunk {
+			d.Peels = ids[i:min(i+dispatchChunk, len(ids))]
+			send(d)
+		}
+	}
+	je.m.met.dispatched.Add(len(ids))
+}
+
+// adopt takes over the running parts of partitions this master gained: it
+// loads their expected sets, then rescans the job's stored returns once for
+// all of them (headers only), then sends the job again to whoever has not
+// answered (the master that died may have created a part without publishing
+// it).
+func (je *jobEngine) adopt(jid string, parts []int) {
+	defer func() {
+		je.mu.Lock()
+		for _, p := range parts {
+			delete(je.resolving, jid+"/"+strconv.Itoa(p))
+		}
+		je.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(je.ctx, 30*time.Second)
+	defer cancel()
+	var adopted []int
+	for _, p := range parts {
+		e, err := je.m.kvJobs.Get(ctx, names.JobPartKey(jid, p))
+		if err != nil {
+			continue
+		}
+		var part wire.JobPart
+		if json.Unmarshal(e.Value(), &part) != nil || wire.Final(part.Status) {
+			continue
+		}
+		tr := &tracker{expected: make(map[string]struct{}, len(part.Expected)), returned: map[string]bool{}, rev: e.Revision()}
+		for _, id := range part.Expected {
+			tr.expected[id] = struct{}{}
+		}
+		je.mu.Lock()
+		js := je.jobs[jid]
+		if js == nil || js.tracked[p] != nil || !je.m.member.owns(p) {
+			je.mu.Unlock()
+			continue
+		}
+		js.tracked[p] = tr
+		if cur, ok := js.parts[p]; !ok || cur.rev < e.Revision() {
+			js.parts[p] = partRec{part: part, rev: e.Revision()}
+		}
+		je.mu.Unlock()
+		adopted = append(adopted, p)
+	}
+	if len(adopted) == 0 {
+		return
+	}
+	je.m.met.adopted.Add(len(adopted))
+	je.rescan(ctx, jid)
+	je.mu.Lock()
+	var deadline time.Time
+	if js := je.jobs[jid]; js != nil {
+		deadline = js.main.Deadline
+	}
+	je.mu.Unlock()
+	for _, p := range adopted {
+		je.checkPart(jid, p)
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			// Adopted after the job's deadline timer fired: finish it now.
+			je.finishPart(jid, p, true)
+			continue
+		}
+		je.dispatchMissing(jid, p)
+	}
+}
+
+// redispatch sends the job again to the expected peels that have not
+// answered yet, every interval until the deadline: a peel that was cut off
+// when the job went out gets it when it is back. Peels run a job once
+// whatever the number of deliveries.
+func (je *jobEngine) redispatch(jid string, every time.Duration) {
+	je.mu.Lock()
+	js := je.jobs[jid]
+	if js == nil {
+		je.mu.Unlock()
+		return
+	}
+	var parts []int
+	for p, tr := range js.tracked {
+		if !tr.finished {
+			parts = append(parts, p)
+		}
+	}
+	if time.Until(js.main.Deadline) > every {
+		js.retry = time.AfterFunc(every, func() { je.redispatch(jid, every) })
+	}
+	je.mu.Unlock()
+	for _, p := range parts {
+		je.dispatchMissing(jid, p)
+	}
+}
+
+// dispatchMissing publishes the job to the peels of partition p that are
+// expected and have not returned.
+func (je *jobEngine) dispatchMissing(jid string, p int) {
+	je.mu.Lock()
+	js := je.jobs[jid]
+	if js == nil || js.tracked[p] == nil || js.tracked[p].finished {
+		je.mu.Unlock()
+		return
+	}
+	tr := js.tracked[p]
+	var missing []string
+	for id := range tr.expected {
+		if _, ok := tr.returned[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	main := js.main
+	je.mu.Unlock()
+	if len(missing) == 0 {
+		return
+	}
+	sort.Strings(missing) // peels look themselves up by binary search
+	je.m.met.redispatched.Add(len(missing))
+	je.dispatch(jid, main, p, missing, false)
+}

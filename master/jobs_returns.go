@@ -1,0 +1,105 @@
+package master
+
+import (
+	"context"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/kvwatch"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/shard"
+)
+
+// The returns side of the job engine: counting the returns stored in
+// job-returns against each part's expected peels, from the live consumer and
+// from rescans.
+
+// rescan reads every stored return of a job.
+func (je *jobEngine) rescan(ctx context.Context, jid string) {
+	// One consumer for the whole read (replaced by its watchdog if its node
+	// dies), done once it has delivered what was stored when it started.
+	done := make(chan struct{})
+	f, err := kvwatch.Follow(ctx, je.m.js, names.KVStream(names.BucketJobReturns), kvwatch.FollowOptions{
+		Name:       names.BucketJobReturns + "-rescan",
+		Subjects:   []string{names.ReturnSubjectPrefix + names.ReturnFilter(jid)},
+		OnCaughtUp: func() { close(done) },
+		OnError:    je.m.watchErr(names.BucketJobReturns),
+		Monitor:    je.m.watches,
+	}, je.onReturnMsg)
+	if err != nil {
+		je.m.log.Warn("rescan", "jid", jid, "err", err)
+		return
+	}
+	defer f.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		je.m.log.Warn("rescan cut short", "jid", jid, "err", ctx.Err())
+	}
+}
+
+func (je *jobEngine) onReturnMsg(msg jetstream.Msg) {
+	h := msg.Headers()
+	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return
+	}
+	jid, peel, ok := names.ParseReturnSubject(msg.Subject())
+	if !ok {
+		return
+	}
+	success := h.Get(wire.HeaderOK) == "1"
+	if reason := returnIdentity(msg.Data(), jid, peel); reason != "" {
+		// The peel answered (only it can write its key), but not with a
+		// return of its own: a failure, never a success.
+		je.m.refuseReturn(jid, peel, reason)
+		success = false
+	}
+	je.onReturn(jid, peel, success)
+}
+
+func (je *jobEngine) onReturn(jid, peel string, ok bool) {
+	p := shard.Partition(peel, je.m.cfg.Partitions)
+	je.mu.Lock()
+	js := je.jobs[jid]
+	if js == nil {
+		je.mu.Unlock()
+		return
+	}
+	tr := js.tracked[p]
+	if tr == nil || tr.finished {
+		je.mu.Unlock()
+		return
+	}
+	if _, dup := tr.returned[peel]; dup {
+		je.mu.Unlock()
+		return
+	}
+	if _, exp := tr.expected[peel]; !exp {
+		tr.extra++
+		je.mu.Unlock()
+		return
+	}
+	tr.returned[peel] = ok
+	complete := len(tr.returned) == len(tr.expected) && !tr.writing
+	je.mu.Unlock()
+	je.m.met.returns.Inc()
+	if complete {
+		je.goDo(func() { je.finishPart(jid, p, false) })
+	}
+}
+
+func (je *jobEngine) checkPart(jid string, p int) {
+	je.mu.Lock()
+	js := je.jobs[jid]
+	done := false
+	if js != nil {
+		if tr := js.tracked[p]; tr != nil && !tr.writing && !tr.finished && len(tr.returned) == len(tr.expected) {
+			done = true
+		}
+	}
+	je.mu.Unlock()
+	if done {
+		je.finishPart(jid, p, false)
+	}
+}
