@@ -759,6 +759,35 @@ func ephemeralLow() int {
 	return 32768
 }
 
+// FreePorts picks n distinct loopback TCP ports nothing listens on, for
+// tests and tools that start servers as separate processes.
+func FreePorts(n int) ([]int, error) { return freePorts(n) }
+
+// FreePortRun finds n consecutive free loopback ports: a lab cluster's nodes
+// use port, port+1, ….
+func FreePortRun(n int) (int, error) {
+	for try := 0; try < 200; try++ {
+		base := 20000 + rand.IntN(40000)
+		var ls []net.Listener
+		ok := true
+		for p := base; p < base+n; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("topology: no run of %d free loopback ports", n)
+}
+
 // freePorts picks n distinct loopback TCP ports nothing listens on.
 func freePorts(n int) ([]int, error) {
 	portsMu.Lock()

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/topology"
 )
 
 // ServerPackage is the nats-server main package BuildServer builds.
@@ -104,24 +104,7 @@ func (n *Node) LogTail(max int) string {
 	return string(b)
 }
 
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var out []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
+func freePorts(n int) ([]int, error) { return topology.FreePorts(n) }
 
 // Start writes the configs and starts every node, then waits until the
 // JetStream cluster is formed (WaitFormed) or ctx ends.

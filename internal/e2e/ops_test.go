@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -14,33 +13,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zester-io/zester/topology"
 )
 
-// freeRun finds n consecutive free loopback ports (a lab cluster's nodes use
-// port, port+1, …).
+// freeRun finds n consecutive free loopback ports.
 func freeRun(t *testing.T, n int) int {
 	t.Helper()
-	for try := 0; try < 200; try++ {
-		base := 20000 + rand.IntN(40000)
-		var ls []net.Listener
-		ok := true
-		for p := base; p < base+n; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := topology.FreePortRun(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no run of free ports")
-	return 0
+	return base
 }
 
 // until runs f (observable state) until it returns true; limit is a hang
