@@ -191,6 +191,13 @@ func (b *basketReader) query(ctx context.Context, expr target.Expr, name string)
 	if err != nil {
 		return nil, err
 	}
+	if name != "" {
+		for _, id := range ids {
+			if _, ok := resp.Values[id]; !ok {
+				resp.Missing = append(resp.Missing, id)
+			}
+		}
+	}
 	sort.Slice(resp.Entries, func(i, j int) bool {
 		a, c := resp.Entries[i], resp.Entries[j]
 		return a.Peel < c.Peel || a.Peel == c.Peel && a.Name < c.Name

@@ -28,13 +28,15 @@ type BasketGetRequest struct {
 }
 
 // BasketGetResponse answers a BasketGetRequest. Values maps peel id to the
-// value of Name, for the peels that publish it; Entries (listing) holds
-// every entry of the selected peels, values left out. Skipped counts values
-// in the store that could not be used (not a BasketEntry, or of another
-// peel than their key's).
+// value of Name, for the peels that publish it, and Missing lists the
+// selected peels that do not; Entries (listing) holds every entry of the
+// selected peels, values left out. Skipped counts values in the store that
+// could not be used (not a BasketEntry, or of another peel than their
+// key's).
 type BasketGetResponse struct {
 	Name    string                     `json:"name,omitempty"`
 	Values  map[string]json.RawMessage `json:"values,omitempty"`
+	Missing []string                   `json:"missing,omitempty"`
 	Entries []BasketSummary            `json:"entries,omitempty"`
 	Skipped int                        `json:"skipped,omitempty"`
 }

@@ -1,0 +1,284 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/cli"
+	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/peel"
+	"github.com/zester-io/zester/peel/funcs"
+	"github.com/zester-io/zester/peel/peeltest"
+	"github.com/zester-io/zester/topology"
+)
+
+// The basket (Salt's mine) end to end, in process: real nats-servers, a
+// master, peels publishing their entries, the CLI and peels reading them.
+
+// zcli runs the zester CLI in process against url (with creds when set).
+func zcli(t *testing.T, url, creds string, args ...string) (int, string, string) {
+	t.Helper()
+	pre := []string{"--nats", url, "--pki-dir", ""}
+	if creds != "" {
+		pre = append(pre, "--creds", creds)
+	}
+	var out, errb bytes.Buffer
+	code := cli.Main(append(pre, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func spec(fn string, args ...any) peel.BasketSpec {
+	s := peel.BasketSpec{Function: fn}
+	if len(args) > 0 {
+		s.Args, _ = json.Marshal(args)
+	}
+	return s
+}
+
+// basketKV opens the basket bucket over a connection of its own.
+func basketKV(t *testing.T, url string, opts ...nats.Option) (jetstream.KeyValue, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kv jetstream.KeyValue
+	until(t, "basket bucket", 30*time.Second, func() bool {
+		kv, err = js.KeyValue(context.Background(), names.BucketBasket)
+		return err == nil
+	})
+	return kv, js
+}
+
+// entryOf is the stored entry of one key, nil while there is none.
+func entryOf(kv jetstream.KeyValue, id, name string) (*wire.BasketEntry, uint64) {
+	e, err := kv.Get(context.Background(), names.BasketKey(id, name))
+	if err != nil {
+		return nil, 0
+	}
+	var be wire.BasketEntry
+	if json.Unmarshal(e.Value(), &be) != nil {
+		return nil, 0
+	}
+	return &be, e.Revision()
+}
+
+func waitEntry(t *testing.T, kv jetstream.KeyValue, id, name string, within time.Duration) *wire.BasketEntry {
+	t.Helper()
+	var be *wire.BasketEntry
+	until(t, "basket entry "+names.BasketKey(id, name), within, func() bool {
+		be, _ = entryOf(kv, id, name)
+		return be != nil
+	})
+	return be
+}
+
+// hasRow reports whether a table printed a row with these cells.
+func hasRow(out string, cells ...string) bool {
+	quoted := make([]string, len(cells))
+	for i, c := range cells {
+		quoted[i] = regexp.QuoteMeta(c)
+	}
+	return regexp.MustCompile(`(?m)^` + strings.Join(quoted, `\s+`) + `\s*$`).MatchString(out)
+}
+
+// jobResult runs fn on one peel with the CLI and returns its result.
+func jobResult(t *testing.T, url, creds, id string, args ...string) json.RawMessage {
+	t.Helper()
+	code, out, errOut := zcli(t, url, creds, append([]string{"run", "--json", "-L", id}, args...)...)
+	if code != 0 {
+		t.Fatalf("zester run %s %v: %d\n%s%s", id, args, code, out, errOut)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		var r wire.Return
+		if json.Unmarshal([]byte(line), &r) == nil && r.Peel == id {
+			return r.Result
+		}
+	}
+	t.Fatalf("no return of %s in:\n%s", id, out)
+	return nil
+}
+
+// Peel A publishes, peel B reads it with basket.get, the CLI reads both,
+// by glob and by fact (-G); names no peel publishes and bad input are
+// answered clearly.
+func TestBasket_RoundTripAcrossPeels(t *testing.T) {
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	mastertest.Start(t, mastertest.Config("m1", url))
+	for id, role := range map[string]string{"a.example.com": "web", "b.example.com": "db"} {
+		c := peeltest.Config(t, id, url)
+		c.Basket = map[string]peel.BasketSpec{"role": spec("test.echo", role), "ipv4": spec("network.ipv4")}
+		peeltest.Start(t, c)
+	}
+	kv, _ := basketKV(t, url)
+	for _, id := range []string{"a.example.com", "b.example.com"} {
+		waitEntry(t, kv, id, "role", 30*time.Second)
+		waitEntry(t, kv, id, "ipv4", 30*time.Second)
+	}
+
+	code, out, errOut := zcli(t, url, "", "basket", "get", "a*", "role")
+	if code != 0 || !hasRow(out, "PEEL", "VALUE") || !hasRow(out, "a.example.com", "web") || strings.Contains(out, "b.example.com") {
+		t.Fatalf("basket get a* role: %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = zcli(t, url, "", "basket", "get", "-G", "id:b.example.com", "role")
+	if code != 0 || !hasRow(out, "b.example.com", "db") || strings.Contains(out, "a.example.com") {
+		t.Fatalf("basket get -G id:b.example.com role: %d\n%s%s", code, out, errOut)
+	}
+	// The value is what network.ipv4 says on this host.
+	want, err := funcs.NewRegistry().Run(context.Background(), nil, "network.ipv4", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantJSON, _ := json.Marshal(want)
+	code, out, errOut = zcli(t, url, "", "basket", "get", "--json", "*", "ipv4")
+	var resp wire.BasketGetResponse
+	if code != 0 || json.Unmarshal([]byte(out), &resp) != nil || len(resp.Values) != 2 {
+		t.Fatalf("basket get --json * ipv4: %d\n%s%s", code, out, errOut)
+	}
+	for id, v := range resp.Values {
+		if string(v) != string(wantJSON) {
+			t.Errorf("ipv4 of %s = %s, want %s", id, v, wantJSON)
+		}
+	}
+
+	// Peel B reads A's entry with the job function, by glob and by fact.
+	if got := jobResult(t, url, "", "b.example.com", "basket.get", "a*", "role"); string(got) != `{"a.example.com":"web"}` {
+		t.Fatalf("basket.get on b: %s", got)
+	}
+	if got := jobResult(t, url, "", "b.example.com", "basket.get", "target=id:a.example.com", "name=role", "kind=fact"); string(got) != `{"a.example.com":"web"}` {
+		t.Fatalf("basket.get -G on b: %s", got)
+	}
+
+	code, out, _ = zcli(t, url, "", "basket", "ls")
+	if code != 0 || !hasRow(out, "PEEL", "NAME", "FUNCTION", "BYTES", "UPDATED") || !strings.Contains(out, "4 entries") ||
+		!regexp.MustCompile(`(?m)^a\.example\.com\s+role\s+test\.echo\s+5\s`).MatchString(out) {
+		t.Fatalf("basket ls:\n%s", out)
+	}
+	code, out, _ = zcli(t, url, "", "basket", "get", "*", "nothere")
+	if code != 0 || !strings.Contains(out, "0 peels publish nothere; 2 selected peels do not: a.example.com, b.example.com") {
+		t.Fatalf("basket get * nothere: %d\n%s", code, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"basket", "get", "*", "bad.name"}, `invalid basket name "bad.name"`},
+		{[]string{"basket", "get", "-G", "nocolon", "role"}, "master refused"},
+		{[]string{"basket", "get", "-C", "G@role:web and (", "role"}, "master refused"},
+	} {
+		code, out, errOut := zcli(t, url, "", tc.args...)
+		if code != cli.ExitError || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: %d %q %q, want exit 3 and %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+	code, out, _ = zcli(t, url, "", "run", "b.example.com", "basket.get", "a*")
+	if code != cli.ExitFailed || !strings.Contains(out, `arguments \"target\" and \"name\" are required`) && !strings.Contains(out, `arguments "target" and "name" are required`) {
+		t.Fatalf("basket.get without a name: %d\n%s", code, out)
+	}
+}
+
+// An entry is written when its value changes and not otherwise: across
+// rounds of the other entry (whose value changes every round: a new pid)
+// the unchanged one keeps its revision; a change of the file it reads is
+// written once. An entry dropped from the configuration is deleted.
+func TestBasket_WritesOnChangeOnly(t *testing.T) {
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	mastertest.Start(t, mastertest.Config("m1", url))
+	const id = "c.example.com"
+	file := filepath.Join(t.TempDir(), "version")
+	if err := os.WriteFile(file, []byte("v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := peeltest.Config(t, id, url)
+	c.BasketInterval = config.Dur(time.Second)
+	c.Basket = map[string]peel.BasketSpec{"static": spec("file.read", file), "tick": spec("cmd.run", "true")}
+	p := peeltest.Start(t, c)
+	kv, _ := basketKV(t, url)
+	// Every write of tick, counted as the store delivers them.
+	w, err := kv.Watch(context.Background(), names.BasketKey(id, "tick"), jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var ticks atomic.Int64
+	go func() {
+		for e := range w.Updates() {
+			if e != nil {
+				ticks.Add(1)
+			}
+		}
+	}()
+	// Rounds run in name order (static, then tick): once tick was written
+	// three times after static was, at least two whole rounds ran.
+	waitEntry(t, kv, id, "static", 30*time.Second)
+	rounds := func(what string) {
+		t.Helper()
+		from := ticks.Load()
+		until(t, what, 60*time.Second, func() bool { return ticks.Load() >= from+3 })
+	}
+	_, rev := entryOf(kv, id, "static")
+	rounds("three rounds")
+	if _, r := entryOf(kv, id, "static"); r != rev {
+		t.Fatalf("unchanged entry rewritten: revision %d → %d", rev, r)
+	}
+	if err := os.WriteFile(file, []byte("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var changed uint64
+	until(t, "changed value written", 30*time.Second, func() bool {
+		be, r := entryOf(kv, id, "static")
+		if be != nil && strings.Contains(string(be.Value), `"content":"v2"`) {
+			changed = r
+			return true
+		}
+		return false
+	})
+	rounds("three more rounds")
+	if _, r := entryOf(kv, id, "static"); r != changed {
+		t.Fatalf("entry written again without a change: revision %d → %d", changed, r)
+	}
+
+	// Entries from outside peel.yaml (the settings' basket): added, then
+	// dropped and so deleted.
+	if err := p.SetBasketFuncs(map[string]peel.BasketSpec{"extra": spec("test.echo", "x")}); err != nil {
+		t.Fatal(err)
+	}
+	waitEntry(t, kv, id, "extra", 30*time.Second)
+	if err := p.SetBasketFuncs(nil); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "dropped entry deleted", 30*time.Second, func() bool {
+		_, err := kv.Get(context.Background(), names.BasketKey(id, "extra"))
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+}
