@@ -125,7 +125,7 @@ func checkBasketFuncs(where string, specs map[string]BasketSpec, reg *funcs.Regi
 	var errs []error
 	for _, name := range sortedKeys(specs) {
 		fn := specs[name].Function
-		if !slices.Contains(known, fn) {
+		if fn != "" && !slices.Contains(known, fn) {
 			errs = append(errs, fmt.Errorf("%s.%s: unknown function %q (known: %s)", where, name, fn, strings.Join(known, ", ")))
 		}
 	}

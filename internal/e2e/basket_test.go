@@ -15,10 +15,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/zester-io/zester/internal/cli"
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/pki/pkitest"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
@@ -281,4 +285,195 @@ func TestBasket_WritesOnChangeOnly(t *testing.T) {
 		_, err := kv.Get(context.Background(), names.BasketKey(id, "extra"))
 		return errors.Is(err, jetstream.ErrKeyNotFound)
 	})
+}
+
+// With the trust layer's permissions (operator mode, per-peel JWTs), a peel
+// writes and reads only its own basket keys, and reads everyone's through
+// a master, with a signed request; operators, readonly users and users
+// limited to some targets read what they may see.
+func TestBasket_Secure_OwnEntriesOnly(t *testing.T) {
+	sec := mastertest.StartSecure(t)
+	mastertest.Start(t, sec.Config("m1"))
+	const a, b = "a.example.com", "b.example.com"
+	creds := map[string]string{}
+	for id, role := range map[string]string{a: "web", b: "db"} {
+		c := peeltest.SecureConfig(t, sec, id)
+		c.Basket = map[string]peel.BasketSpec{"role": spec("test.echo", role)}
+		creds[id] = c.NATS.Creds
+		peeltest.Start(t, c)
+	}
+	admin := sec.AdminCreds()
+	kv, _ := basketKV(t, sec.URL, nats.UserCredentials(admin))
+	waitEntry(t, kv, a, "role", 30*time.Second)
+	waitEntry(t, kv, b, "role", 30*time.Second)
+
+	if got := jobResult(t, sec.URL, admin, b, "basket.get", "*", "role"); string(got) != `{"a.example.com":"web","b.example.com":"db"}` {
+		t.Fatalf("basket.get on b (a signed peel request): %s", got)
+	}
+	viewer := sec.UserCreds(t, pki.UserSpec{Name: "viewer", Role: pki.RoleReadonly})
+	if code, out, errOut := zcli(t, sec.URL, viewer, "basket", "get", "-G", "id:a.example.com", "role"); code != 0 || !hasRow(out, a, "web") {
+		t.Fatalf("readonly basket get: %d\n%s%s", code, out, errOut)
+	}
+	limited := sec.UserCreds(t, pki.UserSpec{Name: "limited", Role: pki.RoleOperator, Targets: []string{"b*"}})
+	if code, out, errOut := zcli(t, sec.URL, limited, "basket", "get", "*", "role"); code != 0 || !hasRow(out, b, "db") || strings.Contains(out, a) {
+		t.Fatalf("basket get of a user limited to b*: %d\n%s%s", code, out, errOut)
+	}
+
+	// Peel a's own credentials, on a connection of the test's.
+	conn := pkitest.Connect(t, sec.URL, names.PeelInboxPrefix(a), nats.UserCredentials(creds[a]))
+	ctx := pkitest.Ctx(t)
+	body, _ := json.Marshal(wire.BasketEntry{Peel: b, Name: "role", Function: "test.echo", Value: json.RawMessage(`"forged"`)})
+	forged := names.KVSubjectPrefix(names.BucketBasket) + names.BasketKey(b, "role")
+	conn.ExpectDenied(t, forged, func(ctx context.Context) { conn.JS.Publish(ctx, forged, body) })
+	conn.ExpectDenied(t, names.JSDirectGetKey(names.BucketBasket, names.BasketKey(b, "role")), func(ctx context.Context) {
+		peelproto.GetKV(ctx, conn.Conn, names.BucketBasket, names.BasketKey(b, "role"))
+	})
+	if be, _ := entryOf(kv, b, "role"); be == nil || string(be.Value) != `"db"` {
+		t.Fatalf("b's entry after a's forged write: %+v", be)
+	}
+	// Its own keys it writes and reads.
+	own, _ := json.Marshal(wire.BasketEntry{Peel: a, Name: "other", Function: "test.echo", Value: json.RawMessage(`1`)})
+	if _, err := peelproto.PutKV(ctx, conn.JS, names.BucketBasket, names.BasketKey(a, "other"), own); err != nil {
+		t.Fatalf("a writes its own key: %v", err)
+	}
+	if _, _, err := peelproto.GetKV(ctx, conn.Conn, names.BucketBasket, names.BasketKey(a, "role")); err != nil {
+		t.Fatalf("a reads its own key: %v", err)
+	}
+	// basket.get without a signature is refused by the master.
+	req, _ := json.Marshal(wire.BasketGetRequest{Target: wire.Target{Expr: "*"}, Name: "role"})
+	m, err := conn.Request(names.APISubject(names.APIBasketGet), req)
+	if err != nil || m.Header.Get(micro.ErrorCodeHeader) != "401" || !strings.Contains(m.Header.Get(micro.ErrorHeader), "unsigned request") {
+		t.Fatalf("unsigned basket.get: %v %v", err, m)
+	}
+}
+
+// After a store rebuild (the JetStream store wiped under running peels, a
+// new master bootstrapping it) every entry is back without an operator and
+// long before the basket interval (10m here): a reconnect wakes the
+// publisher, which finds its revisions gone. An entry deleted while the
+// peel stays connected comes back within the interval.
+func TestBasket_RebuildAndDeleteRepopulate(t *testing.T) {
+	dir := t.TempDir()
+	s, err := topology.Single(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	h := mastertest.Start(t, mastertest.Config("m1", url))
+	ids := []string{"a.example.com", "b.example.com"}
+	for _, id := range ids {
+		c := peeltest.Config(t, id, url)
+		c.Basket = map[string]peel.BasketSpec{"ipv4": spec("network.ipv4"), "alive": spec("test.ping")}
+		c.BasketInterval = config.Dur(10 * time.Minute)
+		peeltest.Start(t, c)
+	}
+	kv, _ := basketKV(t, url)
+	for _, id := range ids {
+		waitEntry(t, kv, id, "ipv4", 30*time.Second)
+		waitEntry(t, kv, id, "alive", 30*time.Second)
+	}
+	s.Shutdown()
+	if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	wiped := time.Now()
+	select {
+	case <-h.Exited():
+	case <-time.After(30 * time.Second):
+		t.Fatal("master did not notice the wiped store")
+	}
+	mastertest.Start(t, mastertest.Config("m1", url))
+	kv, _ = basketKV(t, url)
+	for _, id := range ids {
+		waitEntry(t, kv, id, "ipv4", 60*time.Second)
+		waitEntry(t, kv, id, "alive", 60*time.Second)
+	}
+	t.Logf("REBUILD: every basket entry back %s after the wipe (basket_interval 10m)", time.Since(wiped).Round(time.Millisecond))
+	if code, out, errOut := zcli(t, url, "", "basket", "get", "*", "alive"); code != 0 || !hasRow(out, "a.example.com", "true") || !hasRow(out, "b.example.com", "true") {
+		t.Fatalf("basket get after the rebuild: %d\n%s%s", code, out, errOut)
+	}
+
+	// Deleted under a connected peel: only the interval's check sees it.
+	const id = "c.example.com"
+	c := peeltest.Config(t, id, url)
+	c.Basket = map[string]peel.BasketSpec{"alive": spec("test.ping")}
+	c.BasketInterval = config.Dur(2 * time.Second)
+	peeltest.Start(t, c)
+	waitEntry(t, kv, id, "alive", 30*time.Second)
+	if err := kv.Delete(context.Background(), names.BasketKey(id, "alive")); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	waitEntry(t, kv, id, "alive", 30*time.Second)
+	t.Logf("DELETE: entry back %s after its deletion (basket_interval 2s)", time.Since(deleted).Round(time.Millisecond))
+}
+
+// Entries that cannot be published are reported, not written: a value over
+// basket_max_value and a failing function each give a basket-error event
+// naming the entry and the cause, and leave no key; the good entry next to
+// them is written. Bad settings entries are refused with every cause named.
+func TestBasket_BadEntriesReported(t *testing.T) {
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	mastertest.Start(t, mastertest.Config("m1", url))
+	const id = "d.example.com"
+	c := peeltest.Config(t, id, url)
+	c.BasketMaxValue = config.Bytes(1 << 10)
+	c.Basket = map[string]peel.BasketSpec{
+		"big":  spec("test.echo", strings.Repeat("x", 2000)),
+		"gone": spec("file.read", filepath.Join(t.TempDir(), "absent")),
+		"ok":   spec("test.ping"),
+	}
+	p := peeltest.Start(t, c)
+	kv, js := basketKV(t, url)
+	waitEntry(t, kv, id, "ok", 30*time.Second)
+
+	cons, err := js.OrderedConsumer(context.Background(), names.StreamJobEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{names.PeelEventSubject(id, "basket-error")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"basket entry big: function test.echo: value of 2002 bytes exceeds basket_max_value (1024 bytes)": "",
+		"basket entry gone: function file.read:":                                                          "",
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for found := 0; found < len(want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("basket-error events: %v", want)
+		}
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			continue
+		}
+		var ev wire.Event
+		if json.Unmarshal(m.Data(), &ev) != nil || ev.Peel != id {
+			continue
+		}
+		for prefix, seen := range want {
+			if seen == "" && strings.HasPrefix(ev.Detail, prefix) {
+				want[prefix] = ev.Detail
+				found++
+			}
+		}
+	}
+	for _, name := range []string{"big", "gone"} {
+		if be, _ := entryOf(kv, id, name); be != nil {
+			t.Errorf("entry %s written: %+v", name, be)
+		}
+	}
+	err = p.SetBasketFuncs(map[string]peel.BasketSpec{"x.y": spec("test.ping"), "z": spec("test.pong"), "w": {}})
+	for _, w := range []string{`invalid basket name "x.y"`, `settings basket.z: unknown function "test.pong"`, "settings basket.w: no function"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("SetBasketFuncs: %v, want %q", err, w)
+		}
+	}
 }
