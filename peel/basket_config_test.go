@@ -1,9 +1,11 @@
 package peel_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/peel"
 )
 
@@ -58,4 +60,26 @@ basket_interval: 30s
 	if _, err := peel.New(c, peel.Options{NoHTTP: true}); err == nil || !strings.Contains(err.Error(), `config key basket.x: unknown function "network.ipv5"`) {
 		t.Fatalf("unknown function: %v", err)
 	}
+}
+
+// FuzzConfig_Basket feeds peel.yaml's basket map arbitrary YAML (seeds in
+// testdata/fuzz/FuzzConfig_Basket). The property: the parser never panics,
+// and what it accepts is what the publisher relies on: valid entry names, a
+// function, and args that are JSON.
+func FuzzConfig_Basket(f *testing.F) {
+	f.Add("basket: {ipv4: network.ipv4}")
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := peel.ParseConfig([]byte("id: web1\n" + in))
+		if err != nil {
+			return
+		}
+		for name, s := range c.Basket {
+			if err := names.ValidateBasketName(name); err != nil {
+				t.Fatalf("accepted %q: %v", name, err)
+			}
+			if s.Function == "" || len(s.Args) > 0 && !json.Valid(s.Args) {
+				t.Fatalf("accepted %s: %+v", name, s)
+			}
+		}
+	})
 }
