@@ -63,6 +63,10 @@ type basketState struct {
 	written map[string]writtenEntry
 	// stale are names written earlier (basket.json) not configured now.
 	stale map[string]bool
+	// failing is the last problem reported per entry: the same problem is
+	// logged and sent as an event once, not every round (a bad entry in a
+	// fleet's settings would otherwise be an event per peel per interval).
+	failing map[string]string
 	wake  chan struct{}
 
 	publishes, unchanged, problems *metrics.Counter
@@ -80,7 +84,7 @@ type writtenEntry struct {
 func newBasket(cfg Config, set *metrics.Set) (*basketState, error) {
 	b := &basketState{
 		local: cfg.Basket, extra: map[string]BasketSpec{},
-		written: map[string]writtenEntry{}, stale: map[string]bool{},
+		written: map[string]writtenEntry{}, stale: map[string]bool{}, failing: map[string]string{},
 		wake:      make(chan struct{}, 1),
 		publishes: set.NewCounter(`zester_peel_basket_publishes_total`),
 		unchanged: set.NewCounter(`zester_peel_basket_unchanged_total`),
@@ -262,6 +266,7 @@ func (p *Peel) basketEntry(ctx context.Context, name string, spec BasketSpec) er
 	key := names.BasketKey(p.cfg.ID, name)
 	b.mu.Lock()
 	prev, had := b.written[name]
+	delete(b.failing, name)
 	b.mu.Unlock()
 	changed := !had || prev.Function != spec.Function || !bytes.Equal(prev.Value, val)
 	if !changed {
@@ -328,12 +333,21 @@ func (p *Peel) saveBasketNames() error {
 }
 
 // basketProblem reports an entry that could not be published, in the log
-// and as a basket-error event (job-events keeps it).
+// and as a basket-error event (job-events keeps it), once until the problem
+// changes or the entry is published again.
 func (p *Peel) basketProblem(name string, err error) {
-	p.basket.problems.Inc()
+	b := p.basket
+	b.problems.Inc()
+	b.mu.Lock()
+	repeat := b.failing[name] == err.Error()
+	b.failing[name] = err.Error()
+	b.mu.Unlock()
+	if repeat {
+		return
+	}
 	p.log.Warn("basket entry not published", "name", name, "err", err)
-	b, _ := json.Marshal(wire.Event{Kind: "basket-error", Time: time.Now().UTC(), Peel: p.cfg.ID, Detail: fmt.Sprintf("basket entry %s: %v", name, err)})
-	if perr := p.nc.Publish(names.PeelEventSubject(p.cfg.ID, "basket-error"), b); perr != nil {
+	ev, _ := json.Marshal(wire.Event{Kind: "basket-error", Time: time.Now().UTC(), Peel: p.cfg.ID, Detail: fmt.Sprintf("basket entry %s: %v", name, err)})
+	if perr := p.nc.Publish(names.PeelEventSubject(p.cfg.ID, "basket-error"), ev); perr != nil {
 		p.log.Debug("basket-error event not sent", "err", perr)
 	}
 }
