@@ -67,7 +67,7 @@ type basketState struct {
 	// logged and sent as an event once, not every round (a bad entry in a
 	// fleet's settings would otherwise be an event per peel per interval).
 	failing map[string]string
-	wake  chan struct{}
+	wake    chan struct{}
 
 	publishes, unchanged, problems *metrics.Counter
 }
