@@ -114,34 +114,14 @@ func (m *Master) apiBasketGet(req micro.Request) {
 		refuse(req, err)
 		return
 	}
-	var r wire.BasketGetRequest
-	if err := json.Unmarshal(req.Data(), &r); err != nil {
-		respondErr(req, "400", fmt.Errorf("request: %w", err))
-		return
-	}
-	if r.Name != "" {
-		if err := names.ValidateBasketName(r.Name); err != nil {
-			respondErr(req, "400", err)
-			return
-		}
-	}
-	expr, err := target.Parse(target.Kind(r.Target.Kind), r.Target.Expr, target.Options{Nodegroups: m.cfg.Nodegroups})
+	expr, name, err := m.basketRequest(caller, req.Data())
 	if err != nil {
-		respondErr(req, "400", err)
-		return
-	}
-	// Function limits are about jobs; the target limits say which peels
-	// the user may see.
-	limits := *caller
-	limits.Functions = nil
-	if expr, err = checkLimits(&limits, names.APIBasketGet, expr, m.cfg.Nodegroups); err != nil {
-		m.apiRefused("limits").Inc()
 		refuse(req, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), basketWithin)
 	defer cancel()
-	resp, err := m.basketReader().query(ctx, expr, r.Name)
+	resp, err := m.basketReader().query(ctx, expr, name)
 	if err != nil {
 		respondErr(req, "503", err)
 		return
@@ -153,6 +133,34 @@ func (m *Master) apiBasketGet(req micro.Request) {
 	}
 	req.Respond(b)
 }
+
+// basketRequest parses and checks a basket.get request: its target, narrowed
+// to the caller's target limits (function limits are about jobs), and its
+// entry name ("" for the listing).
+func (m *Master) basketRequest(caller *Caller, data []byte) (target.Expr, string, error) {
+	var r wire.BasketGetRequest
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, "", badRequest(fmt.Errorf("request: %w", err))
+	}
+	if r.Name != "" {
+		if err := names.ValidateBasketName(r.Name); err != nil {
+			return nil, "", badRequest(err)
+		}
+	}
+	expr, err := target.Parse(target.Kind(r.Target.Kind), r.Target.Expr, target.Options{Nodegroups: m.cfg.Nodegroups})
+	if err != nil {
+		return nil, "", badRequest(err)
+	}
+	limits := *caller
+	limits.Functions = nil
+	if expr, err = checkLimits(&limits, names.APIBasketGet, expr, m.cfg.Nodegroups); err != nil {
+		m.apiRefused("limits").Inc()
+		return nil, "", err
+	}
+	return expr, r.Name, nil
+}
+
+func badRequest(err error) error { return &apiError{code: "400", err: err} }
 
 // query resolves expr and reads name's values (or, name empty, the
 // listing) of the matching peels.
@@ -209,35 +217,17 @@ func (b *basketReader) query(ctx context.Context, expr target.Expr, name string)
 // entry name only, or all of theirs when name is empty.
 func (b *basketReader) read(ctx context.Context, kv jetstream.KeyValue, ids []string, name string, each func(key string, raw []byte)) error {
 	if name != "" && len(ids) <= basketDirectMax {
-		type got struct {
-			key string
-			raw []byte
-			err error
-		}
-		res := make([]got, len(ids))
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 16)
+		keys := make([]string, len(ids))
 		for i, id := range ids {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				key := names.BasketKey(id, name)
-				e, err := kv.Get(ctx, key)
-				if err == nil {
-					res[i] = got{key: key, raw: e.Value()}
-				} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-					res[i].err = fmt.Errorf("basket %s: %w", key, err)
-				}
-			}()
+			keys[i] = names.BasketKey(id, name)
 		}
-		wg.Wait()
-		for _, g := range res {
-			if g.err != nil {
-				return g.err
-			}
-			if g.key != "" {
-				each(g.key, g.raw)
+		entries, err := getEach(ctx, kv, keys, 16)
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", names.BucketBasket, err)
+		}
+		for _, e := range entries {
+			if e != nil {
+				each(e.Key(), e.Value())
 			}
 		}
 		return nil
@@ -341,44 +331,20 @@ func (b *basketReader) matchRemote(ctx context.Context, expr target.Expr, peels 
 		}
 		fetch = append(fetch, pr.id)
 	}
-	if len(fetch) > 0 {
-		var mu sync.Mutex
-		var firstErr error
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 32)
-		for _, id := range fetch {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				e, err := b.m.kvFacts.Get(ctx, names.FactsKey(id))
-				var r remoteMatch
-				switch {
-				case errors.Is(err, jetstream.ErrKeyNotFound):
-					r = remoteMatch{ok: false}
-				case err != nil:
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("facts of %s: %w", id, err)
-					}
-					mu.Unlock()
-					return
-				default:
-					raw := e.Value()
-					if checkFacts(id, raw) != "" {
-						raw = nil // unusable: matched on its id alone, as in the index
-					}
-					r = remoteMatch{rev: e.Revision(), ok: expr.Match(subjectOf(id, raw))}
-				}
-				mu.Lock()
-				fresh[id] = r
-				mu.Unlock()
-			}()
+	entries, err := getEach(ctx, b.m.kvFacts, fetch, 32)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", names.BucketFacts, err)
+	}
+	for i, id := range fetch {
+		if entries[i] == nil {
+			fresh[id] = remoteMatch{} // no facts: no match until the index has a revision
+			continue
 		}
-		wg.Wait()
-		if firstErr != nil {
-			return nil, firstErr
+		raw := entries[i].Value()
+		if checkFacts(id, raw) != "" {
+			raw = nil // unusable: matched on its id alone, as in the index
 		}
+		fresh[id] = remoteMatch{rev: entries[i].Revision(), ok: expr.Match(subjectOf(id, raw))}
 	}
 	b.mu.Lock()
 	if _, ok := b.remote[key]; !ok && len(b.remote) >= basketCacheExprs {
@@ -395,4 +361,29 @@ func (b *basketReader) matchRemote(ctx context.Context, expr target.Expr, peels 
 		}
 	}
 	return out, nil
+}
+
+// getEach gets keys from kv, at most conc at a time: entry i is keys[i]'s,
+// nil when the key does not exist. Any other failure is the error.
+func getEach(ctx context.Context, kv jetstream.KeyValue, keys []string, conc int) ([]jetstream.KeyValueEntry, error) {
+	out := make([]jetstream.KeyValueEntry, len(keys))
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, conc)
+	for i, key := range keys {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			e, err := kv.Get(ctx, key)
+			switch {
+			case err == nil:
+				out[i] = e
+			case !errors.Is(err, jetstream.ErrKeyNotFound):
+				errs[i] = fmt.Errorf("get %s: %w", key, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }

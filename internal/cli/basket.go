@@ -44,15 +44,10 @@ publish none. Targets as for zester run: a glob on ids by default, -L -E -G -P
 "Basket").`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f := runFlags{kind: kind}
-			k, err := f.targetKind()
-			if err != nil {
-				return withCode(ExitError, err)
-			}
 			if err := names.ValidateBasketName(args[1]); err != nil {
 				return withCode(ExitError, err)
 			}
-			resp, err := a.basketAsk(cmd.Context(), wire.BasketGetRequest{Target: wire.Target{Kind: k, Expr: args[0]}, Name: args[1]})
+			resp, err := a.basketAsk(cmd.Context(), kind, args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -94,16 +89,11 @@ func (a *app) basketLsCmd() *cobra.Command {
 		Short: "List the basket entries of the peels TARGET selects (default: every peel)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f := runFlags{kind: kind}
-			k, err := f.targetKind()
-			if err != nil {
-				return withCode(ExitError, err)
-			}
 			tgt := "*"
 			if len(args) == 1 {
 				tgt = args[0]
 			}
-			resp, err := a.basketAsk(cmd.Context(), wire.BasketGetRequest{Target: wire.Target{Kind: k, Expr: tgt}})
+			resp, err := a.basketAsk(cmd.Context(), kind, tgt, "")
 			if err != nil {
 				return err
 			}
@@ -138,16 +128,22 @@ func showValue(raw json.RawMessage) string {
 	return string(raw)
 }
 
-// basketAsk sends a basket.get request to any master, retrying through
-// restarts and elections; a refusal (bad target, name, role) is final.
-func (a *app) basketAsk(ctx context.Context, req wire.BasketGetRequest) (*wire.BasketGetResponse, error) {
+// basketAsk sends a basket.get request for entry name ("" lists) of the
+// peels tgt selects (its kind from the -L… flags) to any master, retrying
+// through restarts and elections; a refusal (bad target, name, role) is
+// final.
+func (a *app) basketAsk(ctx context.Context, kind map[string]*bool, tgt, name string) (*wire.BasketGetResponse, error) {
+	k, err := (&runFlags{kind: kind}).targetKind()
+	if err != nil {
+		return nil, withCode(ExitError, err)
+	}
 	if err := a.connect(ctx); err != nil {
 		return nil, err
 	}
 	subj := names.APISubject(names.APIBasketGet)
-	body, _ := json.Marshal(req)
+	body, _ := json.Marshal(wire.BasketGetRequest{Target: wire.Target{Kind: k, Expr: tgt}, Name: name})
 	var resp wire.BasketGetResponse
-	err := a.retry(ctx, "read the basket ("+subj+")", a.stepBudget(), 15*time.Second, func(actx context.Context) error {
+	err = a.retry(ctx, "read the basket ("+subj+")", a.stepBudget(), 15*time.Second, func(actx context.Context) error {
 		msg, err := a.request(actx, subj, body)
 		if err != nil {
 			return err

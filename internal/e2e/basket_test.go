@@ -57,21 +57,25 @@ func spec(fn string, args ...any) peel.BasketSpec {
 // basketKV opens the basket bucket over a connection of its own.
 func basketKV(t *testing.T, url string, opts ...nats.Option) (jetstream.KeyValue, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := pkitest.Connect(t, url, "", opts...)
 	var kv jetstream.KeyValue
 	until(t, "basket bucket", 30*time.Second, func() bool {
-		kv, err = js.KeyValue(context.Background(), names.BucketBasket)
+		var err error
+		kv, err = c.JS.KeyValue(context.Background(), names.BucketBasket)
 		return err == nil
 	})
-	return kv, js
+	return kv, c.JS
+}
+
+// basketSetup starts a server and a master on it.
+func basketSetup(t *testing.T) (*topology.Server, *mastertest.Handle, string) {
+	t.Helper()
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s, mastertest.Start(t, mastertest.Config("m1", s.ClientURL())), s.ClientURL()
 }
 
 // entryOf is the stored entry of one key, nil while there is none.
@@ -127,13 +131,7 @@ func jobResult(t *testing.T, url, creds, id string, args ...string) json.RawMess
 // by glob and by fact (-G); names no peel publishes and bad input are
 // answered clearly.
 func TestBasket_RoundTripAcrossPeels(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
+	_, _, url := basketSetup(t)
 	for id, role := range map[string]string{"a.example.com": "web", "b.example.com": "db"} {
 		c := peeltest.Config(t, id, url)
 		c.Basket = map[string]peel.BasketSpec{"role": spec("test.echo", role), "ipv4": spec("network.ipv4")}
@@ -211,13 +209,7 @@ func TestBasket_RoundTripAcrossPeels(t *testing.T) {
 // the unchanged one keeps its revision; a change of the file it reads is
 // written once. An entry dropped from the configuration is deleted.
 func TestBasket_WritesOnChangeOnly(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
+	_, _, url := basketSetup(t)
 	const id = "c.example.com"
 	file := filepath.Join(t.TempDir(), "version")
 	if err := os.WriteFile(file, []byte("v1"), 0o644); err != nil {
@@ -353,14 +345,7 @@ func TestBasket_Secure_OwnEntriesOnly(t *testing.T) {
 // publisher, which finds its revisions gone. An entry deleted while the
 // peel stays connected comes back within the interval.
 func TestBasket_RebuildAndDeleteRepopulate(t *testing.T) {
-	dir := t.TempDir()
-	s, err := topology.Single(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
-	h := mastertest.Start(t, mastertest.Config("m1", url))
+	s, h, url := basketSetup(t)
 	ids := []string{"a.example.com", "b.example.com"}
 	for _, id := range ids {
 		c := peeltest.Config(t, id, url)
@@ -374,10 +359,7 @@ func TestBasket_RebuildAndDeleteRepopulate(t *testing.T) {
 		waitEntry(t, kv, id, "alive", 30*time.Second)
 	}
 	s.Shutdown()
-	if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Restart(); err != nil {
+	if err := errors.Join(os.RemoveAll(s.Options().StoreDir), s.Restart()); err != nil {
 		t.Fatal(err)
 	}
 	wiped := time.Now()
@@ -417,13 +399,7 @@ func TestBasket_RebuildAndDeleteRepopulate(t *testing.T) {
 // naming the entry and the cause, and leave no key; the good entry next to
 // them is written. Bad settings entries are refused with every cause named.
 func TestBasket_BadEntriesReported(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
+	_, _, url := basketSetup(t)
 	const id = "d.example.com"
 	c := peeltest.Config(t, id, url)
 	c.BasketMaxValue = config.Bytes(1 << 10)
