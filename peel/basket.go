@@ -370,6 +370,11 @@ func (p *Peel) basketGet(ctx context.Context, kind, tgt, name string) (map[strin
 	if err := names.ValidateBasketName(name); err != nil {
 		return nil, err
 	}
+	// Ready is set once the connection exists (and the facts are out): it
+	// orders this read of p.nc after Run's write.
+	if !p.Ready() {
+		return nil, errors.New("basket.get: the peel is not connected yet")
+	}
 	body, _ := json.Marshal(wire.BasketGetRequest{Target: wire.Target{Kind: kind, Expr: tgt}, Name: name})
 	msg := &nats.Msg{Subject: names.APISubject(names.APIBasketGet), Data: body}
 	s, err := p.apiSigner()
