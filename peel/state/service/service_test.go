@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,10 +51,21 @@ func readPid(st, name string) int {
 		return 0
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+	if pid <= 0 || !alive(pid) {
 		return 0
 	}
 	return pid
+}
+
+// alive reports a process that exists and is not a zombie (daemons are
+// reaped by PID 1, whenever it gets to it).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && !bytes.HasPrefix(b[i+1:], []byte(" Z"))
 }
 
 func enabledOnDisk(st, name string) bool {
@@ -127,8 +139,8 @@ func TestServiceRunningAndWatch(t *testing.T) {
 
 	deadE := entry(t, "service.dead")
 	r = deadE.Fn(env, "web", mod.Args{"enable": false})
-	if r.Status != mod.OK || !r.Changed() || readPid(st, "web") != 0 || syscall.Kill(newPid, 0) == nil || enabledOnDisk(st, "web") {
-		t.Fatalf("dead: %+v, pid %d alive=%v", r, newPid, syscall.Kill(newPid, 0) == nil)
+	if r.Status != mod.OK || !r.Changed() || readPid(st, "web") != 0 || alive(newPid) || enabledOnDisk(st, "web") {
+		t.Fatalf("dead: %+v, pid %d alive=%v", r, newPid, alive(newPid))
 	}
 	if r := deadE.Fn(env, "web", mod.Args{"enable": false}); r.Status != mod.OK || r.Changed() {
 		t.Fatalf("dead again: %+v", r)

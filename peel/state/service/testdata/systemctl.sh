@@ -17,7 +17,10 @@ u=$1
 case $u in *.*) ;; *) u=$u.service;; esac
 file=$st/units/$u
 
-alive() { [ -f "$st/pid/$u" ] && kill -0 "$(cat "$st/pid/$u")" 2>/dev/null; }
+# running PID: it exists and is not a zombie (the stand-in exits at once, so
+# its daemons are reaped by whatever PID 1 is, whenever it gets to it).
+running() { kill -0 "$1" 2>/dev/null && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z'; }
+alive() { [ -f "$st/pid/$u" ] && running "$(cat "$st/pid/$u")"; }
 need() { [ -f "$file" ] || { echo "Failed to $verb $u: Unit $u not found." >&2; exit 5; }; }
 start() {
 	alive && return 0
@@ -30,7 +33,7 @@ stop() {
 	pid=$(cat "$st/pid/$u")
 	kill "$pid"
 	i=0
-	while kill -0 "$pid" 2>/dev/null; do
+	while running "$pid"; do
 		i=$((i + 1))
 		[ $i -gt 600 ] && { echo "stop $u: $pid does not exit" >&2; exit 1; }
 		sleep 0.05
