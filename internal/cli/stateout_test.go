@@ -69,7 +69,9 @@ func TestRun_StateApply_SaltOutputAndMixedArgs(t *testing.T) {
 	modtest.StandIn(t, "", "systemctl", string(script))
 	os.MkdirAll(filepath.Join(st, "units"), 0o755)
 	os.WriteFile(filepath.Join(st, "units", "nginx.service"), []byte("while :; do sleep 0.2 & wait $!; done\n"), 0o644)
-	t.Cleanup(func() { modtest.Exec(context.Background(), mod.Command{Argv: []string{"systemctl", "stop", "--", "nginx"}}) })
+	t.Cleanup(func() {
+		modtest.Exec(context.Background(), mod.Command{Argv: []string{"systemctl", "stop", "--", "nginx"}})
+	})
 
 	s := single(t)
 	url := s.ClientURL()
