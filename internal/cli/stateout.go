@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -140,16 +142,8 @@ func runTime(ms float64) string {
 	return fmt.Sprintf("%8.3f ms", ms)
 }
 
-// resultWord is Salt's Result line: True, False, None.
-func resultWord(s mod.Status) string {
-	switch s {
-	case mod.OK:
-		return "True"
-	case mod.Failed:
-		return "False"
-	}
-	return "None"
-}
+// resultWords are Salt's Result line: True, False, None.
+var resultWords = map[mod.Status]string{mod.OK: "True", mod.Failed: "False", mod.WouldChange: "None"}
 
 // terseWord is Salt's terse result: Clean, Changed, Failed, Differs.
 func terseWord(s stateRun) string {
@@ -176,7 +170,7 @@ func printStateFull(w io.Writer, s stateRun) {
 	field("ID", s.ID)
 	field("Function", s.module+"."+s.function)
 	field("Name", s.Name)
-	field("Result", resultWord(s.Status))
+	field("Result", resultWords[s.Status])
 	field("Comment", s.Comment)
 	field("Started", s.StartTime)
 	field("Duration", fmt.Sprintf("%.3f ms", s.Duration))
@@ -199,12 +193,7 @@ func printNested(w io.Writer, indent int, v any) {
 	switch x := v.(type) {
 	case map[string]any:
 		fmt.Fprintf(w, "%s----------\n", pad)
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			switch val := x[k].(type) {
 			case map[string]any, []any:
 				fmt.Fprintf(w, "%s%s:\n", pad, k)

@@ -60,13 +60,7 @@ func applyWeb(ctx context.Context, _ *funcs.Env, raw json.RawMessage) (any, erro
 // changes nothing, and each --state-output mode prints Salt's block with
 // the failing state first and the summary counts.
 func TestRun_StateApply_SaltOutputAndMixedArgs(t *testing.T) {
-	st := t.TempDir()
-	t.Setenv("SYSTEMD_STATE", st)
-	script, err := os.ReadFile("../../peel/state/service/testdata/systemctl.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	modtest.StandIn(t, "", "systemctl", string(script))
+	st := modtest.Tool(t, "SYSTEMD_STATE", "../../peel/state/service/testdata/systemctl.sh", "systemctl")
 	os.MkdirAll(filepath.Join(st, "units"), 0o755)
 	os.WriteFile(filepath.Join(st, "units", "nginx.service"), []byte("while :; do sleep 0.2 & wait $!; done\n"), 0o644)
 	t.Cleanup(func() {

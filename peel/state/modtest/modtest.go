@@ -73,6 +73,36 @@ func StandIn(t testing.TB, dir, name, script string) string {
 	return dir
 }
 
+// Tool installs the stand-in script at path (a test's testdata file)
+// first on PATH under each of names, gives it a new state directory in
+// the environment variable stateVar, and returns that directory.
+func Tool(t testing.TB, stateVar, path string, names ...string) string {
+	t.Helper()
+	state := t.TempDir()
+	t.Setenv(stateVar, state)
+	script, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := ""
+	for _, n := range names {
+		dir = StandIn(t, dir, n, string(script))
+	}
+	return state
+}
+
+// Lookup is the entry a module's Register adds under name.
+func Lookup(t testing.TB, register func(*mod.Table), name string) mod.Entry {
+	t.Helper()
+	tab := mod.NewTable()
+	register(tab)
+	e, ok := tab.Lookup(name)
+	if !ok {
+		t.Fatalf("%s not registered", name)
+	}
+	return e
+}
+
 // Calls reads the log a stand-in appends its argv to (one line a call),
 // returning the lines whose first word is prog.
 func Calls(t testing.TB, log, prog string) []string {

@@ -41,11 +41,20 @@ func backendFor(env *mod.Env) (backend, error) {
 	for _, i := range ids {
 		switch strings.ToLower(i) {
 		case "debian", "ubuntu":
-			return apt{}, nil
+			return apt{changer{env: aptEnv, sep: "=",
+				installCmd: []string{"apt-get", "-q", "-y", "-o", "DPkg::Options::=--force-confdef", "-o", "DPkg::Options::=--force-confold", "install", "--"},
+				removeCmd:  []string{"apt-get", "-q", "-y", "remove", "--"},
+				update:     []string{"apt-get", "-q", "update"}}}, nil
 		case "rhel", "fedora", "centos", "rocky", "almalinux", "ol", "amzn":
-			return dnf{}, nil
+			return dnf{changer{sep: "-",
+				installCmd: []string{"dnf", "-q", "-y", "install", "--"},
+				removeCmd:  []string{"dnf", "-q", "-y", "remove", "--"},
+				update:     []string{"dnf", "-q", "makecache"}}}, nil
 		case "alpine":
-			return apk{}, nil
+			return apk{changer{sep: "=",
+				installCmd: []string{"apk", "add"},
+				removeCmd:  []string{"apk", "del"},
+				update:     []string{"apk", "update"}}}, nil
 		}
 	}
 	if id == "" {
@@ -74,9 +83,40 @@ func run(env *mod.Env, menv []string, argv []string, ok ...int) (mod.Output, err
 	return out, nil
 }
 
+// changer is the part the package managers share: the commands that
+// change the database, each one transaction for all its packages.
+type changer struct {
+	env                           []string // added to the command's environment
+	installCmd, removeCmd, update []string // argv before the packages
+	sep                           string   // between a package's name and version in install
+}
+
+func (c changer) install(env *mod.Env, ss []spec) error {
+	argv := slices.Clone(c.installCmd)
+	for _, s := range sortedSpecs(ss) {
+		if s.version != "" {
+			argv = append(argv, s.name+c.sep+s.version)
+		} else {
+			argv = append(argv, s.name)
+		}
+	}
+	_, err := run(env, c.env, argv)
+	return err
+}
+
+func (c changer) remove(env *mod.Env, names []string) error {
+	_, err := run(env, c.env, append(slices.Clone(c.removeCmd), sorted(names)...))
+	return err
+}
+
+func (c changer) refresh(env *mod.Env) error {
+	_, err := run(env, c.env, c.update)
+	return err
+}
+
 // apt is Debian and Ubuntu: dpkg-query for what is installed, apt-cache
 // policy for candidates, apt-get for changes.
-type apt struct{}
+type apt struct{ changer }
 
 var aptEnv = []string{"DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none"}
 
@@ -121,32 +161,9 @@ func (apt) candidates(env *mod.Env, names []string) (map[string]string, error) {
 	return cand, nil
 }
 
-func (apt) install(env *mod.Env, ss []spec) error {
-	argv := []string{"apt-get", "-q", "-y", "-o", "DPkg::Options::=--force-confdef", "-o", "DPkg::Options::=--force-confold", "install", "--"}
-	for _, s := range sortedSpecs(ss) {
-		if s.version != "" {
-			argv = append(argv, s.name+"="+s.version)
-		} else {
-			argv = append(argv, s.name)
-		}
-	}
-	_, err := run(env, aptEnv, argv)
-	return err
-}
-
-func (apt) remove(env *mod.Env, names []string) error {
-	_, err := run(env, aptEnv, append([]string{"apt-get", "-q", "-y", "remove", "--"}, sorted(names)...))
-	return err
-}
-
-func (apt) refresh(env *mod.Env) error {
-	_, err := run(env, aptEnv, []string{"apt-get", "-q", "update"})
-	return err
-}
-
 // dnf is RHEL, Fedora and their rebuilds: rpm -q for what is installed,
 // dnf for candidates and changes.
-type dnf struct{}
+type dnf struct{ changer }
 
 const rpmFormat = "%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n"
 
@@ -173,32 +190,9 @@ func (dnf) candidates(env *mod.Env, names []string) (map[string]string, error) {
 	return keep(tabPairs(out.Stdout), names), nil
 }
 
-func (dnf) install(env *mod.Env, ss []spec) error {
-	argv := []string{"dnf", "-q", "-y", "install", "--"}
-	for _, s := range sortedSpecs(ss) {
-		if s.version != "" {
-			argv = append(argv, s.name+"-"+s.version)
-		} else {
-			argv = append(argv, s.name)
-		}
-	}
-	_, err := run(env, nil, argv)
-	return err
-}
-
-func (dnf) remove(env *mod.Env, names []string) error {
-	_, err := run(env, nil, append([]string{"dnf", "-q", "-y", "remove", "--"}, sorted(names)...))
-	return err
-}
-
-func (dnf) refresh(env *mod.Env) error {
-	_, err := run(env, nil, []string{"dnf", "-q", "makecache"})
-	return err
-}
-
 // apk is Alpine: apk info -v lists what is installed as name-version-rN,
 // apk list the repositories' versions.
-type apk struct{}
+type apk struct{ changer }
 
 // apkVersion is the tail of an apk package string after its name.
 var apkVersion = regexp.MustCompile(`^[0-9][^-]*-r[0-9]+$`)
@@ -247,29 +241,6 @@ func (apk) candidates(env *mod.Env, names []string) (map[string]string, error) {
 		return nil, err
 	}
 	return apkLines(out.Stdout, names), nil
-}
-
-func (apk) install(env *mod.Env, ss []spec) error {
-	argv := []string{"apk", "add"}
-	for _, s := range sortedSpecs(ss) {
-		if s.version != "" {
-			argv = append(argv, s.name+"="+s.version)
-		} else {
-			argv = append(argv, s.name)
-		}
-	}
-	_, err := run(env, nil, argv)
-	return err
-}
-
-func (apk) remove(env *mod.Env, names []string) error {
-	_, err := run(env, nil, append([]string{"apk", "del"}, sorted(names)...))
-	return err
-}
-
-func (apk) refresh(env *mod.Env) error {
-	_, err := run(env, nil, []string{"apk", "update"})
-	return err
 }
 
 // tabPairs reads "name\tversion" lines.

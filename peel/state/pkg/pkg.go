@@ -114,177 +114,154 @@ func label(name string, ss []spec) string {
 	return strings.Join(names(ss), ", ")
 }
 
+// request is one pkg state's parsed arguments and backend.
+type request struct {
+	env     *mod.Env
+	b       backend
+	ss      []spec
+	lbl     string
+	refresh bool
+}
+
+// prepare parses a state's arguments and chooses its backend.
+func prepare(env *mod.Env, name string, args mod.Args, withVersion bool) (request, error) {
+	c := request{env: env, lbl: name}
+	var err error
+	if c.ss, err = specs(name, args, withVersion); err != nil {
+		return c, err
+	}
+	c.lbl = label(name, c.ss)
+	if c.refresh, _, err = args.Bool("refresh"); err != nil {
+		return c, err
+	}
+	c.b, err = backendFor(env)
+	return c, err
+}
+
 func installed(env *mod.Env, name string, args mod.Args) Result {
-	ss, err := specs(name, args, true)
+	c, err := prepare(env, name, args, true)
 	if err != nil {
-		return mod.Fail(name, "%v", err)
+		return mod.Fail(c.lbl, "%v", err)
 	}
-	refresh, _, err := args.Bool("refresh")
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	b, err := backendFor(env)
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	return ensure(env, b, label(name, ss), ss, refresh, "installed")
+	return c.ensure("All specified packages are already installed: ")
 }
 
 func latest(env *mod.Env, name string, args mod.Args) Result {
-	ss, err := specs(name, args, false)
+	c, err := prepare(env, name, args, false)
 	if err != nil {
-		return mod.Fail(name, "%v", err)
+		return mod.Fail(c.lbl, "%v", err)
 	}
-	refresh, _, err := args.Bool("refresh")
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	b, err := backendFor(env)
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	lbl := label(name, ss)
 	// The index refresh writes the package lists: not in test mode.
-	if refresh && !env.Test {
-		if err := b.refresh(env); err != nil {
-			return mod.Fail(lbl, "refreshing the package index: %v", err)
+	if c.refresh && !env.Test {
+		if err := c.b.refresh(env); err != nil {
+			return mod.Fail(c.lbl, "refreshing the package index: %v", err)
 		}
 	}
-	cand, err := b.candidates(env, names(ss))
+	c.refresh = false
+	cand, err := c.b.candidates(env, names(c.ss))
 	if err != nil {
-		return mod.Fail(lbl, "%v", err)
+		return mod.Fail(c.lbl, "%v", err)
 	}
 	var none []string
-	for i := range ss {
-		v, ok := cand[ss[i].name]
-		if !ok || v == "" {
-			none = append(none, ss[i].name)
+	for i := range c.ss {
+		v := cand[c.ss[i].name]
+		if v == "" {
+			none = append(none, c.ss[i].name)
 		}
-		ss[i].version = v
+		c.ss[i].version = v
 	}
 	if len(none) > 0 {
-		return mod.Fail(lbl, "no installation candidate for %s in the configured repositories", strings.Join(none, ", "))
+		return mod.Fail(c.lbl, "no installation candidate for %s in the configured repositories", strings.Join(none, ", "))
 	}
-	return ensure(env, b, lbl, ss, false, "latest")
+	return c.ensure("All packages are at their latest version: ")
+}
+
+func removed(env *mod.Env, name string, args mod.Args) Result {
+	c, err := prepare(env, name, args, false)
+	if err != nil {
+		return mod.Fail(c.lbl, "%v", err)
+	}
+	return c.transact(
+		func(_ spec, v string, ok bool) bool { return !ok },
+		func(spec) string { return "" },
+		func(todo []spec) error { return c.b.remove(env, names(todo)) },
+		"None of the specified packages are installed: ", "removed")
 }
 
 // Result is mod.Result, named here for the functions' signatures.
 type Result = mod.Result
 
-// ensure installs every spec that is not installed at its version, in one
-// transaction, and reports the versions that changed.
-func ensure(env *mod.Env, b backend, lbl string, ss []spec, refresh bool, what string) Result {
-	have, err := b.installed(env, names(ss))
+// ensure installs every spec that is not installed at its version.
+func (c request) ensure(already string) Result {
+	return c.transact(
+		func(s spec, v string, ok bool) bool { return ok && (s.version == "" || v == s.version) },
+		func(s spec) string {
+			if s.version == "" {
+				return "(any version)"
+			}
+			return s.version
+		},
+		func(todo []spec) error {
+			if c.refresh {
+				if err := c.b.refresh(c.env); err != nil {
+					return fmt.Errorf("refreshing the package index: %w", err)
+				}
+			}
+			return c.b.install(c.env, todo)
+		},
+		already, "installed/updated")
+}
+
+// transact reads what is installed, and makes true, in one transaction
+// (act), every spec for which holds (given the installed version and
+// whether there is one) is false; wouldBe is a spec's new version as test
+// mode reports it. The database is read again after act: the changes are
+// what happened, and a spec that still does not hold fails the state.
+func (c request) transact(holds func(s spec, v string, ok bool) bool, wouldBe func(spec) string,
+	act func(todo []spec) error, already, verb string) Result {
+	have, err := c.b.installed(c.env, names(c.ss))
 	if err != nil {
-		return mod.Fail(lbl, "%v", err)
+		return mod.Fail(c.lbl, "%v", err)
 	}
 	var todo []spec
-	for _, s := range ss {
-		v, ok := have[s.name]
-		if !ok || (s.version != "" && v != s.version) {
+	for _, s := range c.ss {
+		if v, ok := have[s.name]; !holds(s, v, ok) {
 			todo = append(todo, s)
 		}
 	}
 	if len(todo) == 0 {
-		if what == "latest" {
-			return Result{Name: lbl, Status: mod.OK, Comment: "All packages are at their latest version: " + strings.Join(names(ss), ", ")}
-		}
-		return Result{Name: lbl, Status: mod.OK, Comment: "All specified packages are already installed: " + strings.Join(names(ss), ", ")}
+		return Result{Name: c.lbl, Status: mod.OK, Comment: already + strings.Join(names(c.ss), ", ")}
 	}
-	if env.Test {
+	if c.env.Test {
 		ch := map[string]any{}
 		for _, s := range todo {
-			nv := s.version
-			if nv == "" {
-				nv = "(any version)"
-			}
-			ch[s.name] = map[string]any{"old": have[s.name], "new": nv}
+			ch[s.name] = map[string]any{"old": have[s.name], "new": wouldBe(s)}
 		}
-		return Result{Name: lbl, Status: mod.WouldChange, Changes: ch,
-			Comment: "The following packages would be installed/updated: " + strings.Join(names(todo), ", ")}
+		return Result{Name: c.lbl, Status: mod.WouldChange, Changes: ch,
+			Comment: fmt.Sprintf("The following packages would be %s: %s", verb, strings.Join(names(todo), ", "))}
 	}
-	if refresh {
-		if err := b.refresh(env); err != nil {
-			return mod.Fail(lbl, "refreshing the package index: %v", err)
-		}
-	}
-	ierr := b.install(env, todo)
-	after, err := b.installed(env, names(ss))
+	aerr := act(todo)
+	after, err := c.b.installed(c.env, names(c.ss))
 	if err != nil {
-		return mod.Fail(lbl, "after installing: %v", err)
+		return mod.Fail(c.lbl, "after the transaction: %v", err)
 	}
 	ch := changes(have, after)
 	var bad []string
 	for _, s := range todo {
-		if v, ok := after[s.name]; !ok || (s.version != "" && v != s.version) {
+		if v, ok := after[s.name]; !holds(s, v, ok) {
 			bad = append(bad, s.name)
 		}
 	}
-	if ierr != nil || len(bad) > 0 {
-		r := mod.Fail(lbl, "not installed as declared: %s", strings.Join(bad, ", "))
-		if ierr != nil {
-			r.Comment += ": " + ierr.Error()
+	if aerr != nil || len(bad) > 0 {
+		r := mod.Fail(c.lbl, "not %s as declared: %s", verb, strings.Join(bad, ", "))
+		if aerr != nil {
+			r.Comment += ": " + aerr.Error()
 		}
 		r.Changes = ch
 		return r
 	}
-	return Result{Name: lbl, Status: mod.OK, Changes: ch,
-		Comment: "The following packages were installed/updated: " + strings.Join(names(todo), ", ")}
-}
-
-func removed(env *mod.Env, name string, args mod.Args) Result {
-	ss, err := specs(name, args, false)
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	lbl := label(name, ss)
-	b, err := backendFor(env)
-	if err != nil {
-		return mod.Fail(lbl, "%v", err)
-	}
-	have, err := b.installed(env, names(ss))
-	if err != nil {
-		return mod.Fail(lbl, "%v", err)
-	}
-	var todo []string
-	for _, s := range ss {
-		if _, ok := have[s.name]; ok {
-			todo = append(todo, s.name)
-		}
-	}
-	if len(todo) == 0 {
-		return Result{Name: lbl, Status: mod.OK, Comment: "None of the specified packages are installed: " + strings.Join(names(ss), ", ")}
-	}
-	if env.Test {
-		ch := map[string]any{}
-		for _, n := range todo {
-			ch[n] = map[string]any{"old": have[n], "new": ""}
-		}
-		return Result{Name: lbl, Status: mod.WouldChange, Changes: ch,
-			Comment: "The following packages would be removed: " + strings.Join(todo, ", ")}
-	}
-	rerr := b.remove(env, todo)
-	after, err := b.installed(env, names(ss))
-	if err != nil {
-		return mod.Fail(lbl, "after removing: %v", err)
-	}
-	ch := changes(have, after)
-	var left []string
-	for _, n := range todo {
-		if _, ok := after[n]; ok {
-			left = append(left, n)
-		}
-	}
-	if rerr != nil || len(left) > 0 {
-		r := mod.Fail(lbl, "still installed: %s", strings.Join(left, ", "))
-		if rerr != nil {
-			r.Comment += ": " + rerr.Error()
-		}
-		r.Changes = ch
-		return r
-	}
-	return Result{Name: lbl, Status: mod.OK, Changes: ch,
-		Comment: "The following packages were removed: " + strings.Join(todo, ", ")}
+	return Result{Name: c.lbl, Status: mod.OK, Changes: ch,
+		Comment: fmt.Sprintf("The following packages were %s: %s", verb, strings.Join(names(todo), ", "))}
 }
 
 // changes is Salt's package diff: {name: {old, new}} for every package

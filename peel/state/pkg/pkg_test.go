@@ -17,16 +17,7 @@ import (
 // have, and returns its state directory.
 func fakeHost(t *testing.T, repo, have map[string]string) string {
 	t.Helper()
-	state := t.TempDir()
-	t.Setenv("PKGSTATE", state)
-	script, err := os.ReadFile("testdata/pkgtool.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := ""
-	for _, prog := range []string{"dpkg-query", "apt-cache", "apt-get", "rpm", "dnf", "apk"} {
-		dir = modtest.StandIn(t, dir, prog, string(script))
-	}
+	state := modtest.Tool(t, "PKGSTATE", "testdata/pkgtool.sh", "dpkg-query", "apt-cache", "apt-get", "rpm", "dnf", "apk")
 	for sub, m := range map[string]map[string]string{"repo": repo, "installed": have} {
 		os.MkdirAll(filepath.Join(state, sub), 0o755)
 		for n, v := range m {
@@ -51,12 +42,7 @@ func dbVersions(t *testing.T, state string) map[string]string {
 
 func call(t *testing.T, env *mod.Env, fn, name string, args mod.Args) mod.Result {
 	t.Helper()
-	tab := mod.NewTable()
-	Register(tab)
-	e, ok := tab.Lookup(fn)
-	if !ok {
-		t.Fatalf("%s not registered", fn)
-	}
+	e := modtest.Lookup(t, Register, fn)
 	if err := args.Unknown(e.Args); err != nil {
 		t.Fatalf("%s: %v", fn, err)
 	}

@@ -73,12 +73,9 @@ func ensure(env *mod.Env, name string, args mod.Args, active bool) mod.Result {
 	if _, _, err := args.Bool("reload"); err != nil {
 		return mod.Fail(name, "%v", err)
 	}
-	u, err := backend.status(env, name)
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	if !u.loaded {
-		return mod.Fail(name, "The named service %s is not available", name)
+	u, fail := loaded(env, name)
+	if fail != nil {
+		return *fail
 	}
 	var todo, said []string
 	if u.active != active {
@@ -113,12 +110,9 @@ func disabled(env *mod.Env, name string, _ mod.Args) mod.Result {
 }
 
 func toggle(env *mod.Env, name string, enable bool) mod.Result {
-	u, err := backend.status(env, name)
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	if !u.loaded {
-		return mod.Fail(name, "The named service %s is not available", name)
+	u, fail := loaded(env, name)
+	if fail != nil {
+		return *fail
 	}
 	verb, past := "disable", "disabled"
 	if enable {
@@ -133,6 +127,20 @@ func toggle(env *mod.Env, name string, enable bool) mod.Result {
 	}
 	return apply(env, name, todo, said, func(u unit) bool { return u.enabled == enable },
 		fmt.Sprintf("Service %s is already %s", name, past))
+}
+
+// loaded reads the unit; a unit systemd does not know fails the state.
+func loaded(env *mod.Env, name string) (unit, *mod.Result) {
+	u, err := backend.status(env, name)
+	if err != nil {
+		r := mod.Fail(name, "%v", err)
+		return u, &r
+	}
+	if !u.loaded {
+		r := mod.Fail(name, "The named service %s is not available", name)
+		return u, &r
+	}
+	return u, nil
 }
 
 // apply runs the verbs (nothing in test mode), then checks with holds
@@ -176,12 +184,9 @@ func watch(env *mod.Env, name string, args mod.Args) mod.Result {
 	if err != nil {
 		return mod.Fail(name, "%v", err)
 	}
-	u, err := backend.status(env, name)
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	if !u.loaded {
-		return mod.Fail(name, "The named service %s is not available", name)
+	u, fail := loaded(env, name)
+	if fail != nil {
+		return *fail
 	}
 	verb, past := "restart", "restarted"
 	switch {

@@ -22,13 +22,7 @@ const daemon = `trap 'echo hup >>"$SYSTEMD_STATE/hups"' HUP; while :; do sleep 0
 // are killed.
 func fakeSystemd(t *testing.T, units map[string]string) string {
 	t.Helper()
-	st := t.TempDir()
-	t.Setenv("SYSTEMD_STATE", st)
-	script, err := os.ReadFile("testdata/systemctl.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	modtest.StandIn(t, "", "systemctl", string(script))
+	st := modtest.Tool(t, "SYSTEMD_STATE", "testdata/systemctl.sh", "systemctl")
 	os.MkdirAll(filepath.Join(st, "units"), 0o755)
 	for n, body := range units {
 		os.WriteFile(filepath.Join(st, "units", n+".service"), []byte(body+"\n"), 0o644)
@@ -73,16 +67,7 @@ func enabledOnDisk(st, name string) bool {
 	return err == nil
 }
 
-func entry(t *testing.T, fn string) mod.Entry {
-	t.Helper()
-	tab := mod.NewTable()
-	Register(tab)
-	e, ok := tab.Lookup(fn)
-	if !ok {
-		t.Fatalf("%s not registered", fn)
-	}
-	return e
-}
+func entry(t *testing.T, fn string) mod.Entry { return modtest.Lookup(t, Register, fn) }
 
 // TestServiceRunningAndWatch: service.running starts and enables a real
 // daemon process (through the systemctl stand-in), test mode starts

@@ -276,18 +276,19 @@ func groupPresent(env *mod.Env, name string, args mod.Args) mod.Result {
 	if err != nil {
 		return mod.Fail(name, "%v", err)
 	}
-	members, haveMembers, err := args.Strings("members")
-	if err != nil {
-		return mod.Fail(name, "%v", err)
+	lists := map[string][]string{}
+	for _, k := range []string{"members", "addusers", "delusers"} {
+		l, ok, err := args.Strings(k)
+		if err != nil {
+			return mod.Fail(name, "%v", err)
+		}
+		if ok {
+			lists[k] = l
+		}
 	}
-	add, haveAdd, err := args.Strings("addusers")
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	del, haveDel, err := args.Strings("delusers")
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
+	members, haveMembers := lists["members"]
+	add, haveAdd := lists["addusers"]
+	del, haveDel := lists["delusers"]
 	if haveMembers && (haveAdd || haveDel) {
 		return mod.Fail(name, "members cannot be combined with addusers or delusers: members is the whole list")
 	}

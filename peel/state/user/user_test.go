@@ -64,12 +64,7 @@ func snapshot(t *testing.T, root string) map[string][]byte {
 
 func fn(t *testing.T, name string) mod.Func {
 	t.Helper()
-	tab := mod.NewTable()
-	Register(tab)
-	e, ok := tab.Lookup(name)
-	if !ok {
-		t.Fatalf("%s not registered", name)
-	}
+	e := modtest.Lookup(t, Register, name)
 	return func(env *mod.Env, n string, a mod.Args) mod.Result {
 		if err := a.Unknown(e.Args); err != nil {
 			t.Fatalf("%s: %v", name, err)
