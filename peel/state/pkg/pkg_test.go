@@ -73,7 +73,7 @@ func TestPackagesEachBackend(t *testing.T) {
 			pkgs := mod.Args{"pkgs": []any{"tree", "jq", "curl"}}
 
 			env.Test = true
-			r := call(t, env, "pkg.installed", "tools", pkgs)
+			r := call(t, env, "pkg.installed", "tools", mod.Args{"pkgs": pkgs["pkgs"], "refresh": true})
 			if r.Status != mod.WouldChange || !strings.Contains(r.Comment, "jq, tree") && !strings.Contains(r.Comment, "tree, jq") {
 				t.Fatalf("test mode: %+v", r)
 			}
@@ -82,6 +82,9 @@ func TestPackagesEachBackend(t *testing.T) {
 			}
 			if got := modtest.Calls(t, log, tc.manager); tc.manager != "apk" && len(got) != 0 || dbVersions(t, state)["tree"] != "" {
 				t.Fatalf("test mode ran %v / changed the database %v", got, dbVersions(t, state))
+			}
+			if _, err := os.Stat(filepath.Join(state, "refreshed")); !os.IsNotExist(err) {
+				t.Fatalf("test mode refreshed the package index (%v)", err)
 			}
 			calls := len(modtest.Calls(t, log, tc.manager))
 
