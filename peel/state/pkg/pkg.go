@@ -106,20 +106,12 @@ func names(ss []spec) []string {
 	return out
 }
 
-// label is the state's name for its result: the name, or the pkgs list.
-func label(name string, ss []spec) string {
-	if len(ss) == 1 && ss[0].name == name {
-		return name
-	}
-	return strings.Join(names(ss), ", ")
-}
-
 // request is one pkg state's parsed arguments and backend.
 type request struct {
 	env     *mod.Env
 	b       backend
 	ss      []spec
-	lbl     string
+	lbl     string // the declaration's name, as Salt names the result (also with pkgs)
 	refresh bool
 }
 
@@ -130,7 +122,6 @@ func prepare(env *mod.Env, name string, args mod.Args, withVersion bool) (reques
 	if c.ss, err = specs(name, args, withVersion); err != nil {
 		return c, err
 	}
-	c.lbl = label(name, c.ss)
 	if c.refresh, _, err = args.Bool("refresh"); err != nil {
 		return c, err
 	}
