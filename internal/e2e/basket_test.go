@@ -285,7 +285,9 @@ func TestBasket_WritesOnChangeOnly(t *testing.T) {
 // limited to some targets read what they may see.
 func TestBasket_Secure_OwnEntriesOnly(t *testing.T) {
 	sec := mastertest.StartSecure(t)
-	mastertest.Start(t, sec.Config("m1"))
+	mc := sec.Config("m1")
+	mc.Enroll.AutoAccept = []string{"c*"}
+	mastertest.Start(t, mc)
 	const a, b = "a.example.com", "b.example.com"
 	creds := map[string]string{}
 	for id, role := range map[string]string{a: "web", b: "db"} {
@@ -301,6 +303,13 @@ func TestBasket_Secure_OwnEntriesOnly(t *testing.T) {
 
 	if got := jobResult(t, sec.URL, admin, b, "basket.get", "*", "role"); string(got) != `{"a.example.com":"web","b.example.com":"db"}` {
 		t.Fatalf("basket.get on b (a signed peel request): %s", got)
+	}
+	// An enrolled peel signs with the identity it made and was issued.
+	ec := peeltest.Config(t, "c.example.com", sec.URL)
+	ec.Insecure, ec.EnrollCreds = false, filepath.Join(sec.Dir, pki.FileEnrollCreds)
+	peeltest.Start(t, ec)
+	if got := jobResult(t, sec.URL, admin, "c.example.com", "basket.get", "a* or b*", "role", "compound"); string(got) != `{"a.example.com":"web","b.example.com":"db"}` {
+		t.Fatalf("basket.get on the enrolled peel c: %s", got)
 	}
 	viewer := sec.UserCreds(t, pki.UserSpec{Name: "viewer", Role: pki.RoleReadonly})
 	if code, out, errOut := zcli(t, sec.URL, viewer, "basket", "get", "-G", "id:a.example.com", "role"); code != 0 || !hasRow(out, a, "web") {
