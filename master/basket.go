@@ -40,8 +40,14 @@ const basketWithin = 10 * time.Second
 // peels are read with one pass over the name's keys.
 const basketDirectMax = 64
 
-// basketCacheExprs bounds the expressions whose remote matches are cached.
+// basketCacheExprs bounds the expressions whose remote matches, and the
+// lookups whose answers, are cached.
 const basketCacheExprs = 256
+
+// basketLookupTTL is how long basketLookup reuses an answer. Settings are
+// re-rendered on fact and settings changes, not on basket changes, so a
+// render sees the basket as of at most this long before.
+const basketLookupTTL = time.Second
 
 type basketReader struct {
 	m *Master
@@ -51,6 +57,17 @@ type basketReader struct {
 	// remote caches, per target expression, whether a peel of a partition
 	// this master does not own matched, at which facts revision.
 	remote map[string]map[string]remoteMatch
+	// lookups are basketLookup's recent answers, by expression and name.
+	lookups map[string]*lookupEntry
+}
+
+// lookupEntry is one shared basketLookup read: done closes when vals or
+// err are set, at is when.
+type lookupEntry struct {
+	done chan struct{}
+	at   time.Time
+	vals map[string]json.RawMessage
+	err  error
 }
 
 type remoteMatch struct {
@@ -60,7 +77,9 @@ type remoteMatch struct {
 
 // basketReader returns the master's basket reader, made on first use.
 func (m *Master) basketReader() *basketReader {
-	m.basketOnce.Do(func() { m.basket = &basketReader{m: m, remote: map[string]map[string]remoteMatch{}} })
+	m.basketOnce.Do(func() {
+		m.basket = &basketReader{m: m, remote: map[string]map[string]remoteMatch{}, lookups: map[string]*lookupEntry{}}
+	})
 	return m.basket
 }
 
@@ -81,6 +100,9 @@ func (b *basketReader) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 // basketLookup is {{ basket TARGET NAME }} for the master's settings
 // renderer: the value of entry name of every peel the compound target
 // selects, by peel id (peels that publish no such entry are left out).
+// Each call returns values of its own (decoded anew), but the read behind
+// them is shared for basketLookupTTL: a render pass over many peels whose
+// templates all ask for the same backends costs one read, not one a peel.
 func (m *Master) basketLookup(ctx context.Context, tgt, name string) (map[string]any, error) {
 	if err := names.ValidateBasketName(name); err != nil {
 		return nil, err
@@ -89,12 +111,12 @@ func (m *Master) basketLookup(ctx context.Context, tgt, name string) (map[string
 	if err != nil {
 		return nil, fmt.Errorf("basket target %q: %w", tgt, err)
 	}
-	resp, err := m.basketReader().query(ctx, expr, name)
+	vals, err := m.basketReader().lookup(ctx, expr, name)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]any, len(resp.Values))
-	for id, raw := range resp.Values {
+	out := make(map[string]any, len(vals))
+	for id, raw := range vals {
 		var v any
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return nil, fmt.Errorf("basket %s of %s: %w", name, id, err)
@@ -102,6 +124,47 @@ func (m *Master) basketLookup(ctx context.Context, tgt, name string) (map[string
 		out[id] = v
 	}
 	return out, nil
+}
+
+// lookup is query's values, shared by concurrent and recent (within
+// basketLookupTTL) callers asking for the same expression and name; a
+// failed read is not kept.
+func (b *basketReader) lookup(ctx context.Context, expr target.Expr, name string) (map[string]json.RawMessage, error) {
+	key := expr.String() + "\x00" + name
+	b.mu.Lock()
+	e := b.lookups[key]
+	if e != nil && isClosed(e.done) && time.Since(e.at) > basketLookupTTL {
+		e = nil
+	}
+	if e == nil {
+		if len(b.lookups) >= basketCacheExprs {
+			clear(b.lookups)
+		}
+		e = &lookupEntry{done: make(chan struct{})}
+		b.lookups[key] = e
+		b.mu.Unlock()
+		resp, err := b.query(ctx, expr, name)
+		if err == nil {
+			e.vals = resp.Values
+		}
+		e.err, e.at = err, time.Now()
+		close(e.done)
+		if err != nil {
+			b.mu.Lock()
+			if b.lookups[key] == e {
+				delete(b.lookups, key)
+			}
+			b.mu.Unlock()
+		}
+		return e.vals, err
+	}
+	b.mu.Unlock()
+	select {
+	case <-e.done:
+		return e.vals, e.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("basket %s: %w", name, ctx.Err())
+	}
 }
 
 // apiBasketGet answers basket.get: the values of one name (or, without a
