@@ -25,6 +25,7 @@ import (
 
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
@@ -82,9 +83,15 @@ type Master struct {
 	watches          *kvwatch.Monitor
 	watchRecreations atomic.Uint64
 
-	met     *masterMetrics
-	ready   atomic.Bool
+	met   *masterMetrics
+	ready atomic.Bool
+	// joined is closed when the master is ready for the first time.
+	joined  chan struct{}
 	failErr atomic.Pointer[error]
+	// killed: Kill ended the master; Run must not take the clean-stop
+	// path (no goodbye, no hand-over), as after a crash.
+	killed atomic.Bool
+	closer *daemon.Closer
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -103,10 +110,12 @@ func New(cfg Config, opts Options) (*Master, error) {
 		opts.Metrics = metrics.NewSet()
 	}
 	m := &Master{
-		cfg:  cfg,
-		opts: opts,
-		log:  opts.Logger.With("component", "master", "master", cfg.ID),
-		done: make(chan struct{}),
+		cfg:    cfg,
+		opts:   opts,
+		log:    opts.Logger.With("component", "master", "master", cfg.ID),
+		done:   make(chan struct{}),
+		joined: make(chan struct{}),
+		closer: daemon.NewCloser(),
 	}
 	m.met = newMasterMetrics(opts.Metrics, m)
 	m.watches = kvwatch.NewMonitor(m.watchRecreated)
@@ -118,6 +127,19 @@ func (m *Master) ID() string { return m.cfg.ID }
 
 // Ready reports whether the master has joined and taken its share.
 func (m *Master) Ready() bool { return m.ready.Load() }
+
+// WaitReady blocks until the master is ready for the first time; it returns
+// an error when ctx ends or the master stops first.
+func (m *Master) WaitReady(ctx context.Context) error {
+	select {
+	case <-m.joined:
+		return nil
+	case <-m.done:
+		return errors.New("master stopped before it was ready")
+	case <-ctx.Done():
+		return fmt.Errorf("master not ready: %w", ctx.Err())
+	}
+}
 
 // Embedded is the in-process NATS server when the master started one.
 func (m *Master) Embedded() *topology.Server { return m.embedded }
@@ -145,13 +167,14 @@ func (m *Master) Run(ctx context.Context) error {
 			err = *fe
 		}
 	}
-	m.stop(err == nil)
+	m.stop(err == nil && !m.killed.Load())
 	return err
 }
 
 // Kill drops the master's NATS connection without the clean hand-over, as if
 // the process died. Tests and the load generator use it for failover.
 func (m *Master) Kill() {
+	m.killed.Store(true)
 	m.closeOnce.Do(func() {
 		m.ready.Store(false)
 		if m.member != nil {
@@ -229,6 +252,7 @@ func (m *Master) start(ctx context.Context) error {
 	}
 	nopts = append(nopts, auth...)
 	nopts = append(nopts, m.opts.NATSOptions...)
+	nopts = append(nopts, m.closer.Option())
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", config.Redact(url), err)
@@ -300,6 +324,7 @@ func (m *Master) start(ctx context.Context) error {
 			return
 		}
 		m.ready.Store(true)
+		close(m.joined)
 		m.log.Info("master ready", "owned", len(m.member.ownedList()))
 	}()
 	return nil
@@ -370,6 +395,10 @@ func (m *Master) readyCheck(ctx context.Context) error {
 	return nil
 }
 
+// drainWait bounds the wait for the connection to drain at a stop: with the
+// hand-over before it, well inside daemon.Grace.
+const drainWait = 3 * time.Second
+
 func (m *Master) stop(clean bool) {
 	m.ready.Store(false)
 	if clean && m.member != nil {
@@ -382,13 +411,8 @@ func (m *Master) stop(clean bool) {
 	if m.http != nil {
 		m.http.Close()
 	}
-	if m.nc != nil && !m.nc.IsClosed() {
-		m.nc.Drain()
-		deadline := time.Now().Add(3 * time.Second)
-		for !m.nc.IsClosed() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		m.nc.Close()
+	if m.nc != nil {
+		m.closer.Drain(m.nc, drainWait)
 	}
 	if m.embedded != nil {
 		m.embedded.Shutdown()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
@@ -89,6 +90,9 @@ type Peel struct {
 	met   *peelMetrics
 	wg    sync.WaitGroup
 	ready atomic.Bool
+	// readied is closed when the peel is ready for the first time.
+	readied   chan struct{}
+	readyOnce sync.Once
 }
 
 // New validates the configuration and prepares a peel.
@@ -119,6 +123,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		instance: peelproto.NewInstance(),
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
+		readied:  make(chan struct{}),
 	}
 	if p.trust, err = newTrust(cfg, opts.Metrics); err != nil {
 		return nil, err
@@ -146,6 +151,16 @@ func (p *Peel) HTTPAddr() string {
 
 // Ready reports whether the peel is connected and has published its facts.
 func (p *Peel) Ready() bool { return p.ready.Load() }
+
+// WaitReady blocks until the peel is ready for the first time, or ctx ends.
+func (p *Peel) WaitReady(ctx context.Context) error {
+	select {
+	case <-p.readied:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("peel not ready: %w", ctx.Err())
+	}
+}
 
 // Run connects and serves until ctx ends.
 func (p *Peel) Run(ctx context.Context) error {
@@ -209,6 +224,8 @@ func (p *Peel) Run(ctx context.Context) error {
 	}
 	defer p.jobsSeen.close()
 	nopts = append(nopts, p.opts.NATSOptions...)
+	closer := daemon.NewCloser()
+	nopts = append(nopts, closer.Option())
 	nc, err := nats.Connect(p.cfg.NATS.URL.String(), nopts...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", config.Redact(p.cfg.NATS.URL.String()), err)
@@ -262,17 +279,31 @@ func (p *Peel) Run(ctx context.Context) error {
 	// Goodbye first, so that the masters stop sending it jobs at once
 	// (docs/architecture.md, presence); running jobs still store returns.
 	p.bye()
-	// Let running jobs write their returns.
+	// Let running jobs write their returns, all of them within one budget
+	// (a wait per job slot would outlast the grace period).
+	jobsDone := time.NewTimer(jobsWait)
+	defer jobsDone.Stop()
+wait:
 	for i := 0; i < cap(p.jobSem); i++ {
 		select {
 		case p.jobSem <- struct{}{}:
-		case <-time.After(5 * time.Second):
+		case <-jobsDone.C:
+			p.log.Warn("stopping with jobs still running", "waited", jobsWait)
+			break wait
 		}
 	}
-	nc.Drain()
+	closer.Drain(nc, drainWait)
 	p.log.Info("peel stopped")
 	return nil
 }
+
+// The peel's stop fits in daemon.Grace: the goodbye (bye, at most a second),
+// then running jobs get jobsWait to store their returns, then the connection
+// drainWait to flush.
+const (
+	jobsWait  = 8 * time.Second
+	drainWait = 3 * time.Second
+)
 
 // Kill drops the peel's connection without a goodbye beat, as if the
 // process died: the masters notice only when its beats stop. Tests use it.
@@ -649,6 +680,7 @@ func (p *Peel) factsLoop(ctx context.Context) {
 		}
 		retry.Reset()
 		p.ready.Store(true)
+		p.readyOnce.Do(func() { close(p.readied) })
 		t.Reset(p.cfg.FactsInterval.D())
 	}
 }
