@@ -355,8 +355,8 @@ func stuckJobs(ctx context.Context, cl *chaos.Client) []string {
 	}
 	var stuck []string
 	for k := range lister.Keys() {
-		if strings.Contains(k, ".") {
-			continue // a part
+		if _, _, isPart, ok := names.ParseJobKey(k); !ok || isPart {
+			continue
 		}
 		j, err := cl.Job(ctx, k)
 		if err != nil || !wire.Final(j.Status) {

@@ -339,7 +339,7 @@ func (r *runner) ping(ctx context.Context, o pingOpts) (*PingResult, time.Time, 
 	deadline := time.Now().Add(o.submitRetry)
 	for {
 		t0 = time.Now()
-		err := e.api(ctx, "job.run", req, &resp)
+		err := e.api(ctx, names.EndpointJobRun, req, &resp)
 		if err == nil {
 			break
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/target"
+	"github.com/zester-io/zester/shard"
 )
 
 // DefaultConfigPath is where zester-master looks for its configuration.
@@ -121,7 +122,7 @@ func DefaultConfig() Config {
 		HTTP:        "127.0.0.1:9100",
 		StatesDir:   "/srv/zester/states",
 		SettingsDir: "/srv/zester/settings",
-		Partitions:  64,
+		Partitions:  shard.DefaultPartitions,
 		PKIDir:      pki.DefaultDir,
 		TLS:         TLSConfig{TLS: config.TLS{Dir: config.DefaultTLSDir}},
 		Heartbeat:   config.Dur(time.Second),

@@ -41,7 +41,7 @@ func (je *jobEngine) rescan(ctx context.Context, jid string) {
 
 func (je *jobEngine) onReturnMsg(msg jetstream.Msg) {
 	h := msg.Headers()
-	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+	if op := h.Get(names.HeaderKVOperation); op == names.KVOpDelete || op == names.KVOpPurge {
 		return
 	}
 	jid, peel, ok := names.ParseReturnSubject(msg.Subject())

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/shard"
 )
 
 // DefaultConfigPath is where zester-peel looks for its configuration.
@@ -71,7 +72,7 @@ func DefaultConfig() Config {
 		FactsInterval:     config.Dur(5 * time.Minute),
 		BeatInterval:      config.Dur(10 * time.Second),
 		DataDir:           "/var/lib/zester/peel",
-		Partitions:        64,
+		Partitions:        shard.DefaultPartitions,
 		MaxConcurrentJobs: 8,
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,

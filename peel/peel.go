@@ -484,7 +484,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 const spoolIdleCheck = 5 * time.Second
 
 func (p *Peel) askInfo(ctx context.Context) {
-	msg, err := p.nc.RequestWithContext(ctxTimeout(ctx, 2*time.Second), names.APISubject("info"), nil)
+	msg, err := p.nc.RequestWithContext(ctxTimeout(ctx, 2*time.Second), names.APISubject(names.EndpointInfo), nil)
 	if err != nil {
 		return // no master yet: keep the configured count
 	}

@@ -584,7 +584,7 @@ func (o GenOptions) normalize() (*GenOptions, error) {
 		return fail("MaxPayload", "%d out of range [0, %d]", g.MaxPayload, MaxPayloadLimit)
 	}
 	if g.Partitions == 0 {
-		g.Partitions = DefaultPartitions
+		g.Partitions = names.DefaultPartitions
 	}
 	if g.Partitions < 1 || g.Partitions > math.MaxInt32 {
 		return fail("Partitions", "%d out of range [1, %d]", g.Partitions, math.MaxInt32)

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -113,7 +114,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		o.Nodes = 3
 	}
 	if o.Partitions == 0 {
-		o.Partitions = 64
+		o.Partitions = shard.DefaultPartitions
 	}
 	if o.Bin == "" || o.Dir == "" {
 		return nil, errors.New("chaos: Options.Bin and Options.Dir are required")

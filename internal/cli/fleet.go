@@ -118,7 +118,7 @@ func dash(s string) string {
 // info asks any master for the deployment's settings; without a master it
 // returns the defaults.
 func (a *app) info(ctx context.Context) wire.Info {
-	msg, err := a.request(ctxT(ctx, 2*time.Second), names.APISubject("info"), nil)
+	msg, err := a.request(ctxT(ctx, 2*time.Second), names.APISubject(names.EndpointInfo), nil)
 	if err == nil {
 		var info wire.Info
 		if json.Unmarshal(msg.Data, &info) == nil && info.Partitions > 0 {
@@ -215,7 +215,7 @@ func (a *app) presence(ctx context.Context, P int) ([]masterPresence, error) {
 	}
 	defer sub.Unsubscribe()
 	sub.SetPendingLimits(-1, -1)
-	if err := a.nc.PublishRequest(names.APISubject("presence"), inbox, nil); err != nil {
+	if err := a.nc.PublishRequest(names.APISubject(names.EndpointPresence), inbox, nil); err != nil {
 		return nil, withCode(ExitError, fmt.Errorf("presence: %w", err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, presenceWait)

@@ -35,7 +35,7 @@ func LeafPermissions() jwt.Permissions {
 		kv(names.BucketBasket, ">"),
 		names.PeelEventSubject("*", ">"),
 		names.SubjectInPartitionedPrefix+".>",
-		names.APISubject("info"),
+		names.APISubject(names.EndpointInfo),
 		names.SubjectEnroll,
 		names.BeatSubjectAny(),
 		names.PeelInboxAny(),

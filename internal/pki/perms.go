@@ -81,7 +81,7 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		// copied data_dir) asks on PeelInbox, and this peel answers there.
 		names.PeelInboxPrefix(id) + ".>",
 		names.EnrollRenewSubject(id),
-		names.APISubject("info"),
+		names.APISubject(names.EndpointInfo),
 		// Before running a job: is my return already stored?
 		names.JSDirectGetKey(names.BucketJobReturns, names.ReturnKey("*", id)),
 		names.JSDirectGetKey(names.BucketSecrets, names.SecretsKey(id)),
@@ -147,7 +147,7 @@ var roles = map[Role]roleSpec{
 	},
 	RoleReadonly: {
 		doc:        "lists and reads jobs, facts and peels (facts, jobs, returns, job events; the API's info endpoint) and nothing else: cannot run a job",
-		api:        []string{names.APISubject("info")},
+		api:        []string{names.APISubject(names.EndpointInfo)},
 		kvRead:     []string{names.BucketFacts, names.BucketJobs, names.BucketJobReturns},
 		streamRead: []string{names.StreamJobEvents},
 		user:       true,
