@@ -445,42 +445,6 @@ func (m *Master) PeelCount() int {
 // Partitions is the deployment's partition count.
 func (m *Master) Partitions() int { return m.cfg.Partitions }
 
-// RunEmbeddedOnly runs the embedded nats-server of cfg without a master, so
-// an operator can restore streams (which needs the master stopped) on the
-// same store, ports and monitoring address.
-func RunEmbeddedOnly(ctx context.Context, cfg Config) error {
-	if len(cfg.NATS.URL) != 0 {
-		return errors.New("--nats-only: nats.url is set; there is no embedded server to run")
-	}
-	lvl, _ := obs.ParseLevel(cfg.LogLevel)
-	log := obs.NewLogger(os.Stderr, lvl)
-	e := cfg.NATS.Embedded
-	// The same server as the master's: operator mode and TLS, so that a
-	// maintenance run opens no unauthenticated listener either.
-	var p *pki.PKI
-	if cfg.Insecure {
-		log.Warn("INSECURE: insecure: true in master.yaml: the nats-server accepts any client")
-	} else {
-		var err error
-		if p, _, err = pki.LoadOrInit(cfg.PKIDir, pki.InitOptions{Partitions: cfg.Partitions}); err != nil {
-			return fmt.Errorf("config key pki_dir: %w", err)
-		}
-	}
-	tune, err := embeddedTune(cfg, p)
-	if err != nil {
-		return fmt.Errorf("embedded nats-server: %w", err)
-	}
-	srv, err := topology.StartServer(topology.ServerConfig{Name: cfg.ID, Listen: e.Listen, Monitor: e.Monitor, StoreDir: e.StoreDir,
-		Logger: log.With("component", "nats-server"), Tune: tune})
-	if err != nil {
-		return fmt.Errorf("embedded nats-server: %w", err)
-	}
-	log.Info("embedded nats-server only (no master)", "url", srv.ClientURL(), "store_dir", e.StoreDir, "operator_mode", p != nil)
-	<-ctx.Done()
-	srv.Shutdown()
-	return nil
-}
-
 // watchRecreated logs and counts a watch consumer replaced by its watchdog.
 func (m *Master) watchRecreated(r kvwatch.Recreated) {
 	m.watchRecreations.Add(1)
