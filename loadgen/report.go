@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dustin/go-humanize"
 )
@@ -260,22 +262,7 @@ func fmtDur(d time.Duration) string {
 
 func fmtBytes(b int64) string { return humanize.IBytes(uint64(max(b, 0))) }
 
-func fmtInt(n int64) string {
-	s := fmt.Sprintf("%d", n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+func fmtInt(n int64) string { return humanize.Comma(n) }
 
 func fmtRate(r float64) string {
 	switch {
@@ -357,30 +344,21 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintln(w)
 }
 
+// writeAligned prints rows as columns two spaces apart, the first row a
+// header underlined across the table.
 func writeAligned(w io.Writer, rows [][]string) {
-	width := make([]int, len(rows[0]))
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	for _, r := range rows {
-		for i, c := range r[:len(r)-1] {
-			width[i] = max(width[i], len([]rune(c)))
-		}
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
-	for ri, r := range rows {
-		var b strings.Builder
-		for i, c := range r {
-			if i < len(r)-1 {
-				b.WriteString(c)
-				b.WriteString(strings.Repeat(" ", width[i]-len([]rune(c))+2))
-			} else {
-				b.WriteString(c)
-			}
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-		if ri == 0 {
-			total := 0
-			for _, x := range width {
-				total += x + 2
-			}
-			fmt.Fprintln(w, strings.Repeat("─", total+20))
+	tw.Flush()
+	for i, line := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+		if i == 0 {
+			// The last column starts where the header's last cell does.
+			last := rows[0][len(rows[0])-1]
+			fmt.Fprintln(w, strings.Repeat("─", utf8.RuneCountInString(line)-utf8.RuneCountInString(last)+22))
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/wire"
@@ -337,6 +339,7 @@ func (r *runner) ping(ctx context.Context, o pingOpts) (*PingResult, time.Time, 
 	var resp wire.RunResponse
 	var t0 time.Time
 	deadline := time.Now().Add(o.submitRetry)
+	retry := backoff.New(100*time.Millisecond, 2*time.Second)
 	for {
 		t0 = time.Now()
 		err := e.api(ctx, names.EndpointJobRun, req, &resp)
@@ -346,7 +349,7 @@ func (r *runner) ping(ctx context.Context, o pingOpts) (*PingResult, time.Time, 
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, t0, fmt.Errorf("submit: %w", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(retry.Next())
 	}
 	jid := resp.JID
 	res.JID = jid
@@ -417,6 +420,7 @@ wait:
 	// a big job (or a fault), so retry.
 	var unique, msgs int
 	var err error
+	recount := backoff.New(time.Second, 8*time.Second)
 	for attempt := 0; attempt < 5; attempt++ {
 		cctx, ccancel := context.WithTimeout(ctx, time.Minute)
 		unique, msgs, err = e.countStored(cctx, names.KVStream(names.BucketJobReturns), names.ReturnSubjectPrefix+names.ReturnFilter(jid))
@@ -427,7 +431,7 @@ wait:
 		if (err == nil && unique >= job.Returned) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
+		time.Sleep(recount.Next())
 	}
 	if err != nil {
 		res.Problems = append(res.Problems, fmt.Sprintf("counting stored returns: %v", err))
@@ -805,7 +809,7 @@ func (r *runner) reconnect(ctx context.Context, s *Scenario) {
 		}
 	}
 	if rr.Conns == 0 {
-		s.fail("no fleet connection is on %s (connected to: %v)", srv.Name(), sortedKeys(perURL))
+		s.fail("no fleet connection is on %s (connected to: %v)", srv.Name(), slices.Sorted(maps.Keys(perURL)))
 		s.Summary = "nothing to reconnect"
 		return
 	}
