@@ -243,6 +243,19 @@ type Target struct {
 	Note     string `json:"note,omitempty"`
 }
 
+// MetText is the "met" column of a target: "yes", or no when it was missed,
+// with the note in parentheses.
+func (t Target) MetText(no string) string {
+	met := "yes"
+	if !t.Met {
+		met = no
+	}
+	if t.Note != "" {
+		met += " (" + t.Note + ")"
+	}
+	return met
+}
+
 // ---- rendering ----
 
 func fmtDur(d time.Duration) string {
@@ -316,14 +329,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	if len(r.Targets) > 0 {
 		rows = [][]string{{"target", "goal", "measured", "met"}}
 		for _, t := range r.Targets {
-			met := "yes"
-			if !t.Met {
-				met = "NO"
-			}
-			if t.Note != "" {
-				met += " (" + t.Note + ")"
-			}
-			rows = append(rows, []string{t.What, t.Goal, t.Measured, met})
+			rows = append(rows, []string{t.What, t.Goal, t.Measured, t.MetText("NO")})
 		}
 		writeAligned(w, rows)
 		fmt.Fprintln(w)
@@ -382,14 +388,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	if len(r.Targets) > 0 {
 		fmt.Fprintf(w, "\n## Targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n")
 		for _, t := range r.Targets {
-			met := "yes"
-			if !t.Met {
-				met = "**no**"
-			}
-			if t.Note != "" {
-				met += " (" + t.Note + ")"
-			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.What, t.Goal, mdEscape(t.Measured), mdEscape(met))
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.What, t.Goal, mdEscape(t.Measured), mdEscape(t.MetText("**no**")))
 		}
 	}
 	fmt.Fprintf(w, "\n## Resources\n\n| scenario | CPU | peak RSS | fleet out | fleet in | servers in | servers out |\n|---|---|---|---|---|---|---|\n")

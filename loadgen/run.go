@@ -146,34 +146,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if !cfg.has(name) && !(name == ScBaseline && cfg.has(ScPing)) {
 			continue
 		}
-		switch name {
-		case ScBaseline:
-			r.scenario(name, r.baselineScenario)
-		case ScPing:
-			r.scenario(name, r.pingScenario)
-		case ScBatch:
-			r.scenario(name, r.batchScenario)
-		case ScMasterkill:
-			if e.external() {
-				r.skip(name, "needs in-process masters (not available with --nats)")
-				continue
-			}
-			r.scenario(name, r.masterkill)
-		case ScServerkill:
-			if e.external() || (e.topo.Kind() != topology.KindCluster && e.topo.Kind() != topology.KindSuperCluster) {
-				r.skip(name, "needs a replicated JetStream: run with --topology cluster (or supercluster)")
-				continue
-			}
-			r.scenario(name, r.serverkill)
-		case ScReconnect:
-			if e.external() {
-				r.skip(name, "needs an in-process server to restart (not available with --nats)")
-				continue
-			}
-			r.scenario(name, r.reconnect)
-		case ScEnrollment:
-			r.scenario(name, r.enrollScenario)
+		sc, ok := r.scenarios()[name]
+		if !ok {
+			continue
 		}
+		if why := sc.unavailable; why != "" {
+			r.skip(name, why)
+			continue
+		}
+		r.scenario(name, sc.run)
 	}
 	if err := ctx.Err(); err != nil {
 		return r.rep, err
@@ -197,6 +178,33 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (r *runner) notePeak() {
 	if p := peakRSS(); p > r.peak {
 		r.peak = p
+	}
+}
+
+// scenarioRun is how to run one scenario after the fact storm, and why it
+// cannot run in this environment ("" when it can).
+type scenarioRun struct {
+	run         func(ctx context.Context, s *Scenario)
+	unavailable string
+}
+
+func (r *runner) scenarios() map[string]scenarioRun {
+	e := r.env
+	notIf := func(cond bool, why string) string {
+		if cond {
+			return why
+		}
+		return ""
+	}
+	replicated := !e.external() && (e.topo.Kind() == topology.KindCluster || e.topo.Kind() == topology.KindSuperCluster)
+	return map[string]scenarioRun{
+		ScBaseline:   {run: r.baselineScenario},
+		ScPing:       {run: r.pingScenario},
+		ScBatch:      {run: r.batchScenario},
+		ScMasterkill: {r.masterkill, notIf(e.external(), "needs in-process masters (not available with --nats)")},
+		ScServerkill: {r.serverkill, notIf(!replicated, "needs a replicated JetStream: run with --topology cluster (or supercluster)")},
+		ScReconnect:  {r.reconnect, notIf(e.external(), "needs an in-process server to restart (not available with --nats)")},
+		ScEnrollment: {run: r.enrollScenario},
 	}
 }
 

@@ -94,13 +94,21 @@ type page struct {
 	analysis string   // bench/analysis.md, copied in verbatim at the end
 }
 
+// ran is the results of the cells that ran (have a report).
+func (p page) ran() []result {
+	var out []result
+	for _, r := range p.results {
+		if r.rep != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // each calls f for every cell that ran the named scenario and has its
 // figures (has reports whether s holds them).
 func (p page) each(name string, has func(*loadgen.Scenario) bool, f func(r result, s *loadgen.Scenario)) {
-	for _, r := range p.results {
-		if r.rep == nil {
-			continue
-		}
+	for _, r := range p.ran() {
 		if s := r.rep.Find(name); s != nil && has(s) {
 			f(r, s)
 		}
@@ -227,10 +235,7 @@ func (p page) facts(w io.Writer) {
 func (p page) failover(w io.Writer) {
 	fmt.Fprintf(w, "\n## Failover\n\n*masterkill*: 3 masters, a ping with answers due 1–3 s after dispatch, the master owning the job's coordinator partition is killed (`Kill()`, no hand-over) once every peel has the job; *failover* = kill → the survivors' heartbeat records own every partition exactly once. *serverkill* (cluster): the server leading `KV_job-returns` is stopped mid-job; *write gap* = stop → next successful KV write through the remaining servers.\n\n")
 	fmt.Fprintf(w, "| scenario | peels | topology | victim | fault at | failover / write gap | job final after fault | all stored | lost | dup | refused dups | status |\n|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
-	for _, r := range p.results {
-		if r.rep == nil {
-			continue
-		}
+	for _, r := range p.ran() {
 		for _, name := range []string{loadgen.ScMasterkill, loadgen.ScServerkill} {
 			s := r.rep.Find(name)
 			if s == nil || s.Failover == nil || s.Failover.Ping == nil {
@@ -262,10 +267,7 @@ func (p page) reconnect(w io.Writer) {
 func (p page) resources(w io.Writer) {
 	fmt.Fprintf(w, "\n## Resources\n\n*fleet heap* = Go heap + stacks grown by creating and connecting the simulated fleet (before any traffic). *peak RSS* and *CPU* are of the whole process (servers + masters + fleet).\n\n")
 	fmt.Fprintf(w, "| peels | topology | masters | fleet heap | B/peel | peak RSS | CPU | wall | scenarios |\n|---:|---|---:|---:|---:|---:|---:|---:|---|\n")
-	for _, r := range p.results {
-		if r.rep == nil {
-			continue
-		}
+	for _, r := range p.ran() {
 		var sc []string
 		for _, s := range r.rep.Scenarios {
 			if s.Status != loadgen.StatusSkipped {
@@ -277,21 +279,14 @@ func (p page) resources(w io.Writer) {
 }
 
 func (p page) targets(w io.Writer) {
-	for _, r := range p.results {
-		if r.rep == nil || !r.cell.Headline {
+	for _, r := range p.ran() {
+		if !r.cell.Headline {
 			continue
 		}
 		fmt.Fprintf(w, "\n## Targets (the %s cell: `%s`)\n\n", r.cell.name(), r.rep.Command)
 		fmt.Fprintf(w, "| target | goal | measured | met |\n|---|---|---|---|\n")
 		for _, t := range r.rep.Targets {
-			met := "yes"
-			if !t.Met {
-				met = "**no**"
-			}
-			if t.Note != "" {
-				met += " (" + t.Note + ")"
-			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.What, t.Goal, t.Measured, met)
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.What, t.Goal, t.Measured, t.MetText("**no**"))
 		}
 		fmt.Fprintf(w, "\nEvery scenario of that run:\n\n| scenario | status | result |\n|---|---|---|\n")
 		for _, s := range r.rep.Scenarios {

@@ -2,9 +2,13 @@ package suite
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/zester-io/zester/loadgen"
 )
 
 func TestOptions_Cells(t *testing.T) {
@@ -87,5 +91,48 @@ func TestNum_ThousandsSeparators(t *testing.T) {
 		if got := num(n); got != want {
 			t.Errorf("num(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestPage_Write: a cell that failed to run is a row naming its error, a
+// cell that ran fills the tables of its scenarios, the headline cell's
+// targets are listed, and the command line shown leaves out where the run
+// wrote.
+func TestPage_Write(t *testing.T) {
+	ok := &loadgen.Report{
+		Command: "zester-loadgen --peels 10000",
+		Setup:   loadgen.Setup{Conns: 100},
+		Scenarios: []*loadgen.Scenario{
+			{Name: loadgen.ScPing, Status: loadgen.StatusOK, Ping: &loadgen.PingResult{Final: 1.5, AllStored: 1.25, Throughput: 12345, Ratio: 1.5}},
+			{Name: loadgen.ScMasterkill, Status: "fail", Failover: &loadgen.FailoverResult{Victim: "m2", Failover: 2, Ping: &loadgen.PingResult{Lost: 3}}},
+		},
+		Targets: []loadgen.Target{{What: "ping", Goal: "< 5s", Measured: "1.5s", Met: true}, {What: "lost", Goal: "0", Measured: "3", Note: "masterkill"}},
+	}
+	p := page{kind: "quick", took: 90 * time.Second, args: []string{"-matrix", "quick", "-out", "/tmp/x.md"}, analysis: "## Analysis\n\nhand-written",
+		results: []result{
+			{cell: cell{Peels: 1000, Masters: 1, Topology: "single"}, err: errors.New("no master ready")},
+			{cell: cell{Peels: 10_000, Masters: 3, Topology: "cluster", Headline: true}, rep: ok},
+		}}
+	var b bytes.Buffer
+	p.write(&b)
+	out := b.String()
+	for _, want := range []string{
+		"Written by `go run ./bench -matrix quick` (2 cells;",
+		"| 1,000 | single | 1 | | | | | | | | | | | **error: no master ready** |",
+		"| 10,000 | cluster | 3 | 100 | 1.50s | 1.25s |",
+		"| 12,345 |",
+		"| masterkill | 10,000 | cluster | m2 |",
+		"| **fail** |",
+		"## Targets (the cluster-10k-3m cell: `zester-loadgen --peels 10000`)",
+		"| lost | 0 | 3 | **no** (masterkill) |",
+		"- cluster-10k-3m: `go run ./cmd/zester-loadgen --peels 10000`",
+		"## Analysis\n\nhand-written",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("page lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "/tmp/x.md") {
+		t.Error("the page shows where the run wrote")
 	}
 }
