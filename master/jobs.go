@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -121,10 +123,7 @@ func (je *jobEngine) start(ctx context.Context) error {
 		}
 	}
 	je.started = true
-	active := make([]string, 0, len(je.jobs))
-	for jid := range je.jobs {
-		active = append(active, jid)
-	}
+	active := slices.Collect(maps.Keys(je.jobs))
 	je.mu.Unlock()
 	for _, jid := range active {
 		je.kick(jid)
@@ -351,10 +350,7 @@ func (je *jobEngine) ownershipChanged(gained, lost []int) {
 			delete(js.tracked, p)
 		}
 	}
-	jids := make([]string, 0, len(je.jobs))
-	for jid := range je.jobs {
-		jids = append(jids, jid)
-	}
+	jids := slices.Collect(maps.Keys(je.jobs))
 	je.mu.Unlock()
 	for _, jid := range jids {
 		je.kick(jid)

@@ -3,6 +3,8 @@ package master
 import (
 	"context"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -189,15 +191,18 @@ func (pr *presence) waitingFor(p int) map[string]struct{} {
 	return w
 }
 
+// owned is the presence of every owned partition now (taken under pr.mu;
+// each part has its own lock).
+func (pr *presence) owned() []*presencePart {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return slices.Collect(maps.Values(pr.parts))
+}
+
 // rewarm starts a new warm-up of every owned partition: after this master's
 // connection was down, beats were lost and silence proves nothing.
 func (pr *presence) rewarm() {
-	pr.mu.Lock()
-	parts := make([]*presencePart, 0, len(pr.parts))
-	for _, pp := range pr.parts {
-		parts = append(parts, pp)
-	}
-	pr.mu.Unlock()
+	parts := pr.owned()
 	for _, pp := range parts {
 		w := pr.waitingFor(pp.p)
 		pp.mu.Lock()

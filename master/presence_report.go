@@ -53,12 +53,7 @@ func (pr *presence) split(p int, ids []string) (online, offline []string, wait t
 // counts sums online, offline (heard once, silent now) and flagged peels
 // over the owned partitions, for the metrics.
 func (pr *presence) counts() (online, offline, dup int) {
-	pr.mu.Lock()
-	parts := make([]*presencePart, 0, len(pr.parts))
-	for _, pp := range pr.parts {
-		parts = append(parts, pp)
-	}
-	pr.mu.Unlock()
+	parts := pr.owned()
 	now := time.Now().UnixNano()
 	for _, pp := range parts {
 		pp.mu.Lock()
@@ -81,12 +76,7 @@ func (pr *presence) counts() (online, offline, dup int) {
 // know either (decommissioned hosts), so memory follows the fleet.
 func (pr *presence) forget() {
 	cut := time.Now().Add(-24 * time.Hour).UnixNano()
-	pr.mu.Lock()
-	parts := make([]*presencePart, 0, len(pr.parts))
-	for _, pp := range pr.parts {
-		parts = append(parts, pp)
-	}
-	pr.mu.Unlock()
+	parts := pr.owned()
 	for _, pp := range parts {
 		known := map[string]bool{}
 		for _, id := range pr.m.index.ids(pp.p) {
