@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/pki"
@@ -18,8 +17,7 @@ func RunEmbeddedOnly(ctx context.Context, cfg Config) error {
 	if len(cfg.NATS.URL) != 0 {
 		return errors.New("--nats-only: nats.url is set; there is no embedded server to run")
 	}
-	lvl, _ := obs.ParseLevel(cfg.LogLevel)
-	log := obs.NewLogger(os.Stderr, lvl)
+	log := obs.StderrLogger(cfg.LogLevel)
 	e := cfg.NATS.Embedded
 	// The same server as the master's: operator mode and TLS, so that a
 	// maintenance run opens no unauthenticated listener either.

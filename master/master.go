@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,8 +102,7 @@ func New(cfg Config, opts Options) (*Master, error) {
 		return nil, err
 	}
 	if opts.Logger == nil {
-		lvl, _ := obs.ParseLevel(cfg.LogLevel)
-		opts.Logger = obs.NewLogger(os.Stderr, lvl)
+		opts.Logger = obs.StderrLogger(cfg.LogLevel)
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
@@ -226,13 +224,7 @@ func (m *Master) start(ctx context.Context) error {
 		nats.CustomReconnectDelay(func(int) time.Duration { return reconnect.Next() }),
 		nats.RetryOnFailedConnect(true),
 		nats.PingInterval(5 * time.Second),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			m.log.Warn("nats async error", "subject", subj, "err", err)
-		}),
+		daemon.AsyncErrors(m.log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			m.met.disconnects.Inc()
 			m.log.Warn("nats disconnected", "err", err)

@@ -101,8 +101,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		return nil, err
 	}
 	if opts.Logger == nil {
-		lvl, _ := obs.ParseLevel(cfg.LogLevel)
-		opts.Logger = obs.NewLogger(os.Stderr, lvl)
+		opts.Logger = obs.StderrLogger(cfg.LogLevel)
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
@@ -190,13 +189,7 @@ func (p *Peel) Run(ctx context.Context) error {
 		// permissions need no _INBOX.> wildcard (docs/security.md).
 		nats.CustomInboxPrefix(names.PeelInboxPrefix(p.cfg.ID)),
 		nats.PingInterval(20*time.Second),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			p.log.Warn("nats async error", "subject", subj, "err", err)
-		}),
+		daemon.AsyncErrors(p.log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			p.met.disconnects.Inc()
 			p.log.Warn("nats disconnected; reconnecting with backoff", "url", cs.disconnected(), "err", err, "max_delay", cs.wait.Max())

@@ -1,11 +1,25 @@
 package daemon
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 )
+
+// AsyncErrors is the connect option that logs the errors NATS reports
+// asynchronously (a slow consumer, a permission violation), with the
+// subscription's subject.
+func AsyncErrors(log *slog.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subj := ""
+		if sub != nil {
+			subj = sub.Subject
+		}
+		log.Warn("nats async error", "subject", subj, "err", err)
+	})
+}
 
 // Closer waits for a NATS connection to finish draining. Drain returns at
 // once and the connection closes when its subscriptions have delivered what
