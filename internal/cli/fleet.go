@@ -58,10 +58,7 @@ facts that the store holds but cannot be read (republish asked).`,
 				rows = kept
 			}
 			if asJSON {
-				if rows == nil {
-					rows = []wire.PeelSummary{}
-				}
-				return json.NewEncoder(a.out).Encode(rows)
+				return encodeList(a.out, rows)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "PEEL\tSTATE\tLAST SEEN\tPARTITION\tOS\tKERNEL\tARCH\tFACTS UPDATED\tNOTES")
@@ -359,10 +356,7 @@ func (a *app) mastersCmd() *cobra.Command {
 			}
 			sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
 			if asJSON {
-				if rows == nil {
-					rows = []wire.MasterRecord{}
-				}
-				return json.NewEncoder(a.out).Encode(rows)
+				return encodeList(a.out, rows)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "MASTER\tHOST\tVERSION\tPARTITIONS\tLAST HEARTBEAT\tPEELS\tACTIVE JOBS\tUP SINCE")
@@ -376,4 +370,13 @@ func (a *app) mastersCmd() *cobra.Command {
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	return c
+}
+
+// encodeList writes rows as one JSON array ([] when there are none, never
+// null, so that scripts can iterate over it).
+func encodeList[T any](w io.Writer, rows []T) error {
+	if rows == nil {
+		rows = []T{}
+	}
+	return json.NewEncoder(w).Encode(rows)
 }
