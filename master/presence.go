@@ -351,11 +351,22 @@ func (pr *presence) onBeat(pp *presencePart, msg *nats.Msg) {
 }
 
 func (pr *presence) offlineAfterFor(interval time.Duration) time.Duration {
-	return max(pr.offlineAfter, 3*interval)
+	return offlineWindow(pr.offlineAfter, interval)
 }
 
-func (pr *presence) online(e *peelBeat, now int64) bool {
-	return e != nil && !e.bye && now-e.last <= int64(pr.offlineAfterFor(e.interval))
+func (pr *presence) online(e *peelBeat, now int64) bool { return beatOnline(e, now, pr.offlineAfter) }
+
+// offlineWindow is how long a peel beating every interval may stay silent
+// before it is offline: offline_after, or three of its beats when it beats
+// more slowly than that allows.
+func offlineWindow(offlineAfter, interval time.Duration) time.Duration {
+	return max(offlineAfter, 3*interval)
+}
+
+// beatOnline: a peel is online at now (Unix ns) while its last beat is
+// within its offline window and was not a goodbye.
+func beatOnline(e *peelBeat, now int64, offlineAfter time.Duration) bool {
+	return e != nil && !e.bye && now-e.last <= int64(offlineWindow(offlineAfter, e.interval))
 }
 
 // waitWarm returns once the presence of every partition of parts is known

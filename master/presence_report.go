@@ -31,22 +31,30 @@ func (pr *presence) split(p int, ids []string) (online, offline []string, wait t
 	if pp == nil {
 		return ids, nil, 0
 	}
-	now := time.Now().UnixNano()
-	online = make([]string, 0, len(ids))
 	pp.mu.Lock()
-	sure := now >= pp.since+int64(pr.grace)
+	defer pp.mu.Unlock()
+	return splitPresence(ids, pp.peels, time.Now().UnixNano(), pp.since, pr.grace, pr.offlineAfter)
+}
+
+// splitPresence is split's decision for one partition at now (Unix ns):
+// peels are its beats, since the start of its warm-up. A peel called
+// offline that has not been heard since the warm-up began is not known to be
+// down before since+grace; wait is what is left of that grace then (zero
+// once silence is proof).
+func splitPresence(ids []string, peels map[string]*peelBeat, now, since int64, grace, offlineAfter time.Duration) (online, offline []string, wait time.Duration) {
+	online = make([]string, 0, len(ids))
+	sure := now >= since+int64(grace)
 	for _, id := range ids {
-		e := pp.peels[id]
-		if pr.online(e, now) {
+		e := peels[id]
+		if beatOnline(e, now, offlineAfter) {
 			online = append(online, id)
 			continue
 		}
 		offline = append(offline, id)
-		if !sure && (e == nil || e.last < pp.since) {
-			wait = time.Duration(pp.since + int64(pr.grace) - now)
+		if !sure && (e == nil || e.last < since) {
+			wait = time.Duration(since + int64(grace) - now)
 		}
 	}
-	pp.mu.Unlock()
 	return online, offline, wait
 }
 
