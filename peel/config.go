@@ -53,6 +53,8 @@ type Config struct {
 	Insecure bool `yaml:"insecure"`
 	// TLS is the CA of the NATS servers and the peel's client certificate.
 	TLS config.TLS `yaml:"tls"`
+	// Schedule runs functions periodically (schedule.go, docs/schedule.md).
+	Schedule Schedule `yaml:"schedule"`
 }
 
 // NATSConfig is the nats: section.
@@ -151,6 +153,7 @@ func (c *Config) Validate() error {
 		bad("spool_max", "negative")
 	}
 	c.validateEnroll(bad)
+	errs = append(errs, c.Schedule.validate(nil))
 	if err := c.TLS.Validate("tls"); err != nil {
 		errs = append(errs, err)
 	}

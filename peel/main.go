@@ -40,6 +40,11 @@ func Main(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *check {
+		// The functions are known only with the registry New would use.
+		if err := cfg.Schedule.validate(defaultRegistry(cfg, nil).Names()); err != nil {
+			fmt.Fprintln(stderr, "zester-peel:", err)
+			return 2
+		}
 		if _, err := os.Stat(*path); !explicit && errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintf(stderr, "zester-peel: no configuration file at %s: the defaults are used, and they are valid\n", *path)
 			return 0
