@@ -113,7 +113,7 @@ func TestStateDrift_ListsChangedStatesInRunOrder(t *testing.T) {
 		t.Errorf("drift %+v, want %+v", drift, want)
 	}
 	for _, c := range []struct{ fn, result string }{
-		{"cmd.run", string(b)},                    // not a state function
+		{"cmd.run", string(b)},                       // not a state function
 		{"state.show_sls", `{"motd": {"file": []}}`}, // not a run map
 		{"state.apply", `"an error"`},
 	} {
