@@ -272,6 +272,9 @@ func (sc *scheduler) runOnce(ctx context.Context, e scheduled) *wire.ScheduleEve
 		// function's own verdict.
 		ev.Success = false
 	}
+	if ev.States != nil && ev.States.Failed == 0 && len(ev.Drift) == 0 && ev.Success {
+		ev.Return, ev.Clean = nil, true
+	}
 	lvl := slog.LevelDebug
 	if len(ev.Drift) > 0 || !ev.Success {
 		lvl = slog.LevelInfo

@@ -261,6 +261,8 @@ func printScheduled(w io.Writer, r scheduledRow, fn, stateOutput string) {
 		ret := *ev.Return
 		ret.Peel = name
 		printReturn(w, &ret, stateOutput)
+	case ev.Clean:
+		fmt.Fprintf(w, "    clean: no state changed or failed (the per-state return of a clean run is not stored)\n")
 	case ev.Truncated:
 		fmt.Fprintf(w, "    (the full return was over the server's maximum payload and is not stored)\n")
 	}

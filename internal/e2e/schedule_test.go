@@ -116,6 +116,23 @@ func motdState(path string) funcs.Func {
 	}
 }
 
+// growState is a state function that always changes something: it appends
+// a line to path, so every run of it is drift.
+func growState(path string) funcs.Func {
+	return func(ctx context.Context, env *funcs.Env, args json.RawMessage) (any, error) {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if _, err := f.WriteString("run\n"); err != nil {
+			return nil, err
+		}
+		r := mod.Run{Result: mod.Result{Name: path, Comment: "Appended a line", Changes: map[string]any{"diff": "+run"}}, ID: "grow", SLS: "base"}
+		return map[string]mod.Run{mod.RunKey("file", "grow", path, "append"): r}, nil
+	}
+}
+
 // A peel's schedule end to end: entries at 200 ms without splay run on
 // their own, each run publishes its event on job-events, and `zester run
 // --scheduled` shows each peel's latest one as run output (state returns
@@ -132,6 +149,7 @@ func TestSchedule_RunsPublishesShowsLatest(t *testing.T) {
 	motd := filepath.Join(t.TempDir(), "motd")
 	reg := funcs.NewRegistry()
 	reg.Register("state.apply", motdState(motd))
+	reg.Register("state.sls", growState(filepath.Join(t.TempDir(), "grow")))
 
 	cfg := peeltest.Config(t, "web1.example.com", url)
 	cfg.Schedule, err = peel.ParseSchedule("test", []byte(`
@@ -139,6 +157,7 @@ echo: {function: test.echo, args: {text: hello}, interval: 200ms}
 slow: {function: test.sleep, args: {seconds: 1}, interval: 200ms}
 broken: {function: cmd.run, args: ["echo oops; exit 3"], interval: 1h}
 motd: {function: state.apply, interval: 200ms}
+grow: {function: state.sls, interval: 200ms}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +206,8 @@ motd: {function: state.apply, interval: 200ms}
 	motdEvents := func() []wire.ScheduleEvent { return scheduleEvents(t, js, subj(p1.ID(), "motd")) }
 	waitUntil(t, "a clean motd run after the first", func() bool {
 		ev := motdEvents()
-		return len(ev) >= 2 && len(ev[len(ev)-1].Drift) == 0
+		last := ev[len(ev)-1]
+		return len(ev) >= 2 && last.Clean && last.Return == nil && len(last.Drift) == 0
 	})
 	first := motdEvents()[0]
 	if first.States == nil || *first.States != (wire.StateSummary{Total: 1, Changed: 1}) || len(first.Drift) != 1 || first.Drift[0] != (wire.DriftState{ID: "motd", Name: motd, Function: "file.managed", SLS: "base"}) {
@@ -214,9 +234,21 @@ motd: {function: state.apply, interval: 200ms}
 		!strings.Contains(out, "web2: \"from web2\"") || !regexp.MustCompile(`test\.echo\s+2\s+2\s+0\s+0\s+0\s+0`).MatchString(out) {
 		t.Fatalf("run --scheduled: exit %d\n%s\n%s", code, out, errOut)
 	}
-	code, out, _ = zesterCLI(url, "run", "web1.example.com", "state.apply", "--scheduled", "--state-output", "terse")
-	if code != 0 || !strings.Contains(out, "1 states, ") || !strings.Contains(out, "Summary for web1.example.com") || !strings.Contains(out, "Name: "+motd+" - Function: file.managed") {
-		t.Fatalf("run --scheduled of a state function: exit %d\n%s", code, out)
+	// A drifting state run is shown in the state output; a clean one by
+	// its summary (its per-state return is not stored).
+	waitUntil(t, "a grow run", func() bool { return len(scheduleEvents(t, js, subj(p1.ID(), "grow"))) > 0 })
+	code, out, _ = zesterCLI(url, "run", "web1.example.com", "state.sls", "--scheduled", "--state-output", "terse")
+	if code != 0 || !strings.Contains(out, "1 states, 1 changed, 0 failed") || !strings.Contains(out, "drift: file.append grow") ||
+		!strings.Contains(out, "Summary for web1.example.com") || !strings.Contains(out, "Function: file.append - Result: Changed") || !strings.Contains(out, "drift: web1.example.com") {
+		t.Fatalf("run --scheduled of a drifting state run: exit %d\n%s", code, out)
+	}
+	waitUntil(t, "a clean motd run after the hand edit", func() bool {
+		ev := motdEvents()
+		return ev[len(ev)-1].Clean
+	})
+	code, out, _ = zesterCLI(url, "run", "web1.example.com", "state.apply", "--scheduled")
+	if code != 0 || !strings.Contains(out, "1 states, 0 changed, 0 failed") || !strings.Contains(out, "clean: no state changed or failed") || strings.Contains(out, "Summary for") {
+		t.Fatalf("run --scheduled of a clean state run: exit %d\n%s", code, out)
 	}
 	code, out, _ = zesterCLI(url, "run", "-L", "web1.example.com", "cmd.run", "--scheduled")
 	if code != 1 || !strings.Contains(out, "ERROR retcode: command exited with status 3") || !strings.Contains(out, "    oops") || !strings.Contains(out, "failed: web1.example.com") {

@@ -29,10 +29,16 @@ type ScheduleEvent struct {
 	Drift []DriftState `json:"drift,omitempty"`
 	// Next is when the entry runs next.
 	Next time.Time `json:"next,omitzero"`
-	// Return is the full return; nil on the drift subject, and when the
-	// event would exceed the server's maximum payload (Truncated).
-	Return    *Return `json:"return,omitempty"`
-	Truncated bool    `json:"truncated,omitempty"`
+	// Return is the full return. It is nil on the drift subject, for a
+	// Clean state run, and when the event would exceed the server's maximum
+	// payload (Truncated).
+	Return *Return `json:"return,omitempty"`
+	// Clean marks a state run in which no state changed or failed: its
+	// per-state return is not stored, the summary says it all (a fleet's
+	// clean highstates would otherwise fill job-events with copies of the
+	// same result).
+	Clean     bool `json:"clean,omitempty"`
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // StateSummary counts a state run's states as Salt's summary block does.
