@@ -55,6 +55,15 @@ type Config struct {
 	TLS config.TLS `yaml:"tls"`
 	// Schedule runs functions periodically (schedule.go, docs/schedule.md).
 	Schedule Schedule `yaml:"schedule"`
+	// Basket names the entries the peel publishes in the basket bucket
+	// (Salt's mine): entry name → function (basket.go).
+	Basket map[string]BasketSpec `yaml:"basket"`
+	// BasketInterval is how often the basket functions run (jittered
+	// below it); an entry is written only when its value changed or the
+	// store lost it.
+	BasketInterval config.Duration `yaml:"basket_interval"`
+	// BasketMaxValue caps one entry's value (its JSON).
+	BasketMaxValue config.ByteSize `yaml:"basket_max_value"`
 }
 
 // NATSConfig is the nats: section.
@@ -83,6 +92,8 @@ func DefaultConfig() Config {
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
 		TLS:               config.TLS{Dir: config.DefaultTLSDir},
+		BasketInterval:    config.Dur(5 * time.Minute),
+		BasketMaxValue:    config.Bytes(64 << 10),
 	}
 }
 
@@ -153,6 +164,7 @@ func (c *Config) Validate() error {
 		bad("spool_max", "negative")
 	}
 	c.validateEnroll(bad)
+	c.validateBasket(bad)
 	errs = append(errs, c.Schedule.validate(nil))
 	if err := c.TLS.Validate("tls"); err != nil {
 		errs = append(errs, err)

@@ -81,19 +81,19 @@ func newScheduler(p *Peel) (*scheduler, error) {
 }
 
 // SetSchedule sets the schedule entries that come from another source than
-// peel.yaml (settings): they are laid over peel.yaml's schedule, an entry
-// of the same name replacing peel.yaml's, and SetSchedule(nil) leaves
-// peel.yaml's alone. Nothing changes when any entry is bad (unknown
+// peel.yaml (settings): they are added to peel.yaml's schedule, whose entry
+// wins on a shared name (as with SetBasketFuncs: the host's own file has
+// the last word), and SetSchedule(nil) leaves peel.yaml's alone. Nothing changes when any entry is bad (unknown
 // function, bad interval or splay, …): the error names each. It may be
 // called before or during Run; an entry whose definition did not change
 // keeps its timing, a changed one starts over (after its current run, if
 // one is going), a removed one stops after its current run.
 func (p *Peel) SetSchedule(s Schedule) error {
-	merged := maps.Clone(p.cfg.Schedule)
+	merged := maps.Clone(s)
 	if merged == nil {
 		merged = Schedule{}
 	}
-	maps.Copy(merged, s)
+	maps.Copy(merged, p.cfg.Schedule)
 	want, err := merged.compiled(p.reg.Names())
 	if err != nil {
 		return fmt.Errorf("schedule: %w", err)
