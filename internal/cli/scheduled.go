@@ -16,7 +16,6 @@ import (
 
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 )
 
@@ -68,17 +67,9 @@ func (a *app) runScheduled(ctx context.Context, f *runFlags, tgt, fn string, wor
 	if err := a.connect(ctx); err != nil {
 		return err
 	}
-	info := a.info(ctx)
-	expr, err := target.Parse(target.Kind(kind), tgt, target.Options{Nodegroups: info.Nodegroups})
-	if err != nil {
-		return withCode(ExitError, err)
-	}
-	ids, err := a.resolveLocal(ctx, expr)
+	ids, info, err := a.resolveTarget(ctx, wire.Target{Kind: kind, Expr: tgt})
 	if err != nil {
 		return err
-	}
-	if len(ids) == 0 {
-		return withCode(ExitMissing, fmt.Errorf("no peels matched %s", targetWords(wire.Target{Kind: kind, Expr: tgt})))
 	}
 	latest, err := a.latestScheduled(ctx, ids, fn, f.entry)
 	if err != nil {
