@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -356,6 +357,65 @@ func TestBinaries_PeelCheck_BadScheduleNamed(t *testing.T) {
 		code, out = run(t, "zester-peel", "--config", path)
 		if code != 2 || !strings.Contains(out, c.want) {
 			t.Errorf("start with\n%s: exit %d %q, want 2 and %q", c.schedule, code, out, c.want)
+		}
+	}
+}
+
+// SetSchedule (the settings' way in) changes a running peel's schedule: an
+// entry added runs, a changed one runs only in its new form from its first
+// new run on (the old loop is gone), and peel.yaml's entry of the same name
+// wins over it.
+func TestSchedule_SetSchedule_ChangesARunningPeel(t *testing.T) {
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	mastertest.Start(t, mastertest.Config("m1", url))
+	cfg := peeltest.Config(t, "web1", url)
+	cfg.Schedule, _ = peel.ParseSchedule("test", []byte("file: {function: test.echo, args: [from the file], interval: 200ms}\n"))
+	p, _ := startScheduledPeel(t, cfg, nil)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	results := func(entry string) []string {
+		var out []string
+		for _, ev := range scheduleEvents(t, js, names.ScheduleEventSubject("web1", entry)) {
+			out = append(out, string(ev.Return.Result))
+		}
+		return out
+	}
+	set := func(yaml string) {
+		t.Helper()
+		sc, err := peel.ParseSchedule("settings", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SetSchedule(sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("extra: {function: test.echo, args: [v1], interval: 200ms}\nfile: {function: test.echo, args: [from settings], interval: 200ms}\n")
+	waitUntil(t, "extra runs", func() bool { return len(results("extra")) >= 2 })
+	set("extra: {function: test.echo, args: [v2], interval: 200ms}\n")
+	waitUntil(t, "extra runs as changed, twice", func() bool {
+		r := results("extra")
+		return len(r) >= 2 && r[len(r)-1] == `"v2"` && r[len(r)-2] == `"v2"`
+	})
+	r := results("extra")
+	first := slices.Index(r, `"v2"`)
+	for i, v := range r {
+		if (i < first && v != `"v1"`) || (i >= first && v != `"v2"`) {
+			t.Fatalf("extra's results %v: a v1 run after the change", r)
+		}
+	}
+	for _, v := range results("file") {
+		if v != `"from the file"` {
+			t.Fatalf("peel.yaml's entry was replaced by the settings' one: %v", results("file"))
 		}
 	}
 }
