@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -41,7 +42,7 @@ func Main(args []string, stderr io.Writer) int {
 	}
 	if *check {
 		// The functions are known only with the registry New would use.
-		if err := cfg.Schedule.validate(defaultRegistry(cfg, nil).Names()); err != nil {
+		if err := cfg.Schedule.validate(defaultRegistry(cfg, slog.New(slog.DiscardHandler)).Names()); err != nil {
 			fmt.Fprintln(stderr, "zester-peel:", err)
 			return 2
 		}
