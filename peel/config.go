@@ -49,6 +49,8 @@ type Config struct {
 	Insecure bool `yaml:"insecure"`
 	// TLS is the CA of the NATS servers and the peel's client certificate.
 	TLS config.TLS `yaml:"tls"`
+	// Schedule runs functions periodically (schedule.go, docs/schedule.md).
+	Schedule Schedule `yaml:"schedule"`
 	// Basket names the entries the peel publishes in the basket bucket
 	// (Salt's mine): entry name → function (basket.go).
 	Basket map[string]BasketSpec `yaml:"basket"`
@@ -141,6 +143,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateEnroll(bad)
 	c.validateBasket(bad)
+	errs.Add(c.Schedule.validate(nil))
 	errs.Add(c.TLS.Validate("tls"))
 	return errs.Err()
 }

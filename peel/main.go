@@ -2,6 +2,7 @@ package peel
 
 import (
 	"io"
+	"log/slog"
 
 	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/version"
@@ -17,6 +18,11 @@ func Main(args []string, stderr io.Writer) int {
 		DefaultConfig: DefaultConfigPath,
 		Version:       Version,
 		Load:          LoadConfig,
+		// The schedule's functions are known only with the registry New
+		// would use.
+		Check: func(cfg Config) error {
+			return cfg.Schedule.validate(defaultRegistry(cfg, slog.New(slog.DiscardHandler)).Names())
+		},
 		New: func(cfg Config) (daemon.Daemon, error) {
 			p, err := New(cfg, Options{})
 			if err != nil {
