@@ -209,6 +209,8 @@ func (a Args) String(key string) (string, bool, error) {
 	switch x := v.(type) {
 	case string:
 		return x, true, nil
+	case revealer:
+		return x.Reveal(), true, nil
 	case bool, int, int64, uint64, float64, json.Number:
 		return fmt.Sprint(x), true, nil
 	}
@@ -288,4 +290,33 @@ func SplitRunKey(key string) (module, id, name, function string, ok bool) {
 		return "", "", "", "", false
 	}
 	return p[0], p[1], p[2], p[3], true
+}
+
+// revealer is a secret value from a rendered .sls (render.Secret): it
+// prints masked, and Reveal gives the plaintext. mod does not import the
+// template engine; this interface is the whole coupling.
+type revealer interface{ Reveal() string }
+
+// Secret reports whether the argument key holds a secret (a {{ secret }}
+// in the .sls): modules must keep its text out of comments and diffs.
+func (a Args) Secret(key string) bool {
+	_, ok := a[key].(revealer)
+	return ok
+}
+
+// TreePath maps a source URL of the state tree to a path in Env.Tree:
+// "salt://web/nginx.conf" and "zester://web/nginx.conf" are both
+// "web/nginx.conf". ok is false for anything else (a host path, http://).
+func TreePath(src string) (string, bool) {
+	for _, scheme := range []string{"salt://", "zester://"} {
+		if rest, ok := strings.CutPrefix(src, scheme); ok {
+			// A query (salt://x?saltenv=base) names an environment; there
+			// is one tree, so it is dropped.
+			if i := strings.IndexByte(rest, '?'); i >= 0 {
+				rest = rest[:i]
+			}
+			return strings.TrimLeft(rest, "/"), true
+		}
+	}
+	return "", false
 }
