@@ -291,6 +291,12 @@ func (l *loader) extend(n *render.Node, file string, pos Pos) {
 //	    - contents: hi                - installed
 //	                                  - version: 1.2
 func (l *loader) decl(id, sls string, n *render.Node, pos Pos) (*decl, error) {
+	if n != nil && n.Kind == render.Scalar {
+		// The short form "vim: pkg.installed": one function, no arguments.
+		if s, ok := n.Value.(string); ok && strings.Contains(s, ".") {
+			n = &render.Node{Kind: render.Map, Line: n.Line, Col: n.Col, Pairs: []render.Pair{{Key: s, KeyLine: n.Line, KeyCol: n.Col}}}
+		}
+	}
 	if n == nil || n.Kind != render.Map {
 		k := "empty value"
 		if n != nil && n.Value != nil {
@@ -319,6 +325,10 @@ func (l *loader) decl(id, sls string, n *render.Node, pos Pos) (*decl, error) {
 		v := p.Value
 		var items []*render.Node
 		switch {
+		case v == nil || (v.Kind == render.Scalar && v.Value == nil):
+		case !dotted && v.Kind == render.Scalar:
+			// "pkg: installed"
+			items = []*render.Node{v}
 		case v == nil || (v.Kind == render.Scalar && v.Value == nil):
 		case v.Kind == render.List:
 			items = v.Items
