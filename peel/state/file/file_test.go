@@ -100,8 +100,11 @@ func TestFunctions_ChangeThenHold(t *testing.T) {
 				}
 			}},
 		{name: "symlink retargeted", fn: "file.symlink", path: "/srv/current",
-			setup: func(t *testing.T, env *mod.Env) { os.MkdirAll(env.Path("/srv"), 0o755); os.Symlink("/srv/v1", env.Path("/srv/current")) },
-			args:  mod.Args{"target": "/srv/v2"},
+			setup: func(t *testing.T, env *mod.Env) {
+				os.MkdirAll(env.Path("/srv"), 0o755)
+				os.Symlink("/srv/v1", env.Path("/srv/current"))
+			},
+			args: mod.Args{"target": "/srv/v2"},
 			check: func(t *testing.T, env *mod.Env) {
 				if l, _ := os.Readlink(env.Path("/srv/current")); l != "/srv/v2" {
 					t.Errorf("link -> %q", l)
@@ -119,8 +122,10 @@ func TestFunctions_ChangeThenHold(t *testing.T) {
 				}
 			}},
 		{name: "line replace", fn: "file.line", path: "/etc/ssh/sshd_config",
-			setup: func(t *testing.T, env *mod.Env) { write(t, env, "/etc/ssh/sshd_config", "Port 22\nPermitRootLogin yes\n") },
-			args:  mod.Args{"content": "PermitRootLogin no", "match": "^PermitRootLogin", "mode": "replace"}, diffHas: []string{"-PermitRootLogin yes", "+PermitRootLogin no"}},
+			setup: func(t *testing.T, env *mod.Env) {
+				write(t, env, "/etc/ssh/sshd_config", "Port 22\nPermitRootLogin yes\n")
+			},
+			args: mod.Args{"content": "PermitRootLogin no", "match": "^PermitRootLogin", "mode": "replace"}, diffHas: []string{"-PermitRootLogin yes", "+PermitRootLogin no"}},
 		{name: "line delete", fn: "file.line", path: "/etc/x",
 			setup: func(t *testing.T, env *mod.Env) { write(t, env, "/etc/x", "a\nb\nc\n") },
 			args:  mod.Args{"match": "^b$", "mode": "delete"}, diffHas: []string{"-b"}},
