@@ -53,6 +53,9 @@ type Config struct {
 	Insecure bool `yaml:"insecure"`
 	// TLS is the CA of the NATS servers and the peel's client certificate.
 	TLS config.TLS `yaml:"tls"`
+	// StatesDir is the local state tree of state.apply and state.highstate
+	// (docs/states.md).
+	StatesDir string `yaml:"states_dir"`
 }
 
 // NATSConfig is the nats: section.
@@ -81,6 +84,7 @@ func DefaultConfig() Config {
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
 		TLS:               config.TLS{Dir: config.DefaultTLSDir},
+		StatesDir:         "/srv/zester/states",
 	}
 }
 

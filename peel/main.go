@@ -19,6 +19,9 @@ var Version = version.String()
 
 // Main is zester-peel's command line.
 func Main(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "call" {
+		return Call(args[1:], os.Stdout, stderr)
+	}
 	fs := flag.NewFlagSet("zester-peel", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", DefaultConfigPath, "configuration file")

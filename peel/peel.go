@@ -32,6 +32,7 @@ import (
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
+	"github.com/zester-io/zester/peel/state"
 	"github.com/zester-io/zester/shard"
 )
 
@@ -105,6 +106,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	}
 	if opts.Registry == nil {
 		opts.Registry = funcs.NewRegistry()
+		state.Register(opts.Registry, state.JobConfig{StatesDir: cfg.StatesDir, Log: opts.Logger})
 	}
 	sp, err := openSpool(filepath.Join(cfg.DataDir, "spool"), cfg.SpoolMax)
 	if err != nil {
@@ -524,6 +526,10 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		ret.Result = b
 		// A command that exits non-zero or is killed is a failed job, as
 		// Salt's retcode makes it; its output stays in the return.
+		if sr, ok := res.(state.Return); ok && sr.Failed() {
+			ret.Success = false
+			ret.Error = &wire.Error{Code: state.CodeFailed, Msg: "one or more states failed"}
+		}
 		if cr, ok := res.(*funcs.CmdResult); ok && (cr.Retcode != 0 || cr.TimedOut) {
 			ret.Success = false
 			msg := fmt.Sprintf("command exited with status %d", cr.Retcode)

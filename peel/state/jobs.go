@@ -1,0 +1,230 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/zester-io/zester/internal/render"
+	"github.com/zester-io/zester/peel/funcs"
+	"github.com/zester-io/zester/peel/state/mod"
+)
+
+// CodeCompile is the error code of a job whose state tree does not
+// compile (bad YAML, a cycle, a missing requisite): nothing ran.
+const CodeCompile = "state_compile"
+
+// CodeFailed is the error code of a run in which a state failed; the
+// return still carries every state's result.
+const CodeFailed = "states_failed"
+
+// JobConfig is what the state job functions need from the peel.
+type JobConfig struct {
+	// StatesDir is the state tree (peel.yaml states_dir).
+	StatesDir string
+	// Root prefixes host paths (zester-peel call --root; tests).
+	Root string
+	// Funcs back setting, basket and secret in templates; optional.
+	Funcs  render.Funcs
+	Limits render.Limits
+	// Table is the state functions; nil is DefaultTable().
+	Table *mod.Table
+	Log   *slog.Logger
+}
+
+// Register adds state.apply, state.highstate, state.show_sls and
+// state.show_top to reg.
+//
+//	state.apply    [SLS[,SLS]...] [test=true]  -> Return (no SLS: the highstate)
+//	state.highstate [test=true]                -> Return
+//	state.show_sls SLS[,SLS]...                -> {id: {module: [function, {arg: v}...], __sls__, __env__}}
+//	state.show_top                             -> {"base": [SLS...]}
+//
+// Arguments follow Salt's convention: a JSON array of words, positional
+// ones and key=value pairs mixed (["web", "test=true"]), or an object
+// ({"mods": ["web"], "test": true}).
+func Register(reg *funcs.Registry, cfg JobConfig) {
+	reg.Register("state.apply", cfg.job(true, true))
+	reg.Register("state.highstate", cfg.job(false, true))
+	reg.Register("state.show_sls", cfg.job(true, false))
+	reg.Register("state.show_top", cfg.showTop)
+}
+
+// jobArgs are the parsed arguments of a state job.
+type jobArgs struct {
+	mods []string
+	test bool
+}
+
+// parseJobArgs reads Salt's mix of positional words and key=value pairs.
+func parseJobArgs(raw json.RawMessage, takesMods bool) (jobArgs, error) {
+	var a jobArgs
+	raw = bytes.TrimSpace(raw)
+	kw := map[string]any{}
+	var pos []string
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+	case raw[0] == '[':
+		var items []any
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return a, badArgs("arguments: %v", err)
+		}
+		for _, it := range items {
+			switch x := it.(type) {
+			case string:
+				if k, v, ok := strings.Cut(x, "="); ok && k != "" && !strings.ContainsAny(k, " ,") {
+					kw[k] = v
+				} else {
+					pos = append(pos, x)
+				}
+			case map[string]any:
+				for k, v := range x {
+					kw[k] = v
+				}
+			default:
+				return a, badArgs("argument %v: want a word or key=value", it)
+			}
+		}
+	case raw[0] == '{':
+		if err := json.Unmarshal(raw, &kw); err != nil {
+			return a, badArgs("arguments: %v", err)
+		}
+	default:
+		return a, badArgs("arguments must be a JSON array or object")
+	}
+	for k, v := range kw {
+		switch k {
+		case "test":
+			b, ok, err := mod.Args{k: v}.Bool(k)
+			if err != nil || !ok {
+				return a, badArgs("test: want true or false, got %v", v)
+			}
+			a.test = b
+		case "mods":
+			s, _, err := mod.Args{k: v}.Strings(k)
+			if err != nil {
+				return a, badArgs("%v", err)
+			}
+			pos = append(pos, s...)
+		case "saltenv":
+			if v != Environment {
+				return a, badArgs("saltenv: Zester has one environment, %s", Environment)
+			}
+		default:
+			return a, badArgs("unknown argument %s (accepted: mods, test)", k)
+		}
+	}
+	for _, p := range pos {
+		for _, m := range strings.Split(p, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				a.mods = append(a.mods, m)
+			}
+		}
+	}
+	if len(a.mods) > 0 && !takesMods {
+		return a, badArgs("takes no sls names (got %s); state.apply takes them", strings.Join(a.mods, ", "))
+	}
+	return a, nil
+}
+
+func badArgs(format string, args ...any) error {
+	return &funcs.Error{Code: funcs.CodeBadArgs, Msg: fmt.Sprintf(format, args...)}
+}
+
+// tree opens the state tree.
+func (cfg JobConfig) tree() (fs.FS, error) {
+	dir := cfg.StatesDir
+	if dir == "" {
+		dir = DefaultStatesDir
+	}
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() {
+		return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: fmt.Sprintf("no state tree at %s (peel.yaml states_dir, or zester-peel call --local DIR)", dir)}
+	}
+	return os.DirFS(dir), nil
+}
+
+func (cfg JobConfig) options(ctx context.Context, env *funcs.Env) (Options, error) {
+	opt := Options{Funcs: cfg.Funcs, Limits: cfg.Limits, Table: cfg.Table}
+	if env != nil {
+		opt.ID = env.PeelID
+		if env.Facts != nil {
+			f, err := env.Facts(ctx, false)
+			if err != nil {
+				return opt, fmt.Errorf("facts: %w", err)
+			}
+			if m, ok := f.(map[string]any); ok {
+				opt.Facts = m
+			}
+		}
+	}
+	return opt, nil
+}
+
+func compileErr(err error) error {
+	var fe *funcs.Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	return &funcs.Error{Code: CodeCompile, Msg: err.Error()}
+}
+
+// job is state.apply (takesMods, run), state.highstate (run) or
+// state.show_sls (takesMods, !run).
+func (cfg JobConfig) job(takesMods, run bool) funcs.Func {
+	return func(ctx context.Context, env *funcs.Env, raw json.RawMessage) (any, error) {
+		a, err := parseJobArgs(raw, takesMods)
+		if err != nil {
+			return nil, err
+		}
+		if !run && len(a.mods) == 0 {
+			return nil, badArgs("state.show_sls needs an sls name")
+		}
+		fsys, err := cfg.tree()
+		if err != nil {
+			return nil, err
+		}
+		opt, err := cfg.options(ctx, env)
+		if err != nil {
+			return nil, err
+		}
+		var p *Plan
+		if len(a.mods) == 0 {
+			p, err = CompileHighstate(ctx, fsys, opt)
+		} else {
+			p, err = Compile(ctx, fsys, a.mods, opt)
+		}
+		if err != nil {
+			return nil, compileErr(err)
+		}
+		if !run {
+			return p.High(), nil
+		}
+		return p.Apply(ctx, RunOptions{Options: opt, Test: a.test, Root: cfg.Root, Tree: fsys, Log: cfg.Log}), nil
+	}
+}
+
+func (cfg JobConfig) showTop(ctx context.Context, env *funcs.Env, raw json.RawMessage) (any, error) {
+	if _, err := parseJobArgs(raw, false); err != nil {
+		return nil, err
+	}
+	fsys, err := cfg.tree()
+	if err != nil {
+		return nil, err
+	}
+	opt, err := cfg.options(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	top, err := Top(ctx, fsys, opt)
+	if err != nil {
+		return nil, compileErr(err)
+	}
+	return top, nil
+}
