@@ -1,0 +1,80 @@
+package peel_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/peel/peeltest"
+	"github.com/zester-io/zester/peel/state"
+	"github.com/zester-io/zester/peel/state/mod"
+)
+
+// state.apply sent through a master runs on the peel against its
+// states_dir: test mode returns null results and writes nothing, a real
+// run writes and returns Salt's shape, a failed state fails the job with
+// every result kept.
+func TestPeel_StateApply_ThroughMaster(t *testing.T) {
+	_, url := serverAndMaster(t)
+	tree, out := t.TempDir(), t.TempDir()
+	target := filepath.Join(out, "motd")
+	os.WriteFile(filepath.Join(tree, "web.sls"), []byte("motd:\n  file.managed:\n    - name: "+target+"\n    - contents: 'hello {{ .id }}'\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "bad.sls"), []byte("bad:\n  cmd.run:\n    - name: exit 3\n"), 0o644)
+	cfg := peeltest.Config(t, "st1", url)
+	cfg.StatesDir = tree
+	peeltest.Start(t, cfg)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+
+	get := func(args ...string) wire.Return {
+		t.Helper()
+		a, _ := json.Marshal(args)
+		jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: "st1"}, Function: "state.apply", Args: a})
+		waitReturn(t, js, jid, "st1")
+		kv, _ := js.KeyValue(context.Background(), names.BucketJobReturns)
+		e, err := kv.Get(context.Background(), names.ReturnKey(jid, "st1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r wire.Return
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	key := mod.RunKey("file", "motd", target, "managed")
+	r := get("web", "test=true")
+	var ret map[string]mod.Run
+	if err := json.Unmarshal(r.Result, &ret); err != nil || !r.Success {
+		t.Fatalf("test run: %v %+v %s", err, r.Error, r.Result)
+	}
+	if ret[key].Status != mod.WouldChange {
+		t.Errorf("test run: %+v", ret[key])
+	}
+	if _, err := os.Stat(target); err == nil {
+		t.Fatal("test run wrote the file")
+	}
+	r = get("web")
+	json.Unmarshal(r.Result, &ret)
+	if !r.Success || ret[key].Status != mod.OK || ret[key].Changes["diff"] != "New file" {
+		t.Errorf("apply: %+v %s", r.Error, r.Result)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "hello st1\n" {
+		t.Errorf("file %q", b)
+	}
+	r = get("bad")
+	if r.Success || r.Error == nil || r.Error.Code != state.CodeFailed || len(r.Result) == 0 {
+		t.Errorf("failed state: success %v, error %+v, result %s", r.Success, r.Error, r.Result)
+	}
+}
