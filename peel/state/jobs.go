@@ -150,6 +150,16 @@ func (cfg JobConfig) tree() (fs.FS, error) {
 	return os.DirFS(dir), nil
 }
 
+// prepare opens the tree and gathers the peel's id and facts.
+func (cfg JobConfig) prepare(ctx context.Context, env *funcs.Env) (fs.FS, Options, error) {
+	fsys, err := cfg.tree()
+	if err != nil {
+		return nil, Options{}, err
+	}
+	opt, err := cfg.options(ctx, env)
+	return fsys, opt, err
+}
+
 func (cfg JobConfig) options(ctx context.Context, env *funcs.Env) (Options, error) {
 	opt := Options{Funcs: cfg.Funcs, Limits: cfg.Limits, Table: cfg.Table}
 	if env != nil {
@@ -186,11 +196,7 @@ func (cfg JobConfig) job(takesMods, run bool) funcs.Func {
 		if !run && len(a.mods) == 0 {
 			return nil, badArgs("state.show_sls needs an sls name")
 		}
-		fsys, err := cfg.tree()
-		if err != nil {
-			return nil, err
-		}
-		opt, err := cfg.options(ctx, env)
+		fsys, opt, err := cfg.prepare(ctx, env)
 		if err != nil {
 			return nil, err
 		}
@@ -214,11 +220,7 @@ func (cfg JobConfig) showTop(ctx context.Context, env *funcs.Env, raw json.RawMe
 	if _, err := parseJobArgs(raw, false); err != nil {
 		return nil, err
 	}
-	fsys, err := cfg.tree()
-	if err != nil {
-		return nil, err
-	}
-	opt, err := cfg.options(ctx, env)
+	fsys, opt, err := cfg.prepare(ctx, env)
 	if err != nil {
 		return nil, err
 	}

@@ -191,6 +191,15 @@ marker:
 	})
 }
 
+// fullTreeAt is fullTree writing under a new root that holds a stale
+// /etc/nginx/old.conf for file.absent.
+func fullTreeAt(t *testing.T) (fstest.MapFS, string) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc/nginx"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/nginx/old.conf"), []byte("x"), 0o644)
+	return withRoot(fullTree(), root), root
+}
+
 func withRoot(fsys fstest.MapFS, root string) fstest.MapFS {
 	f := fsys["web/nginx.sls"]
 	f.Data = []byte(strings.ReplaceAll(string(f.Data), "ROOTDIR", root))
@@ -198,10 +207,7 @@ func withRoot(fsys fstest.MapFS, root string) fstest.MapFS {
 }
 
 func TestApply_SecondRunReportsNoChanges(t *testing.T) {
-	root := t.TempDir()
-	fsys := withRoot(fullTree(), root)
-	os.MkdirAll(filepath.Join(root, "etc/nginx"), 0o755)
-	os.WriteFile(filepath.Join(root, "etc/nginx/old.conf"), []byte("x"), 0o644)
+	fsys, root := fullTreeAt(t)
 
 	first := apply(t, fsys, root, false, nil)
 	if f := failures(first); len(f) > 0 {
@@ -258,10 +264,7 @@ func equalMaps(a, b map[string]string) bool {
 }
 
 func TestApply_TestModeChangesNothing(t *testing.T) {
-	root := t.TempDir()
-	fsys := withRoot(fullTree(), root)
-	os.MkdirAll(filepath.Join(root, "etc/nginx"), 0o755)
-	os.WriteFile(filepath.Join(root, "etc/nginx/old.conf"), []byte("x"), 0o644)
+	fsys, root := fullTreeAt(t)
 	os.WriteFile(filepath.Join(root, "etc/motd"), []byte("old\n"), 0o644)
 	before := snapshot(t, root)
 	r := apply(t, fsys, root, true, nil)

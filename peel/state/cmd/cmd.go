@@ -177,26 +177,24 @@ func guards(env *mod.Env, s *spec, args mod.Args) (string, error) {
 	return "", nil
 }
 
-func run(env *mod.Env, name string, args mod.Args) mod.Result {
-	s, err := parse(env, name, args)
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	why, err := guards(env, s, args)
-	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	if why != "" {
-		return mod.Result{Name: name, Status: mod.OK, Comment: why}
-	}
-	return exec(env, s)
-}
+func run(env *mod.Env, name string, args mod.Args) mod.Result { return do(env, name, args, true) }
 
 // force runs the command whatever the guards say (mod_watch).
-func force(env *mod.Env, name string, args mod.Args) mod.Result {
+func force(env *mod.Env, name string, args mod.Args) mod.Result { return do(env, name, args, false) }
+
+func do(env *mod.Env, name string, args mod.Args, guarded bool) mod.Result {
 	s, err := parse(env, name, args)
 	if err != nil {
 		return mod.Fail(name, "%v", err)
+	}
+	if guarded {
+		why, err := guards(env, s, args)
+		if err != nil {
+			return mod.Fail(name, "%v", err)
+		}
+		if why != "" {
+			return mod.Result{Name: name, Status: mod.OK, Comment: why}
+		}
 	}
 	return exec(env, s)
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/aymanbagabas/go-udiff"
 
+	"github.com/zester-io/zester/internal/atomicfile"
 	"github.com/zester-io/zester/peel/state/mod"
 )
 
@@ -109,31 +110,48 @@ func octal(m fs.FileMode) string {
 	return fmt.Sprintf("%04o", n)
 }
 
+// lookup resolves a user or group argument, by name or by number.
+func lookup(args mod.Args, key string, byName, byID func(string) (string, error)) (int, string, error) {
+	s, ok, err := args.String(key)
+	if err != nil || !ok {
+		return -1, "", err
+	}
+	id, err := byName(s)
+	if err != nil {
+		if id, err = byID(s); err != nil {
+			return -1, "", fmt.Errorf("%s %s does not exist", key, s)
+		}
+	}
+	n, _ := strconv.Atoi(id)
+	return n, s, nil
+}
+
 func wantOwner(args mod.Args, modeKey string) (owner, error) {
 	o := owner{uid: -1, gid: -1}
-	if s, ok, err := args.String("user"); err != nil {
-		return o, err
-	} else if ok {
-		u, err := user.Lookup(s)
-		if err != nil {
-			if u, err = user.LookupId(s); err != nil {
-				return o, fmt.Errorf("user %s does not exist", s)
+	var err error
+	uid := func(f func(string) (*user.User, error)) func(string) (string, error) {
+		return func(s string) (string, error) {
+			u, err := f(s)
+			if err != nil {
+				return "", err
 			}
+			return u.Uid, nil
 		}
-		o.uid, _ = strconv.Atoi(u.Uid)
-		o.user = s
 	}
-	if s, ok, err := args.String("group"); err != nil {
-		return o, err
-	} else if ok {
-		g, err := user.LookupGroup(s)
-		if err != nil {
-			if g, err = user.LookupGroupId(s); err != nil {
-				return o, fmt.Errorf("group %s does not exist", s)
+	gid := func(f func(string) (*user.Group, error)) func(string) (string, error) {
+		return func(s string) (string, error) {
+			g, err := f(s)
+			if err != nil {
+				return "", err
 			}
+			return g.Gid, nil
 		}
-		o.gid, _ = strconv.Atoi(g.Gid)
-		o.group = s
+	}
+	if o.uid, o.user, err = lookup(args, "user", uid(user.Lookup), uid(user.LookupId)); err != nil {
+		return o, err
+	}
+	if o.gid, o.group, err = lookup(args, "group", gid(user.LookupGroup), gid(user.LookupGroupId)); err != nil {
+		return o, err
 	}
 	if s, ok, err := args.String(modeKey); err != nil {
 		return o, err
@@ -207,35 +225,18 @@ func parent(env *mod.Env, args mod.Args, p string) error {
 	return os.MkdirAll(dir, dm)
 }
 
-// writeAtomic replaces p with data: a temporary file beside it, synced,
-// given perm and ownership, renamed over p.
+// writeAtomic replaces p with data (internal/atomicfile: a synced
+// temporary file renamed over p), then gives it its owner. The file is
+// the peel's user's between the rename and the chown: never readable by
+// an owner it should not have.
 func writeAtomic(p string, data []byte, perm fs.FileMode, uid, gid int) error {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".zester-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename, a no-op
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, perm); err != nil {
+	if err := atomicfile.WriteFile(p, data, perm); err != nil {
 		return err
 	}
 	if uid >= 0 || gid >= 0 {
-		if err := os.Lchown(tmp, uid, gid); err != nil {
-			return err
-		}
+		return os.Lchown(p, uid, gid)
 	}
-	return os.Rename(tmp, p)
+	return nil
 }
 
 // diff is the changes.diff of a content change: a unified diff, "New
@@ -504,6 +505,21 @@ func managed(env *mod.Env, name string, args mod.Args) mod.Result {
 	return mod.Result{Name: name, Status: mod.OK, Changes: changes, Comment: "File " + name + " updated"}
 }
 
+// look gives a path's host path, its Lstat (nil when missing) and the
+// wanted owner and mode.
+func look(env *mod.Env, name string, args mod.Args, modeKey string) (string, fs.FileInfo, owner, error) {
+	o, err := wantOwner(args, modeKey)
+	if err != nil {
+		return "", nil, o, err
+	}
+	p := env.Path(name)
+	st, err := os.Lstat(p)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", nil, o, err
+	}
+	return p, st, o, nil
+}
+
 func directory(env *mod.Env, name string, args mod.Args) mod.Result {
 	if err := checkName(name); err != nil {
 		return mod.Fail(name, "%v", err)
@@ -512,13 +528,8 @@ func directory(env *mod.Env, name string, args mod.Args) mod.Result {
 	if _, ok := args["dir_mode"]; ok {
 		modeKey = "dir_mode"
 	}
-	o, err := wantOwner(args, modeKey)
+	p, st, o, err := look(env, name, args, modeKey)
 	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	p := env.Path(name)
-	st, err := os.Lstat(p)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return mod.Fail(name, "%v", err)
 	}
 	changes := map[string]any{}
@@ -586,13 +597,8 @@ func symlink(env *mod.Env, name string, args mod.Args) mod.Result {
 	if err != nil || !ok || tgt == "" {
 		return mod.Fail(name, "target: the path the link points to is required")
 	}
-	o, err := wantOwner(args, "")
+	p, st, o, err := look(env, name, args, "")
 	if err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	p := env.Path(name)
-	st, err := os.Lstat(p)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return mod.Fail(name, "%v", err)
 	}
 	changes := map[string]any{}
