@@ -40,6 +40,9 @@ func TestPeel_StateApply_ThroughMaster(t *testing.T) {
 	get := func(args ...string) wire.Return {
 		t.Helper()
 		a, _ := json.Marshal(args)
+		if len(args) == 1 && args[0][0] == '{' {
+			a = json.RawMessage(args[0])
+		}
 		jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: "st1"}, Function: "state.apply", Args: a})
 		waitReturn(t, js, jid, "st1")
 		kv, _ := js.KeyValue(context.Background(), names.BucketJobReturns)
@@ -54,7 +57,8 @@ func TestPeel_StateApply_ThroughMaster(t *testing.T) {
 		return r
 	}
 	key := mod.RunKey("file", "motd", target, "managed")
-	r := get("web", "test=true")
+	// The CLI's form of `state.apply web test=true`.
+	r := get(`{"_args": ["web"], "test": true}`)
 	var ret map[string]mod.Run
 	if err := json.Unmarshal(r.Result, &ret); err != nil || !r.Success {
 		t.Fatalf("test run: %v %+v %s", err, r.Error, r.Result)

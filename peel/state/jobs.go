@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/zester-io/zester/internal/render"
+	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/state/mod"
 )
@@ -94,6 +95,21 @@ func parseJobArgs(raw json.RawMessage, takesMods bool) (jobArgs, error) {
 	case raw[0] == '{':
 		if err := json.Unmarshal(raw, &kw); err != nil {
 			return a, badArgs("arguments: %v", err)
+		}
+		// The CLI's form of Salt's words: {"_args": ["web"], "test": true}.
+		if words, ok := kw[wire.ArgsKey]; ok {
+			delete(kw, wire.ArgsKey)
+			l, isList := words.([]any)
+			if !isList {
+				return a, badArgs("%s: want a list of words", wire.ArgsKey)
+			}
+			for _, w := range l {
+				s, isStr := w.(string)
+				if !isStr {
+					return a, badArgs("argument %v: want an sls name", w)
+				}
+				pos = append(pos, s)
+			}
 		}
 	default:
 		return a, badArgs("arguments must be a JSON array or object")
