@@ -224,6 +224,7 @@ func chunks(d *decl, b *block, seq int, table *mod.Table) ([]*Chunk, error) {
 						return nil, errAt(Pos{names.pos.File, o.Line, o.Col}, "state %q, names entry %s: each argument is one \"- key: value\" item", d.id, p.Key)
 					}
 					op := o.Pairs[0]
+					delete(c.Args, op.Key) // a per-name argument overrides the shared one
 					var nested *arg
 					if err := c.set(&arg{key: op.Key, val: op.Value, pos: Pos{names.pos.File, op.KeyLine, op.KeyCol}}, &nested); err != nil {
 						return nil, err

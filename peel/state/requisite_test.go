@@ -411,3 +411,60 @@ func TestTop_MatchesThisPeel(t *testing.T) {
 		t.Errorf("other environment: %v", err)
 	}
 }
+
+func TestNames_PerNameArgumentsOverride(t *testing.T) {
+	root := t.TempDir()
+	r := apply(t, tree(map[string]string{"s.sls": `
+confs:
+  file.managed:
+    - contents: shared
+    - makedirs: true
+    - names:
+      - /etc/a.conf
+      - /etc/b.conf:
+        - contents: own
+`}), root, false, testTable(), "s")
+	if r.Failed() || len(r) != 2 {
+		t.Fatalf("%v", failures(r))
+	}
+	for name, want := range map[string]string{"etc/a.conf": "shared\n", "etc/b.conf": "own\n"} {
+		if b, _ := os.ReadFile(filepath.Join(root, name)); string(b) != want {
+			t.Errorf("%s = %q, want %q", name, b, want)
+		}
+	}
+}
+
+// cmd.run's watch action runs the command even when its guard says it
+// need not: Salt's cmd.wait idiom, once per run whatever changed.
+func TestWatch_CmdRunRunsOnceWhenWatchedChanged(t *testing.T) {
+	root := t.TempDir()
+	log := filepath.Join(root, "reload.log")
+	fsys := tree(map[string]string{"s.sls": `
+a:
+  file.managed:
+    - name: /etc/a
+    - contents: "{{ .id }}"
+    - makedirs: true
+b:
+  file.managed:
+    - name: /etc/b
+    - contents: b
+    - makedirs: true
+reload:
+  cmd.run:
+    - name: echo reload >> ` + log + `
+    - unless: "true"
+    - watch:
+      - file: a
+      - file: b
+`})
+	count := func() int { b, _ := os.ReadFile(log); return strings.Count(string(b), "reload") }
+	apply(t, fsys, root, false, nil, "s")
+	if count() != 1 {
+		t.Fatalf("two watched files created: ran %d times, want 1", count())
+	}
+	apply(t, fsys, root, false, nil, "s")
+	if count() != 1 {
+		t.Errorf("nothing changed: ran %d times, want still 1", count())
+	}
+}
