@@ -2,10 +2,12 @@ package state
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 
 	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/peel/state/mod"
@@ -142,7 +144,7 @@ func (l *loader) render(file string) (*render.Node, error) {
 	if err != nil {
 		return nil, &Error{Pos: Pos{File: file}, Msg: "cannot read: " + err.Error(), Err: err}
 	}
-	t, err := render.Parse(file, src)
+	t, err := parsed(file, src)
 	if err != nil {
 		return nil, fromRender(err)
 	}
@@ -156,6 +158,44 @@ func (l *loader) render(file string) (*render.Node, error) {
 	}
 	l.lines = strings.Split(string(out.Text()), "\n")
 	return n, nil
+}
+
+// templates keeps parsed .sls templates across compiles, keyed by name
+// and content: a peel applying the same tree again (a schedule, a second
+// state.apply) skips parsing, and the template's pooled executors (a clone
+// with ~200 functions bound, most of a small file's render) are reused.
+// It is bounded; when full it starts over.
+var templates = struct {
+	sync.Mutex
+	m map[[32]byte]*render.Template
+}{m: map[[32]byte]*render.Template{}}
+
+const maxTemplates = 4096
+
+func parsed(file string, src []byte) (*render.Template, error) {
+	h := sha256.New()
+	h.Write([]byte(file))
+	h.Write([]byte{0})
+	h.Write(src)
+	var key [32]byte
+	h.Sum(key[:0])
+	templates.Lock()
+	t, ok := templates.m[key]
+	templates.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := render.Parse(file, src)
+	if err != nil {
+		return nil, err
+	}
+	templates.Lock()
+	if len(templates.m) >= maxTemplates {
+		clear(templates.m)
+	}
+	templates.m[key] = t
+	templates.Unlock()
+	return t, nil
 }
 
 // find returns the file of an sls name.
