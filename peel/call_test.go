@@ -114,6 +114,8 @@ func TestCall_Failures(t *testing.T) {
 		{"a missing sls", []string{"state.apply", "nope"}, 1, "sls nope not found"},
 		{"unknown argument", []string{"state.apply", "web", "tset=true"}, 1, "unknown argument tset"},
 		{"highstate takes no sls", []string{"state.highstate", "web"}, 1, "takes no sls names"},
+		{"state.sls needs an sls", []string{"state.sls"}, 1, "state.sls needs an sls name"},
+		{"state.sls is state.apply with sls", []string{"state.sls", "web", "test=true"}, 0, "Succeeded: 2 (changed=2)"},
 		{"any job function", []string{"test.echo", "hello"}, 0, `"web1": "hello"`},
 		{"bad --state-output", []string{"--state-output", "loud", "state.apply"}, 2, "want full, changes or terse"},
 		{"no function", nil, 2, "usage"},

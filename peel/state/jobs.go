@@ -43,6 +43,7 @@ type JobConfig struct {
 // state.show_top to reg.
 //
 //	state.apply    [SLS[,SLS]...] [test=true]  -> Return (no SLS: the highstate)
+//	state.sls      SLS[,SLS]... [test=true]    -> Return (Salt's older name)
 //	state.highstate [test=true]                -> Return
 //	state.show_sls SLS[,SLS]...                -> {id: {module: [function, {arg: v}...], __sls__, __env__}}
 //	state.show_top                             -> {"base": [SLS...]}
@@ -51,9 +52,10 @@ type JobConfig struct {
 // ones and key=value pairs mixed (["web", "test=true"]), or an object
 // ({"mods": ["web"], "test": true}).
 func Register(reg *funcs.Registry, cfg JobConfig) {
-	reg.Register("state.apply", cfg.job(true, true))
-	reg.Register("state.highstate", cfg.job(false, true))
-	reg.Register("state.show_sls", cfg.job(true, false))
+	reg.Register("state.apply", cfg.job("state.apply", modsOptional, true))
+	reg.Register("state.sls", cfg.job("state.sls", modsRequired, true))
+	reg.Register("state.highstate", cfg.job("state.highstate", modsRefused, true))
+	reg.Register("state.show_sls", cfg.job("state.show_sls", modsRequired, false))
 	reg.Register("state.show_top", cfg.showTop)
 }
 
@@ -201,16 +203,23 @@ func compileErr(err error) error {
 	return &funcs.Error{Code: CodeCompile, Msg: err.Error()}
 }
 
-// job is state.apply (takesMods, run), state.highstate (run) or
-// state.show_sls (takesMods, !run).
-func (cfg JobConfig) job(takesMods, run bool) funcs.Func {
+// Whether a state job takes sls names.
+const (
+	modsOptional = iota
+	modsRequired
+	modsRefused
+)
+
+// job is a state job function: it compiles the named sls (or the
+// highstate) and runs the plan, or (!run) returns its declarations.
+func (cfg JobConfig) job(name string, mods int, run bool) funcs.Func {
 	return func(ctx context.Context, env *funcs.Env, raw json.RawMessage) (any, error) {
-		a, err := parseJobArgs(raw, takesMods)
+		a, err := parseJobArgs(raw, mods != modsRefused)
 		if err != nil {
 			return nil, err
 		}
-		if !run && len(a.mods) == 0 {
-			return nil, badArgs("state.show_sls needs an sls name")
+		if mods == modsRequired && len(a.mods) == 0 {
+			return nil, badArgs("%s needs an sls name", name)
 		}
 		fsys, opt, err := cfg.prepare(ctx, env)
 		if err != nil {

@@ -206,35 +206,35 @@ func (r *run) state(i int) mod.Result {
 		return mod.Result{Status: mod.Failed, Comment: "One or more requisite failed: " + strings.Join(unique(failed), ", ")}
 	}
 	if deps := c.deps[OnFail]; len(deps) > 0 {
-		any := false
+		hit := false
 		for _, d := range deps {
-			any = any || r.res[d].Status == mod.Failed
+			hit = hit || r.res[d].Status == mod.Failed
 		}
-		if !any {
+		if !hit {
 			return mod.Result{Status: mod.OK, Comment: "State was not run because onfail req did not change"}
 		}
 	}
 	if deps := c.deps[OnChanges]; len(deps) > 0 {
-		any := false
+		hit := false
 		for _, d := range deps {
-			any = any || changed(r.res[d])
+			hit = hit || changed(r.res[d])
 		}
-		if !any {
+		if !hit {
 			return mod.Result{Status: mod.OK, Comment: "State was not run because none of the onchanges reqs changed"}
 		}
 	}
 	if deps := c.deps[Prereq]; len(deps) > 0 {
 		// Run the prereq'd states in test mode: this state runs only if
 		// one of them is about to change.
-		any := false
+		hit := false
 		for _, d := range deps {
 			pr := r.call(r.p.Chunks[d], r.p.Chunks[d].entry.Fn, true)
 			if pr.Status == mod.Failed {
 				return mod.Result{Status: mod.Failed, Comment: "One or more requisite failed: " + r.p.Chunks[d].tag() + " (in test mode: " + pr.Comment + ")"}
 			}
-			any = any || changed(pr)
+			hit = hit || changed(pr)
 		}
-		if !any {
+		if !hit {
 			return mod.Result{Status: mod.OK, Comment: "No changes detected"}
 		}
 	}
