@@ -468,3 +468,17 @@ reload:
 		t.Errorf("nothing changed: ran %d times, want still 1", count())
 	}
 }
+
+// require: - sls: NAME waits on every state of that sls, and fails with
+// any of them.
+func TestRequisites_SLS(t *testing.T) {
+	fsys := tree(map[string]string{
+		"s.sls":    "include:\n  - base\nlast:\n  test.succeed_without_changes:\n    - order: first\n    - require:\n      - sls: base\n",
+		"base.sls": "one:\n  test.succeed_without_changes\ntwo:\n  test.fail_without_changes\n",
+	})
+	r := apply(t, fsys, t.TempDir(), false, testTable(), "s")
+	got := byID(t, r)
+	if got["last"].RunNum != 2 || got["last"].Status != mod.Failed || got["last"].Comment != "One or more requisite failed: base.two" {
+		t.Errorf("last: run %d, %v %q", got["last"].RunNum, got["last"].Status, got["last"].Comment)
+	}
+}

@@ -73,3 +73,20 @@ func TestRun_Guards(t *testing.T) {
 		})
 	}
 }
+
+// runas another user needs root: the command runs with that user's uid,
+// groups and HOME.
+func TestRun_RunasAnotherUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("runas another user needs root")
+	}
+	entry, _ := state.DefaultTable().Lookup("cmd.run")
+	env := &mod.Env{Ctx: context.Background(), Run: state.Exec}
+	r := entry.Fn(env, `echo "$(id -un) $(id -u) $HOME"`, mod.Args{"runas": "daemon"})
+	if r.Status != mod.OK || r.Changes["stdout"] != "daemon 1 /usr/sbin\n" {
+		t.Errorf("%v %q %v", r.Status, r.Comment, r.Changes)
+	}
+	if r := entry.Fn(env, "true", mod.Args{"runas": "no-such-user-zz"}); r.Status != mod.Failed || !strings.Contains(r.Comment, "no such user") {
+		t.Errorf("unknown user: %v %q", r.Status, r.Comment)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/fstest"
 
@@ -206,5 +207,38 @@ func TestFunctions_Refuse(t *testing.T) {
 				t.Errorf("%v %q, want failed with %q", r.Status, r.Comment, c.want)
 			}
 		})
+	}
+}
+
+// Ownership needs root: as root, user and group are set, reported, and
+// hold on the second call; a rewrite keeps an owner nobody asked to change.
+func TestManaged_OwnerAndGroup(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	env := newEnv(t)
+	write(t, env, "/etc/app.conf", "x\n")
+	args := mod.Args{"contents": "x", "user": "daemon", "group": "daemon"}
+	r := call(t, env, "file.managed", "/etc/app.conf", args)
+	if r.Status != mod.OK || r.Changes["user"] != "daemon" || r.Changes["group"] != "daemon" || r.Changes["diff"] != nil {
+		t.Fatalf("%v %q %v", r.Status, r.Comment, r.Changes)
+	}
+	owner := func() (uint32, uint32) {
+		st, _ := os.Stat(env.Path("/etc/app.conf"))
+		sys := st.Sys().(*syscall.Stat_t)
+		return sys.Uid, sys.Gid
+	}
+	if u, g := owner(); u != 1 || g != 1 {
+		t.Errorf("owner %d:%d, want 1:1 (daemon)", u, g)
+	}
+	if r := call(t, env, "file.managed", "/etc/app.conf", args); r.Changed() {
+		t.Errorf("second call: %v", r.Changes)
+	}
+	// New content, no owner asked: the file stays daemon's.
+	if r := call(t, env, "file.managed", "/etc/app.conf", mod.Args{"contents": "y"}); r.Status != mod.OK {
+		t.Fatal(r.Comment)
+	}
+	if u, g := owner(); u != 1 || g != 1 {
+		t.Errorf("rewrite changed the owner to %d:%d", u, g)
 	}
 }
