@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/wire"
@@ -20,6 +21,13 @@ import (
 // CodeCompile is the error code of a job whose state tree does not
 // compile (bad YAML, a cycle, a missing requisite): nothing ran.
 const CodeCompile = "state_compile"
+
+// CodeBusy is the error code of a state run refused because another is
+// running.
+const CodeBusy = "state_busy"
+
+// running is held by the state run in progress (one per process).
+var running sync.Mutex
 
 // CodeFailed is the error code of a run in which a state failed; the
 // return still carries every state's result.
@@ -237,6 +245,13 @@ func (cfg JobConfig) job(name string, mods int, run bool) funcs.Func {
 		if !run {
 			return p.High(), nil
 		}
+		// One state run at a time: two runs would interleave their
+		// changes to the same files and services. A second is refused,
+		// as Salt refuses it, rather than queued behind a long run.
+		if !running.TryLock() {
+			return nil, &funcs.Error{Code: CodeBusy, Msg: "another state run is in progress on this peel; try again when it ends"}
+		}
+		defer running.Unlock()
 		return p.Apply(ctx, RunOptions{Options: opt, Test: a.test, Root: cfg.Root, Tree: fsys, Log: cfg.Log}), nil
 	}
 }

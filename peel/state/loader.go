@@ -138,8 +138,15 @@ func relative(name, from string, fromInit bool) (string, error) {
 	return strings.Join(append(pkg, rest), "."), nil
 }
 
+// MaxFileSize bounds an .sls file (before rendering; render.Limits bounds
+// the output).
+const MaxFileSize = 8 << 20
+
 // render reads, renders and decodes one file of the tree.
 func (l *loader) render(file string) (*render.Node, error) {
+	if st, err := fs.Stat(l.fsys, file); err == nil && st.Size() > MaxFileSize {
+		return nil, errAt(Pos{File: file}, "%d bytes: over the limit of %d for an .sls file", st.Size(), MaxFileSize)
+	}
 	src, err := fs.ReadFile(l.fsys, file)
 	if err != nil {
 		return nil, &Error{Pos: Pos{File: file}, Msg: "cannot read: " + err.Error(), Err: err}
