@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/state/mod"
@@ -24,17 +25,20 @@ func stateTree(t *testing.T) (dir, cfg string) {
 		"web/web.conf":     "id={{ .id }}\n",
 		"broken/init.sls":  "a:\n  cmd.run:\n    - require:\n      - nope\n",
 		"failing/init.sls": "bad:\n  cmd.run:\n    - name: exit 4\n",
+		"slow/init.sls":    "slow:\n  cmd.run:\n    - name: touch STARTED; while [ ! -e GATE ]; do sleep 0.02; done\n",
 	}
 	for name, text := range files {
 		p := filepath.Join(dir, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		text = strings.ReplaceAll(text, "LOGFILE", filepath.Join(dir, "reload.log"))
+		text = strings.ReplaceAll(text, "STARTED", filepath.Join(dir, "started"))
+		text = strings.ReplaceAll(text, "GATE", filepath.Join(dir, "gate"))
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cfg = filepath.Join(t.TempDir(), "peel.yaml")
-	if err := os.WriteFile(cfg, []byte("id: web1\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("id: web1\ndata_dir: "+t.TempDir()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir, cfg
@@ -166,5 +170,29 @@ func TestCall_Binary(t *testing.T) {
 	}
 	if code, out := run("state.apply", "web", "--state-output=terse"); code != 0 || !strings.Contains(out, "changed=0") {
 		t.Fatalf("second apply: %d\n%s", code, out)
+	}
+	// While this process runs states, another process (the binary) is
+	// refused: they share data_dir/state.lock.
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := call(t, "--config", cfg, "--local", tree, "--root", root, "state.apply", "slow")
+		done <- code
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(tree, "started")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow run did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, out := run("state.apply", "web"); code != 1 || !strings.Contains(out, "another state run is in progress") {
+		t.Errorf("concurrent run in another process: %d\n%s", code, out)
+	}
+	os.WriteFile(filepath.Join(tree, "gate"), nil, 0o644)
+	if code := <-done; code != 0 {
+		t.Errorf("slow run: exit %d", code)
 	}
 }

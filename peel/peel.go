@@ -106,7 +106,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	}
 	if opts.Registry == nil {
 		opts.Registry = funcs.NewRegistry()
-		state.Register(opts.Registry, state.JobConfig{StatesDir: cfg.StatesDir, Log: opts.Logger})
+		state.Register(opts.Registry, state.JobConfig{StatesDir: cfg.StatesDir, Log: opts.Logger, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
 	}
 	sp, err := openSpool(filepath.Join(cfg.DataDir, "spool"), cfg.SpoolMax)
 	if err != nil {

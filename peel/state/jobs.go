@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/wire"
@@ -45,6 +46,9 @@ type JobConfig struct {
 	// Table is the state functions; nil is DefaultTable().
 	Table *mod.Table
 	Log   *slog.Logger
+	// LockFile, when set, is flocked for the length of a state run, so
+	// that the daemon and zester-peel call never run states at once.
+	LockFile string
 }
 
 // Register adds state.apply, state.highstate, state.show_sls and
@@ -218,6 +222,40 @@ const (
 	modsRefused
 )
 
+var errBusy = &funcs.Error{Code: CodeBusy, Msg: "another state run is in progress on this peel; try again when it ends"}
+
+// lock takes the state-run lock: the process's, and LockFile's (an
+// flock), which the daemon and zester-peel call share. A LockFile whose
+// directory does not exist (a host without a peel's data_dir) is skipped.
+func (cfg JobConfig) lock() (func(), error) {
+	if !running.TryLock() {
+		return nil, errBusy
+	}
+	if cfg.LockFile == "" {
+		return running.Unlock, nil
+	}
+	f, err := os.OpenFile(cfg.LockFile, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		return running.Unlock, nil
+	}
+	if err != nil {
+		running.Unlock()
+		return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: "state lock: " + err.Error()}
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		running.Unlock()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errBusy
+		}
+		return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: "state lock: " + err.Error()}
+	}
+	return func() {
+		f.Close() // releases the flock
+		running.Unlock()
+	}, nil
+}
+
 // job is a state job function: it compiles the named sls (or the
 // highstate) and runs the plan, or (!run) returns its declarations.
 func (cfg JobConfig) job(name string, mods int, run bool) funcs.Func {
@@ -248,10 +286,11 @@ func (cfg JobConfig) job(name string, mods int, run bool) funcs.Func {
 		// One state run at a time: two runs would interleave their
 		// changes to the same files and services. A second is refused,
 		// as Salt refuses it, rather than queued behind a long run.
-		if !running.TryLock() {
-			return nil, &funcs.Error{Code: CodeBusy, Msg: "another state run is in progress on this peel; try again when it ends"}
+		unlock, err := cfg.lock()
+		if err != nil {
+			return nil, err
 		}
-		defer running.Unlock()
+		defer unlock()
 		return p.Apply(ctx, RunOptions{Options: opt, Test: a.test, Root: cfg.Root, Tree: fsys, Log: cfg.Log}), nil
 	}
 }
