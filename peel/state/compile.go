@@ -21,10 +21,22 @@ const (
 	OnChanges
 	OnFail
 	Prereq
+	// RequireAny fails the state only when every named state failed.
+	RequireAny
+	// OnFailAll runs the state only when every named state failed.
+	OnFailAll
+	// Listen is watch deferred to the end of the run, without ordering:
+	// the watch action runs once after every state, if a named state
+	// changed.
+	Listen
 	numReqKinds
 )
 
-var reqNames = [numReqKinds]string{"require", "watch", "onchanges", "onfail", "prereq"}
+var reqNames = [numReqKinds]string{"require", "watch", "onchanges", "onfail", "prereq", "require_any", "onfail_all", "listen"}
+
+// reqAliases are Salt's spellings of the same behaviour: onchanges and
+// onfail already run when any one of their states changed or failed.
+var reqAliases = map[string]ReqKind{"onchanges_any": OnChanges, "onfail_any": OnFail}
 
 func (k ReqKind) String() string { return reqNames[k] }
 
@@ -40,6 +52,9 @@ func reqKind(key string) (reqSpec, bool) {
 		if n == base {
 			return reqSpec{ReqKind(k), in}, true
 		}
+	}
+	if k, ok := reqAliases[base]; ok {
+		return reqSpec{k, in}, true
 	}
 	return reqSpec{}, false
 }

@@ -95,6 +95,16 @@ func (g *graph) resolve(i int, r reqDecl) {
 		if slices.Contains(d.deps[r.kind], dependency) {
 			continue
 		}
+		if r.kind == Listen {
+			// No order: the listener's watch action runs after every
+			// state. It must have one.
+			if d.entry.Watch == nil {
+				g.errs.add(errAt(r.pos, "state %s (%s) listens to %s, but %s.%s has no watch action to run", d.ID, d.Pos, g.chunks[dependency].ID, d.Module, d.Function))
+				continue
+			}
+			d.deps[Listen] = append(d.deps[Listen], dependency)
+			continue
+		}
 		d.deps[r.kind] = append(d.deps[r.kind], dependency)
 		e := edge{before: dependency, after: dependent, kind: r.kind, pos: r.pos}
 		if r.kind == Prereq {

@@ -200,6 +200,41 @@ pre:
     - prereq:
       - target
 `, map[string][2]string{"pre": {"false", "fixed"}, "target": {"false", "One or more requisite failed: s.pre"}}},
+		{"require_any fails only when all failed", `
+bad:
+  test.fail_without_changes
+good:
+  test.succeed_without_changes
+one good:
+  test.succeed_with_changes:
+    - require_any:
+      - bad
+      - good
+all bad:
+  test.succeed_with_changes:
+    - require_any:
+      - bad
+`, map[string][2]string{"one good": {"true", "fixed"}, "all bad": {"false", "One or more requisite failed: s.bad"}}},
+		{"onfail_all runs only when all failed", `
+bad:
+  test.fail_without_changes
+good:
+  test.succeed_without_changes
+some failed:
+  test.succeed_with_changes:
+    - onfail_all:
+      - bad
+      - good
+all failed:
+  test.succeed_with_changes:
+    - onfail_all:
+      - bad
+any failed:
+  test.succeed_with_changes:
+    - onfail_any:
+      - bad
+      - good
+`, map[string][2]string{"some failed": {"true", "onfail req did not change"}, "all failed": {"true", "fixed"}, "any failed": {"true", "fixed"}}},
 		{"prereq_in", `
 target:
   test.succeed_without_changes:
@@ -480,5 +515,49 @@ func TestRequisites_SLS(t *testing.T) {
 	got := byID(t, r)
 	if got["last"].RunNum != 2 || got["last"].Status != mod.Failed || got["last"].Comment != "One or more requisite failed: base.two" {
 		t.Errorf("last: run %d, %v %q", got["last"].RunNum, got["last"].Status, got["last"].Comment)
+	}
+}
+
+// listen runs the watch action once after every state, whatever the
+// order, and only when a listened state changed.
+func TestListen_RunsOnceAtTheEnd(t *testing.T) {
+	root := t.TempDir()
+	fsys := tree(map[string]string{"s.sls": `
+web:
+  svc.running:
+    - listen:
+      - file: a
+      - file: b
+a:
+  file.managed:
+    - name: /etc/a
+    - contents: a
+    - makedirs: true
+b:
+  file.managed:
+    - name: /etc/b
+    - contents: b
+    - makedirs: true
+`})
+	table := testTable()
+	restarts := func() int {
+		b, _ := os.ReadFile(filepath.Join(root, "run/web.restarts"))
+		return strings.Count(string(b), "restart")
+	}
+	r := apply(t, fsys, root, false, table, "s")
+	l, ok := r[mod.RunKey("svc", "listener_web", "web", "mod_watch")]
+	if !ok || restarts() != 1 || l.RunNum != 3 || l.ID != "listener_web" {
+		t.Fatalf("listener: %+v (present %v), %d restarts, keys %v", l, ok, restarts(), r.Ordered())
+	}
+	if got := byID(t, r)["web"]; got.RunNum != 0 {
+		t.Errorf("listen ordered the listener after its states: run %d", got.RunNum)
+	}
+	r = apply(t, fsys, root, false, table, "s")
+	if _, ok := r[mod.RunKey("svc", "listener_web", "web", "mod_watch")]; ok || restarts() != 1 {
+		t.Errorf("nothing changed: listener ran (%d restarts)", restarts())
+	}
+	_, err := compile(tree(map[string]string{"s.sls": "a:\n  test.succeed_without_changes:\n    - listen:\n      - b\nb:\n  test.succeed_without_changes\n"}), table, "s")
+	if err == nil || !strings.Contains(err.Error(), "s.sls:4:9: state a (s.sls:2:3) listens to b, but test.succeed_without_changes has no watch action") {
+		t.Errorf("listen without a watch action: %v", err)
 	}
 }

@@ -112,6 +112,7 @@ func (p *Plan) Apply(ctx context.Context, ro RunOptions) Return {
 			Duration:  float64(time.Since(start).Microseconds()) / 1000,
 		}
 	}
+	r.listeners(ret)
 	return ret
 }
 
@@ -202,8 +203,16 @@ func (r *run) state(i int) mod.Result {
 			failed = append(failed, r.p.Chunks[d].tag())
 		}
 	}
+	if deps := c.deps[RequireAny]; len(deps) > 0 && r.count(deps, failedRes) == len(deps) {
+		for _, d := range deps {
+			failed = append(failed, r.p.Chunks[d].tag())
+		}
+	}
 	if len(failed) > 0 {
 		return mod.Result{Status: mod.Failed, Comment: "One or more requisite failed: " + strings.Join(unique(failed), ", ")}
+	}
+	if deps := c.deps[OnFailAll]; len(deps) > 0 && r.count(deps, failedRes) < len(deps) {
+		return mod.Result{Status: mod.OK, Comment: "State was not run because onfail req did not change"}
 	}
 	if deps := c.deps[OnFail]; len(deps) > 0 {
 		hit := false
@@ -260,6 +269,48 @@ func (r *run) state(i int) mod.Result {
 	}
 	w.Comment += " (watch: " + strings.Join(trig, ", ") + " changed)"
 	return w
+}
+
+func failedRes(r mod.Result) bool { return r.Status == mod.Failed }
+
+// count is how many of the states deps satisfy ok.
+func (r *run) count(deps []int, ok func(mod.Result) bool) int {
+	n := 0
+	for _, d := range deps {
+		if ok(r.res[d]) {
+			n++
+		}
+	}
+	return n
+}
+
+// listeners runs, after every state, the watch action of each state that
+// listens to one that changed: once per listener, under Salt's key
+// module_|-listener_ID_|-name_|-mod_watch.
+func (r *run) listeners(ret Return) {
+	n := len(r.p.Chunks)
+	for i, c := range r.p.Chunks {
+		deps := c.deps[Listen]
+		if len(deps) == 0 || r.res[i].Status == mod.Failed || r.count(deps, changed) == 0 {
+			continue
+		}
+		start := time.Now()
+		res := r.call(c, c.entry.Watch, r.env.Test)
+		if res.Name == "" {
+			res.Name = c.Name
+		}
+		if res.Changes == nil {
+			res.Changes = map[string]any{}
+		}
+		r.scrub(&res)
+		id := "listener_" + c.ID
+		ret[mod.RunKey(c.Module, id, c.Name, "mod_watch")] = mod.Run{
+			Result: res, ID: id, SLS: c.SLS, RunNum: n,
+			StartTime: start.Format("15:04:05.000000"),
+			Duration:  float64(time.Since(start).Microseconds()) / 1000,
+		}
+		n++
+	}
 }
 
 // call runs one state function, turning a panic into a failed state.
