@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/zester-io/zester/internal/render"
@@ -101,6 +102,8 @@ type Chunk struct {
 	order orderKey
 	reqs  []reqDecl
 	entry mod.Entry
+	// guards are creates/unless/onlyif the module does not take itself.
+	guards mod.Args
 	// deps[k] are the indexes (into Plan.Chunks) of the states this one
 	// has a requisite of kind k on; prereqOf are the states that prereq
 	// this one (they run first, and their failure fails this one).
@@ -272,6 +275,12 @@ func (c *Chunk) clone() *Chunk {
 		n.Args[k] = v
 	}
 	n.reqs = append([]reqDecl(nil), c.reqs...)
+	if c.guards != nil {
+		n.guards = mod.Args{}
+		for k, v := range c.guards {
+			n.guards[k] = v
+		}
+	}
 	return &n
 }
 
@@ -297,6 +306,15 @@ func (c *Chunk) set(a *arg, names **arg) error {
 			return err
 		}
 		c.reqs = append(c.reqs, reqs...)
+		return nil
+	}
+	if slices.Contains(mod.GuardArgs, a.key) && !slices.Contains(c.entry.Args, a.key) {
+		// Salt's creates/unless/onlyif on any state: the engine checks
+		// them when the module does not.
+		if c.guards == nil {
+			c.guards = mod.Args{}
+		}
+		c.guards[a.key] = a.val.Plain()
 		return nil
 	}
 	if _, dup := c.Args[a.key]; dup {

@@ -561,3 +561,53 @@ b:
 		t.Errorf("listen without a watch action: %v", err)
 	}
 }
+
+// creates, unless and onlyif work on any state, as in Salt: the engine
+// checks them when the module does not take them (in test mode too).
+func TestGuards_OnAnyState(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "flag"), nil, 0o644)
+	fsys := tree(map[string]string{"s.sls": `
+skipped by creates:
+  file.managed:
+    - name: /a
+    - contents: a
+    - creates: /flag
+skipped by unless:
+  file.managed:
+    - name: /b
+    - contents: b
+    - unless: "test -e ` + root + `/flag"
+skipped by onlyif:
+  file.managed:
+    - name: /c
+    - contents: c
+    - onlyif:
+      - "true"
+      - "false"
+runs:
+  file.managed:
+    - name: /d
+    - contents: d
+    - onlyif: "true"
+    - unless: "false"
+`})
+	for _, test := range []bool{true, false} {
+		got := byID(t, apply(t, fsys, root, test, nil, "s"))
+		for id, want := range map[string]string{"skipped by creates": "/flag exists", "skipped by unless": "unless condition is true", "skipped by onlyif": "onlyif condition is false"} {
+			if got[id].Status != mod.OK || got[id].Comment != want || got[id].Changed() {
+				t.Errorf("test=%v %s: %v %q", test, id, got[id].Status, got[id].Comment)
+			}
+		}
+		if !changed(got["runs"]) {
+			t.Errorf("test=%v runs: %v %q", test, got["runs"].Status, got["runs"].Comment)
+		}
+	}
+	for _, f := range []string{"a", "b", "c"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err == nil {
+			t.Errorf("/%s written", f)
+		}
+	}
+}
+
+func changed(r mod.Run) bool { return r.Changed() || r.Status == mod.WouldChange }

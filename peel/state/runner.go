@@ -232,6 +232,17 @@ func (r *run) state(i int) mod.Result {
 			return mod.Result{Status: mod.OK, Comment: "State was not run because none of the onchanges reqs changed"}
 		}
 	}
+	if c.guards != nil {
+		why, err := mod.Guards(&r.env, c.guards, func(script string) mod.Command {
+			return mod.Command{Argv: []string{"/bin/sh", "-c", script}}
+		})
+		if err != nil {
+			return mod.Fail(c.Name, "%v", err)
+		}
+		if why != "" {
+			return mod.Result{Status: mod.OK, Comment: why}
+		}
+	}
 	if deps := c.deps[Prereq]; len(deps) > 0 {
 		// Run the prereq'd states in test mode: this state runs only if
 		// one of them is about to change.

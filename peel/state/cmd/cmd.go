@@ -6,10 +6,7 @@
 package cmd
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -129,54 +126,6 @@ func (s *spec) command(script string) mod.Command {
 	return mod.Command{Argv: []string{s.shell, "-c", script}, Dir: s.cwd, Env: s.env, User: s.runas, Timeout: s.timeout, Stdin: s.stdin}
 }
 
-// guards says why the command need not run ("" when it must).
-func guards(env *mod.Env, s *spec, args mod.Args) (string, error) {
-	creates, _, err := args.Strings("creates")
-	if err != nil {
-		return "", err
-	}
-	if len(creates) > 0 {
-		all := true
-		for _, c := range creates {
-			if _, err := os.Stat(env.Path(c)); errors.Is(err, fs.ErrNotExist) {
-				all = false
-			}
-		}
-		if all {
-			return strings.Join(creates, ", ") + " exists", nil
-		}
-	}
-	unless, _, err := args.Strings("unless")
-	if err != nil {
-		return "", err
-	}
-	// unless: skip when every command succeeds (Salt: all of the list).
-	if len(unless) > 0 {
-		all := true
-		for _, u := range unless {
-			out, err := env.Run(env.Ctx, s.command(u))
-			if err != nil || out.Code != 0 {
-				all = false
-				break
-			}
-		}
-		if all {
-			return "unless condition is true", nil
-		}
-	}
-	onlyif, _, err := args.Strings("onlyif")
-	if err != nil {
-		return "", err
-	}
-	for _, o := range onlyif {
-		out, err := env.Run(env.Ctx, s.command(o))
-		if err != nil || out.Code != 0 {
-			return "onlyif condition is false", nil
-		}
-	}
-	return "", nil
-}
-
 func run(env *mod.Env, name string, args mod.Args) mod.Result { return do(env, name, args, true) }
 
 // force runs the command whatever the guards say (mod_watch).
@@ -188,7 +137,7 @@ func do(env *mod.Env, name string, args mod.Args, guarded bool) mod.Result {
 		return mod.Fail(name, "%v", err)
 	}
 	if guarded {
-		why, err := guards(env, s, args)
+		why, err := mod.Guards(env, args, s.command)
 		if err != nil {
 			return mod.Fail(name, "%v", err)
 		}

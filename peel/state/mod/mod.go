@@ -10,9 +10,11 @@ package mod
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -319,4 +321,60 @@ func TreePath(src string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// GuardArgs are the arguments Guards reads.
+var GuardArgs = []string{"creates", "unless", "onlyif"}
+
+// Guards is Salt's creates, unless and onlyif: it says why a state need
+// not run ("" when it must). creates: every path exists (under Env.Root);
+// unless: every command succeeds; onlyif: a command fails. command builds
+// the Command of one guard script (its shell, cwd, env, runas). Guards
+// only look, so they run in test mode too.
+func Guards(env *Env, args Args, command func(script string) Command) (string, error) {
+	creates, _, err := args.Strings("creates")
+	if err != nil {
+		return "", err
+	}
+	if len(creates) > 0 {
+		all := true
+		for _, c := range creates {
+			if _, err := os.Stat(env.Path(c)); errors.Is(err, fs.ErrNotExist) {
+				all = false
+			}
+		}
+		if all {
+			return strings.Join(creates, ", ") + " exists", nil
+		}
+	}
+	ok := func(script string) bool {
+		out, err := env.Run(env.Ctx, command(script))
+		return err == nil && out.Code == 0
+	}
+	unless, _, err := args.Strings("unless")
+	if err != nil {
+		return "", err
+	}
+	if len(unless) > 0 {
+		all := true
+		for _, u := range unless {
+			if !ok(u) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return "unless condition is true", nil
+		}
+	}
+	onlyif, _, err := args.Strings("onlyif")
+	if err != nil {
+		return "", err
+	}
+	for _, o := range onlyif {
+		if !ok(o) {
+			return "onlyif condition is false", nil
+		}
+	}
+	return "", nil
 }
