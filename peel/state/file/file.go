@@ -110,47 +110,30 @@ func octal(m fs.FileMode) string {
 	return fmt.Sprintf("%04o", n)
 }
 
-// lookup resolves a user or group argument, by name or by number.
-func lookup(args mod.Args, key string, byName, byID func(string) (string, error)) (int, string, error) {
+// lookup resolves a user or group argument, by name or else by number,
+// to its numeric id.
+func lookup[T any](args mod.Args, key string, byName, byID func(string) (T, error), id func(T) string) (int, string, error) {
 	s, ok, err := args.String(key)
 	if err != nil || !ok {
 		return -1, "", err
 	}
-	id, err := byName(s)
+	v, err := byName(s)
 	if err != nil {
-		if id, err = byID(s); err != nil {
+		if v, err = byID(s); err != nil {
 			return -1, "", fmt.Errorf("%s %s does not exist", key, s)
 		}
 	}
-	n, _ := strconv.Atoi(id)
+	n, _ := strconv.Atoi(id(v))
 	return n, s, nil
 }
 
 func wantOwner(args mod.Args, modeKey string) (owner, error) {
 	o := owner{uid: -1, gid: -1}
 	var err error
-	uid := func(f func(string) (*user.User, error)) func(string) (string, error) {
-		return func(s string) (string, error) {
-			u, err := f(s)
-			if err != nil {
-				return "", err
-			}
-			return u.Uid, nil
-		}
-	}
-	gid := func(f func(string) (*user.Group, error)) func(string) (string, error) {
-		return func(s string) (string, error) {
-			g, err := f(s)
-			if err != nil {
-				return "", err
-			}
-			return g.Gid, nil
-		}
-	}
-	if o.uid, o.user, err = lookup(args, "user", uid(user.Lookup), uid(user.LookupId)); err != nil {
+	if o.uid, o.user, err = lookup(args, "user", user.Lookup, user.LookupId, func(u *user.User) string { return u.Uid }); err != nil {
 		return o, err
 	}
-	if o.gid, o.group, err = lookup(args, "group", gid(user.LookupGroup), gid(user.LookupGroupId)); err != nil {
+	if o.gid, o.group, err = lookup(args, "group", user.LookupGroup, user.LookupGroupId, func(g *user.Group) string { return g.Gid }); err != nil {
 		return o, err
 	}
 	if s, ok, err := args.String(modeKey); err != nil {
