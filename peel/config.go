@@ -56,6 +56,15 @@ type Config struct {
 	// StatesDir is the local state tree of state.apply and state.highstate
 	// (docs/states.md).
 	StatesDir string `yaml:"states_dir"`
+	// Basket names the entries the peel publishes in the basket bucket
+	// (Salt's mine): entry name → function (basket.go).
+	Basket map[string]BasketSpec `yaml:"basket"`
+	// BasketInterval is how often the basket functions run (jittered
+	// below it); an entry is written only when its value changed or the
+	// store lost it.
+	BasketInterval config.Duration `yaml:"basket_interval"`
+	// BasketMaxValue caps one entry's value (its JSON).
+	BasketMaxValue config.ByteSize `yaml:"basket_max_value"`
 }
 
 // NATSConfig is the nats: section.
@@ -85,6 +94,8 @@ func DefaultConfig() Config {
 		SpoolMax:          10000,
 		TLS:               config.TLS{Dir: config.DefaultTLSDir},
 		StatesDir:         "/srv/zester/states",
+		BasketInterval:    config.Dur(5 * time.Minute),
+		BasketMaxValue:    config.Bytes(64 << 10),
 	}
 }
 
@@ -155,6 +166,7 @@ func (c *Config) Validate() error {
 		bad("spool_max", "negative")
 	}
 	c.validateEnroll(bad)
+	c.validateBasket(bad)
 	if err := c.TLS.Validate("tls"); err != nil {
 		errs = append(errs, err)
 	}
