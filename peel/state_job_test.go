@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/peel/state"
 	"github.com/zester-io/zester/peel/state/mod"
@@ -80,5 +82,57 @@ func TestPeel_StateApply_ThroughMaster(t *testing.T) {
 	r = get("bad")
 	if r.Success || r.Error == nil || r.Error.Code != state.CodeFailed || len(r.Result) == 0 {
 		t.Errorf("failed state: success %v, error %+v, result %s", r.Success, r.Error, r.Result)
+	}
+}
+
+// {{ basket }} in an .sls reads another peel's basket entry through the
+// masters: st2 publishes role=db, st1's state writes it.
+func TestPeel_StateApply_BasketInTemplates(t *testing.T) {
+	_, url := serverAndMaster(t)
+	tree, out := t.TempDir(), t.TempDir()
+	target := filepath.Join(out, "peers")
+	os.WriteFile(filepath.Join(tree, "peers.sls"), []byte("peers:\n  file.managed:\n    - name: "+target+"\n    - contents: '{{ index (basket \"G@id:st2\" \"role\") \"st2\" }}'\n"), 0o644)
+	cfg := peeltest.Config(t, "st1", url)
+	cfg.StatesDir = tree
+	peeltest.Start(t, cfg)
+	cfg2 := peeltest.Config(t, "st2", url)
+	cfg2.Basket = map[string]peel.BasketSpec{"role": {Function: "test.echo", Args: json.RawMessage(`["db"]`)}}
+	peeltest.Start(t, cfg2)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv := func() jetstream.KeyValue {
+		for {
+			if kv, err := js.KeyValue(context.Background(), names.BucketJobReturns); err == nil {
+				return kv
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Until st2's entry is in the basket the template fails (a missing
+	// key): apply again until it is there (hang guard 60 s).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: "st1"}, Function: "state.apply", Args: json.RawMessage(`["peers"]`)})
+		waitReturn(t, js, jid, "st1")
+		e, err := kv().Get(context.Background(), names.ReturnKey(jid, "st1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r wire.Return
+		json.Unmarshal(e.Value(), &r)
+		if r.Success {
+			break
+		}
+		if r.Error == nil || r.Error.Code != state.CodeCompile || time.Now().After(deadline) {
+			t.Fatalf("state.apply: %+v %s", r.Error, r.Result)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "db\n" {
+		t.Errorf("peers = %q, want st2's basket entry", b)
 	}
 }

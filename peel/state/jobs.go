@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/zester-io/zester/internal/render"
+	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/state/mod"
@@ -201,6 +202,14 @@ func (cfg JobConfig) options(ctx context.Context, env *funcs.Env) (Options, erro
 			}
 			if m, ok := f.(map[string]any); ok {
 				opt.Facts = m
+			}
+		}
+		// {{ basket TARGET NAME }} reads through the peel's basket.get
+		// (targets are compound expressions, as in settings), unless the
+		// configuration gives its own.
+		if env.Basket != nil && opt.Funcs.Basket == nil {
+			opt.Funcs.Basket = func(tgt, name string) (map[string]any, error) {
+				return env.Basket(ctx, string(target.KindCompound), tgt, name)
 			}
 		}
 	}
