@@ -32,31 +32,13 @@ func TestPeel_StateApply_ThroughMaster(t *testing.T) {
 	cfg := peeltest.Config(t, "st1", url)
 	cfg.StatesDir = tree
 	peeltest.Start(t, cfg)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-
 	get := func(args ...string) wire.Return {
 		t.Helper()
 		a, _ := json.Marshal(args)
 		if len(args) == 1 && args[0][0] == '{' {
 			a = json.RawMessage(args[0])
 		}
-		jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: "st1"}, Function: "state.apply", Args: a})
-		waitReturn(t, js, jid, "st1")
-		kv, _ := js.KeyValue(context.Background(), names.BucketJobReturns)
-		e, err := kv.Get(context.Background(), names.ReturnKey(jid, "st1"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r wire.Return
-		if err := json.Unmarshal(e.Value(), &r); err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return stateApply(t, url, "st1", a)
 	}
 	key := mod.RunKey("file", "motd", target, "managed")
 	// The CLI's form of `state.apply web test=true`.
@@ -98,32 +80,11 @@ func TestPeel_StateApply_BasketInTemplates(t *testing.T) {
 	cfg2 := peeltest.Config(t, "st2", url)
 	cfg2.Basket = map[string]peel.BasketSpec{"role": {Function: "test.echo", Args: json.RawMessage(`["db"]`)}}
 	peeltest.Start(t, cfg2)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv := func() jetstream.KeyValue {
-		for {
-			if kv, err := js.KeyValue(context.Background(), names.BucketJobReturns); err == nil {
-				return kv
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	// Until st2's entry is in the basket the template fails (a missing
 	// key): apply again until it is there (hang guard 60 s).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: "st1"}, Function: "state.apply", Args: json.RawMessage(`["peers"]`)})
-		waitReturn(t, js, jid, "st1")
-		e, err := kv().Get(context.Background(), names.ReturnKey(jid, "st1"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r wire.Return
-		json.Unmarshal(e.Value(), &r)
+		r := stateApply(t, url, "st1", json.RawMessage(`["peers"]`))
 		if r.Success {
 			break
 		}
@@ -135,4 +96,31 @@ func TestPeel_StateApply_BasketInTemplates(t *testing.T) {
 	if b, _ := os.ReadFile(target); string(b) != "db\n" {
 		t.Errorf("peers = %q, want st2's basket entry", b)
 	}
+}
+
+// stateApply runs state.apply with args on peel through the masters and
+// returns its stored return.
+func stateApply(t *testing.T, url, peel string, args json.RawMessage) wire.Return {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: peel}, Function: "state.apply", Args: args})
+	waitReturn(t, js, jid, peel)
+	kv, err := js.KeyValue(context.Background(), names.BucketJobReturns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), names.ReturnKey(jid, peel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r wire.Return
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
