@@ -51,6 +51,9 @@ type Config struct {
 	TLS config.TLS `yaml:"tls"`
 	// Schedule runs functions periodically (schedule.go, docs/schedule.md).
 	Schedule Schedule `yaml:"schedule"`
+	// StatesDir is the local state tree of state.apply and state.highstate
+	// (docs/states.md).
+	StatesDir string `yaml:"states_dir"`
 	// Basket names the entries the peel publishes in the basket bucket
 	// (Salt's mine): entry name → function (basket.go).
 	Basket map[string]BasketSpec `yaml:"basket"`
@@ -88,6 +91,7 @@ func DefaultConfig() Config {
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
 		TLS:               config.TLS{Dir: config.DefaultTLSDir},
+		StatesDir:         "/srv/zester/states",
 		BasketInterval:    config.Dur(5 * time.Minute),
 		BasketMaxValue:    config.Bytes(64 << 10),
 	}

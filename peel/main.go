@@ -3,6 +3,7 @@ package peel
 import (
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/version"
@@ -13,6 +14,9 @@ var Version = version.String()
 
 // Main is zester-peel's command line.
 func Main(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "call" {
+		return Call(args[1:], os.Stdout, stderr)
+	}
 	return daemon.Main(daemon.Command[Config]{
 		Name:          "zester-peel",
 		DefaultConfig: DefaultConfigPath,

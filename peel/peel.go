@@ -33,6 +33,7 @@ import (
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
+	"github.com/zester-io/zester/peel/state"
 	"github.com/zester-io/zester/shard"
 )
 
@@ -154,7 +155,9 @@ func New(cfg Config, opts Options) (*Peel, error) {
 // defaultRegistry is the peel's functions when Options.Registry is nil;
 // --check checks schedule entries against the same set.
 func defaultRegistry(cfg Config, log *slog.Logger) *funcs.Registry {
-	return funcs.NewRegistry()
+	r := funcs.NewRegistry()
+	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	return r
 }
 
 // ID is the peel's id.
@@ -584,6 +587,10 @@ func (p *Peel) execute(ctx context.Context, fn string, args json.RawMessage) *wi
 		ret.Result = b
 		// A command that exits non-zero or is killed is a failed job, as
 		// Salt's retcode makes it; its output stays in the return.
+		if sr, ok := res.(state.Return); ok && sr.Failed() {
+			ret.Success = false
+			ret.Error = &wire.Error{Code: state.CodeFailed, Msg: "one or more states failed"}
+		}
 		if cr, ok := res.(*funcs.CmdResult); ok && (cr.Retcode != 0 || cr.TimedOut) {
 			ret.Success = false
 			msg := fmt.Sprintf("command exited with status %d", cr.Retcode)
