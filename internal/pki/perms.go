@@ -92,6 +92,10 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		// Before running a job: is my return already stored?
 		names.JSDirectGetKey(names.BucketJobReturns, names.ReturnKey("*", id)),
 		names.JSDirectGetKey(names.BucketSecrets, names.SecretsKey(id)),
+		// The state tree: every peel may read all of it, as every Salt
+		// minion reads the whole file server; nothing in it is secret.
+		// Read only: no peel may publish to $KV.state-tree.
+		names.JSDirectGetKey(names.BucketStateTree, ">"),
 	}
 	for _, k := range s.SettingsKeys {
 		pub = append(pub, names.JSDirectGetKey(names.BucketSettingsFiles, k))
