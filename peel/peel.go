@@ -86,6 +86,12 @@ type Peel struct {
 	lastFacts map[string]any
 	wake      chan struct{}
 
+	// spread delays the facts republished after a reconnect; its window
+	// widens with the server's refusals (peelproto.Spreader). window paces
+	// the returns of concurrent jobs (peelproto.Window).
+	spread *peelproto.Spreader
+	window *peelproto.Window
+
 	met   *peelMetrics
 	wg    sync.WaitGroup
 	ready atomic.Bool
@@ -119,6 +125,9 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		instance: peelproto.NewInstance(),
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
+
+		spread: peelproto.NewSpreader(reconnectFactsSpread, reconnectFactsMaxSpread),
+		window: peelproto.NewWindow(cfg.MaxConcurrentJobs, cfg.MaxConcurrentJobs),
 	}
 	if p.trust, err = newTrust(cfg, opts.Metrics); err != nil {
 		return nil, err
@@ -334,8 +343,15 @@ func (p *Peel) bye() {
 	}
 }
 
-// reconnectFactsJitter spreads the facts republished after a reconnect.
-const reconnectFactsJitter = 2 * time.Second
+// The facts republished after a reconnect wait a random delay in a window
+// that starts at reconnectFactsSpread and doubles with every refused,
+// unanswered or stalled fact publish up to reconnectFactsMaxSpread: a fleet
+// of 1,000,000 peels back from an outage thus offers 500,000 facts/s at first
+// and, while the server refuses, down to about 8,000/s.
+const (
+	reconnectFactsSpread    = 2 * time.Second
+	reconnectFactsMaxSpread = 2 * time.Minute
+)
 
 func notify(c chan struct{}) {
 	select {
@@ -431,7 +447,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 			// Republish facts (the store may have been rebuilt), after a
 			// random delay so that a fleet reconnecting at once does not
 			// publish all its facts in the same instant.
-			time.AfterFunc(time.Duration(rand.Int64N(int64(reconnectFactsJitter))), func() { notify(p.wake) })
+			time.AfterFunc(p.spread.Delay(), func() { notify(p.wake) })
 			retry.Reset()
 			p.flushSpool(ctx)
 		case <-t.C:
@@ -557,7 +573,7 @@ func (p *Peel) deliver(ret *wire.Return) {
 	// flush waits for the next tick.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := peelproto.PublishReturn(ctx, p.js, msg); err != nil {
+	if err := peelproto.PublishReturnPaced(ctx, p.js, msg, p.window); err != nil {
 		p.met.returnErrors.Inc()
 		p.log.Warn("return not stored; spooling", "jid", ret.JID, "err", err)
 		b, _ := json.Marshal(ret)
@@ -590,7 +606,7 @@ func (p *Peel) flushSpool(ctx context.Context) {
 			p.sp.remove(name)
 			continue
 		}
-		err = peelproto.PublishReturn(ctxTimeout(ctx, 5*time.Second), p.js, peelproto.ReturnMsgRaw(ret.JID, ret.Peel, ret.Success, b))
+		err = peelproto.PublishReturnPaced(ctxTimeout(ctx, 5*time.Second), p.js, peelproto.ReturnMsgRaw(ret.JID, ret.Peel, ret.Success, b), p.window)
 		if err != nil {
 			return
 		}
@@ -644,10 +660,18 @@ func (p *Peel) factsLoop(ctx context.Context) {
 		if err := p.publishFacts(ctx); err != nil {
 			p.met.factErrors.Inc()
 			p.log.Warn("facts", "err", err)
-			t.Reset(retry.Next())
+			d := retry.Next()
+			if peelproto.Overloaded(err) {
+				// The server is behind: widen the fleet's spread and wait
+				// a draw from it, not just the backoff.
+				p.spread.Refused()
+				d = max(d, p.spread.Delay())
+			}
+			t.Reset(d)
 			continue
 		}
 		retry.Reset()
+		p.spread.Calm()
 		p.ready.Store(true)
 		t.Reset(p.cfg.FactsInterval.D())
 	}

@@ -1,0 +1,309 @@
+package peelproto_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/backoff"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/topology"
+)
+
+// The window grows by one per window of acknowledged stores, halves once
+// per window on congestion, and stays within [1, ceiling].
+func TestWindow_AIMD(t *testing.T) {
+	w := peelproto.NewWindow(2, 4)
+	ctx := context.Background()
+	take := func(n int) {
+		t.Helper()
+		for range n {
+			if !w.TryAcquire() {
+				t.Fatalf("no room at %+v", w.Stats())
+			}
+		}
+		if w.TryAcquire() {
+			t.Fatalf("room beyond the limit at %+v", w.Stats())
+		}
+	}
+	take(2)
+	w.Ack()
+	if got := w.Stats().Limit; got != 2 {
+		t.Fatalf("limit %d after 1 ack of a window of 2, want 2", got)
+	}
+	w.Ack()
+	if got := w.Stats().Limit; got != 3 {
+		t.Fatalf("limit %d after a full window of acks, want 3", got)
+	}
+	take(3)
+	for range 3 {
+		w.Done(nil)
+	}
+	take(4)
+	for range 4 {
+		w.Ack()
+	}
+	if got := w.Stats().Limit; got != 4 {
+		t.Fatalf("limit %d, want the ceiling 4", got)
+	}
+	// Four in flight; the first refusal halves, the refusals of the other
+	// three (sent at the old rate) do not.
+	take(4)
+	refused := &jetstream.APIError{Code: 429, ErrorCode: peelproto.ErrCodeTooManyRequests, Description: "too many requests"}
+	w.Done(refused)
+	if got := w.Stats().Limit; got != 2 {
+		t.Fatalf("limit %d after a refusal at 4, want 2", got)
+	}
+	w.Done(fmt.Errorf("publish: %w", refused))
+	w.Done(context.DeadlineExceeded)
+	w.Done(jetstream.ErrTooManyStalledMsgs)
+	if st := w.Stats(); st.Limit != 2 || st.Cuts != 1 || st.InFlight != 0 {
+		t.Fatalf("after the window's own refusals: %+v, want limit 2, 1 cut, 0 in flight", st)
+	}
+	// A new window's refusal halves again, down to the floor of 1.
+	take(2)
+	w.Done(nats.ErrTimeout)
+	w.Done(nats.ErrNoResponders)
+	take(1)
+	w.Done(refused)
+	if st := w.Stats(); st.Limit != 1 || st.Cuts != 3 {
+		t.Fatalf("%+v, want limit 1 after 3 cuts", st)
+	}
+	// An outcome that says nothing about load only frees the room.
+	take(1)
+	w.Done(nats.ErrConnectionClosed)
+	if st := w.Stats(); st.Limit != 1 || st.InFlight != 0 || st.Cuts != 3 {
+		t.Fatalf("%+v after a lost connection", st)
+	}
+	// Acquire waits for room and gives up with its context.
+	take(1)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := w.Acquire(short); err == nil {
+		t.Fatal("Acquire on a full window returned without room")
+	}
+	got := make(chan error, 1)
+	go func() { got <- w.Acquire(ctx) }()
+	w.Ack()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSpreader_WidensWithRefusals(t *testing.T) {
+	s := peelproto.NewSpreaderRand(2*time.Second, 30*time.Second, rand.NewPCG(1, 2))
+	for _, want := range []time.Duration{2, 4, 8, 16, 30, 30} {
+		if got := s.Window(); got != want*time.Second {
+			t.Fatalf("window %v, want %v", got, want*time.Second)
+		}
+		for range 100 {
+			if d := s.Delay(); d < 0 || d >= s.Window() {
+				t.Fatalf("delay %v outside [0, %v)", d, s.Window())
+			}
+		}
+		s.Refused()
+	}
+	s.Calm()
+	s.Calm()
+	if got := s.Window(); got != 7500*time.Millisecond {
+		t.Fatalf("window %v after two calm republishes from 30s, want 7.5s", got)
+	}
+	for range 5 {
+		s.Calm()
+	}
+	if got := s.Window(); got != 2*time.Second {
+		t.Fatalf("window %v, want it back at the base 2s", got)
+	}
+}
+
+// tinyQueue starts a server whose streams queue at most 8 inbound messages
+// (nats-server's StreamMaxBufferedMsgs, 100,000 by default), so a burst of
+// stores is refused with a real 429, and the job-returns bucket.
+func tinyQueue(t *testing.T) (*nats.Conn, jetstream.Stream) {
+	t.Helper()
+	s, err := topology.StartServer(topology.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir(),
+		Tune: func(o *server.Options) { o.StreamMaxBufferedMsgs = 8 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: names.BucketJobReturns}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_"+names.BucketJobReturns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, st
+}
+
+func returnMsg(i int) *nats.Msg {
+	peel := fmt.Sprintf("sim-%06d.example.com", i)
+	return peelproto.ReturnMsgRaw("20260101000000000000", peel, true, []byte(`{"jid":"20260101000000000000","peel":"`+peel+`","success":true}`))
+}
+
+// storedOnce checks that the stream holds n returns and stored n messages
+// in all (a second store of the same return would have taken a sequence).
+func storedOnce(t *testing.T, st jetstream.Stream, n int) {
+	t.Helper()
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(n) || info.State.LastSeq != uint64(n) {
+		t.Fatalf("stream holds %d messages, last sequence %d: want %d of each (nothing lost, nothing stored twice)", info.State.Msgs, info.State.LastSeq, n)
+	}
+}
+
+// The simulated fleet's pattern (see Window's doc) against a server that
+// really refuses: async stores through a window that starts far above what
+// the queue takes, refusals retried with backoff. The server refuses with a
+// 429 that IsTooManyRequests tells, the window halves on it, and every
+// return ends up stored exactly once.
+func TestWindow_RealRefusalsNothingLostNothingTwice(t *testing.T) {
+	nc, st := tinyQueue(t)
+	const n = 4000
+	w := peelproto.NewWindow(n, n)
+	retry := backoff.New(5*time.Millisecond, 200*time.Millisecond)
+	var refused, stored atomic.Int64
+	var pending sync.WaitGroup
+	var send func(m *nats.Msg, attempt int)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(n),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, _ *nats.Msg, _ *jetstream.PubAck) {
+			w.Ack()
+			stored.Add(1)
+			pending.Done()
+		}),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			w.Done(err)
+			if peelproto.IsAlreadyStored(err) {
+				pending.Done()
+				return
+			}
+			if !peelproto.Retryable(err) {
+				t.Errorf("store of %s failed for good: %v", m.Subject, err)
+				pending.Done()
+				return
+			}
+			if peelproto.IsTooManyRequests(err) {
+				refused.Add(1)
+			}
+			time.AfterFunc(retry.Delay(min(int(refused.Load()), 8)), func() { send(m, 1) })
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard
+	defer cancel()
+	send = func(m *nats.Msg, _ int) {
+		if err := w.Acquire(ctx); err != nil {
+			t.Errorf("acquire: %v", err)
+			pending.Done()
+			return
+		}
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			w.Done(err)
+			time.AfterFunc(retry.Delay(3), func() { send(m, 1) })
+		}
+	}
+	pending.Add(n)
+	for i := range n {
+		send(returnMsg(i), 0)
+	}
+	done := make(chan struct{})
+	go func() { pending.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("stored %d of %d within the hang guard; window %+v", stored.Load(), n, w.Stats())
+	}
+	if refused.Load() == 0 {
+		t.Fatal("the server refused nothing: the test did not reach the queue's limit")
+	}
+	if st := w.Stats(); st.Cuts == 0 || st.Limit >= n {
+		t.Fatalf("window %+v after %d refusals: want it cut", st, refused.Load())
+	}
+	storedOnce(t, st, n)
+	t.Logf("%d refusals (429), window %+v", refused.Load(), w.Stats())
+}
+
+// Returns stored synchronously by many jobs at once, as a peel does, are
+// retried through refusals and stored exactly once.
+func TestPublishReturnPaced_RetriesRefusals(t *testing.T) {
+	nc, st := tinyQueue(t)
+	js, _ := jetstream.New(nc)
+	const n = 300
+	w := peelproto.NewWindow(n, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard
+	defer cancel()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- peelproto.PublishReturnPaced(ctx, js, returnMsg(i), w) }()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("PublishReturnPaced: %v", err)
+		}
+	}
+	if w.Stats().Cuts == 0 {
+		t.Fatal("no refusal or timeout reached the window: the test did not load the queue")
+	}
+	storedOnce(t, st, n)
+	// A second delivery of each is refused as already stored: sent, not stored.
+	if err := peelproto.PublishReturnPaced(ctx, js, returnMsg(7), w); err != nil {
+		t.Fatal(err)
+	}
+	storedOnce(t, st, n)
+}
+
+// IsTooManyRequests and Retryable on the error values nats.go hands out.
+func TestFlowErrors(t *testing.T) {
+	refused := &jetstream.APIError{Code: 429, ErrorCode: peelproto.ErrCodeTooManyRequests}
+	dup := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence}
+	for _, c := range []struct {
+		err                  error
+		many, over, retrying bool
+	}{
+		{refused, true, true, true},
+		{fmt.Errorf("put facts x: %w", refused), true, true, true},
+		{context.DeadlineExceeded, false, true, true},
+		{jetstream.ErrAsyncPublishTimeout, false, true, true},
+		{jetstream.ErrTooManyStalledMsgs, false, true, true},
+		{nats.ErrNoResponders, false, false, true},
+		{dup, false, false, false},
+		{nats.ErrConnectionClosed, false, false, false},
+		{errors.New("encode return: bad"), false, false, false},
+	} {
+		if got := peelproto.IsTooManyRequests(c.err); got != c.many {
+			t.Errorf("IsTooManyRequests(%v) = %v", c.err, got)
+		}
+		if got := peelproto.Overloaded(c.err); got != c.over {
+			t.Errorf("Overloaded(%v) = %v", c.err, got)
+		}
+		if got := peelproto.Retryable(c.err); got != c.retrying {
+			t.Errorf("Retryable(%v) = %v", c.err, got)
+		}
+	}
+}
