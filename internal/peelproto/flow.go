@@ -64,11 +64,14 @@ func Retryable(err error) bool {
 }
 
 // Window bounds a publisher's unacknowledged stores and adapts the bound to
-// what the server takes (AIMD, as TCP's congestion window): it grows by one
-// for every full window of acknowledged stores and halves when a store is
-// refused or times out, never below one nor above its ceiling. A halving is
-// taken once per window: the stores already in flight when it happened were
-// sent at the old rate, and their refusals do not halve it again.
+// what the server takes (AIMD, as TCP's congestion window): until the first
+// refusal it grows by one per acknowledged store (doubling per window: a
+// publisher that starts small finds its rate in a few round trips), after
+// that by one for every full window of acknowledged stores, and it halves
+// when a store is refused or times out, never below one nor above its
+// ceiling. A halving is taken once per window: the stores already in flight
+// when it happened were sent at the old rate, and their refusals do not
+// halve it again.
 //
 // Use: Acquire before each store (it blocks while the window is full), and
 // report each outcome with Done (or Ack / Congested / Release). It is safe for
@@ -83,9 +86,12 @@ func Retryable(err error) bool {
 // jitter), acquiring again. The ceiling replaces a fixed
 // jetstream.WithPublishAsyncMaxPending; set that at least as large.
 type Window struct {
-	mu       sync.Mutex
-	limit    int
-	ceiling  int
+	mu      sync.Mutex
+	limit   int
+	ceiling int
+	// thresh is the limit up to which the window doubles per window (TCP's
+	// ssthresh): the ceiling until the first halving, then the halved limit.
+	thresh   int
 	inflight int
 	acks     int // acknowledged since the limit last changed
 	// guard counts the completions still to come from stores sent before
@@ -99,7 +105,7 @@ type Window struct {
 // never exceeds ceiling (both at least 1; initial is capped at ceiling).
 func NewWindow(initial, ceiling int) *Window {
 	ceiling = max(ceiling, 1)
-	return &Window{limit: min(max(initial, 1), ceiling), ceiling: ceiling}
+	return &Window{limit: min(max(initial, 1), ceiling), ceiling: ceiling, thresh: ceiling}
 }
 
 // Acquire waits until the window has room for one more store, then takes
@@ -157,7 +163,7 @@ func (w *Window) Ack() {
 	defer w.mu.Unlock()
 	w.releaseLocked()
 	w.acks++
-	if w.acks >= w.limit && w.limit < w.ceiling {
+	if w.limit < w.thresh || (w.acks >= w.limit && w.limit < w.ceiling) {
 		w.limit++
 		w.acks = 0
 		w.wakeLocked()
@@ -176,6 +182,7 @@ func (w *Window) Congested() {
 		return
 	}
 	w.limit = max(w.limit/2, 1)
+	w.thresh = w.limit
 	w.acks = 0
 	w.guard = w.inflight
 	w.cuts++

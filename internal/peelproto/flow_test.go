@@ -20,10 +20,11 @@ import (
 	"github.com/zester-io/zester/topology"
 )
 
-// The window grows by one per window of acknowledged stores, halves once
-// per window on congestion, and stays within [1, ceiling].
+// The window doubles per window of acknowledged stores until the first
+// refusal, then grows by one per window, halves once per window on
+// congestion, and stays within [1, ceiling].
 func TestWindow_AIMD(t *testing.T) {
-	w := peelproto.NewWindow(2, 4)
+	w := peelproto.NewWindow(2, 8)
 	ctx := context.Background()
 	take := func(n int) {
 		t.Helper()
@@ -36,46 +37,50 @@ func TestWindow_AIMD(t *testing.T) {
 			t.Fatalf("room beyond the limit at %+v", w.Stats())
 		}
 	}
+	acks := func(n int, want int) {
+		t.Helper()
+		for range n {
+			w.Done(nil)
+		}
+		if got := w.Stats().Limit; got != want {
+			t.Fatalf("limit %d after %d acks, want %d", got, n, want)
+		}
+	}
 	take(2)
-	w.Ack()
-	if got := w.Stats().Limit; got != 2 {
-		t.Fatalf("limit %d after 1 ack of a window of 2, want 2", got)
-	}
-	w.Ack()
-	if got := w.Stats().Limit; got != 3 {
-		t.Fatalf("limit %d after a full window of acks, want 3", got)
-	}
-	take(3)
-	for range 3 {
-		w.Done(nil)
-	}
+	acks(2, 4) // slow start: one per ack
 	take(4)
-	for range 4 {
-		w.Ack()
-	}
-	if got := w.Stats().Limit; got != 4 {
-		t.Fatalf("limit %d, want the ceiling 4", got)
-	}
-	// Four in flight; the first refusal halves, the refusals of the other
-	// three (sent at the old rate) do not.
-	take(4)
+	acks(4, 8)
+	take(8)
+	acks(8, 8) // the ceiling
+	// Eight in flight; the first refusal halves, the refusals of the other
+	// seven (sent at the old rate) do not.
+	take(8)
 	refused := &jetstream.APIError{Code: 429, ErrorCode: peelproto.ErrCodeTooManyRequests, Description: "too many requests"}
 	w.Done(refused)
-	if got := w.Stats().Limit; got != 2 {
-		t.Fatalf("limit %d after a refusal at 4, want 2", got)
+	if got := w.Stats().Limit; got != 4 {
+		t.Fatalf("limit %d after a refusal at 8, want 4", got)
 	}
 	w.Done(fmt.Errorf("publish: %w", refused))
 	w.Done(context.DeadlineExceeded)
-	w.Done(jetstream.ErrTooManyStalledMsgs)
-	if st := w.Stats(); st.Limit != 2 || st.Cuts != 1 || st.InFlight != 0 {
-		t.Fatalf("after the window's own refusals: %+v, want limit 2, 1 cut, 0 in flight", st)
+	for range 5 {
+		w.Done(jetstream.ErrTooManyStalledMsgs)
 	}
+	if st := w.Stats(); st.Limit != 4 || st.Cuts != 1 || st.InFlight != 0 {
+		t.Fatalf("after the window's own refusals: %+v, want limit 4, 1 cut, 0 in flight", st)
+	}
+	// Past a refusal: one more per full window of acks.
+	take(4)
+	acks(3, 4)
+	acks(1, 5)
 	// A new window's refusal halves again, down to the floor of 1.
-	take(2)
+	take(5)
 	w.Done(nats.ErrTimeout)
-	w.Done(nats.ErrNoResponders)
-	take(1)
+	for range 4 {
+		w.Done(nats.ErrNoResponders)
+	}
+	take(2)
 	w.Done(refused)
+	w.Done(nats.ErrNoResponders)
 	if st := w.Stats(); st.Limit != 1 || st.Cuts != 3 {
 		t.Fatalf("%+v, want limit 1 after 3 cuts", st)
 	}
