@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -693,13 +694,18 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	}
 	// A plain publish to its key: the peel binds no bucket, whose stream
 	// info would list every peel's key (docs/security.md).
-	if _, err := peelproto.PutKV(ctxTimeout(ctx, 5*time.Second), p.js, names.BucketFacts, names.FactsKey(p.cfg.ID), factcodec.Encode(doc)); err != nil {
+	if _, err := peelproto.PutKV(ctxTimeout(ctx, 5*time.Second), p.js, names.BucketFacts, names.FactsKey(p.cfg.ID), factcodec.EncodeOnce(doc)); err != nil {
 		return fmt.Errorf("publish facts: %w", err)
 	}
 	p.factsMu.Lock()
 	p.lastFacts = m
 	p.factsMu.Unlock()
 	p.met.factPublishes.Inc()
+	// The fact encoder's tables (about 8 MiB) are garbage now
+	// (factcodec.EncodeOnce): give them back to the OS at once rather than
+	// after the next GC at the scavenger's pace, so an idle peel stays small
+	// (docs/scaling.md, peel footprint). Once per facts interval.
+	debug.FreeOSMemory()
 	return nil
 }
 
