@@ -100,10 +100,8 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 	// Track before the part exists so that no return can slip past.
 	var tr *tracker
 	if len(ids) > 0 {
-		tr = &tracker{expected: make(map[string]struct{}, len(ids)), returned: map[string]bool{}, writing: true}
-		for _, id := range ids {
-			tr.expected[id] = struct{}{}
-		}
+		tr = newTracker(ids)
+		tr.writing = true
 		je.mu.Lock()
 		if js := je.jobs[jid]; js != nil {
 			js.tracked[p] = tr
@@ -194,10 +192,8 @@ func (je *jobEngine) adopt(jid string, parts []int) {
 		if json.Unmarshal(e.Value(), &part) != nil || wire.Final(part.Status) {
 			continue
 		}
-		tr := &tracker{expected: make(map[string]struct{}, len(part.Expected)), returned: map[string]bool{}, rev: e.Revision()}
-		for _, id := range part.Expected {
-			tr.expected[id] = struct{}{}
-		}
+		tr := newTracker(part.Expected)
+		tr.rev = e.Revision()
 		je.mu.Lock()
 		js := je.jobs[jid]
 		if js == nil || js.tracked[p] != nil || !je.m.member.owns(p) {
@@ -283,4 +279,13 @@ func (je *jobEngine) dispatchMissing(jid string, p int) {
 	sort.Strings(missing) // peels look themselves up by binary search
 	je.m.met.redispatched.Add(len(missing))
 	je.dispatch(jid, main, p, missing, false)
+}
+
+// newTracker tracks a part that expects the peels ids.
+func newTracker(ids []string) *tracker {
+	tr := &tracker{expected: make(map[string]struct{}, len(ids)), returned: map[string]bool{}}
+	for _, id := range ids {
+		tr.expected[id] = struct{}{}
+	}
+	return tr
 }
