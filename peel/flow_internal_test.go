@@ -19,16 +19,7 @@ import (
 // spread of the peel's republishes; once the store takes its facts the
 // window narrows again.
 func TestPeel_UnansweredFacts_WidenSpread(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	s, nc := serverConn(t)
 	// A subscriber that never answers stands for a stream too busy to ack.
 	silent, err := nc.SubscribeSync(names.KVSubjectPrefix(names.BucketFacts) + ">")
 	if err != nil {
@@ -70,4 +61,20 @@ func TestPeel_UnansweredFacts_WidenSpread(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// serverConn starts a server and connects to it.
+func serverConn(t *testing.T) (*topology.Server, *nats.Conn) {
+	t.Helper()
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return s, nc
 }
