@@ -132,7 +132,7 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 	var vals []any
 	if owned {
 		var doc []byte
-		doc, bad = checkFacts(id, e.Value())
+		doc, bad = decodeFacts(id, e.Value())
 		if paths := ix.registered(); bad == "" && len(paths) > 0 {
 			vals = pathValues(doc, paths)
 		}
@@ -170,10 +170,16 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 	}
 }
 
-// checkFacts decodes a stored facts value and says why it cannot be the
-// document of peel id, or "" when it can. A document without "id" (peels
-// before it was added, simulated fleets) is accepted.
-func checkFacts(id string, raw []byte) (doc []byte, bad string) {
+// checkFacts says why a stored facts value cannot be the document of peel
+// id, or "" when it can. A document without "id" (peels before it was
+// added, simulated fleets) is accepted.
+func checkFacts(id string, raw []byte) string {
+	_, bad := decodeFacts(id, raw)
+	return bad
+}
+
+// decodeFacts is checkFacts that also returns the decoded document.
+func decodeFacts(id string, raw []byte) (doc []byte, bad string) {
 	doc, err := factcodec.Decode(raw)
 	if err != nil {
 		return nil, fmt.Sprintf("does not decode: %v", err)
@@ -467,4 +473,19 @@ func keysOnly(m map[string]any) map[string]any {
 	}
 	got, _ := keySets.LoadOrStore(k, out)
 	return got.(map[string]any)
+}
+
+// subjectOf decodes a stored facts value into the shared matcher's Subject;
+// a value that does not decode has no facts. (The index matches cached
+// values instead; this is for documents read from the bucket.)
+func subjectOf(id string, raw []byte) *target.MapSubject {
+	if raw == nil {
+		return &target.MapSubject{PeelID: id}
+	}
+	doc, err := factcodec.Decode(raw)
+	if err != nil {
+		return &target.MapSubject{PeelID: id}
+	}
+	s, _ := target.SubjectFromJSON(id, doc)
+	return s
 }

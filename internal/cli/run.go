@@ -45,7 +45,8 @@ Targets: glob on ids (default), -L list, -E regex, -G fact (os:id:debian),
 ('G@os:id:debian and web* or L@db1,db2').
 
 Arguments: one JSON object or array is passed as is; key=value words make an
-object; other words are positional.
+object; other words are positional; both together are Salt's convention
+(state.apply web test=true), sent as {"_args": ["web"], "test": true}.
 
 Exit status: 0 all returned success, 1 some failed, 2 some did not answer
 or were offline, 3 the command itself failed.`,
@@ -56,6 +57,13 @@ or were offline, 3 the command itself failed.`,
 	c.Flags().DurationVarP(&f.timeout, "timeout", "t", 0, "job timeout (default: the master's jobs.default_timeout)")
 	c.Flags().StringVar(&f.batch, "batch", "", "rolling batch: N peels or P% at a time")
 	c.Flags().BoolVar(&f.async, "async", false, "print the job id and return at once")
+	addTargetFlags(c, f.kind)
+	return c
+}
+
+// addTargetFlags adds -L -E -G -P -S -N -C to a command that takes a
+// target; targetKind reads them back.
+func addTargetFlags(c *cobra.Command, kind map[string]*bool) {
 	for _, k := range []struct{ letter, help string }{
 		{"L", "target is a comma-separated list of ids"},
 		{"E", "target is a regular expression on ids"},
@@ -65,9 +73,8 @@ or were offline, 3 the command itself failed.`,
 		{"N", "target is a node group"},
 		{"C", "target is a compound expression"},
 	} {
-		f.kind[k.letter] = c.Flags().BoolP(strings.ToLower(k.letter)+"-target", k.letter, false, k.help)
+		kind[k.letter] = c.Flags().BoolP(strings.ToLower(k.letter)+"-target", k.letter, false, k.help)
 	}
-	return c
 }
 
 // ParseArgs turns command-line words into job arguments.
@@ -101,7 +108,13 @@ func ParseArgs(words []string) (json.RawMessage, error) {
 	}
 	switch {
 	case len(kv) > 0 && len(pos) > 0:
-		return nil, errors.New("arguments: mix of key=value and positional words; use one form or a JSON object")
+		// Salt's convention: positional words and key=value pairs
+		// together, the words under wire.ArgsKey.
+		if _, taken := kv[wire.ArgsKey]; taken {
+			return nil, fmt.Errorf("arguments: %s= is reserved for the positional words when they are mixed with key=value pairs", wire.ArgsKey)
+		}
+		kv[wire.ArgsKey] = pos
+		return json.Marshal(kv)
 	case len(kv) > 0:
 		return json.Marshal(kv)
 	default:
@@ -416,7 +429,7 @@ func (f *follower) add(key string, value []byte) bool {
 		if f.asJSON {
 			f.enc.Encode(&r)
 		} else {
-			printReturn(f.a.out, &r)
+			printReturn(f.a.out, &r, f.a.stateOutput)
 		}
 	}
 	return true
@@ -813,7 +826,11 @@ func (a *app) mastersState(ctx context.Context) string {
 	return fmt.Sprintf("no master answered %s within 2s (%v)", names.APISubject("info"), err)
 }
 
-func printReturn(w io.Writer, r *wire.Return) {
+func printReturn(w io.Writer, r *wire.Return, stateOutput string) {
+	if states, ok := decodeStates(r.Function, r.Result); ok {
+		printStates(w, r, states, stateOutput)
+		return
+	}
 	name := r.Peel
 	if r.Late {
 		name += " (late)"
