@@ -427,7 +427,9 @@ func (p *Peel) onControl(msg *nats.Msg) {
 			return
 		}
 		p.log.Info("a master asked for the facts again (gone from the bucket or unreadable); republishing")
-		notify(p.wake)
+		// A rebuilt store asks the whole fleet at once: spread the answers
+		// as after a reconnect.
+		time.AfterFunc(p.spread.Delay(), func() { notify(p.wake) })
 		notify(p.basket.wake) // gone with the facts, most likely: checked, rewritten if so
 	case wire.ControlBeat:
 		// A master took over the partition and asks who is up; the random
