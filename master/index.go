@@ -294,7 +294,10 @@ func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 	}
 	want := target.FactPaths(expr)
 	slots := ix.register(want)
-	need := slices.Max(slots) + 1
+	need := 0
+	for _, n := range slots {
+		need = max(need, n+1)
+	}
 	type cand struct {
 		id   string
 		pe   *peelEntry
