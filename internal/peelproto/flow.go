@@ -238,6 +238,12 @@ func (w *Window) Stats() WindowStats {
 // thus offers n/window stores per second, and refusals push each peel's
 // window out until that rate is what the server takes. Safe for concurrent
 // use.
+//
+// The real peel keeps one. A simulated fleet keeps one per connection: on
+// a reconnect it schedules each of the connection's peels' fact publishes
+// at its own Delay(), calls Refused for each fact publish that is
+// Overloaded (and sends it again after a Delay()), and Calm once the
+// connection's republish is through.
 type Spreader struct {
 	base, max time.Duration
 
