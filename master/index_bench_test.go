@@ -170,7 +170,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 				}
 				h2 := heapNow()
 				for p, pids := range byPart {
-					trs[p] = newTracker(pids)
+					trs[p] = newTracker(pids, 0)
 					for _, id := range pids {
 						trs[p].returned[id] = true
 					}

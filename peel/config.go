@@ -1,15 +1,11 @@
 package peel
 
 import (
-	"errors"
-	"fmt"
-	"net"
 	"os"
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/shard"
 )
 
 // DefaultConfigPath is where zester-peel looks for its configuration.
@@ -53,6 +49,11 @@ type Config struct {
 	Insecure bool `yaml:"insecure"`
 	// TLS is the CA of the NATS servers and the peel's client certificate.
 	TLS config.TLS `yaml:"tls"`
+	// Schedule runs functions periodically (schedule.go, docs/schedule.md).
+	Schedule Schedule `yaml:"schedule"`
+	// StatesDir is the local state tree of state.apply and state.highstate
+	// (docs/states.md).
+	StatesDir string `yaml:"states_dir"`
 	// Basket names the entries the peel publishes in the basket bucket
 	// (Salt's mine): entry name → function (basket.go).
 	Basket map[string]BasketSpec `yaml:"basket"`
@@ -85,11 +86,12 @@ func DefaultConfig() Config {
 		FactsInterval:     config.Dur(5 * time.Minute),
 		BeatInterval:      config.Dur(10 * time.Second),
 		DataDir:           "/var/lib/zester/peel",
-		Partitions:        64,
+		Partitions:        shard.DefaultPartitions,
 		MaxConcurrentJobs: 8,
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
 		TLS:               config.TLS{Dir: config.DefaultTLSDir},
+		StatesDir:         "/srv/zester/states",
 		BasketInterval:    config.Dur(5 * time.Minute),
 		BasketMaxValue:    config.Bytes(64 << 10),
 	}
@@ -97,20 +99,12 @@ func DefaultConfig() Config {
 
 // LoadConfig reads path over the defaults and validates.
 func LoadConfig(path string, explicit bool) (Config, error) {
-	c := DefaultConfig()
-	if err := config.Load(path, explicit, &c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return config.LoadValid(path, explicit, DefaultConfig())
 }
 
 // ParseConfig reads YAML text over the defaults and validates.
 func ParseConfig(data []byte) (Config, error) {
-	c := DefaultConfig()
-	if err := config.Parse("peel.yaml", data, &c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return config.ParseValid("peel.yaml", data, DefaultConfig())
 }
 
 // Validate names the first bad key.
@@ -121,19 +115,9 @@ func (c *Config) Validate() error {
 	}); err != nil {
 		return err
 	}
-	var errs []error
-	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, a...)))
-	}
-	if err := names.ValidateID(c.ID); err != nil {
-		bad("id", "%v", err)
-	}
-	if _, err := obs.ParseLevel(c.LogLevel); err != nil {
-		bad("log_level", "%v", err)
-	}
-	if _, _, err := net.SplitHostPort(c.HTTP); c.HTTP != "" && err != nil {
-		bad("http", "%q is not host:port", c.HTTP)
-	}
+	var errs config.Problems
+	bad := errs.Bad
+	errs.Common(c.ID, c.LogLevel, c.HTTP)
 	if len(c.NATS.URL) == 0 {
 		bad("nats.url", "empty")
 	}
@@ -163,8 +147,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateEnroll(bad)
 	c.validateBasket(bad)
-	if err := c.TLS.Validate("tls"); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	errs.Add(c.Schedule.validate(nil))
+	errs.Add(c.TLS.Validate("tls"))
+	return errs.Err()
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
@@ -33,6 +34,7 @@ import (
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
+	"github.com/zester-io/zester/peel/state"
 	"github.com/zester-io/zester/shard"
 )
 
@@ -82,6 +84,8 @@ type Peel struct {
 	// accepted job ids across restarts (seen.go).
 	trust    *trust
 	jobsSeen *seenSet
+	// sched runs the schedule entries (schedule.go).
+	sched *scheduler
 
 	factsMu   sync.Mutex
 	lastFacts map[string]any
@@ -99,6 +103,9 @@ type Peel struct {
 	met   *peelMetrics
 	wg    sync.WaitGroup
 	ready atomic.Bool
+	// readied is closed when the peel is ready for the first time.
+	readied   chan struct{}
+	readyOnce sync.Once
 }
 
 // New validates the configuration and prepares a peel.
@@ -107,14 +114,13 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		return nil, err
 	}
 	if opts.Logger == nil {
-		lvl, _ := obs.ParseLevel(cfg.LogLevel)
-		opts.Logger = obs.NewLogger(os.Stderr, lvl)
+		opts.Logger = obs.StderrLogger(cfg.LogLevel)
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
 	if opts.Registry == nil {
-		opts.Registry = funcs.NewRegistry()
+		opts.Registry = defaultRegistry(cfg, opts.Logger)
 	}
 	sp, err := openSpool(filepath.Join(cfg.DataDir, "spool"), cfg.SpoolMax)
 	if err != nil {
@@ -129,6 +135,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		instance: peelproto.NewInstance(),
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
+		readied:  make(chan struct{}),
 
 		spread: peelproto.NewSpreader(reconnectFactsSpread, reconnectFactsMaxSpread),
 		window: peelproto.NewWindow(cfg.MaxConcurrentJobs, cfg.MaxConcurrentJobs),
@@ -147,9 +154,20 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	}
 	p.partitions.Store(int32(cfg.Partitions))
 	p.met = newPeelMetrics(opts.Metrics, p)
+	if p.sched, err = newScheduler(p); err != nil {
+		return nil, err
+	}
 	p.beats = opts.Metrics.NewCounter(`zester_peel_beats_total`)
 	p.beatErrors = opts.Metrics.NewCounter(`zester_peel_beat_errors_total`)
 	return p, nil
+}
+
+// defaultRegistry is the peel's functions when Options.Registry is nil;
+// --check checks schedule entries against the same set.
+func defaultRegistry(cfg Config, log *slog.Logger) *funcs.Registry {
+	r := funcs.NewRegistry()
+	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	return r
 }
 
 // ID is the peel's id.
@@ -165,6 +183,16 @@ func (p *Peel) HTTPAddr() string {
 
 // Ready reports whether the peel is connected and has published its facts.
 func (p *Peel) Ready() bool { return p.ready.Load() }
+
+// WaitReady blocks until the peel is ready for the first time, or ctx ends.
+func (p *Peel) WaitReady(ctx context.Context) error {
+	select {
+	case <-p.readied:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("peel not ready: %w", ctx.Err())
+	}
+}
 
 // Run connects and serves until ctx ends.
 func (p *Peel) Run(ctx context.Context) error {
@@ -194,13 +222,7 @@ func (p *Peel) Run(ctx context.Context) error {
 		// permissions need no _INBOX.> wildcard (docs/security.md).
 		nats.CustomInboxPrefix(names.PeelInboxPrefix(p.cfg.ID)),
 		nats.PingInterval(20*time.Second),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			p.log.Warn("nats async error", "subject", subj, "err", err)
-		}),
+		daemon.AsyncErrors(p.log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			p.met.disconnects.Inc()
 			p.log.Warn("nats disconnected; reconnecting with backoff", "url", cs.disconnected(), "err", err, "max_delay", cs.wait.Max())
@@ -228,6 +250,8 @@ func (p *Peel) Run(ctx context.Context) error {
 	}
 	defer p.jobsSeen.close()
 	nopts = append(nopts, p.opts.NATSOptions...)
+	closer := daemon.NewCloser()
+	nopts = append(nopts, closer.Option())
 	nc, err := nats.Connect(p.cfg.NATS.URL.String(), nopts...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", config.Redact(p.cfg.NATS.URL.String()), err)
@@ -275,6 +299,8 @@ func (p *Peel) Run(ctx context.Context) error {
 	p.wg.Add(2)
 	go func() { defer p.wg.Done(); p.credsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.basketLoop(ctx) }()
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.sched.run(ctx) }()
 	p.log.Info("peel running", "url", cs.url(), "partition", p.partition(), "instance", p.instance)
 	<-ctx.Done()
 	p.ready.Store(false)
@@ -282,17 +308,31 @@ func (p *Peel) Run(ctx context.Context) error {
 	// Goodbye first, so that the masters stop sending it jobs at once
 	// (docs/architecture.md, presence); running jobs still store returns.
 	p.bye()
-	// Let running jobs write their returns.
+	// Let running jobs write their returns, all of them within one budget
+	// (a wait per job slot would outlast the grace period).
+	jobsDone := time.NewTimer(jobsWait)
+	defer jobsDone.Stop()
+wait:
 	for i := 0; i < cap(p.jobSem); i++ {
 		select {
 		case p.jobSem <- struct{}{}:
-		case <-time.After(5 * time.Second):
+		case <-jobsDone.C:
+			p.log.Warn("stopping with jobs still running", "waited", jobsWait)
+			break wait
 		}
 	}
-	nc.Drain()
+	closer.Drain(nc, drainWait)
 	p.log.Info("peel stopped")
 	return nil
 }
+
+// The peel's stop fits in daemon.Grace: the goodbye (bye, at most a second),
+// then running jobs get jobsWait to store their returns, then the connection
+// drainWait to flush.
+const (
+	jobsWait  = 8 * time.Second
+	drainWait = 3 * time.Second
+)
 
 // Kill drops the peel's connection without a goodbye beat, as if the
 // process died: the masters notice only when its beats stop. Tests use it.
@@ -483,7 +523,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 const spoolIdleCheck = 5 * time.Second
 
 func (p *Peel) askInfo(ctx context.Context) {
-	msg, err := p.nc.RequestWithContext(ctxTimeout(ctx, 2*time.Second), names.APISubject("info"), nil)
+	msg, err := p.nc.RequestWithContext(ctxTimeout(ctx, 2*time.Second), names.APISubject(names.EndpointInfo), nil)
 	if err != nil {
 		return // no master yet: keep the configured count
 	}
@@ -528,15 +568,27 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	env := p.jobEnv()
-	start := time.Now()
-	res, err := p.reg.Run(ctx, env, d.Function, d.Args)
-	p.met.jobsRun.Inc()
-	ret := &wire.Return{JID: d.JID, Peel: p.cfg.ID, Function: d.Function, Started: start.UTC(), Duration: wire.Duration(time.Since(start))}
+	ret := p.execute(ctx, d.Function, d.Args)
+	ret.JID = d.JID
 	// A function that ends after the deadline has a real result, but the
 	// masters may have stopped waiting: mark it, so that it is shown as
 	// late rather than as a kill or a missing peel.
 	ret.Late = !d.Deadline.IsZero() && time.Now().After(d.Deadline)
+	if !ret.Success {
+		p.met.jobsFailed.Inc()
+	}
+	p.deliver(ret)
+}
+
+// execute runs one function through the registry and makes its return: the
+// one path of a dispatched job and of a scheduled run (schedule.go), so
+// both judge success alike.
+func (p *Peel) execute(ctx context.Context, fn string, args json.RawMessage) *wire.Return {
+	env := p.jobEnv()
+	start := time.Now()
+	res, err := p.reg.Run(ctx, env, fn, args)
+	p.met.jobsRun.Inc()
+	ret := &wire.Return{Peel: p.cfg.ID, Function: fn, Started: start.UTC(), Duration: wire.Duration(time.Since(start))}
 	if err != nil {
 		var fe *funcs.Error
 		if errors.As(err, &fe) {
@@ -554,6 +606,10 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		ret.Result = b
 		// A command that exits non-zero or is killed is a failed job, as
 		// Salt's retcode makes it; its output stays in the return.
+		if sr, ok := res.(state.Return); ok && sr.Failed() {
+			ret.Success = false
+			ret.Error = &wire.Error{Code: state.CodeFailed, Msg: "one or more states failed"}
+		}
 		if cr, ok := res.(*funcs.CmdResult); ok && (cr.Retcode != 0 || cr.TimedOut) {
 			ret.Success = false
 			msg := fmt.Sprintf("command exited with status %d", cr.Retcode)
@@ -563,10 +619,7 @@ func (p *Peel) runJob(d wire.Dispatch) {
 			ret.Error = &wire.Error{Code: "retcode", Msg: msg}
 		}
 	}
-	if !ret.Success {
-		p.met.jobsFailed.Inc()
-	}
-	p.deliver(ret)
+	return ret
 }
 
 // deliver stores a return, or spools it when NATS is out of reach.
@@ -687,6 +740,7 @@ func (p *Peel) factsLoop(ctx context.Context) {
 		retry.Reset()
 		p.spread.Calm()
 		p.ready.Store(true)
+		p.readyOnce.Do(func() { close(p.readied) })
 		t.Reset(p.cfg.FactsInterval.D())
 	}
 }
