@@ -3,14 +3,12 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/shard"
 )
@@ -68,52 +66,6 @@ func TestPeelIDs(t *testing.T) {
 	}
 	if peelIndex("web1.example.com") != -1 || peelIndex("sim-.x") != -1 {
 		t.Fatal("peelIndex accepted a foreign id")
-	}
-}
-
-func TestFactsShapeAndCodec(t *testing.T) {
-	now := time.Now()
-	seen := map[string]bool{}
-	for i := range 50 {
-		doc := PeelFactsJSON(i, now)
-		var m map[string]any
-		if err := json.Unmarshal(doc, &m); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range []string{"os", "kernel", "cpu", "memory", "disks", "mounts", "network", "host", "virtualization", "collected_at", "schema"} {
-			if _, ok := m[k]; !ok {
-				t.Fatalf("peel %d: no top-level key %q", i, k)
-			}
-		}
-		nw := m["network"].(map[string]any)
-		if _, ok := nw["interfaces"]; !ok || len(nw["addresses"].([]any)) < 3 {
-			t.Fatalf("peel %d: network %v", i, nw)
-		}
-		if m["host"].(map[string]any)["fqdn"] != PeelID(i) {
-			t.Fatalf("peel %d: fqdn %v", i, m["host"].(map[string]any)["fqdn"])
-		}
-		seen[m["host"].(map[string]any)["machine_id"].(string)] = true
-		enc := factcodec.Encode(doc)
-		back, err := factcodec.Decode(enc)
-		if err != nil || !bytes.Equal(back, doc) {
-			t.Fatalf("peel %d: factcodec round trip: %v", i, err)
-		}
-		if !bytes.Equal(PeelFactsJSON(i, now), doc) {
-			t.Fatalf("peel %d: facts not deterministic", i)
-		}
-	}
-	if len(seen) != 50 {
-		t.Fatalf("machine ids repeat: %d distinct of 50", len(seen))
-	}
-	// The simulated peels publish exactly the agent's bytes.
-	for i := range 200 {
-		want, err := GenFacts(i, PeelID(i), now).JSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := PeelFactsJSON(i, now); !bytes.Equal(got, want) {
-			t.Fatalf("peel %d: PeelFactsJSON differs from the agent's encoding\n got %.300s\nwant %.300s", i, got, want)
-		}
 	}
 }
 
