@@ -16,6 +16,7 @@ import (
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
 	"github.com/zester-io/zester/internal/sig"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
@@ -36,7 +37,7 @@ func startAPIFixture(t *testing.T, peels ...string) *apiFixture {
 	s := mastertest.StartSecure(t)
 	mastertest.Start(t, s.Config("m1"))
 	for _, id := range peels {
-		peeltest.Start(t, peeltest.SecureConfig(t, s, id))
+		peeltest.Start(t, peeltest.SecureConfig(t, s.Secure, id))
 	}
 	admin := pkitest.Connect(t, s.URL, pki.CredsInboxPrefix(s.AdminCreds()), nats.UserCredentials(s.AdminCreds()))
 	return &apiFixture{s: s, admin: admin, js: admin.JS}
@@ -249,11 +250,11 @@ func TestSecure_EmbeddedCreatesPKIAndRefusesAnonymous(t *testing.T) {
 	if _, err := pkitest.Dial(url, ""); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
 		t.Fatalf("anonymous client: %v", err)
 	}
-	s := &mastertest.Secure{Dir: cfg.PKIDir, URL: url}
+	s := &mastertest.Secure{Secure: &testkit.Secure{Dir: cfg.PKIDir, URL: url}}
 	if s.PKI, _ = pki.Load(cfg.PKIDir); s.PKI == nil {
 		t.Fatal("pki.Load")
 	}
-	peeltest.Start(t, peeltest.SecureConfig(t, s, "web1"))
+	peeltest.Start(t, peeltest.SecureConfig(t, s.Secure, "web1"))
 	admin := pkitest.Connect(t, url, pki.CredsInboxPrefix(s.AdminCreds()), nats.UserCredentials(s.AdminCreds()))
 	f := &apiFixture{s: s, admin: admin, js: admin.JS}
 	signer, err := sig.LoadSigner(s.AdminCreds())
@@ -290,12 +291,12 @@ func TestSecure_TLS_EmbeddedServerAndPeel(t *testing.T) {
 	cfg.TLS.VerifyClients = true
 	h := mastertest.Start(t, cfg)
 	url := h.Embedded().ClientURL()
-	s := &mastertest.Secure{Dir: cfg.PKIDir, URL: url}
+	s := &mastertest.Secure{Secure: &testkit.Secure{Dir: cfg.PKIDir, URL: url}}
 	var err error
 	if s.PKI, err = pki.Load(cfg.PKIDir); err != nil {
 		t.Fatal(err)
 	}
-	pc := peeltest.SecureConfig(t, s, "web1")
+	pc := peeltest.SecureConfig(t, s.Secure, "web1")
 	pc.TLS.Dir, pc.TLS.CA, pc.TLS.Cert, pc.TLS.Key = tlsDir, pki.FileCA, pki.FileClientCert, pki.FileClientKey
 	peeltest.Start(t, pc)
 
@@ -328,7 +329,7 @@ func TestSecure_TLS_EmbeddedServerAndPeel(t *testing.T) {
 func TestSecure_ReturnNamingAnotherPeelRefused(t *testing.T) {
 	f := startAPIFixture(t)
 	const id = "mallory"
-	cfg := peeltest.SecureConfig(t, f.s, id)
+	cfg := peeltest.SecureConfig(t, f.s.Secure, id)
 	peeltest.Start(t, cfg)
 	// A second connection with the peel's own credentials (the peel is
 	// compromised): it may write only its own keys.

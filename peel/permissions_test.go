@@ -14,6 +14,7 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
@@ -71,7 +72,7 @@ func TestPeel_ConfinedPermissions_BeatsAndRefusesClone(t *testing.T) {
 	if j.Status != wire.StatusDone || j.Returned != 1 || j.Offline != 0 {
 		t.Fatalf("job on the confined peel: %+v", j)
 	}
-	p, err := peel.New(peeltest.Config(t, id, peelURL), peel.Options{Logger: mastertest.Logger(), NoHTTP: true})
+	p, err := peel.New(peeltest.Config(t, id, peelURL), peel.Options{Logger: testkit.Logger(), NoHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}

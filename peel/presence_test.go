@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/peelproto"
-	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/peeltest"
 )
@@ -18,7 +18,7 @@ import (
 func TestPeel_SameIDTwice_SecondRefused(t *testing.T) {
 	_, url := serverAndMaster(t)
 	first := peeltest.Start(t, peeltest.Config(t, "clone.example.com", url))
-	p, err := peel.New(peeltest.Config(t, "clone.example.com", url), peel.Options{Logger: mastertest.Logger(), NoHTTP: true})
+	p, err := peel.New(peeltest.Config(t, "clone.example.com", url), peel.Options{Logger: testkit.Logger(), NoHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}

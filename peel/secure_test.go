@@ -19,6 +19,7 @@ import (
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
 	"github.com/zester-io/zester/internal/sig"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
@@ -122,7 +123,7 @@ func lines(path string) int {
 func TestSecure_Dispatch_SignedRunsOnce_ForgedAndReplayedRefused(t *testing.T) {
 	f := startSecureFleet(t)
 	const id = "web1.example.com"
-	cfg := peeltest.SecureConfig(t, f.s, id)
+	cfg := peeltest.SecureConfig(t, f.s.Secure, id)
 	p := f.startPeel(t, cfg)
 	part := shard.Partition(id, shard.DefaultPartitions)
 	ctx := pkitest.Ctx(t)
@@ -263,7 +264,7 @@ func TestSecure_Dispatch_SignedRunsOnce_ForgedAndReplayedRefused(t *testing.T) {
 func TestSecure_Control_SignedOnly(t *testing.T) {
 	f := startSecureFleet(t)
 	const id = "db1"
-	p := f.startPeel(t, peeltest.SecureConfig(t, f.s, id))
+	p := f.startPeel(t, peeltest.SecureConfig(t, f.s.Secure, id))
 	part := shard.Partition(id, shard.DefaultPartitions)
 	master, err := sig.LoadSigner(f.s.PKI.MasterCreds)
 	if err != nil {
@@ -297,12 +298,12 @@ func TestSecure_Control_SignedOnly(t *testing.T) {
 func TestSecure_PeelWithoutCredsRefusesToStart(t *testing.T) {
 	cfg := peel.DefaultConfig()
 	cfg.ID, cfg.DataDir = "web1", t.TempDir()
-	_, err := peel.New(cfg, peel.Options{Logger: mastertest.Logger(), NoHTTP: true})
+	_, err := peel.New(cfg, peel.Options{Logger: testkit.Logger(), NoHTTP: true})
 	if err == nil || !strings.Contains(err.Error(), "nats.creds") {
 		t.Fatalf("peel without credentials: %v", err)
 	}
 	cfg.NATS.Creds = filepath.Join(t.TempDir(), "missing.creds")
-	if _, err := peel.New(cfg, peel.Options{Logger: mastertest.Logger(), NoHTTP: true}); err == nil || !strings.Contains(err.Error(), "missing.creds") {
+	if _, err := peel.New(cfg, peel.Options{Logger: testkit.Logger(), NoHTTP: true}); err == nil || !strings.Contains(err.Error(), "missing.creds") {
 		t.Fatalf("missing credentials file: %v", err)
 	}
 }

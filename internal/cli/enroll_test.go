@@ -25,6 +25,7 @@ import (
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
 	"github.com/zester-io/zester/internal/sig"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
@@ -764,7 +765,7 @@ func TestEnroll_DuplicateIDGuardUsesTheVerifiedIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, err := peel.New(clone, peel.Options{Logger: mastertest.Logger(), NoHTTP: true})
+	p, err := peel.New(clone, peel.Options{Logger: testkit.Logger(), NoHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}

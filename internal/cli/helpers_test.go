@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/cli"
-	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/topology"
@@ -112,7 +112,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // starts peels with the built-in one).
 func startPeelWith(t *testing.T, cfg peel.Config, reg *funcs.Registry) *peel.Peel {
 	t.Helper()
-	p, err := peel.New(cfg, peel.Options{Logger: mastertest.Logger().With("peel", cfg.ID), NoHTTP: true, Registry: reg})
+	p, err := peel.New(cfg, peel.Options{Logger: testkit.Logger().With("peel", cfg.ID), NoHTTP: true, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,15 +5,12 @@ package mastertest
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"os"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master"
 )
 
@@ -30,14 +27,6 @@ func (h *Handle) Stop() error {
 	h.cancel()
 	<-h.exited
 	return h.err
-}
-
-// Logger returns a logger for tests: quiet unless ZESTER_TEST_LOG is set.
-func Logger() *slog.Logger {
-	if os.Getenv("ZESTER_TEST_LOG") != "" {
-		return obs.NewLogger(os.Stderr, slog.LevelDebug)
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 // Config returns a master config for tests against url, in insecure mode:
@@ -66,7 +55,7 @@ func Start(t testing.TB, cfg master.Config) *Handle {
 func StartWith(t testing.TB, cfg master.Config, opts master.Options) *Handle {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = Logger().With("master", cfg.ID)
+		opts.Logger = testkit.Logger().With("master", cfg.ID)
 	}
 	opts.NoHTTP = opts.NoHTTP || cfg.HTTP == ""
 	m, err := master.New(cfg, opts)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/peel"
 )
 
@@ -51,7 +51,7 @@ func Start(t testing.TB, cfg peel.Config) *Handle {
 // accepted, say); WaitReady waits.
 func Launch(t testing.TB, cfg peel.Config) *Handle {
 	t.Helper()
-	p, err := peel.New(cfg, peel.Options{Logger: mastertest.Logger().With("peel", cfg.ID), NoHTTP: cfg.HTTP == ""})
+	p, err := peel.New(cfg, peel.Options{Logger: testkit.Logger().With("peel", cfg.ID), NoHTTP: cfg.HTTP == ""})
 	if err != nil {
 		t.Fatalf("peel %s: %v", cfg.ID, err)
 	}
@@ -95,7 +95,7 @@ func (h *Handle) Err() error { return h.err }
 
 // SecureConfig returns a peel config for tests against the operator-mode
 // server of s: credentials issued for id with `pki peel add` (s.PeelCreds).
-func SecureConfig(t testing.TB, s *mastertest.Secure, id string) peel.Config {
+func SecureConfig(t testing.TB, s *testkit.Secure, id string) peel.Config {
 	c := peel.DefaultConfig()
 	c.ID = id
 	c.HTTP = ""
