@@ -10,7 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/cli/clitest"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
@@ -75,7 +77,7 @@ func TestTopologies_PingAndFacts(t *testing.T) {
 				peeltest.Start(t, peeltest.Config(t, id, u))
 			}
 			cli := urls[len(urls)-1]
-			code, out, errOut := zester(t, cli, "run", "--timeout", "15s", "*", "test.ping")
+			code, out, errOut := clitest.Zester(t, cli, "run", "--timeout", "15s", "*", "test.ping")
 			if code != 0 || strings.Count(out, ": true") != len(ids) {
 				t.Fatalf("ping via %s: exit %d\n%s\n%s", cli, code, out, errOut)
 			}
@@ -91,7 +93,7 @@ func TestTopologies_PingAndFacts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			code, out, _ = zester(t, cli, "run", "-L", ids[0], "facts.refresh")
+			code, out, _ = clitest.Zester(t, cli, "run", "-L", ids[0], "facts.refresh")
 			if code != 0 {
 				t.Fatalf("facts.refresh: %d %s", code, out)
 			}
@@ -114,10 +116,10 @@ func TestCluster_ServerLossMidJob(t *testing.T) {
 	tp := startTopo(t, "cluster", topology.Options{})
 	url := strings.Join(tp.HubURLs(), ",")
 	ms := []*mastertest.Handle{topoMaster(t, tp, "m1"), topoMaster(t, tp, "m2")}
-	waitFor(t, "settle", 60*time.Second, func() bool { return settled(ms) })
+	testkit.Eventually(t, "settle", 60*time.Second, func() bool { return settled(ms) })
 	const peels = 300
 	fleet := startSimFleet(t, url, peels, 64)
-	waitFor(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == peels && ms[1].PeelCount() == peels })
+	testkit.Eventually(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == peels && ms[1].PeelCount() == peels })
 	fleet.latency.Store(int64(time.Second))
 
 	nc, _ := nats.Connect(url, nats.MaxReconnects(-1))
@@ -125,7 +127,7 @@ func TestCluster_ServerLossMidJob(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	jid := submitPing(t, nc, 60*time.Second)
-	waitFor(t, "running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status != wire.StatusPending })
+	testkit.Eventually(t, "running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status != wire.StatusPending })
 
 	kvProbe, _ := js.KeyValue(context.Background(), names.BucketBasket)
 	stopped := time.Now()
@@ -147,7 +149,7 @@ func TestCluster_ServerLossMidJob(t *testing.T) {
 	}
 	t.Logf("SERVER LOSS: first KV write %s after stopping one of 3 servers (R3)", writeBack)
 	var job wire.Job
-	waitFor(t, "job final", 60*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+	testkit.Eventually(t, "job final", 60*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
 	if job.Status != wire.StatusDone || job.Returned != peels {
 		t.Fatalf("job after server loss: %+v", job)
 	}
@@ -183,7 +185,7 @@ func TestCluster_MinorityLeft_WritesFailThenHeal(t *testing.T) {
 	if err := tp.RestartServer(1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "heal", 30*time.Second, func() bool {
+	testkit.Eventually(t, "heal", 30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := kv.Put(ctx, "k2", []byte("after"))
@@ -225,7 +227,7 @@ func TestLeaf_StopLeaf_PeelMovesOn(t *testing.T) {
 	cfg := peeltest.Config(t, "roamer", leafs...)
 	peeltest.Start(t, cfg)
 	cli := tp.HubURLs()[0]
-	if code, out, _ := zester(t, cli, "run", "roamer", "test.ping"); code != 0 {
+	if code, out, _ := clitest.Zester(t, cli, "run", "roamer", "test.ping"); code != 0 {
 		t.Fatalf("ping: %d %s", code, out)
 	}
 	// Stop every leaf the peel might be on but one, in turn.
@@ -239,7 +241,7 @@ func TestLeaf_StopLeaf_PeelMovesOn(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, out, _ := zester(t, cli, "run", "--timeout", "3s", "roamer", "test.ping")
+		code, out, _ := clitest.Zester(t, cli, "run", "--timeout", "3s", "roamer", "test.ping")
 		if code == 0 {
 			break
 		}

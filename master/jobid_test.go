@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
@@ -21,7 +22,7 @@ import (
 // the job it created, never a second job; another request that drew the
 // same jid gets a conflict, and a malformed jid is refused.
 func TestAPI_RunWithClientJID_IsIdempotent(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	nc, err := nats.Connect(url)
@@ -50,7 +51,7 @@ func TestAPI_RunWithClientJID_IsIdempotent(t *testing.T) {
 			t.Fatalf("attempt %d: jid %q, error %s %s; want %s", i+1, got, code, msg, jid)
 		}
 	}
-	kv, err := jsFor(t, url).KeyValue(context.Background(), names.BucketJobs)
+	kv, err := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketJobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestAPI_RunWithClientJID_IsIdempotent(t *testing.T) {
 		t.Fatalf("record %+v: %v", job, err)
 	}
 	// Three requests, one job: one "created" event.
-	st, _ := jsFor(t, url).Stream(context.Background(), "job-events")
+	st, _ := testkit.JetStream(t, url).Stream(context.Background(), "job-events")
 	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(names.JobEventFilter(jid)))
 	if err != nil {
 		t.Fatal(err)

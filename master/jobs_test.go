@@ -10,20 +10,22 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/cli/clitest"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 )
 
 func TestJobs_Targeting_ExactExpectedSets(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	cfg := mastertest.Config("m1", url)
 	cfg.Nodegroups = map[string]string{"firsts": "L@sim-00000.dc1.example.com,sim-00001.dc1.example.com", "debs": "G@os:id:debian"}
 	m := mastertest.Start(t, cfg)
 	startSimFleet(t, url, 200, 64)
-	waitFor(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 200 })
+	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 200 })
 
 	for _, tc := range []struct {
 		args []string
@@ -42,7 +44,7 @@ func TestJobs_Targeting_ExactExpectedSets(t *testing.T) {
 	} {
 		args := append([]string{"run", "--json", "--timeout", "10s"}, tc.args...)
 		args = append(args, "test.ping")
-		code, out, errOut := zester(t, url, args...)
+		code, out, errOut := clitest.Zester(t, url, args...)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		var sum struct{ Summary jobResultJSON }
 		json.Unmarshal([]byte(lines[len(lines)-1]), &sum)
@@ -61,7 +63,7 @@ type jobResultJSON struct {
 }
 
 func TestJobs_BadInput_ClearErrors(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	cfg := mastertest.Config("m1", url)
 	cfg.Jobs.MaxArgs = configBytes(1024)
@@ -79,56 +81,56 @@ func TestJobs_BadInput_ClearErrors(t *testing.T) {
 		{[]string{"run", "*", "test.echo", "{not json"}, "JSON"},
 		{[]string{"run", "--batch", "0", "*", "test.ping"}, "--batch"},
 	} {
-		code, out, errOut := zester(t, url, tc.args...)
+		code, out, errOut := clitest.Zester(t, url, tc.args...)
 		if code != 3 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q, stdout %q; want exit 3 naming %q", tc.args, code, errOut, out, tc.want)
 		}
 	}
 	// Nothing half-done: no job was recorded.
-	code, out, _ := zester(t, url, "job", "list", "--json")
+	code, out, _ := clitest.Zester(t, url, "job", "list", "--json")
 	if code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("job list after refused jobs: %d %s", code, out)
 	}
 }
 
 func TestJobs_BatchAsyncListShowWait(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
 	startSimFleet(t, url, 50, 64)
-	waitFor(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 50 })
+	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 50 })
 
 	// A rolling batch of 20% of 50 peels: slices of 3 peels, at most 3
 	// slices (9 peels) in flight, 17 jobs, every peel once.
-	code, out, errOut := zester(t, url, "run", "--batch", "20%", "*", "test.ping")
+	code, out, errOut := clitest.Zester(t, url, "run", "--batch", "20%", "*", "test.ping")
 	if code != 0 || strings.Count(out, "slice ") != 17 || !strings.Contains(out, "17 jobs") || strings.Count(out, ": true") != 50 {
 		t.Fatalf("batch: exit %d\n%s\n%s", code, out, errOut)
 	}
-	code, out, _ = zester(t, url, "run", "--json", "--batch", "2", "-E", "sim-0000[0-4]", "test.ping")
+	code, out, _ = clitest.Zester(t, url, "run", "--json", "--batch", "2", "-E", "sim-0000[0-4]", "test.ping")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var last struct{ Summary jobResultJSON }
 	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &last) != nil || last.Summary.Returned != 5 || last.Summary.Expected != 5 {
 		t.Fatalf("json batch: exit %d\n%s", code, out)
 	}
-	code, out, _ = zester(t, url, "run", "--async", "-L", "sim-00001.dc1.example.com", "test.ping")
+	code, out, _ = clitest.Zester(t, url, "run", "--async", "-L", "sim-00001.dc1.example.com", "test.ping")
 	jid := strings.TrimSpace(out)
 	if code != 0 || len(jid) != 22 {
 		t.Fatalf("async: %d %q", code, out)
 	}
-	code, out, _ = zester(t, url, "job", "wait", jid)
+	code, out, _ = clitest.Zester(t, url, "job", "wait", jid)
 	if code != 0 || !strings.Contains(out, "done") {
 		t.Fatalf("wait: %d %s", code, out)
 	}
-	code, out, _ = zester(t, url, "job", "show", jid)
+	code, out, _ = clitest.Zester(t, url, "job", "show", jid)
 	if code != 0 || !strings.Contains(out, "sim-00001.dc1.example.com: true") {
 		t.Fatalf("show: %d %s", code, out)
 	}
-	code, out, _ = zester(t, url, "job", "list", "--json")
+	code, out, _ = clitest.Zester(t, url, "job", "list", "--json")
 	var jobs []wire.Job
 	if code != 0 || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 17+5+1 || jobs[0].JID != jid {
 		t.Fatalf("list: %d %s", code, out)
 	}
-	code, out, _ = zester(t, url, "job", "list")
+	code, out, _ = clitest.Zester(t, url, "job", "list")
 	if code != 0 || !strings.Contains(out, "JID") || !strings.Contains(out, jid) {
 		t.Fatalf("list table: %d %s", code, out)
 	}
@@ -137,11 +139,11 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 // A return whose body names another peel, or that does not decode, is
 // reported as a failure of the peel whose key it is, never as someone else's.
 func TestJobs_LyingOrCorruptReturn(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
 	startSimFleet(t, url, 2, 64)
-	waitFor(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 2 })
+	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 2 })
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	liar, honest := "sim-00000.dc1.example.com", "sim-00001.dc1.example.com"
@@ -149,7 +151,7 @@ func TestJobs_LyingOrCorruptReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ := zester(t, url, "job", "wait", jid)
+	code, out, _ := clitest.Zester(t, url, "job", "wait", jid)
 	if code != 0 {
 		t.Fatalf("honest wait: %d %s", code, out)
 	}
@@ -161,7 +163,7 @@ func TestJobs_LyingOrCorruptReturn(t *testing.T) {
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	b, _ := json.Marshal(wire.Job{JID: "1", Function: "test.ping", Status: wire.StatusDone, Expected: 1, Returned: 1, Partitions: 64})
 	kvJobs.Put(context.Background(), "1", b)
-	code, out, _ = zester(t, url, "job", "show", "1")
+	code, out, _ = clitest.Zester(t, url, "job", "show", "1")
 	if code != 1 || !strings.Contains(out, liar+": ERROR identity") || strings.Contains(out, honest+": true") {
 		t.Fatalf("lying return: exit %d\n%s", code, out)
 	}

@@ -14,9 +14,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/backoff"
+	"github.com/zester-io/zester/internal/cli/clitest"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/shard"
@@ -206,18 +208,6 @@ func (f *simFleet) storedTwice() []string {
 	return out
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not after %s", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // settled reports whether the masters own every partition exactly once.
 func settled(ms []*mastertest.Handle) bool {
 	if len(ms) == 0 {
@@ -243,12 +233,12 @@ func startMasters(t *testing.T, url string, n int) []*mastertest.Handle {
 	for i := 0; i < n; i++ {
 		ms = append(ms, mastertest.Start(t, mastertest.Config(fmt.Sprintf("m%d", i+1), url)))
 	}
-	waitFor(t, "masters settle", 60*time.Second, func() bool { return settled(ms) })
+	testkit.Eventually(t, "masters settle", 60*time.Second, func() bool { return settled(ms) })
 	return ms
 }
 
 func TestMasters_ShareAllPartitions_JoinAndCleanLeave(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	ms := startMasters(t, url, 3)
 	for _, m := range ms {
@@ -257,7 +247,7 @@ func TestMasters_ShareAllPartitions_JoinAndCleanLeave(t *testing.T) {
 		}
 	}
 	// `zester masters --json` shows the three with their shares.
-	code, out, _ := zester(t, url, "masters", "--json")
+	code, out, _ := clitest.Zester(t, url, "masters", "--json")
 	var recs []wire.MasterRecord
 	if code != 0 || json.Unmarshal([]byte(out), &recs) != nil || len(recs) != 3 {
 		t.Fatalf("masters --json: %d %s", code, out)
@@ -265,7 +255,7 @@ func TestMasters_ShareAllPartitions_JoinAndCleanLeave(t *testing.T) {
 	// A fourth joins and takes a share.
 	m4 := mastertest.Start(t, mastertest.Config("m4", url))
 	ms = append(ms, m4)
-	took := waitFor(t, "m4 takes a share", 60*time.Second, func() bool { return settled(ms) })
+	took := testkit.Eventually(t, "m4 takes a share", 60*time.Second, func() bool { return settled(ms) })
 	if len(m4.Owned()) == 0 {
 		t.Fatal("m4 owns nothing")
 	}
@@ -276,13 +266,13 @@ func TestMasters_ShareAllPartitions_JoinAndCleanLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	rest := ms[1:]
-	waitFor(t, "clean hand-over", 60*time.Second, func() bool { return settled(rest) })
+	testkit.Eventually(t, "clean hand-over", 60*time.Second, func() bool { return settled(rest) })
 	handover := time.Since(stopAt)
 	t.Logf("clean stop: hand-over in %s (heartbeat 500ms)", handover)
 	// What makes the hand-over immediate, checked as state rather than as a
 	// time: the stopped master deleted its heartbeat (the others react to
 	// the delete) instead of leaving it to expire.
-	js := jsFor(t, url)
+	js := testkit.JetStream(t, url)
 	kvHB, err := js.KeyValue(context.Background(), names.BucketMasterHeartbeat)
 	if err != nil {
 		t.Fatal(err)
@@ -297,12 +287,12 @@ func TestMasters_ShareAllPartitions_JoinAndCleanLeave(t *testing.T) {
 }
 
 func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	ms := startMasters(t, url, 3)
 	const peels = 1200
 	fleet := startSimFleet(t, url, peels, 64)
-	waitFor(t, "index", 60*time.Second, func() bool {
+	testkit.Eventually(t, "index", 60*time.Second, func() bool {
 		for _, m := range ms {
 			if m.PeelCount() != peels {
 				return false
@@ -312,7 +302,7 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 	})
 	fleet.latency.Store(int64(1500 * time.Millisecond))
 
-	js := jsFor(t, url)
+	js := testkit.JetStream(t, url)
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	req, _ := json.Marshal(wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)})
@@ -328,7 +318,7 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 	// Wait until every partition has its part (the job is dispatched), then
 	// kill the master owning the most partitions.
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
-	waitFor(t, "job running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, resp.JID).Status != wire.StatusPending })
+	testkit.Eventually(t, "job running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, resp.JID).Status != wire.StatusPending })
 	victim := ms[0]
 	for _, m := range ms {
 		if len(m.Owned()) > len(victim.Owned()) {
@@ -343,14 +333,14 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 	}
 	killedAt := time.Now()
 	victim.Kill()
-	failover := waitFor(t, "reassignment", 60*time.Second, func() bool { return settled(survivors) })
+	failover := testkit.Eventually(t, "reassignment", 60*time.Second, func() bool { return settled(survivors) })
 	// The time is a figure, not an assertion: on a shared machine it is
 	// whatever the load makes it (the design bound is dead_after +
 	// heartbeat/4, 1.625 s here).
 	t.Logf("FAILOVER: killed %s (owned %d partitions) with %d peels in flight; full reassignment after %s (heartbeat 500ms, dead_after 1.5s)",
 		victim.ID(), len(victim.Owned()), peels, failover)
 	var job wire.Job
-	waitFor(t, "job final", 90*time.Second, func() bool { job = jobStatus(t, kvJobs, resp.JID); return wire.Final(job.Status) })
+	testkit.Eventually(t, "job final", 90*time.Second, func() bool { job = jobStatus(t, kvJobs, resp.JID); return wire.Final(job.Status) })
 	t.Logf("job %s: %s expected=%d returned=%d in %s after the kill", job.JID, job.Status, job.Expected, job.Returned, time.Since(killedAt))
 	if job.Status != wire.StatusDone || job.Expected != peels || job.Returned != peels {
 		t.Fatalf("job after failover: %+v", job)
@@ -432,24 +422,24 @@ func submitJob(nc *nats.Conn, r wire.RunRequest) (string, error) {
 // The only master restarts while a job is in flight: the new one loads the
 // active job from the jobs bucket and finishes it.
 func TestMaster_RestartMidJob_Finishes(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	h := mastertest.Start(t, mastertest.Config("m1", url))
 	fleet := startSimFleet(t, url, 100, 64)
-	waitFor(t, "index", 60*time.Second, func() bool { return h.PeelCount() == 100 })
+	testkit.Eventually(t, "index", 60*time.Second, func() bool { return h.PeelCount() == 100 })
 	fleet.latency.Store(int64(2 * time.Second))
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	jid := submitPing(t, nc, 30*time.Second)
-	waitFor(t, "running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status == wire.StatusRunning })
+	testkit.Eventually(t, "running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status == wire.StatusRunning })
 	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	mastertest.Start(t, mastertest.Config("m1", url))
 	var job wire.Job
-	waitFor(t, "final", 60*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+	testkit.Eventually(t, "final", 60*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
 	if job.Status != wire.StatusDone || job.Returned != 100 {
 		t.Fatalf("%+v", job)
 	}
@@ -459,11 +449,11 @@ func TestMaster_RestartMidJob_Finishes(t *testing.T) {
 // dead (no partition owned twice at any sample), and a job submitted right
 // after the restart completes at once.
 func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	ms := startMasters(t, url, 2)
 	startSimFleet(t, url, 100, 64)
-	waitFor(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
+	testkit.Eventually(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -473,10 +463,10 @@ func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	waitFor(t, "client connected", 60*time.Second, nc.IsConnected)
+	testkit.Eventually(t, "client connected", 60*time.Second, nc.IsConnected)
 	var jid string
 	start := time.Now()
-	waitFor(t, "job accepted", 60*time.Second, func() bool {
+	testkit.Eventually(t, "job accepted", 60*time.Second, func() bool {
 		var err error
 		jid, err = submitJob(nc, wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)})
 		return err == nil
@@ -484,7 +474,7 @@ func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	overlap := 0
 	var job wire.Job
-	waitFor(t, "job final", 60*time.Second, func() bool {
+	testkit.Eventually(t, "job final", 60*time.Second, func() bool {
 		seen := map[int]int{}
 		for _, m := range ms {
 			for _, p := range m.Owned() {
@@ -509,11 +499,11 @@ func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
 // deadline: the new owner finishes the adopted parts at once instead of
 // leaving the job running for ever.
 func TestMasters_AdoptAfterDeadline_Finishes(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	ms := startMasters(t, url, 2)
 	fleet := startSimFleet(t, url, 100, 64)
-	waitFor(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
+	testkit.Eventually(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
 	fleet.latency.Store(int64(time.Minute)) // nobody answers in time
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
@@ -522,10 +512,10 @@ func TestMasters_AdoptAfterDeadline_Finishes(t *testing.T) {
 	jid := submitPing(t, nc, time.Second)
 	// Dispatched (or, on a very slow machine, already past its deadline:
 	// then ms[0] timed its parts out itself and the outcome is the same).
-	waitFor(t, "dispatched", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status != wire.StatusPending })
+	testkit.Eventually(t, "dispatched", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status != wire.StatusPending })
 	ms[0].Kill() // detected after dead_after (1.5 s), past the 1 s deadline
 	var job wire.Job
-	waitFor(t, "final", 60*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+	testkit.Eventually(t, "final", 60*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
 	if job.Status != wire.StatusTimedOut || job.Missing != 100 {
 		t.Fatalf("%+v", job)
 	}

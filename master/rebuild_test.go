@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/cli/clitest"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/topology"
@@ -33,7 +35,7 @@ func TestRebuild_WipedStore_PeelsRepublishInSeconds(t *testing.T) {
 	for _, id := range []string{"a.example.com", "b.example.com"} {
 		peeltest.Start(t, peeltest.Config(t, id, url)) // facts_interval is 5m
 	}
-	if code, out, _ := zester(t, url, "run", "*", "test.ping"); code != 0 {
+	if code, out, _ := clitest.Zester(t, url, "run", "*", "test.ping"); code != 0 {
 		t.Fatalf("ping before: %d %s", code, out)
 	}
 	s.Shutdown()
@@ -60,17 +62,17 @@ func TestRebuild_WipedStore_PeelsRepublishInSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := waitFor(t, "facts back", 30*time.Second, func() bool {
+	back := testkit.Eventually(t, "facts back", 30*time.Second, func() bool {
 		_, e1 := kv.Get(context.Background(), "a.example.com")
 		_, e2 := kv.Get(context.Background(), "b.example.com")
 		return e1 == nil && e2 == nil
 	})
 	t.Logf("REBUILD: both peels' facts back %s after the master bootstrapped (%s after the wipe)", back, time.Since(wiped))
-	waitFor(t, "ping after rebuild", 60*time.Second, func() bool {
-		code, _, _ := zester(t, url, "run", "--timeout", "3s", "*", "test.ping")
+	testkit.Eventually(t, "ping after rebuild", 60*time.Second, func() bool {
+		code, _, _ := clitest.Zester(t, url, "run", "--timeout", "3s", "*", "test.ping")
 		return code == 0
 	})
-	if code, out, _ := zester(t, url, "job", "list"); code != 0 || strings.Count(out, "\n") != 2 {
+	if code, out, _ := clitest.Zester(t, url, "job", "list"); code != 0 || strings.Count(out, "\n") != 2 {
 		t.Fatalf("history after rebuild should hold only the new job:\n%s", out)
 	}
 }

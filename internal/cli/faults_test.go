@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/cli/clitest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/shard"
@@ -17,7 +19,7 @@ import (
 // Without a master, or without NATS, the CLI says which, after a short
 // retry (a master or server restarting), and exits 3.
 func TestRun_NoMasterOrNoNATS_SaysSo(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,7 +37,7 @@ func TestRun_NoMasterOrNoNATS_SaysSo(t *testing.T) {
 		{dead, []string{"run", "*", "test.ping"}, []string{"connect to NATS at " + dead, "no servers available", "attempts over"}},
 	} {
 		start := time.Now()
-		code, out, errOut := zester(t, tc.url, tc.args...)
+		code, out, errOut := clitest.Zester(t, tc.url, tc.args...)
 		took := time.Since(start)
 		if code != 3 {
 			t.Errorf("%q: exit %d, want 3\n%s\n%s", tc.args, code, out, errOut)
@@ -83,7 +85,7 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 	leader := func(isLeader func(i int) bool) int {
 		t.Helper()
 		var at int
-		waitFor(t, "a leader", 60*time.Second, func() bool {
+		testkit.Eventually(t, "a leader", 60*time.Second, func() bool {
 			for i := range tp.Servers() {
 				if isLeader(i) {
 					at = i
@@ -107,7 +109,7 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 		if err := tp.StopServer(i); err != nil {
 			t.Fatal(err)
 		}
-		code, out, errOut := zester(t, url, "run", "-t", "60s", "*", "cmd.run", "sleep 1; echo ok")
+		code, out, errOut := clitest.Zester(t, url, "run", "-t", "60s", "*", "cmd.run", "sleep 1; echo ok")
 		if code != 0 || !bothAnswered(out) {
 			t.Fatalf("run with server %d (meta leader) stopped: exit %d\n%s\n%s", i, code, out, errOut)
 		}
@@ -119,7 +121,7 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 	})
 
 	t.Run("returns stream leader stopped before job wait", func(t *testing.T) {
-		code, out, errOut := zester(t, url, "run", "--async", "-t", "60s", "*", "cmd.run", "sleep 2; echo ok")
+		code, out, errOut := clitest.Zester(t, url, "run", "--async", "-t", "60s", "*", "cmd.run", "sleep 2; echo ok")
 		jid := strings.TrimSpace(out)
 		if code != 0 || len(jid) != 22 {
 			t.Fatalf("async: %d %q %s", code, out, errOut)
@@ -128,7 +130,7 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 		if err := tp.StopServer(i); err != nil {
 			t.Fatal(err)
 		}
-		code, out, errOut = zester(t, url, "job", "wait", "-t", "90s", jid)
+		code, out, errOut = clitest.Zester(t, url, "job", "wait", "-t", "90s", jid)
 		if code != 0 || !strings.Contains(out, "done") {
 			t.Fatalf("job wait with server %d (returns leader) stopped: exit %d\n%s\n%s", i, code, out, errOut)
 		}
@@ -150,14 +152,14 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		r := startZester(url, args...)
-		waitFor(t, "the CLI retrying", 90*time.Second, func() bool {
+		r := clitest.Start(url, args...)
+		testkit.Eventually(t, "the CLI retrying", 90*time.Second, func() bool {
 			select {
-			case <-r.done:
+			case <-r.Done():
 				return true
 			default:
 			}
-			for _, l := range strings.Split(r.err.String(), "\n") {
+			for _, l := range strings.Split(r.Err.String(), "\n") {
 				// A JetStream step (a bucket, the job's record), not
 				// the connection or a master's answer.
 				if strings.Contains(l, "retrying for up to") && !strings.Contains(l, "connect to NATS") && !strings.Contains(l, "ask a master") {
@@ -171,17 +173,17 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		code := r.wait(t, 180*time.Second)
+		code := r.Wait(t, 180*time.Second)
 		ready()
-		return code, r.out.String(), r.err.String()
+		return code, r.Out.String(), r.Err.String()
 	}
 
 	t.Run("quorum lost before job wait", func(t *testing.T) {
-		code, out, errOut := zester(t, url, "run", "--json", "-t", "30s", "*", "test.ping")
+		code, out, errOut := clitest.Zester(t, url, "run", "--json", "-t", "30s", "*", "test.ping")
 		if code != 0 {
 			t.Fatalf("run: %d %s %s", code, out, errOut)
 		}
-		jid := lastSummary(t, out).Summary.JID
+		jid := clitest.LastSummary(t, out).Summary.JID
 		code, out, errOut = outage(t, "job", "wait", "-t", "120s", jid)
 		if code != 0 || !strings.Contains(out, "done") || !strings.Contains(errOut, "retrying for up to") {
 			t.Fatalf("job wait through the outage: exit %d\n%s\n%s", code, out, errOut)

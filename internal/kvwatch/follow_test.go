@@ -13,7 +13,7 @@ import (
 
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/topology"
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 // waitFor polls cond (a hang guard, not a timing assertion).
@@ -26,20 +26,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func connect(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }
 
 // collect reads n entries, failing on anything but the keys k0…k(n-1) in order.
@@ -61,12 +47,8 @@ func expectKeys(t *testing.T, w *kvwatch.Watcher, from, to int) {
 // delivered: nothing skipped, nothing twice. The monitor counts the
 // replacement and reports nothing blind afterwards.
 func TestWatch_ConsumerDeleted_RecreatedUnderNewNameWithoutGap(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	js := connect(t, s.ClientURL())
+	s := testkit.Server(t)
+	js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(50*time.Millisecond))
 	ctx := context.Background()
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "w"})
 	if err != nil {
@@ -121,12 +103,8 @@ func TestWatch_ConsumerDeleted_RecreatedUnderNewNameWithoutGap(t *testing.T) {
 // names it); once the server is back it is replaced, no longer blind, and
 // goes on without a gap or a replay.
 func TestWatch_ServerDown_BlindUntilReplaced(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	js := connect(t, s.ClientURL())
+	s := testkit.Server(t)
+	js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(50*time.Millisecond))
 	ctx := context.Background()
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "w"})
 	if err != nil {
@@ -173,16 +151,12 @@ func TestWatch_ServerDown_BlindUntilReplaced(t *testing.T) {
 // A watch of a bucket that does not exist fails at once and says so, rather
 // than retrying: the caller tells the user what is missing.
 func TestWatch_NoBucket_FailsAtOnce(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	js := connect(t, s.ClientURL())
+	s := testkit.Server(t)
+	js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(50*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // hang guard
 	defer cancel()
 	start := time.Now()
-	_, err = kvwatch.Watch(ctx, js, "nosuchbucket", kvwatch.Options{})
+	_, err := kvwatch.Watch(ctx, js, "nosuchbucket", kvwatch.Options{})
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("watch of a missing bucket: %v after %s, want stream not found", err, time.Since(start))
 	}

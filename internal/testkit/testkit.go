@@ -1,9 +1,10 @@
 // Package testkit is the test support every package shares: a logger for
 // tests, an in-process nats-server launcher, connections, waits on observable
-// state, an in-process CLI runner and a buffer safe to read while it is
-// written. It sits below both daemons: it imports neither master/ nor peel/,
-// so the daemons' own test helpers (master/mastertest, peel/peeltest) build on
-// it without importing each other.
+// state, the secure default (a PKI and an operator-mode server) and a buffer
+// safe to read while it is written. It sits below both daemons: it imports
+// neither master/ nor peel/, so the daemons' own test helpers
+// (master/mastertest, peel/peeltest) build on it without importing each
+// other. The in-process CLI runner built on it is internal/cli/clitest.
 //
 // Everything that starts something stops it with t.Cleanup, in the shape of
 // Nomad's TestServer; every wait polls a condition a test can observe and
@@ -65,9 +66,9 @@ func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 }
 
 // JetStream is a JetStream context on a new connection to url (Connect).
-func JetStream(t testing.TB, url string) jetstream.JetStream {
+func JetStream(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
-	js, err := jetstream.New(Connect(t, url))
+	js, err := jetstream.New(Connect(t, url, opts...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,14 @@ func Config(t testing.TB, id string, urls ...string) peel.Config {
 // Start runs a peel and waits until it has published its facts.
 func Start(t testing.TB, cfg peel.Config) *Handle {
 	t.Helper()
-	h := Launch(t, cfg)
+	return StartWith(t, cfg, peel.Options{})
+}
+
+// StartWith is Start with options (a function registry, say); the logger
+// and NoHTTP default as in Start.
+func StartWith(t testing.TB, cfg peel.Config, opts peel.Options) *Handle {
+	t.Helper()
+	h := LaunchWith(t, cfg, opts)
 	h.WaitReady(t, 30*time.Second)
 	return h
 }
@@ -51,7 +58,17 @@ func Start(t testing.TB, cfg peel.Config) *Handle {
 // accepted, say); WaitReady waits.
 func Launch(t testing.TB, cfg peel.Config) *Handle {
 	t.Helper()
-	p, err := peel.New(cfg, peel.Options{Logger: testkit.Logger().With("peel", cfg.ID), NoHTTP: cfg.HTTP == ""})
+	return LaunchWith(t, cfg, peel.Options{})
+}
+
+// LaunchWith is Launch with options.
+func LaunchWith(t testing.TB, cfg peel.Config, opts peel.Options) *Handle {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testkit.Logger().With("peel", cfg.ID)
+	}
+	opts.NoHTTP = opts.NoHTTP || cfg.HTTP == ""
+	p, err := peel.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("peel %s: %v", cfg.ID, err)
 	}
