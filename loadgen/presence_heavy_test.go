@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/cli"
+	"github.com/zester-io/zester/internal/simfleet"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/topology"
 )
@@ -78,7 +79,7 @@ func TestHeavyPresenceCost(t *testing.T) {
 	time.Sleep(window) // measuring idle CPU over a fixed window: nothing to wait on
 	idle := float64(cpu()-c0) / float64(time.Since(t0))
 
-	f, err := NewFleet(FleetConfig{Peels: peels, Conns: DefaultConns(peels), Partitions: 64, URLs: []string{s.ClientURL()}, BeatInterval: interval})
+	f, err := simfleet.NewFleet(simfleet.FleetConfig{Peels: peels, Conns: simfleet.DefaultConns(peels), Partitions: 64, URLs: []string{s.ClientURL()}, BeatInterval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}

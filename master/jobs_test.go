@@ -24,7 +24,7 @@ func TestJobs_Targeting_ExactExpectedSets(t *testing.T) {
 	cfg := mastertest.Config("m1", url)
 	cfg.Nodegroups = map[string]string{"firsts": "L@sim-00000.dc1.example.com,sim-00001.dc1.example.com", "debs": "G@os:id:debian"}
 	m := mastertest.Start(t, cfg)
-	startSimFleet(t, url, 200, 64)
+	startSimFleet(t, 200, url)
 	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 200 })
 
 	for _, tc := range []struct {
@@ -97,7 +97,7 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
-	startSimFleet(t, url, 50, 64)
+	startSimFleet(t, 50, url)
 	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 50 })
 
 	// A rolling batch of 20% of 50 peels: slices of 3 peels, at most 3
@@ -134,6 +134,8 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "JID") || !strings.Contains(out, jid) {
 		t.Fatalf("list table: %d %s", code, out)
 	}
+	// Finished jobs leave the active set.
+	testkit.Eventually(t, "no active jobs", 60*time.Second, func() bool { return m.ActiveJobs() == 0 })
 }
 
 // A return whose body names another peel, or that does not decode, is
@@ -142,7 +144,7 @@ func TestJobs_LyingOrCorruptReturn(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
-	startSimFleet(t, url, 2, 64)
+	startSimFleet(t, 2, url)
 	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 2 })
 	nc, _ := nats.Connect(url)
 	defer nc.Close()

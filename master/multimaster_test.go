@@ -5,208 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/cli/clitest"
-	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/simfleet"
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/shard"
 )
-
-// simFleet is a minimal simulated fleet for master tests: n peels over a
-// few connections, speaking the real protocol (facts in the bucket, presence
-// beats, returns stored with expected-sequence 0). The load generator has
-// the full one.
-type simFleet struct {
-	ids     []string
-	latency atomic.Int64 // nanoseconds before answering
-	answers atomic.Int64
-	// dupes counts copies the store refused as already stored: unlike a real
-	// peel, which runs a job once however often it is delivered, a simulated
-	// peel answers every copy of a re-sent dispatch (a master that adopts a
-	// part re-sends it at once), so these are expected after a failover.
-	dupes atomic.Int64
-
-	mu sync.Mutex
-	// accepted counts, per return key, the writes the store definitely
-	// took; exactly-once storage means never more than one.
-	accepted map[string]int
-	conns    []*nats.Conn
-	// instance holds each peel's instance nonce (internal/peelproto).
-	instance map[string]string
-	// silent peels do not beat (they are down as far as presence goes).
-	silent sync.Map
-}
-
-// simBeatInterval is the simulated peels' beat interval (the peel default).
-const simBeatInterval = 10 * time.Second
-
-// beat publishes one beat for each of ids that is not silent, as real peels
-// do: one message per peel on its own subject.
-func (f *simFleet) beat(nc *nats.Conn, p int, ids []string) {
-	for _, id := range ids {
-		if _, off := f.silent.Load(id); off {
-			continue
-		}
-		nc.PublishMsg(peelproto.BeatMsg(p, id, wire.Beat{Instance: f.instance[id], Interval: wire.Duration(simBeatInterval)}))
-	}
-}
-
-// stop makes peel id say goodbye and fall silent, as a peel stopped cleanly.
-func (f *simFleet) stop(id string, partitions int) {
-	f.silent.Store(id, true)
-	nc := f.conns[0]
-	nc.PublishMsg(peelproto.BeatMsg(shard.Partition(id, partitions), id, wire.Beat{Instance: f.instance[id], Bye: true}))
-	nc.Flush()
-}
-
-func startSimFleet(t *testing.T, url string, n, partitions int) *simFleet {
-	t.Helper()
-	f := &simFleet{accepted: map[string]int{}, instance: map[string]string{}}
-	byPart := map[int][]string{}
-	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("sim-%05d.dc1.example.com", i)
-		f.ids = append(f.ids, id)
-		f.instance[id] = peelproto.NewInstance()
-		p := shard.Partition(id, partitions)
-		byPart[p] = append(byPart[p], id)
-	}
-	const nconn = 4
-	for c := 0; c < nconn; c++ {
-		local := map[int][]string{}
-		for p, ids := range byPart {
-			if p%nconn == c {
-				local[p] = ids
-			}
-		}
-		beatAll := func(nc *nats.Conn) {
-			for p, ids := range local {
-				f.beat(nc, p, ids)
-			}
-		}
-		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
-			nats.ReconnectHandler(beatAll))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		f.conns = append(f.conns, nc)
-		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-		// Beats before facts, as a real peel does at connect: a master
-		// that indexes a peel has heard it beat.
-		beatAll(nc)
-		for p := range local {
-			// Facts, so the masters' index knows the peel.
-			for _, id := range local[p] {
-				doc := simFacts(id)
-				if _, err := js.PublishAsync("$KV."+names.BucketFacts+"."+id, factcodec.Encode([]byte(doc))); err != nil {
-					t.Fatal(err)
-				}
-			}
-			ids := local[p]
-			_, err := nc.Subscribe(names.JobSubject(p), func(m *nats.Msg) {
-				var d wire.Dispatch
-				if json.Unmarshal(m.Data, &d) != nil {
-					return
-				}
-				go func() {
-					time.Sleep(time.Duration(f.latency.Load()))
-					for _, id := range ids {
-						if !peelproto.Addressed(&d, id) {
-							continue
-						}
-						body, _ := json.Marshal(wire.Return{JID: d.JID, Peel: id, Function: d.Function, Success: true, Result: json.RawMessage("true")})
-						f.store(js, names.ReturnKey(d.JID, id), peelproto.ReturnMsgRaw(d.JID, id, true, body))
-					}
-				}()
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			// A master that gains the partition asks who is up.
-			_, err = nc.Subscribe(names.ControlSubject(p), func(m *nats.Msg) {
-				var c wire.Control
-				if json.Unmarshal(m.Data, &c) != nil || c.Op != wire.ControlBeat {
-					return
-				}
-				time.AfterFunc(peelproto.BeatDelay(c.Within.D()), func() { f.beat(nc, p, ids) })
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(30 * time.Second):
-			t.Fatal("facts not stored")
-		}
-		stop := make(chan struct{})
-		t.Cleanup(func() { close(stop) })
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(peelproto.NextBeat(simBeatInterval)):
-					beatAll(nc)
-				}
-			}
-		}()
-	}
-	return f
-}
-
-// store publishes a return and retries until JetStream took it or refused it
-// as already stored (after a timed-out attempt that refusal may be this
-// copy's own earlier write landing late: not counted either way).
-func (f *simFleet) store(js jetstream.JetStream, key string, msg *nats.Msg) {
-	retry := backoff.New(50*time.Millisecond, time.Second)
-	uncertain := false
-	for attempt := 0; attempt < 50; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := js.PublishMsg(ctx, msg)
-		cancel()
-		if err == nil {
-			f.answers.Add(1)
-			f.mu.Lock()
-			f.accepted[key]++
-			f.mu.Unlock()
-			return
-		}
-		if peelproto.IsAlreadyStored(err) {
-			if !uncertain {
-				f.dupes.Add(1)
-			}
-			return
-		}
-		uncertain = true
-		time.Sleep(retry.Next())
-	}
-}
-
-// storedTwice lists the return keys the store took more than once.
-func (f *simFleet) storedTwice() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for k, n := range f.accepted {
-		if n > 1 {
-			out = append(out, fmt.Sprintf("%s (%d)", k, n))
-		}
-	}
-	return out
-}
 
 // settled reports whether the masters own every partition exactly once.
 func settled(ms []*mastertest.Handle) bool {
@@ -291,7 +103,7 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 	url := s.ClientURL()
 	ms := startMasters(t, url, 3)
 	const peels = 1200
-	fleet := startSimFleet(t, url, peels, 64)
+	fleet := startSimFleet(t, peels, url)
 	testkit.Eventually(t, "index", 60*time.Second, func() bool {
 		for _, m := range ms {
 			if m.PeelCount() != peels {
@@ -300,7 +112,7 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 		}
 		return true
 	})
-	fleet.latency.Store(int64(1500 * time.Millisecond))
+	fleet.SetLatency(simfleet.Fixed(1500 * time.Millisecond))
 
 	js := testkit.JetStream(t, url)
 	nc, _ := nats.Connect(url)
@@ -359,12 +171,13 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 	if len(count) != peels {
 		t.Fatalf("%d peels have a stored return, want %d", len(count), peels)
 	}
-	// Never twice: the store took no return key twice, however many copies
-	// of the re-sent dispatch the simulated peels answered.
-	if twice := fleet.storedTwice(); len(twice) > 0 {
-		t.Fatalf("returns stored more than once: %v", twice)
+	// Never twice: the store took no return key twice, however often the
+	// simulated peels published a return (a retry after a lost ack, say).
+	jt := fleet.Job(resp.JID)
+	if twice := jt.DoubleStored.Load(); twice > 0 {
+		t.Fatalf("%d returns stored more than once", twice)
 	}
-	t.Logf("%d copies of returns refused as already stored (answers to the re-sent dispatch)", fleet.dupes.Load())
+	t.Logf("%d copies of the re-sent dispatch dropped by the peels, %d returns refused as already stored", jt.DupDispatch.Load(), jt.DupRefused.Load())
 	// The main record went through every state once, never backwards.
 	hist, err := kvJobs.History(context.Background(), names.JobKey(resp.JID))
 	if err != nil {
@@ -391,6 +204,34 @@ func jobStatus(t *testing.T, kv jetstream.KeyValue, jid string) wire.Job {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// startSimFleet connects n simulated peels (internal/simfleet: the real
+// protocol, as the load generator's) over at most four connections to urls,
+// named sim-NNNNN.dc1.example.com with simFacts, and waits until their facts
+// are stored.
+func startSimFleet(t *testing.T, n int, urls ...string) *simfleet.Fleet {
+	t.Helper()
+	f, err := simfleet.NewFleet(simfleet.FleetConfig{Peels: n, Conns: 4, Partitions: shard.DefaultPartitions, URLs: urls,
+		ID:    func(i int) string { return fmt.Sprintf("sim-%05d.dc1.example.com", i) },
+		Facts: func(_ int, id string, _ time.Time) []byte { return []byte(simFacts(id)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard
+	defer cancel()
+	if err := f.Connect(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	facts, err := f.EncodeFacts(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.PublishFacts(ctx, facts); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // simFacts gives sim-NNNNN peels varied facts: even ones run debian, odd
@@ -425,9 +266,9 @@ func TestMaster_RestartMidJob_Finishes(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	h := mastertest.Start(t, mastertest.Config("m1", url))
-	fleet := startSimFleet(t, url, 100, 64)
+	fleet := startSimFleet(t, 100, url)
 	testkit.Eventually(t, "index", 60*time.Second, func() bool { return h.PeelCount() == 100 })
-	fleet.latency.Store(int64(2 * time.Second))
+	fleet.SetLatency(simfleet.Fixed(2 * time.Second))
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
@@ -452,7 +293,7 @@ func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	ms := startMasters(t, url, 2)
-	startSimFleet(t, url, 100, 64)
+	startSimFleet(t, 100, url)
 	testkit.Eventually(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
@@ -502,9 +343,9 @@ func TestMasters_AdoptAfterDeadline_Finishes(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	ms := startMasters(t, url, 2)
-	fleet := startSimFleet(t, url, 100, 64)
+	fleet := startSimFleet(t, 100, url)
 	testkit.Eventually(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
-	fleet.latency.Store(int64(time.Minute)) // nobody answers in time
+	fleet.SetLatency(simfleet.Fixed(time.Minute)) // nobody answers in time
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	js, _ := jetstream.New(nc)

@@ -12,99 +12,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zester-io/zester/internal/cli/clitest"
-	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
-	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/shard"
 )
-
-// A peel that stops cleanly says goodbye: it is offline at once, not after
-// offline_after. Offline can only come from the goodbye here: offline_after
-// and the beat interval are a minute.
-func TestPresence_CleanStop_OfflineAtOnce(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	cfg := mastertest.Config("m1", url)
-	cfg.Presence.OfflineAfter = config.Dur(time.Minute)
-	mastertest.Start(t, cfg)
-	pc := peeltest.Config(t, "web1", url)
-	pc.BeatInterval = config.Dur(time.Minute)
-	p := peeltest.Start(t, pc)
-	peeltest.Start(t, peeltest.Config(t, "web2", url))
-	testkit.Eventually(t, "web1 online", 30*time.Second, func() bool { return clitest.PeelState(t, url, "web1") == wire.PresenceOnline })
-
-	stopped := time.Now()
-	if err := p.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	took := testkit.Eventually(t, "web1 offline", 30*time.Second, func() bool { return clitest.PeelState(t, url, "web1") == wire.PresenceOffline })
-	t.Logf("clean stop: offline %s after Stop returned (%s after it was called)", took, time.Since(stopped))
-
-	// The filters.
-	off, on := clitest.Peels(t, url, "--offline"), clitest.Peels(t, url, "--online")
-	if len(off) != 1 || off["web1"].ID == "" || len(on) != 1 || on["web2"].ID == "" {
-		t.Fatalf("--offline %v, --online %v", off, on)
-	}
-	if on["web2"].LastSeen.IsZero() || on["web2"].Master != "m1" || on["web2"].Facts != wire.FactsOK {
-		t.Fatalf("online row: %+v", on["web2"])
-	}
-	code, out, _ := clitest.Zester(t, url, "peels")
-	if code != 0 || !strings.Contains(out, "2 peels: 1 online, 1 offline") || !strings.Contains(out, "LAST SEEN") {
-		t.Fatalf("peels table: %d\n%s", code, out)
-	}
-	if code, _, errOut := clitest.Zester(t, url, "peels", "--online", "--offline"); code != 3 || !strings.Contains(errOut, "at most one") {
-		t.Fatalf("--online --offline: %d %s", code, errOut)
-	}
-}
-
-// A peel that dies without a goodbye is offline once offline_after (three
-// beat intervals) passed without a beat, and online again when it beats.
-func TestPresence_Killed_OfflineAfterThreeIntervals(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	const interval = time.Second
-	cfg := mastertest.Config("m1", url)
-	cfg.Presence.OfflineAfter = config.Dur(3 * interval)
-	mastertest.Start(t, cfg)
-	pc := peeltest.Config(t, "web1", url)
-	pc.BeatInterval = config.Dur(interval)
-	p := peeltest.Start(t, pc)
-	testkit.Eventually(t, "web1 online", 30*time.Second, func() bool { return clitest.PeelState(t, url, "web1") == wire.PresenceOnline })
-	// Beats keep it online past an offline_after window: follow its last
-	// seen time through more beats than offline_after spans, and it must be
-	// online at every look.
-	first := clitest.Peels(t, url)["web1"].LastSeen
-	beats := 0
-	last := first
-	testkit.Eventually(t, "web1 beating past offline_after", 30*time.Second, func() bool {
-		row := clitest.Peels(t, url)["web1"]
-		if row.State != wire.PresenceOnline {
-			t.Fatalf("web1 %s while beating (last seen %s)", row.State, row.LastSeen)
-		}
-		if row.LastSeen.After(last) {
-			beats++
-			last = row.LastSeen
-		}
-		return beats >= 4 && last.Sub(first) > 3*interval
-	})
-	killed := time.Now()
-	p.Kill()
-	took := testkit.Eventually(t, "web1 offline", 30*time.Second, func() bool { return clitest.PeelState(t, url, "web1") == wire.PresenceOffline })
-	row := clitest.Peels(t, url)["web1"]
-	t.Logf("kill without goodbye: offline %s after the kill (interval %s, offline_after %s); last beat %s before the kill",
-		took, interval, 3*interval, killed.Sub(row.LastSeen))
-	if row.LastSeen.After(killed) {
-		t.Fatalf("last seen %s after the kill at %s", row.LastSeen, killed)
-	}
-	if gap := time.Since(row.LastSeen); gap < 3*interval {
-		t.Fatalf("offline %s after the last beat, before offline_after %s", gap, 3*interval)
-	}
-}
 
 // `zester run '*'` with a peel stopped: the job does not wait for it, lists
 // it as offline (in the summary, in --json and in job show), and exits 2.
@@ -112,10 +27,12 @@ func TestPresence_Run_SkipsOfflinePeel(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
-	fleet := startSimFleet(t, url, 20, 64)
+	fleet := startSimFleet(t, 20, url)
 	testkit.Eventually(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 20 })
-	gone := fleet.ids[7]
-	fleet.stop(gone, 64)
+	gone := fleet.ID(7)
+	if err := fleet.Stop(7); err != nil {
+		t.Fatal(err)
+	}
 	testkit.Eventually(t, "offline", 30*time.Second, func() bool { return clitest.PeelState(t, url, gone) == wire.PresenceOffline })
 
 	code, out, errOut := clitest.Zester(t, url, "run", "--json", "--timeout", "60s", "*", "test.ping")
@@ -164,7 +81,7 @@ func TestPresence_Takeover_KnowsPeelsAtOnce(t *testing.T) {
 	url := s.ClientURL()
 	ms := startMasters(t, url, 2)
 	const peels = 300
-	startSimFleet(t, url, peels, 64)
+	startSimFleet(t, peels, url)
 	testkit.Eventually(t, "index", 20*time.Second, func() bool { return ms[0].PeelCount() == peels && ms[1].PeelCount() == peels })
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
@@ -252,9 +169,9 @@ func TestPresence_CorruptFacts_RepublishAsked(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
-	fleet := startSimFleet(t, url, 4, 64) // simulated peels do not republish: the bad state stays visible
+	fleet := startSimFleet(t, 4, url) // simulated peels do not republish: the bad state stays visible
 	testkit.Eventually(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 4 })
-	victim, other := fleet.ids[0], fleet.ids[1]
+	victim, other := fleet.ID(0), fleet.ID(1)
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	asks := make(chan wire.Control, 16)
@@ -308,36 +225,6 @@ func TestPresence_CorruptFacts_RepublishAsked(t *testing.T) {
 	testkit.Eventually(t, "facts ok", 30*time.Second, func() bool { return clitest.Peels(t, url)[victim].Facts == wire.FactsOK })
 }
 
-// A real peel whose facts key gets garbage publishes its facts again when
-// the master asks, so the store heals by itself.
-func TestPresence_CorruptFacts_RealPeelRepublishes(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
-	pc := peeltest.Config(t, "web1", url)
-	pc.FactsInterval = config.Dur(time.Hour)
-	peeltest.Start(t, pc)
-	kv, _ := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketFacts)
-	if _, err := kv.Put(context.Background(), names.FactsKey("web1"), []byte("garbage")); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, "republished", 30*time.Second, func() bool {
-		e, err := kv.Get(context.Background(), names.FactsKey("web1"))
-		if err != nil {
-			return false
-		}
-		doc, err := factcodec.Decode(e.Value())
-		var f struct{ ID string }
-		return err == nil && json.Unmarshal(doc, &f) == nil && f.ID == "web1"
-	})
-	testkit.Eventually(t, "facts ok", 30*time.Second, func() bool { return clitest.Peels(t, url)["web1"].Facts == wire.FactsOK })
-	// The id fact targets it (Salt's grain "id").
-	code, out, _ := clitest.Zester(t, url, "run", "-G", "id:web1", "test.ping")
-	if code != 0 || !strings.Contains(out, "web1: true") {
-		t.Fatalf("G@id: %d\n%s", code, out)
-	}
-}
-
 // The masters and the CLI's --batch resolve a fact target through the one
 // matcher (target.SubjectFromJSON): the same peels for the same target,
 // lists indexed included.
@@ -345,7 +232,7 @@ func TestTargeting_MasterAndBatchAgree(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
-	startSimFleet(t, url, 60, 64)
+	startSimFleet(t, 60, url)
 	testkit.Eventually(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 60 })
 	returned := func(args ...string) []string {
 		code, out, errOut := clitest.Zester(t, url, append(append([]string{"run", "--json", "--timeout", "20s"}, args...), "test.ping")...)

@@ -12,7 +12,6 @@ import (
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
-	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -57,12 +56,7 @@ func TestRun_NoMasterOrNoNATS_SaysSo(t *testing.T) {
 // quorum lost (two of three nodes down) while `job wait` and `run` start;
 // every command waits the outage out and succeeds.
 func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
-	src, dst := shard.PartitionMapping(64)
-	tp, err := topology.StartCluster(topology.Options{Dir: t.TempDir(), Mappings: map[string]string{src: dst}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tp.Shutdown)
+	tp := testkit.Topology(t, "cluster", topology.Options{})
 	ready := func() {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -71,7 +65,6 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ready()
 	urls := tp.HubURLs()
 	url := strings.Join(urls, ",")
 	for _, id := range []string{"m1", "m2"} {

@@ -12,6 +12,7 @@ import (
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master"
+	"github.com/zester-io/zester/topology"
 )
 
 // Handle is a running test master.
@@ -41,6 +42,15 @@ func Config(id string, urls ...string) master.Config {
 	c.NATS.URL = config.URLs(urls)
 	c.Heartbeat = config.Dur(500 * time.Millisecond)
 	c.DeadAfter = config.Dur(1500 * time.Millisecond)
+	return c
+}
+
+// TopologyConfig is Config for a master on the hub of tp, with the replicas
+// and placement its buckets need there.
+func TopologyConfig(id string, tp *topology.Topology) master.Config {
+	c := Config(id, tp.HubURLs()...)
+	c.NATS.Replicas = tp.Replicas()
+	c.NATS.Placement = tp.Placement()
 	return c
 }
 

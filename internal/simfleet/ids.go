@@ -1,11 +1,8 @@
-package loadgen
+package simfleet
 
 import (
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/zester-io/zester/internal/factgen"
 )
 
 // PeelID is the id of simulated peel i: sim-000123.dc1.example.com. The dots
@@ -22,8 +19,9 @@ func pad6(i int) string {
 	return s
 }
 
-// peelIndex parses the index back out of a PeelID; -1 when it is not one.
-func peelIndex(id string) int {
+// PeelIndex parses the index back out of a simulated peel's id (sim-<digits>.…,
+// PeelID's and any FleetConfig.ID of that shape); -1 when it is not one.
+func PeelIndex(id string) int {
 	rest, ok := strings.CutPrefix(id, "sim-")
 	if !ok {
 		return -1
@@ -43,8 +41,3 @@ func peelIndex(id string) int {
 	}
 	return n
 }
-
-// PeelFactsJSON is the fact document of simulated peel i exactly as the real
-// agent encodes it (internal/factgen). This is what the simulated peels
-// publish.
-func PeelFactsJSON(i int, now time.Time) []byte { return factgen.JSON(i, PeelID(i), now) }

@@ -1,0 +1,110 @@
+package e2e
+
+// Tests that need a master and a real peel together live here, in process:
+// mastertest and peeltest start them on an in-process server (testkit), so
+// that neither master/ nor peel/ imports the other daemon, tests included.
+// The tests that drive the binaries are in e2e_test.go and beside it.
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/topology"
+)
+
+// serverAndMaster starts an in-process server and one master on it.
+func serverAndMaster(t *testing.T) (*topology.Server, string) {
+	t.Helper()
+	s, err := topology.Single(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	mastertest.Start(t, mastertest.Config("m1", s.ClientURL()))
+	return s, s.ClientURL()
+}
+
+func submit(t *testing.T, nc *nats.Conn, r wire.RunRequest) string {
+	t.Helper()
+	b, _ := json.Marshal(r)
+	msg, err := nc.Request(names.APISubject("job.run"), b, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp wire.RunResponse
+	if json.Unmarshal(msg.Data, &resp) != nil || resp.JID == "" {
+		t.Fatalf("job.run: %s", msg.Data)
+	}
+	return resp.JID
+}
+
+func waitJob(t *testing.T, js jetstream.JetStream, jid string, d time.Duration) wire.Job {
+	t.Helper()
+	return waitJobStatusFor(t, js, jid, d, "final", func(j wire.Job) bool { return wire.Final(j.Status) })
+}
+
+// waitJobStatus waits (hang guard 60 s) until the job record satisfies ok.
+func waitJobStatus(t *testing.T, js jetstream.JetStream, jid string, ok func(wire.Job) bool) wire.Job {
+	t.Helper()
+	return waitJobStatusFor(t, js, jid, 60*time.Second, "in the awaited state", ok)
+}
+
+func waitJobStatusFor(t *testing.T, js jetstream.JetStream, jid string, d time.Duration, what string, ok func(wire.Job) bool) wire.Job {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		kv, err := js.KeyValue(context.Background(), names.BucketJobs)
+		if err == nil {
+			if e, err := kv.Get(context.Background(), names.JobKey(jid)); err == nil {
+				var j wire.Job
+				if json.Unmarshal(e.Value(), &j) == nil && ok(j) {
+					return j
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("job %s not %s after %s", jid, what, d)
+	return wire.Job{}
+}
+
+// waitReturn waits until peel's return of jid is stored.
+func waitReturn(t *testing.T, js jetstream.JetStream, jid, peel string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if kv, err := js.KeyValue(context.Background(), names.BucketJobReturns); err == nil {
+			if _, err := kv.Get(context.Background(), names.ReturnKey(jid, peel)); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no return of %s from %s after 60s", jid, peel)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not created after 60s", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
