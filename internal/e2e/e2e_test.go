@@ -1,6 +1,8 @@
-// Package e2e drives the real binaries: zester-master with its embedded
-// nats-server, two zester-peel processes, the zester CLI and the stock nats
-// CLI, all on loopback.
+// Package e2e holds the end-to-end tests. Most drive the real binaries:
+// zester-master with its embedded nats-server, zester-peel processes, the
+// zester CLI and the stock nats CLI, all on loopback. The tests that need a
+// master and a real peel together in process are here too (inprocess_test.go
+// and the files that use it), so that neither daemon's tests import the other.
 package e2e
 
 import (
@@ -14,11 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/syncio"
 	"github.com/zester-io/zester/internal/testbin"
 )
 
@@ -75,30 +77,12 @@ func freePort(t *testing.T) int {
 
 type proc struct {
 	cmd *exec.Cmd
-	out *syncBuffer
-}
-
-// syncBuffer is a process's output, safe to read while it writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out *syncio.Buffer
 }
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &syncBuffer{}}
+	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &syncio.Buffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -141,21 +125,7 @@ func peelCreds(t *testing.T, pkiDir, id string) string {
 	return out
 }
 
-func waitReady(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s/readyz not 200 after 30s", addr)
-}
+func waitReady(t *testing.T, addr string) { t.Helper(); waitReadyFor(t, addr, 30*time.Second) }
 
 // The default path end to end: a master with an empty pki_dir creates the
 // PKI, serves nobody without credentials, the peels connect with credentials

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/topology"
@@ -24,11 +25,7 @@ import (
 // serverAndMaster starts an in-process server and one master on it.
 func serverAndMaster(t *testing.T) (*topology.Server, string) {
 	t.Helper()
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testkit.Server(t)
 	mastertest.Start(t, mastertest.Config("m1", s.ClientURL()))
 	return s, s.ClientURL()
 }
@@ -60,51 +57,33 @@ func waitJobStatus(t *testing.T, js jetstream.JetStream, jid string, ok func(wir
 
 func waitJobStatusFor(t *testing.T, js jetstream.JetStream, jid string, d time.Duration, what string, ok func(wire.Job) bool) wire.Job {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	var j wire.Job
+	testkit.Eventually(t, "job "+jid+" "+what, d, func() bool {
 		kv, err := js.KeyValue(context.Background(), names.BucketJobs)
-		if err == nil {
-			if e, err := kv.Get(context.Background(), names.JobKey(jid)); err == nil {
-				var j wire.Job
-				if json.Unmarshal(e.Value(), &j) == nil && ok(j) {
-					return j
-				}
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("job %s not %s after %s", jid, what, d)
-	return wire.Job{}
+		e, err := kv.Get(context.Background(), names.JobKey(jid))
+		return err == nil && json.Unmarshal(e.Value(), &j) == nil && ok(j)
+	})
+	return j
 }
 
 // waitReturn waits until peel's return of jid is stored.
 func waitReturn(t *testing.T, js jetstream.JetStream, jid, peel string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if kv, err := js.KeyValue(context.Background(), names.BucketJobReturns); err == nil {
-			if _, err := kv.Get(context.Background(), names.ReturnKey(jid, peel)); err == nil {
-				return
-			}
+	testkit.Eventually(t, "the return of "+jid+" from "+peel, 60*time.Second, func() bool {
+		kv, err := js.KeyValue(context.Background(), names.BucketJobReturns)
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no return of %s from %s after 60s", jid, peel)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		_, err = kv.Get(context.Background(), names.ReturnKey(jid, peel))
+		return err == nil
+	})
 }
 
 // waitFile waits until path exists.
 func waitFile(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not created after 60s", path)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, path+" created", 60*time.Second, func() bool { _, err := os.Stat(path); return err == nil })
 }

@@ -23,7 +23,6 @@ import (
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
-	"github.com/zester-io/zester/topology"
 )
 
 // Rebuild without backup: the store is wiped under a running fleet. The
@@ -32,11 +31,7 @@ import (
 // jobs run again. Only history is lost.
 func TestRebuild_WipedStore_PeelsRepublishInSeconds(t *testing.T) {
 	dir := t.TempDir()
-	s, err := topology.Single(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testkit.ServerIn(t, dir)
 	url := s.ClientURL()
 	h := mastertest.Start(t, mastertest.Config("m1", url))
 	for _, id := range []string{"a.example.com", "b.example.com"} {

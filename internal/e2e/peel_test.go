@@ -46,17 +46,7 @@ func TestPeel_CutOff_SpoolsAcrossRestartAndDelivers(t *testing.T) {
 	waitFile(t, started)
 	s.Shutdown()
 	spool := filepath.Join(cfg.DataDir, "spool")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ents, _ := os.ReadDir(spool)
-		if len(ents) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no spooled return in %s", spool)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, "a spooled return in "+spool, 60*time.Second, func() bool { ents, _ := os.ReadDir(spool); return len(ents) == 1 })
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -386,13 +386,7 @@ func metric(t *testing.T, p *peeltest.Handle, name string) float64 {
 
 func waitMetric(t *testing.T, p *peeltest.Handle, name string, atLeast float64) {
 	t.Helper()
-	deadline := time.Now().Add(pkitest.HangGuard)
-	for metric(t, p, name) < atLeast {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s stayed below %v", name, atLeast)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, fmt.Sprintf("%s at %v", name, atLeast), pkitest.HangGuard, func() bool { return metric(t, p, name) >= atLeast })
 }
 
 func refused(reason string) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/topology"
 )
@@ -77,16 +78,19 @@ func JetStream(t testing.TB, url string, opts ...nats.Option) jetstream.JetStrea
 
 // Eventually waits until cond holds and returns how long that took; within
 // is a hang guard, past which the test fails naming what it waited for.
-// cond reads observable state (a record, a file, a metric); it may call
-// t.Fatal itself.
+// cond reads observable state (a record, a file, a metric, a command's exit
+// code); it may call t.Fatal itself. The looks are spaced by a backoff from
+// 5 ms up to 200 ms (internal/backoff, full jitter): quick when the state is
+// near, few when a look is costly (a command run per look).
 func Eventually(t testing.TB, what string, within time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
+	wait := backoff.New(5*time.Millisecond, 200*time.Millisecond)
 	for !cond() {
 		if time.Since(start) > within {
 			t.Fatalf("%s: not within %s", what, within)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(wait.Next())
 	}
 	return time.Since(start)
 }

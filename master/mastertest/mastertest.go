@@ -4,8 +4,6 @@
 package mastertest
 
 import (
-	"context"
-	"runtime"
 	"testing"
 	"time"
 
@@ -18,16 +16,7 @@ import (
 // Handle is a running test master.
 type Handle struct {
 	*master.Master
-	cancel context.CancelFunc
-	exited chan struct{}
-	err    error
-}
-
-// Stop stops the master cleanly (it hands over its partitions).
-func (h *Handle) Stop() error {
-	h.cancel()
-	<-h.exited
-	return h.err
+	*testkit.Daemon
 }
 
 // Config returns a master config for tests against url, in insecure mode:
@@ -72,39 +61,9 @@ func StartWith(t testing.TB, cfg master.Config, opts master.Options) *Handle {
 	if err != nil {
 		t.Fatalf("master %s: %v", cfg.ID, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &Handle{Master: m, cancel: cancel, exited: make(chan struct{})}
-	go func() { h.err = m.Run(ctx); close(h.exited) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-h.exited:
-		case <-time.After(20 * time.Second):
-			t.Errorf("master %s did not stop", cfg.ID)
-		}
-	})
+	h := &Handle{Master: m, Daemon: testkit.RunDaemon(t, "master "+cfg.ID, m.Run)}
 	// Generous: a fresh R3 cluster on a loaded 2-core CI machine creates ten
 	// replicated streams before the master can join.
-	const readyWithin = 90 * time.Second
-	deadline := time.Now().Add(readyWithin)
-	for !m.Ready() {
-		select {
-		case <-h.exited:
-			t.Fatalf("master %s stopped: %v", cfg.ID, h.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("master %s not ready after %s; goroutines:\n%s", cfg.ID, readyWithin, buf)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.WaitReady(t, 90*time.Second, m.Ready)
 	return h
 }
-
-// Exited is closed when the master's Run has returned; Err is then its error.
-func (h *Handle) Exited() <-chan struct{} { return h.exited }
-
-// Err is what Run returned (valid once Exited is closed).
-func (h *Handle) Err() error { return h.err }

@@ -2,7 +2,6 @@
 package peeltest
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -14,16 +13,7 @@ import (
 // Handle is a running test peel.
 type Handle struct {
 	*peel.Peel
-	cancel context.CancelFunc
-	exited chan struct{}
-	err    error
-}
-
-// Stop stops the peel.
-func (h *Handle) Stop() error {
-	h.cancel()
-	<-h.exited
-	return h.err
+	*testkit.Daemon
 }
 
 // Config returns a peel config for tests: its data under t.TempDir(), in
@@ -49,20 +39,16 @@ func Start(t testing.TB, cfg peel.Config) *Handle {
 // and NoHTTP default as in Start.
 func StartWith(t testing.TB, cfg peel.Config, opts peel.Options) *Handle {
 	t.Helper()
-	h := LaunchWith(t, cfg, opts)
+	h := launch(t, cfg, opts)
 	h.WaitReady(t, 30*time.Second)
 	return h
 }
 
 // Launch runs a peel without waiting for it (one that must first be
 // accepted, say); WaitReady waits.
-func Launch(t testing.TB, cfg peel.Config) *Handle {
-	t.Helper()
-	return LaunchWith(t, cfg, peel.Options{})
-}
+func Launch(t testing.TB, cfg peel.Config) *Handle { t.Helper(); return launch(t, cfg, peel.Options{}) }
 
-// LaunchWith is Launch with options.
-func LaunchWith(t testing.TB, cfg peel.Config, opts peel.Options) *Handle {
+func launch(t testing.TB, cfg peel.Config, opts peel.Options) *Handle {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = testkit.Logger().With("peel", cfg.ID)
@@ -72,43 +58,15 @@ func LaunchWith(t testing.TB, cfg peel.Config, opts peel.Options) *Handle {
 	if err != nil {
 		t.Fatalf("peel %s: %v", cfg.ID, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &Handle{Peel: p, cancel: cancel, exited: make(chan struct{})}
-	go func() { h.err = p.Run(ctx); close(h.exited) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-h.exited:
-		case <-time.After(20 * time.Second):
-			t.Errorf("peel %s did not stop", cfg.ID)
-		}
-	})
-	return h
+	return &Handle{Peel: p, Daemon: testkit.RunDaemon(t, "peel "+cfg.ID, p.Run)}
 }
 
 // WaitReady waits until the peel has published its facts (a hang guard of
 // within), failing the test if it stops first.
 func (h *Handle) WaitReady(t testing.TB, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !h.Ready() {
-		select {
-		case <-h.exited:
-			t.Fatalf("peel %s stopped: %v", h.ID(), h.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("peel %s not ready after %s", h.ID(), within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.Daemon.WaitReady(t, within, h.Ready)
 }
-
-// Exited is closed when the peel's Run has returned; Err is then its error.
-func (h *Handle) Exited() <-chan struct{} { return h.exited }
-
-// Err is what Run returned (valid once Exited is closed).
-func (h *Handle) Err() error { return h.err }
 
 // SecureConfig returns a peel config for tests against the operator-mode
 // server of s: credentials issued for id with `pki peel add` (s.PeelCreds).

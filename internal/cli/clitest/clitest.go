@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/cli"
-	"github.com/zester-io/zester/internal/testkit"
+	"github.com/zester-io/zester/internal/syncio"
 	"github.com/zester-io/zester/internal/wire"
 )
 
@@ -28,7 +28,7 @@ func Zester(t testing.TB, url string, args ...string) (code int, stdout, stderr 
 // Run is a CLI invocation running in the background; Out and Err may be
 // read while it runs.
 type Run struct {
-	Out, Err testkit.SyncBuffer
+	Out, Err syncio.Buffer
 	code     int
 	done     chan struct{}
 }
