@@ -27,8 +27,7 @@ func TestCluster_ServerLossMidJob(t *testing.T) {
 	ms := []*mastertest.Handle{mastertest.Start(t, mastertest.TopologyConfig("m1", tp)), mastertest.Start(t, mastertest.TopologyConfig("m2", tp))}
 	testkit.Eventually(t, "settle", 60*time.Second, func() bool { return settled(ms) })
 	const peels = 300
-	fleet := startSimFleet(t, peels, tp.HubURLs()...)
-	testkit.Eventually(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == peels && ms[1].PeelCount() == peels })
+	fleet := startSimFleet(t, peels, url, ms...)
 	fleet.SetLatency(simfleet.Fixed(time.Second))
 
 	nc, _ := nats.Connect(url, nats.MaxReconnects(-1))

@@ -15,16 +15,13 @@ import (
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master"
-	"github.com/zester-io/zester/master/mastertest"
 )
 
 // A job.run sent again with the client's jid (its answer was lost) gets
 // the job it created, never a second job; another request that drew the
 // same jid gets a conflict, and a malformed jid is refused.
 func TestAPI_RunWithClientJID_IsIdempotent(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
+	url, _ := oneMaster(t)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)

@@ -19,13 +19,11 @@ import (
 )
 
 func TestJobs_Targeting_ExactExpectedSets(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	cfg := mastertest.Config("m1", url)
 	cfg.Nodegroups = map[string]string{"firsts": "L@sim-00000.dc1.example.com,sim-00001.dc1.example.com", "debs": "G@os:id:debian"}
 	m := mastertest.Start(t, cfg)
-	startSimFleet(t, 200, url)
-	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 200 })
+	startSimFleet(t, 200, url, m)
 
 	for _, tc := range []struct {
 		args []string
@@ -63,8 +61,7 @@ type jobResultJSON struct {
 }
 
 func TestJobs_BadInput_ClearErrors(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	cfg := mastertest.Config("m1", url)
 	cfg.Jobs.MaxArgs = configBytes(1024)
 	mastertest.Start(t, cfg)
@@ -94,11 +91,8 @@ func TestJobs_BadInput_ClearErrors(t *testing.T) {
 }
 
 func TestJobs_BatchAsyncListShowWait(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	startSimFleet(t, 50, url)
-	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 50 })
+	url, m := oneMaster(t)
+	startSimFleet(t, 50, url, m)
 
 	// A rolling batch of 20% of 50 peels: slices of 3 peels, at most 3
 	// slices (9 peels) in flight, 17 jobs, every peel once.
@@ -141,11 +135,8 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 // A return whose body names another peel, or that does not decode, is
 // reported as a failure of the peel whose key it is, never as someone else's.
 func TestJobs_LyingOrCorruptReturn(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	startSimFleet(t, 2, url)
-	testkit.Eventually(t, "index", 60*time.Second, func() bool { return m.PeelCount() == 2 })
+	url, m := oneMaster(t)
+	startSimFleet(t, 2, url, m)
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	liar, honest := "sim-00000.dc1.example.com", "sim-00001.dc1.example.com"

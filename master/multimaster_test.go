@@ -50,8 +50,7 @@ func startMasters(t *testing.T, url string, n int) []*mastertest.Handle {
 }
 
 func TestMasters_ShareAllPartitions_JoinAndCleanLeave(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	ms := startMasters(t, url, 3)
 	for _, m := range ms {
 		if n := len(m.Owned()); n < 5 || n > 45 {
@@ -99,19 +98,10 @@ func TestMasters_ShareAllPartitions_JoinAndCleanLeave(t *testing.T) {
 }
 
 func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	ms := startMasters(t, url, 3)
 	const peels = 1200
-	fleet := startSimFleet(t, peels, url)
-	testkit.Eventually(t, "index", 60*time.Second, func() bool {
-		for _, m := range ms {
-			if m.PeelCount() != peels {
-				return false
-			}
-		}
-		return true
-	})
+	fleet := startSimFleet(t, peels, url, ms...)
 	fleet.SetLatency(simfleet.Fixed(1500 * time.Millisecond))
 
 	js := testkit.JetStream(t, url)
@@ -207,12 +197,13 @@ func jobStatus(t *testing.T, kv jetstream.KeyValue, jid string) wire.Job {
 }
 
 // startSimFleet connects n simulated peels (internal/simfleet: the real
-// protocol, as the load generator's) over at most four connections to urls,
-// named sim-NNNNN.dc1.example.com with simFacts, and waits until their facts
-// are stored.
-func startSimFleet(t *testing.T, n int, urls ...string) *simfleet.Fleet {
+// protocol, as the load generator's) over at most four connections to url (a
+// comma-separated list spreads them), named sim-NNNNN.dc1.example.com with
+// simFacts, and waits until their facts are stored and each of ms has
+// indexed them.
+func startSimFleet(t *testing.T, n int, url string, ms ...*mastertest.Handle) *simfleet.Fleet {
 	t.Helper()
-	f, err := simfleet.NewFleet(simfleet.FleetConfig{Peels: n, Conns: 4, Partitions: shard.DefaultPartitions, URLs: urls,
+	f, err := simfleet.NewFleet(simfleet.FleetConfig{Peels: n, Conns: 4, Partitions: shard.DefaultPartitions, URLs: strings.Split(url, ","),
 		ID:    func(i int) string { return fmt.Sprintf("sim-%05d.dc1.example.com", i) },
 		Facts: func(_ int, id string, _ time.Time) []byte { return []byte(simFacts(id)) }})
 	if err != nil {
@@ -231,7 +222,17 @@ func startSimFleet(t *testing.T, n int, urls ...string) *simfleet.Fleet {
 	if _, err := f.PublishFacts(ctx, facts); err != nil {
 		t.Fatal(err)
 	}
+	for _, m := range ms {
+		testkit.Eventually(t, m.ID()+" indexed the fleet", 60*time.Second, func() bool { return m.PeelCount() == n })
+	}
 	return f
+}
+
+// oneMaster starts a server and one master, m1, on it.
+func oneMaster(t *testing.T) (string, *mastertest.Handle) {
+	t.Helper()
+	url := testkit.Server(t).ClientURL()
+	return url, mastertest.Start(t, mastertest.Config("m1", url))
 }
 
 // simFacts gives sim-NNNNN peels varied facts: even ones run debian, odd
@@ -263,11 +264,8 @@ func submitJob(nc *nats.Conn, r wire.RunRequest) (string, error) {
 // The only master restarts while a job is in flight: the new one loads the
 // active job from the jobs bucket and finishes it.
 func TestMaster_RestartMidJob_Finishes(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	h := mastertest.Start(t, mastertest.Config("m1", url))
-	fleet := startSimFleet(t, 100, url)
-	testkit.Eventually(t, "index", 60*time.Second, func() bool { return h.PeelCount() == 100 })
+	url, h := oneMaster(t)
+	fleet := startSimFleet(t, 100, url, h)
 	fleet.SetLatency(simfleet.Fixed(2 * time.Second))
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
@@ -293,8 +291,7 @@ func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
 	s := testkit.Server(t)
 	url := s.ClientURL()
 	ms := startMasters(t, url, 2)
-	startSimFleet(t, 100, url)
-	testkit.Eventually(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
+	startSimFleet(t, 100, url, ms...)
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -340,11 +337,9 @@ func TestMasters_ServerRestart_NoSplitBrainJobsFlow(t *testing.T) {
 // deadline: the new owner finishes the adopted parts at once instead of
 // leaving the job running for ever.
 func TestMasters_AdoptAfterDeadline_Finishes(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	ms := startMasters(t, url, 2)
-	fleet := startSimFleet(t, 100, url)
-	testkit.Eventually(t, "index", 60*time.Second, func() bool { return ms[0].PeelCount() == 100 && ms[1].PeelCount() == 100 })
+	fleet := startSimFleet(t, 100, url, ms...)
 	fleet.SetLatency(simfleet.Fixed(time.Minute)) // nobody answers in time
 	nc, _ := nats.Connect(url)
 	defer nc.Close()

@@ -24,11 +24,8 @@ import (
 // `zester run '*'` with a peel stopped: the job does not wait for it, lists
 // it as offline (in the summary, in --json and in job show), and exits 2.
 func TestPresence_Run_SkipsOfflinePeel(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	fleet := startSimFleet(t, 20, url)
-	testkit.Eventually(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 20 })
+	url, m := oneMaster(t)
+	fleet := startSimFleet(t, 20, url, m)
 	gone := fleet.ID(7)
 	if err := fleet.Stop(7); err != nil {
 		t.Fatal(err)
@@ -77,12 +74,10 @@ func TestPresence_Run_SkipsOfflinePeel(t *testing.T) {
 // learns who is up before it resolves a job there: no online peel is called
 // offline because its master is new.
 func TestPresence_Takeover_KnowsPeelsAtOnce(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	ms := startMasters(t, url, 2)
 	const peels = 300
-	startSimFleet(t, peels, url)
-	testkit.Eventually(t, "index", 20*time.Second, func() bool { return ms[0].PeelCount() == peels && ms[1].PeelCount() == peels })
+	startSimFleet(t, peels, url, ms...)
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
 	kvJobs, _ := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketJobs)
@@ -126,9 +121,7 @@ func TestPresence_Takeover_KnowsPeelsAtOnce(t *testing.T) {
 // peel's own check): the master flags the id, and a restart (new instance,
 // old one silent) is not taken for a duplicate.
 func TestPresence_DuplicateID_Flagged(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
+	url, _ := oneMaster(t)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -166,11 +159,8 @@ func TestPresence_DuplicateID_Flagged(t *testing.T) {
 // owning master asks the peel to republish, shows its facts as bad meanwhile,
 // and keeps targeting it by its last good facts.
 func TestPresence_CorruptFacts_RepublishAsked(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	fleet := startSimFleet(t, 4, url) // simulated peels do not republish: the bad state stays visible
-	testkit.Eventually(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 4 })
+	url, m := oneMaster(t)
+	fleet := startSimFleet(t, 4, url, m) // simulated peels do not republish: the bad state stays visible
 	victim, other := fleet.ID(0), fleet.ID(1)
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
@@ -229,11 +219,8 @@ func TestPresence_CorruptFacts_RepublishAsked(t *testing.T) {
 // matcher (target.SubjectFromJSON): the same peels for the same target,
 // lists indexed included.
 func TestTargeting_MasterAndBatchAgree(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	startSimFleet(t, 60, url)
-	testkit.Eventually(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 60 })
+	url, m := oneMaster(t)
+	startSimFleet(t, 60, url, m)
 	returned := func(args ...string) []string {
 		code, out, errOut := clitest.Zester(t, url, append(append([]string{"run", "--json", "--timeout", "20s"}, args...), "test.ping")...)
 		if code != 0 {

@@ -17,8 +17,7 @@ import (
 // this fails when the handle is set without a lock.
 func TestPeel_PublishFacts_Concurrent(t *testing.T) {
 	s := testkit.Server(t)
-	nc := testkit.Connect(t, s.ClientURL())
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, s.ClientURL())
 	ctx := context.Background()
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: names.BucketFacts}); err != nil {
 		t.Fatal(err)

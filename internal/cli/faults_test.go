@@ -18,8 +18,7 @@ import (
 // Without a master, or without NATS, the CLI says which, after a short
 // retry (a master or server restarting), and exits 3.
 func TestRun_NoMasterOrNoNATS_SaysSo(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

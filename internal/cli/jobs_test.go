@@ -22,8 +22,7 @@ import (
 // Targets that select nothing, or name ids no peel has, say so and exit 2;
 // --out json is --json.
 func TestRun_Targets_NoMatchUnknownIDsAndOutJSON(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	peeltest.Start(t, peeltest.Config(t, "web1", url))
 	peeltest.Start(t, peeltest.Config(t, "web2", url))
@@ -129,8 +128,7 @@ func TestMain_SaltHabit_SaysWhatToType(t *testing.T) {
 // the job record's final status and how many returns are gone, with the
 // exit code the record gives.
 func TestJobShowWait_ReturnsPurged_ShowsRecord(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	peeltest.Start(t, peeltest.Config(t, "web1", url))
 	peeltest.Start(t, peeltest.Config(t, "web2", url))
@@ -189,8 +187,7 @@ func TestJobShowWait_ReturnsPurged_ShowsRecord(t *testing.T) {
 // A peel that finishes after the deadline stores its real result, marked
 // late, and is listed once, as late: not as failed and not as missing.
 func TestJobShow_LateReturn_OneCategoryLate(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	release := make(chan struct{})
 	reg := funcs.NewRegistry()

@@ -80,8 +80,7 @@ func TestRebuild_WipedStore_PeelsRepublishInSeconds(t *testing.T) {
 }
 
 func TestMaster_Ping_TwoPeels(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	peeltest.Start(t, peeltest.Config(t, "web1.example.com", url))
 	peeltest.Start(t, peeltest.Config(t, "web2", url))
@@ -143,8 +142,7 @@ func TestMaster_Ping_TwoPeels(t *testing.T) {
 }
 
 func TestMaster_Run_NamesMissingPeel(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	peeltest.Start(t, peeltest.Config(t, "alive", url))
 	gone := peeltest.Start(t, peeltest.Config(t, "gone", url))
@@ -163,8 +161,7 @@ func TestMaster_Run_NamesMissingPeel(t *testing.T) {
 }
 
 func TestMaster_CmdRun_NonZeroExitIsFailure(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	peeltest.Start(t, peeltest.Config(t, "web1", url))
 	code, out, _ := clitest.Zester(t, url, "run", "web1", "cmd.run", "echo partial output; exit 3")
@@ -177,8 +174,7 @@ func TestMaster_CmdRun_NonZeroExitIsFailure(t *testing.T) {
 // offline_after. Offline can only come from the goodbye here: offline_after
 // and the beat interval are a minute.
 func TestPresence_CleanStop_OfflineAtOnce(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	cfg := mastertest.Config("m1", url)
 	cfg.Presence.OfflineAfter = config.Dur(time.Minute)
 	mastertest.Start(t, cfg)
@@ -215,8 +211,7 @@ func TestPresence_CleanStop_OfflineAtOnce(t *testing.T) {
 // A peel that dies without a goodbye is offline once offline_after (three
 // beat intervals) passed without a beat, and online again when it beats.
 func TestPresence_Killed_OfflineAfterThreeIntervals(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	const interval = time.Second
 	cfg := mastertest.Config("m1", url)
 	cfg.Presence.OfflineAfter = config.Dur(3 * interval)
@@ -259,8 +254,7 @@ func TestPresence_Killed_OfflineAfterThreeIntervals(t *testing.T) {
 // A real peel whose facts key gets garbage publishes its facts again when
 // the master asks, so the store heals by itself.
 func TestPresence_CorruptFacts_RealPeelRepublishes(t *testing.T) {
-	s := testkit.Server(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	pc := peeltest.Config(t, "web1", url)
 	pc.FactsInterval = config.Dur(time.Hour)

@@ -14,6 +14,7 @@ import (
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/testkit"
+	"github.com/zester-io/zester/topology"
 )
 
 // waitFor polls cond (a hang guard, not a timing assertion).
@@ -26,6 +27,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// watched starts a server and creates the bucket cfg on it, through a
+// connection that reconnects quickly (the tests restart the server).
+func watched(t *testing.T, cfg jetstream.KeyValueConfig) (*topology.Server, jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	s := testkit.Server(t)
+	js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(50*time.Millisecond))
+	kv, err := js.CreateKeyValue(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, js, kv
 }
 
 // collect reads n entries, failing on anything but the keys k0…k(n-1) in order.
@@ -47,13 +61,8 @@ func expectKeys(t *testing.T, w *kvwatch.Watcher, from, to int) {
 // delivered: nothing skipped, nothing twice. The monitor counts the
 // replacement and reports nothing blind afterwards.
 func TestWatch_ConsumerDeleted_RecreatedUnderNewNameWithoutGap(t *testing.T) {
-	s := testkit.Server(t)
-	js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(50*time.Millisecond))
+	_, js, kv := watched(t, jetstream.KeyValueConfig{Bucket: "w"})
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	recreated := make(chan kvwatch.Recreated, 16)
 	mon := kvwatch.NewMonitor(func(r kvwatch.Recreated) { recreated <- r })
 	w, err := kvwatch.Watch(ctx, js, "w", kvwatch.Options{Name: "test", UpdatesOnly: true, Monitor: mon})
@@ -103,13 +112,8 @@ func TestWatch_ConsumerDeleted_RecreatedUnderNewNameWithoutGap(t *testing.T) {
 // names it); once the server is back it is replaced, no longer blind, and
 // goes on without a gap or a replay.
 func TestWatch_ServerDown_BlindUntilReplaced(t *testing.T) {
-	s := testkit.Server(t)
-	js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(50*time.Millisecond))
+	s, js, kv := watched(t, jetstream.KeyValueConfig{Bucket: "w"})
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	kv.Put(ctx, "k0", []byte("v"))
 	mon := kvwatch.NewMonitor(nil)
 	w, err := kvwatch.Watch(ctx, js, "w", kvwatch.Options{Name: "down", Heartbeat: 500 * time.Millisecond, Monitor: mon, OnError: func(err error) { t.Log(err) }})

@@ -19,8 +19,7 @@ import (
 // nothing more.
 func TestPublishReturn_RetriesUntilStoredOnce(t *testing.T) {
 	s := testkit.Server(t)
-	nc := testkit.Connect(t, s.ClientURL())
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, s.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard
 	defer cancel()
 

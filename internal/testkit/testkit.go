@@ -69,11 +69,20 @@ func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 // JetStream is a JetStream context on a new connection to url (Connect).
 func JetStream(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
-	js, err := jetstream.New(Connect(t, url, opts...))
+	_, js := ConnectJS(t, url, opts...)
+	return js
+}
+
+// ConnectJS is a new connection to url (Connect) and a JetStream context on
+// it.
+func ConnectJS(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc := Connect(t, url, opts...)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return js
+	return nc, js
 }
 
 // Eventually waits until cond holds and returns how long that took; within
