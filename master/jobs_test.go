@@ -9,12 +9,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/zester-io/zester/internal/cli/clitest"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
 )
 
@@ -44,20 +46,11 @@ func TestJobs_Targeting_ExactExpectedSets(t *testing.T) {
 		args = append(args, "test.ping")
 		code, out, errOut := clitest.Zester(t, url, args...)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		var sum struct{ Summary jobResultJSON }
-		json.Unmarshal([]byte(lines[len(lines)-1]), &sum)
+		sum := clitest.LastSummary(t, out)
 		if code != 0 || sum.Summary.Expected != tc.want || sum.Summary.Returned != tc.want || len(lines) != tc.want+1 {
 			t.Errorf("%v: exit %d, expected %d returned %d lines %d; want %d\n%s", tc.args, code, sum.Summary.Expected, sum.Summary.Returned, len(lines), tc.want, errOut)
 		}
 	}
-}
-
-type jobResultJSON struct {
-	JID      string   `json:"jid"`
-	Status   string   `json:"status"`
-	Expected int      `json:"expected"`
-	Returned int      `json:"returned"`
-	Missing  []string `json:"missing"`
 }
 
 func TestJobs_BadInput_ClearErrors(t *testing.T) {
@@ -101,9 +94,7 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 		t.Fatalf("batch: exit %d\n%s\n%s", code, out, errOut)
 	}
 	code, out, _ = clitest.Zester(t, url, "run", "--json", "--batch", "2", "-E", "sim-0000[0-4]", "test.ping")
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	var last struct{ Summary jobResultJSON }
-	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &last) != nil || last.Summary.Returned != 5 || last.Summary.Expected != 5 {
+	if last := clitest.LastSummary(t, out).Summary; code != 0 || last.Returned != 5 || last.Expected != 5 {
 		t.Fatalf("json batch: exit %d\n%s", code, out)
 	}
 	code, out, _ = clitest.Zester(t, url, "run", "--async", "-L", "sim-00001.dc1.example.com", "test.ping")
@@ -159,5 +150,76 @@ func TestJobs_LyingOrCorruptReturn(t *testing.T) {
 	code, out, _ = clitest.Zester(t, url, "job", "show", "1")
 	if code != 1 || !strings.Contains(out, liar+": ERROR identity") || strings.Contains(out, honest+": true") {
 		t.Fatalf("lying return: exit %d\n%s", code, out)
+	}
+}
+
+// A job.run sent again with the client's jid (its answer was lost) gets
+// the job it created, never a second job; another request that drew the
+// same jid gets a conflict, and a malformed jid is refused.
+func TestAPI_RunWithClientJID_IsIdempotent(t *testing.T) {
+	url, _ := oneMaster(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	send := func(r wire.RunRequest) (jid, code, msg string) {
+		t.Helper()
+		b, _ := json.Marshal(r)
+		m, err := nc.Request(names.APISubject("job.run"), b, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := m.Header.Get(micro.ErrorHeader); e != "" {
+			return "", m.Header.Get(micro.ErrorCodeHeader), e
+		}
+		var resp wire.RunResponse
+		json.Unmarshal(m.Data, &resp)
+		return resp.JID, "", ""
+	}
+	jid := names.NewJID(time.Now())
+	req := wire.RunRequest{JID: jid, Target: wire.Target{Expr: "nosuchpeel"}, Function: "test.ping", Args: json.RawMessage(`["x"]`), Timeout: wire.Duration(5 * time.Second), Requester: "alice@ops1"}
+	for i := 0; i < 3; i++ {
+		if got, code, msg := send(req); got != jid {
+			t.Fatalf("attempt %d: jid %q, error %s %s; want %s", i+1, got, code, msg, jid)
+		}
+	}
+	kv, err := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), names.JobKey(jid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job wire.Job
+	if err := json.Unmarshal(e.Value(), &job); err != nil || job.JID != jid || job.Requester != master.Unauthenticated || job.Claimed != "alice@ops1" {
+		t.Fatalf("record %+v: %v", job, err)
+	}
+	// Three requests, one job: one "created" event.
+	st, _ := testkit.JetStream(t, url).Stream(context.Background(), "job-events")
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(names.JobEventFilter(jid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := 0
+	for subj, n := range info.State.Subjects {
+		if strings.HasSuffix(subj, ".created") {
+			created += int(n)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d created events for jid %s (subjects %v), want 1", created, jid, info.State.Subjects)
+	}
+
+	other := req
+	other.Function = "test.echo"
+	if got, code, msg := send(other); got != "" || code != "409" || !strings.Contains(msg, "taken by another job") {
+		t.Fatalf("same jid, other request: jid %q, error %s %q", got, code, msg)
+	}
+	bad := req
+	bad.JID = "2026-01-01"
+	if _, code, msg := send(bad); code != "400" || !strings.Contains(msg, `jid "2026-01-01"`) {
+		t.Fatalf("bad jid: error %s %q", code, msg)
 	}
 }

@@ -34,20 +34,7 @@ func TestPresence_Run_SkipsOfflinePeel(t *testing.T) {
 
 	code, out, errOut := clitest.Zester(t, url, "run", "--json", "--timeout", "60s", "*", "test.ping")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	var sum struct {
-		Summary struct {
-			JID      string   `json:"jid"`
-			Status   string   `json:"status"`
-			Expected int      `json:"expected"`
-			Returned int      `json:"returned"`
-			Missing  []string `json:"missing"`
-			Offline  []string `json:"offline"`
-		}
-	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
-		t.Fatalf("summary: %v\n%s", err, out)
-	}
-	r := sum.Summary
+	r := clitest.LastSummary(t, out).Summary
 	if code != 2 || r.Status != wire.StatusPartial || r.Expected != 19 || r.Returned != 19 || len(r.Missing) != 0 ||
 		len(r.Offline) != 1 || r.Offline[0] != gone || len(lines) != 20 {
 		t.Fatalf("run: exit %d %+v (%d lines)\n%s", code, r, len(lines), errOut)
