@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
@@ -128,8 +127,7 @@ func TestJobs_BatchAsyncListShowWait(t *testing.T) {
 func TestJobs_LyingOrCorruptReturn(t *testing.T) {
 	url, m := oneMaster(t)
 	startSimFleet(t, 2, url, m)
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	liar, honest := "sim-00000.dc1.example.com", "sim-00001.dc1.example.com"
 	jid, err := submitJob(nc, wire.RunRequest{Target: wire.Target{Kind: "list", Expr: liar}, Function: "test.ping", Timeout: wire.Duration(5 * time.Second)})
 	if err != nil {
@@ -158,11 +156,7 @@ func TestJobs_LyingOrCorruptReturn(t *testing.T) {
 // same jid gets a conflict, and a malformed jid is refused.
 func TestAPI_RunWithClientJID_IsIdempotent(t *testing.T) {
 	url, _ := oneMaster(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	send := func(r wire.RunRequest) (jid, code, msg string) {
 		t.Helper()
 		b, _ := json.Marshal(r)

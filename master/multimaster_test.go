@@ -110,8 +110,7 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 	fleet.SetLatency(simfleet.Fixed(1500 * time.Millisecond))
 
 	js := testkit.JetStream(t, url)
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	req, _ := json.Marshal(wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)})
 	msg, err := nc.Request(names.APISubject("job.run"), req, 5*time.Second)
 	if err != nil {
@@ -272,9 +271,7 @@ func TestMaster_RestartMidJob_Finishes(t *testing.T) {
 	url, h := oneMaster(t)
 	fleet := startSimFleet(t, 100, url, h)
 	fleet.SetLatency(simfleet.Fixed(2 * time.Second))
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, url)
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	jid := submitPing(t, nc, 30*time.Second)
 	testkit.Eventually(t, "running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status == wire.StatusRunning })
@@ -346,9 +343,7 @@ func TestMasters_AdoptAfterDeadline_Finishes(t *testing.T) {
 	ms := startMasters(t, url, 2)
 	fleet := startSimFleet(t, 100, url, ms...)
 	fleet.SetLatency(simfleet.Fixed(time.Minute)) // nobody answers in time
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, url)
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	jid := submitPing(t, nc, time.Second)
 	// Dispatched (or, on a very slow machine, already past its deadline:
@@ -374,9 +369,7 @@ func TestCluster_ServerLossMidJob(t *testing.T) {
 	fleet := startSimFleet(t, peels, url, ms...)
 	fleet.SetLatency(simfleet.Fixed(time.Second))
 
-	nc, _ := nats.Connect(url, nats.MaxReconnects(-1))
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, url)
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	jid := submitPing(t, nc, 60*time.Second)
 	testkit.Eventually(t, "running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status != wire.StatusPending })
@@ -415,9 +408,7 @@ func TestCluster_ServerLossMidJob(t *testing.T) {
 func TestCluster_MinorityLeft_WritesFailThenHeal(t *testing.T) {
 	tp := testkit.Topology(t, "cluster", topology.Options{})
 	mastertest.Start(t, mastertest.TopologyConfig("m1", tp))
-	nc, _ := nats.Connect(tp.HubURLs()[2], nats.MaxReconnects(-1))
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := testkit.JetStream(t, tp.HubURLs()[2])
 	kv, _ := js.KeyValue(context.Background(), names.BucketBasket)
 	if _, err := kv.Put(context.Background(), "k", []byte("before")); err != nil {
 		t.Fatal(err)

@@ -65,8 +65,7 @@ func TestPresence_Takeover_KnowsPeelsAtOnce(t *testing.T) {
 	ms := startMasters(t, url, 2)
 	const peels = 300
 	startSimFleet(t, peels, url, ms...)
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	kvJobs, _ := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketJobs)
 	run := func(what string) wire.Job {
 		jid, err := submitJob(nc, wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)})
@@ -109,11 +108,7 @@ func TestPresence_Takeover_KnowsPeelsAtOnce(t *testing.T) {
 // old one silent) is not taken for a duplicate.
 func TestPresence_DuplicateID_Flagged(t *testing.T) {
 	url, _ := oneMaster(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	beat := func(id, inst string) {
 		nc.PublishMsg(peelproto.BeatMsg(shard.Partition(id, 64), id, wire.Beat{Instance: inst, Interval: wire.Duration(10 * time.Second)}))
 	}
@@ -149,8 +144,7 @@ func TestPresence_CorruptFacts_RepublishAsked(t *testing.T) {
 	url, m := oneMaster(t)
 	fleet := startSimFleet(t, 4, url, m) // simulated peels do not republish: the bad state stays visible
 	victim, other := fleet.ID(0), fleet.ID(1)
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	asks := make(chan wire.Control, 16)
 	sub, err := nc.Subscribe(names.ControlSubject(shard.Partition(victim, 64)), func(msg *nats.Msg) {
 		var c wire.Control

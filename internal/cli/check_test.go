@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/cli/clitest"
@@ -79,11 +78,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 		t.Errorf("peels: %s %q", st, d)
 	}
 
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 
 	// Faults, made the way an operator would (nats stream edit / rm).
 	jsm, _ := jetstream.New(nc)

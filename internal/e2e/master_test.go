@@ -60,9 +60,7 @@ func TestRebuild_WipedStore_PeelsRepublishInSeconds(t *testing.T) {
 		t.Fatal("master did not notice the wiped store")
 	}
 	mastertest.Start(t, mastertest.Config("m1", url))
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := testkit.JetStream(t, url)
 	kv, err := js.KeyValue(context.Background(), names.BucketFacts)
 	if err != nil {
 		t.Fatal(err)

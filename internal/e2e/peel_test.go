@@ -70,8 +70,7 @@ func TestPeel_DuplicateDispatch_RunsOnce(t *testing.T) {
 	_, url := serverAndMaster(t)
 	cfg := peeltest.Config(t, "dup1", url)
 	peeltest.Start(t, cfg)
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	marker := filepath.Join(t.TempDir(), "ran")
 	dispatch := func(jid, line string) []byte {
 		d := wire.Dispatch{JID: jid, Function: "cmd.run", Peels: []string{"dup1"},
@@ -113,8 +112,7 @@ func TestPeel_AwayAtDispatch_GetsJobWhenBack(t *testing.T) {
 	cfg := peeltest.Config(t, "late.example.com", url)
 	p := peeltest.Start(t, cfg)
 	p.Kill()
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Kind: "list", Expr: "late.example.com"}, Function: "test.ping", Timeout: wire.Duration(9 * time.Second)})
 	js, _ := jetstream.New(nc)
 	// Back only once the job went out without it.
@@ -165,12 +163,7 @@ func TestPeel_ConfinedPermissions_BeatsAndRefusesClone(t *testing.T) {
 	mastertest.Start(t, mastertest.Config("m1", masterURL))
 	first := peeltest.Start(t, peeltest.Config(t, id, peelURL))
 
-	nc, err := nats.Connect(masterURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, masterURL)
 	j := waitJob(t, js, submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)}), 40*time.Second)
 	if j.Status != wire.StatusDone || j.Returned != 1 || j.Offline != 0 {
 		t.Fatalf("job on the confined peel: %+v", j)
