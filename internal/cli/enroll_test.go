@@ -434,15 +434,7 @@ func proof(t *testing.T, id, pub string, signer nkeys.KeyPair, nonce string) *en
 	return req
 }
 
-func userKey(t *testing.T) (nkeys.KeyPair, string) {
-	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	return kp, pub
-}
+func userKey(t *testing.T) (nkeys.KeyPair, string) { return testkit.NewKey(t, nkeys.CreateUser) }
 
 func wantRefusal(t *testing.T, what string, ref *enroll.Refusal, code string, contains ...string) {
 	t.Helper()
