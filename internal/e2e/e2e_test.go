@@ -127,32 +127,49 @@ func peelCreds(t *testing.T, pkiDir, id string) string {
 
 func waitReady(t *testing.T, addr string) { t.Helper(); waitReadyFor(t, addr, 30*time.Second) }
 
+// binMaster is a master.yaml for a zester-master process: its embedded
+// server on free loopback ports, its store, states, settings and PKI under a
+// temporary directory (never the machine's /etc/zester).
+type binMaster struct {
+	dir, cfg, pkiDir string
+	url              string // the embedded server's client URL
+	http             string // host:port of /readyz and /metrics
+	monitor          int    // the monitoring port (0: none)
+}
+
+// writeMaster writes the master.yaml of a master with id; withMonitor opens
+// the monitoring port; extra is YAML appended (more top-level keys).
+func writeMaster(t *testing.T, id string, withMonitor bool, extra string) *binMaster {
+	t.Helper()
+	dir := t.TempDir()
+	client, mhttp := freePort(t), freePort(t)
+	m := &binMaster{dir: dir, cfg: filepath.Join(dir, "master.yaml"), pkiDir: filepath.Join(dir, "pki"),
+		url: fmt.Sprintf("nats://127.0.0.1:%d", client), http: fmt.Sprintf("127.0.0.1:%d", mhttp)}
+	monitor := `""`
+	if withMonitor {
+		m.monitor = freePort(t)
+		monitor = fmt.Sprintf("127.0.0.1:%d", m.monitor)
+	}
+	yaml := fmt.Sprintf("id: %s\nhttp: %s\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: %s\n    store_dir: %s\nstates_dir: %s\nsettings_dir: %s\npki_dir: %s\n",
+		id, m.http, client, monitor, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"), m.pkiDir)
+	if err := os.WriteFile(m.cfg, []byte(yaml+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // The default path end to end: a master with an empty pki_dir creates the
 // PKI, serves nobody without credentials, the peels connect with credentials
 // from `zester pki peel add`, and the CLI finds the admin's credentials in
 // the PKI directory and runs jobs.
 func TestBinaries_MasterEmbeddedTwoPeelsPing(t *testing.T) {
-	dir := t.TempDir()
-	pkiDir := filepath.Join(dir, "pki")
-	client, monitor, mhttp := freePort(t), freePort(t), freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
-	mcfg := filepath.Join(dir, "master.yaml")
-	os.WriteFile(mcfg, []byte(fmt.Sprintf(`id: master-1
-http: 127.0.0.1:%d
-nats:
-  embedded:
-    listen: 127.0.0.1:%d
-    monitor: 127.0.0.1:%d
-    store_dir: %s
-states_dir: %s
-settings_dir: %s
-pki_dir: %s
-`, mhttp, client, monitor, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"), pkiDir)), 0o600)
+	bm := writeMaster(t, "master-1", true, "")
+	dir, pkiDir, url, mcfg := bm.dir, bm.pkiDir, bm.url, bm.cfg
 	if code, out := run(t, "zester-master", "--config", mcfg, "--check"); code != 0 {
 		t.Fatalf("--check: %d %s", code, out)
 	}
 	m := start(t, "zester-master", "--config", mcfg)
-	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+	waitReady(t, bm.http)
 
 	// Secure by default: the first start made the PKI and said where the
 	// admin's credentials are; nobody without credentials gets in.
@@ -171,7 +188,7 @@ pki_dir: %s
 	}
 
 	// The monitoring port answers /jsz, as the seed's recovery check expects.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", monitor))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", bm.monitor))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +247,7 @@ pki_dir: %s
 		t.Errorf("nats micro ls: %d %s", code, out)
 	}
 	// Metrics.
-	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mhttp))
+	resp, err = http.Get("http://" + bm.http + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -224,15 +224,10 @@ func TestDemoScript_OwnMasterOrClearStop(t *testing.T) {
 // the extra "Really operate on the KV stream?" question, which without a
 // terminal fails.
 func TestBinaries_NatsCLI_DocumentedBehaviour(t *testing.T) {
-	dir := t.TempDir()
-	client, mhttp := freePort(t), freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
-	cfg := filepath.Join(dir, "master.yaml")
-	pkiDir := filepath.Join(dir, "pki")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nhttp: 127.0.0.1:%d\npki_dir: %s\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\nretention:\n  job_events_max_bytes: 10GB\n",
-		mhttp, pkiDir, client, filepath.Join(dir, "nats"))), 0o600)
+	bm := writeMaster(t, "m1", false, "retention:\n  job_events_max_bytes: 10GB\n")
+	pkiDir, url, cfg := bm.pkiDir, bm.url, bm.cfg
 	start(t, "zester-master", "--config", cfg)
-	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+	waitReady(t, bm.http)
 	// The documented commands, with the admin's credentials of the PKI the
 	// master made (a nats context holding them makes them the same words).
 	admin := filepath.Join(pkiDir, "admin.creds")
