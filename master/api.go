@@ -40,6 +40,9 @@ func (m *Master) startAPI() error {
 	if err := add("job.run", m.apiRun); err != nil {
 		return err
 	}
+	if err := add(names.APIBasketGet, m.apiBasketGet); err != nil {
+		return err
+	}
 	// Every master answers presence for the partitions it owns: no queue
 	// group, the CLI merges the answers.
 	if err := g.AddEndpoint("presence", micro.HandlerFunc(m.apiPresence), micro.WithEndpointSubject("presence"), micro.WithEndpointQueueGroupDisabled()); err != nil {

@@ -77,6 +77,9 @@ type Master struct {
 	jobs     *jobEngine
 	presence *presence
 	enroll   atomic.Pointer[enrollService]
+	// basket answers basket reads (basket.go), made on first use.
+	basketOnce sync.Once
+	basket     *basketReader
 	// watches tracks every JetStream watch above; /readyz fails while one
 	// is blind.
 	watches          *kvwatch.Monitor

@@ -30,6 +30,10 @@
 //	file.read     {path, max_bytes}            -> *FileContent
 //	facts.get     {path}                       -> facts, optionally narrowed ("os:id")
 //	facts.refresh                              -> freshly collected facts
+//	network.ipv4  {interface, loopback}        -> the host's IPv4 addresses
+//	network.ipv6  {interface, loopback}        -> the host's IPv6 addresses
+//	network.interfaces                         -> []Interface
+//	basket.get    {target, name, kind}         -> entry name of the peels target selects, by id
 package funcs
 
 import (
@@ -69,6 +73,9 @@ type Env struct {
 	// MaxOutput caps captured stdout/stderr (per stream) and file.read in
 	// bytes. DefaultMaxOutput is used when it is zero or negative.
 	MaxOutput int
+	// Basket reads basket entry name of the peels a target of kind ("" a
+	// glob) selects, by peel id (basket.get). May be nil.
+	Basket func(ctx context.Context, kind, target, name string) (map[string]any, error)
 }
 
 func (e *Env) maxOutput() int {
@@ -118,6 +125,10 @@ func NewRegistry() *Registry {
 	r.Register("file.read", fileRead)
 	r.Register("facts.get", factsGet)
 	r.Register("facts.refresh", factsRefresh)
+	r.Register("network.ipv4", networkIPv4)
+	r.Register("network.ipv6", networkIPv6)
+	r.Register("network.interfaces", networkInterfaces)
+	r.Register("basket.get", basketGet)
 	return r
 }
 
