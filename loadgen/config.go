@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/simfleet"
+	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -119,7 +120,7 @@ func DefaultConfig() Config {
 		Masters:     1,
 		Latency:     simfleet.Fixed(0),
 		KillLatency: simfleet.Uniform(1*time.Second, 3*time.Second),
-		Partitions:  64,
+		Partitions:  shard.DefaultPartitions,
 		Target:      "*",
 		JobTimeout:  60 * time.Second,
 		LogLevel:    "error",

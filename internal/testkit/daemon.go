@@ -49,10 +49,10 @@ func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 // Err is what Run returned (valid once Exited is closed).
 func (d *Daemon) Err() error { return d.err }
 
-// WaitReady waits until ready holds. It fails the test when the daemon stops
+// AwaitReady waits until ready holds. It fails the test when the daemon stops
 // first, or when within (a hang guard) passes: then with every goroutine's
 // stack, which shows what the daemon waits for.
-func (d *Daemon) WaitReady(t testing.TB, within time.Duration, ready func() bool) {
+func (d *Daemon) AwaitReady(t testing.TB, within time.Duration, ready func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !ready() {

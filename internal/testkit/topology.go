@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
@@ -17,7 +18,7 @@ import (
 func Topology(t testing.TB, kind string, o topology.Options) *topology.Topology {
 	t.Helper()
 	o.Dir = t.TempDir()
-	src, dst := shard.PartitionMapping(shard.DefaultPartitions)
+	src, dst := names.PartitionMapping(shard.DefaultPartitions)
 	o.Mappings = map[string]string{src: dst}
 	start := map[string]func(topology.Options) (*topology.Topology, error){
 		"cluster":      topology.StartCluster,

@@ -64,6 +64,6 @@ func StartWith(t testing.TB, cfg master.Config, opts master.Options) *Handle {
 	h := &Handle{Master: m, Daemon: testkit.RunDaemon(t, "master "+cfg.ID, m.Run)}
 	// Generous: a fresh R3 cluster on a loaded 2-core CI machine creates ten
 	// replicated streams before the master can join.
-	h.WaitReady(t, 90*time.Second, m.Ready)
+	h.AwaitReady(t, 90*time.Second, m.Ready)
 	return h
 }

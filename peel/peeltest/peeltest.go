@@ -65,7 +65,7 @@ func launch(t testing.TB, cfg peel.Config, opts peel.Options) *Handle {
 // within), failing the test if it stops first.
 func (h *Handle) WaitReady(t testing.TB, within time.Duration) {
 	t.Helper()
-	h.Daemon.WaitReady(t, within, h.Ready)
+	h.AwaitReady(t, within, h.Ready)
 }
 
 // SecureConfig returns a peel config for tests against the operator-mode
