@@ -33,6 +33,7 @@ import (
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
+	"github.com/zester-io/zester/peel/state"
 	"github.com/zester-io/zester/shard"
 )
 
@@ -82,6 +83,8 @@ type Peel struct {
 	// accepted job ids across restarts (seen.go).
 	trust    *trust
 	jobsSeen *seenSet
+	// sched runs the schedule entries (schedule.go).
+	sched *scheduler
 
 	factsMu   sync.Mutex
 	lastFacts map[string]any
@@ -110,7 +113,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		opts.Metrics = metrics.NewSet()
 	}
 	if opts.Registry == nil {
-		opts.Registry = funcs.NewRegistry()
+		opts.Registry = defaultRegistry(cfg, opts.Logger)
 	}
 	sp, err := openSpool(filepath.Join(cfg.DataDir, "spool"), cfg.SpoolMax)
 	if err != nil {
@@ -141,9 +144,20 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	}
 	p.partitions.Store(int32(cfg.Partitions))
 	p.met = newPeelMetrics(opts.Metrics, p)
+	if p.sched, err = newScheduler(p); err != nil {
+		return nil, err
+	}
 	p.beats = opts.Metrics.NewCounter(`zester_peel_beats_total`)
 	p.beatErrors = opts.Metrics.NewCounter(`zester_peel_beat_errors_total`)
 	return p, nil
+}
+
+// defaultRegistry is the peel's functions when Options.Registry is nil;
+// --check checks schedule entries against the same set.
+func defaultRegistry(cfg Config, log *slog.Logger) *funcs.Registry {
+	r := funcs.NewRegistry()
+	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	return r
 }
 
 // ID is the peel's id.
@@ -275,6 +289,8 @@ func (p *Peel) Run(ctx context.Context) error {
 	p.wg.Add(2)
 	go func() { defer p.wg.Done(); p.credsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.basketLoop(ctx) }()
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.sched.run(ctx) }()
 	p.log.Info("peel running", "url", cs.url(), "partition", p.partition(), "instance", p.instance)
 	<-ctx.Done()
 	p.ready.Store(false)
@@ -533,15 +549,27 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	env := p.jobEnv()
-	start := time.Now()
-	res, err := p.reg.Run(ctx, env, d.Function, d.Args)
-	p.met.jobsRun.Inc()
-	ret := &wire.Return{JID: d.JID, Peel: p.cfg.ID, Function: d.Function, Started: start.UTC(), Duration: wire.Duration(time.Since(start))}
+	ret := p.execute(ctx, d.Function, d.Args)
+	ret.JID = d.JID
 	// A function that ends after the deadline has a real result, but the
 	// masters may have stopped waiting: mark it, so that it is shown as
 	// late rather than as a kill or a missing peel.
 	ret.Late = !d.Deadline.IsZero() && time.Now().After(d.Deadline)
+	if !ret.Success {
+		p.met.jobsFailed.Inc()
+	}
+	p.deliver(ret)
+}
+
+// execute runs one function through the registry and makes its return: the
+// one path of a dispatched job and of a scheduled run (schedule.go), so
+// both judge success alike.
+func (p *Peel) execute(ctx context.Context, fn string, args json.RawMessage) *wire.Return {
+	env := p.jobEnv()
+	start := time.Now()
+	res, err := p.reg.Run(ctx, env, fn, args)
+	p.met.jobsRun.Inc()
+	ret := &wire.Return{Peel: p.cfg.ID, Function: fn, Started: start.UTC(), Duration: wire.Duration(time.Since(start))}
 	if err != nil {
 		var fe *funcs.Error
 		if errors.As(err, &fe) {
@@ -559,6 +587,10 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		ret.Result = b
 		// A command that exits non-zero or is killed is a failed job, as
 		// Salt's retcode makes it; its output stays in the return.
+		if sr, ok := res.(state.Return); ok && sr.Failed() {
+			ret.Success = false
+			ret.Error = &wire.Error{Code: state.CodeFailed, Msg: "one or more states failed"}
+		}
 		if cr, ok := res.(*funcs.CmdResult); ok && (cr.Retcode != 0 || cr.TimedOut) {
 			ret.Success = false
 			msg := fmt.Sprintf("command exited with status %d", cr.Retcode)
@@ -568,10 +600,7 @@ func (p *Peel) runJob(d wire.Dispatch) {
 			ret.Error = &wire.Error{Code: "retcode", Msg: msg}
 		}
 	}
-	if !ret.Success {
-		p.met.jobsFailed.Inc()
-	}
-	p.deliver(ret)
+	return ret
 }
 
 // deliver stores a return, or spools it when NATS is out of reach.

@@ -75,6 +75,25 @@ func (a *app) resolveLocal(ctx context.Context, expr target.Expr) ([]string, err
 	return ids, nil
 }
 
+// resolveTarget parses a target with the masters' node groups and resolves
+// it against the facts bucket (resolveLocal); a target that matches no
+// known peel is an error (exit 2).
+func (a *app) resolveTarget(ctx context.Context, t wire.Target) ([]string, wire.Info, error) {
+	info := a.info(ctx)
+	expr, err := target.Parse(target.Kind(t.Kind), t.Expr, target.Options{Nodegroups: info.Nodegroups})
+	if err != nil {
+		return nil, info, withCode(ExitError, err)
+	}
+	ids, err := a.resolveLocal(ctx, expr)
+	if err != nil {
+		return nil, info, err
+	}
+	if len(ids) == 0 {
+		return nil, info, withCode(ExitMissing, fmt.Errorf("target %q matches no known peel", t.Expr))
+	}
+	return ids, info, nil
+}
+
 // runBatch runs the job as a rolling batch over the resolved peels: at most
 // N peels have the job at any time. The peels go out in slices of about N/4
 // (each slice one job, so the master still names every peel that did not
@@ -86,17 +105,9 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	if _, err := parseBatch(f.batch, 1); err != nil {
 		return withCode(ExitError, err)
 	}
-	info := a.info(ctx)
-	expr, err := target.Parse(target.Kind(req.Target.Kind), req.Target.Expr, target.Options{Nodegroups: info.Nodegroups})
-	if err != nil {
-		return withCode(ExitError, err)
-	}
-	ids, err := a.resolveLocal(ctx, expr)
+	ids, _, err := a.resolveTarget(ctx, req.Target)
 	if err != nil {
 		return err
-	}
-	if len(ids) == 0 {
-		return withCode(ExitMissing, fmt.Errorf("target %q matches no known peel", req.Target.Expr))
 	}
 	n, err := parseBatch(f.batch, len(ids))
 	if err != nil {
