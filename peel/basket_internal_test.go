@@ -7,25 +7,21 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master/mastertest"
-	"github.com/zester-io/zester/topology"
 )
 
 // basketLookup, what the peel's settings renderer calls for {{ basket }},
 // reads another peel's entry through a master, by a compound target.
 func TestPeel_BasketLookup(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testkit.Server(t)
 	mastertest.Start(t, mastertest.Config("m1", s.ClientURL()))
 	start := func(id string, basket map[string]BasketSpec) *Peel {
 		cfg := DefaultConfig()
 		cfg.ID, cfg.HTTP, cfg.DataDir, cfg.Insecure = id, "", t.TempDir(), true
 		cfg.NATS.URL = config.URLs{s.ClientURL()}
 		cfg.Basket = basket
-		p, err := New(cfg, Options{NoHTTP: true, Logger: mastertest.Logger()})
+		p, err := New(cfg, Options{NoHTTP: true, Logger: testkit.Logger()})
 		if err != nil {
 			t.Fatal(err)
 		}

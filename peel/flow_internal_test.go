@@ -7,19 +7,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/topology"
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 // A fact publish nobody acknowledges (the stream is behind) widens the
 // spread of the peel's republishes; once the store takes its facts the
 // window narrows again.
 func TestPeel_UnansweredFacts_WidenSpread(t *testing.T) {
-	s, nc := serverConn(t)
+	s := testkit.Server(t)
+	nc := testkit.Connect(t, s.ClientURL())
 	// A subscriber that never answers stands for a stream too busy to ack.
 	silent, err := nc.SubscribeSync(names.KVSubjectPrefix(names.BucketFacts) + ">")
 	if err != nil {
@@ -39,12 +39,9 @@ func TestPeel_UnansweredFacts_WidenSpread(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- p.Run(ctx) }()
 	defer func() { cancel(); <-exited }()
-	for p.spread.Window() <= reconnectFactsSpread {
-		if ctx.Err() != nil {
-			t.Fatalf("spread window still %v after unanswered fact publishes", p.spread.Window())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the spread window widened by unanswered fact publishes", 60*time.Second, func() bool {
+		return p.spread.Window() > reconnectFactsSpread
+	})
 	widened := p.spread.Window()
 	silent.Unsubscribe()
 	js, _ := jetstream.New(nc)
@@ -52,29 +49,8 @@ func TestPeel_UnansweredFacts_WidenSpread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := kv.Get(ctx, "spread1"); err == nil && p.spread.Window() < widened {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("facts not stored, or spread window %v not narrowed from %v", p.spread.Window(), widened)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// serverConn starts a server and connects to it.
-func serverConn(t *testing.T) (*topology.Server, *nats.Conn) {
-	t.Helper()
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return s, nc
+	testkit.Eventually(t, "facts stored and the spread window narrowed again", 60*time.Second, func() bool {
+		_, err := kv.Get(ctx, "spread1")
+		return err == nil && p.spread.Window() < widened
+	})
 }

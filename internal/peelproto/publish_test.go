@@ -9,6 +9,7 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 )
 
@@ -17,7 +18,8 @@ import (
 // then stored exactly once; publishing it again counts as sent and stores
 // nothing more.
 func TestPublishReturn_RetriesUntilStoredOnce(t *testing.T) {
-	nc, js := serverConn(t, nil)
+	s := testkit.Server(t)
+	nc, js := testkit.ConnectJS(t, s.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard
 	defer cancel()
 

@@ -1,4 +1,4 @@
-package peel_test
+package e2e
 
 import (
 	"context"

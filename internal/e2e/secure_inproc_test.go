@@ -1,10 +1,14 @@
-package master_test
+package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,33 +21,76 @@ import (
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
 	"github.com/zester-io/zester/internal/sig"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/peeltest"
+	"github.com/zester-io/zester/shard"
 )
 
-// apiFixture: a secure master, two secure peels, the admin's connection (it
-// may publish anything, so it can deliver requests signed by others: the
-// master's own checks are what is tested, not the NATS permissions).
-type apiFixture struct {
+// secureFleet is the secure default in process: a PKI, an operator-mode
+// server, a master with pki_dir, secure peels, and a connection with the
+// admin's credentials. That connection has full rights: it can publish on
+// the job subjects, which is what an attacker on a leaf node or a
+// misconfigured grant would have, and it can deliver requests signed by
+// others, so the daemons' own checks are what is tested, not the NATS
+// permissions.
+type secureFleet struct {
 	s     *mastertest.Secure
 	admin *pkitest.Conn
 	js    jetstream.JetStream
+	sign  *sig.Signer // the admin's key, for API requests
 }
 
-func startAPIFixture(t *testing.T, peels ...string) *apiFixture {
+// startSecureFleet starts the server, one master and secure peels with ids.
+func startSecureFleet(t *testing.T, peels ...string) *secureFleet {
 	t.Helper()
 	s := mastertest.StartSecure(t)
 	mastertest.Start(t, s.Config("m1"))
 	for _, id := range peels {
-		peeltest.Start(t, peeltest.SecureConfig(t, s, id))
+		peeltest.Start(t, peeltest.SecureConfig(t, s.Secure, id))
 	}
-	admin := pkitest.Connect(t, s.URL, pki.CredsInboxPrefix(s.AdminCreds()), nats.UserCredentials(s.AdminCreds()))
-	return &apiFixture{s: s, admin: admin, js: admin.JS}
+	return adminOf(t, s, pkitest.Connect(t, s.URL, pki.CredsInboxPrefix(s.AdminCreds()), nats.UserCredentials(s.AdminCreds())))
 }
 
-func (f *apiFixture) signer(t *testing.T, spec pki.UserSpec) *sig.Signer {
+// adminOf is the fleet of s seen through admin, a connection with the
+// admin's credentials.
+func adminOf(t *testing.T, s *mastertest.Secure, admin *pkitest.Conn) *secureFleet {
+	t.Helper()
+	signer, err := sig.LoadSigner(s.AdminCreds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &secureFleet{s: s, admin: admin, js: admin.JS, sign: signer}
+}
+
+// startPeel runs a secure peel with its HTTP endpoint on (its /metrics is
+// how the refusals are read).
+func (f *secureFleet) startPeel(t *testing.T, cfg peel.Config) *peeltest.Handle {
+	t.Helper()
+	cfg.HTTP = "127.0.0.1:0"
+	return peeltest.Start(t, cfg)
+}
+
+// run submits a job with a request signed by the admin's key.
+func (f *secureFleet) run(t *testing.T, r wire.RunRequest) string {
+	t.Helper()
+	code, detail, jid := f.call(t, f.sign, r)
+	if jid == "" {
+		t.Fatalf("job.run: %s %s", code, detail)
+	}
+	return jid
+}
+
+// job waits until jid is final.
+func (f *secureFleet) job(t *testing.T, jid string) wire.Job {
+	t.Helper()
+	return waitJob(t, f.js, jid, pkitest.HangGuard)
+}
+
+func (f *secureFleet) signer(t *testing.T, spec pki.UserSpec) *sig.Signer {
 	t.Helper()
 	s, err := sig.LoadSigner(f.s.UserCreds(t, spec))
 	if err != nil {
@@ -54,7 +101,7 @@ func (f *apiFixture) signer(t *testing.T, spec pki.UserSpec) *sig.Signer {
 
 // call sends a job.run request signed by s (unsigned when s is nil) and
 // returns the answer's error code ("" on success) and the job id.
-func (f *apiFixture) call(t *testing.T, s *sig.Signer, r wire.RunRequest) (code, detail, jid string) {
+func (f *secureFleet) call(t *testing.T, s *sig.Signer, r wire.RunRequest) (code, detail, jid string) {
 	t.Helper()
 	b, _ := json.Marshal(r)
 	m := &nats.Msg{Subject: names.APISubject("job.run"), Data: b}
@@ -66,7 +113,7 @@ func (f *apiFixture) call(t *testing.T, s *sig.Signer, r wire.RunRequest) (code,
 	return f.send(t, m)
 }
 
-func (f *apiFixture) send(t *testing.T, m *nats.Msg) (code, detail, jid string) {
+func (f *secureFleet) send(t *testing.T, m *nats.Msg) (code, detail, jid string) {
 	t.Helper()
 	resp, err := f.admin.RequestMsg(m, pkitest.HangGuard)
 	if err != nil {
@@ -80,33 +127,12 @@ func (f *apiFixture) send(t *testing.T, m *nats.Msg) (code, detail, jid string) 
 	return "", "", rr.JID
 }
 
-func (f *apiFixture) job(t *testing.T, jid string) wire.Job {
-	t.Helper()
-	kv, err := f.js.KeyValue(pkitest.Ctx(t), names.BucketJobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(pkitest.HangGuard)
-	for {
-		if e, err := kv.Get(pkitest.Ctx(t), names.JobKey(jid)); err == nil {
-			var j wire.Job
-			if json.Unmarshal(e.Value(), &j) == nil && wire.Final(j.Status) {
-				return j
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s not final", jid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 var ping = wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)}
 
 // The master runs a job only for a caller whose signature and role it
 // verified, within the caller's limits, and records that caller.
 func TestSecureAPI_RolesLimitsAndIdentity(t *testing.T) {
-	f := startAPIFixture(t, "web1.example.com", "db1")
+	f := startSecureFleet(t, "web1.example.com", "db1")
 	operator := f.signer(t, pki.UserSpec{Name: "alice", Role: pki.RoleOperator})
 	limited := f.signer(t, pki.UserSpec{Name: "bob", Role: pki.RoleOperator, Targets: []string{"web*"}, Functions: []string{"test.*"}})
 	readonly := f.signer(t, pki.UserSpec{Name: "carol", Role: pki.RoleReadonly})
@@ -166,7 +192,7 @@ func TestSecureAPI_RolesLimitsAndIdentity(t *testing.T) {
 // A signed request is good once, inside its time window, while its
 // credentials are not revoked.
 func TestSecureAPI_ReplayStaleAndRevoked(t *testing.T) {
-	f := startAPIFixture(t)
+	f := startSecureFleet(t)
 	dave := f.signer(t, pki.UserSpec{Name: "dave", Role: pki.RoleOperator})
 	b, _ := json.Marshal(wire.RunRequest{Target: wire.Target{Expr: "nobody"}, Function: "test.ping"})
 	m := &nats.Msg{Subject: names.APISubject("job.run"), Data: b}
@@ -207,7 +233,7 @@ func TestSecureAPI_ReplayStaleAndRevoked(t *testing.T) {
 // key as the reply of an info request does not get the master to write
 // there.
 func TestSecureAPI_ReplyMustBeAnInbox(t *testing.T) {
-	f := startAPIFixture(t, "web1.example.com", "db1")
+	f := startSecureFleet(t, "web1.example.com", "db1")
 	kv, err := f.js.KeyValue(pkitest.Ctx(t), names.BucketFacts)
 	if err != nil {
 		t.Fatal(err)
@@ -234,16 +260,22 @@ func TestSecureAPI_ReplyMustBeAnInbox(t *testing.T) {
 	}
 }
 
-// An embedded master with an empty pki_dir creates the PKI, logs where the
-// admin's credentials are, and serves no unauthenticated client; its own
-// peels connect with credentials from it.
-func TestSecure_EmbeddedCreatesPKIAndRefusesAnonymous(t *testing.T) {
-	dir := t.TempDir()
+// embeddedConfig is a secure master with its embedded server on a random
+// loopback port, its store and an empty pki_dir under dir.
+func embeddedConfig(dir string) master.Config {
 	cfg := master.DefaultConfig()
 	cfg.ID, cfg.HTTP = "m1", ""
 	cfg.PKIDir = filepath.Join(dir, "pki")
 	cfg.NATS.Embedded.Listen, cfg.NATS.Embedded.Monitor = "127.0.0.1:-1", ""
 	cfg.NATS.Embedded.StoreDir = filepath.Join(dir, "nats")
+	return cfg
+}
+
+// An embedded master with an empty pki_dir creates the PKI, logs where the
+// admin's credentials are, and serves no unauthenticated client; its own
+// peels connect with credentials from it.
+func TestSecure_EmbeddedCreatesPKIAndRefusesAnonymous(t *testing.T) {
+	cfg := embeddedConfig(t.TempDir())
 	h := mastertest.Start(t, cfg)
 	if _, err := os.Stat(filepath.Join(cfg.PKIDir, pki.FileAdminCreds)); err != nil {
 		t.Fatalf("admin.creds: %v", err)
@@ -252,19 +284,11 @@ func TestSecure_EmbeddedCreatesPKIAndRefusesAnonymous(t *testing.T) {
 	if _, err := pkitest.Dial(url, ""); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
 		t.Fatalf("anonymous client: %v", err)
 	}
-	s := &mastertest.Secure{Dir: cfg.PKIDir, URL: url}
-	if s.PKI, _ = pki.Load(cfg.PKIDir); s.PKI == nil {
-		t.Fatal("pki.Load")
-	}
-	peeltest.Start(t, peeltest.SecureConfig(t, s, "web1"))
+	s := &mastertest.Secure{Secure: testkit.LoadSecure(t, cfg.PKIDir, url)}
+	peeltest.Start(t, peeltest.SecureConfig(t, s.Secure, "web1"))
 	admin := pkitest.Connect(t, url, pki.CredsInboxPrefix(s.AdminCreds()), nats.UserCredentials(s.AdminCreds()))
-	f := &apiFixture{s: s, admin: admin, js: admin.JS}
-	signer, err := sig.LoadSigner(s.AdminCreds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, jid := f.call(t, signer, ping)
-	if j := f.job(t, jid); j.Status != wire.StatusDone || j.Returned != 1 {
+	f := adminOf(t, s, admin)
+	if j := f.job(t, f.run(t, ping)); j.Status != wire.StatusDone || j.Returned != 1 {
 		t.Fatalf("job: %+v", j)
 	}
 	// A second start loads the same PKI (the admin's credentials still work).
@@ -284,21 +308,13 @@ func TestSecure_TLS_EmbeddedServerAndPeel(t *testing.T) {
 	if _, err := pki.InitTLS(tlsDir, []string{"127.0.0.1", "localhost"}, 0); err != nil {
 		t.Fatal(err)
 	}
-	cfg := master.DefaultConfig()
-	cfg.ID, cfg.HTTP = "m1", ""
-	cfg.PKIDir = filepath.Join(dir, "pki")
-	cfg.NATS.Embedded.Listen, cfg.NATS.Embedded.Monitor = "127.0.0.1:-1", ""
-	cfg.NATS.Embedded.StoreDir = filepath.Join(dir, "nats")
+	cfg := embeddedConfig(dir)
 	cfg.TLS.Dir, cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key = tlsDir, pki.FileCA, pki.FileServerCert, pki.FileServerKey
 	cfg.TLS.VerifyClients = true
 	h := mastertest.Start(t, cfg)
 	url := h.Embedded().ClientURL()
-	s := &mastertest.Secure{Dir: cfg.PKIDir, URL: url}
-	var err error
-	if s.PKI, err = pki.Load(cfg.PKIDir); err != nil {
-		t.Fatal(err)
-	}
-	pc := peeltest.SecureConfig(t, s, "web1")
+	s := &mastertest.Secure{Secure: testkit.LoadSecure(t, cfg.PKIDir, url)}
+	pc := peeltest.SecureConfig(t, s.Secure, "web1")
 	pc.TLS.Dir, pc.TLS.CA, pc.TLS.Cert, pc.TLS.Key = tlsDir, pki.FileCA, pki.FileClientCert, pki.FileClientKey
 	peeltest.Start(t, pc)
 
@@ -314,13 +330,8 @@ func TestSecure_TLS_EmbeddedServerAndPeel(t *testing.T) {
 	if !c.TLSRequired() {
 		t.Fatal("connection without TLS")
 	}
-	f := &apiFixture{s: s, admin: c, js: c.JS}
-	signer, err := sig.LoadSigner(s.AdminCreds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, jid := f.call(t, signer, ping)
-	if j := f.job(t, jid); j.Status != wire.StatusDone || j.Returned != 1 {
+	f := adminOf(t, s, c)
+	if j := f.job(t, f.run(t, ping)); j.Status != wire.StatusDone || j.Returned != 1 {
 		t.Fatalf("job over TLS: %+v", j)
 	}
 }
@@ -329,18 +340,14 @@ func TestSecure_TLS_EmbeddedServerAndPeel(t *testing.T) {
 // whose body names another peel gets a failure counted, never a success
 // for anyone, and the refusal is an event.
 func TestSecure_ReturnNamingAnotherPeelRefused(t *testing.T) {
-	f := startAPIFixture(t)
+	f := startSecureFleet(t)
 	const id = "mallory"
-	cfg := peeltest.SecureConfig(t, f.s, id)
+	cfg := peeltest.SecureConfig(t, f.s.Secure, id)
 	peeltest.Start(t, cfg)
 	// A second connection with the peel's own credentials (the peel is
 	// compromised): it may write only its own keys.
 	c := pkitest.Connect(t, f.s.URL, pki.CredsInboxPrefix(cfg.NATS.Creds), nats.UserCredentials(cfg.NATS.Creds))
-	signer, err := sig.LoadSigner(f.s.AdminCreds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, jid := f.call(t, signer, wire.RunRequest{Target: wire.Target{Expr: id}, Function: "test.sleep", Args: json.RawMessage(`{"seconds":2}`), Timeout: wire.Duration(30 * time.Second)})
+	jid := f.run(t, wire.RunRequest{Target: wire.Target{Expr: id}, Function: "test.sleep", Args: json.RawMessage(`{"seconds":2}`), Timeout: wire.Duration(30 * time.Second)})
 	forged, _ := json.Marshal(wire.Return{JID: jid, Peel: "web1.example.com", Function: "test.sleep", Success: true})
 	m := &nats.Msg{Subject: names.ReturnSubjectPrefix + names.ReturnKey(jid, id), Data: forged, Header: nats.Header{}}
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
@@ -360,4 +367,214 @@ func TestSecure_ReturnNamingAnotherPeelRefused(t *testing.T) {
 	if err != nil || !strings.Contains(string(ev.Data()), `names peel \"web1.example.com\"`) {
 		t.Fatalf("return-refused event: %v %s", err, ev.Data())
 	}
+}
+
+// metric reads one sample of a peel's /metrics (0 when absent).
+func metric(t *testing.T, p *peeltest.Handle, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+func waitMetric(t *testing.T, p *peeltest.Handle, name string, atLeast float64) {
+	t.Helper()
+	testkit.Eventually(t, fmt.Sprintf("%s at %v", name, atLeast), pkitest.HangGuard, func() bool { return metric(t, p, name) >= atLeast })
+}
+
+func refused(reason string) string {
+	return fmt.Sprintf(`zester_peel_dispatch_refused_total{reason=%q}`, reason)
+}
+
+// lineCount counts the lines of a file (0 when missing).
+func lineCount(path string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), "\n")
+}
+
+// A signed job runs once. A forged dispatch (unsigned, or signed but
+// altered, or by a key that is not a master's) and a replay of the real one,
+// before and after the peel restarts, are refused: the command never runs
+// again, each refusal is counted by reason and reported in job-events.
+func TestSecure_Dispatch_SignedRunsOnce_ForgedAndReplayedRefused(t *testing.T) {
+	f := startSecureFleet(t)
+	const id = "web1.example.com"
+	cfg := peeltest.SecureConfig(t, f.s.Secure, id)
+	p := f.startPeel(t, cfg)
+	part := shard.Partition(id, shard.DefaultPartitions)
+	ctx := pkitest.Ctx(t)
+
+	// Record what the master sends to the partition, and the events.
+	dispatches, err := f.admin.SubscribeSync(names.JobSubject(part))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.admin.Flush()
+	marker := filepath.Join(t.TempDir(), "ran")
+	jid := f.run(t, wire.RunRequest{Target: wire.Target{Expr: id}, Function: "cmd.run",
+		Args: json.RawMessage(fmt.Sprintf(`["echo ran >> %s"]`, marker)), Timeout: wire.Duration(60 * time.Second)})
+	j := waitJob(t, f.js, jid, pkitest.HangGuard)
+	if j.Status != wire.StatusDone || j.Returned != 1 || lineCount(marker) != 1 {
+		t.Fatalf("signed job: %+v, marker lines %d", j, lineCount(marker))
+	}
+	// Who asked is the admin's verified identity, not what a client typed.
+	adminKey := f.sign.Key()
+	if j.Requester != "admin" || j.RequesterKey != adminKey || j.RequesterRole != "admin" || j.Claimed != "" {
+		t.Fatalf("requester %q key %q role %q claimed %q", j.Requester, j.RequesterKey, j.RequesterRole, j.Claimed)
+	}
+	real, err := dispatches.NextMsg(pkitest.HangGuard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if real.Header.Get(sig.HeaderSig) == "" {
+		t.Fatalf("the master's dispatch is not signed: %v", real.Header)
+	}
+
+	// Forged: unsigned, with a fresh job id, running the marker command.
+	forge := func(jid string, mutate func(*nats.Msg)) {
+		t.Helper()
+		d := wire.Dispatch{JID: jid, Function: "cmd.run", Args: json.RawMessage(fmt.Sprintf(`["echo forged >> %s"]`, marker)),
+			Peels: []string{id}, Deadline: time.Now().Add(time.Minute)}
+		b, _ := json.Marshal(d)
+		m := &nats.Msg{Subject: names.JobSubject(part), Data: b, Header: nats.Header{}}
+		mutate(m)
+		if err := f.admin.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forge("20260101000000000001", func(*nats.Msg) {})
+	waitMetric(t, p, refused("unsigned"), 1)
+	// Signed by the master, then altered: the real signature over other bytes.
+	forge("20260101000000000002", func(m *nats.Msg) {
+		for _, h := range []string{sig.HeaderSigner, sig.HeaderSig, sig.HeaderTime} {
+			m.Header.Set(h, real.Header.Get(h))
+		}
+	})
+	waitMetric(t, p, refused("bad_signature"), 1)
+	// Signed correctly, but by the admin: not a master.
+	forge("20260101000000000003", func(m *nats.Msg) {
+		if err := f.sign.Sign(sig.Dispatch, m, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitMetric(t, p, refused("role"), 1)
+	// Signed by the master's key but past its deadline, or with none.
+	master, err := sig.LoadSigner(f.s.PKI.MasterCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		jid      string
+		deadline time.Time
+		reason   string
+	}{{"20260101000000000004", time.Now().Add(-time.Second), "past_deadline"}, {"20260101000000000005", time.Time{}, "no_deadline"}} {
+		d := wire.Dispatch{JID: c.jid, Function: "cmd.run", Args: json.RawMessage(fmt.Sprintf(`["echo late >> %s"]`, marker)),
+			All: true, Deadline: c.deadline}
+		b, _ := json.Marshal(d)
+		m := &nats.Msg{Subject: names.JobSubject(part), Data: b}
+		if err := master.Sign(sig.Dispatch, m, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		f.admin.PublishMsg(m)
+		waitMetric(t, p, refused(c.reason), 1)
+	}
+
+	// Replays of the real dispatch, byte for byte: while the peel runs, and
+	// after it restarted on the same data_dir.
+	replay := func() {
+		t.Helper()
+		if err := f.admin.PublishMsg(&nats.Msg{Subject: real.Subject, Data: real.Data, Header: real.Header}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dup := metric(t, p, "zester_peel_duplicate_dispatch_total")
+	replay()
+	waitMetric(t, p, "zester_peel_duplicate_dispatch_total", dup+1)
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The store's copy of the return is gone, so only the seen set can
+	// refuse the replay after the restart.
+	kvR, err := f.js.KeyValue(ctx, names.BucketJobReturns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kvR.Purge(ctx, names.ReturnKey(jid, id)); err != nil {
+		t.Fatal(err)
+	}
+	p = f.startPeel(t, cfg)
+	replay()
+	waitMetric(t, p, "zester_peel_duplicate_dispatch_total", 1)
+	if n := lineCount(marker); n != 1 {
+		t.Fatalf("the marker command ran %d times, want once", n)
+	}
+
+	// Every refusal reason was reported in job-events by the peel.
+	cons, err := f.js.OrderedConsumer(ctx, names.StreamJobEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{names.PeelEventSubject(id, "dispatch-refused")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"unsigned": false, "bad_signature": false, "role": false, "past_deadline": false, "no_deadline": false}
+	deadline := time.Now().Add(pkitest.HangGuard)
+	for missing := len(want); missing > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("refusal events: %v", want)
+		}
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			continue
+		}
+		var ev wire.Event
+		json.Unmarshal(m.Data(), &ev)
+		for r, seen := range want {
+			if !seen && ev.Peel == id && strings.Contains(ev.Detail, "reason="+r+" ") {
+				want[r] = true
+				missing--
+			}
+		}
+	}
+}
+
+// Control messages act only when a master signed them, recently.
+func TestSecure_Control_SignedOnly(t *testing.T) {
+	f := startSecureFleet(t)
+	const id = "db1"
+	p := f.startPeel(t, peeltest.SecureConfig(t, f.s.Secure, id))
+	part := shard.Partition(id, shard.DefaultPartitions)
+	master, err := sig.LoadSigner(f.s.PKI.MasterCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(wire.Control{Op: wire.ControlRepublishFacts, Peels: []string{id}})
+	send := func(sign func(*nats.Msg)) {
+		t.Helper()
+		m := &nats.Msg{Subject: names.ControlSubject(part), Data: body}
+		sign(m)
+		if err := f.admin.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const published = "zester_peel_fact_publishes_total"
+	waitMetric(t, p, published, 1)
+	before := metric(t, p, published)
+	send(func(*nats.Msg) {})
+	waitMetric(t, p, `zester_peel_control_refused_total{reason="unsigned"}`, 1)
+	send(func(m *nats.Msg) { master.Sign(sig.Control, m, time.Now().Add(-10*time.Minute)) })
+	waitMetric(t, p, `zester_peel_control_refused_total{reason="stale"}`, 1)
+	if got := metric(t, p, published); got != before {
+		t.Fatalf("facts published %v times after refused control messages", got-before)
+	}
+	send(func(m *nats.Msg) { master.Sign(sig.Control, m, time.Now()) })
+	waitMetric(t, p, published, before+1)
 }
