@@ -348,6 +348,25 @@ func TestSecure_ReturnNamingAnotherPeelRefused(t *testing.T) {
 	// compromised): it may write only its own keys.
 	c := pkitest.Connect(t, f.s.URL, pki.CredsInboxPrefix(cfg.NATS.Creds), nats.UserCredentials(cfg.NATS.Creds))
 	jid := f.run(t, wire.RunRequest{Target: wire.Target{Expr: id}, Function: "test.sleep", Args: json.RawMessage(`{"seconds":2}`), Timeout: wire.Duration(30 * time.Second)})
+	// Forge once the job's part is written, as a peel can answer only a
+	// dispatch: the master tracks the part's returns from before that
+	// write. (A return stored before the part exists is counted by the
+	// deadline's rescan, not at once.)
+	jobs, err := f.js.KeyValue(pkitest.Ctx(t), names.BucketJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the job's part written", pkitest.HangGuard, func() bool {
+		keys, err := jobs.ListKeysFiltered(pkitest.Ctx(t), names.JobPartFilter(jid))
+		if err != nil {
+			return false
+		}
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		return n > 0
+	})
 	forged, _ := json.Marshal(wire.Return{JID: jid, Peel: "web1.example.com", Function: "test.sleep", Success: true})
 	m := &nats.Msg{Subject: names.ReturnSubjectPrefix + names.ReturnKey(jid, id), Data: forged, Header: nats.Header{}}
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
