@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,12 @@ type Peel struct {
 	lastFacts map[string]any
 	wake      chan struct{}
 
+	// spread delays the facts republished after a reconnect; its window
+	// widens with the server's refusals (peelproto.Spreader). window paces
+	// the returns of concurrent jobs (peelproto.Window).
+	spread *peelproto.Spreader
+	window *peelproto.Window
+
 	// basket is what the peel publishes in the basket bucket (basket.go).
 	basket *basketState
 
@@ -129,6 +136,9 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
 		readied:  make(chan struct{}),
+
+		spread: peelproto.NewSpreader(reconnectFactsSpread, reconnectFactsMaxSpread),
+		window: peelproto.NewWindow(cfg.MaxConcurrentJobs, cfg.MaxConcurrentJobs),
 	}
 	if p.trust, err = newTrust(cfg, opts.Metrics); err != nil {
 		return nil, err
@@ -384,8 +394,15 @@ func (p *Peel) bye() {
 	}
 }
 
-// reconnectFactsJitter spreads the facts republished after a reconnect.
-const reconnectFactsJitter = 2 * time.Second
+// The facts republished after a reconnect wait a random delay in a window
+// that starts at reconnectFactsSpread and doubles with every refused,
+// unanswered or stalled fact publish up to reconnectFactsMaxSpread: a fleet
+// of 1,000,000 peels back from an outage thus offers 500,000 facts/s at first
+// and, while the server refuses, down to about 8,000/s.
+const (
+	reconnectFactsSpread    = 2 * time.Second
+	reconnectFactsMaxSpread = 2 * time.Minute
+)
 
 func notify(c chan struct{}) {
 	select {
@@ -450,7 +467,9 @@ func (p *Peel) onControl(msg *nats.Msg) {
 			return
 		}
 		p.log.Info("a master asked for the facts again (gone from the bucket or unreadable); republishing")
-		notify(p.wake)
+		// A rebuilt store asks the whole fleet at once: spread the answers
+		// as after a reconnect.
+		time.AfterFunc(p.spread.Delay(), func() { notify(p.wake) })
 		notify(p.basket.wake) // gone with the facts, most likely: checked, rewritten if so
 	case wire.ControlBeat:
 		// A master took over the partition and asks who is up; the random
@@ -482,7 +501,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 			// Republish facts (the store may have been rebuilt), after a
 			// random delay so that a fleet reconnecting at once does not
 			// publish all its facts in the same instant.
-			time.AfterFunc(time.Duration(rand.Int64N(int64(reconnectFactsJitter))), func() { notify(p.wake); notify(p.basket.wake) })
+			time.AfterFunc(p.spread.Delay(), func() { notify(p.wake); notify(p.basket.wake) })
 			retry.Reset()
 			p.flushSpool(ctx)
 		case <-t.C:
@@ -621,7 +640,7 @@ func (p *Peel) deliver(ret *wire.Return) {
 	// flush waits for the next tick.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := peelproto.PublishReturn(ctx, p.js, msg); err != nil {
+	if err := peelproto.PublishReturnPaced(ctx, p.js, msg, p.window); err != nil {
 		p.met.returnErrors.Inc()
 		p.log.Warn("return not stored; spooling", "jid", ret.JID, "err", err)
 		b, _ := json.Marshal(ret)
@@ -654,7 +673,7 @@ func (p *Peel) flushSpool(ctx context.Context) {
 			p.sp.remove(name)
 			continue
 		}
-		err = peelproto.PublishReturn(ctxTimeout(ctx, 5*time.Second), p.js, peelproto.ReturnMsgRaw(ret.JID, ret.Peel, ret.Success, b))
+		err = peelproto.PublishReturnPaced(ctxTimeout(ctx, 5*time.Second), p.js, peelproto.ReturnMsgRaw(ret.JID, ret.Peel, ret.Success, b), p.window)
 		if err != nil {
 			return
 		}
@@ -708,10 +727,18 @@ func (p *Peel) factsLoop(ctx context.Context) {
 		if err := p.publishFacts(ctx); err != nil {
 			p.met.factErrors.Inc()
 			p.log.Warn("facts", "err", err)
-			t.Reset(retry.Next())
+			d := retry.Next()
+			if peelproto.Overloaded(err) {
+				// The server is behind: widen the fleet's spread and wait
+				// a draw from it, not just the backoff.
+				p.spread.Refused()
+				d = max(d, p.spread.Delay())
+			}
+			t.Reset(d)
 			continue
 		}
 		retry.Reset()
+		p.spread.Calm()
 		p.ready.Store(true)
 		p.readyOnce.Do(func() { close(p.readied) })
 		t.Reset(p.cfg.FactsInterval.D())
@@ -734,13 +761,18 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	}
 	// A plain publish to its key: the peel binds no bucket, whose stream
 	// info would list every peel's key (docs/security.md).
-	if _, err := peelproto.PutKV(ctxTimeout(ctx, 5*time.Second), p.js, names.BucketFacts, names.FactsKey(p.cfg.ID), factcodec.Encode(doc)); err != nil {
+	if _, err := peelproto.PutKV(ctxTimeout(ctx, 5*time.Second), p.js, names.BucketFacts, names.FactsKey(p.cfg.ID), factcodec.EncodeOnce(doc)); err != nil {
 		return fmt.Errorf("publish facts: %w", err)
 	}
 	p.factsMu.Lock()
 	p.lastFacts = m
 	p.factsMu.Unlock()
 	p.met.factPublishes.Inc()
+	// The fact encoder's tables (about 8 MiB) are garbage now
+	// (factcodec.EncodeOnce): give them back to the OS at once rather than
+	// after the next GC at the scavenger's pace, so an idle peel stays small
+	// (docs/scaling.md, peel footprint). Once per facts interval.
+	debug.FreeOSMemory()
 	return nil
 }
 

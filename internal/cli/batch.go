@@ -15,6 +15,7 @@ import (
 
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/syncio"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -121,7 +122,7 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 
 	// Slices print concurrently: whole lines through one lock, and no
 	// per-job progress line (the batch keeps its own).
-	out := &lockedWriter{w: a.out}
+	out := syncio.NewWriter(a.out)
 	sub := *a
 	sub.out, sub.noProgress = out, true
 	progress := isTerminal(a.errOut) && !f.json
@@ -132,9 +133,9 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	done, inFlight := 0, 0
 	showProgress := func() {
 		if progress {
-			out.mu.Lock()
-			fmt.Fprintf(a.errOut, "\r\033[Kbatch of %d: %d/%d peels done, %d in flight", n, done, len(ids), inFlight)
-			out.mu.Unlock()
+			out.Locked(func() {
+				fmt.Fprintf(a.errOut, "\r\033[Kbatch of %d: %d/%d peels done, %d in flight", n, done, len(ids), inFlight)
+			})
 		}
 	}
 	start := time.Now()
@@ -189,7 +190,7 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 				total.Status = wire.StatusPartial
 			}
 			if f.json {
-				out.encode(map[string]any{"slice": k + 1, "summary": res})
+				encodeLine(out, map[string]any{"slice": k + 1, "summary": res})
 			}
 			showProgress()
 		}()
@@ -214,19 +215,9 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	return total.exit()
 }
 
-// lockedWriter serialises writes from concurrent slices.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (l *lockedWriter) encode(v any) {
+// encodeLine writes v as one JSON line in a single Write (whole, through a
+// syncio.Writer).
+func encodeLine(w io.Writer, v any) {
 	b, _ := json.Marshal(v)
-	l.Write(append(b, '\n'))
+	w.Write(append(b, '\n'))
 }

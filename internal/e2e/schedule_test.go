@@ -19,6 +19,7 @@ import (
 	"github.com/zester-io/zester/internal/cli"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
@@ -39,7 +40,7 @@ func zesterCLI(url string, args ...string) (int, string, string) {
 // not nil, its own registry.
 func startScheduledPeel(t *testing.T, cfg peel.Config, reg *funcs.Registry) (*peel.Peel, func()) {
 	t.Helper()
-	p, err := peel.New(cfg, peel.Options{Logger: mastertest.Logger().With("peel", cfg.ID), NoHTTP: true, Registry: reg})
+	p, err := peel.New(cfg, peel.Options{Logger: testkit.Logger().With("peel", cfg.ID), NoHTTP: true, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +321,7 @@ grow: {function: state.sls, interval: 200ms}
 func TestSchedule_Secure_PeelPublishesOperatorReads(t *testing.T) {
 	s := mastertest.StartSecure(t)
 	mastertest.Start(t, s.Config("m1"))
-	cfg := peeltest.SecureConfig(t, s, "web1")
+	cfg := peeltest.SecureConfig(t, s.Secure, "web1")
 	var err error
 	cfg.Schedule, err = peel.ParseSchedule("test", []byte("ping: {function: test.ping, interval: 1h}\n"))
 	if err != nil {

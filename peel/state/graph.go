@@ -22,7 +22,6 @@ type graph struct {
 	indeg               []int
 	errs                errList
 	preds               [][]edge // preds[i]: edges whose after is i
-	hasModule           map[string]bool
 }
 
 // buildGraph resolves every chunk's requisites into deps and returns the

@@ -85,7 +85,7 @@ web:
 	}
 	table := testTable()
 	// First run: the service starts (a change of its own): no restart.
-	r := apply(t, fsys, root, false, table, "web")
+	apply(t, fsys, root, false, table, "web")
 	if got := restarts(); got != 0 {
 		t.Fatalf("first run (service started by it) restarted %d times", got)
 	}
@@ -96,7 +96,7 @@ web:
 	if s := byID(t, test)["web"]; s.Status != mod.WouldChange || restarts() != 0 {
 		t.Errorf("test mode: web %v %q, restarts %d", s.Status, s.Comment, restarts())
 	}
-	r = apply(t, fsys, root, false, table, "web")
+	r := apply(t, fsys, root, false, table, "web")
 	if got := restarts(); got != 1 {
 		t.Errorf("two watched files changed: %d restarts, want 1", got)
 	}

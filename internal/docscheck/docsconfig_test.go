@@ -1,4 +1,6 @@
-package master_test
+// Package docscheck keeps the operator docs honest. It holds tests only and
+// sits above both daemons because docs/configuration.md documents both.
+package docscheck
 
 // These tests keep docs/configuration.md honest: every complete example in it
 // must be accepted by the daemons' own parsers, every key of master.Config and
@@ -20,7 +22,7 @@ import (
 	"github.com/zester-io/zester/peel"
 )
 
-const docsConfigPath = "../docs/configuration.md"
+const docsConfigPath = "../../docs/configuration.md"
 
 // docsConfigFile is configuration.md split into what the tests need.
 type docsConfigFile struct {
@@ -316,8 +318,8 @@ func TestDocs_ExampleFiles_Parse(t *testing.T) {
 		path  string
 		parse func([]byte) error
 	}{
-		{"../examples/master.yaml", func(b []byte) error { _, err := master.ParseConfig(b); return err }},
-		{"../examples/peel.yaml", func(b []byte) error { _, err := peel.ParseConfig(b); return err }},
+		{"../../examples/master.yaml", func(b []byte) error { _, err := master.ParseConfig(b); return err }},
+		{"../../examples/peel.yaml", func(b []byte) error { _, err := peel.ParseConfig(b); return err }},
 	} {
 		b, err := os.ReadFile(f.path)
 		if err != nil {

@@ -1,79 +1,30 @@
-package peel_test
+package e2e
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
-
-// serverAndMaster starts an in-process server and one master on it.
-func serverAndMaster(t *testing.T) (*topology.Server, string) {
-	t.Helper()
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	mastertest.Start(t, mastertest.Config("m1", s.ClientURL()))
-	return s, s.ClientURL()
-}
-
-func submit(t *testing.T, nc *nats.Conn, r wire.RunRequest) string {
-	t.Helper()
-	b, _ := json.Marshal(r)
-	msg, err := nc.Request(names.APISubject("job.run"), b, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var resp wire.RunResponse
-	if json.Unmarshal(msg.Data, &resp) != nil || resp.JID == "" {
-		t.Fatalf("job.run: %s", msg.Data)
-	}
-	return resp.JID
-}
-
-func waitJob(t *testing.T, js jetstream.JetStream, jid string, d time.Duration) wire.Job {
-	t.Helper()
-	return waitJobStatusFor(t, js, jid, d, "final", func(j wire.Job) bool { return wire.Final(j.Status) })
-}
-
-// waitJobStatus waits (hang guard 60 s) until the job record satisfies ok.
-func waitJobStatus(t *testing.T, js jetstream.JetStream, jid string, ok func(wire.Job) bool) wire.Job {
-	t.Helper()
-	return waitJobStatusFor(t, js, jid, 60*time.Second, "in the awaited state", ok)
-}
-
-func waitJobStatusFor(t *testing.T, js jetstream.JetStream, jid string, d time.Duration, what string, ok func(wire.Job) bool) wire.Job {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		kv, err := js.KeyValue(context.Background(), names.BucketJobs)
-		if err == nil {
-			if e, err := kv.Get(context.Background(), names.JobKey(jid)); err == nil {
-				var j wire.Job
-				if json.Unmarshal(e.Value(), &j) == nil && ok(j) {
-					return j
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("job %s not %s after %s", jid, what, d)
-	return wire.Job{}
-}
 
 // A peel cut off while a job runs keeps the return on disk, survives its own
 // restart, and delivers the return when NATS is back; the job completes.
@@ -95,17 +46,7 @@ func TestPeel_CutOff_SpoolsAcrossRestartAndDelivers(t *testing.T) {
 	waitFile(t, started)
 	s.Shutdown()
 	spool := filepath.Join(cfg.DataDir, "spool")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ents, _ := os.ReadDir(spool)
-		if len(ents) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no spooled return in %s", spool)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, "a spooled return in "+spool, 60*time.Second, func() bool { ents, _ := os.ReadDir(spool); return len(ents) == 1 })
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +70,7 @@ func TestPeel_DuplicateDispatch_RunsOnce(t *testing.T) {
 	_, url := serverAndMaster(t)
 	cfg := peeltest.Config(t, "dup1", url)
 	peeltest.Start(t, cfg)
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	marker := filepath.Join(t.TempDir(), "ran")
 	dispatch := func(jid, line string) []byte {
 		d := wire.Dispatch{JID: jid, Function: "cmd.run", Peels: []string{"dup1"},
@@ -163,38 +103,6 @@ func TestPeel_DuplicateDispatch_RunsOnce(t *testing.T) {
 	}
 }
 
-// waitReturn waits until peel's return of jid is stored.
-func waitReturn(t *testing.T, js jetstream.JetStream, jid, peel string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if kv, err := js.KeyValue(context.Background(), names.BucketJobReturns); err == nil {
-			if _, err := kv.Get(context.Background(), names.ReturnKey(jid, peel)); err == nil {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no return of %s from %s after 60s", jid, peel)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitFile waits until path exists.
-func waitFile(t *testing.T, path string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not created after 60s", path)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // A peel that is away when a job goes out gets it when it is back: the
 // master sends the job again to the peels that have not answered. (A peel
 // that died without a goodbye is still online until offline_after; one that
@@ -204,8 +112,7 @@ func TestPeel_AwayAtDispatch_GetsJobWhenBack(t *testing.T) {
 	cfg := peeltest.Config(t, "late.example.com", url)
 	p := peeltest.Start(t, cfg)
 	p.Kill()
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 	jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Kind: "list", Expr: "late.example.com"}, Function: "test.ping", Timeout: wire.Duration(9 * time.Second)})
 	js, _ := jetstream.New(nc)
 	// Back only once the job went out without it.
@@ -215,4 +122,86 @@ func TestPeel_AwayAtDispatch_GetsJobWhenBack(t *testing.T) {
 	if j.Status != wire.StatusDone || j.Returned != 1 {
 		t.Fatalf("%+v", j)
 	}
+}
+
+// The per-peel permission block of docs/security.md is enough for presence
+// and the one-process-per-id check: a confined peel beats (a job finds it
+// online and runs), and a second process with its id and user is refused.
+func TestPeel_ConfinedPermissions_BeatsAndRefusesClone(t *testing.T) {
+	const id = "web1.example.com"
+	tok, part := names.Token(id), shard.Partition(id, shard.DefaultPartitions)
+	s, err := topology.StartServer(topology.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(t.TempDir(), "nats"),
+		Tune: func(o *server.Options) {
+			o.Users = []*server.User{
+				{Username: "master", Password: "m"},
+				{Username: id, Password: "p", Permissions: &server.Permissions{
+					Publish: &server.SubjectPermission{Allow: []string{
+						"zester.api.info",
+						"$KV.facts." + id,
+						"$KV.job-returns.*." + id,
+						"$JS.API.DIRECT.GET.KV_job-returns.$KV.job-returns.*." + id,
+						names.BeatSubject(part, id),
+						names.PeelInbox(id),
+						"_INBOX." + tok + ".>",
+					}},
+					Subscribe: &server.SubjectPermission{Allow: []string{
+						names.JobSubject(part), names.ControlSubject(part), names.PeelInbox(id), "_INBOX." + tok + ".>",
+					}},
+				}},
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	withUser := func(user, pw string) string {
+		u, _ := url.Parse(s.ClientURL())
+		u.User = url.UserPassword(user, pw)
+		return u.String()
+	}
+	masterURL, peelURL := withUser("master", "m"), withUser(id, "p")
+	mastertest.Start(t, mastertest.Config("m1", masterURL))
+	first := peeltest.Start(t, peeltest.Config(t, id, peelURL))
+
+	nc, js := testkit.ConnectJS(t, masterURL)
+	j := waitJob(t, js, submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)}), 40*time.Second)
+	if j.Status != wire.StatusDone || j.Returned != 1 || j.Offline != 0 {
+		t.Fatalf("job on the confined peel: %+v", j)
+	}
+	p, err := peel.New(peeltest.Config(t, id, peelURL), peel.Options{Logger: testkit.Logger(), NoHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var dup *peelproto.ErrDuplicate
+	if err := p.Run(ctx); !errors.As(err, &dup) || dup.Other.Instance != first.Instance() {
+		t.Fatalf("clone under the same user: %v", err)
+	}
+}
+
+// A second peel process with the id of a running one refuses to run, with
+// an error naming the id; once the first is gone, the id is free again.
+func TestPeel_SameIDTwice_SecondRefused(t *testing.T) {
+	_, url := serverAndMaster(t)
+	first := peeltest.Start(t, peeltest.Config(t, "clone.example.com", url))
+	p, err := peel.New(peeltest.Config(t, "clone.example.com", url), peel.Options{Logger: testkit.Logger(), NoHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	var dup *peelproto.ErrDuplicate
+	if !errors.As(err, &dup) || dup.Other.Instance != first.Instance() ||
+		!strings.Contains(err.Error(), `another peel with id "clone.example.com" is online`) {
+		t.Fatalf("second peel: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the check did not answer before the hang guard")
+	}
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	peeltest.Start(t, peeltest.Config(t, "clone.example.com", url))
 }

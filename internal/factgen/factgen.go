@@ -1,51 +1,19 @@
-package loadgen
+// Package factgen generates fact documents for simulated peels: the layout
+// of peel/facts (the struct the real agent publishes), with values drawn
+// from a PRNG seeded by the peel's index. The load generator's fleet
+// publishes them, and the fact codec's tests measure on them; it lives apart
+// from both so that neither pulls in the other.
+package factgen
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/zester-io/zester/peel/facts"
+	"github.com/zester-io/zester/internal/facts"
 )
-
-// PeelID is the id of simulated peel i: sim-000123.dc1.example.com. The dots
-// are on purpose (ids are FQDNs; subjects must escape them).
-func PeelID(i int) string {
-	return "sim-" + pad6(i) + ".dc" + strconv.Itoa(1+i%3) + ".example.com"
-}
-
-func pad6(i int) string {
-	s := strconv.Itoa(i)
-	if len(s) < 6 {
-		s = strings.Repeat("0", 6-len(s)) + s
-	}
-	return s
-}
-
-// peelIndex parses the index back out of a PeelID; -1 when it is not one.
-func peelIndex(id string) int {
-	rest, ok := strings.CutPrefix(id, "sim-")
-	if !ok {
-		return -1
-	}
-	n := 0
-	digits := 0
-	for i := 0; i < len(rest) && rest[i] != '.'; i++ {
-		c := rest[i]
-		if c < '0' || c > '9' {
-			return -1
-		}
-		n = n*10 + int(c-'0')
-		digits++
-	}
-	if digits == 0 {
-		return -1
-	}
-	return n
-}
 
 // The generator draws every value from a PRNG seeded by the peel's index, so
 // a peel's facts are the same every time they are generated (nothing is kept
@@ -189,9 +157,9 @@ func linkLocal(m [6]byte) netip.Addr {
 
 const gib = uint64(1) << 30
 
-// GenFacts builds the fact document of simulated peel i, in the layout of
-// peel/facts (the struct the real agent publishes).
-func GenFacts(i int, id string, now time.Time) *facts.Facts {
+// Gen builds the fact document of simulated peel i with the given id, in the
+// layout of peel/facts (the struct the real agent publishes).
+func Gen(i int, id string, now time.Time) *facts.Facts {
 	r := rand.New(rand.NewPCG(uint64(i)+1, 0x2e57e5))
 	var f facts.Facts
 	f.Schema = facts.SchemaVersion
@@ -383,11 +351,10 @@ func GenFacts(i int, id string, now time.Time) *facts.Facts {
 	return &f
 }
 
-// PeelFactsJSON is the fact document of simulated peel i exactly as the real
-// agent encodes it ((*facts.Facts).JSON). This is what the simulated peels
-// publish.
-func PeelFactsJSON(i int, now time.Time) []byte {
-	b, err := GenFacts(i, PeelID(i), now).JSON()
+// JSON is the fact document of simulated peel i exactly as the real agent
+// encodes it ((*facts.Facts).JSON).
+func JSON(i int, id string, now time.Time) []byte {
+	b, err := Gen(i, id, now).JSON()
 	if err != nil {
 		panic(err)
 	}

@@ -1,4 +1,14 @@
-package loadgen
+// Package simfleet is the simulated fleet: many peels over a few NATS
+// connections, speaking the peel protocol (internal/peelproto) for real:
+// presence beats on each peel's own subject, facts in the facts bucket,
+// dispatches answered with returns stored exactly once (expected last
+// subject sequence 0), answers to a master's request to beat. The load
+// generator measures the system with it, and the master's tests use it
+// where they test the master and not the peel; it imports neither daemon.
+//
+// A simulated peel runs a job once however often the dispatch is delivered,
+// as a real one does (JobTrack.DupDispatch counts the copies it dropped).
+package simfleet
 
 import (
 	"context"
@@ -50,8 +60,16 @@ type FleetConfig struct {
 	// credentials (a secure run).
 	Auth func(idx int, parts []int) ([]nats.Option, error)
 	// Trust, when set, makes every connection check the masters' signature
-	// of each dispatch and control message it receives (secure.go).
+	// of each dispatch and control message it receives (verify.go).
 	Trust *sig.Trust
+	// ID names peel i (default PeelID). Every id must have PeelID's shape,
+	// sim-<digits>.…, with i as the digits: acks are matched back to their
+	// peel by parsing the id (PeelIndex), which keeps the fleet free of a
+	// map from id to peel.
+	ID func(i int) string
+	// Facts is peel i's fact document as JSON (EncodeFacts encodes and
+	// PublishFacts stores it); required for EncodeFacts.
+	Facts func(i int, id string, now time.Time) []byte
 }
 
 const asyncAckTimeout = 10 * time.Second
@@ -68,7 +86,7 @@ type peelRec struct {
 type Fleet struct {
 	cfg   FleetConfig
 	peels []peelRec
-	conns []*simConn
+	conns []*Conn
 
 	latency  atomic.Pointer[Dist]
 	failRate atomic.Uint64 // float64 bits
@@ -86,7 +104,13 @@ type Fleet struct {
 	Reconnects    atomic.Int64
 
 	extraMu sync.Mutex
-	extra   map[string]extraFunc
+	extra   map[string]ExtraFunc
+
+	// silent holds the peels (int32 index) stopped with Stop: they no longer
+	// beat. anySilent keeps the check off the beat path of a fleet that
+	// never stops a peel.
+	silent    sync.Map
+	anySilent atomic.Bool
 
 	closed atomic.Bool
 	done   chan struct{}
@@ -94,7 +118,7 @@ type Fleet struct {
 	instance uint64
 }
 
-type simConn struct {
+type Conn struct {
 	f          *Fleet
 	idx        int
 	nc         *nats.Conn
@@ -132,23 +156,26 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.BeatInterval <= 0 {
 		cfg.BeatInterval = 10 * time.Second
 	}
-	f := &Fleet{cfg: cfg, peels: make([]peelRec, cfg.Peels), jobs: map[string]*JobTrack{}, extra: map[string]extraFunc{},
+	if cfg.ID == nil {
+		cfg.ID = PeelID
+	}
+	f := &Fleet{cfg: cfg, peels: make([]peelRec, cfg.Peels), jobs: map[string]*JobTrack{}, extra: map[string]ExtraFunc{},
 		done: make(chan struct{}), instance: rand.Uint64()}
 	f.SetLatency(cfg.Latency)
 	f.SetFailRate(cfg.FailRate)
 	order := make([]int32, cfg.Peels)
 	for i := range f.peels {
-		id := PeelID(i)
+		id := cfg.ID(i)
 		f.peels[i] = peelRec{id: id, part: int32(shard.Partition(id, cfg.Partitions))}
 		order[i] = int32(i)
 	}
 	// Group peels of a partition on the same connections, so that each
 	// connection subscribes to as few job subjects as possible.
 	sort.SliceStable(order, func(a, b int) bool { return f.peels[order[a]].part < f.peels[order[b]].part })
-	f.conns = make([]*simConn, cfg.Conns)
+	f.conns = make([]*Conn, cfg.Conns)
 	for k := range f.conns {
 		lo, hi := k*cfg.Peels/cfg.Conns, (k+1)*cfg.Peels/cfg.Conns
-		c := &simConn{f: f, idx: k, peels: order[lo:hi]}
+		c := &Conn{f: f, idx: k, peels: order[lo:hi]}
 		byPart := map[int]*connPart{}
 		for _, idx := range c.peels {
 			p := int(f.peels[idx].part)
@@ -177,6 +204,42 @@ func (f *Fleet) Conns() int { return len(f.conns) }
 
 // ID returns the id of peel i.
 func (f *Fleet) ID(i int) string { return f.peels[i].id }
+
+// Connections are the fleet's connections (do not modify the slice).
+func (f *Fleet) Connections() []*Conn { return f.conns }
+
+// Stop makes peel i stop as a peel stopped cleanly does: it says goodbye
+// (a beat with Bye) and beats no more. It still answers dispatches, which a
+// master does not send to a peel it knows offline.
+func (f *Fleet) Stop(i int) error {
+	f.anySilent.Store(true)
+	f.silent.Store(int32(i), true)
+	for _, c := range f.conns {
+		for _, idx := range c.peels {
+			if int(idx) != i {
+				continue
+			}
+			p := int(f.peels[i].part)
+			if err := c.nc.PublishMsg(peelproto.BeatMsg(p, f.peels[i].id, wire.Beat{Instance: c.instanceOf(idx), Bye: true})); err != nil {
+				return err
+			}
+			return c.nc.Flush()
+		}
+	}
+	return fmt.Errorf("fleet: no peel %d", i)
+}
+
+// NC is the connection's NATS connection.
+func (c *Conn) NC() *nats.Conn { return c.nc }
+
+// Peels are the indices (Fleet.ID) of the peels that live on the connection.
+func (c *Conn) Peels() []int32 { return c.peels }
+
+// Reconnects counts the connection's reconnects.
+func (c *Conn) Reconnects() int64 { return c.reconnects.Load() }
+
+// Subs is the number of subscriptions the connection holds.
+func (c *Conn) Subs() int { return len(c.subs) }
 
 // SetLatency changes the answer latency for dispatches received from now on.
 func (f *Fleet) SetLatency(d Dist) { f.latency.Store(&d) }
@@ -242,7 +305,7 @@ func (f *Fleet) flushAll(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (c *simConn) connect() error {
+func (c *Conn) connect() error {
 	f := c.f
 	urls := f.cfg.URLs
 	servers := make([]string, 0, len(urls))
@@ -318,19 +381,24 @@ func (c *simConn) connect() error {
 
 // ---- presence ----
 
-func (c *simConn) instanceOf(idx int32) string {
+func (c *Conn) instanceOf(idx int32) string {
 	return fmt.Sprintf("%016x", c.f.instance^uint64(idx))
 }
 
-func (c *simConn) beat(p int, idx int32) {
+func (c *Conn) beat(p int, idx int32) {
 	f := c.f
+	if f.anySilent.Load() {
+		if _, off := f.silent.Load(idx); off {
+			return
+		}
+	}
 	m := peelproto.BeatMsg(p, f.peels[idx].id, wire.Beat{Instance: c.instanceOf(idx), Interval: wire.Duration(f.cfg.BeatInterval)})
 	if c.nc.PublishMsg(m) == nil {
 		f.Beats.Add(1)
 	}
 }
 
-func (c *simConn) beatAll() {
+func (c *Conn) beatAll() {
 	for _, cp := range c.parts {
 		for _, idx := range cp.peels {
 			c.beat(cp.p, idx)
@@ -342,7 +410,7 @@ func (c *simConn) beatAll() {
 // lasting peelproto.NextBeat(interval) (so never more than one interval
 // between two beats of a peel), spread evenly over the round in steps of
 // about 100 ms, so that the fleet beats at a steady rate.
-func (c *simConn) beatLoop() {
+func (c *Conn) beatLoop() {
 	f := c.f
 	type one struct {
 		p   int
@@ -384,7 +452,7 @@ func (f *Fleet) sleep(d time.Duration) bool {
 	}
 }
 
-func (c *simConn) controlHandler(cp *connPart) nats.MsgHandler {
+func (c *Conn) controlHandler(cp *connPart) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		var ctl wire.Control
 		if json.Unmarshal(m.Data, &ctl) != nil || ctl.Op != wire.ControlBeat {
@@ -585,7 +653,7 @@ type delayed struct {
 	idx int32
 }
 
-func (c *simConn) dispatchHandler(cp *connPart) nats.MsgHandler {
+func (c *Conn) dispatchHandler(cp *connPart) nats.MsgHandler {
 	f := c.f
 	return func(m *nats.Msg) {
 		var d wire.Dispatch
@@ -634,7 +702,7 @@ func (c *simConn) dispatchHandler(cp *connPart) nats.MsgHandler {
 	}
 }
 
-func (c *simConn) sendReturn(jt *JobTrack, d *wire.Dispatch, idx int32, started time.Time) {
+func (c *Conn) sendReturn(jt *JobTrack, d *wire.Dispatch, idx int32, started time.Time) {
 	f := c.f
 	id := f.peels[idx].id
 	ok := true
@@ -649,18 +717,20 @@ func (c *simConn) sendReturn(jt *JobTrack, d *wire.Dispatch, idx int32, started 
 		jt.Failed.Add(1)
 	}
 	b, _ := json.Marshal(&ret)
-	c.publish(peelproto.ReturnMsgRaw(d.JID, id, ok, b))
+	c.Publish(peelproto.ReturnMsgRaw(d.JID, id, ok, b))
 }
 
-func (c *simConn) publish(msg *nats.Msg) {
+// Publish publishes msg asynchronously through the connection's JetStream
+// context, retrying it later when the publish fails (Retry).
+func (c *Conn) Publish(msg *nats.Msg) {
 	if _, err := c.js.PublishMsgAsync(msg); err != nil {
-		c.retry(msg, err)
+		c.Retry(msg, err)
 	}
 }
 
-// retry republishes a message later; never called with the publisher's lock
+// Retry republishes a message later; never called with the publisher's lock
 // held by us (the error handler may run under it).
-func (c *simConn) retry(msg *nats.Msg, _ error) {
+func (c *Conn) Retry(msg *nats.Msg, _ error) {
 	f := c.f
 	if f.closed.Load() {
 		return
@@ -672,10 +742,10 @@ func (c *simConn) retry(msg *nats.Msg, _ error) {
 		}
 	}
 	wait := 200*time.Millisecond + time.Duration(rand.Int64N(int64(300*time.Millisecond)))
-	time.AfterFunc(wait, func() { c.publish(msg) })
+	time.AfterFunc(wait, func() { c.Publish(msg) })
 }
 
-func (c *simConn) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
+func (c *Conn) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
 	f := c.f
 	subj := msg.Subject
 	switch {
@@ -684,7 +754,7 @@ func (c *simConn) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.Pub
 		if !ok {
 			return
 		}
-		idx := peelIndex(peel)
+		idx := PeelIndex(peel)
 		jt := f.lookup(jid)
 		if jt == nil || idx < 0 || idx >= len(f.peels) {
 			return
@@ -697,14 +767,14 @@ func (c *simConn) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.Pub
 	}
 }
 
-func (c *simConn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
+func (c *Conn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 	f := c.f
 	subj := msg.Subject
 	if strings.HasPrefix(subj, names.ReturnSubjectPrefix) && peelproto.IsAlreadyStored(err) {
 		// A retry of a return that was stored: the peel treats it as sent.
 		f.DupRefused.Add(1)
 		if jid, peel, ok := names.ParseReturnSubject(subj); ok {
-			if jt, idx := f.lookup(jid), peelIndex(peel); jt != nil && idx >= 0 && idx < len(f.peels) {
+			if jt, idx := f.lookup(jid), PeelIndex(peel); jt != nil && idx >= 0 && idx < len(f.peels) {
 				jt.DupRefused.Add(1)
 				jt.stored(f, idx, time.Now().UnixNano(), true)
 			}
@@ -717,15 +787,15 @@ func (c *simConn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 		}
 	}
 	// Asynchronous: the error handler may run with the publisher locked.
-	go c.retry(msg, err)
+	go c.Retry(msg, err)
 }
 
-// extraFunc handles the ack (err nil) or the error of an async publish.
-type extraFunc func(c *simConn, m *nats.Msg, ack *jetstream.PubAck, err error)
+// ExtraFunc handles the ack (err nil) or the error of an async publish.
+type ExtraFunc func(c *Conn, m *nats.Msg, ack *jetstream.PubAck, err error)
 
-// onExtra routes acks and errors of subjects under prefix to h (baselines);
-// h decides about retries (it may call `go c.retry(m, err)`).
-func (f *Fleet) onExtra(prefix string, h extraFunc) func() {
+// OnExtra routes acks and errors of subjects under prefix to h (baselines);
+// h decides about retries (it may call `go c.Retry(m, err)`).
+func (f *Fleet) OnExtra(prefix string, h ExtraFunc) func() {
 	f.extraMu.Lock()
 	f.extra[prefix] = h
 	f.extraMu.Unlock()
@@ -736,9 +806,9 @@ func (f *Fleet) onExtra(prefix string, h extraFunc) func() {
 	}
 }
 
-func (f *Fleet) extraHandler(subj string, c *simConn, m *nats.Msg, ack *jetstream.PubAck, err error) bool {
+func (f *Fleet) extraHandler(subj string, c *Conn, m *nats.Msg, ack *jetstream.PubAck, err error) bool {
 	f.extraMu.Lock()
-	var h extraFunc
+	var h ExtraFunc
 	for p, fn := range f.extra {
 		if strings.HasPrefix(subj, p) {
 			h = fn
@@ -756,7 +826,7 @@ func (f *Fleet) extraHandler(subj string, c *simConn, m *nats.Msg, ack *jetstrea
 // SubscribeAll subscribes every connection to subject with a handler that
 // knows the connection; unsubscribe with the returned function. The
 // subscriptions are flushed (known to the server) on return.
-func (f *Fleet) SubscribeAll(ctx context.Context, subject string, h func(c *simConn, m *nats.Msg)) (func(), error) {
+func (f *Fleet) SubscribeAll(ctx context.Context, subject string, h func(c *Conn, m *nats.Msg)) (func(), error) {
 	subs := make([]*nats.Subscription, len(f.conns))
 	for i, c := range f.conns {
 		sub, err := c.nc.Subscribe(subject, func(m *nats.Msg) { h(c, m) })
@@ -810,6 +880,9 @@ func (f *Fleet) EncodeFacts(ctx context.Context, now time.Time) (*EncodedFacts, 
 	start := time.Now()
 	const per = 1024
 	n := len(f.peels)
+	if f.cfg.Facts == nil {
+		return nil, errors.New("fleet: no FleetConfig.Facts to encode")
+	}
 	e := &EncodedFacts{per: per, chunks: make([]factChunk, (n+per-1)/per)}
 	workers := runtime.GOMAXPROCS(0)
 	next := atomic.Int64{}
@@ -828,7 +901,7 @@ func (f *Fleet) EncodeFacts(ctx context.Context, now time.Time) (*EncodedFacts, 
 				ch := factChunk{off: make([]int32, 0, hi-lo+1)}
 				ch.off = append(ch.off, 0)
 				for i := lo; i < hi; i++ {
-					doc := PeelFactsJSON(i, now)
+					doc := f.cfg.Facts(i, f.peels[i].id, now)
 					v := factcodec.Encode(doc)
 					raw.Add(int64(len(doc)))
 					enc.Add(int64(len(v)))
@@ -862,7 +935,7 @@ func (f *Fleet) PublishFacts(ctx context.Context, e *EncodedFacts) (time.Duratio
 				if ctx.Err() != nil {
 					return
 				}
-				c.publish(&nats.Msg{Subject: factsSubjectPrefix + names.FactsKey(f.peels[idx].id), Data: e.get(int(idx))})
+				c.Publish(&nats.Msg{Subject: factsSubjectPrefix + names.FactsKey(f.peels[idx].id), Data: e.get(int(idx))})
 			}
 		}()
 	}
