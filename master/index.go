@@ -130,6 +130,9 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 		pe.raw = e.Value()
 	}
 	ix.mu.Unlock()
+	if owned && bad == "" && ix.m.settings != nil {
+		ix.m.settings.factsChanged(id)
+	}
 	if bad != "" {
 		// Garbage in the store (`nats kv put facts <id> garbage`, a value
 		// copied from another key) would silently drop the peel from fact
@@ -214,6 +217,18 @@ func (ix *factIndex) ids(p int) []string {
 	return out
 }
 
+// rawFacts returns the stored facts of an owned peel (nil, false when
+// the index has none).
+func (ix *factIndex) rawFacts(id string) ([]byte, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	pe, ok := ix.parts[shard.Partition(id, ix.m.cfg.Partitions)][id]
+	if !ok || pe.raw == nil {
+		return nil, false
+	}
+	return pe.raw, true
+}
+
 // factState is one peel's entry as `zester peels` needs it.
 type factState struct {
 	id, bad string
@@ -250,10 +265,16 @@ func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 	ix.mu.RUnlock()
 	var out []string
 	idOnly := expr.IDOnly()
+	withSettings := target.UsesSettings(expr) && ix.m.settings != nil
 	for i, pe := range entries {
 		var s target.Subject = &target.MapSubject{PeelID: pe.id}
 		if !idOnly {
-			s = subjectOf(pe.id, raws[i])
+			ms := subjectOf(pe.id, raws[i])
+			if withSettings {
+				// I@ matches what this master rendered, secrets masked.
+				ms.Settings = ix.m.settings.masked(pe.id)
+			}
+			s = ms
 		}
 		if expr.Match(s) {
 			out = append(out, pe.id)

@@ -77,6 +77,8 @@ type Peel struct {
 	// beats and beatErrors count presence beats sent and refused locally.
 	beats, beatErrors *metrics.Counter
 
+	// settings is the local render of its settings (settings.go).
+	settings *peelSettings
 	// trust checks the masters' signatures (trust.go); jobsSeen keeps the
 	// accepted job ids across restarts (seen.go).
 	trust    *trust
@@ -119,6 +121,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		instance: peelproto.NewInstance(),
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
+		settings: newPeelSettings(cfg.DataDir),
 	}
 	if p.trust, err = newTrust(cfg, opts.Metrics); err != nil {
 		return nil, err
@@ -162,6 +165,9 @@ func (p *Peel) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		return err
+	}
+	if err := p.initSettings(); err != nil {
 		return err
 	}
 	reconnected := make(chan struct{}, 1)
@@ -253,8 +259,9 @@ func (p *Peel) Run(ctx context.Context) error {
 	go func() { defer p.wg.Done(); p.factsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.connLoop(ctx, reconnected) }()
 	go func() { defer p.wg.Done(); p.beatLoop(ctx) }()
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go func() { defer p.wg.Done(); p.credsLoop(ctx) }()
+	go func() { defer p.wg.Done(); p.settingsLoop(ctx) }()
 	p.log.Info("peel running", "url", cs.url(), "partition", p.partition(), "instance", p.instance)
 	<-ctx.Done()
 	p.ready.Store(false)
@@ -401,6 +408,10 @@ func (p *Peel) onControl(msg *nats.Msg) {
 		}
 		p.log.Info("a master asked for the facts again (gone from the bucket or unreadable); republishing")
 		notify(p.wake)
+	case wire.ControlSettingsChanged:
+		if slices.Contains(c.Peels, p.cfg.ID) {
+			notify(p.settings.kick)
+		}
 	case wire.ControlBeat:
 		// A master took over the partition and asks who is up; the random
 		// delay spreads a partition's answers over Within.
@@ -427,6 +438,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 			return
 		case <-reconnected:
 			notify(p.beatNow)
+			notify(p.settings.kick) // the store may have been rebuilt
 			p.askInfo(ctx)
 			// Republish facts (the store may have been rebuilt), after a
 			// random delay so that a fleet reconnecting at once does not
@@ -498,7 +510,8 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	env := &funcs.Env{PeelID: p.cfg.ID, MaxOutput: int(p.cfg.MaxOutput.N()), Facts: p.factsFor}
+	env := &funcs.Env{PeelID: p.cfg.ID, MaxOutput: int(p.cfg.MaxOutput.N()), Facts: p.factsFor,
+		Settings: p.settingsFor, MayReveal: p.mayReveal(d)}
 	start := time.Now()
 	res, err := p.reg.Run(ctx, env, d.Function, d.Args)
 	p.met.jobsRun.Inc()
@@ -662,7 +675,7 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	doc = withID(doc, p.cfg.ID)
+	doc = withCurve(withID(doc, p.cfg.ID), p.settings.curvePub)
 	var m map[string]any
 	if err := json.Unmarshal(doc, &m); err != nil {
 		return err
@@ -676,6 +689,7 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	p.lastFacts = m
 	p.factsMu.Unlock()
 	p.met.factPublishes.Inc()
+	notify(p.settings.kick) // render with the new facts
 	return nil
 }
 

@@ -23,3 +23,8 @@ func SettingsFilesKey(id string) string { return id }
 // master reads the headers alone (a headers-only consumer) to learn which
 // entries are current without fetching their values.
 const HeaderContentHash = "Zester-Hash"
+
+// SettingsEventSubject is the subject of a settings event (a template that
+// does not load or render, kind "settings.error") in the job-events
+// stream, next to the job and peel events.
+func SettingsEventSubject(kind string) string { return Root + ".events.settings." + kind }

@@ -30,6 +30,8 @@
 //	file.read     {path, max_bytes}            -> *FileContent
 //	facts.get     {path}                       -> facts, optionally narrowed ("os:id")
 //	facts.refresh                              -> freshly collected facts
+//	settings.get  {key, default, reveal}       -> one setting ("db:password"), secrets masked
+//	settings.items {reveal}                    -> every setting, secrets masked
 package funcs
 
 import (
@@ -69,6 +71,12 @@ type Env struct {
 	// MaxOutput caps captured stdout/stderr (per stream) and file.read in
 	// bytes. DefaultMaxOutput is used when it is zero or negative.
 	MaxOutput int
+	// Settings returns the peel's settings (its last good render), secrets
+	// masked unless reveal; nil when the agent has none.
+	Settings func(ctx context.Context, reveal bool) (map[string]any, error)
+	// MayReveal says the job may see secrets in plaintext: it came, signed,
+	// from a requester whose role may reveal (settings.go).
+	MayReveal bool
 }
 
 func (e *Env) maxOutput() int {
@@ -118,6 +126,8 @@ func NewRegistry() *Registry {
 	r.Register("file.read", fileRead)
 	r.Register("facts.get", factsGet)
 	r.Register("facts.refresh", factsRefresh)
+	r.Register("settings.get", settingsGet)
+	r.Register("settings.items", settingsItems)
 	return r
 }
 

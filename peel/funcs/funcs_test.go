@@ -73,7 +73,7 @@ func jsonStr(s string) string {
 
 func TestNames(t *testing.T) {
 	want := []string{"cmd.run", "cmd.script", "facts.get", "facts.refresh", "file.read", "file.stat",
-		"service.status", "sys.info", "test.echo", "test.ping", "test.sleep"}
+		"service.status", "settings.get", "settings.items", "sys.info", "test.echo", "test.ping", "test.sleep"}
 	got := NewRegistry().Names()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
