@@ -90,6 +90,10 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	if err != nil {
 		return withCode(ExitError, err)
 	}
+	if target.UsesSettings(expr) {
+		// Only the masters hold the rendered settings.
+		return withCode(ExitError, fmt.Errorf("target %q: --batch resolves targets from the facts bucket, and I@ needs the settings the masters rendered: target the peels by facts or ids", req.Target.Expr))
+	}
 	ids, err := a.resolveLocal(ctx, expr)
 	if err != nil {
 		return err
