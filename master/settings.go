@@ -64,6 +64,10 @@ type settingsRenderer struct {
 	curve nkeys.KeyPair
 	// hashKey keys the secrets entries' content hash.
 	hashKey []byte
+	// sealer seals each peel's values from the masters' curve key (a
+	// one-time key of this process when there is none: nothing to seal
+	// but empty value sets then).
+	sealer *settings.Sealer
 
 	// basket answers {{ basket TARGET NAME }} (the basket's master-side
 	// lookup); nil makes it an error.
@@ -151,6 +155,15 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 		return fmt.Errorf("settings: masters' curve key: %w", err)
 	}
 	s.curve = kp
+	sender := kp
+	if sender == nil {
+		if sender, err = nkeys.CreateCurveKeys(); err != nil {
+			return err
+		}
+	}
+	if s.sealer, err = settings.NewSealer(sender); err != nil {
+		return err
+	}
 	s.hashKey = make([]byte, 32)
 	if kp != nil {
 		seed, _ := kp.Seed()
@@ -455,7 +468,11 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
-	bundle, err := tree.Bundle(res)
+	masked, err := json.Marshal(res.Masked())
+	if err != nil {
+		return true, false, s.fail(id, err)
+	}
+	bundle, err := tree.BundleWith(res, settings.SettingsHashOf(masked))
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
@@ -471,7 +488,6 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	if curve == "" && len(vals.Values) > 0 {
 		return true, false, s.fail(id, fmt.Errorf("peel %s: no curve key known (no accepted enrollment, no %q fact) to seal its %d secrets to", id, factsCurveKey, len(vals.Values)))
 	}
-	masked, _ := json.Marshal(res.Masked())
 	ps := &peelSettings{files: res.Files, filesHash: hashHex(bj), masked: masked}
 	if curve != "" {
 		ps.secretsHash = settings.ValuesHash(s.hashKey, curve, vals)
@@ -482,7 +498,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 		wrote = true
 	}
 	if curve != "" && s.storedHash(secretsIdx, names.SecretsKey(id)) != ps.secretsHash {
-		tok, err := settings.SealValues(curve, vals)
+		tok, err := s.sealer.SealValues(curve, vals)
 		if err != nil {
 			return true, wrote, s.fail(id, err)
 		}

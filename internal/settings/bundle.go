@@ -60,7 +60,17 @@ type Values struct {
 // Bundle returns the settings-files entry of the peel res was compiled
 // for: the sanitized text of every file res applied, in order.
 func (t *Tree) Bundle(res *Result) (*Bundle, error) {
-	b := &Bundle{V: BundleVersion, ID: res.ID, Files: make([]BundleFile, 0, len(res.Files))}
+	h, err := res.SettingsHash()
+	if err != nil {
+		return nil, err
+	}
+	return t.BundleWith(res, h)
+}
+
+// BundleWith is Bundle with the settings hash already computed (from the
+// masked JSON the caller has anyway: SettingsHashOf).
+func (t *Tree) BundleWith(res *Result, settingsHash string) (*Bundle, error) {
+	b := &Bundle{V: BundleVersion, ID: res.ID, Files: make([]BundleFile, 0, len(res.Files)), Settings: settingsHash}
 	for i, name := range res.Files {
 		f, ok := t.files[name]
 		if !ok || f.path != res.Paths[i] {
@@ -71,11 +81,6 @@ func (t *Tree) Bundle(res *Result) (*Bundle, error) {
 		}
 		b.Files = append(b.Files, BundleFile{Name: name, Path: f.path, Text: string(f.sanitized)})
 	}
-	h, err := res.SettingsHash()
-	if err != nil {
-		return nil, err
-	}
-	b.Settings = h
 	return b, nil
 }
 
@@ -86,8 +91,13 @@ func (r *Result) SettingsHash() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("settings of %s: %w", r.ID, err)
 	}
-	sum := sha256.Sum256(j)
-	return hex.EncodeToString(sum[:]), nil
+	return SettingsHashOf(j), nil
+}
+
+// SettingsHashOf is SettingsHash of the masked settings' JSON.
+func SettingsHashOf(maskedJSON []byte) string {
+	sum := sha256.Sum256(maskedJSON)
+	return hex.EncodeToString(sum[:])
 }
 
 // Values returns reference → plaintext for every token res opened. open
@@ -107,11 +117,15 @@ func (r *Result) Values(open func(string) (string, error)) (*Values, error) {
 // SealValues seals v to the peel's curve public key: one token holding the
 // JSON of v. The result is what the secrets entry stores.
 func SealValues(peelCurve string, v *Values) (string, error) {
+	return sealValuesWith(Seal, peelCurve, v)
+}
+
+func sealValuesWith(seal func(string, []byte) (string, error), peelCurve string, v *Values) (string, error) {
 	j, err := json.Marshal(v)
 	if err != nil {
 		return "", err
 	}
-	tok, err := Seal(peelCurve, j)
+	tok, err := seal(peelCurve, j)
 	if err != nil {
 		return "", fmt.Errorf("seal the secrets of %s: %w", v.ID, err)
 	}

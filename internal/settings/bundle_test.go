@@ -117,3 +117,34 @@ func TestLoadBundle_Refuses(t *testing.T) {
 		}
 	}
 }
+
+// A Sealer's tokens open as Seal's do, with the peel's key only, and each
+// seal is a fresh box.
+func TestSealer_OpensLikeSeal(t *testing.T) {
+	mkp, _ := curveKey(t)
+	pkp, ppub := curveKey(t)
+	s, err := settings.NewSealer(mkp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &settings.Values{V: 1, ID: "web1", Values: map[string]string{"zsr1:x": "plain"}}
+	a, err := s.SealValues(ppub, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s.SealValues(ppub, v)
+	if a == b || strings.Contains(a, "plain") {
+		t.Fatal("two seals are the same box, or hold the plaintext")
+	}
+	got, err := settings.OpenValues(pkp, "web1", []byte(a))
+	if err != nil || got.Values["zsr1:x"] != "plain" {
+		t.Fatalf("open: %v %v", got, err)
+	}
+	other, _ := curveKey(t)
+	if _, err := settings.OpenValues(other, "web1", []byte(b)); !errors.Is(err, settings.ErrWrongKey) {
+		t.Fatalf("another key: %v", err)
+	}
+	if _, err := s.Seal("Xnope", []byte("x")); err == nil {
+		t.Fatal("sealed to a bad key")
+	}
+}
