@@ -150,6 +150,15 @@ func (m *Master) masterCurve() (nkeys.KeyPair, error) {
 }
 
 func (s *settingsRenderer) start(ctx context.Context) error {
+	// One context for every loop below: it ends with the master too.
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		select {
+		case <-s.m.done:
+		case <-ctx.Done():
+		}
+	}()
 	kp, err := s.m.masterCurve()
 	if err != nil {
 		return fmt.Errorf("settings: masters' curve key: %w", err)
@@ -324,8 +333,6 @@ func (s *settingsRenderer) loop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-s.m.done:
 			return
 		case <-s.kick:
 		}

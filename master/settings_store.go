@@ -52,13 +52,7 @@ func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket stri
 	if err != nil {
 		return err
 	}
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-s.m.done:
-		}
-		f.Stop()
-	}()
+	context.AfterFunc(ctx, f.Stop)
 	select {
 	case <-caught:
 	case <-time.After(30 * time.Second):
@@ -98,8 +92,6 @@ func (s *settingsRenderer) followEnrollments(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
-				return
-			case <-s.m.done:
 				return
 			case e, ok := <-w.Updates():
 				if !ok {
@@ -178,8 +170,6 @@ func (s *settingsRenderer) watchDir(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
-				return
-			case <-s.m.done:
 				return
 			case ev, ok := <-w.Events:
 				if !ok {

@@ -187,6 +187,16 @@ func startSettingsMaster(t *testing.T, url string, f *settingsFixture) *masterte
 	return mastertest.Start(t, cfg)
 }
 
+// startSettings is a single server, a settings fixture and its master.
+func startSettings(t *testing.T) (*topology.Server, jetstream.JetStream, *settingsFixture) {
+	t.Helper()
+	srv := single(t)
+	js := jsFor(t, srv.ClientURL())
+	f := newSettingsFixture(t, js, "")
+	startSettingsMaster(t, srv.ClientURL(), f)
+	return srv, js, f
+}
+
 func settingOf(res *settings.Result, key string) any {
 	if res == nil {
 		return nil
@@ -203,11 +213,8 @@ func settingOf(res *settings.Result, key string) any {
 // the same locally and serves settings.get (masked); I@ selects peels by
 // what the master rendered.
 func TestSettings_MasterRendersPerPeel(t *testing.T) {
-	srv := single(t)
+	srv, _, f := startSettings(t)
 	url := srv.ClientURL()
-	js := jsFor(t, url)
-	f := newSettingsFixture(t, js, "")
-	startSettingsMaster(t, url, f)
 	f.simPeel(t, "web1", map[string]any{"role": "web"})
 	f.simPeel(t, "db1", map[string]any{"role": "db", "size": 3})
 	f.simPeel(t, "db2", map[string]any{"role": "db", "size": 5})
@@ -276,11 +283,8 @@ func TestSettings_MasterRendersPerPeel(t *testing.T) {
 // settings-file change re-renders exactly the peels that use the file;
 // a refresh after that writes nothing.
 func TestSettings_ChangesRenderExactlyTheAffectedPeels(t *testing.T) {
-	srv := single(t)
+	srv, js, f := startSettings(t)
 	url := srv.ClientURL()
-	js := jsFor(t, url)
-	f := newSettingsFixture(t, js, "")
-	startSettingsMaster(t, url, f)
 	const n = 10
 	for i := range n {
 		f.simPeel(t, fmt.Sprintf("web%d", i), map[string]any{"role": "web"})
@@ -374,11 +378,8 @@ func TestSettings_ChangesRenderExactlyTheAffectedPeels(t *testing.T) {
 // and in refresh, and every peel keeps its last good render; a render that
 // fails for one peel (a missing fact) fails that peel alone.
 func TestSettings_BrokenTemplateKeepsLastGoodRender(t *testing.T) {
-	srv := single(t)
+	srv, js, f := startSettings(t)
 	url := srv.ClientURL()
-	js := jsFor(t, url)
-	f := newSettingsFixture(t, js, "")
-	startSettingsMaster(t, url, f)
 	f.simPeel(t, "web1", map[string]any{})
 	f.simPeel(t, "db1", map[string]any{"role": "db", "size": 1})
 	waitFor(t, "rendered", settingsHang, func() bool {
@@ -606,12 +607,8 @@ func TestSettings_Rebuild_EntriesBackWithoutAnOperator(t *testing.T) {
 // A peel restarted while NATS is away renders from its cache: a peel on
 // the minority side of a split still has its settings.
 func TestSettings_PeelCache_RendersWithoutNATS(t *testing.T) {
-	srv := single(t)
-	url := srv.ClientURL()
-	js := jsFor(t, url)
-	f := newSettingsFixture(t, js, "")
-	startSettingsMaster(t, url, f)
-	cfg := peeltest.Config(t, "web1", url)
+	srv, _, _ := startSettings(t)
+	cfg := peeltest.Config(t, "web1", srv.ClientURL())
 	p := peeltest.Start(t, cfg)
 	waitFor(t, "web1 renders", settingsHang, func() bool { return p.Settings()["site"] == "web1.example.com" })
 	if err := p.Stop(); err != nil {
