@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/settings/settingstest"
 )
@@ -88,6 +89,53 @@ func BenchmarkOpenToken(b *testing.B) {
 	tok, _ := settings.Seal(pub, []byte("value"))
 	for i := 0; i < b.N; i++ {
 		if _, err := settings.Open(kp, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMasterPerPeel is what a master does per peel after a settings
+// change, without the store: decode the stored facts, compile, the masked
+// JSON and its hash, the bundle, the values, their keyed hash, and the seal
+// (one op = one peel).
+func BenchmarkMasterPerPeel(b *testing.B) {
+	kp, _ := nkeys.CreateCurveKeys()
+	pub, _ := kp.PublicKey()
+	tr, err := settings.Load(tree(benchTree(b, pub)), settings.LoadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const peels = 1000
+	raws := make([][]byte, peels)
+	curves := make([]string, peels)
+	for i := range raws {
+		raws[i] = factcodec.Encode(settingstest.Facts(i))
+		c, _ := nkeys.CreateCurveKeys()
+		curves[i], _ = c.PublicKey()
+	}
+	open := settings.CachingOpener(kp)
+	sealer, _ := settings.NewSealer(kp)
+	key := []byte("k")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := i % peels
+		doc, _ := factcodec.Decode(raws[p])
+		var f map[string]any
+		if err := json.Unmarshal(doc, &f); err != nil {
+			b.Fatal(err)
+		}
+		res, err := tr.Compile(fmt.Sprintf("peel%05d", p), f, settings.Options{Secret: open})
+		if err != nil {
+			b.Fatal(err)
+		}
+		masked, _ := json.Marshal(res.Masked())
+		bundle, _ := tr.BundleWith(res, settings.SettingsHashOf(masked))
+		bj, _ := json.Marshal(bundle)
+		_ = settings.SettingsHashOf(bj)
+		vals, _ := res.Values(open)
+		_ = settings.ValuesHash(key, curves[p], vals)
+		if _, err := sealer.SealValues(curves[p], vals); err != nil {
 			b.Fatal(err)
 		}
 	}
