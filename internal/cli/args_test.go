@@ -20,7 +20,9 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"cmd=ls -la", "timeout=5"}, `{"cmd":"ls -la","timeout":5}`, false},
 		{[]string{"text=\"5\""}, `{"text":"\"5\""}`, false},
 		{[]string{"{broken"}, "", true},
-		{[]string{"a=1", "positional"}, "", true},
+		{[]string{"a=1", "positional"}, `{"_args":["positional"],"a":1}`, false},
+		{[]string{"web", "test=true", "db"}, `{"_args":["web","db"],"test":true}`, false},
+		{[]string{"web", "_args=x"}, "", true},
 	} {
 		got, err := ParseArgs(tc.in)
 		if (err != nil) != tc.err || (!tc.err && string(got) != tc.want) {

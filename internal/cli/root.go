@@ -61,6 +61,8 @@ type app struct {
 	js     jetstream.JetStream
 	// outFormat is --out, Salt's spelling of --json.
 	outFormat string
+	// stateOutput is --state-output: how state returns are printed.
+	stateOutput string
 	// budget bounds how long one step of a command (connect, bind a
 	// bucket, submit, read) is retried: the job's --timeout for run,
 	// defaultBudget otherwise.
@@ -117,7 +119,13 @@ func (a *app) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.pkiDir, "pki-dir", pkiDirDefault(), "PKI directory whose admin.creds is used when no --creds is given (env ZESTER_PKI_DIR)")
 	root.PersistentFlags().StringVar(&a.tlsCA, "tls-ca", os.Getenv("ZESTER_TLS_CA"), "CA bundle of the NATS servers' certificates (env ZESTER_TLS_CA)")
 	root.PersistentFlags().StringVar(&a.outFormat, "out", "", "output format: json (as --json; Salt's spelling)")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return a.applyOut(cmd) }
+	root.PersistentFlags().StringVar(&a.stateOutput, "state-output", stateFull, "state returns: full, terse, or changes (changed and failed states in full)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkStateOutput(a.stateOutput); err != nil {
+			return withCode(ExitError, err)
+		}
+		return a.applyOut(cmd)
+	}
 	root.AddCommand(a.runCmd(), a.peelsCmd(), a.factsCmd(), a.mastersCmd(), a.jobCmd(), a.checkCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",

@@ -45,7 +45,8 @@ Targets: glob on ids (default), -L list, -E regex, -G fact (os:id:debian),
 ('G@os:id:debian and web* or L@db1,db2').
 
 Arguments: one JSON object or array is passed as is; key=value words make an
-object; other words are positional.
+object; other words are positional; both together are Salt's convention
+(state.apply web test=true), sent as {"_args": ["web"], "test": true}.
 
 Exit status: 0 all returned success, 1 some failed, 2 some did not answer
 or were offline, 3 the command itself failed.`,
@@ -102,7 +103,13 @@ func ParseArgs(words []string) (json.RawMessage, error) {
 	}
 	switch {
 	case len(kv) > 0 && len(pos) > 0:
-		return nil, errors.New("arguments: mix of key=value and positional words; use one form or a JSON object")
+		// Salt's convention: positional words and key=value pairs
+		// together, the words under wire.ArgsKey.
+		if _, taken := kv[wire.ArgsKey]; taken {
+			return nil, fmt.Errorf("arguments: %s= is reserved for the positional words when they are mixed with key=value pairs", wire.ArgsKey)
+		}
+		kv[wire.ArgsKey] = pos
+		return json.Marshal(kv)
 	case len(kv) > 0:
 		return json.Marshal(kv)
 	default:
@@ -417,7 +424,7 @@ func (f *follower) add(key string, value []byte) bool {
 		if f.asJSON {
 			f.enc.Encode(&r)
 		} else {
-			printReturn(f.a.out, &r)
+			printReturn(f.a.out, &r, f.a.stateOutput)
 		}
 	}
 	return true
@@ -814,7 +821,11 @@ func (a *app) mastersState(ctx context.Context) string {
 	return fmt.Sprintf("no master answered %s within 2s (%v)", names.APISubject("info"), err)
 }
 
-func printReturn(w io.Writer, r *wire.Return) {
+func printReturn(w io.Writer, r *wire.Return, stateOutput string) {
+	if states, ok := decodeStates(r.Function, r.Result); ok {
+		printStates(w, r, states, stateOutput)
+		return
+	}
 	name := r.Peel
 	if r.Late {
 		name += " (late)"

@@ -11,13 +11,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zester-io/zester/internal/wire"
 )
 
 // decodeArgs decodes the job arguments raw into dst, a pointer to a struct
 // with json tags. Empty or null arguments leave dst untouched. A JSON array
-// is mapped positionally onto the fields named in positional. Unknown fields,
-// wrong JSON types and trailing data are reported as CodeBadArgs errors that
-// name the offending argument.
+// is mapped positionally onto the fields named in positional; so is the
+// array under wire.ArgsKey of an object, whose other keys name their
+// fields (Salt's convention, `state.apply web test=true`). Unknown fields,
+// wrong JSON types, an argument given both ways and trailing data are
+// reported as CodeBadArgs errors that name the offending argument.
 func decodeArgs(raw json.RawMessage, dst any, positional ...string) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
@@ -25,24 +29,27 @@ func decodeArgs(raw json.RawMessage, dst any, positional ...string) error {
 	}
 	switch raw[0] {
 	case '{':
-	case '[':
-		var elems []json.RawMessage
-		if err := json.Unmarshal(raw, &elems); err != nil {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			// Decoded below for the error that names the argument.
+			break
+		}
+		pos, mixed := obj[wire.ArgsKey]
+		if !mixed {
+			break
+		}
+		delete(obj, wire.ArgsKey)
+		if err := placePositional(obj, pos, positional); err != nil {
+			return err
+		}
+		var err error
+		if raw, err = json.Marshal(obj); err != nil {
 			return badArgs("invalid JSON arguments: %v", err)
 		}
-		if len(elems) > len(positional) {
-			if len(positional) == 0 {
-				return badArgs("takes no positional arguments, got %d", len(elems))
-			}
-			return badArgs("too many positional arguments: got %d, at most %d (%s)",
-				len(elems), len(positional), strings.Join(positional, ", "))
-		}
-		obj := make(map[string]json.RawMessage, len(elems))
-		for i, e := range elems {
-			if bytes.Equal(bytes.TrimSpace(e), []byte("null")) {
-				continue
-			}
-			obj[positional[i]] = e
+	case '[':
+		obj := map[string]json.RawMessage{}
+		if err := placePositional(obj, raw, positional); err != nil {
+			return err
 		}
 		var err error
 		if raw, err = json.Marshal(obj); err != nil {
@@ -59,6 +66,46 @@ func decodeArgs(raw json.RawMessage, dst any, positional ...string) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return badArgs("invalid JSON arguments: trailing data after the arguments object")
+	}
+	return nil
+}
+
+// DecodeArgs is decodeArgs for functions registered from outside this
+// package (the state functions), so every function reads the same three
+// forms: object, array, and object with wire.ArgsKey.
+func DecodeArgs(raw json.RawMessage, dst any, positional ...string) error {
+	return decodeArgs(raw, dst, positional...)
+}
+
+// placePositional puts the elements of the JSON array arr into obj under
+// the names in positional, in order; null elements are left out. A name
+// obj already holds was given twice.
+func placePositional(obj map[string]json.RawMessage, arr json.RawMessage, positional []string) error {
+	if t := bytes.TrimSpace(arr); len(t) == 0 || t[0] != '[' {
+		return badArgs("positional arguments (%s) must be a JSON array, got %s", wire.ArgsKey, jsonKind(t))
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(arr, &elems); err != nil {
+		return badArgs("invalid JSON arguments: %v", err)
+	}
+	if len(elems) > len(positional) {
+		if len(positional) == 0 {
+			return badArgs("takes no positional arguments, got %d", len(elems))
+		}
+		return badArgs("too many positional arguments: got %d, at most %d (%s)",
+			len(elems), len(positional), strings.Join(positional, ", "))
+	}
+	for i, e := range elems {
+		if bytes.Equal(bytes.TrimSpace(e), []byte("null")) {
+			continue
+		}
+		// encoding/json matches names case-insensitively: so does this.
+		for k := range obj {
+			if strings.EqualFold(k, positional[i]) {
+				return badArgs("argument %q given twice: as positional argument %d and by name", positional[i], i+1)
+			}
+		}
+		obj[positional[i]] = e
 	}
 	return nil
 }

@@ -44,6 +44,8 @@ func FuzzDecodeArgs(f *testing.F) {
 		`["ls", "/tmp"]`, `["ls", null]`, `["a","b","c"]`,
 		`{"argv":["a",1]}`, `{"env":{"A":1}}`, `{"timeout":-1}`, `{"timeout":"1.5"}`,
 		`{"seconds":1e400}`, `{"max_bytes":"7"}`, `{"nope":1}`, `{} {}`, `{"cmd":"x"}x`,
+		`{"_args":["ls"],"cwd":"/tmp"}`, `{"_args":["ls"],"cmd":"x"}`, `{"_args":["ls"],"CMD":"x"}`,
+		`{"_args":"ls"}`, `{"_args":[null,"/"],"cmd":"x"}`, `{"_args":[]}`, `{"_args":null}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -84,6 +86,14 @@ func FuzzDecodeArgs(f *testing.F) {
 			}
 			if !reflect.DeepEqual(dst, dst2) {
 				t.Fatalf("%s: %q → %+v → %s → %+v", tg.name, raw, dst, again, dst2)
+			}
+			// An array means the same under _args of an object.
+			if trimmed := strings.TrimSpace(string(raw)); strings.HasPrefix(trimmed, "[") {
+				dst3 := tg.new()
+				mixed := `{"_args":` + trimmed + `}`
+				if err := decodeArgs([]byte(mixed), dst3, tg.positional...); err != nil || !reflect.DeepEqual(dst, dst3) {
+					t.Fatalf("%s: %q → %+v, but %s → %+v, %v", tg.name, raw, dst, mixed, dst3, err)
+				}
 			}
 		}
 	})

@@ -105,6 +105,14 @@ func TestTestEcho(t *testing.T) {
 	if res := mustRun(t, nil, "test.echo", ``); res != "" {
 		t.Errorf("echo empty = %v", res)
 	}
+	// Salt's mixed convention: positional words under _args, keys beside.
+	if res := mustRun(t, nil, "test.echo", `{"_args":["hello"]}`); res != "hello" {
+		t.Errorf("echo mixed = %v", res)
+	}
+	res := mustCmd(t, nil, "cmd.run", `{"_args":["pwd"],"cwd":"/tmp","timeout":"10s"}`)
+	if strings.TrimSpace(res.Stdout) != "/tmp" {
+		t.Errorf("cmd.run mixed: stdout %q, want /tmp", res.Stdout)
+	}
 }
 
 func TestBadArgs(t *testing.T) {
@@ -118,6 +126,12 @@ func TestBadArgs(t *testing.T) {
 		{"test.echo", `["a","b"]`, []string{"too many positional arguments", "text"}},
 		{"test.echo", `{"text":"a"} {"text":"b"}`, []string{"trailing"}},
 		{"test.echo", `{"text":`, []string{"invalid"}},
+		{"test.echo", `{"_args":["a"],"text":"b"}`, []string{`argument "text" given twice`, "positional argument 1"}},
+		{"test.echo", `{"_args":["a"],"TEXT":"b"}`, []string{`argument "text" given twice`}},
+		{"test.echo", `{"_args":"a"}`, []string{"positional arguments (_args) must be a JSON array", "got string"}},
+		{"test.echo", `{"_args":["a","b"],"x":1}`, []string{"too many positional arguments", "text"}},
+		{"test.ping", `{"_args":["a"]}`, []string{"takes no positional arguments"}},
+		{"cmd.run", `{"_args":["ls"],"shell":"sh"}`, []string{`unknown argument "shell"`}},
 		{"test.sleep", `{"seconds": true}`, []string{`argument "seconds"`, "duration", "boolean"}},
 		{"test.sleep", `{"seconds": "soon"}`, []string{`argument "seconds"`, `"soon"`}},
 		{"test.sleep", `{"seconds": -1}`, []string{`argument "seconds"`}},

@@ -260,3 +260,32 @@ func (a Args) Strings(key string) ([]string, bool, error) {
 	}
 	return nil, true, fmt.Errorf("argument %s: want a list of strings, got %T", key, v)
 }
+
+// Run is one state's entry in the return of state.apply and
+// state.highstate: Salt's shape, so tooling written for Salt's JSON reads
+// it. A return is a map from RunKey to Run.
+type Run struct {
+	Result
+	ID     string `json:"__id__"`
+	SLS    string `json:"__sls__"`
+	RunNum int    `json:"__run_num__"`
+	// StartTime is the wall-clock start, "15:04:05.000000" as Salt prints it.
+	StartTime string `json:"start_time"`
+	// Duration is the run time in milliseconds.
+	Duration float64 `json:"duration"`
+}
+
+// RunKey is Salt's key of a state's return:
+// "<module>_|-<id>_|-<name>_|-<function>" (file_|-motd_|-/etc/motd_|-managed).
+func RunKey(module, id, name, function string) string {
+	return module + "_|-" + id + "_|-" + name + "_|-" + function
+}
+
+// SplitRunKey is the inverse of RunKey; ok is false for a key of another shape.
+func SplitRunKey(key string) (module, id, name, function string, ok bool) {
+	p := strings.Split(key, "_|-")
+	if len(p) != 4 {
+		return "", "", "", "", false
+	}
+	return p[0], p[1], p[2], p[3], true
+}
