@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
+	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -620,4 +622,64 @@ func TestSettings_PeelCache_RendersWithoutNATS(t *testing.T) {
 	if p2.Ready() {
 		t.Fatal("the peel is ready without NATS: the settings did not come from the cache")
 	}
+}
+
+// Two masters share the fleet: each renders only the peels it owns (a file
+// change writes each affected entry once, not once per master), a master
+// that gains partitions finds their entries current, and when one leaves
+// the other renders its peels.
+func TestSettings_TwoMasters_EachRendersItsShare(t *testing.T) {
+	srv, js, f := startSettings(t)
+	url := srv.ClientURL()
+	const n = 10
+	for i := range n {
+		f.simPeel(t, fmt.Sprintf("web%d", i), map[string]any{"role": "web"})
+		f.simPeel(t, fmt.Sprintf("db%d", i), map[string]any{"role": "db", "size": i})
+	}
+	all := func() bool {
+		for i := range n {
+			if f.entry(t, names.BucketSecrets, fmt.Sprintf("db%d", i)) == nil || f.entry(t, names.BucketSecrets, fmt.Sprintf("web%d", i)) == nil {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "every peel rendered", settingsHang, all)
+	cfg := mastertest.Config("m2", url)
+	cfg.SettingsDir, cfg.PKIDir = f.dir, f.pkiDir
+	m2 := mastertest.Start(t, cfg)
+	waitFor(t, "m2 owns a share", settingsHang, func() bool { return len(m2.Owned()) > 0 && len(m2.Owned()) < m2.Partitions() })
+	files0 := lastSeq(t, js, names.BucketSettingsFiles)
+	code, out, _ := zester(t, url, "settings", "refresh")
+	if code != 0 || !strings.Contains(out, "m1: ") || !strings.Contains(out, "m2: ") || strings.Count(out, " 0 written") != 2 {
+		t.Fatalf("refresh with two masters: %d %s", code, out)
+	}
+	if d := lastSeq(t, js, names.BucketSettingsFiles) - files0; d != 0 {
+		t.Fatalf("a master that gained partitions rewrote %d current entries", d)
+	}
+	f.write(t, "db.zy", "role: db\nsize: {{ .facts.size }}\nengine: postgres\n")
+	waitFor(t, "the db peels re-rendered", settingsHang, func() bool { return lastSeq(t, js, names.BucketSettingsFiles)-files0 >= n })
+	code, out, _ = zester(t, url, "settings", "refresh")
+	if d := lastSeq(t, js, names.BucketSettingsFiles) - files0; code != 0 || d != n {
+		t.Fatalf("a change of db.zy with two masters wrote %d entries, want %d: %s", d, n, out)
+	}
+	// m2 leaves: m1 renders its peels again on their next fact change.
+	var moved string
+	for i := range n {
+		id := fmt.Sprintf("db%d", i)
+		if slices.Contains(m2.Owned(), shard.Partition(id, m2.Partitions())) {
+			moved = id
+		}
+	}
+	if moved == "" {
+		t.Skip("no db peel in m2's partitions with this hash")
+	}
+	if err := m2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.simPeel(t, moved, map[string]any{"role": "db", "size": 99})
+	waitFor(t, moved+" rendered by m1", settingsHang, func() bool {
+		r, _ := f.rendered(t, moved, map[string]any{"size": 99})
+		return fmt.Sprint(settingOf(r, "size")) == "99"
+	})
 }
