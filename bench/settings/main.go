@@ -177,9 +177,9 @@ func run() error {
 	start := time.Now()
 	if err := putAll(ctx, js, 2*N, func(i int) (string, []byte) {
 		if i%2 == 0 {
-			return "$KV." + names.BucketBasket + ".raw.b" + strconv.Itoa(i), make([]byte, fsz)
+			return names.KVSubjectPrefix(names.BucketBasket) + "raw.b" + strconv.Itoa(i), make([]byte, fsz)
 		}
-		return "$KV." + names.BucketBasket + ".raw.s" + strconv.Itoa(i), make([]byte, ssz)
+		return names.KVSubjectPrefix(names.BucketBasket) + "raw.s" + strconv.Itoa(i), make([]byte, ssz)
 	}); err != nil {
 		return err
 	}
