@@ -200,6 +200,7 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 		s.log.Warn("settings_dir not watched: changes need zester settings refresh", "settings_dir", s.dir, "err", err)
 	}
 	go s.loop(ctx)
+	go s.checkStoreLoop(ctx)
 	return nil
 }
 

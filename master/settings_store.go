@@ -63,6 +63,49 @@ func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket stri
 	return nil
 }
 
+// storeCheckEvery is how often a master compares the number of keys each
+// bucket holds with the number it believes stored: a purge of a whole
+// stream (`nats stream purge KV_secrets`, a restore without these buckets)
+// leaves no per-key marker for the follower to see.
+const storeCheckEvery = 10 * time.Second
+
+// checkStoreLoop re-renders every owned peel into a bucket that holds fewer
+// keys than were stored, with the stored hashes of that bucket forgotten, so
+// every missing entry is written again.
+func (s *settingsRenderer) checkStoreLoop(ctx context.Context) {
+	t := time.NewTicker(storeCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for idx, b := range settingsBuckets {
+			// Count before asking: every key counted was stored before the
+			// stream's state is read (a delete leaves its key a marker), so
+			// only a loss makes the store hold fewer.
+			s.storeMu.Lock()
+			known := len(s.stored[idx])
+			s.storeMu.Unlock()
+			st, err := s.m.js.Stream(ctx, names.KVStream(b))
+			if err != nil {
+				continue
+			}
+			lost := int(st.CachedInfo().State.NumSubjects) < known
+			if lost {
+				s.storeMu.Lock()
+				clear(s.stored[idx])
+				s.storeMu.Unlock()
+			}
+			if lost {
+				s.log.Warn("settings entries missing from the store; writing them again", "bucket", b, "keys", st.CachedInfo().State.NumSubjects, "stored", known)
+				s.markAffected(true, nil)
+			}
+		}
+	}
+}
+
 // storeGone marks the peel of a key that no longer holds our entry, when it
 // is ours to render (keys are peel ids).
 func (s *settingsRenderer) storeGone(key string) {

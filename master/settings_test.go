@@ -683,3 +683,30 @@ func TestSettings_TwoMasters_EachRendersItsShare(t *testing.T) {
 		return fmt.Sprint(settingOf(r, "size")) == "99"
 	})
 }
+
+// A whole bucket purged behind the masters' back (no per-key markers): the
+// entries are written again.
+func TestSettings_PurgedBucket_EntriesWrittenAgain(t *testing.T) {
+	_, js, f := startSettings(t)
+	f.simPeel(t, "web1", map[string]any{"role": "web"})
+	f.simPeel(t, "db1", map[string]any{"role": "db", "size": 1})
+	waitFor(t, "rendered", settingsHang, func() bool {
+		return f.entry(t, names.BucketSecrets, "web1") != nil && f.entry(t, names.BucketSettingsFiles, "db1") != nil
+	})
+	for _, b := range []string{names.BucketSecrets, names.BucketSettingsFiles} {
+		st, err := js.Stream(context.Background(), names.KVStream(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Purge(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := waitFor(t, "entries back", settingsHang, func() bool {
+		return f.entry(t, names.BucketSecrets, "web1") != nil && f.entry(t, names.BucketSettingsFiles, "db1") != nil && f.entry(t, names.BucketSettingsFiles, "web1") != nil
+	})
+	t.Logf("SETTINGS: purged buckets written again after %s", took.Round(time.Millisecond))
+	if r, _ := f.rendered(t, "web1", nil); settingOf(r, "db:password") != settingsSecret {
+		t.Fatalf("web1 after the purge: %v", r)
+	}
+}
