@@ -138,7 +138,9 @@ func (f *settingsFixture) entry(t *testing.T, bucket, id string) jetstream.KeyVa
 }
 
 // rendered is what the peel id would render from its two entries, with
-// facts: the peel's half, done here with the simulated peel's key.
+// facts: the peel's half, done here with the simulated peel's key. Between
+// the two writes of one change the entries may not fit (a new template's
+// secret not sealed yet): that is nil, as before the first render.
 func (f *settingsFixture) rendered(t *testing.T, id string, facts map[string]any) (*settings.Result, *settings.Bundle) {
 	t.Helper()
 	be := f.entry(t, names.BucketSettingsFiles, id)
@@ -162,7 +164,8 @@ func (f *settingsFixture) rendered(t *testing.T, id string, facts map[string]any
 	}
 	res, err := tr.Compile(id, facts, settings.Options{Secret: settings.RefOpener(vals)})
 	if err != nil {
-		t.Fatal(err)
+		t.Logf("%s does not render (yet): %v", id, err)
+		return nil, &b
 	}
 	return res, &b
 }
