@@ -500,17 +500,20 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	if curve != "" {
 		ps.secretsHash = settings.ValuesHash(s.hashKey, curve, vals)
 	}
-	// The writes, each only when the store holds something else.
-	if s.storedHash(filesIdx, names.SettingsFilesKey(id)) != ps.filesHash {
-		s.pub.put(ctx, s, filesIdx, names.SettingsFilesKey(id), bj, ps.filesHash)
-		wrote = true
-	}
+	// The writes, each only when the store holds something else; the
+	// values first, so that a peel reading between the two more likely
+	// finds the values its new templates need (when not, its render fails,
+	// it keeps the last good one and reads again on the change message).
 	if curve != "" && s.storedHash(secretsIdx, names.SecretsKey(id)) != ps.secretsHash {
 		tok, err := s.sealer.SealValues(curve, vals)
 		if err != nil {
-			return true, wrote, s.fail(id, err)
+			return true, false, s.fail(id, err)
 		}
 		s.pub.put(ctx, s, secretsIdx, names.SecretsKey(id), []byte(tok), ps.secretsHash)
+		wrote = true
+	}
+	if s.storedHash(filesIdx, names.SettingsFilesKey(id)) != ps.filesHash {
+		s.pub.put(ctx, s, filesIdx, names.SettingsFilesKey(id), bj, ps.filesHash)
 		wrote = true
 	}
 	s.mu.Lock()
