@@ -40,6 +40,9 @@ func (m *Master) startAPI() error {
 	if err := add("job.run", m.apiRun); err != nil {
 		return err
 	}
+	if err := add(names.APIBasketGet, m.apiBasketGet); err != nil {
+		return err
+	}
 	// Every master renders the partitions it owns: no queue group, the
 	// CLI merges the answers (as for presence).
 	if err := g.AddEndpoint("settings-refresh", micro.HandlerFunc(m.apiSettingsRefresh), micro.WithEndpointSubject("settings.refresh"), micro.WithEndpointQueueGroupDisabled()); err != nil {

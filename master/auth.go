@@ -45,12 +45,16 @@ const (
 	accessRun
 	// accessAdmin: admin (enrollment decisions, credentials).
 	accessAdmin
+	// accessBasket: readonly, operator, admin and peels (basket.get: a
+	// peel reads every peel's basket entries).
+	accessBasket
 )
 
 var accessRoles = map[access][]string{
-	accessRead:  {string(pki.RoleReadonly), string(pki.RoleOperator), string(pki.RoleAdmin)},
-	accessRun:   {string(pki.RoleOperator), string(pki.RoleAdmin)},
-	accessAdmin: {string(pki.RoleAdmin)},
+	accessRead:   {string(pki.RoleReadonly), string(pki.RoleOperator), string(pki.RoleAdmin)},
+	accessRun:    {string(pki.RoleOperator), string(pki.RoleAdmin)},
+	accessAdmin:  {string(pki.RoleAdmin)},
+	accessBasket: {string(pki.RoleReadonly), string(pki.RoleOperator), string(pki.RoleAdmin), string(pki.RolePeel)},
 }
 
 // Caller is the verified identity behind an API request.

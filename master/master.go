@@ -78,6 +78,9 @@ type Master struct {
 	presence *presence
 	enroll   atomic.Pointer[enrollService]
 	settings *settingsRenderer
+	// basket answers basket reads (basket.go), made on first use.
+	basketOnce sync.Once
+	basket     *basketReader
 	// watches tracks every JetStream watch above; /readyz fails while one
 	// is blind.
 	watches          *kvwatch.Monitor
@@ -273,6 +276,7 @@ func (m *Master) start(ctx context.Context) error {
 	m.presence = newPresence(m)
 	m.member = newMembership(m)
 	m.settings = newSettingsRenderer(m)
+	m.settings.basket = m.basketLookup
 	// Membership first: the index and the job engine need the table to know
 	// which partitions are theirs.
 	if err := m.member.start(ctx); err != nil {

@@ -282,6 +282,16 @@ func TestSettings_MasterRendersPerPeel(t *testing.T) {
 	if !strings.Contains(out, "db1") || strings.Contains(out, "db2") || !strings.Contains(out, `"web3"`) {
 		t.Fatalf("run -C 'I@size:3 or web3': %d %s", code, out)
 	}
+	// A basket map in the settings: the peel publishes it.
+	f.write(t, "common.zy", settingsFiles(f.token)["common.zy"]+"basket:\n  alive: test.ping\n")
+	waitFor(t, "web3 publishes its settings' basket entry", settingsHang, func() bool {
+		kv, err := f.js.KeyValue(context.Background(), names.BucketBasket)
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(context.Background(), names.BasketKey("web3", "alive"))
+		return err == nil
+	})
 }
 
 // A peel's fact change re-renders that peel, and only it, at once; a

@@ -53,6 +53,15 @@ type Config struct {
 	Insecure bool `yaml:"insecure"`
 	// TLS is the CA of the NATS servers and the peel's client certificate.
 	TLS config.TLS `yaml:"tls"`
+	// Basket names the entries the peel publishes in the basket bucket
+	// (Salt's mine): entry name → function (basket.go).
+	Basket map[string]BasketSpec `yaml:"basket"`
+	// BasketInterval is how often the basket functions run (jittered
+	// below it); an entry is written only when its value changed or the
+	// store lost it.
+	BasketInterval config.Duration `yaml:"basket_interval"`
+	// BasketMaxValue caps one entry's value (its JSON).
+	BasketMaxValue config.ByteSize `yaml:"basket_max_value"`
 }
 
 // NATSConfig is the nats: section.
@@ -81,6 +90,8 @@ func DefaultConfig() Config {
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
 		TLS:               config.TLS{Dir: config.DefaultTLSDir},
+		BasketInterval:    config.Dur(5 * time.Minute),
+		BasketMaxValue:    config.Bytes(64 << 10),
 	}
 }
 
@@ -151,6 +162,7 @@ func (c *Config) Validate() error {
 		bad("spool_max", "negative")
 	}
 	c.validateEnroll(bad)
+	c.validateBasket(bad)
 	if err := c.TLS.Validate("tls"); err != nil {
 		errs = append(errs, err)
 	}

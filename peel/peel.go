@@ -88,6 +88,9 @@ type Peel struct {
 	lastFacts map[string]any
 	wake      chan struct{}
 
+	// basket is what the peel publishes in the basket bucket (basket.go).
+	basket *basketState
+
 	met   *peelMetrics
 	wg    sync.WaitGroup
 	ready atomic.Bool
@@ -127,6 +130,13 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		return nil, err
 	}
 	if p.jobsSeen, err = openSeen(cfg.DataDir, time.Now()); err != nil {
+		return nil, err
+	}
+	if err := checkBasketFuncs("config key basket", cfg.Basket, p.reg); err != nil {
+		return nil, err
+	}
+	p.settings.basket = p.basketLookup
+	if p.basket, err = newBasket(cfg, opts.Metrics); err != nil {
 		return nil, err
 	}
 	p.partitions.Store(int32(cfg.Partitions))
@@ -259,9 +269,10 @@ func (p *Peel) Run(ctx context.Context) error {
 	go func() { defer p.wg.Done(); p.factsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.connLoop(ctx, reconnected) }()
 	go func() { defer p.wg.Done(); p.beatLoop(ctx) }()
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go func() { defer p.wg.Done(); p.credsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.settingsLoop(ctx) }()
+	go func() { defer p.wg.Done(); p.basketLoop(ctx) }()
 	p.log.Info("peel running", "url", cs.url(), "partition", p.partition(), "instance", p.instance)
 	<-ctx.Done()
 	p.ready.Store(false)
@@ -408,6 +419,7 @@ func (p *Peel) onControl(msg *nats.Msg) {
 		}
 		p.log.Info("a master asked for the facts again (gone from the bucket or unreadable); republishing")
 		notify(p.wake)
+		notify(p.basket.wake) // gone with the facts, most likely: checked, rewritten if so
 	case wire.ControlSettingsChanged:
 		if slices.Contains(c.Peels, p.cfg.ID) {
 			notify(p.settings.kick)
@@ -443,7 +455,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 			// Republish facts (the store may have been rebuilt), after a
 			// random delay so that a fleet reconnecting at once does not
 			// publish all its facts in the same instant.
-			time.AfterFunc(time.Duration(rand.Int64N(int64(reconnectFactsJitter))), func() { notify(p.wake) })
+			time.AfterFunc(time.Duration(rand.Int64N(int64(reconnectFactsJitter))), func() { notify(p.wake); notify(p.basket.wake) })
 			retry.Reset()
 			p.flushSpool(ctx)
 		case <-t.C:
@@ -510,8 +522,8 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	env := &funcs.Env{PeelID: p.cfg.ID, MaxOutput: int(p.cfg.MaxOutput.N()), Facts: p.factsFor,
-		Settings: p.settingsFor, MayReveal: p.mayReveal(d)}
+	env := p.jobEnv()
+	env.Settings, env.MayReveal = p.settingsFor, p.mayReveal(d)
 	start := time.Now()
 	res, err := p.reg.Run(ctx, env, d.Function, d.Args)
 	p.met.jobsRun.Inc()

@@ -52,6 +52,8 @@ type peelSettings struct {
 	bundle, sealed []byte
 	res            *settings.Result
 	lastErr        string
+	// basketJSON is the settings' basket map last handed to the basket.
+	basketJSON []byte
 }
 
 func newPeelSettings(dataDir string) *peelSettings {
@@ -251,7 +253,47 @@ func (p *Peel) renderSettings(ctx context.Context, bundle, sealed []byte, f map[
 	s.mu.Lock()
 	s.bundle, s.sealed, s.res, s.lastErr = bundle, sealed, res, ""
 	s.mu.Unlock()
+	p.settingsBasket(res)
 	return nil
+}
+
+// settingsBasket hands the settings' `basket:` map (name → function, or
+// {function, args}) to the basket publisher when it changed.
+func (p *Peel) settingsBasket(res *settings.Result) {
+	v, _ := res.Get("basket")
+	j, _ := json.Marshal(v)
+	s := p.settings
+	s.mu.Lock()
+	same := bytes.Equal(j, s.basketJSON)
+	s.basketJSON = j
+	s.mu.Unlock()
+	if same || p.basket == nil {
+		return
+	}
+	specs := map[string]BasketSpec{}
+	m, ok := v.(map[string]any)
+	if v != nil && !ok {
+		p.log.Warn("settings: basket is not a map of entry name to function; ignored")
+		return
+	}
+	for name, e := range m {
+		switch x := e.(type) {
+		case string:
+			specs[name] = BasketSpec{Function: x}
+		case map[string]any:
+			fn, _ := x["function"].(string)
+			spec := BasketSpec{Function: fn}
+			if a, ok := x["args"]; ok {
+				spec.Args, _ = json.Marshal(a)
+			}
+			specs[name] = spec
+		default:
+			specs[name] = BasketSpec{} // named as bad below
+		}
+	}
+	if err := p.SetBasketFuncs(specs); err != nil {
+		p.log.Warn("settings: basket entries refused", "err", err)
+	}
 }
 
 func (s *peelSettings) failed(err error) error {

@@ -764,13 +764,25 @@ func ephemeralLow() int {
 func FreePorts(n int) ([]int, error) { return freePorts(n) }
 
 // FreePortRun finds n consecutive free loopback ports: a lab cluster's nodes
-// use port, port+1, ….
+// use port, port+1, …. Like FreePorts it picks below the kernel's ephemeral
+// range, where no outgoing connection or ":0" listener of a parallel test
+// can take a port between this check and the caller's bind, and hands each
+// port out once per process.
 func FreePortRun(n int) (int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if n < 1 || portsHi-portsLo < 1000+n {
+		return 0, fmt.Errorf("topology: no room for a run of %d ports in [%d, %d)", n, portsLo, portsHi)
+	}
 	for try := 0; try < 200; try++ {
-		base := 20000 + rand.IntN(40000)
+		base := portsLo + portsRandom.IntN(portsHi-portsLo-n)
 		var ls []net.Listener
 		ok := true
-		for p := base; p < base+n; p++ {
+		for p := base; p < base+n && ok; p++ {
+			if portsGiven[p] {
+				ok = false
+				break
+			}
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 			if err != nil {
 				ok = false
@@ -782,6 +794,9 @@ func FreePortRun(n int) (int, error) {
 			l.Close()
 		}
 		if ok {
+			for p := base; p < base+n; p++ {
+				portsGiven[p] = true
+			}
 			return base, nil
 		}
 	}

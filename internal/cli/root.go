@@ -132,7 +132,7 @@ func (a *app) rootCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run:   func(*cobra.Command, []string) { fmt.Fprintln(a.out, "zester", version.String()) },
 	})
-	root.AddCommand(a.pkiCmd(), a.tlsCmd(), a.enrollCmd(), a.secretsCmd(), a.settingsCmd(),
+	root.AddCommand(a.pkiCmd(), a.tlsCmd(), a.enrollCmd(), a.secretsCmd(), a.settingsCmd(), a.basketCmd(),
 		a.backupCmd(), a.restoreCmd(), a.purgeCmd(), a.topologyCmd())
 	return root
 }

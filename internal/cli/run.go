@@ -57,6 +57,13 @@ or were offline, 3 the command itself failed.`,
 	c.Flags().DurationVarP(&f.timeout, "timeout", "t", 0, "job timeout (default: the master's jobs.default_timeout)")
 	c.Flags().StringVar(&f.batch, "batch", "", "rolling batch: N peels or P% at a time")
 	c.Flags().BoolVar(&f.async, "async", false, "print the job id and return at once")
+	addTargetFlags(c, f.kind)
+	return c
+}
+
+// addTargetFlags adds -L -E -G -P -S -N -C to a command that takes a
+// target; targetKind reads them back.
+func addTargetFlags(c *cobra.Command, kind map[string]*bool) {
 	for _, k := range []struct{ letter, help string }{
 		{"L", "target is a comma-separated list of ids"},
 		{"E", "target is a regular expression on ids"},
@@ -67,9 +74,8 @@ or were offline, 3 the command itself failed.`,
 		{"I", "target is a settings match key:path:glob (what the masters rendered)"},
 		{"C", "target is a compound expression"},
 	} {
-		f.kind[k.letter] = c.Flags().BoolP(strings.ToLower(k.letter)+"-target", k.letter, false, k.help)
+		kind[k.letter] = c.Flags().BoolP(strings.ToLower(k.letter)+"-target", k.letter, false, k.help)
 	}
-	return c
 }
 
 // ParseArgs turns command-line words into job arguments.

@@ -18,7 +18,7 @@ const RoleLeaf Role = "leaf"
 // any peel id, and the replies of the JetStream API; from the hub
 // (subscribe), the jobs, control messages and instance checks of every
 // partition and the replies to the leaf's clients. It never allows the
-// master API beyond info, the jobs or enrollments buckets, secrets beyond
+// master API beyond info and basket.get, the jobs or enrollments buckets, secrets beyond
 // a direct get of a named key (sealed values), writes of any master-owned
 // key, or answering as a master. A leaf run by someone else can therefore
 // do what any one peel may do, for every peel id behind it: write facts,
@@ -36,6 +36,7 @@ func LeafPermissions() jwt.Permissions {
 		names.PeelEventSubject("*", ">"),
 		names.SubjectInPartitionedPrefix+".>",
 		names.APISubject("info"),
+		names.APISubject(names.APIBasketGet),
 		names.SubjectEnroll,
 		names.BeatSubjectAny(),
 		names.PeelInboxAny(),
@@ -48,6 +49,7 @@ func LeafPermissions() jwt.Permissions {
 		names.JSDirectGetKey(names.BucketJobReturns, ">"),
 		names.JSDirectGetKey(names.BucketSecrets, ">"),
 		names.JSDirectGetKey(names.BucketSettingsFiles, ">"),
+		names.JSDirectGetKey(names.BucketBasket, ">"),
 	)
 	p.Sub.Allow.Add(
 		names.JobSubjectAny(),

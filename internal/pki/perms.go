@@ -40,8 +40,9 @@ func (s PeelSpec) Validate() error {
 // peel→master subjects (the id as one token; the latter after the account's
 // partition mapping), its own peel inbox and reply inbox (the
 // one-process-per-id check and its answer), its own renewal subject, the master API's info endpoint, and direct gets with
-// the key in the subject for its own returns, its own secrets entry and
-// its own settings-files entry.
+// the key in the subject for its own returns, its own secrets entry, its
+// own settings-files entry and its own basket keys; the master API's
+// basket.get endpoint (the masters check its signature).
 // Subscribe: its partition's job and control subjects, its peel inbox and
 // its private reply inbox.
 //
@@ -74,6 +75,12 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		names.PeelInboxPrefix(id) + ".>",
 		names.EnrollRenewSubject(id),
 		names.APISubject("info"),
+		// basket.get: the masters read everyone's basket entries for it
+		// (a peel cannot create the consumer that reading them takes).
+		names.APISubject(names.APIBasketGet),
+		// Is my basket entry still stored (a store rebuilt under a running
+		// peel)? Its own keys only: the pattern ends in its id.
+		names.JSDirectGetKey(names.BucketBasket, names.BasketPeelFilter(id)),
 		// Before running a job: is my return already stored?
 		names.JSDirectGetKey(names.BucketJobReturns, names.ReturnKey("*", id)),
 		// Its own settings: one key in each bucket, whatever top.zy
@@ -139,8 +146,8 @@ var roles = map[Role]roleSpec{
 		user:       true,
 	},
 	RoleReadonly: {
-		doc:        "lists and reads jobs, facts and peels (facts, jobs, returns, job events; the API's info endpoint) and nothing else: cannot run a job",
-		api:        []string{names.APISubject("info")},
+		doc:        "lists and reads jobs, facts, peels and basket entries (facts, jobs, returns, job events; the API's info and basket.get endpoints) and nothing else: cannot run a job",
+		api:        []string{names.APISubject("info"), names.APISubject(names.APIBasketGet)},
 		kvRead:     []string{names.BucketFacts, names.BucketJobs, names.BucketJobReturns},
 		streamRead: []string{names.StreamJobEvents},
 		user:       true,

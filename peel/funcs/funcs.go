@@ -32,6 +32,10 @@
 //	facts.refresh                              -> freshly collected facts
 //	settings.get  {key, default, reveal}       -> one setting ("db:password"), secrets masked
 //	settings.items {reveal}                    -> every setting, secrets masked
+//	network.ipv4  {interface, loopback}        -> the host's IPv4 addresses
+//	network.ipv6  {interface, loopback}        -> the host's IPv6 addresses
+//	network.interfaces                         -> []Interface
+//	basket.get    {target, name, kind}         -> entry name of the peels target selects, by id
 package funcs
 
 import (
@@ -77,6 +81,9 @@ type Env struct {
 	// MayReveal says the job may see secrets in plaintext: it came, signed,
 	// from a requester whose role may reveal (settings.go).
 	MayReveal bool
+	// Basket reads basket entry name of the peels a target of kind ("" a
+	// glob) selects, by peel id (basket.get). May be nil.
+	Basket func(ctx context.Context, kind, target, name string) (map[string]any, error)
 }
 
 func (e *Env) maxOutput() int {
@@ -128,6 +135,10 @@ func NewRegistry() *Registry {
 	r.Register("facts.refresh", factsRefresh)
 	r.Register("settings.get", settingsGet)
 	r.Register("settings.items", settingsItems)
+	r.Register("network.ipv4", networkIPv4)
+	r.Register("network.ipv6", networkIPv6)
+	r.Register("network.interfaces", networkInterfaces)
+	r.Register("basket.get", basketGet)
 	return r
 }
 

@@ -72,8 +72,8 @@ func jsonStr(s string) string {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"cmd.run", "cmd.script", "facts.get", "facts.refresh", "file.read", "file.stat",
-		"service.status", "settings.get", "settings.items", "sys.info", "test.echo", "test.ping", "test.sleep"}
+	want := []string{"basket.get", "cmd.run", "cmd.script", "facts.get", "facts.refresh", "file.read", "file.stat",
+		"network.interfaces", "network.ipv4", "network.ipv6", "service.status", "settings.get", "settings.items", "sys.info", "test.echo", "test.ping", "test.sleep"}
 	got := NewRegistry().Names()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
