@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -118,7 +119,7 @@ func DefaultConfig() Config {
 		Masters:     1,
 		Latency:     Fixed(0),
 		KillLatency: Uniform(1*time.Second, 3*time.Second),
-		Partitions:  64,
+		Partitions:  shard.DefaultPartitions,
 		Target:      "*",
 		JobTimeout:  60 * time.Second,
 		LogLevel:    "error",

@@ -126,55 +126,42 @@ func (d Dist) Zero() bool {
 	return false
 }
 
-// Sample draws one latency.
-func (d Dist) Sample() time.Duration {
+// value is what the distribution gives: uniform() for a uniform one,
+// A·e^x() capped at Max (when set) for a log-normal one, A for a fixed one.
+// The functions run only for their kind (x draws a random number in Sample).
+func (d Dist) value(uniform func() time.Duration, x func() float64) time.Duration {
 	switch d.Kind {
 	case "uniform":
+		return uniform()
+	case "lognormal":
+		v := time.Duration(float64(d.A) * math.Exp(x()))
+		if d.Max > 0 && v > d.Max {
+			v = d.Max
+		}
+		return v
+	}
+	return d.A
+}
+
+// Sample draws one latency.
+func (d Dist) Sample() time.Duration {
+	return d.value(func() time.Duration {
 		if d.B <= d.A {
 			return d.A
 		}
 		return d.A + time.Duration(rand.Int64N(int64(d.B-d.A)+1))
-	case "lognormal":
-		v := time.Duration(float64(d.A) * math.Exp(d.Sigma*rand.NormFloat64()))
-		if d.Max > 0 && v > d.Max {
-			v = d.Max
-		}
-		return v
-	default:
-		return d.A
-	}
+	}, func() float64 { return d.Sigma * rand.NormFloat64() })
 }
 
 // Mean is the distribution's mean (for sizing timeouts).
 func (d Dist) Mean() time.Duration {
-	switch d.Kind {
-	case "uniform":
-		return (d.A + d.B) / 2
-	case "lognormal":
-		m := time.Duration(float64(d.A) * math.Exp(d.Sigma*d.Sigma/2))
-		if d.Max > 0 && m > d.Max {
-			m = d.Max
-		}
-		return m
-	default:
-		return d.A
-	}
+	return d.value(func() time.Duration { return (d.A + d.B) / 2 }, func() float64 { return d.Sigma * d.Sigma / 2 })
 }
 
-// Upper is a bound that almost every sample stays under.
+// Upper is a bound that almost every sample stays under (e^4σ: 4 standard
+// deviations above the median of a log-normal one).
 func (d Dist) Upper() time.Duration {
-	switch d.Kind {
-	case "uniform":
-		return d.B
-	case "lognormal":
-		v := time.Duration(float64(d.A) * math.Exp(4*d.Sigma))
-		if d.Max > 0 && v > d.Max {
-			v = d.Max
-		}
-		return v
-	default:
-		return d.A
-	}
+	return d.value(func() time.Duration { return d.B }, func() float64 { return 4 * d.Sigma })
 }
 
 func (d Dist) String() string {

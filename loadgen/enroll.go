@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/enroll"
 	"github.com/zester-io/zester/internal/names"
@@ -302,15 +303,36 @@ func boot0(conns []*nats.Conn, i int) *nats.Conn { return conns[i%len(conns)] }
 
 // connectOwn connects as an enrolled peel: its JWT, its key, its inbox.
 func connectOwn(url, id, tok string, kp nkeys.KeyPair) (*nats.Conn, error) {
-	return nats.Connect(url, nats.Name("loadgen-enrolled "+id), nats.MaxReconnects(0), nats.Timeout(30*time.Second),
+	return dial(url, nats.Name("loadgen-enrolled "+id), nats.MaxReconnects(0), nats.Timeout(30*time.Second),
 		nats.CustomInboxPrefix(names.PeelInboxPrefix(id)),
 		nats.UserJWT(func() (string, error) { return tok, nil }, func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) }))
+}
+
+// dial connects as a real peel would: a handshake that fails for a reason
+// other than authorization (the server, loaded by thousands of connects,
+// sent its first PING before its PONG: "expected 'PONG', got 'PING'"; a
+// timeout) is tried again after a jittered backoff, a few times.
+func dial(url string, opts ...nats.Option) (*nats.Conn, error) {
+	var nc *nats.Conn
+	tries := 0
+	err := backoff.Retry(context.Background(), backoff.New(50*time.Millisecond, 2*time.Second), func(context.Context) error {
+		c, err := nats.Connect(url, opts...)
+		if err == nil {
+			nc = c
+			return nil
+		}
+		if tries++; tries == 5 || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+	return nc, err
 }
 
 func dialN(ctx context.Context, url string, n int, opts ...nats.Option) ([]*nats.Conn, error) {
 	out := make([]*nats.Conn, n)
 	err := parallel(ctx, n, 16, func(i int) error {
-		nc, err := nats.Connect(url, append([]nats.Option{nats.Name(fmt.Sprintf("loadgen-enroll-%d", i)), nats.MaxReconnects(-1)}, opts...)...)
+		nc, err := dial(url, append([]nats.Option{nats.Name(fmt.Sprintf("loadgen-enroll-%d", i)), nats.MaxReconnects(-1)}, opts...)...)
 		out[i] = nc
 		return err
 	})

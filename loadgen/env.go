@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master"
+	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -522,32 +522,14 @@ func (e *env) countStored(ctx context.Context, stream, filter string) (unique, m
 }
 
 // coordinatorOwner is the live master owning the job's coordinator
-// partition (FNV-1a of the jid, as master/jobs.go computes it).
+// partition.
 func (e *env) coordinatorOwner(ctx context.Context, jid string) *masterHandle {
-	p := fnv32a(jid) % uint32(e.partitions)
+	p := shard.Coordinator(jid, e.partitions)
 	recs, _ := e.heartbeats(ctx, e.liveIDs())
 	for _, h := range e.live() {
-		if slices.Contains(recs[h.id].Owned, int(p)) {
+		if slices.Contains(recs[h.id].Owned, p) {
 			return h
 		}
 	}
 	return nil
-}
-
-func fnv32a(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dustin/go-humanize"
 )
@@ -241,6 +243,19 @@ type Target struct {
 	Note     string `json:"note,omitempty"`
 }
 
+// MetText is the "met" column of a target: "yes", or no when it was missed,
+// with the note in parentheses.
+func (t Target) MetText(no string) string {
+	met := "yes"
+	if !t.Met {
+		met = no
+	}
+	if t.Note != "" {
+		met += " (" + t.Note + ")"
+	}
+	return met
+}
+
 // ---- rendering ----
 
 func fmtDur(d time.Duration) string {
@@ -260,22 +275,7 @@ func fmtDur(d time.Duration) string {
 
 func fmtBytes(b int64) string { return humanize.IBytes(uint64(max(b, 0))) }
 
-func fmtInt(n int64) string {
-	s := fmt.Sprintf("%d", n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+func fmtInt(n int64) string { return humanize.Comma(n) }
 
 func fmtRate(r float64) string {
 	switch {
@@ -329,14 +329,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	if len(r.Targets) > 0 {
 		rows = [][]string{{"target", "goal", "measured", "met"}}
 		for _, t := range r.Targets {
-			met := "yes"
-			if !t.Met {
-				met = "NO"
-			}
-			if t.Note != "" {
-				met += " (" + t.Note + ")"
-			}
-			rows = append(rows, []string{t.What, t.Goal, t.Measured, met})
+			rows = append(rows, []string{t.What, t.Goal, t.Measured, t.MetText("NO")})
 		}
 		writeAligned(w, rows)
 		fmt.Fprintln(w)
@@ -357,30 +350,21 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintln(w)
 }
 
+// writeAligned prints rows as columns two spaces apart, the first row a
+// header underlined across the table.
 func writeAligned(w io.Writer, rows [][]string) {
-	width := make([]int, len(rows[0]))
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	for _, r := range rows {
-		for i, c := range r[:len(r)-1] {
-			width[i] = max(width[i], len([]rune(c)))
-		}
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
-	for ri, r := range rows {
-		var b strings.Builder
-		for i, c := range r {
-			if i < len(r)-1 {
-				b.WriteString(c)
-				b.WriteString(strings.Repeat(" ", width[i]-len([]rune(c))+2))
-			} else {
-				b.WriteString(c)
-			}
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-		if ri == 0 {
-			total := 0
-			for _, x := range width {
-				total += x + 2
-			}
-			fmt.Fprintln(w, strings.Repeat("─", total+20))
+	tw.Flush()
+	for i, line := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+		if i == 0 {
+			// The last column starts where the header's last cell does.
+			last := rows[0][len(rows[0])-1]
+			fmt.Fprintln(w, strings.Repeat("─", utf8.RuneCountInString(line)-utf8.RuneCountInString(last)+22))
 		}
 	}
 }
@@ -404,14 +388,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	if len(r.Targets) > 0 {
 		fmt.Fprintf(w, "\n## Targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n")
 		for _, t := range r.Targets {
-			met := "yes"
-			if !t.Met {
-				met = "**no**"
-			}
-			if t.Note != "" {
-				met += " (" + t.Note + ")"
-			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.What, t.Goal, mdEscape(t.Measured), mdEscape(met))
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.What, t.Goal, mdEscape(t.Measured), mdEscape(t.MetText("**no**")))
 		}
 	}
 	fmt.Fprintf(w, "\n## Resources\n\n| scenario | CPU | peak RSS | fleet out | fleet in | servers in | servers out |\n|---|---|---|---|---|---|---|\n")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/wire"
@@ -144,34 +146,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if !cfg.has(name) && !(name == ScBaseline && cfg.has(ScPing)) {
 			continue
 		}
-		switch name {
-		case ScBaseline:
-			r.scenario(name, r.baselineScenario)
-		case ScPing:
-			r.scenario(name, r.pingScenario)
-		case ScBatch:
-			r.scenario(name, r.batchScenario)
-		case ScMasterkill:
-			if e.external() {
-				r.skip(name, "needs in-process masters (not available with --nats)")
-				continue
-			}
-			r.scenario(name, r.masterkill)
-		case ScServerkill:
-			if e.external() || (e.topo.Kind() != topology.KindCluster && e.topo.Kind() != topology.KindSuperCluster) {
-				r.skip(name, "needs a replicated JetStream: run with --topology cluster (or supercluster)")
-				continue
-			}
-			r.scenario(name, r.serverkill)
-		case ScReconnect:
-			if e.external() {
-				r.skip(name, "needs an in-process server to restart (not available with --nats)")
-				continue
-			}
-			r.scenario(name, r.reconnect)
-		case ScEnrollment:
-			r.scenario(name, r.enrollScenario)
+		sc, ok := r.scenarios()[name]
+		if !ok {
+			continue
 		}
+		if why := sc.unavailable; why != "" {
+			r.skip(name, why)
+			continue
+		}
+		r.scenario(name, sc.run)
 	}
 	if err := ctx.Err(); err != nil {
 		return r.rep, err
@@ -195,6 +178,33 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (r *runner) notePeak() {
 	if p := peakRSS(); p > r.peak {
 		r.peak = p
+	}
+}
+
+// scenarioRun is how to run one scenario after the fact storm, and why it
+// cannot run in this environment ("" when it can).
+type scenarioRun struct {
+	run         func(ctx context.Context, s *Scenario)
+	unavailable string
+}
+
+func (r *runner) scenarios() map[string]scenarioRun {
+	e := r.env
+	notIf := func(cond bool, why string) string {
+		if cond {
+			return why
+		}
+		return ""
+	}
+	replicated := !e.external() && (e.topo.Kind() == topology.KindCluster || e.topo.Kind() == topology.KindSuperCluster)
+	return map[string]scenarioRun{
+		ScBaseline:   {run: r.baselineScenario},
+		ScPing:       {run: r.pingScenario},
+		ScBatch:      {run: r.batchScenario},
+		ScMasterkill: {r.masterkill, notIf(e.external(), "needs in-process masters (not available with --nats)")},
+		ScServerkill: {r.serverkill, notIf(!replicated, "needs a replicated JetStream: run with --topology cluster (or supercluster)")},
+		ScReconnect:  {r.reconnect, notIf(e.external(), "needs an in-process server to restart (not available with --nats)")},
+		ScEnrollment: {run: r.enrollScenario},
 	}
 }
 
@@ -337,16 +347,17 @@ func (r *runner) ping(ctx context.Context, o pingOpts) (*PingResult, time.Time, 
 	var resp wire.RunResponse
 	var t0 time.Time
 	deadline := time.Now().Add(o.submitRetry)
+	retry := backoff.New(100*time.Millisecond, 2*time.Second)
 	for {
 		t0 = time.Now()
-		err := e.api(ctx, "job.run", req, &resp)
+		err := e.api(ctx, names.EndpointJobRun, req, &resp)
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, t0, fmt.Errorf("submit: %w", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(retry.Next())
 	}
 	jid := resp.JID
 	res.JID = jid
@@ -417,6 +428,7 @@ wait:
 	// a big job (or a fault), so retry.
 	var unique, msgs int
 	var err error
+	recount := backoff.New(time.Second, 8*time.Second)
 	for attempt := 0; attempt < 5; attempt++ {
 		cctx, ccancel := context.WithTimeout(ctx, time.Minute)
 		unique, msgs, err = e.countStored(cctx, names.KVStream(names.BucketJobReturns), names.ReturnSubjectPrefix+names.ReturnFilter(jid))
@@ -427,7 +439,7 @@ wait:
 		if (err == nil && unique >= job.Returned) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
+		time.Sleep(recount.Next())
 	}
 	if err != nil {
 		res.Problems = append(res.Problems, fmt.Sprintf("counting stored returns: %v", err))
@@ -805,7 +817,7 @@ func (r *runner) reconnect(ctx context.Context, s *Scenario) {
 		}
 	}
 	if rr.Conns == 0 {
-		s.fail("no fleet connection is on %s (connected to: %v)", srv.Name(), sortedKeys(perURL))
+		s.fail("no fleet connection is on %s (connected to: %v)", srv.Name(), slices.Sorted(maps.Keys(perURL)))
 		s.Summary = "nothing to reconnect"
 		return
 	}

@@ -121,7 +121,7 @@ func (s *secureEnv) connOptions(idx int, parts []int) ([]nats.Option, error) {
 		kv(names.BucketJobReturns, names.ReturnKey("*", ">")),
 		names.JSStreamInfo(names.KVStream(names.BucketFacts)),
 		names.JSStreamInfo(names.KVStream(names.BucketJobReturns)),
-		names.APISubject("info"),
+		names.APISubject(names.EndpointInfo),
 		names.PeelEventSubject("*", ">"),
 		// The raw baseline of the same run: its subjects and bucket.
 		"lgbase.>", names.KVSubjectPrefix(baselineBucket)+">",

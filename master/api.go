@@ -34,13 +34,13 @@ func (m *Master) startAPI() error {
 	add := func(name string, h micro.HandlerFunc) error {
 		return g.AddEndpoint(strings.ReplaceAll(name, ".", "-"), h, micro.WithEndpointSubject(name))
 	}
-	if err := add("info", m.apiInfo); err != nil {
+	if err := add(names.EndpointInfo, m.apiInfo); err != nil {
 		return err
 	}
-	if err := add("job.run", m.apiRun); err != nil {
+	if err := add(names.EndpointJobRun, m.apiRun); err != nil {
 		return err
 	}
-	if err := add(names.APIBasketGet, m.apiBasketGet); err != nil {
+	if err := add(names.EndpointBasketGet, m.apiBasketGet); err != nil {
 		return err
 	}
 	// Every master renders the partitions it owns: no queue group, the
@@ -50,7 +50,7 @@ func (m *Master) startAPI() error {
 	}
 	// Every master answers presence for the partitions it owns: no queue
 	// group, the CLI merges the answers.
-	if err := g.AddEndpoint("presence", micro.HandlerFunc(m.apiPresence), micro.WithEndpointSubject("presence"), micro.WithEndpointQueueGroupDisabled()); err != nil {
+	if err := g.AddEndpoint(names.EndpointPresence, micro.HandlerFunc(m.apiPresence), micro.WithEndpointSubject(names.EndpointPresence), micro.WithEndpointQueueGroupDisabled()); err != nil {
 		return err
 	}
 	go func() {

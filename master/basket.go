@@ -216,7 +216,7 @@ func (m *Master) basketRequest(caller *Caller, data []byte) (target.Expr, string
 	}
 	limits := *caller
 	limits.Functions = nil
-	if expr, err = checkLimits(&limits, names.APIBasketGet, expr, m.cfg.Nodegroups); err != nil {
+	if expr, err = checkLimits(&limits, names.EndpointBasketGet, expr, m.cfg.Nodegroups); err != nil {
 		m.apiRefused("limits").Inc()
 		return nil, "", err
 	}

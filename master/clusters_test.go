@@ -22,7 +22,7 @@ func startTopo(t *testing.T, kind string, o topology.Options) *topology.Topology
 	t.Helper()
 	o.Dir = t.TempDir()
 	o.Mappings = map[string]string{}
-	src, dst := shard.PartitionMapping(64)
+	src, dst := names.PartitionMapping(shard.DefaultPartitions)
 	o.Mappings[src] = dst
 	var tp *topology.Topology
 	var err error

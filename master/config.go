@@ -1,17 +1,13 @@
 package master
 
 import (
-	"errors"
-	"fmt"
-	"net"
 	"os"
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/target"
+	"github.com/zester-io/zester/shard"
 )
 
 // DefaultConfigPath is where zester-master looks for its configuration.
@@ -126,7 +122,7 @@ func DefaultConfig() Config {
 		HTTP:        "127.0.0.1:9100",
 		StatesDir:   "/srv/zester/states",
 		SettingsDir: "/srv/zester/settings",
-		Partitions:  64,
+		Partitions:  shard.DefaultPartitions,
 		PKIDir:      pki.DefaultDir,
 		TLS:         TLSConfig{TLS: config.TLS{Dir: config.DefaultTLSDir}},
 		Heartbeat:   config.Dur(time.Second),
@@ -155,20 +151,12 @@ func DefaultConfig() Config {
 // LoadConfig reads the file at path over the defaults and validates the
 // result. The default path may be missing; an explicit one may not.
 func LoadConfig(path string, explicit bool) (Config, error) {
-	c := DefaultConfig()
-	if err := config.Load(path, explicit, &c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return config.LoadValid(path, explicit, DefaultConfig())
 }
 
 // ParseConfig reads YAML text over the defaults and validates it.
 func ParseConfig(data []byte) (Config, error) {
-	c := DefaultConfig()
-	if err := config.Parse("master.yaml", data, &c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return config.ParseValid("master.yaml", data, DefaultConfig())
 }
 
 // Validate checks every key and names the first bad one.
@@ -183,26 +171,12 @@ func (c *Config) Validate() error {
 	}); err != nil {
 		return err
 	}
-	var errs []error
-	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, a...)))
-	}
-	if err := names.ValidateID(c.ID); err != nil {
-		bad("id", "%v", err)
-	}
-	if _, err := obs.ParseLevel(c.LogLevel); err != nil {
-		bad("log_level", "%v", err)
-	}
-	if _, _, err := net.SplitHostPort(c.HTTP); c.HTTP != "" && err != nil {
-		bad("http", "%q is not host:port", c.HTTP)
-	}
+	var errs config.Problems
+	bad := errs.Bad
+	errs.Common(c.ID, c.LogLevel, c.HTTP)
 	if len(c.NATS.URL) == 0 {
-		if _, _, err := net.SplitHostPort(c.NATS.Embedded.Listen); err != nil {
-			bad("nats.embedded.listen", "%q is not host:port", c.NATS.Embedded.Listen)
-		}
-		if _, _, err := net.SplitHostPort(c.NATS.Embedded.Monitor); c.NATS.Embedded.Monitor != "" && err != nil {
-			bad("nats.embedded.monitor", "%q is not host:port", c.NATS.Embedded.Monitor)
-		}
+		errs.HostPort("nats.embedded.listen", c.NATS.Embedded.Listen, false)
+		errs.HostPort("nats.embedded.monitor", c.NATS.Embedded.Monitor, true)
 		if c.NATS.Embedded.StoreDir == "" {
 			bad("nats.embedded.store_dir", "empty")
 		}
@@ -232,9 +206,7 @@ func (c *Config) Validate() error {
 	if !c.Insecure && c.PKIDir == "" {
 		bad("pki_dir", "empty (set insecure: true to run without a PKI, in a lab)")
 	}
-	if err := c.TLS.Validate("tls"); err != nil {
-		errs = append(errs, err)
-	}
+	errs.Add(c.TLS.Validate("tls"))
 	if c.TLS.VerifyClients && c.TLS.CA == "" {
 		bad("tls.verify_clients", "needs tls.ca (the CA that signs client certificates)")
 	}
@@ -252,5 +224,5 @@ func (c *Config) Validate() error {
 			bad("nodegroups."+name, "%v", err)
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }

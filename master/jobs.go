@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +16,7 @@ import (
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/shard"
 )
 
 // dispatchChunk bounds the ids in one Dispatch message.
@@ -122,10 +123,7 @@ func (je *jobEngine) start(ctx context.Context) error {
 		}
 	}
 	je.started = true
-	active := make([]string, 0, len(je.jobs))
-	for jid := range je.jobs {
-		active = append(active, jid)
-	}
+	active := slices.Collect(maps.Keys(je.jobs))
 	je.mu.Unlock()
 	for _, jid := range active {
 		je.kick(jid)
@@ -224,22 +222,9 @@ func (je *jobEngine) dropLocked(jid string) {
 	delete(je.jobs, jid)
 }
 
-// splitJobKey tells a main key `<jid>` from a part key `<jid>.p<N>`.
-func splitJobKey(key string) (jid string, part int, isPart bool, ok bool) {
-	jid, rest, found := strings.Cut(key, ".")
-	if !found {
-		return key, 0, false, key != ""
-	}
-	n, err := strconv.Atoi(strings.TrimPrefix(rest, "p"))
-	if err != nil || !strings.HasPrefix(rest, "p") {
-		return "", 0, false, false
-	}
-	return jid, n, true, true
-}
-
 // apply records one jobs-bucket entry and returns the jid to act on.
 func (je *jobEngine) apply(e kvwatch.KeyValueEntry) string {
-	jid, p, isPart, ok := splitJobKey(e.Key())
+	jid, p, isPart, ok := names.ParseJobKey(e.Key())
 	if !ok {
 		return ""
 	}
@@ -298,12 +283,6 @@ func (je *jobEngine) apply(e kvwatch.KeyValueEntry) string {
 	return jid
 }
 
-func coordinatorPartition(jid string, p int) int {
-	h := fnv.New32a()
-	h.Write([]byte(jid))
-	return int(h.Sum32() % uint32(p))
-}
-
 // kick looks at one job and starts whatever this master owes it.
 func (je *jobEngine) kick(jid string) {
 	je.mu.Lock()
@@ -336,7 +315,7 @@ func (je *jobEngine) kick(jid string) {
 			adopt = append(adopt, p)
 		}
 	}
-	coord := je.m.member.owns(coordinatorPartition(jid, P))
+	coord := je.m.member.owns(shard.Coordinator(jid, P))
 	je.mu.Unlock()
 
 	if len(resolve) > 0 {
@@ -371,10 +350,7 @@ func (je *jobEngine) ownershipChanged(gained, lost []int) {
 			delete(js.tracked, p)
 		}
 	}
-	jids := make([]string, 0, len(je.jobs))
-	for jid := range je.jobs {
-		jids = append(jids, jid)
-	}
+	jids := slices.Collect(maps.Keys(je.jobs))
 	je.mu.Unlock()
 	for _, jid := range jids {
 		je.kick(jid)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/sig"
-	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 )
 
@@ -41,7 +39,6 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 	main := js.main
 	expr, err := je.parsedTarget(js)
 	je.mu.Unlock()
-	all := err == nil && (main.Target.Kind == "" || main.Target.Kind == string(target.KindGlob)) && main.Target.Expr == "*"
 	// Presence first: a partition this master just gained waits
 	// (takeover_grace at most) until its peels were heard, so that nobody
 	// up is called offline. The partitions warm up together, so this costs
@@ -69,10 +66,7 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 					ids, offline, _ = je.m.presence.split(p, targeted)
 				}
 			}
-			// "all" lets every peel of the partition take the job; with
-			// peels offline it must name the others, or a peel coming back
-			// would run a job that lists it as offline.
-			je.createPart(jid, main, p, ids, offline, all && len(offline) == 0)
+			je.createPart(jid, main, p, ids, offline, dispatchToAll(main.Target, err == nil, len(offline)))
 		}()
 	}
 	wg.Wait()
@@ -88,22 +82,15 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 		delete(je.resolving, key)
 		je.mu.Unlock()
 	}()
-	part := wire.JobPart{JID: jid, Partition: p, Master: je.m.cfg.ID, Expected: ids, Status: wire.StatusRunning, Offline: offline}
-	if len(ids) == 0 {
-		part.Expected = []string{}
-		part.Status = wire.StatusDone
-		part.Finished = time.Now().UTC()
-	}
+	part := newPart(jid, p, je.m.cfg.ID, ids, offline, time.Now())
 	b, _ := json.Marshal(part)
 	ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
 	defer cancel()
 	// Track before the part exists so that no return can slip past.
 	var tr *tracker
 	if len(ids) > 0 {
-		tr = &tracker{expected: make(map[string]struct{}, len(ids)), returned: map[string]bool{}, writing: true}
-		for _, id := range ids {
-			tr.expected[id] = struct{}{}
-		}
+		tr = newTracker(ids, 0)
+		tr.writing = true
 		je.mu.Lock()
 		if js := je.jobs[jid]; js != nil {
 			js.tracked[p] = tr
@@ -197,10 +184,7 @@ func (je *jobEngine) adopt(jid string, parts []int) {
 		if json.Unmarshal(e.Value(), &part) != nil || wire.Final(part.Status) {
 			continue
 		}
-		tr := &tracker{expected: make(map[string]struct{}, len(part.Expected)), returned: map[string]bool{}, rev: e.Revision()}
-		for _, id := range part.Expected {
-			tr.expected[id] = struct{}{}
-		}
+		tr := newTracker(part.Expected, e.Revision())
 		je.mu.Lock()
 		js := je.jobs[jid]
 		if js == nil || js.tracked[p] != nil || !je.m.member.owns(p) {
@@ -247,12 +231,7 @@ func (je *jobEngine) redispatch(jid string, every time.Duration) {
 		je.mu.Unlock()
 		return
 	}
-	var parts []int
-	for p, tr := range js.tracked {
-		if !tr.finished {
-			parts = append(parts, p)
-		}
-	}
+	parts := unfinishedParts(js.tracked)
 	if time.Until(js.main.Deadline) > every {
 		js.retry = time.AfterFunc(every, func() { je.redispatch(jid, every) })
 	}
@@ -271,19 +250,12 @@ func (je *jobEngine) dispatchMissing(jid string, p int) {
 		je.mu.Unlock()
 		return
 	}
-	tr := js.tracked[p]
-	var missing []string
-	for id := range tr.expected {
-		if _, ok := tr.returned[id]; !ok {
-			missing = append(missing, id)
-		}
-	}
+	missing := js.tracked[p].missing()
 	main := js.main
 	je.mu.Unlock()
 	if len(missing) == 0 {
 		return
 	}
-	sort.Strings(missing) // peels look themselves up by binary search
 	je.m.met.redispatched.Add(len(missing))
 	je.dispatch(jid, main, p, missing, false)
 }

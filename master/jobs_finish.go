@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,11 +21,7 @@ func (je *jobEngine) deadline(jid string) {
 	js := je.jobs[jid]
 	var parts []int
 	if js != nil {
-		for p, tr := range js.tracked {
-			if !tr.finished {
-				parts = append(parts, p)
-			}
-		}
+		parts = unfinishedParts(js.tracked)
 	}
 	je.mu.Unlock()
 	if len(parts) > 0 {
@@ -65,30 +60,7 @@ func (je *jobEngine) finishPart(jid string, p int, deadline bool) {
 			return
 		}
 		tr.writing = true
-		part := rec.part
-		part.Master = je.m.cfg.ID
-		part.Returned, part.Failed, part.Missing = 0, 0, nil
-		for _, ok := range tr.returned {
-			part.Returned++
-			if !ok {
-				part.Failed++
-			}
-		}
-		for id := range tr.expected {
-			if _, ok := tr.returned[id]; !ok {
-				part.Missing = append(part.Missing, id)
-			}
-		}
-		sort.Strings(part.Missing)
-		switch {
-		case len(part.Missing) == 0:
-			part.Status = wire.StatusDone
-		case part.Returned > 0:
-			part.Status = wire.StatusPartial
-		default:
-			part.Status = wire.StatusTimedOut
-		}
-		part.Finished = time.Now().UTC()
+		part := partOutcome(rec.part, tr, je.m.cfg.ID, time.Now())
 		rev := tr.rev
 		je.mu.Unlock()
 
@@ -149,53 +121,14 @@ func (je *jobEngine) reconcile(jid string) {
 		return
 	}
 	main, rev := js.main, js.mainRev
-	present, final := 0, 0
-	expected, returned, failed, missing, offline := 0, 0, 0, 0, 0
-	anyPartial := false
-	for p := 0; p < P; p++ {
-		rec, ok := js.parts[p]
-		if !ok {
-			continue
-		}
-		present++
-		expected += len(rec.part.Expected)
-		offline += len(rec.part.Offline)
-		if wire.Final(rec.part.Status) {
-			final++
-			returned += rec.part.Returned
-			failed += rec.part.Failed
-			missing += len(rec.part.Missing)
-			if rec.part.Status != wire.StatusDone {
-				anyPartial = true
-			}
-		}
+	parts := make(map[int]wire.JobPart, len(js.parts))
+	for p, rec := range js.parts {
+		parts[p] = rec.part
 	}
 	je.mu.Unlock()
 
-	next := main
-	switch {
-	case final == P:
-		next.Expected, next.Returned, next.Failed, next.Missing, next.Offline = expected, returned, failed, missing, offline
-		// Offline peels are targeted peels that did not run the job: a job
-		// with any is partial, like one with a peel that did not answer.
-		switch {
-		case !anyPartial && offline == 0:
-			next.Status = wire.StatusDone
-		case returned > 0:
-			next.Status = wire.StatusPartial
-		case missing > 0:
-			next.Status = wire.StatusTimedOut
-		default:
-			next.Status = wire.StatusPartial // every targeted peel was offline
-		}
-		next.Finished = time.Now().UTC()
-	case present == P && main.Status == wire.StatusPending:
-		next.Status = wire.StatusRunning
-		next.Expected, next.Offline = expected, offline
-	default:
-		return
-	}
-	if next.Status == main.Status && next.Expected == main.Expected && next.Offline == main.Offline {
+	next, write := reconcileJob(main, parts, P, time.Now())
+	if !write {
 		return
 	}
 	b, _ := json.Marshal(next)

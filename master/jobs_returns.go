@@ -41,7 +41,7 @@ func (je *jobEngine) rescan(ctx context.Context, jid string) {
 
 func (je *jobEngine) onReturnMsg(msg jetstream.Msg) {
 	h := msg.Headers()
-	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+	if op := h.Get(names.HeaderKVOperation); op == names.KVOpDelete || op == names.KVOpPurge {
 		return
 	}
 	jid, peel, ok := names.ParseReturnSubject(msg.Subject())
@@ -67,21 +67,11 @@ func (je *jobEngine) onReturn(jid, peel string, ok bool) {
 		return
 	}
 	tr := js.tracked[p]
-	if tr == nil || tr.finished {
+	if tr == nil || tr.record(peel, ok) != returnNew {
 		je.mu.Unlock()
 		return
 	}
-	if _, dup := tr.returned[peel]; dup {
-		je.mu.Unlock()
-		return
-	}
-	if _, exp := tr.expected[peel]; !exp {
-		tr.extra++
-		je.mu.Unlock()
-		return
-	}
-	tr.returned[peel] = ok
-	complete := len(tr.returned) == len(tr.expected) && !tr.writing
+	complete := tr.complete()
 	je.mu.Unlock()
 	je.m.met.returns.Inc()
 	if complete {
@@ -94,7 +84,7 @@ func (je *jobEngine) checkPart(jid string, p int) {
 	js := je.jobs[jid]
 	done := false
 	if js != nil {
-		if tr := js.tracked[p]; tr != nil && !tr.writing && !tr.finished && len(tr.returned) == len(tr.expected) {
+		if tr := js.tracked[p]; tr != nil && tr.complete() {
 			done = true
 		}
 	}

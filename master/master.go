@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
@@ -86,9 +86,15 @@ type Master struct {
 	watches          *kvwatch.Monitor
 	watchRecreations atomic.Uint64
 
-	met     *masterMetrics
-	ready   atomic.Bool
+	met   *masterMetrics
+	ready atomic.Bool
+	// joined is closed when the master is ready for the first time.
+	joined  chan struct{}
 	failErr atomic.Pointer[error]
+	// killed: Kill ended the master; Run must not take the clean-stop
+	// path (no goodbye, no hand-over), as after a crash.
+	killed atomic.Bool
+	closer *daemon.Closer
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -100,17 +106,18 @@ func New(cfg Config, opts Options) (*Master, error) {
 		return nil, err
 	}
 	if opts.Logger == nil {
-		lvl, _ := obs.ParseLevel(cfg.LogLevel)
-		opts.Logger = obs.NewLogger(os.Stderr, lvl)
+		opts.Logger = obs.StderrLogger(cfg.LogLevel)
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
 	m := &Master{
-		cfg:  cfg,
-		opts: opts,
-		log:  opts.Logger.With("component", "master", "master", cfg.ID),
-		done: make(chan struct{}),
+		cfg:    cfg,
+		opts:   opts,
+		log:    opts.Logger.With("component", "master", "master", cfg.ID),
+		done:   make(chan struct{}),
+		joined: make(chan struct{}),
+		closer: daemon.NewCloser(),
 	}
 	m.met = newMasterMetrics(opts.Metrics, m)
 	m.watches = kvwatch.NewMonitor(m.watchRecreated)
@@ -122,6 +129,19 @@ func (m *Master) ID() string { return m.cfg.ID }
 
 // Ready reports whether the master has joined and taken its share.
 func (m *Master) Ready() bool { return m.ready.Load() }
+
+// WaitReady blocks until the master is ready for the first time; it returns
+// an error when ctx ends or the master stops first.
+func (m *Master) WaitReady(ctx context.Context) error {
+	select {
+	case <-m.joined:
+		return nil
+	case <-m.done:
+		return errors.New("master stopped before it was ready")
+	case <-ctx.Done():
+		return fmt.Errorf("master not ready: %w", ctx.Err())
+	}
+}
 
 // Embedded is the in-process NATS server when the master started one.
 func (m *Master) Embedded() *topology.Server { return m.embedded }
@@ -149,13 +169,14 @@ func (m *Master) Run(ctx context.Context) error {
 			err = *fe
 		}
 	}
-	m.stop(err == nil)
+	m.stop(err == nil && !m.killed.Load())
 	return err
 }
 
 // Kill drops the master's NATS connection without the clean hand-over, as if
 // the process died. Tests and the load generator use it for failover.
 func (m *Master) Kill() {
+	m.killed.Store(true)
 	m.closeOnce.Do(func() {
 		m.ready.Store(false)
 		if m.member != nil {
@@ -207,13 +228,7 @@ func (m *Master) start(ctx context.Context) error {
 		nats.CustomReconnectDelay(func(int) time.Duration { return reconnect.Next() }),
 		nats.RetryOnFailedConnect(true),
 		nats.PingInterval(5 * time.Second),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			m.log.Warn("nats async error", "subject", subj, "err", err)
-		}),
+		daemon.AsyncErrors(m.log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			m.met.disconnects.Inc()
 			m.log.Warn("nats disconnected", "err", err)
@@ -233,6 +248,7 @@ func (m *Master) start(ctx context.Context) error {
 	}
 	nopts = append(nopts, auth...)
 	nopts = append(nopts, m.opts.NATSOptions...)
+	nopts = append(nopts, m.closer.Option())
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", config.Redact(url), err)
@@ -309,6 +325,7 @@ func (m *Master) start(ctx context.Context) error {
 			return
 		}
 		m.ready.Store(true)
+		close(m.joined)
 		m.log.Info("master ready", "owned", len(m.member.ownedList()))
 	}()
 	return nil
@@ -379,6 +396,10 @@ func (m *Master) readyCheck(ctx context.Context) error {
 	return nil
 }
 
+// drainWait bounds the wait for the connection to drain at a stop: with the
+// hand-over before it, well inside daemon.Grace.
+const drainWait = 3 * time.Second
+
 func (m *Master) stop(clean bool) {
 	m.ready.Store(false)
 	if clean && m.member != nil {
@@ -391,13 +412,8 @@ func (m *Master) stop(clean bool) {
 	if m.http != nil {
 		m.http.Close()
 	}
-	if m.nc != nil && !m.nc.IsClosed() {
-		m.nc.Drain()
-		deadline := time.Now().Add(3 * time.Second)
-		for !m.nc.IsClosed() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		m.nc.Close()
+	if m.nc != nil {
+		m.closer.Drain(m.nc, drainWait)
 	}
 	if m.embedded != nil {
 		m.embedded.Shutdown()
@@ -429,42 +445,6 @@ func (m *Master) PeelCount() int {
 
 // Partitions is the deployment's partition count.
 func (m *Master) Partitions() int { return m.cfg.Partitions }
-
-// RunEmbeddedOnly runs the embedded nats-server of cfg without a master, so
-// an operator can restore streams (which needs the master stopped) on the
-// same store, ports and monitoring address.
-func RunEmbeddedOnly(ctx context.Context, cfg Config) error {
-	if len(cfg.NATS.URL) != 0 {
-		return errors.New("--nats-only: nats.url is set; there is no embedded server to run")
-	}
-	lvl, _ := obs.ParseLevel(cfg.LogLevel)
-	log := obs.NewLogger(os.Stderr, lvl)
-	e := cfg.NATS.Embedded
-	// The same server as the master's: operator mode and TLS, so that a
-	// maintenance run opens no unauthenticated listener either.
-	var p *pki.PKI
-	if cfg.Insecure {
-		log.Warn("INSECURE: insecure: true in master.yaml: the nats-server accepts any client")
-	} else {
-		var err error
-		if p, _, err = pki.LoadOrInit(cfg.PKIDir, pki.InitOptions{Partitions: cfg.Partitions}); err != nil {
-			return fmt.Errorf("config key pki_dir: %w", err)
-		}
-	}
-	tune, err := embeddedTune(cfg, p)
-	if err != nil {
-		return fmt.Errorf("embedded nats-server: %w", err)
-	}
-	srv, err := topology.StartServer(topology.ServerConfig{Name: cfg.ID, Listen: e.Listen, Monitor: e.Monitor, StoreDir: e.StoreDir,
-		Logger: log.With("component", "nats-server"), Tune: tune})
-	if err != nil {
-		return fmt.Errorf("embedded nats-server: %w", err)
-	}
-	log.Info("embedded nats-server only (no master)", "url", srv.ClientURL(), "store_dir", e.StoreDir, "operator_mode", p != nil)
-	<-ctx.Done()
-	srv.Shutdown()
-	return nil
-}
 
 // watchRecreated logs and counts a watch consumer replaced by its watchdog.
 func (m *Master) watchRecreated(r kvwatch.Recreated) {

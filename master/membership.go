@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -206,11 +206,7 @@ func (ms *membership) recompute(why string) {
 		}
 	}
 	ms.seen[ms.self] = now
-	members := make([]string, 0, len(ms.seen))
-	for id := range ms.seen {
-		members = append(members, id)
-	}
-	sort.Strings(members)
+	members := slices.Sorted(maps.Keys(ms.seen))
 	old := ms.table
 	if slices.Equal(old.Members(), members) {
 		ms.mu.Unlock()

@@ -2,17 +2,15 @@ package master
 
 import (
 	"context"
-	"encoding/json"
 	"hash/fnv"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
@@ -193,15 +191,18 @@ func (pr *presence) waitingFor(p int) map[string]struct{} {
 	return w
 }
 
+// owned is the presence of every owned partition now (taken under pr.mu;
+// each part has its own lock).
+func (pr *presence) owned() []*presencePart {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return slices.Collect(maps.Values(pr.parts))
+}
+
 // rewarm starts a new warm-up of every owned partition: after this master's
 // connection was down, beats were lost and silence proves nothing.
 func (pr *presence) rewarm() {
-	pr.mu.Lock()
-	parts := make([]*presencePart, 0, len(pr.parts))
-	for _, pp := range pr.parts {
-		parts = append(parts, pp)
-	}
-	pr.mu.Unlock()
+	parts := pr.owned()
 	for _, pp := range parts {
 		w := pr.waitingFor(pp.p)
 		pp.mu.Lock()
@@ -350,11 +351,22 @@ func (pr *presence) onBeat(pp *presencePart, msg *nats.Msg) {
 }
 
 func (pr *presence) offlineAfterFor(interval time.Duration) time.Duration {
-	return max(pr.offlineAfter, 3*interval)
+	return offlineWindow(pr.offlineAfter, interval)
 }
 
-func (pr *presence) online(e *peelBeat, now int64) bool {
-	return e != nil && !e.bye && now-e.last <= int64(pr.offlineAfterFor(e.interval))
+func (pr *presence) online(e *peelBeat, now int64) bool { return beatOnline(e, now, pr.offlineAfter) }
+
+// offlineWindow is how long a peel beating every interval may stay silent
+// before it is offline: offline_after, or three of its beats when it beats
+// more slowly than that allows.
+func offlineWindow(offlineAfter, interval time.Duration) time.Duration {
+	return max(offlineAfter, 3*interval)
+}
+
+// beatOnline: a peel is online at now (Unix ns) while its last beat is
+// within its offline window and was not a goodbye.
+func beatOnline(e *peelBeat, now int64, offlineAfter time.Duration) bool {
+	return e != nil && !e.bye && now-e.last <= int64(offlineWindow(offlineAfter, e.interval))
 }
 
 // waitWarm returns once the presence of every partition of parts is known
@@ -376,174 +388,6 @@ func (pr *presence) waitWarm(ctx context.Context, parts []int) {
 		select {
 		case <-w:
 		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// split divides the sorted ids of partition p into those online and those
-// offline now, both sorted. When this master does not own p it knows
-// nothing and calls every peel online, the old behaviour: the job waits for
-// them rather than skipping a peel that may be up.
-//
-// wait is non-zero when some peel called offline has not been heard since
-// the partition's warm-up began and the grace is not over (it entered the
-// index after the warm-up ended early): split again after wait, when
-// silence is proof.
-func (pr *presence) split(p int, ids []string) (online, offline []string, wait time.Duration) {
-	pr.mu.Lock()
-	pp := pr.parts[p]
-	pr.mu.Unlock()
-	if pp == nil {
-		return ids, nil, 0
-	}
-	now := time.Now().UnixNano()
-	online = make([]string, 0, len(ids))
-	pp.mu.Lock()
-	sure := now >= pp.since+int64(pr.grace)
-	for _, id := range ids {
-		e := pp.peels[id]
-		if pr.online(e, now) {
-			online = append(online, id)
-			continue
-		}
-		offline = append(offline, id)
-		if !sure && (e == nil || e.last < pp.since) {
-			wait = time.Duration(pp.since + int64(pr.grace) - now)
-		}
-	}
-	pp.mu.Unlock()
-	return online, offline, wait
-}
-
-// counts sums online, offline (heard once, silent now) and flagged peels
-// over the owned partitions, for the metrics.
-func (pr *presence) counts() (online, offline, dup int) {
-	pr.mu.Lock()
-	parts := make([]*presencePart, 0, len(pr.parts))
-	for _, pp := range pr.parts {
-		parts = append(parts, pp)
-	}
-	pr.mu.Unlock()
-	now := time.Now().UnixNano()
-	for _, pp := range parts {
-		pp.mu.Lock()
-		for _, e := range pp.peels {
-			if pr.online(e, now) {
-				online++
-			} else {
-				offline++
-			}
-			if now < e.dupUntil {
-				dup++
-			}
-		}
-		pp.mu.Unlock()
-	}
-	return online, offline, dup
-}
-
-// forget drops peels not heard from for a day that the fact index does not
-// know either (decommissioned hosts), so memory follows the fleet.
-func (pr *presence) forget() {
-	cut := time.Now().Add(-24 * time.Hour).UnixNano()
-	pr.mu.Lock()
-	parts := make([]*presencePart, 0, len(pr.parts))
-	for _, pp := range pr.parts {
-		parts = append(parts, pp)
-	}
-	pr.mu.Unlock()
-	for _, pp := range parts {
-		known := map[string]bool{}
-		for _, id := range pr.m.index.ids(pp.p) {
-			known[id] = true
-		}
-		pp.mu.Lock()
-		for id, e := range pp.peels {
-			if e.last < cut && !known[id] {
-				delete(pp.peels, id)
-			}
-		}
-		pp.mu.Unlock()
-	}
-}
-
-// presenceChunk bounds the peels in one PresenceReply message (about
-// 150 bytes each, well under the default 1 MiB payload).
-const presenceChunk = 2000
-
-// report lists every peel of the owned partitions: those in the fact index
-// and those only heard beating.
-func (pr *presence) report() (owned []int, peels []wire.PeelPresence) {
-	owned = pr.m.member.ownedList()
-	now := time.Now().UnixNano()
-	for _, p := range owned {
-		facts := pr.m.index.entries(p)
-		pr.mu.Lock()
-		pp := pr.parts[p]
-		pr.mu.Unlock()
-		seen := map[string]bool{}
-		warming := pp == nil
-		if pp != nil {
-			pp.mu.Lock()
-			warming = !pp.warmed
-			pp.mu.Unlock()
-		}
-		row := func(id string, e *peelBeat) wire.PeelPresence {
-			r := wire.PeelPresence{ID: id, State: wire.PresenceOffline}
-			if e == nil && warming {
-				r.State = "" // not heard yet, and still listening: unknown
-			}
-			if e != nil {
-				if pr.online(e, now) {
-					r.State = wire.PresenceOnline
-				}
-				r.LastSeen = time.Unix(0, e.last).UTC()
-				r.Duplicate = now < e.dupUntil
-			}
-			return r
-		}
-		if pp != nil {
-			pp.mu.Lock()
-		}
-		for _, f := range facts {
-			var e *peelBeat
-			if pp != nil {
-				e = pp.peels[f.id]
-			}
-			r := row(f.id, e)
-			r.Facts = wire.FactsOK
-			if f.bad != "" {
-				r.Facts, r.FactsError = wire.FactsBad, f.bad
-			}
-			seen[f.id] = true
-			peels = append(peels, r)
-		}
-		if pp != nil {
-			for id, e := range pp.peels {
-				if !seen[id] {
-					peels = append(peels, row(id, e))
-				}
-			}
-			pp.mu.Unlock()
-		}
-	}
-	sort.Slice(peels, func(i, j int) bool { return peels[i].ID < peels[j].ID })
-	return owned, peels
-}
-
-// apiPresence answers on every master (no queue group): each reports the
-// partitions it owns, in chunks, and the CLI merges the answers.
-func (m *Master) apiPresence(req micro.Request) {
-	owned, peels := m.presence.report()
-	for i := 0; ; i += presenceChunk {
-		end := min(i+presenceChunk, len(peels))
-		r := wire.PresenceReply{Master: m.cfg.ID, Peels: peels[i:end], Last: end == len(peels)}
-		if r.Last {
-			r.Owned = slices.Clip(owned)
-		}
-		b, _ := json.Marshal(r)
-		if err := req.Respond(b); err != nil || r.Last {
 			return
 		}
 	}

@@ -376,7 +376,7 @@ func (p *Peel) basketGet(ctx context.Context, kind, tgt, name string) (map[strin
 		return nil, errors.New("basket.get: the peel is not connected yet")
 	}
 	body, _ := json.Marshal(wire.BasketGetRequest{Target: wire.Target{Kind: kind, Expr: tgt}, Name: name})
-	msg := &nats.Msg{Subject: names.APISubject(names.APIBasketGet), Data: body}
+	msg := &nats.Msg{Subject: names.APISubject(names.EndpointBasketGet), Data: body}
 	s, err := p.apiSigner()
 	if err != nil {
 		return nil, err

@@ -1,15 +1,11 @@
 package peel
 
 import (
-	"errors"
-	"fmt"
-	"net"
 	"os"
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/shard"
 )
 
 // DefaultConfigPath is where zester-peel looks for its configuration.
@@ -85,7 +81,7 @@ func DefaultConfig() Config {
 		FactsInterval:     config.Dur(5 * time.Minute),
 		BeatInterval:      config.Dur(10 * time.Second),
 		DataDir:           "/var/lib/zester/peel",
-		Partitions:        64,
+		Partitions:        shard.DefaultPartitions,
 		MaxConcurrentJobs: 8,
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
@@ -97,20 +93,12 @@ func DefaultConfig() Config {
 
 // LoadConfig reads path over the defaults and validates.
 func LoadConfig(path string, explicit bool) (Config, error) {
-	c := DefaultConfig()
-	if err := config.Load(path, explicit, &c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return config.LoadValid(path, explicit, DefaultConfig())
 }
 
 // ParseConfig reads YAML text over the defaults and validates.
 func ParseConfig(data []byte) (Config, error) {
-	c := DefaultConfig()
-	if err := config.Parse("peel.yaml", data, &c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return config.ParseValid("peel.yaml", data, DefaultConfig())
 }
 
 // Validate names the first bad key.
@@ -121,19 +109,9 @@ func (c *Config) Validate() error {
 	}); err != nil {
 		return err
 	}
-	var errs []error
-	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, a...)))
-	}
-	if err := names.ValidateID(c.ID); err != nil {
-		bad("id", "%v", err)
-	}
-	if _, err := obs.ParseLevel(c.LogLevel); err != nil {
-		bad("log_level", "%v", err)
-	}
-	if _, _, err := net.SplitHostPort(c.HTTP); c.HTTP != "" && err != nil {
-		bad("http", "%q is not host:port", c.HTTP)
-	}
+	var errs config.Problems
+	bad := errs.Bad
+	errs.Common(c.ID, c.LogLevel, c.HTTP)
 	if len(c.NATS.URL) == 0 {
 		bad("nats.url", "empty")
 	}
@@ -163,8 +141,6 @@ func (c *Config) Validate() error {
 	}
 	c.validateEnroll(bad)
 	c.validateBasket(bad)
-	if err := c.TLS.Validate("tls"); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	errs.Add(c.TLS.Validate("tls"))
+	return errs.Err()
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
@@ -94,6 +95,9 @@ type Peel struct {
 	met   *peelMetrics
 	wg    sync.WaitGroup
 	ready atomic.Bool
+	// readied is closed when the peel is ready for the first time.
+	readied   chan struct{}
+	readyOnce sync.Once
 }
 
 // New validates the configuration and prepares a peel.
@@ -102,8 +106,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		return nil, err
 	}
 	if opts.Logger == nil {
-		lvl, _ := obs.ParseLevel(cfg.LogLevel)
-		opts.Logger = obs.NewLogger(os.Stderr, lvl)
+		opts.Logger = obs.StderrLogger(cfg.LogLevel)
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
@@ -125,6 +128,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
 		settings: newPeelSettings(cfg.DataDir),
+		readied:  make(chan struct{}),
 	}
 	if p.trust, err = newTrust(cfg, opts.Metrics); err != nil {
 		return nil, err
@@ -160,6 +164,16 @@ func (p *Peel) HTTPAddr() string {
 // Ready reports whether the peel is connected and has published its facts.
 func (p *Peel) Ready() bool { return p.ready.Load() }
 
+// WaitReady blocks until the peel is ready for the first time, or ctx ends.
+func (p *Peel) WaitReady(ctx context.Context) error {
+	select {
+	case <-p.readied:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("peel not ready: %w", ctx.Err())
+	}
+}
+
 // Run connects and serves until ctx ends.
 func (p *Peel) Run(ctx context.Context) error {
 	if !p.opts.NoHTTP && p.cfg.HTTP != "" {
@@ -191,13 +205,7 @@ func (p *Peel) Run(ctx context.Context) error {
 		// permissions need no _INBOX.> wildcard (docs/security.md).
 		nats.CustomInboxPrefix(names.PeelInboxPrefix(p.cfg.ID)),
 		nats.PingInterval(20*time.Second),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			p.log.Warn("nats async error", "subject", subj, "err", err)
-		}),
+		daemon.AsyncErrors(p.log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			p.met.disconnects.Inc()
 			p.log.Warn("nats disconnected; reconnecting with backoff", "url", cs.disconnected(), "err", err, "max_delay", cs.wait.Max())
@@ -225,6 +233,8 @@ func (p *Peel) Run(ctx context.Context) error {
 	}
 	defer p.jobsSeen.close()
 	nopts = append(nopts, p.opts.NATSOptions...)
+	closer := daemon.NewCloser()
+	nopts = append(nopts, closer.Option())
 	nc, err := nats.Connect(p.cfg.NATS.URL.String(), nopts...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", config.Redact(p.cfg.NATS.URL.String()), err)
@@ -280,17 +290,31 @@ func (p *Peel) Run(ctx context.Context) error {
 	// Goodbye first, so that the masters stop sending it jobs at once
 	// (docs/architecture.md, presence); running jobs still store returns.
 	p.bye()
-	// Let running jobs write their returns.
+	// Let running jobs write their returns, all of them within one budget
+	// (a wait per job slot would outlast the grace period).
+	jobsDone := time.NewTimer(jobsWait)
+	defer jobsDone.Stop()
+wait:
 	for i := 0; i < cap(p.jobSem); i++ {
 		select {
 		case p.jobSem <- struct{}{}:
-		case <-time.After(5 * time.Second):
+		case <-jobsDone.C:
+			p.log.Warn("stopping with jobs still running", "waited", jobsWait)
+			break wait
 		}
 	}
-	nc.Drain()
+	closer.Drain(nc, drainWait)
 	p.log.Info("peel stopped")
 	return nil
 }
+
+// The peel's stop fits in daemon.Grace: the goodbye (bye, at most a second),
+// then running jobs get jobsWait to store their returns, then the connection
+// drainWait to flush.
+const (
+	jobsWait  = 8 * time.Second
+	drainWait = 3 * time.Second
+)
 
 // Kill drops the peel's connection without a goodbye beat, as if the
 // process died: the masters notice only when its beats stop. Tests use it.
@@ -477,7 +501,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 const spoolIdleCheck = 5 * time.Second
 
 func (p *Peel) askInfo(ctx context.Context) {
-	msg, err := p.nc.RequestWithContext(ctxTimeout(ctx, 2*time.Second), names.APISubject("info"), nil)
+	msg, err := p.nc.RequestWithContext(ctxTimeout(ctx, 2*time.Second), names.APISubject(names.EndpointInfo), nil)
 	if err != nil {
 		return // no master yet: keep the configured count
 	}
@@ -674,6 +698,7 @@ func (p *Peel) factsLoop(ctx context.Context) {
 		}
 		retry.Reset()
 		p.ready.Store(true)
+		p.readyOnce.Do(func() { close(p.readied) })
 		t.Reset(p.cfg.FactsInterval.D())
 	}
 }

@@ -10,7 +10,7 @@
 // partition count. That is exactly the hash nats-server's subject mapping
 // function {{partition(n,1)}} computes over the peel token, so the server can
 // do the routing: peels publish on zester.in.<peel-token>.<kind> (InSubject),
-// the account mapping from PartitionMapping rewrites that to
+// the account mapping from names.PartitionMapping rewrites that to
 // zester.inp.<partition>.<peel-token>.<kind>, and each master subscribes to
 // zester.inp.<p>.> (PartitionFilter) for the partitions it owns. Peels need
 // not know the partition count, and a master can compute any peel's partition

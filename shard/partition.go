@@ -10,9 +10,9 @@ import (
 )
 
 // DefaultPartitions is the number of partitions a fleet is split into unless
-// configured otherwise. It is the unit of ownership between masters, so it
-// should be several times the largest expected number of masters.
-const DefaultPartitions = 64
+// configured otherwise (names.DefaultPartitions, which packages below shard
+// such as topology read).
+const DefaultPartitions = names.DefaultPartitions
 
 // Subjects of peel→master traffic.
 //
@@ -20,7 +20,7 @@ const DefaultPartitions = 64
 //
 //	zester.in.<peel-token>.<kind…>
 //
-// (see InSubject), and the server maps that, with PartitionMapping, to
+// (see InSubject), and the server maps that, with names.PartitionMapping, to
 //
 //	zester.inp.<partition>.<peel-token>.<kind…>
 //
@@ -73,21 +73,19 @@ func checkPartitions(n int) {
 	}
 }
 
-// PartitionMapping returns the server subject mapping for n partitions:
-//
-//	src: zester.in.*.>
-//	dst: zester.inp.{{partition(n,1)}}.{{wildcard(1)}}.>
-//
-// Installed in the account that peels publish in (nats-server config
-// `mappings { "zester.in.*.>": "zester.inp.{{partition(64,1)}}.{{wildcard(1)}}.>" }`,
-// or (*server.Account).AddMapping), it rewrites every InSubject(id, kind) to
-// PartitionedSubject(Partition(id, n), id, kind). Subjects with no token
-// after the peel token do not match and are not mapped.
-//
+// Coordinator returns the partition whose owner coordinates job jid (loads
+// it, dispatches the partitions nobody else owns, finishes it): the FNV-1a
+// 32-bit hash of the jid, modulo n. Every master and the load generator
+// compute it alike, so they agree on a job's coordinator without talking.
 // It panics when n is out of range, like Partition.
-func PartitionMapping(n int) (src, dst string) {
+func Coordinator(jid string, n int) int {
 	checkPartitions(n)
-	return names.PartitionMapping(n)
+	h := uint32(fnv32Offset)
+	for i := 0; i < len(jid); i++ {
+		h ^= uint32(jid[i])
+		h *= fnv32Prime
+	}
+	return int(h % uint32(n))
 }
 
 // InSubject is the subject a peel publishes kind (one or more tokens, not

@@ -83,6 +83,21 @@ func TestPartition_IsFNV1aOfToken(t *testing.T) {
 	}
 }
 
+// TestCoordinator_IsFNV1aOfJID: the coordinator partition is hash/fnv's
+// FNV-1a of the jid itself (no token escaping), as the masters computed it
+// before it moved here.
+func TestCoordinator_IsFNV1aOfJID(t *testing.T) {
+	for _, jid := range []string{"20260101120000000000042", "20261201221759123456007", "x", ""} {
+		h := fnv.New32a()
+		h.Write([]byte(jid))
+		for _, n := range []int{1, 7, 64, 1000} {
+			if got, want := Coordinator(jid, n), int(h.Sum32()%uint32(n)); got != want {
+				t.Fatalf("Coordinator(%q, %d) = %d, want %d", jid, n, got, want)
+			}
+		}
+	}
+}
+
 func TestPartition_BadCountPanics(t *testing.T) {
 	for _, n := range []int{0, -1} {
 		func() {
@@ -97,7 +112,7 @@ func TestPartition_BadCountPanics(t *testing.T) {
 }
 
 func TestSubjects(t *testing.T) {
-	src, dst := PartitionMapping(64)
+	src, dst := names.PartitionMapping(64)
 	if src != "zester.in.*.>" || dst != "zester.inp.{{partition(64,1)}}.{{wildcard(1)}}.>" {
 		t.Fatalf("PartitionMapping(64) = %q, %q", src, dst)
 	}
@@ -126,7 +141,7 @@ func TestPartition_MatchesServerMapping(t *testing.T) {
 	ids := testIDs(t, 2000)
 	for _, n := range []int{16, 64, 1000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			src, dst := PartitionMapping(n)
+			src, dst := names.PartitionMapping(n)
 			var mapErr error
 			srv, err := topology.StartServer(topology.ServerConfig{
 				Name:        fmt.Sprintf("shard-%d", n),

@@ -5,25 +5,7 @@ import (
 	"regexp"
 
 	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/zester-io/zester/internal/names"
 )
-
-// DefaultPartitions is the partition count of PartitionMapping unless
-// configured otherwise (the same default as package shard).
-const DefaultPartitions = 64
-
-// Subjects of the partition mapping: peels publish on
-// zester.in.<peel-token>.<kind…>; the servers rewrite that to
-// zester.inp.<partition>.<peel-token>.<kind…> (package shard defines the same
-// mapping and computes the same partition client-side).
-// PartitionMapping returns the subject mapping (source → destination) that
-// splits peel→master traffic into n partitions, for Options.Mappings; the
-// subjects come from package names.
-func PartitionMapping(n int) map[string]string {
-	src, dst := names.PartitionMapping(n)
-	return map[string]string{src: dst}
-}
 
 // Compression modes nats-server v2.15 accepts for routes and leaf-node links
 // (gateways have no compression setting).

@@ -27,9 +27,9 @@
 //     through the gateways. Use it for regions.
 //
 // Options.Mappings installs subject mappings on every server, typically
-// PartitionMapping(n): zester.in.<peel>.<kind…> →
-// zester.inp.<partition>.<peel>.<kind…>, the same mapping package shard
-// defines.
+// names.PartitionMapping(n): zester.in.<peel>.<kind…> →
+// zester.inp.<partition>.<peel>.<kind…>, whose partition package shard
+// computes client-side.
 //
 // # JetStream through leaf nodes
 //

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/backoff"
+	"github.com/zester-io/zester/internal/names"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -267,7 +268,8 @@ func writeUntilOK(t *testing.T, kv jetstream.KeyValue, key string, limit time.Du
 
 func TestLeaf(t *testing.T) {
 	t.Parallel()
-	top := start(t, StartLeaf, Options{Leafs: 2, Mappings: PartitionMapping(DefaultPartitions)})
+	src, dst := names.PartitionMapping(names.DefaultPartitions)
+	top := start(t, StartLeaf, Options{Leafs: 2, Mappings: map[string]string{src: dst}})
 	if top.Domain() != "" {
 		t.Fatalf("domain %q: the default is the plain API", top.Domain())
 	}
@@ -310,7 +312,7 @@ func TestLeaf(t *testing.T) {
 	token := strings.ReplaceAll(peel, ".", "~")
 	h := fnv.New32a()
 	h.Write([]byte(token))
-	want := fmt.Sprintf("zester.inp.%d.%s.facts", h.Sum32()%DefaultPartitions, token)
+	want := fmt.Sprintf("zester.inp.%d.%s.facts", h.Sum32()%names.DefaultPartitions, token)
 	master := connect(t, hub)
 	sub, err := master.SubscribeSync("zester.inp.>")
 	if err != nil {

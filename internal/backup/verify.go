@@ -20,6 +20,8 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/jsm.go/api"
 	"github.com/nats-io/nats-server/v2/server/archive"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Problem is one thing wrong with a backup, with the file it is in.
@@ -621,27 +623,25 @@ func walkNATSARC1(br io.Reader, trap *errTrap, raw, dec *countReader, meta *api.
 	return nil
 }
 
-// messageTTL reads a Nats-TTL header the way the server does; 0 is none.
+// messageTTL reads a Nats-TTL header the way the server does; 0 is none
+// (and so is a header block that does not decode).
 func messageTTL(hdr []byte) time.Duration {
 	if len(hdr) == 0 {
 		return 0
 	}
-	for line := range strings.SplitSeq(string(hdr), "\r\n") {
-		k, val, ok := strings.Cut(line, ":")
-		if !ok || !strings.EqualFold(strings.TrimSpace(k), "Nats-TTL") {
-			continue
-		}
-		val = strings.TrimSpace(val)
-		if strings.EqualFold(val, "never") {
-			return 0
-		}
-		if d, err := time.ParseDuration(val); err == nil {
-			return d
-		}
-		if n, err := strconv.ParseInt(val, 10, 64); err == nil && n > 0 {
-			return time.Duration(n) * time.Second
-		}
+	h, err := nats.DecodeHeadersMsg(hdr)
+	if err != nil {
 		return 0
+	}
+	val := strings.TrimSpace(h.Get(jetstream.MsgTTLHeader))
+	if val == "" || strings.EqualFold(val, "never") {
+		return 0
+	}
+	if d, err := time.ParseDuration(val); err == nil {
+		return d
+	}
+	if n, err := strconv.ParseInt(val, 10, 64); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
 	}
 	return 0
 }

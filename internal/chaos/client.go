@@ -80,7 +80,7 @@ func (c *Client) Submit(ctx context.Context, fn string, args any, timeout, wait 
 		var msg *nats.Msg
 		rctx, rcancel := context.WithTimeout(wctx, per)
 		per = min(2*per, 30*time.Second)
-		msg, err = c.NC.RequestWithContext(rctx, names.APISubject("job.run"), b)
+		msg, err = c.NC.RequestWithContext(rctx, names.APISubject(names.EndpointJobRun), b)
 		rcancel()
 		if err == nil {
 			if e := msg.Header.Get(micro.ErrorHeader); e != "" {

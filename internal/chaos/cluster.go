@@ -30,7 +30,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -113,7 +115,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		o.Nodes = 3
 	}
 	if o.Partitions == 0 {
-		o.Partitions = 64
+		o.Partitions = shard.DefaultPartitions
 	}
 	if o.Bin == "" || o.Dir == "" {
 		return nil, errors.New("chaos: Options.Bin and Options.Dir are required")
@@ -214,6 +216,7 @@ func (c *Cluster) startNode(i int) error {
 	n.mu.Unlock()
 	// Up when its monitoring port answers.
 	deadline := time.Now().Add(30 * time.Second)
+	up := backoff.New(20*time.Millisecond, 500*time.Millisecond)
 	for {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/varz", n.HTTP))
 		if err == nil {
@@ -228,7 +231,7 @@ func (c *Cluster) startNode(i int) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: monitoring port not up within 30s:\n%s", n.Name, n.LogTail(4000))
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(up.Next())
 	}
 }
 

@@ -66,10 +66,7 @@ DIR/<stream>' restores each stream as well as 'zester restore DIR' does.`,
 					Dir string `json:"dir"`
 					*backup.Manifest
 					Error string `json:"error,omitempty"`
-				}{Dir: dir, Manifest: m}
-				if err != nil {
-					out.Error = err.Error()
-				}
+				}{Dir: dir, Manifest: m, Error: errText(err)}
 				if jerr := json.NewEncoder(a.out).Encode(out); jerr != nil {
 					return withCode(ExitError, jerr)
 				}
@@ -241,10 +238,7 @@ stream's backup directory.`,
 					Dir     string                 `json:"dir"`
 					Streams []backup.RestoreResult `json:"streams"`
 					Error   string                 `json:"error,omitempty"`
-				}{Dir: dir, Streams: results}
-				if err != nil {
-					out.Error = err.Error()
-				}
+				}{Dir: dir, Streams: results, Error: errText(err)}
 				if jerr := json.NewEncoder(a.out).Encode(out); jerr != nil {
 					return withCode(ExitError, jerr)
 				}
@@ -454,4 +448,12 @@ func (p *streamProgress) clear() {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.open = false
 	}
+}
+
+// errText is err's message, "" for none (an omitempty "error" field).
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -140,7 +140,7 @@ func (a *app) basketAsk(ctx context.Context, kind map[string]*bool, tgt, name st
 	if err := a.connect(ctx); err != nil {
 		return nil, err
 	}
-	subj := names.APISubject(names.APIBasketGet)
+	subj := names.APISubject(names.EndpointBasketGet)
 	body, _ := json.Marshal(wire.BasketGetRequest{Target: wire.Target{Kind: k, Expr: tgt}, Name: name})
 	var resp wire.BasketGetResponse
 	err = a.retry(ctx, "read the basket ("+subj+")", a.stepBudget(), 15*time.Second, func(actx context.Context) error {

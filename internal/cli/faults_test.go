@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/shard"
@@ -55,7 +56,7 @@ func TestRun_NoMasterOrNoNATS_SaysSo(t *testing.T) {
 // quorum lost (two of three nodes down) while `job wait` and `run` start;
 // every command waits the outage out and succeeds.
 func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
-	src, dst := shard.PartitionMapping(64)
+	src, dst := names.PartitionMapping(shard.DefaultPartitions)
 	tp, err := topology.StartCluster(topology.Options{Dir: t.TempDir(), Mappings: map[string]string{src: dst}})
 	if err != nil {
 		t.Fatal(err)

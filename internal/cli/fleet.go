@@ -58,10 +58,7 @@ facts that the store holds but cannot be read (republish asked).`,
 				rows = kept
 			}
 			if asJSON {
-				if rows == nil {
-					rows = []wire.PeelSummary{}
-				}
-				return json.NewEncoder(a.out).Encode(rows)
+				return encodeList(a.out, rows)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "PEEL\tSTATE\tLAST SEEN\tPARTITION\tOS\tKERNEL\tARCH\tFACTS UPDATED\tNOTES")
@@ -118,7 +115,7 @@ func dash(s string) string {
 // info asks any master for the deployment's settings; without a master it
 // returns the defaults.
 func (a *app) info(ctx context.Context) wire.Info {
-	msg, err := a.request(ctxT(ctx, 2*time.Second), names.APISubject("info"), nil)
+	msg, err := a.request(ctxT(ctx, 2*time.Second), names.APISubject(names.EndpointInfo), nil)
 	if err == nil {
 		var info wire.Info
 		if json.Unmarshal(msg.Data, &info) == nil && info.Partitions > 0 {
@@ -215,7 +212,7 @@ func (a *app) presence(ctx context.Context, P int) ([]masterPresence, error) {
 	}
 	defer sub.Unsubscribe()
 	sub.SetPendingLimits(-1, -1)
-	if err := a.nc.PublishRequest(names.APISubject("presence"), inbox, nil); err != nil {
+	if err := a.nc.PublishRequest(names.APISubject(names.EndpointPresence), inbox, nil); err != nil {
 		return nil, withCode(ExitError, fmt.Errorf("presence: %w", err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, presenceWait)
@@ -359,10 +356,7 @@ func (a *app) mastersCmd() *cobra.Command {
 			}
 			sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
 			if asJSON {
-				if rows == nil {
-					rows = []wire.MasterRecord{}
-				}
-				return json.NewEncoder(a.out).Encode(rows)
+				return encodeList(a.out, rows)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "MASTER\tHOST\tVERSION\tPARTITIONS\tLAST HEARTBEAT\tPEELS\tACTIVE JOBS\tUP SINCE")
@@ -376,4 +370,13 @@ func (a *app) mastersCmd() *cobra.Command {
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	return c
+}
+
+// encodeList writes rows as one JSON array ([] when there are none, never
+// null, so that scripts can iterate over it).
+func encodeList[T any](w io.Writer, rows []T) error {
+	if rows == nil {
+		rows = []T{}
+	}
+	return json.NewEncoder(w).Encode(rows)
 }

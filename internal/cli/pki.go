@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -101,30 +100,16 @@ enforce; the NATS server does not.`,
 			if err != nil {
 				return withCode(ExitError, fmt.Errorf("--role: %w", err))
 			}
-			p, err := pki.Load(dir)
+			p, out, err := openIssue(dir, out, args[0])
 			if err != nil {
-				return withCode(ExitError, err)
-			}
-			if out == "" {
-				out = args[0] + ".creds"
-			}
-			if _, err := os.Lstat(out); err == nil {
-				return withCode(ExitError, fmt.Errorf("--out %s exists: refusing to overwrite", out))
+				return err
 			}
 			creds, u, err := p.IssueUser(pki.UserSpec{Name: args[0], Role: r, Targets: targets, Functions: functions, Expiry: expiry})
 			if err != nil {
 				return withCode(ExitError, err)
 			}
-			fh, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
+			if err := writeSecret(out, creds); err != nil {
 				return withCode(ExitError, err)
-			}
-			_, werr := fh.Write(creds)
-			if cerr := fh.Close(); werr == nil {
-				werr = cerr
-			}
-			if werr != nil {
-				return withCode(ExitError, fmt.Errorf("write %s: %w", out, werr))
 			}
 			fmt.Fprintf(a.out, "wrote %s: user %s, role %s, key %s\n", out, u.Name, u.Role, u.Key)
 			if len(u.Targets) > 0 {

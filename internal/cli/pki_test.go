@@ -297,7 +297,6 @@ func TestOperatorMode_PeelOwnKeysOnly(t *testing.T) {
 		names.APISubject("job.run"),
 		names.JobSubject(partA), // a forged dispatch
 		names.ControlSubject(partA),
-		names.SubjectMasterDispatch,
 		names.PeelEventSubject(idB, "started"),
 		names.KVSubjectPrefix(names.BucketBasket) + names.BasketKey(idB, "ips"),
 	} {

@@ -30,15 +30,9 @@ only dispatches signed by a master whose credentials the same account signing
 key issued.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := pki.Load(dir)
+			p, out, err := openIssue(dir, out, args[0])
 			if err != nil {
-				return withCode(ExitError, err)
-			}
-			if out == "" {
-				out = args[0] + ".creds"
-			}
-			if _, err := os.Lstat(out); err == nil {
-				return withCode(ExitError, fmt.Errorf("--out %s exists: refusing to overwrite", out))
+				return err
 			}
 			creds, err := p.AddPeel(args[0], expiry)
 			if err != nil {
@@ -61,6 +55,22 @@ key issued.`,
 }
 
 // writeSecret creates path (0600), refusing to overwrite.
+// openIssue loads the PKI in dir and settles the credentials file an issue
+// writes: out, or ID.creds. It refuses to overwrite a file.
+func openIssue(dir, out, id string) (*pki.PKI, string, error) {
+	p, err := pki.Load(dir)
+	if err != nil {
+		return nil, "", withCode(ExitError, err)
+	}
+	if out == "" {
+		out = id + ".creds"
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return nil, "", withCode(ExitError, fmt.Errorf("--out %s exists: refusing to overwrite", out))
+	}
+	return p, out, nil
+}
+
 func writeSecret(path string, data []byte) error {
 	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {

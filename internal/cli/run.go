@@ -155,7 +155,7 @@ func (a *app) submit(ctx context.Context, req wire.RunRequest) (string, error) {
 	if req.JID == "" {
 		req.JID = names.NewJID(time.Now())
 	}
-	subj := names.APISubject("job.run")
+	subj := names.APISubject(names.EndpointJobRun)
 	var jid string
 	mayExist := false // an earlier attempt may have recorded the job
 	err := a.retry(ctx, "submit job ("+subj+")", a.stepBudget(), 15*time.Second, func(actx context.Context) error {
@@ -219,7 +219,7 @@ func (a *app) jobRecorded(ctx context.Context, jid string) bool {
 // masterInfo asks a master for the deployment's settings; run needs a
 // master, so none answering is an error that says so.
 func (a *app) masterInfo(ctx context.Context) (wire.Info, error) {
-	subj := names.APISubject("info")
+	subj := names.APISubject(names.EndpointInfo)
 	var info wire.Info
 	err := a.retry(ctx, "ask a master ("+subj+")", a.stepBudget(), attemptTimeout, func(actx context.Context) error {
 		msg, err := a.nc.RequestWithContext(actx, subj, nil)
@@ -817,14 +817,14 @@ func (a *app) readStoredReturns(ctx context.Context, f *follower) error {
 // mastersState says whether any master answers, for the message of a job
 // that no master finished.
 func (a *app) mastersState(ctx context.Context) string {
-	_, err := a.nc.RequestWithContext(ctxT(ctx, 2*time.Second), names.APISubject("info"), nil)
+	_, err := a.nc.RequestWithContext(ctxT(ctx, 2*time.Second), names.APISubject(names.EndpointInfo), nil)
 	switch {
 	case err == nil:
 		return "a master answers, but none finished the job (zester masters; the masters' logs)"
 	case errors.Is(err, nats.ErrNoResponders):
 		return "no master answers: is zester-master running?"
 	}
-	return fmt.Sprintf("no master answered %s within 2s (%v)", names.APISubject("info"), err)
+	return fmt.Sprintf("no master answered %s within 2s (%v)", names.APISubject(names.EndpointInfo), err)
 }
 
 func printReturn(w io.Writer, r *wire.Return, stateOutput string) {

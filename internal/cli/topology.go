@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -110,11 +111,7 @@ Examples:
 				}
 				return withCode(ExitError, err)
 			}
-			names := make([]string, 0, len(files))
-			for n := range files {
-				names = append(names, n)
-			}
-			sort.Strings(names)
+			names := slices.Sorted(maps.Keys(files))
 			for _, n := range names {
 				p := filepath.Join(out, n)
 				if err := os.WriteFile(p, files[n], 0o644); err != nil {

@@ -6,9 +6,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,11 +116,7 @@ func (b ByteSize) Err() error { return b.bad }
 
 // Check returns the first parse error among named values, naming its key.
 func Check(vals map[string]interface{ Err() error }) error {
-	keys := make([]string, 0, len(vals))
-	for k := range vals {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(vals))
 	var errs []error
 	for _, k := range keys {
 		if err := vals[k].Err(); err != nil {

@@ -342,7 +342,7 @@ func TestBasket_Secure_OwnEntriesOnly(t *testing.T) {
 	}
 	// basket.get without a signature is refused by the master.
 	req, _ := json.Marshal(wire.BasketGetRequest{Target: wire.Target{Expr: "*"}, Name: "role"})
-	m, err := conn.Request(names.APISubject(names.APIBasketGet), req)
+	m, err := conn.Request(names.APISubject(names.EndpointBasketGet), req)
 	if err != nil || m.Header.Get(micro.ErrorCodeHeader) != "401" || !strings.Contains(m.Header.Get(micro.ErrorHeader), "unsigned request") {
 		t.Fatalf("unsigned basket.get: %v %v", err, m)
 	}

@@ -123,13 +123,13 @@ func Watch(ctx context.Context, js jetstream.JetStream, bucket string, o Options
 			return
 		}
 		e := &Entry{key: strings.TrimPrefix(msg.Subject(), prefix), value: msg.Data(), revision: md.Sequence.Stream, created: md.Timestamp, op: jetstream.KeyValuePut}
-		switch msg.Headers().Get("KV-Operation") {
-		case "DEL":
+		switch msg.Headers().Get(names.HeaderKVOperation) {
+		case names.KVOpDelete:
 			e.op = jetstream.KeyValueDelete
-		case "PURGE":
+		case names.KVOpPurge:
 			e.op = jetstream.KeyValuePurge
 		}
-		if msg.Headers().Get("Nats-Marker-Reason") != "" {
+		if msg.Headers().Get(jetstream.MarkerReasonHeader) != "" {
 			e.op = jetstream.KeyValuePurge // a TTL limit marker: the key expired
 		}
 		send(e)

@@ -6,10 +6,10 @@ import "strings"
 // in the basket bucket, under BasketKey(id, name), and that any peel or
 // operator reads through the master API's basket.get endpoint.
 
-// APIBasketGet is the master API endpoint that answers basket reads: the
+// EndpointBasketGet is the master API endpoint that answers basket reads: the
 // values of one name for the peels a target selects, or (name empty) the
-// names each of them publishes. Its subject is APISubject(APIBasketGet).
-const APIBasketGet = "basket.get"
+// names each of them publishes. Its subject is APISubject(EndpointBasketGet).
+const EndpointBasketGet = "basket.get"
 
 // ValidateBasketName checks a basket entry name: one subject token
 // (ValidateToken), since BasketKey puts it before the peel id.

@@ -46,9 +46,15 @@ const (
 	ServiceName = "zester-master"
 	// APIPrefix is the subject prefix of the master's micro endpoints.
 	APIPrefix = Root + ".api"
-	// SubjectMasterDispatch is where the master that accepted a job asks every
-	// master to resolve and dispatch it for the partitions it owns.
-	SubjectMasterDispatch = Root + ".master.dispatch"
+)
+
+// The header nats.go's KV puts on a delete or purge marker, and its values
+// (nats.go keeps its own constants unexported). An expired key's marker
+// carries jetstream.MarkerReasonHeader instead.
+const (
+	HeaderKVOperation = "KV-Operation"
+	KVOpDelete        = "DEL"
+	KVOpPurge         = "PURGE"
 )
 
 // MaxIDLen is the longest peel or master id accepted.
@@ -155,6 +161,19 @@ func JobEventFilter(jid string) string { return Root + ".events.job." + jid + ".
 // APISubject names one endpoint of the master API.
 func APISubject(endpoint string) string { return APIPrefix + "." + endpoint }
 
+// Endpoints of the master API: APISubject(endpoint) is the subject, and the
+// micro endpoint is named endpoint with '.' → '-'.
+const (
+	// EndpointInfo answers the deployment's facts (partition count,
+	// masters) to anyone: peels learn their partition count from it.
+	EndpointInfo = "info"
+	// EndpointJobRun accepts a job.
+	EndpointJobRun = "job.run"
+	// EndpointPresence is answered by every master (no queue group) for
+	// the partitions it owns.
+	EndpointPresence = "presence"
+)
+
 // FactsKey is the facts bucket key of a peel: its plain id, as the seed's
 // `nats kv del facts <peel-id>` expects.
 func FactsKey(id string) string { return id }
@@ -168,6 +187,21 @@ func JobPartKey(jid string, partition int) string { return jid + ".p" + strconv.
 
 // JobPartFilter matches every part key of a job.
 func JobPartFilter(jid string) string { return jid + ".*" }
+
+// ParseJobKey tells a main key JobKey(jid) from a part key
+// JobPartKey(jid, part); ok is false for a key of neither shape.
+func ParseJobKey(key string) (jid string, part int, isPart bool, ok bool) {
+	jid, rest, found := strings.Cut(key, ".")
+	if !found {
+		return key, 0, false, key != ""
+	}
+	num, found := strings.CutPrefix(rest, "p")
+	n, err := strconv.Atoi(num)
+	if !found || err != nil || jid == "" || n < 0 || strconv.Itoa(n) != num {
+		return "", 0, false, false
+	}
+	return jid, n, true, true
+}
 
 // ReturnKey is the job-returns key of one peel's return to one job. The job id
 // comes first so that one job's returns are watched with ReturnFilter; the peel
@@ -208,8 +242,26 @@ const (
 	SubjectInPartitionedPrefix = Root + ".inp"
 )
 
+// DefaultPartitions is the number of partitions a fleet is split into unless
+// configured otherwise (master.yaml and peel.yaml `partitions`, the
+// generated servers' mapping, the account JWT). It is the unit of ownership
+// between masters, so it should be several times the largest expected
+// number of masters.
+const DefaultPartitions = 64
+
 // PartitionMapping is the nats-server subject mapping (source, destination)
-// for n partitions.
+// for n partitions:
+//
+//	src: zester.in.*.>
+//	dst: zester.inp.{{partition(n,1)}}.{{wildcard(1)}}.>
+//
+// Installed in the account that peels publish in (nats-server config
+// `mappings { "zester.in.*.>": "zester.inp.{{partition(64,1)}}.{{wildcard(1)}}.>" }`,
+// the account JWT, or (*server.Account).AddMapping), it rewrites every
+// shard.InSubject(id, kind) to shard.PartitionedSubject(shard.Partition(id,
+// n), id, kind). Subjects with no token after the peel token do not match
+// and are not mapped. n is not checked here: the callers validate their
+// partition count (1 to math.MaxInt32, the server's bound).
 func PartitionMapping(n int) (src, dst string) {
 	return SubjectInPrefix + ".*.>", SubjectInPartitionedPrefix + ".{{partition(" + strconv.Itoa(n) + ",1)}}.{{wildcard(1)}}.>"
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -39,6 +40,14 @@ func zapLevel(l slog.Level) zapcore.Level {
 	default:
 		return zapcore.ErrorLevel
 	}
+}
+
+// StderrLogger is a daemon's logger before its caller gives it one: JSON
+// on stderr at level, a validated configuration's log_level (info if it
+// does not parse).
+func StderrLogger(level string) *slog.Logger {
+	l, _ := ParseLevel(level)
+	return NewLogger(os.Stderr, l)
 }
 
 // ParseLevel reads debug, info, warn or error.

@@ -50,8 +50,8 @@ func GetKV(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, uint
 			return nil, 0, fmt.Errorf("get %s %s: %s %s", bucket, key, m.Header.Get("Status"), m.Header.Get("Description"))
 		}
 	}
-	switch m.Header.Get("KV-Operation") {
-	case "DEL", "PURGE":
+	switch m.Header.Get(names.HeaderKVOperation) {
+	case names.KVOpDelete, names.KVOpPurge:
 		return nil, 0, fmt.Errorf("get %s %s: %w", bucket, key, ErrKeyNotFound)
 	}
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)

@@ -74,10 +74,10 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		// copied data_dir) asks on PeelInbox, and this peel answers there.
 		names.PeelInboxPrefix(id) + ".>",
 		names.EnrollRenewSubject(id),
-		names.APISubject("info"),
+		names.APISubject(names.EndpointInfo),
 		// basket.get: the masters read everyone's basket entries for it
 		// (a peel cannot create the consumer that reading them takes).
-		names.APISubject(names.APIBasketGet),
+		names.APISubject(names.EndpointBasketGet),
 		// Is my basket entry still stored (a store rebuilt under a running
 		// peel)? Its own keys only: the pattern ends in its id.
 		names.JSDirectGetKey(names.BucketBasket, names.BasketPeelFilter(id)),
@@ -147,7 +147,7 @@ var roles = map[Role]roleSpec{
 	},
 	RoleReadonly: {
 		doc:        "lists and reads jobs, facts, peels and basket entries (facts, jobs, returns, job events; the API's info and basket.get endpoints) and nothing else: cannot run a job",
-		api:        []string{names.APISubject("info"), names.APISubject(names.APIBasketGet)},
+		api:        []string{names.APISubject(names.EndpointInfo), names.APISubject(names.EndpointBasketGet)},
 		kvRead:     []string{names.BucketFacts, names.BucketJobs, names.BucketJobReturns},
 		streamRead: []string{names.StreamJobEvents},
 		user:       true,

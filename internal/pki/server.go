@@ -2,7 +2,8 @@ package pki
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/jwt/v2"
@@ -73,11 +74,7 @@ func (p *PKI) ServerConfig() string {
 	b.WriteString("resolver: MEMORY\n")
 	b.WriteString("resolver_preload: {\n")
 	pre := p.ResolverPreload()
-	keys := make([]string, 0, len(pre))
-	for k := range pre {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(pre))
 	for _, k := range keys {
 		fmt.Fprintf(&b, "  %s: %q\n", k, pre[k])
 	}

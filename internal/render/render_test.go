@@ -159,8 +159,16 @@ func TestExecute_Limits(t *testing.T) {
 		{"wall clock", `{{ range 1000000000000 }}{{ end }}`, render.Limits{MaxSteps: 1 << 62, Timeout: 100 * time.Millisecond}, "time"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// Every limit but the clock is tested with the clock out of
+			// the way: under -race on a loaded machine a million steps
+			// can take longer than the default 2 s, and which limit hits
+			// first must not depend on the machine.
+			lim := tc.lim
+			if tc.what != "time" && lim.Timeout == 0 {
+				lim.Timeout = 10 * time.Minute
+			}
 			start := time.Now()
-			_, err := run(t, tc.src, render.Funcs{}, tc.lim)
+			_, err := run(t, tc.src, render.Funcs{}, lim)
 			elapsed := time.Since(start)
 			var le *render.LimitError
 			var re *render.Error
@@ -171,7 +179,7 @@ func TestExecute_Limits(t *testing.T) {
 				t.Fatalf("err %v (limit %q), want limit %q in t.zy", err, le.What, tc.what)
 			}
 			// A hang guard, generous for a loaded machine.
-			if elapsed > 30*time.Second {
+			if elapsed > 2*time.Minute {
 				t.Fatalf("took %s", elapsed)
 			}
 		})

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,11 +99,7 @@ func lookupPath(v any, arg, path string) (any, error) {
 		case map[string]any:
 			next, ok := c[key]
 			if !ok {
-				keys := make([]string, 0, len(c))
-				for k := range c {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
+				keys := slices.Sorted(maps.Keys(c))
 				if len(keys) > 50 {
 					keys = append(keys[:50], "...")
 				}

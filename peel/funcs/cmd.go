@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultCmdTimeout is the timeout of cmd.run and cmd.script when the job
@@ -184,11 +187,7 @@ func buildEnv(extra map[string]string) ([]string, error) {
 		}
 		vars[k] = v
 	}
-	keys := make([]string, 0, len(vars))
-	for k := range vars {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(vars))
 	env := make([]string, len(keys))
 	for i, k := range keys {
 		env[i] = k + "=" + vars[k]
@@ -352,24 +351,10 @@ func startFailed(res *CmdResult, code int, err error) {
 	res.Note = "command could not be started"
 }
 
+// unixSignalName is the signal's name as the shell says it ("SIGKILL").
 func unixSignalName(s syscall.Signal) string {
-	switch s {
-	case syscall.SIGKILL:
-		return "SIGKILL"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGHUP:
-		return "SIGHUP"
-	case syscall.SIGSEGV:
-		return "SIGSEGV"
-	case syscall.SIGABRT:
-		return "SIGABRT"
-	case syscall.SIGPIPE:
-		return "SIGPIPE"
-	case syscall.SIGQUIT:
-		return "SIGQUIT"
+	if n := unix.SignalName(s); n != "" {
+		return n
 	}
 	return s.String()
 }

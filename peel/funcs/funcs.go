@@ -43,8 +43,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -163,11 +164,7 @@ func (r *Registry) Register(name string, f Func) {
 func (r *Registry) Names() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.funcs))
-	for n := range r.funcs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(r.funcs))
 	return names
 }
 

@@ -1,0 +1,79 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/obs"
+)
+
+// Validator is a daemon's configuration struct: it names its first bad key.
+type Validator[T any] interface {
+	*T
+	Validate() error
+}
+
+// LoadValid reads the file at path over the defaults and validates the
+// result: the layers every daemon loads (defaults, file, validate). The
+// default path may be missing; an explicit one may not.
+func LoadValid[T any, P Validator[T]](path string, explicit bool, defaults T) (T, error) {
+	c := defaults
+	if err := Load(path, explicit, &c); err != nil {
+		return c, err
+	}
+	return c, P(&c).Validate()
+}
+
+// ParseValid reads YAML text (named name in errors) over the defaults and
+// validates the result.
+func ParseValid[T any, P Validator[T]](name string, data []byte, defaults T) (T, error) {
+	c := defaults
+	if err := Parse(name, data, &c); err != nil {
+		return c, err
+	}
+	return c, P(&c).Validate()
+}
+
+// Problems collects what is wrong with a configuration, one error per bad
+// key, so that an operator sees every problem of a file at once.
+type Problems []error
+
+// Bad records that key is wrong, and why.
+func (p *Problems) Bad(key, format string, a ...any) {
+	*p = append(*p, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, a...)))
+}
+
+// Add records err unless it is nil.
+func (p *Problems) Add(err error) {
+	if err != nil {
+		*p = append(*p, err)
+	}
+}
+
+// Err is every problem joined, nil when there is none.
+func (p Problems) Err() error { return errors.Join(p...) }
+
+// Common checks the keys both daemons have: id, log_level and http (an
+// address, or empty for none).
+func (p *Problems) Common(id, logLevel, http string) {
+	if err := names.ValidateID(id); err != nil {
+		p.Bad("id", "%v", err)
+	}
+	if _, err := obs.ParseLevel(logLevel); err != nil {
+		p.Bad("log_level", "%v", err)
+	}
+	p.HostPort("http", http, true)
+}
+
+// HostPort checks that the value of key is host:port; empty is allowed
+// when optional.
+func (p *Problems) HostPort(key, v string, optional bool) {
+	if v == "" && optional {
+		return
+	}
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		p.Bad(key, "%q is not host:port", v)
+	}
+}
