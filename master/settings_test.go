@@ -120,6 +120,15 @@ func (f *settingsFixture) simPeel(t *testing.T, id string, facts map[string]any)
 	}
 }
 
+// simFleet writes n web peels (web0…) and n db peels (db0…, size i).
+func (f *settingsFixture) simFleet(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		f.simPeel(t, fmt.Sprintf("web%d", i), map[string]any{"role": "web"})
+		f.simPeel(t, fmt.Sprintf("db%d", i), map[string]any{"role": "db", "size": i})
+	}
+}
+
 // entry reads a peel's entry of bucket (nil when there is none).
 func (f *settingsFixture) entry(t *testing.T, bucket, id string) jetstream.KeyValueEntry {
 	t.Helper()
@@ -301,10 +310,7 @@ func TestSettings_ChangesRenderExactlyTheAffectedPeels(t *testing.T) {
 	srv, js, f := startSettings(t)
 	url := srv.ClientURL()
 	const n = 10
-	for i := range n {
-		f.simPeel(t, fmt.Sprintf("web%d", i), map[string]any{"role": "web"})
-		f.simPeel(t, fmt.Sprintf("db%d", i), map[string]any{"role": "db", "size": i})
-	}
+	f.simFleet(t, n)
 	hashOf := func(id string) string {
 		e := f.entry(t, names.BucketSettingsFiles, id)
 		if e == nil {
@@ -645,10 +651,7 @@ func TestSettings_TwoMasters_EachRendersItsShare(t *testing.T) {
 	srv, js, f := startSettings(t)
 	url := srv.ClientURL()
 	const n = 10
-	for i := range n {
-		f.simPeel(t, fmt.Sprintf("web%d", i), map[string]any{"role": "web"})
-		f.simPeel(t, fmt.Sprintf("db%d", i), map[string]any{"role": "db", "size": i})
-	}
+	f.simFleet(t, n)
 	all := func() bool {
 		for i := range n {
 			if f.entry(t, names.BucketSecrets, fmt.Sprintf("db%d", i)) == nil || f.entry(t, names.BucketSecrets, fmt.Sprintf("web%d", i)) == nil {
