@@ -15,6 +15,7 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/simfleet"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/topology"
 )
@@ -28,7 +29,7 @@ const (
 // returnShaped builds a message shaped like a stored return (same headers,
 // same body) for a scratch bucket.
 func returnShaped(bucket, key, jid, peel string, started time.Time) *nats.Msg {
-	ret := wire.Return{JID: jid, Peel: peel, Function: "test.ping", Success: true, Result: jsonTrue,
+	ret := wire.Return{JID: jid, Peel: peel, Function: "test.ping", Success: true, Result: json.RawMessage("true"),
 		Started: started.UTC(), Duration: wire.Duration(time.Since(started))}
 	b, _ := json.Marshal(&ret)
 	m := &nats.Msg{Subject: names.KVSubjectPrefix(bucket) + key, Data: b, Header: nats.Header{}}
@@ -86,9 +87,9 @@ func (r *runner) baselineScenario(ctx context.Context, s *Scenario) {
 	csub.SetPendingLimits(-1, -1)
 	e.ctl.Flush()
 	payload := make([]byte, 200)
-	unsub, err := f.SubscribeAll(ctx, "lgbase."+run+".bcast", func(c *simConn, _ *nats.Msg) {
-		for range c.peels {
-			c.nc.Publish(collect, payload)
+	unsub, err := f.SubscribeAll(ctx, "lgbase."+run+".bcast", func(c *simfleet.Conn, _ *nats.Msg) {
+		for range c.Peels() {
+			c.NC().Publish(collect, payload)
 		}
 	})
 	if err != nil {
@@ -192,16 +193,16 @@ func (r *runner) pingEquivalent(ctx context.Context, run string) ([]time.Duratio
 	var stored atomic.Int64
 	mark := func(m *nats.Msg) {
 		id := m.Subject[len(prefix):]
-		if i := peelIndex(id); i >= 0 && i < n && atomic.CompareAndSwapInt64(&storedAt[i], 0, time.Now().UnixNano()) {
+		if i := simfleet.PeelIndex(id); i >= 0 && i < n && atomic.CompareAndSwapInt64(&storedAt[i], 0, time.Now().UnixNano()) {
 			stored.Add(1)
 		}
 	}
-	unExtra := f.onExtra(prefix, func(c *simConn, m *nats.Msg, _ *jetstream.PubAck, err error) {
+	unExtra := f.OnExtra(prefix, func(c *simfleet.Conn, m *nats.Msg, _ *jetstream.PubAck, err error) {
 		switch {
 		case err == nil, peelproto.IsAlreadyStored(err):
 			mark(m)
 		default:
-			go c.retry(m, err)
+			go c.Retry(m, err)
 		}
 	})
 	defer unExtra()
@@ -222,11 +223,11 @@ func (r *runner) pingEquivalent(ctx context.Context, run string) ([]time.Duratio
 	}
 	defer cc.Stop()
 	bcast := "lgbase." + run + ".ping"
-	unsub, err := f.SubscribeAll(ctx, bcast, func(c *simConn, _ *nats.Msg) {
+	unsub, err := f.SubscribeAll(ctx, bcast, func(c *simfleet.Conn, _ *nats.Msg) {
 		now := time.Now()
-		for _, idx := range c.peels {
-			id := f.peels[idx].id
-			c.publish(returnShaped(baselineBucket, run+"."+id, "lgbase"+run, id, now))
+		for _, idx := range c.Peels() {
+			id := f.ID(int(idx))
+			c.Publish(returnShaped(baselineBucket, run+"."+id, "lgbase"+run, id, now))
 		}
 	})
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/factgen"
+	"github.com/zester-io/zester/internal/simfleet"
 )
 
 // CompressionReport compares how fact documents (as the agent encodes them)
@@ -47,8 +49,8 @@ func MeasureCompression(samples int) (*CompressionReport, error) {
 	train := make([][]byte, samples)
 	eval := make([][]byte, samples)
 	for i := range samples {
-		train[i] = PeelFactsJSON(1_000_000+i, now)
-		eval[i] = PeelFactsJSON(i*7+3, now) // a different set of peels
+		train[i] = peelFacts(1_000_000+i, now)
+		eval[i] = peelFacts(i*7+3, now) // a different set of peels
 	}
 	rep := &CompressionReport{Samples: samples}
 	var raw int
@@ -115,3 +117,7 @@ func MeasureCompression(samples int) (*CompressionReport, error) {
 	}
 	return rep, nil
 }
+
+// peelFacts is the fact document simulated peel i publishes (the fleet's
+// FleetConfig.Facts in run.go, for its default id).
+func peelFacts(i int, now time.Time) []byte { return factgen.JSON(i, simfleet.PeelID(i), now) }

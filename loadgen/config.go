@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zester-io/zester/internal/simfleet"
 	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
@@ -42,7 +43,7 @@ const DefaultPeels = 100_000
 type Config struct {
 	Peels int
 	// Conns is the number of shared connections (multiplexed mode); 0 means
-	// DefaultConns(Peels).
+	// simfleet.DefaultConns(Peels).
 	Conns int
 	Mode  string
 	// Topology is single, cluster, leaf or supercluster (in-process).
@@ -52,10 +53,10 @@ type Config struct {
 	// Scenarios to run (AllScenarios when empty).
 	Scenarios []string
 	// Latency is the answer latency of ping and the baselines.
-	Latency Dist
+	Latency simfleet.Dist
 	// KillLatency is the answer latency during masterkill and serverkill,
 	// long enough for the job to be in flight when the fault strikes.
-	KillLatency Dist
+	KillLatency simfleet.Dist
 	// FailRate is the share of returns reporting a failure.
 	FailRate float64
 	// Partitions of the fleet (in-process masters; external: asked).
@@ -117,8 +118,8 @@ func DefaultConfig() Config {
 		Mode:        ModeMultiplexed,
 		Topology:    topology.KindSingle,
 		Masters:     1,
-		Latency:     Fixed(0),
-		KillLatency: Uniform(1*time.Second, 3*time.Second),
+		Latency:     simfleet.Fixed(0),
+		KillLatency: simfleet.Uniform(1*time.Second, 3*time.Second),
 		Partitions:  shard.DefaultPartitions,
 		Target:      "*",
 		JobTimeout:  60 * time.Second,
@@ -146,7 +147,7 @@ func (c *Config) conns() int {
 	if c.Conns > 0 {
 		return min(c.Conns, c.Peels)
 	}
-	return DefaultConns(c.Peels)
+	return simfleet.DefaultConns(c.Peels)
 }
 
 // ParseScenarios reads a comma list; "all" is every scenario.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/term"
+
+	"github.com/zester-io/zester/internal/simfleet"
 )
 
 const usage = `zester-loadgen: simulate a Zester fleet against real NATS and real masters, and measure.
@@ -56,7 +58,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("zester-loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, usage, fmtInt(DefaultPeels), fmtInt(int64(DefaultConns(DefaultPeels))))
+		fmt.Fprintf(stderr, usage, fmtInt(DefaultPeels), fmtInt(int64(simfleet.DefaultConns(DefaultPeels))))
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&cfg.Peels, "peels", cfg.Peels, "number of simulated peels")
@@ -98,11 +100,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "zester-loadgen: --scenarios: %v\n", err)
 		return 2
 	}
-	if cfg.Latency, err = ParseDist(*lat); err != nil {
+	if cfg.Latency, err = simfleet.ParseDist(*lat); err != nil {
 		fmt.Fprintf(stderr, "zester-loadgen: --latency: %v\n", err)
 		return 2
 	}
-	if cfg.KillLatency, err = ParseDist(*klat); err != nil {
+	if cfg.KillLatency, err = simfleet.ParseDist(*klat); err != nil {
 		fmt.Fprintf(stderr, "zester-loadgen: --kill-latency: %v\n", err)
 		return 2
 	}

@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/cli"
+	"github.com/zester-io/zester/internal/simfleet"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
-	"github.com/zester-io/zester/topology"
 )
 
 // TestHeavyPresenceCost measures what presence beats cost a master: 100,000
@@ -37,11 +38,7 @@ func TestHeavyPresenceCost(t *testing.T) {
 	const window = 30 * time.Second
 
 	dir := t.TempDir()
-	s, err := topology.Single(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testkit.ServerIn(t, dir)
 	bin := filepath.Join(dir, "zester-master")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/zester-io/zester/cmd/zester-master").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -78,7 +75,7 @@ func TestHeavyPresenceCost(t *testing.T) {
 	time.Sleep(window) // measuring idle CPU over a fixed window: nothing to wait on
 	idle := float64(cpu()-c0) / float64(time.Since(t0))
 
-	f, err := NewFleet(FleetConfig{Peels: peels, Conns: DefaultConns(peels), Partitions: 64, URLs: []string{s.ClientURL()}, BeatInterval: interval})
+	f, err := simfleet.NewFleet(simfleet.FleetConfig{Peels: peels, Conns: simfleet.DefaultConns(peels), Partitions: 64, URLs: []string{s.ClientURL()}, BeatInterval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}

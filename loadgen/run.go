@@ -22,8 +22,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/backoff"
+	"github.com/zester-io/zester/internal/factgen"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/simfleet"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/topology"
 )
@@ -33,10 +35,10 @@ type runner struct {
 	cfg      *Config
 	log      *slog.Logger
 	env      *env
-	fleet    *Fleet
+	fleet    *simfleet.Fleet
 	rep      *Report
 	prog     *progress
-	facts    *EncodedFacts
+	facts    *simfleet.EncodedFacts
 	baseline *BaselineResult
 	peak     int64
 	runID    string
@@ -95,12 +97,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// The fleet.
 	r.prog.set(fmt.Sprintf("connecting %s simulated peels over %s connections", fmtInt(int64(cfg.Peels)), fmtInt(int64(cfg.conns()))))
 	heap0 := heapInUse()
-	fc := FleetConfig{Peels: cfg.Peels, Conns: cfg.Conns, PerPeel: cfg.Mode == ModePerPeel, Partitions: e.partitions,
-		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate}
+	fc := simfleet.FleetConfig{Peels: cfg.Peels, Conns: cfg.Conns, PerPeel: cfg.Mode == ModePerPeel, Partitions: e.partitions,
+		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate, Facts: factgen.JSON}
 	if e.sec != nil {
 		fc.Auth, fc.Trust = e.sec.connOptions, &e.sec.trust
 	}
-	f, err := NewFleet(fc)
+	f, err := simfleet.NewFleet(fc)
 	if err != nil {
 		return nil, err
 	}
@@ -116,8 +118,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.rep.Fleet.HeapBytes = max(heap1-heap0, 0)
 	r.rep.Fleet.BytesPerPeel = float64(r.rep.Fleet.HeapBytes) / float64(cfg.Peels)
 	r.rep.Fleet.OpenFiles = openFiles()
-	for _, c := range f.conns {
-		r.rep.Fleet.Subs += len(c.subs)
+	for _, c := range f.Connections() {
+		r.rep.Fleet.Subs += c.Subs()
 	}
 	r.notePeak()
 
@@ -326,12 +328,12 @@ func (r *runner) factstorm(ctx context.Context, s *Scenario) {
 // ---- ping ----
 
 type pingOpts struct {
-	latency     Dist
+	latency     simfleet.Dist
 	batch       string
 	target      *wire.Target // default: the configured glob
 	submitRetry time.Duration
 	// during runs beside the job once it is submitted; the ping waits for it.
-	during func(ctx context.Context, jid string, t0 time.Time, jt *JobTrack)
+	during func(ctx context.Context, jid string, t0 time.Time, jt *simfleet.JobTrack)
 }
 
 func (r *runner) ping(ctx context.Context, o pingOpts) (*PingResult, time.Time, error) {
@@ -535,7 +537,7 @@ func (r *runner) batchScenario(ctx context.Context, s *Scenario) {
 	size := max(int(math.Ceil(float64(f.Peels())*0.10)), 1)
 	br := &BatchResult{Batch: batch, Size: size}
 	s.Batch = br
-	lat := Fixed(300 * time.Millisecond)
+	lat := simfleet.Fixed(300 * time.Millisecond)
 	res, _, err := r.ping(ctx, pingOpts{latency: lat, batch: batch})
 	switch {
 	case err != nil:
@@ -562,7 +564,7 @@ func (r *runner) batchScenario(ctx context.Context, s *Scenario) {
 
 // clientBatch runs waves of at most br.Size peels, each a job with a list
 // target, as `zester run --batch` does.
-func (r *runner) clientBatch(ctx context.Context, s *Scenario, br *BatchResult, lat Dist) {
+func (r *runner) clientBatch(ctx context.Context, s *Scenario, br *BatchResult, lat simfleet.Dist) {
 	f := r.fleet
 	if r.cfg.Target != "*" {
 		s.Status = StatusUnsupported
@@ -638,7 +640,7 @@ func (r *runner) masterkill(ctx context.Context, s *Scenario) {
 	s.Failover = fo
 	r.prog.set("masterkill: ping in flight")
 	var foErr error
-	during := func(ctx context.Context, jid string, t0 time.Time, jt *JobTrack) {
+	during := func(ctx context.Context, jid string, t0 time.Time, jt *simfleet.JobTrack) {
 		// In flight: every peel has the job, no return is due yet.
 		waitUntil(ctx, 10*time.Second, func() bool { return jt.Started.Load() >= int64(f.Peels()) })
 		victim, why := e.coordinatorOwner(ctx, jid), "owned the job's coordinator partition"
@@ -690,7 +692,7 @@ func (r *runner) masterkill(ctx context.Context, s *Scenario) {
 // pingThroughFault runs the fault scenarios' ping (answers with the kill
 // latency, the fault injected by during) and records its problems; nil when
 // the ping itself failed.
-func (r *runner) pingThroughFault(ctx context.Context, s *Scenario, fo *FailoverResult, during func(ctx context.Context, jid string, t0 time.Time, jt *JobTrack)) *PingResult {
+func (r *runner) pingThroughFault(ctx context.Context, s *Scenario, fo *FailoverResult, during func(ctx context.Context, jid string, t0 time.Time, jt *simfleet.JobTrack)) *PingResult {
 	res, _, err := r.ping(ctx, pingOpts{latency: r.cfg.KillLatency, during: during})
 	if err != nil {
 		s.fail("%v", err)
@@ -747,7 +749,7 @@ func (r *runner) serverkill(ctx context.Context, s *Scenario) {
 		s.fail("probe bucket: %v", err)
 		return
 	}
-	during := func(ctx context.Context, jid string, t0 time.Time, jt *JobTrack) {
+	during := func(ctx context.Context, jid string, t0 time.Time, jt *simfleet.JobTrack) {
 		waitUntil(ctx, 10*time.Second, func() bool { return jt.Started.Load() >= int64(f.Peels()) })
 		stopAt := time.Now()
 		fo.FaultAt = Sec(stopAt.Sub(t0))
@@ -793,8 +795,8 @@ func (r *runner) reconnect(ctx context.Context, s *Scenario) {
 	e, f := r.env, r.fleet
 	// The server most of the fleet is connected to.
 	perURL := map[string]int{}
-	for _, c := range f.conns {
-		perURL[c.nc.ConnectedUrl()]++
+	for _, c := range f.Connections() {
+		perURL[c.NC().ConnectedUrl()]++
 	}
 	idx, most := 0, -1
 	for i, sv := range e.topo.Servers() {
@@ -806,14 +808,14 @@ func (r *runner) reconnect(ctx context.Context, s *Scenario) {
 	url := srv.ClientURL()
 	rr := &ReconnectResult{Server: srv.Name()}
 	s.Reconnect = rr
-	on := make([]bool, len(f.conns))
-	rc0 := make([]int64, len(f.conns))
-	for i, c := range f.conns {
-		on[i] = c.nc.ConnectedUrl() == url
-		rc0[i] = c.reconnects.Load()
+	on := make([]bool, f.Conns())
+	rc0 := make([]int64, f.Conns())
+	for i, c := range f.Connections() {
+		on[i] = c.NC().ConnectedUrl() == url
+		rc0[i] = c.Reconnects()
 		if on[i] {
 			rr.Conns++
-			rr.PeelsMoved += len(c.peels)
+			rr.PeelsMoved += len(c.Peels())
 		}
 	}
 	if rr.Conns == 0 {
@@ -831,8 +833,8 @@ func (r *runner) reconnect(ctx context.Context, s *Scenario) {
 	rr.RestartTime = Sec(time.Since(t0))
 	r.prog.set("reconnect: waiting for every connection")
 	back := func() bool {
-		for i, c := range f.conns {
-			if !c.nc.IsConnected() || (on[i] && c.reconnects.Load() <= rc0[i]) {
+		for i, c := range f.Connections() {
+			if !c.NC().IsConnected() || (on[i] && c.Reconnects() <= rc0[i]) {
 				return false
 			}
 		}

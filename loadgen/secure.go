@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -30,7 +28,7 @@ import (
 // per dispatch message. A simulated connection carries ~100 peels and
 // receives each dispatch message once, so it verifies once per message per
 // connection, not once per peel: the fleet's measured CPU contains
-// Fleet.Verified verifications, not one per peel. The report gives that
+// simfleet.Fleet.Verified verifications, not one per peel. The report gives that
 // count and the per-verification cost is measured separately
 // (BenchmarkVerifyDispatch in internal/sig); a real fleet spends
 // peels × that cost, spread over as many cores, which adds that cost to each
@@ -137,30 +135,6 @@ func (s *secureEnv) connOptions(idx int, parts []int) ([]nats.Option, error) {
 	}
 	seed, _ := kp.Seed()
 	return []nats.Option{nats.UserJWTAndSeed(tok, string(seed)), nats.CustomInboxPrefix(simInboxPrefix(idx))}, nil
-}
-
-// simVerifier checks dispatches and control messages for a simulated
-// connection, counting both outcomes.
-type simVerifier struct {
-	v        *sig.Verifier
-	verified atomic.Int64
-	refused  atomic.Int64
-}
-
-func newSimVerifier(t sig.Trust) *simVerifier { return &simVerifier{v: sig.NewVerifier(t)} }
-
-// check verifies one received message, once for all the connection's peels.
-func (sv *simVerifier) check(p sig.Purpose, m *nats.Msg, maxAge time.Duration) bool {
-	if sv == nil {
-		return true
-	}
-	_, err := sv.v.VerifyMsg(p, m, time.Now(), sig.Options{Roles: []string{sig.RoleMaster}, MaxAge: maxAge})
-	if err != nil {
-		sv.refused.Add(1)
-		return false
-	}
-	sv.verified.Add(1)
-	return true
 }
 
 var errSecureTopology = errors.New("--secure: only --topology single (operator mode across routes, leaf and gateway links needs their credentials, not built into the in-process launchers)")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/shard"
@@ -22,11 +23,11 @@ import (
 // answer (the cached match follows the facts' revision). Bad names and
 // targets are refused with the cause.
 func TestBasketLookup_AnyMasterWholeFleet(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	ms := []*mastertest.Handle{mastertest.Start(t, mastertest.Config("m1", url)), mastertest.Start(t, mastertest.Config("m2", url))}
-	waitFor(t, "partitions shared", 30*time.Second, func() bool { return settled(ms) && len(ms[0].Owned()) > 0 && len(ms[1].Owned()) > 0 })
-	js := jsFor(t, url)
+	testkit.Eventually(t, "partitions shared", 30*time.Second, func() bool { return settled(ms) && len(ms[0].Owned()) > 0 && len(ms[1].Owned()) > 0 })
+	js := testkit.JetStream(t, url)
 	ctx := context.Background()
 	facts, err := js.KeyValue(ctx, names.BucketFacts)
 	if err != nil {
@@ -59,7 +60,7 @@ func TestBasketLookup_AnyMasterWholeFleet(t *testing.T) {
 	if _, err := basket.Put(ctx, names.BasketKey("sim1.example.com", "ipv4"), forged); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "facts indexed", 30*time.Second, func() bool { return ms[0].PeelCount() == 12 && ms[1].PeelCount() == 12 })
+	testkit.Eventually(t, "facts indexed", 30*time.Second, func() bool { return ms[0].PeelCount() == 12 && ms[1].PeelCount() == 12 })
 
 	webs := func() []string {
 		var out []string
@@ -106,7 +107,7 @@ func TestBasketLookup_AnyMasterWholeFleet(t *testing.T) {
 		t.Fatal("no web peel outside m1's partitions")
 	}
 	putFacts(moved, "db")
-	waitFor(t, "m1 sees "+moved+" as db", 30*time.Second, func() bool {
+	testkit.Eventually(t, "m1 sees "+moved+" as db", 30*time.Second, func() bool {
 		got, err := ms[0].BasketLookup(ctx, "G@role:web", "ipv4")
 		return err == nil && slices.Equal(keys(got), webs())
 	})

@@ -1,12 +1,17 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,7 +26,15 @@ import (
 
 // factIndex follows the facts bucket. It knows every peel id (a few bytes
 // each) and keeps the fact document only of peels in partitions this master
-// owns, compressed as stored; targeting on facts decodes on demand.
+// owns, compressed as stored.
+//
+// Targeting on facts does not decode documents per job: the first target
+// that looks at a fact path (G@os:id, S@ looks at network:addresses)
+// registers it, and from then on every owned peel keeps the value at that
+// path beside its document (peelEntry.vals, strings interned: a fleet has a
+// handful of distinct OS ids), computed when its facts arrive. A job then
+// matches the cached values; only documents that arrived before their
+// path was registered are decoded, once.
 type factIndex struct {
 	m *Master
 
@@ -29,23 +42,32 @@ type factIndex struct {
 	parts  []map[string]*peelEntry // partition → id → entry
 	total  int
 	loaded chan struct{}
+	// paths are the fact paths targets looked at, in slot order (append
+	// only); slots maps a path's key (pathKey) to its index.
+	paths [][]string
+	slots map[string]int
 
 	badValues *metrics.Counter
 }
 
 type peelEntry struct {
-	id      string
-	rev     uint64
-	updated time.Time
-	raw     []byte // compressed facts; nil when the partition is not ours
+	rev uint64
+	raw []byte // compressed facts; nil when the partition is not ours
 	// bad says why the stored value is unusable (it does not decode, or it
 	// names another peel); "" when it is fine. raw then keeps the last good
 	// document until the peel, asked to, publishes again.
 	bad string
+	// vals holds the values of raw at factIndex.paths, slot by slot
+	// (noFact where the document has none); shorter than paths when
+	// paths were registered after raw arrived, nil when raw is.
+	vals []any
 }
 
+// noFact marks a path the document does not have (JSON null is a value).
+type noFact struct{}
+
 func newFactIndex(m *Master) *factIndex {
-	ix := &factIndex{m: m, parts: make([]map[string]*peelEntry, m.cfg.Partitions), loaded: make(chan struct{}),
+	ix := &factIndex{m: m, parts: make([]map[string]*peelEntry, m.cfg.Partitions), loaded: make(chan struct{}), slots: map[string]int{},
 		badValues: m.opts.Metrics.NewCounter(`zester_master_bad_fact_values_total`)}
 	for i := range ix.parts {
 		ix.parts[i] = map[string]*peelEntry{}
@@ -107,13 +129,18 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 	ix.m.met.factUpdates.Inc()
 	owned := ix.m.member == nil || ix.m.member.owns(p)
 	var bad string
+	var vals []any
 	if owned {
-		bad = checkFacts(id, e.Value())
+		var doc []byte
+		doc, bad = decodeFacts(id, e.Value())
+		if paths := ix.registered(); bad == "" && len(paths) > 0 {
+			vals = pathValues(doc, paths)
+		}
 	}
 	ix.mu.Lock()
 	pe, ok := ix.parts[p][id]
 	if !ok {
-		pe = &peelEntry{id: id}
+		pe = &peelEntry{}
 		ix.parts[p][id] = pe
 		ix.total++
 	}
@@ -122,12 +149,13 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 		return // a fetch (ownershipChanged) older than what the watch brought
 	}
 	wasBad := pe.bad
-	pe.rev, pe.updated, pe.bad = e.Revision(), e.Created(), bad
+	pe.rev, pe.bad = e.Revision(), bad
 	switch {
 	case !owned:
-		pe.raw = nil
+		pe.raw, pe.vals = nil, nil
 	case bad == "":
-		pe.raw = e.Value()
+		// A copy of exactly the value: the entry may share a larger buffer.
+		pe.raw, pe.vals = bytes.Clone(e.Value()), vals
 	}
 	ix.mu.Unlock()
 	if owned && bad == "" && ix.m.settings != nil {
@@ -149,20 +177,26 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 // id, or "" when it can. A document without "id" (peels before it was
 // added, simulated fleets) is accepted.
 func checkFacts(id string, raw []byte) string {
+	_, bad := decodeFacts(id, raw)
+	return bad
+}
+
+// decodeFacts is checkFacts that also returns the decoded document.
+func decodeFacts(id string, raw []byte) (doc []byte, bad string) {
 	doc, err := factcodec.Decode(raw)
 	if err != nil {
-		return fmt.Sprintf("does not decode: %v", err)
+		return nil, fmt.Sprintf("does not decode: %v", err)
 	}
 	var head struct {
 		ID *string `json:"id"`
 	}
 	if err := json.Unmarshal(doc, &head); err != nil {
-		return fmt.Sprintf("not a JSON object: %v", err)
+		return nil, fmt.Sprintf("not a JSON object: %v", err)
 	}
 	if head.ID != nil && *head.ID != id {
-		return fmt.Sprintf("the document is peel %q's", *head.ID)
+		return nil, fmt.Sprintf("the document is peel %q's", *head.ID)
 	}
-	return ""
+	return doc, ""
 }
 
 // ownershipChanged drops documents of lost partitions and fetches those of
@@ -171,7 +205,7 @@ func (ix *factIndex) ownershipChanged(gained, lost []int) {
 	ix.mu.Lock()
 	for _, p := range lost {
 		for _, pe := range ix.parts[p] {
-			pe.raw = nil
+			pe.raw, pe.vals = nil, nil
 		}
 	}
 	var fetch []string
@@ -239,8 +273,8 @@ func (ix *factIndex) entries(p int) []factState {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	out := make([]factState, 0, len(ix.parts[p]))
-	for _, pe := range ix.parts[p] {
-		out = append(out, factState{id: pe.id, bad: pe.bad})
+	for id, pe := range ix.parts[p] {
+		out = append(out, factState{id: id, bad: pe.bad})
 	}
 	return out
 }
@@ -252,40 +286,226 @@ func (ix *factIndex) count() int {
 }
 
 // resolve returns the sorted ids of partition p that match expr. It matches
-// through target.SubjectFromJSON, the one fact matcher that the CLI's
-// --batch uses too.
+// with the shared matcher (target.Expr.Match, which the CLI's --batch uses
+// too) over the cached values of the paths expr looks at, so a target
+// selects the same peels wherever it is resolved.
 func (ix *factIndex) resolve(p int, expr target.Expr) []string {
+	if expr.IDOnly() {
+		ix.mu.RLock()
+		ids := make([]string, 0, len(ix.parts[p]))
+		for id := range ix.parts[p] {
+			ids = append(ids, id)
+		}
+		ix.mu.RUnlock()
+		var out []string
+		s := &target.MapSubject{}
+		for _, id := range ids {
+			if s.PeelID = id; expr.Match(s) {
+				out = append(out, id)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	want := target.FactPaths(expr)
+	slots := ix.register(want)
+	need := 0
+	for _, n := range slots {
+		need = max(need, n+1)
+	}
+	type cand struct {
+		id   string
+		pe   *peelEntry
+		rev  uint64
+		raw  []byte
+		vals []any
+	}
 	ix.mu.RLock()
-	entries := make([]*peelEntry, 0, len(ix.parts[p]))
-	raws := make([][]byte, 0, len(ix.parts[p]))
-	for _, pe := range ix.parts[p] {
-		entries = append(entries, pe)
-		raws = append(raws, pe.raw)
+	paths := ix.paths
+	cands := make([]cand, 0, len(ix.parts[p]))
+	for id, pe := range ix.parts[p] {
+		cands = append(cands, cand{id: id, pe: pe, rev: pe.rev, raw: pe.raw, vals: pe.vals})
 	}
 	ix.mu.RUnlock()
-	var out []string
-	idOnly := expr.IDOnly()
-	withSettings := target.UsesSettings(expr) && ix.m.settings != nil
-	for i, pe := range entries {
-		var s target.Subject = &target.MapSubject{PeelID: pe.id}
-		if !idOnly {
-			ms := subjectOf(pe.id, raws[i])
-			if withSettings {
-				// I@ matches what this master rendered, secrets masked.
-				ms.Settings = ix.m.settings.masked(pe.id)
+	// Documents that arrived before a path of expr was registered: decode
+	// each once, and keep the values for the next job.
+	var filled []int
+	for i := range cands {
+		c := &cands[i]
+		if c.raw != nil && len(c.vals) < need {
+			c.vals = noValues(len(paths))
+			if doc, err := factcodec.Decode(c.raw); err == nil {
+				c.vals = pathValues(doc, paths)
 			}
-			s = ms
+			filled = append(filled, i)
 		}
-		if expr.Match(s) {
-			out = append(out, pe.id)
+	}
+	if len(filled) > 0 {
+		ix.mu.Lock()
+		for _, i := range filled {
+			if c := &cands[i]; c.pe.rev == c.rev && len(c.pe.vals) < len(c.vals) && c.pe.raw != nil {
+				c.pe.vals = c.vals
+			}
+		}
+		ix.mu.Unlock()
+	}
+	s := &cachedSubject{paths: want, slots: slots}
+	var subj target.Subject = s
+	var ss *settingsSubject
+	if target.UsesSettings(expr) && ix.m.settings != nil {
+		// I@ matches what this master rendered, secrets masked.
+		ss = &settingsSubject{cachedSubject: s}
+		subj = ss
+	}
+	var out []string
+	for i := range cands {
+		s.id, s.vals = cands[i].id, cands[i].vals
+		if ss != nil {
+			ss.settings = ix.m.settings.masked(s.id)
+		}
+		if expr.Match(subj) {
+			out = append(out, s.id)
 		}
 	}
 	sort.Strings(out)
 	return out
 }
 
+// registered is the paths registered so far (a prefix of an append-only
+// list: safe to read after the lock is released).
+func (ix *factIndex) registered() [][]string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.paths
+}
+
+// register returns the slots of paths, registering those not seen before.
+func (ix *factIndex) register(paths [][]string) []int {
+	slots := make([]int, len(paths))
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for i, p := range paths {
+		k := pathKey(p)
+		n, ok := ix.slots[k]
+		if !ok {
+			n = len(ix.paths)
+			ix.slots[k] = n
+			ix.paths = append(ix.paths, slices.Clone(p))
+		}
+		slots[i] = n
+	}
+	return slots
+}
+
+func pathKey(p []string) string { return strings.Join(p, "\x00") }
+
+func noValues(n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = noFact{}
+	}
+	return out
+}
+
+// pathValues is the value of the JSON document doc at each of paths, found
+// as target.MapSubject finds it, with its strings interned; noFact where
+// there is none (also for every path of a document that does not parse).
+func pathValues(doc []byte, paths [][]string) []any {
+	out := noValues(len(paths))
+	var facts map[string]any
+	if json.Unmarshal(doc, &facts) != nil {
+		return out
+	}
+	s := &target.MapSubject{Facts: facts}
+	for i, p := range paths {
+		if v, ok := s.Fact(p); ok {
+			out[i] = intern(v)
+		}
+	}
+	return out
+}
+
+// intern shares the strings of a cached value between peels (a fleet's OS
+// ids, releases and roles repeat). A map is matched by its keys only
+// (G@os:* names a key of os), so it is cached as a keys-only map shared by
+// every peel whose map has the same keys.
+func intern(v any) any {
+	switch x := v.(type) {
+	case string:
+		return unique.Make(x).Value()
+	case map[string]any:
+		return keysOnly(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, el := range x {
+			if s, ok := el.(string); ok {
+				out[i] = unique.Make(s).Value()
+			} else {
+				out[i] = el
+			}
+		}
+		return out
+	}
+	return v
+}
+
+// cachedSubject is a peel as the matcher sees it through the index: its id
+// and the cached values of the paths of the expression being matched.
+type cachedSubject struct {
+	id    string
+	paths [][]string // the expression's paths (target.FactPaths)
+	slots []int      // their slots in vals
+	vals  []any
+}
+
+func (s *cachedSubject) ID() string { return s.id }
+
+func (s *cachedSubject) Fact(path []string) (any, bool) {
+	for i, p := range s.paths {
+		if slices.Equal(p, path) {
+			if n := s.slots[i]; n < len(s.vals) {
+				if _, none := s.vals[n].(noFact); !none {
+					return s.vals[n], true
+				}
+			}
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (s *cachedSubject) Addrs() []netip.Addr {
+	v, ok := s.Fact(target.AddrsPath)
+	if !ok {
+		return nil
+	}
+	return target.AddrsOf(v)
+}
+
+// keySets holds the shared keys-only maps of keysOnly, by their sorted keys.
+var keySets sync.Map // string → map[string]any
+
+func keysOnly(m map[string]any) map[string]any {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	k := strings.Join(keys, "\x00")
+	if got, ok := keySets.Load(k); ok {
+		return got.(map[string]any)
+	}
+	out := make(map[string]any, len(keys))
+	for _, key := range keys {
+		out[unique.Make(key).Value()] = nil
+	}
+	got, _ := keySets.LoadOrStore(k, out)
+	return got.(map[string]any)
+}
+
 // subjectOf decodes a stored facts value into the shared matcher's Subject;
-// a value that does not decode has no facts.
+// a value that does not decode has no facts. (The index matches cached
+// values instead; this is for documents read from the bucket.)
 func subjectOf(id string, raw []byte) *target.MapSubject {
 	if raw == nil {
 		return &target.MapSubject{PeelID: id}

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
 )
@@ -18,7 +19,7 @@ import (
 // expires (the others wait dead_after), while a clean stop deletes it at
 // once (the others take its partitions immediately).
 func TestMaster_Kill_IsACrashNotAStop(t *testing.T) {
-	url := single(t).ClientURL()
+	url := testkit.Server(t).ClientURL()
 	killed := mastertest.Start(t, mastertest.Config("m-killed", url))
 	stopped := mastertest.Start(t, mastertest.Config("m-stopped", url))
 	killed.Kill()
@@ -32,7 +33,7 @@ func TestMaster_Kill_IsACrashNotAStop(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := jsFor(t, url).KeyValue(ctx, names.BucketMasterHeartbeat)
+	kv, err := testkit.JetStream(t, url).KeyValue(ctx, names.BucketMasterHeartbeat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestMaster_Kill_IsACrashNotAStop(t *testing.T) {
 // TestMaster_WaitReady: WaitReady returns once the master has joined, and
 // refuses at once for a master that stopped before it was ready.
 func TestMaster_WaitReady(t *testing.T) {
-	url := single(t).ClientURL()
+	url := testkit.Server(t).ClientURL()
 	m := mastertest.Start(t, mastertest.Config("m1", url))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -55,7 +56,7 @@ func TestMaster_WaitReady(t *testing.T) {
 		t.Fatalf("a ready master: %v", err)
 	}
 	cfg := mastertest.Config("m2", "nats://127.0.0.1:1") // nothing listens there
-	never, err := master.New(cfg, master.Options{Logger: mastertest.Logger(), NoHTTP: true})
+	never, err := master.New(cfg, master.Options{Logger: testkit.Logger(), NoHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,61 +1,24 @@
 package master_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/zester-io/zester/internal/cli"
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
-	"github.com/zester-io/zester/peel/peeltest"
-	"github.com/zester-io/zester/topology"
 )
 
-func single(t *testing.T) *topology.Server {
-	t.Helper()
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
-func jsFor(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
-func zester(t *testing.T, url string, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := cli.Main(append([]string{"--nats", url}, args...), &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func TestMaster_Bootstrap_CreatesSeedBuckets(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	mastertest.Start(t, mastertest.Config("m1", s.ClientURL()))
-	js := jsFor(t, s.ClientURL())
+	js := testkit.JetStream(t, s.ClientURL())
 	ctx := context.Background()
 	for _, b := range master.Buckets {
 		kv, err := js.KeyValue(ctx, b.Name)
@@ -82,9 +45,9 @@ func TestMaster_Bootstrap_CreatesSeedBuckets(t *testing.T) {
 }
 
 func TestMaster_Restart_KeepsDataAndOperatorRetention(t *testing.T) {
-	s := single(t)
+	s := testkit.Server(t)
 	h := mastertest.Start(t, mastertest.Config("m1", s.ClientURL()))
-	js := jsFor(t, s.ClientURL())
+	js := testkit.JetStream(t, s.ClientURL())
 	ctx := context.Background()
 	kv, err := js.KeyValue(ctx, names.BucketFacts)
 	if err != nil {
@@ -122,89 +85,6 @@ func TestMaster_Restart_KeepsDataAndOperatorRetention(t *testing.T) {
 	}
 }
 
-func TestMaster_Ping_TwoPeels(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
-	peeltest.Start(t, peeltest.Config(t, "web1.example.com", url))
-	peeltest.Start(t, peeltest.Config(t, "web2", url))
-
-	code, out, errOut := zester(t, url, "run", "--timeout", "10s", "*", "test.ping")
-	if code != 0 {
-		t.Fatalf("run exit %d\n%s\n%s", code, out, errOut)
-	}
-	for _, want := range []string{"web1.example.com: true", "web2: true", "done"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
-	// JSON mode: one object per return, then a summary.
-	code, out, _ = zester(t, url, "run", "--json", "-L", "web2", "test.echo", "hello")
-	if code != 0 {
-		t.Fatalf("echo exit %d: %s", code, out)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want 2 JSON lines, got %q", out)
-	}
-	var r wire.Return
-	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil || r.Peel != "web2" || string(r.Result) != `"hello"` {
-		t.Fatalf("return %q: %v", lines[0], err)
-	}
-	// Jobs, returns and events are recorded.
-	js := jsFor(t, url)
-	ctx := context.Background()
-	st, _ := js.Stream(ctx, names.StreamJobEvents)
-	info, _ := st.Info(ctx)
-	if info.State.Msgs < 4 {
-		t.Errorf("job-events holds %d events, want created+running+done per job", info.State.Msgs)
-	}
-	// Peels, facts.
-	code, out, _ = zester(t, url, "peels")
-	if code != 0 || !strings.Contains(out, "web1.example.com") || !strings.Contains(out, "2 peels") {
-		t.Fatalf("peels: %d %s", code, out)
-	}
-	code, out, _ = zester(t, url, "facts", "web2")
-	if code != 0 || !strings.Contains(out, `"kernel"`) {
-		t.Fatalf("facts: %d %s", code, out)
-	}
-	// Shell completion of peel ids comes from the facts bucket.
-	code, out, _ = zester(t, url, "__complete", "facts", "web")
-	if code != 0 || !strings.Contains(out, "web1.example.com\n") || !strings.Contains(out, "web2\n") {
-		t.Fatalf("completion: %d %q", code, out)
-	}
-	// An unknown function: a clear error in the return, exit 1.
-	code, out, _ = zester(t, url, "run", "web2", "no.such")
-	if code != 1 || !strings.Contains(out, "unknown_function") {
-		t.Fatalf("unknown function: exit %d\n%s", code, out)
-	}
-	// A target that does not parse never reaches a master.
-	code, _, errOut = zester(t, url, "run", "-E", "web(", "test.ping")
-	if code != 3 || !strings.Contains(errOut, "column") {
-		t.Fatalf("bad target: exit %d %s", code, errOut)
-	}
-}
-
-func TestMaster_Run_NamesMissingPeel(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
-	peeltest.Start(t, peeltest.Config(t, "alive", url))
-	gone := peeltest.Start(t, peeltest.Config(t, "gone", url))
-	if err := gone.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	// A peel stopped cleanly said goodbye: the job does not wait for it
-	// (TestPresence_* has the rest) and lists it as offline.
-	code, out, errOut := zester(t, url, "run", "--timeout", "30s", "*", "test.ping")
-	if code != 2 {
-		t.Fatalf("want exit 2 (offline), got %d\n%s\n%s", code, out, errOut)
-	}
-	if !strings.Contains(out, "offline (not sent, not waited for): gone") || !strings.Contains(out, "partial") || strings.Contains(out, "did not answer") {
-		t.Fatalf("summary does not name the offline peel:\n%s", out)
-	}
-}
-
 func TestConfig_UnknownAndBadKeysNamed(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"id: m1\nnats:\n  urll: nats://x\n", "urll"},
@@ -225,18 +105,3 @@ func TestConfig_UnknownAndBadKeysNamed(t *testing.T) {
 }
 
 func configBytes(n int64) config.ByteSize { return config.Bytes(n) }
-
-func TestMaster_CmdRun_NonZeroExitIsFailure(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	peeltest.Start(t, peeltest.Config(t, "web1", url))
-	code, out, _ := zester(t, url, "run", "web1", "cmd.run", "echo partial output; exit 3")
-	if code != 1 || !strings.Contains(out, "exited with status 3") || !strings.Contains(out, "partial output") {
-		t.Fatalf("exit %d\n%s", code, out)
-	}
-	// Finished jobs leave the active set.
-	waitFor(t, "no active jobs", 60*time.Second, func() bool { return activeJobs(t, m) == 0 })
-}
-
-func activeJobs(t *testing.T, m *mastertest.Handle) int { return m.ActiveJobs() }

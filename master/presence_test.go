@@ -11,166 +11,47 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/cli/clitest"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
-	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/shard"
 )
-
-// peelsJSON is `zester peels --json [flags]`.
-func peelsJSON(t *testing.T, url string, flags ...string) map[string]wire.PeelSummary {
-	t.Helper()
-	code, out, errOut := zester(t, url, append([]string{"peels", "--json"}, flags...)...)
-	if code != 0 {
-		t.Fatalf("peels --json %v: exit %d\n%s%s", flags, code, out, errOut)
-	}
-	var rows []wire.PeelSummary
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		t.Fatalf("peels --json: %v\n%s", err, out)
-	}
-	m := map[string]wire.PeelSummary{}
-	for _, r := range rows {
-		m[r.ID] = r
-	}
-	return m
-}
-
-func stateOf(t *testing.T, url, id string) string {
-	return peelsJSON(t, url)[id].State
-}
-
-// A peel that stops cleanly says goodbye: it is offline at once, not after
-// offline_after. Offline can only come from the goodbye here: offline_after
-// and the beat interval are a minute.
-func TestPresence_CleanStop_OfflineAtOnce(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	cfg := mastertest.Config("m1", url)
-	cfg.Presence.OfflineAfter = config.Dur(time.Minute)
-	mastertest.Start(t, cfg)
-	pc := peeltest.Config(t, "web1", url)
-	pc.BeatInterval = config.Dur(time.Minute)
-	p := peeltest.Start(t, pc)
-	peeltest.Start(t, peeltest.Config(t, "web2", url))
-	waitFor(t, "web1 online", 30*time.Second, func() bool { return stateOf(t, url, "web1") == wire.PresenceOnline })
-
-	stopped := time.Now()
-	if err := p.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	took := waitFor(t, "web1 offline", 30*time.Second, func() bool { return stateOf(t, url, "web1") == wire.PresenceOffline })
-	t.Logf("clean stop: offline %s after Stop returned (%s after it was called)", took, time.Since(stopped))
-
-	// The filters.
-	off, on := peelsJSON(t, url, "--offline"), peelsJSON(t, url, "--online")
-	if len(off) != 1 || off["web1"].ID == "" || len(on) != 1 || on["web2"].ID == "" {
-		t.Fatalf("--offline %v, --online %v", off, on)
-	}
-	if on["web2"].LastSeen.IsZero() || on["web2"].Master != "m1" || on["web2"].Facts != wire.FactsOK {
-		t.Fatalf("online row: %+v", on["web2"])
-	}
-	code, out, _ := zester(t, url, "peels")
-	if code != 0 || !strings.Contains(out, "2 peels: 1 online, 1 offline") || !strings.Contains(out, "LAST SEEN") {
-		t.Fatalf("peels table: %d\n%s", code, out)
-	}
-	if code, _, errOut := zester(t, url, "peels", "--online", "--offline"); code != 3 || !strings.Contains(errOut, "at most one") {
-		t.Fatalf("--online --offline: %d %s", code, errOut)
-	}
-}
-
-// A peel that dies without a goodbye is offline once offline_after (three
-// beat intervals) passed without a beat, and online again when it beats.
-func TestPresence_Killed_OfflineAfterThreeIntervals(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	const interval = time.Second
-	cfg := mastertest.Config("m1", url)
-	cfg.Presence.OfflineAfter = config.Dur(3 * interval)
-	mastertest.Start(t, cfg)
-	pc := peeltest.Config(t, "web1", url)
-	pc.BeatInterval = config.Dur(interval)
-	p := peeltest.Start(t, pc)
-	waitFor(t, "web1 online", 30*time.Second, func() bool { return stateOf(t, url, "web1") == wire.PresenceOnline })
-	// Beats keep it online past an offline_after window: follow its last
-	// seen time through more beats than offline_after spans, and it must be
-	// online at every look.
-	first := peelsJSON(t, url)["web1"].LastSeen
-	beats := 0
-	last := first
-	waitFor(t, "web1 beating past offline_after", 30*time.Second, func() bool {
-		row := peelsJSON(t, url)["web1"]
-		if row.State != wire.PresenceOnline {
-			t.Fatalf("web1 %s while beating (last seen %s)", row.State, row.LastSeen)
-		}
-		if row.LastSeen.After(last) {
-			beats++
-			last = row.LastSeen
-		}
-		return beats >= 4 && last.Sub(first) > 3*interval
-	})
-	killed := time.Now()
-	p.Kill()
-	took := waitFor(t, "web1 offline", 30*time.Second, func() bool { return stateOf(t, url, "web1") == wire.PresenceOffline })
-	row := peelsJSON(t, url)["web1"]
-	t.Logf("kill without goodbye: offline %s after the kill (interval %s, offline_after %s); last beat %s before the kill",
-		took, interval, 3*interval, killed.Sub(row.LastSeen))
-	if row.LastSeen.After(killed) {
-		t.Fatalf("last seen %s after the kill at %s", row.LastSeen, killed)
-	}
-	if gap := time.Since(row.LastSeen); gap < 3*interval {
-		t.Fatalf("offline %s after the last beat, before offline_after %s", gap, 3*interval)
-	}
-}
 
 // `zester run '*'` with a peel stopped: the job does not wait for it, lists
 // it as offline (in the summary, in --json and in job show), and exits 2.
 func TestPresence_Run_SkipsOfflinePeel(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	fleet := startSimFleet(t, url, 20, 64)
-	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 20 })
-	gone := fleet.ids[7]
-	fleet.stop(gone, 64)
-	waitFor(t, "offline", 30*time.Second, func() bool { return stateOf(t, url, gone) == wire.PresenceOffline })
+	url, m := oneMaster(t)
+	fleet := startSimFleet(t, 20, url, m)
+	gone := fleet.ID(7)
+	if err := fleet.Stop(7); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "offline", 30*time.Second, func() bool { return clitest.PeelState(t, url, gone) == wire.PresenceOffline })
 
-	code, out, errOut := zester(t, url, "run", "--json", "--timeout", "60s", "*", "test.ping")
+	code, out, errOut := clitest.Zester(t, url, "run", "--json", "--timeout", "60s", "*", "test.ping")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	var sum struct {
-		Summary struct {
-			JID      string   `json:"jid"`
-			Status   string   `json:"status"`
-			Expected int      `json:"expected"`
-			Returned int      `json:"returned"`
-			Missing  []string `json:"missing"`
-			Offline  []string `json:"offline"`
-		}
-	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
-		t.Fatalf("summary: %v\n%s", err, out)
-	}
-	r := sum.Summary
+	r := clitest.LastSummary(t, out).Summary
 	if code != 2 || r.Status != wire.StatusPartial || r.Expected != 19 || r.Returned != 19 || len(r.Missing) != 0 ||
 		len(r.Offline) != 1 || r.Offline[0] != gone || len(lines) != 20 {
 		t.Fatalf("run: exit %d %+v (%d lines)\n%s", code, r, len(lines), errOut)
 	}
 	// It ended when the online peels had answered, not at its deadline.
-	kvJobs, _ := jsFor(t, url).KeyValue(context.Background(), names.BucketJobs)
+	kvJobs, _ := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketJobs)
 	job := jobStatus(t, kvJobs, r.JID)
 	if !job.Finished.Before(job.Deadline) || job.Offline != 1 {
 		t.Fatalf("job record: finished %s, deadline %s, offline %d", job.Finished, job.Deadline, job.Offline)
 	}
 	t.Logf("job with one peel offline: done in %s (timeout 60s)", job.Finished.Sub(job.Created))
-	code, out, _ = zester(t, url, "job", "show", r.JID)
+	code, out, _ = clitest.Zester(t, url, "job", "show", r.JID)
 	if code != 2 || !strings.Contains(out, "offline (not sent, not waited for): "+gone) {
 		t.Fatalf("job show: %d\n%s", code, out)
 	}
 	// Every targeted peel offline: partial at once, nothing sent.
-	code, out, _ = zester(t, url, "run", "--timeout", "60s", "-L", gone, "test.ping")
+	code, out, _ = clitest.Zester(t, url, "run", "--timeout", "60s", "-L", gone, "test.ping")
 	if code != 2 || !strings.Contains(out, "partial") || !strings.Contains(out, "offline (not sent, not waited for): "+gone) {
 		t.Fatalf("all offline: %d\n%s", code, out)
 	}
@@ -180,22 +61,19 @@ func TestPresence_Run_SkipsOfflinePeel(t *testing.T) {
 // learns who is up before it resolves a job there: no online peel is called
 // offline because its master is new.
 func TestPresence_Takeover_KnowsPeelsAtOnce(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	ms := startMasters(t, url, 2)
 	const peels = 300
-	startSimFleet(t, url, peels, 64)
-	waitFor(t, "index", 20*time.Second, func() bool { return ms[0].PeelCount() == peels && ms[1].PeelCount() == peels })
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
-	kvJobs, _ := jsFor(t, url).KeyValue(context.Background(), names.BucketJobs)
+	startSimFleet(t, peels, url, ms...)
+	nc := testkit.Connect(t, url)
+	kvJobs, _ := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketJobs)
 	run := func(what string) wire.Job {
 		jid, err := submitJob(nc, wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var job wire.Job
-		waitFor(t, what, 40*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+		testkit.Eventually(t, what, 40*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
 		if job.Status != wire.StatusDone || job.Expected != peels || job.Offline != 0 {
 			t.Fatalf("%s: %+v", what, job)
 		}
@@ -204,15 +82,15 @@ func TestPresence_Takeover_KnowsPeelsAtOnce(t *testing.T) {
 	// The first job right after the kill: the survivor gained the victim's
 	// partitions and asked their peels to beat.
 	ms[0].Kill()
-	waitFor(t, "reassignment", 10*time.Second, func() bool { return settled(ms[1:]) })
+	testkit.Eventually(t, "reassignment", 10*time.Second, func() bool { return settled(ms[1:]) })
 	run("job after a master kill")
 	// A master that starts now (taking a share) knows its peels too.
 	m3 := mastertest.Start(t, mastertest.Config("m3", url))
-	waitFor(t, "m3 takes a share", 10*time.Second, func() bool { return settled([]*mastertest.Handle{ms[1], m3}) })
+	testkit.Eventually(t, "m3 takes a share", 10*time.Second, func() bool { return settled([]*mastertest.Handle{ms[1], m3}) })
 	job := run("job after a master joined")
 	t.Logf("after a join: %d peels, done in %s", job.Expected, job.Finished.Sub(job.Created))
 	// `zester peels` merges both masters' answers: every peel online.
-	rows := peelsJSON(t, url, "--online")
+	rows := clitest.Peels(t, url, "--online")
 	if len(rows) != peels {
 		t.Fatalf("peels --online: %d, want %d", len(rows), peels)
 	}
@@ -229,14 +107,8 @@ func TestPresence_Takeover_KnowsPeelsAtOnce(t *testing.T) {
 // peel's own check): the master flags the id, and a restart (new instance,
 // old one silent) is not taken for a duplicate.
 func TestPresence_DuplicateID_Flagged(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	url, _ := oneMaster(t)
+	nc := testkit.Connect(t, url)
 	beat := func(id, inst string) {
 		nc.PublishMsg(peelproto.BeatMsg(shard.Partition(id, 64), id, wire.Beat{Instance: inst, Interval: wire.Duration(10 * time.Second)}))
 	}
@@ -248,18 +120,18 @@ func TestPresence_DuplicateID_Flagged(t *testing.T) {
 	beat("clone1", b)
 	beat("restarted", c)
 	nc.Flush()
-	waitFor(t, "beats heard", 30*time.Second, func() bool {
-		rows := peelsJSON(t, url, "--online")
+	testkit.Eventually(t, "beats heard", 30*time.Second, func() bool {
+		rows := clitest.Peels(t, url, "--online")
 		return rows["clone1"].ID != "" && rows["restarted"].ID != ""
 	})
 	beat("restarted", c)
 	beat("clone1", a)
 	nc.Flush()
-	waitFor(t, "duplicate flagged", 30*time.Second, func() bool { return peelsJSON(t, url)["clone1"].Duplicate })
-	if peelsJSON(t, url)["restarted"].Duplicate {
+	testkit.Eventually(t, "duplicate flagged", 30*time.Second, func() bool { return clitest.Peels(t, url)["clone1"].Duplicate })
+	if clitest.Peels(t, url)["restarted"].Duplicate {
 		t.Fatal("a restarted peel is flagged as a duplicate")
 	}
-	code, out, _ := zester(t, url, "peels")
+	code, out, _ := clitest.Zester(t, url, "peels")
 	if code != 0 || !strings.Contains(out, "DUPLICATE ID") {
 		t.Fatalf("peels table does not mark the duplicate:\n%s", out)
 	}
@@ -269,14 +141,10 @@ func TestPresence_DuplicateID_Flagged(t *testing.T) {
 // owning master asks the peel to republish, shows its facts as bad meanwhile,
 // and keeps targeting it by its last good facts.
 func TestPresence_CorruptFacts_RepublishAsked(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	fleet := startSimFleet(t, url, 4, 64) // simulated peels do not republish: the bad state stays visible
-	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 4 })
-	victim, other := fleet.ids[0], fleet.ids[1]
-	nc, _ := nats.Connect(url)
-	defer nc.Close()
+	url, m := oneMaster(t)
+	fleet := startSimFleet(t, 4, url, m) // simulated peels do not republish: the bad state stays visible
+	victim, other := fleet.ID(0), fleet.ID(1)
+	nc := testkit.Connect(t, url)
 	asks := make(chan wire.Control, 16)
 	sub, err := nc.Subscribe(names.ControlSubject(shard.Partition(victim, 64)), func(msg *nats.Msg) {
 		var c wire.Control
@@ -289,7 +157,7 @@ func TestPresence_CorruptFacts_RepublishAsked(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	nc.Flush()
-	kv, _ := jsFor(t, url).KeyValue(context.Background(), names.BucketFacts)
+	kv, _ := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketFacts)
 	for _, tc := range []struct {
 		what  string
 		value []byte
@@ -309,66 +177,33 @@ func TestPresence_CorruptFacts_RepublishAsked(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("%s: no republish asked", tc.what)
 		}
-		row := peelsJSON(t, url)[victim]
+		row := clitest.Peels(t, url)[victim]
 		if row.Facts != wire.FactsBad || !strings.Contains(row.FactsError, tc.why) {
 			t.Fatalf("%s: peels row %+v", tc.what, row)
 		}
 	}
-	code, out, _ := zester(t, url, "peels")
+	code, out, _ := clitest.Zester(t, url, "peels")
 	if code != 0 || !strings.Contains(out, "facts bad") || !strings.Contains(out, "republish asked") {
 		t.Fatalf("peels table:\n%s", out)
 	}
 	// simFacts: peel 0 runs debian; the last good document still targets it.
-	code, out, _ = zester(t, url, "run", "--json", "-G", "os:id:debian", "test.ping")
+	code, out, _ = clitest.Zester(t, url, "run", "--json", "-G", "os:id:debian", "test.ping")
 	if code != 0 || !strings.Contains(out, victim) {
 		t.Fatalf("fact target after corruption: %d\n%s", code, out)
 	}
 	// A good document again clears the flag.
 	kv.Put(context.Background(), names.FactsKey(victim), factcodec.Encode([]byte(simFacts(victim))))
-	waitFor(t, "facts ok", 30*time.Second, func() bool { return peelsJSON(t, url)[victim].Facts == wire.FactsOK })
-}
-
-// A real peel whose facts key gets garbage publishes its facts again when
-// the master asks, so the store heals by itself.
-func TestPresence_CorruptFacts_RealPeelRepublishes(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	mastertest.Start(t, mastertest.Config("m1", url))
-	pc := peeltest.Config(t, "web1", url)
-	pc.FactsInterval = config.Dur(time.Hour)
-	peeltest.Start(t, pc)
-	kv, _ := jsFor(t, url).KeyValue(context.Background(), names.BucketFacts)
-	if _, err := kv.Put(context.Background(), names.FactsKey("web1"), []byte("garbage")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "republished", 30*time.Second, func() bool {
-		e, err := kv.Get(context.Background(), names.FactsKey("web1"))
-		if err != nil {
-			return false
-		}
-		doc, err := factcodec.Decode(e.Value())
-		var f struct{ ID string }
-		return err == nil && json.Unmarshal(doc, &f) == nil && f.ID == "web1"
-	})
-	waitFor(t, "facts ok", 30*time.Second, func() bool { return peelsJSON(t, url)["web1"].Facts == wire.FactsOK })
-	// The id fact targets it (Salt's grain "id").
-	code, out, _ := zester(t, url, "run", "-G", "id:web1", "test.ping")
-	if code != 0 || !strings.Contains(out, "web1: true") {
-		t.Fatalf("G@id: %d\n%s", code, out)
-	}
+	testkit.Eventually(t, "facts ok", 30*time.Second, func() bool { return clitest.Peels(t, url)[victim].Facts == wire.FactsOK })
 }
 
 // The masters and the CLI's --batch resolve a fact target through the one
 // matcher (target.SubjectFromJSON): the same peels for the same target,
 // lists indexed included.
 func TestTargeting_MasterAndBatchAgree(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
-	m := mastertest.Start(t, mastertest.Config("m1", url))
-	startSimFleet(t, url, 60, 64)
-	waitFor(t, "index", 10*time.Second, func() bool { return m.PeelCount() == 60 })
+	url, m := oneMaster(t)
+	startSimFleet(t, 60, url, m)
 	returned := func(args ...string) []string {
-		code, out, errOut := zester(t, url, append(append([]string{"run", "--json", "--timeout", "20s"}, args...), "test.ping")...)
+		code, out, errOut := clitest.Zester(t, url, append(append([]string{"run", "--json", "--timeout", "20s"}, args...), "test.ping")...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
 		}

@@ -459,7 +459,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	if !ok {
 		return false, false, nil // no facts yet: marked again when they come
 	}
-	facts, err := decodeFacts(raw)
+	facts, err := decodeFactsMap(raw)
 	if err != nil {
 		return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 	}
@@ -536,7 +536,7 @@ func (s *settingsRenderer) fail(id string, err error) error {
 	return err
 }
 
-func decodeFacts(raw []byte) (map[string]any, error) {
+func decodeFactsMap(raw []byte) (map[string]any, error) {
 	doc, err := factcodec.Decode(raw)
 	if err != nil {
 		return nil, err
@@ -660,4 +660,15 @@ func (m *Master) apiSettingsRefresh(req micro.Request) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	respondJSON(req, m.settings.refresh(ctx, expr))
+}
+
+// settingsSubject is a peel as I@ sees it: the index's subject and the
+// masked settings this master rendered for it.
+type settingsSubject struct {
+	*cachedSubject
+	settings map[string]any
+}
+
+func (s *settingsSubject) Setting(path []string) (any, bool) {
+	return (&target.MapSubject{Settings: s.settings}).Setting(path)
 }

@@ -49,6 +49,11 @@ type Config struct {
 	Insecure bool `yaml:"insecure"`
 	// TLS is the CA of the NATS servers and the peel's client certificate.
 	TLS config.TLS `yaml:"tls"`
+	// Schedule runs functions periodically (schedule.go, docs/schedule.md).
+	Schedule Schedule `yaml:"schedule"`
+	// StatesDir is the local state tree of state.apply and state.highstate
+	// (docs/states.md).
+	StatesDir string `yaml:"states_dir"`
 	// Basket names the entries the peel publishes in the basket bucket
 	// (Salt's mine): entry name → function (basket.go).
 	Basket map[string]BasketSpec `yaml:"basket"`
@@ -86,6 +91,7 @@ func DefaultConfig() Config {
 		MaxOutput:         config.Bytes(256 << 10),
 		SpoolMax:          10000,
 		TLS:               config.TLS{Dir: config.DefaultTLSDir},
+		StatesDir:         "/srv/zester/states",
 		BasketInterval:    config.Dur(5 * time.Minute),
 		BasketMaxValue:    config.Bytes(64 << 10),
 	}
@@ -141,6 +147,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateEnroll(bad)
 	c.validateBasket(bad)
+	errs.Add(c.Schedule.validate(nil))
 	errs.Add(c.TLS.Validate("tls"))
 	return errs.Err()
 }

@@ -5,29 +5,19 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/names"
-	"github.com/zester-io/zester/topology"
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 // publishFacts runs from the facts loop and from facts.refresh jobs at the
 // same time; the first calls open the bucket handle together. Under -race
 // this fails when the handle is set without a lock.
 func TestPeel_PublishFacts_Concurrent(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	s := testkit.Server(t)
+	nc, js := testkit.ConnectJS(t, s.ClientURL())
 	ctx := context.Background()
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: names.BucketFacts}); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
+	"github.com/zester-io/zester/peel/state"
 	"github.com/zester-io/zester/shard"
 )
 
@@ -84,10 +86,18 @@ type Peel struct {
 	// accepted job ids across restarts (seen.go).
 	trust    *trust
 	jobsSeen *seenSet
+	// sched runs the schedule entries (schedule.go).
+	sched *scheduler
 
 	factsMu   sync.Mutex
 	lastFacts map[string]any
 	wake      chan struct{}
+
+	// spread delays the facts republished after a reconnect; its window
+	// widens with the server's refusals (peelproto.Spreader). window paces
+	// the returns of concurrent jobs (peelproto.Window).
+	spread *peelproto.Spreader
+	window *peelproto.Window
 
 	// basket is what the peel publishes in the basket bucket (basket.go).
 	basket *basketState
@@ -112,7 +122,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		opts.Metrics = metrics.NewSet()
 	}
 	if opts.Registry == nil {
-		opts.Registry = funcs.NewRegistry()
+		opts.Registry = defaultRegistry(cfg, opts.Logger)
 	}
 	sp, err := openSpool(filepath.Join(cfg.DataDir, "spool"), cfg.SpoolMax)
 	if err != nil {
@@ -129,6 +139,9 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		beatNow:  make(chan struct{}, 1),
 		settings: newPeelSettings(cfg.DataDir),
 		readied:  make(chan struct{}),
+
+		spread: peelproto.NewSpreader(reconnectFactsSpread, reconnectFactsMaxSpread),
+		window: peelproto.NewWindow(cfg.MaxConcurrentJobs, cfg.MaxConcurrentJobs),
 	}
 	if p.trust, err = newTrust(cfg, opts.Metrics); err != nil {
 		return nil, err
@@ -145,9 +158,20 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	}
 	p.partitions.Store(int32(cfg.Partitions))
 	p.met = newPeelMetrics(opts.Metrics, p)
+	if p.sched, err = newScheduler(p); err != nil {
+		return nil, err
+	}
 	p.beats = opts.Metrics.NewCounter(`zester_peel_beats_total`)
 	p.beatErrors = opts.Metrics.NewCounter(`zester_peel_beat_errors_total`)
 	return p, nil
+}
+
+// defaultRegistry is the peel's functions when Options.Registry is nil;
+// --check checks schedule entries against the same set.
+func defaultRegistry(cfg Config, log *slog.Logger) *funcs.Registry {
+	r := funcs.NewRegistry()
+	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	return r
 }
 
 // ID is the peel's id.
@@ -283,6 +307,8 @@ func (p *Peel) Run(ctx context.Context) error {
 	go func() { defer p.wg.Done(); p.credsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.settingsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.basketLoop(ctx) }()
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.sched.run(ctx) }()
 	p.log.Info("peel running", "url", cs.url(), "partition", p.partition(), "instance", p.instance)
 	<-ctx.Done()
 	p.ready.Store(false)
@@ -376,8 +402,15 @@ func (p *Peel) bye() {
 	}
 }
 
-// reconnectFactsJitter spreads the facts republished after a reconnect.
-const reconnectFactsJitter = 2 * time.Second
+// The facts republished after a reconnect wait a random delay in a window
+// that starts at reconnectFactsSpread and doubles with every refused,
+// unanswered or stalled fact publish up to reconnectFactsMaxSpread: a fleet
+// of 1,000,000 peels back from an outage thus offers 500,000 facts/s at first
+// and, while the server refuses, down to about 8,000/s.
+const (
+	reconnectFactsSpread    = 2 * time.Second
+	reconnectFactsMaxSpread = 2 * time.Minute
+)
 
 func notify(c chan struct{}) {
 	select {
@@ -442,7 +475,9 @@ func (p *Peel) onControl(msg *nats.Msg) {
 			return
 		}
 		p.log.Info("a master asked for the facts again (gone from the bucket or unreadable); republishing")
-		notify(p.wake)
+		// A rebuilt store asks the whole fleet at once: spread the answers
+		// as after a reconnect.
+		time.AfterFunc(p.spread.Delay(), func() { notify(p.wake) })
 		notify(p.basket.wake) // gone with the facts, most likely: checked, rewritten if so
 	case wire.ControlSettingsChanged:
 		if slices.Contains(c.Peels, p.cfg.ID) {
@@ -479,7 +514,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 			// Republish facts (the store may have been rebuilt), after a
 			// random delay so that a fleet reconnecting at once does not
 			// publish all its facts in the same instant.
-			time.AfterFunc(time.Duration(rand.Int64N(int64(reconnectFactsJitter))), func() { notify(p.wake); notify(p.basket.wake) })
+			time.AfterFunc(p.spread.Delay(), func() { notify(p.wake); notify(p.basket.wake) })
 			retry.Reset()
 			p.flushSpool(ctx)
 		case <-t.C:
@@ -546,16 +581,28 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	env := p.jobEnv()
-	env.Settings, env.MayReveal = p.settingsFor, p.mayReveal(d)
-	start := time.Now()
-	res, err := p.reg.Run(ctx, env, d.Function, d.Args)
-	p.met.jobsRun.Inc()
-	ret := &wire.Return{JID: d.JID, Peel: p.cfg.ID, Function: d.Function, Started: start.UTC(), Duration: wire.Duration(time.Since(start))}
+	ret := p.execute(ctx, d.Function, d.Args, p.mayReveal(d))
+	ret.JID = d.JID
 	// A function that ends after the deadline has a real result, but the
 	// masters may have stopped waiting: mark it, so that it is shown as
 	// late rather than as a kill or a missing peel.
 	ret.Late = !d.Deadline.IsZero() && time.Now().After(d.Deadline)
+	if !ret.Success {
+		p.met.jobsFailed.Inc()
+	}
+	p.deliver(ret)
+}
+
+// execute runs one function through the registry and makes its return: the
+// one path of a dispatched job and of a scheduled run (schedule.go), so
+// both judge success alike.
+func (p *Peel) execute(ctx context.Context, fn string, args json.RawMessage, mayReveal bool) *wire.Return {
+	env := p.jobEnv()
+	env.Settings, env.MayReveal = p.settingsFor, mayReveal
+	start := time.Now()
+	res, err := p.reg.Run(ctx, env, fn, args)
+	p.met.jobsRun.Inc()
+	ret := &wire.Return{Peel: p.cfg.ID, Function: fn, Started: start.UTC(), Duration: wire.Duration(time.Since(start))}
 	if err != nil {
 		var fe *funcs.Error
 		if errors.As(err, &fe) {
@@ -573,6 +620,10 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		ret.Result = b
 		// A command that exits non-zero or is killed is a failed job, as
 		// Salt's retcode makes it; its output stays in the return.
+		if sr, ok := res.(state.Return); ok && sr.Failed() {
+			ret.Success = false
+			ret.Error = &wire.Error{Code: state.CodeFailed, Msg: "one or more states failed"}
+		}
 		if cr, ok := res.(*funcs.CmdResult); ok && (cr.Retcode != 0 || cr.TimedOut) {
 			ret.Success = false
 			msg := fmt.Sprintf("command exited with status %d", cr.Retcode)
@@ -582,10 +633,7 @@ func (p *Peel) runJob(d wire.Dispatch) {
 			ret.Error = &wire.Error{Code: "retcode", Msg: msg}
 		}
 	}
-	if !ret.Success {
-		p.met.jobsFailed.Inc()
-	}
-	p.deliver(ret)
+	return ret
 }
 
 // deliver stores a return, or spools it when NATS is out of reach.
@@ -606,7 +654,7 @@ func (p *Peel) deliver(ret *wire.Return) {
 	// flush waits for the next tick.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := peelproto.PublishReturn(ctx, p.js, msg); err != nil {
+	if err := peelproto.PublishReturnPaced(ctx, p.js, msg, p.window); err != nil {
 		p.met.returnErrors.Inc()
 		p.log.Warn("return not stored; spooling", "jid", ret.JID, "err", err)
 		b, _ := json.Marshal(ret)
@@ -639,7 +687,7 @@ func (p *Peel) flushSpool(ctx context.Context) {
 			p.sp.remove(name)
 			continue
 		}
-		err = peelproto.PublishReturn(ctxTimeout(ctx, 5*time.Second), p.js, peelproto.ReturnMsgRaw(ret.JID, ret.Peel, ret.Success, b))
+		err = peelproto.PublishReturnPaced(ctxTimeout(ctx, 5*time.Second), p.js, peelproto.ReturnMsgRaw(ret.JID, ret.Peel, ret.Success, b), p.window)
 		if err != nil {
 			return
 		}
@@ -693,10 +741,18 @@ func (p *Peel) factsLoop(ctx context.Context) {
 		if err := p.publishFacts(ctx); err != nil {
 			p.met.factErrors.Inc()
 			p.log.Warn("facts", "err", err)
-			t.Reset(retry.Next())
+			d := retry.Next()
+			if peelproto.Overloaded(err) {
+				// The server is behind: widen the fleet's spread and wait
+				// a draw from it, not just the backoff.
+				p.spread.Refused()
+				d = max(d, p.spread.Delay())
+			}
+			t.Reset(d)
 			continue
 		}
 		retry.Reset()
+		p.spread.Calm()
 		p.ready.Store(true)
 		p.readyOnce.Do(func() { close(p.readied) })
 		t.Reset(p.cfg.FactsInterval.D())
@@ -719,7 +775,7 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	}
 	// A plain publish to its key: the peel binds no bucket, whose stream
 	// info would list every peel's key (docs/security.md).
-	if _, err := peelproto.PutKV(ctxTimeout(ctx, 5*time.Second), p.js, names.BucketFacts, names.FactsKey(p.cfg.ID), factcodec.Encode(doc)); err != nil {
+	if _, err := peelproto.PutKV(ctxTimeout(ctx, 5*time.Second), p.js, names.BucketFacts, names.FactsKey(p.cfg.ID), factcodec.EncodeOnce(doc)); err != nil {
 		return fmt.Errorf("publish facts: %w", err)
 	}
 	p.factsMu.Lock()
@@ -727,6 +783,11 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	p.factsMu.Unlock()
 	p.met.factPublishes.Inc()
 	notify(p.settings.kick) // render with the new facts
+	// The fact encoder's tables (about 8 MiB) are garbage now
+	// (factcodec.EncodeOnce): give them back to the OS at once rather than
+	// after the next GC at the scavenger's pace, so an idle peel stays small
+	// (docs/scaling.md, peel footprint). Once per facts interval.
+	debug.FreeOSMemory()
 	return nil
 }
 

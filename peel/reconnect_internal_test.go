@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/topology"
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 func TestReconnectMinDelay(t *testing.T) {
@@ -30,11 +30,7 @@ func TestReconnectMinDelay(t *testing.T) {
 // window again once it is connected; the URL of a lost connection is the
 // server's, not empty.
 func TestConnState_ConnectedResetsAndNamesServer(t *testing.T) {
-	srv, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := testkit.Server(t)
 	cs := newConnState(slog.New(slog.NewTextHandler(io.Discard, nil)), config.URLs{srv.ClientURL(), "nats://b.example.com:4222"}, 4*time.Second, rand.NewPCG(1, 1))
 	if got := cs.disconnected(); got != srv.ClientURL()+",nats://b.example.com:4222" {
 		t.Errorf("disconnected() before any connection = %q, want the configured URLs", got)

@@ -1,7 +1,6 @@
 package peel_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,53 +14,26 @@ import (
 
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/syncio"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/topology"
 )
 
 // syncBuffer is a log sink that tests read while the peel writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type syncBuffer struct{ syncio.Buffer }
 
 // lines returns the decoded JSON log lines whose msg starts with prefix.
 func (s *syncBuffer) lines(prefix string) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(s.b.String(), "\n") {
+	for _, l := range strings.Split(s.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) == nil && strings.HasPrefix(fmt.Sprint(m["msg"]), prefix) {
 			out = append(out, m)
 		}
 	}
 	return out
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor polls cond (observable state) with a hang guard.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // A peel whose server is dead does not hammer it: after every failed attempt
@@ -135,7 +107,7 @@ func TestPeel_DeadServer_BacksOffAndLogsOnce(t *testing.T) {
 	})
 
 	nAccepts := func() int { mu.Lock(); defer mu.Unlock(); return len(accepts) }
-	waitFor(t, "8 connection attempts", 90*time.Second, func() bool { return nAccepts() >= len(want)+1 })
+	testkit.Eventually(t, "8 connection attempts", 90*time.Second, func() bool { return nAccepts() >= len(want)+1 })
 	ln.Close()
 	mu.Lock()
 	got := append([]time.Time(nil), accepts...)
@@ -167,16 +139,16 @@ func TestPeel_DeadServer_BacksOffAndLogsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "nats connected logged", 60*time.Second, func() bool { return len(logs.lines("nats connected")) == 1 })
+	testkit.Eventually(t, "nats connected logged", 60*time.Second, func() bool { return len(logs.lines("nats connected")) == 1 })
 	if l := logs.lines("nats connected"); l[0]["url"] != url {
 		t.Errorf("nats connected: url %v, want %s", l[0]["url"], url)
 	}
-	waitFor(t, "peel running logged", 60*time.Second, func() bool { return len(logs.lines("peel running")) == 1 })
+	testkit.Eventually(t, "peel running logged", 60*time.Second, func() bool { return len(logs.lines("peel running")) == 1 })
 	if l := logs.lines("peel running"); l[0]["url"] != url {
 		t.Errorf("peel running: url %v, want %s", l[0]["url"], url)
 	}
 	srv.Shutdown()
-	waitFor(t, "nats disconnected logged", 60*time.Second, func() bool { return len(logs.lines("nats disconnected")) == 1 })
+	testkit.Eventually(t, "nats disconnected logged", 60*time.Second, func() bool { return len(logs.lines("nats disconnected")) == 1 })
 	if l := logs.lines("nats disconnected"); l[0]["url"] != url || l[0]["max_delay"] == nil {
 		t.Errorf("nats disconnected: %v, want url %s and max_delay", l[0], url)
 	}

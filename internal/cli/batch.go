@@ -15,6 +15,7 @@ import (
 
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/syncio"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -74,6 +75,29 @@ func (a *app) resolveLocal(ctx context.Context, expr target.Expr) ([]string, err
 	return ids, nil
 }
 
+// resolveTarget parses a target with the masters' node groups and resolves
+// it against the facts bucket (resolveLocal); a target that matches no
+// known peel is an error (exit 2).
+func (a *app) resolveTarget(ctx context.Context, t wire.Target) ([]string, wire.Info, error) {
+	info := a.info(ctx)
+	expr, err := target.Parse(target.Kind(t.Kind), t.Expr, target.Options{Nodegroups: info.Nodegroups})
+	if err != nil {
+		return nil, info, withCode(ExitError, err)
+	}
+	if target.UsesSettings(expr) {
+		// Only the masters hold the rendered settings.
+		return nil, info, withCode(ExitError, fmt.Errorf("target %q: the CLI resolves targets from the facts bucket here, and I@ needs the settings the masters rendered: target the peels by facts or ids", t.Expr))
+	}
+	ids, err := a.resolveLocal(ctx, expr)
+	if err != nil {
+		return nil, info, err
+	}
+	if len(ids) == 0 {
+		return nil, info, withCode(ExitMissing, fmt.Errorf("target %q matches no known peel", t.Expr))
+	}
+	return ids, info, nil
+}
+
 // runBatch runs the job as a rolling batch over the resolved peels: at most
 // N peels have the job at any time. The peels go out in slices of about N/4
 // (each slice one job, so the master still names every peel that did not
@@ -85,21 +109,9 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	if _, err := parseBatch(f.batch, 1); err != nil {
 		return withCode(ExitError, err)
 	}
-	info := a.info(ctx)
-	expr, err := target.Parse(target.Kind(req.Target.Kind), req.Target.Expr, target.Options{Nodegroups: info.Nodegroups})
-	if err != nil {
-		return withCode(ExitError, err)
-	}
-	if target.UsesSettings(expr) {
-		// Only the masters hold the rendered settings.
-		return withCode(ExitError, fmt.Errorf("target %q: --batch resolves targets from the facts bucket, and I@ needs the settings the masters rendered: target the peels by facts or ids", req.Target.Expr))
-	}
-	ids, err := a.resolveLocal(ctx, expr)
+	ids, _, err := a.resolveTarget(ctx, req.Target)
 	if err != nil {
 		return err
-	}
-	if len(ids) == 0 {
-		return withCode(ExitMissing, fmt.Errorf("target %q matches no known peel", req.Target.Expr))
 	}
 	n, err := parseBatch(f.batch, len(ids))
 	if err != nil {
@@ -114,7 +126,7 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 
 	// Slices print concurrently: whole lines through one lock, and no
 	// per-job progress line (the batch keeps its own).
-	out := &lockedWriter{w: a.out}
+	out := syncio.NewWriter(a.out)
 	sub := *a
 	sub.out, sub.noProgress = out, true
 	progress := isTerminal(a.errOut) && !f.json
@@ -125,9 +137,9 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	done, inFlight := 0, 0
 	showProgress := func() {
 		if progress {
-			out.mu.Lock()
-			fmt.Fprintf(a.errOut, "\r\033[Kbatch of %d: %d/%d peels done, %d in flight", n, done, len(ids), inFlight)
-			out.mu.Unlock()
+			out.Locked(func() {
+				fmt.Fprintf(a.errOut, "\r\033[Kbatch of %d: %d/%d peels done, %d in flight", n, done, len(ids), inFlight)
+			})
 		}
 	}
 	start := time.Now()
@@ -182,7 +194,7 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 				total.Status = wire.StatusPartial
 			}
 			if f.json {
-				out.encode(map[string]any{"slice": k + 1, "summary": res})
+				encodeLine(out, map[string]any{"slice": k + 1, "summary": res})
 			}
 			showProgress()
 		}()
@@ -207,19 +219,9 @@ func (a *app) runBatch(ctx context.Context, f *runFlags, req wire.RunRequest) er
 	return total.exit()
 }
 
-// lockedWriter serialises writes from concurrent slices.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (l *lockedWriter) encode(v any) {
+// encodeLine writes v as one JSON line in a single Write (whole, through a
+// syncio.Writer).
+func encodeLine(w io.Writer, v any) {
 	b, _ := json.Marshal(v)
-	l.Write(append(b, '\n'))
+	w.Write(append(b, '\n'))
 }

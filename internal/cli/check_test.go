@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/cli/clitest"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/shard"
-	"github.com/zester-io/zester/topology"
 )
 
 // row finds a check's line in the table: name, status, detail.
@@ -32,17 +32,12 @@ func row(t *testing.T, out, check string) (status, detail string) {
 // healthy deployment passes (exit 0), and each fault an operator meets makes
 // it exit 1 naming what is wrong.
 func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	m1 := mastertest.Start(t, mastertest.Config("m1", url))
 	m2 := mastertest.Start(t, mastertest.Config("m2", url))
 	check := func(args ...string) (int, string) {
 		t.Helper()
-		code, out, errOut := zester(t, url, append([]string{"check", "--dead-after", "1500ms", "--settle", "30s"}, args...)...)
+		code, out, errOut := clitest.Zester(t, url, append([]string{"check", "--dead-after", "1500ms", "--settle", "30s"}, args...)...)
 		return code, out + errOut
 	}
 
@@ -67,7 +62,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 	if _, d := row(t, out, "partitions"); d != "64 of 64 owned exactly once" {
 		t.Errorf("partitions detail %q", d)
 	}
-	code, js, _ := zester(t, url, "check", "--json")
+	code, js, _ := clitest.Zester(t, url, "check", "--json")
 	var rep struct {
 		OK     bool `json:"ok"`
 		Checks []struct {
@@ -83,11 +78,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 		t.Errorf("peels: %s %q", st, d)
 	}
 
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testkit.Connect(t, url)
 
 	// Faults, made the way an operator would (nats stream edit / rm).
 	jsm, _ := jetstream.New(nc)
@@ -206,7 +197,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 
 // Without NATS the command itself fails (exit 3) and says where it looked.
 func TestCheck_NoServer(t *testing.T) {
-	code, _, errOut := zester(t, "nats://127.0.0.1:1", "check")
+	code, _, errOut := clitest.Zester(t, "nats://127.0.0.1:1", "check")
 	if code != 3 || !strings.Contains(errOut, "127.0.0.1:1") {
 		t.Fatalf("exit %d %s", code, errOut)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
 	"github.com/zester-io/zester/internal/sig"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
@@ -433,15 +434,7 @@ func proof(t *testing.T, id, pub string, signer nkeys.KeyPair, nonce string) *en
 	return req
 }
 
-func userKey(t *testing.T) (nkeys.KeyPair, string) {
-	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	return kp, pub
-}
+func userKey(t *testing.T) (nkeys.KeyPair, string) { return testkit.NewKey(t, nkeys.CreateUser) }
 
 func wantRefusal(t *testing.T, what string, ref *enroll.Refusal, code string, contains ...string) {
 	t.Helper()
@@ -764,7 +757,7 @@ func TestEnroll_DuplicateIDGuardUsesTheVerifiedIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, err := peel.New(clone, peel.Options{Logger: mastertest.Logger(), NoHTTP: true})
+	p, err := peel.New(clone, peel.Options{Logger: testkit.Logger(), NoHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}

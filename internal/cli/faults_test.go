@@ -8,18 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/cli/clitest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
-	"github.com/zester-io/zester/shard"
 	"github.com/zester-io/zester/topology"
 )
 
 // Without a master, or without NATS, the CLI says which, after a short
 // retry (a master or server restarting), and exits 3.
 func TestRun_NoMasterOrNoNATS_SaysSo(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +35,7 @@ func TestRun_NoMasterOrNoNATS_SaysSo(t *testing.T) {
 		{dead, []string{"run", "*", "test.ping"}, []string{"connect to NATS at " + dead, "no servers available", "attempts over"}},
 	} {
 		start := time.Now()
-		code, out, errOut := zester(t, tc.url, tc.args...)
+		code, out, errOut := clitest.Zester(t, tc.url, tc.args...)
 		took := time.Since(start)
 		if code != 3 {
 			t.Errorf("%q: exit %d, want 3\n%s\n%s", tc.args, code, out, errOut)
@@ -56,12 +55,7 @@ func TestRun_NoMasterOrNoNATS_SaysSo(t *testing.T) {
 // quorum lost (two of three nodes down) while `job wait` and `run` start;
 // every command waits the outage out and succeeds.
 func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
-	src, dst := names.PartitionMapping(shard.DefaultPartitions)
-	tp, err := topology.StartCluster(topology.Options{Dir: t.TempDir(), Mappings: map[string]string{src: dst}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tp.Shutdown)
+	tp := testkit.Topology(t, "cluster", topology.Options{})
 	ready := func() {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -70,7 +64,6 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ready()
 	urls := tp.HubURLs()
 	url := strings.Join(urls, ",")
 	for _, id := range []string{"m1", "m2"} {
@@ -84,7 +77,7 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 	leader := func(isLeader func(i int) bool) int {
 		t.Helper()
 		var at int
-		waitFor(t, "a leader", 60*time.Second, func() bool {
+		testkit.Eventually(t, "a leader", 60*time.Second, func() bool {
 			for i := range tp.Servers() {
 				if isLeader(i) {
 					at = i
@@ -108,7 +101,7 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 		if err := tp.StopServer(i); err != nil {
 			t.Fatal(err)
 		}
-		code, out, errOut := zester(t, url, "run", "-t", "60s", "*", "cmd.run", "sleep 1; echo ok")
+		code, out, errOut := clitest.Zester(t, url, "run", "-t", "60s", "*", "cmd.run", "sleep 1; echo ok")
 		if code != 0 || !bothAnswered(out) {
 			t.Fatalf("run with server %d (meta leader) stopped: exit %d\n%s\n%s", i, code, out, errOut)
 		}
@@ -120,7 +113,7 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 	})
 
 	t.Run("returns stream leader stopped before job wait", func(t *testing.T) {
-		code, out, errOut := zester(t, url, "run", "--async", "-t", "60s", "*", "cmd.run", "sleep 2; echo ok")
+		code, out, errOut := clitest.Zester(t, url, "run", "--async", "-t", "60s", "*", "cmd.run", "sleep 2; echo ok")
 		jid := strings.TrimSpace(out)
 		if code != 0 || len(jid) != 22 {
 			t.Fatalf("async: %d %q %s", code, out, errOut)
@@ -129,7 +122,7 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 		if err := tp.StopServer(i); err != nil {
 			t.Fatal(err)
 		}
-		code, out, errOut = zester(t, url, "job", "wait", "-t", "90s", jid)
+		code, out, errOut = clitest.Zester(t, url, "job", "wait", "-t", "90s", jid)
 		if code != 0 || !strings.Contains(out, "done") {
 			t.Fatalf("job wait with server %d (returns leader) stopped: exit %d\n%s\n%s", i, code, out, errOut)
 		}
@@ -151,14 +144,14 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		r := startZester(url, args...)
-		waitFor(t, "the CLI retrying", 90*time.Second, func() bool {
+		r := clitest.Start(url, args...)
+		testkit.Eventually(t, "the CLI retrying", 90*time.Second, func() bool {
 			select {
-			case <-r.done:
+			case <-r.Done():
 				return true
 			default:
 			}
-			for _, l := range strings.Split(r.err.String(), "\n") {
+			for _, l := range strings.Split(r.Err.String(), "\n") {
 				// A JetStream step (a bucket, the job's record), not
 				// the connection or a master's answer.
 				if strings.Contains(l, "retrying for up to") && !strings.Contains(l, "connect to NATS") && !strings.Contains(l, "ask a master") {
@@ -172,17 +165,17 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		code := r.wait(t, 180*time.Second)
+		code := r.Wait(t, 180*time.Second)
 		ready()
-		return code, r.out.String(), r.err.String()
+		return code, r.Out.String(), r.Err.String()
 	}
 
 	t.Run("quorum lost before job wait", func(t *testing.T) {
-		code, out, errOut := zester(t, url, "run", "--json", "-t", "30s", "*", "test.ping")
+		code, out, errOut := clitest.Zester(t, url, "run", "--json", "-t", "30s", "*", "test.ping")
 		if code != 0 {
 			t.Fatalf("run: %d %s %s", code, out, errOut)
 		}
-		jid := lastSummary(t, out).Summary.JID
+		jid := clitest.LastSummary(t, out).Summary.JID
 		code, out, errOut = outage(t, "job", "wait", "-t", "120s", jid)
 		if code != 0 || !strings.Contains(out, "done") || !strings.Contains(errOut, "retrying for up to") {
 			t.Fatalf("job wait through the outage: exit %d\n%s\n%s", code, out, errOut)

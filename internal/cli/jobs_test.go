@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/cli"
+	"github.com/zester-io/zester/internal/cli/clitest"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/peeltest"
 )
@@ -18,8 +22,7 @@ import (
 // Targets that select nothing, or name ids no peel has, say so and exit 2;
 // --out json is --json.
 func TestRun_Targets_NoMatchUnknownIDsAndOutJSON(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	peeltest.Start(t, peeltest.Config(t, "web1", url))
 	peeltest.Start(t, peeltest.Config(t, "web2", url))
@@ -39,13 +42,13 @@ func TestRun_Targets_NoMatchUnknownIDsAndOutJSON(t *testing.T) {
 		{args: []string{"-L", "web1,web2", "test.ping"}, code: 0, stdout: "web2: true"},
 		{args: []string{"web*", "test.ping"}, code: 0, stdout: "web1: true"},
 	} {
-		code, out, errOut := zester(t, url, append([]string{"run", "--timeout", "10s"}, tc.args...)...)
+		code, out, errOut := clitest.Zester(t, url, append([]string{"run", "--timeout", "10s"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errOut, tc.stderr) {
 			t.Errorf("run %q: exit %d (want %d)\nstdout:\n%s\nstderr:\n%s", tc.args, code, tc.code, out, errOut)
 			continue
 		}
 		if tc.unknown != nil {
-			if got := lastSummary(t, out).Summary.Unknown; !slices.Equal(got, tc.unknown) {
+			if got := clitest.LastSummary(t, out).Summary.Unknown; !slices.Equal(got, tc.unknown) {
 				t.Errorf("run %q: JSON unknown = %q, want %q", tc.args, got, tc.unknown)
 			}
 		}
@@ -60,7 +63,7 @@ func TestRun_Targets_NoMatchUnknownIDsAndOutJSON(t *testing.T) {
 		{"run", "-L", "web1", "test.ping", "--out=json"},
 		{"--out", "json", "run", "-L", "web1", "test.ping"},
 	} {
-		code, out, errOut := zester(t, url, args...)
+		code, out, errOut := clitest.Zester(t, url, args...)
 		if code != 0 {
 			t.Fatalf("%q: exit %d %s %s", args, code, out, errOut)
 		}
@@ -68,11 +71,11 @@ func TestRun_Targets_NoMatchUnknownIDsAndOutJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &r); err != nil || r.Peel != "web1" {
 			t.Errorf("%q: first line is not a JSON return: %q (%v)", args, out, err)
 		}
-		if lastSummary(t, out).Summary.Returned != 1 {
+		if clitest.LastSummary(t, out).Summary.Returned != 1 {
 			t.Errorf("%q: summary %q", args, out)
 		}
 	}
-	code, out, _ := zester(t, url, "job", "list", "--out", "json")
+	code, out, _ := clitest.Zester(t, url, "job", "list", "--out", "json")
 	var jobs []wire.Job
 	if code != 0 || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) == 0 {
 		t.Errorf("job list --out json: exit %d %q", code, out)
@@ -85,7 +88,7 @@ func TestRun_Targets_NoMatchUnknownIDsAndOutJSON(t *testing.T) {
 		{[]string{"run", "--out=", "*", "test.ping"}, `--out "": zester prints a table`},
 		{[]string{"version", "--out", "json"}, `"zester version" has no JSON output`},
 	} {
-		if code, _, errOut := zester(t, url, tc.args...); code != 3 || !strings.Contains(errOut, tc.want) {
+		if code, _, errOut := clitest.Zester(t, url, tc.args...); code != 3 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want 3 and %q", tc.args, code, errOut, tc.want)
 		}
 	}
@@ -103,19 +106,19 @@ func TestMain_SaltHabit_SaysWhatToType(t *testing.T) {
 		{[]string{"-L", "web1,web2", "test.ping"}, "zester run -L web1,web2 test.ping"},
 	} {
 		var out, errb strings.Builder
-		code := cliMain(tc.args, &out, &errb)
+		code := cli.Main(tc.args, &out, &errb)
 		if code != 3 || !strings.Contains(errb.String(), tc.want) || !strings.Contains(errb.String(), "is not a zester command") {
 			t.Errorf("%q: exit %d, stderr %q; want 3 and %q", tc.args, code, errb.String(), tc.want)
 		}
 	}
 	// A real command, or one unknown word, is not taken for a target.
 	var out, errb strings.Builder
-	if code := cliMain([]string{"nosuchcommand"}, &out, &errb); code != 3 || strings.Contains(errb.String(), "zester run") {
+	if code := cli.Main([]string{"nosuchcommand"}, &out, &errb); code != 3 || strings.Contains(errb.String(), "zester run") {
 		t.Errorf("one unknown word: exit %d %q", code, errb.String())
 	}
 	out.Reset()
 	errb.Reset()
-	if code := cliMain([]string{"help", "run"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Run a function") {
+	if code := cli.Main([]string{"help", "run"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Run a function") {
 		t.Errorf("help run: exit %d %q %q", code, out.String(), errb.String())
 	}
 }
@@ -125,27 +128,26 @@ func TestMain_SaltHabit_SaysWhatToType(t *testing.T) {
 // the job record's final status and how many returns are gone, with the
 // exit code the record gives.
 func TestJobShowWait_ReturnsPurged_ShowsRecord(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	peeltest.Start(t, peeltest.Config(t, "web1", url))
 	peeltest.Start(t, peeltest.Config(t, "web2", url))
 
-	code, out, errOut := zester(t, url, "run", "--json", "-t", "10s", "*", "test.ping")
+	code, out, errOut := clitest.Zester(t, url, "run", "--json", "-t", "10s", "*", "test.ping")
 	if code != 0 {
 		t.Fatalf("run: %d %s %s", code, out, errOut)
 	}
-	okJID := lastSummary(t, out).Summary.JID
-	code, out, errOut = zester(t, url, "run", "--json", "-t", "10s", "web1", "cmd.run", "exit 3")
+	okJID := clitest.LastSummary(t, out).Summary.JID
+	code, out, errOut = clitest.Zester(t, url, "run", "--json", "-t", "10s", "web1", "cmd.run", "exit 3")
 	if code != 1 {
 		t.Fatalf("run exit 3: %d %s %s", code, out, errOut)
 	}
-	failedJID := lastSummary(t, out).Summary.JID
+	failedJID := clitest.LastSummary(t, out).Summary.JID
 
-	if code, out, errOut := zester(t, url, "purge", "job-returns", "--all", "-y"); code != 0 {
+	if code, out, errOut := clitest.Zester(t, url, "purge", "job-returns", "--all", "-y"); code != 0 {
 		t.Fatalf("purge: %d %s %s", code, out, errOut)
 	}
-	st, err := jsFor(t, url).Stream(context.Background(), names.KVStream(names.BucketJobReturns))
+	st, err := testkit.JetStream(t, url).Stream(context.Background(), names.KVStream(names.BucketJobReturns))
 	if err != nil || st.CachedInfo().State.Msgs != 0 {
 		t.Fatalf("returns not purged: %v %+v", err, st)
 	}
@@ -160,7 +162,7 @@ func TestJobShowWait_ReturnsPurged_ShowsRecord(t *testing.T) {
 		{"show", failedJID, 1, []string{"done", "1 of 1 returns are no longer stored", "counted 1 returned, 1 failed"}},
 		{"wait", failedJID, 1, []string{"1 of 1 returns are no longer stored"}},
 	} {
-		code, out, errOut := zester(t, url, "job", tc.cmd, tc.jid)
+		code, out, errOut := clitest.Zester(t, url, "job", tc.cmd, tc.jid)
 		if code != tc.code {
 			t.Errorf("job %s %s: exit %d, want %d\n%s\n%s", tc.cmd, tc.jid, code, tc.code, out, errOut)
 		}
@@ -170,13 +172,13 @@ func TestJobShowWait_ReturnsPurged_ShowsRecord(t *testing.T) {
 			}
 		}
 	}
-	code, out, _ = zester(t, url, "job", "wait", "--json", okJID)
-	if sum := lastSummary(t, out).Summary; code != 0 || sum.Status != wire.StatusDone || sum.Returned != 2 || sum.NotStored != 2 || len(sum.Missing) != 0 {
+	code, out, _ = clitest.Zester(t, url, "job", "wait", "--json", okJID)
+	if sum := clitest.LastSummary(t, out).Summary; code != 0 || sum.Status != wire.StatusDone || sum.Returned != 2 || sum.NotStored != 2 || len(sum.Missing) != 0 {
 		t.Errorf("job wait --json: exit %d %s", code, out)
 	}
 	// An id with no record is an error, for wait as for show.
 	for _, cmd := range []string{"show", "wait"} {
-		if code, _, errOut := zester(t, url, "job", cmd, "20000101000000000000"+"00"); code != 3 || !strings.Contains(errOut, "no job") {
+		if code, _, errOut := clitest.Zester(t, url, "job", cmd, "20000101000000000000"+"00"); code != 3 || !strings.Contains(errOut, "no job") {
 			t.Errorf("job %s of an unknown jid: exit %d %q", cmd, code, errOut)
 		}
 	}
@@ -185,8 +187,7 @@ func TestJobShowWait_ReturnsPurged_ShowsRecord(t *testing.T) {
 // A peel that finishes after the deadline stores its real result, marked
 // late, and is listed once, as late: not as failed and not as missing.
 func TestJobShow_LateReturn_OneCategoryLate(t *testing.T) {
-	s := single(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	release := make(chan struct{})
 	reg := funcs.NewRegistry()
@@ -200,23 +201,23 @@ func TestJobShow_LateReturn_OneCategoryLate(t *testing.T) {
 		return "quick", nil
 	})
 	for _, id := range []string{"slow", "quick"} {
-		startPeelWith(t, peeltest.Config(t, id, url), reg)
+		peeltest.StartWith(t, peeltest.Config(t, id, url), peel.Options{Registry: reg})
 	}
 
-	code, out, errOut := zester(t, url, "run", "--json", "-t", "2s", "*", "test.block")
-	sum := lastSummary(t, out).Summary
+	code, out, errOut := clitest.Zester(t, url, "run", "--json", "-t", "2s", "*", "test.block")
+	sum := clitest.LastSummary(t, out).Summary
 	if code != 2 || !slices.Equal(sum.Missing, []string{"slow"}) || sum.Returned != 1 {
 		t.Fatalf("run: exit %d\n%s\n%s", code, out, errOut)
 	}
 	jid := sum.JID
 	close(release)
 
-	kv, err := jsFor(t, url).KeyValue(context.Background(), names.BucketJobReturns)
+	kv, err := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketJobReturns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ret wire.Return
-	waitFor(t, "late return stored", 30*time.Second, func() bool {
+	testkit.Eventually(t, "late return stored", 30*time.Second, func() bool {
 		e, err := kv.Get(context.Background(), names.ReturnKey(jid, "slow"))
 		return err == nil && json.Unmarshal(e.Value(), &ret) == nil
 	})
@@ -224,13 +225,13 @@ func TestJobShow_LateReturn_OneCategoryLate(t *testing.T) {
 		t.Fatalf("stored return is not the real result marked late: %+v", ret)
 	}
 
-	code, out, errOut = zester(t, url, "job", "show", jid)
+	code, out, errOut = clitest.Zester(t, url, "job", "show", jid)
 	if code != 2 || !strings.Contains(out, `slow (late): "released"`) || !strings.Contains(out, "late (answered after the deadline): slow") ||
 		strings.Contains(out, "did not answer") || strings.Contains(out, "failed:") || strings.Count(out, "slow") != 2 {
 		t.Fatalf("job show: exit %d\n%s\n%s", code, out, errOut)
 	}
-	code, out, _ = zester(t, url, "job", "show", "--json", jid)
-	sum = lastSummary(t, out).Summary
+	code, out, _ = clitest.Zester(t, url, "job", "show", "--json", jid)
+	sum = clitest.LastSummary(t, out).Summary
 	if code != 2 || !slices.Equal(sum.Late, []string{"slow"}) || len(sum.Missing) != 0 || len(sum.Failed) != 0 || sum.Returned != 1 {
 		t.Fatalf("job show --json: exit %d\n%s", code, out)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/shard"
@@ -70,11 +71,7 @@ func startOperatorMode(t *testing.T) *operatorMode {
 // peel issues a peel user via IssuePeel (as enrollment will) and connects it.
 func (om *operatorMode) peel(t *testing.T, id string) *pkitest.Conn {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
+	kp, pub := testkit.NewKey(t, nkeys.CreateUser)
 	seed, _ := kp.Seed()
 	tok, err := om.p.IssuePeel(pki.PeelSpec{ID: id, Partitions: shard.DefaultPartitions}, pub, time.Hour)
 	if err != nil {

@@ -29,6 +29,10 @@ type runFlags struct {
 	kind    map[string]*bool
 	batch   string
 	async   bool
+	// scheduled and entry: --scheduled shows the peels' latest scheduled
+	// runs instead of running (scheduled.go).
+	scheduled bool
+	entry     string
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -57,6 +61,8 @@ or were offline, 3 the command itself failed.`,
 	c.Flags().DurationVarP(&f.timeout, "timeout", "t", 0, "job timeout (default: the master's jobs.default_timeout)")
 	c.Flags().StringVar(&f.batch, "batch", "", "rolling batch: N peels or P% at a time")
 	c.Flags().BoolVar(&f.async, "async", false, "print the job id and return at once")
+	c.Flags().BoolVar(&f.scheduled, "scheduled", false, "run nothing: show each peel's latest run of FUNCTION by its own schedule (peel.yaml schedule:)")
+	c.Flags().StringVar(&f.entry, "entry", "", "with --scheduled: only the runs of this schedule entry")
 	addTargetFlags(c, f.kind)
 	return c
 }
@@ -249,6 +255,12 @@ func (a *app) run(ctx context.Context, f *runFlags, args []string) error {
 		return withCode(ExitError, err)
 	}
 	tgt, fn := args[0], args[1]
+	if f.scheduled {
+		return a.runScheduled(ctx, f, tgt, fn, args[2:])
+	}
+	if f.entry != "" {
+		return withCode(ExitError, errors.New("--entry goes with --scheduled"))
+	}
 	jargs, err := ParseArgs(args[2:])
 	if err != nil {
 		return withCode(ExitError, err)

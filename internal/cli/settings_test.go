@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zester-io/zester/internal/cli"
 )
 
 // runCLI runs the CLI in-process with stdin (nil: none). encrypt reads the
@@ -25,7 +27,7 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 		defer func() { os.Stdin = old; r.Close() }()
 	}
 	var out, errb bytes.Buffer
-	code = cliMain(args, &out, &errb)
+	code = cli.Main(args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

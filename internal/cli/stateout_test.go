@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/cli/clitest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
+	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/peel/state/mod"
@@ -67,19 +70,18 @@ func TestRun_StateApply_SaltOutputAndMixedArgs(t *testing.T) {
 		modtest.Exec(context.Background(), mod.Command{Argv: []string{"systemctl", "stop", "--", "nginx"}})
 	})
 
-	s := single(t)
-	url := s.ClientURL()
+	url := testkit.Server(t).ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	reg := funcs.NewRegistry()
 	reg.Register("state.apply", applyWeb)
-	startPeelWith(t, peeltest.Config(t, "web1", url), reg)
+	peeltest.StartWith(t, peeltest.Config(t, "web1", url), peel.Options{Registry: reg})
 	running := func() bool { _, err := os.Stat(filepath.Join(st, "pid", "nginx.service")); return err == nil }
 
 	// blocks splits a peel's output into its state blocks (by ID).
 	ids := regexp.MustCompile(`(?m)^ {10}ID: (\S+)$`)
 	apply := func(args ...string) string {
 		t.Helper()
-		code, out, errOut := zester(t, url, append([]string{"run", "--timeout", "30s", "web1", "state.apply"}, args...)...)
+		code, out, errOut := clitest.Zester(t, url, append([]string{"run", "--timeout", "30s", "web1", "state.apply"}, args...)...)
 		if code != 0 {
 			t.Fatalf("state.apply %q: exit %d\n%s\n%s", args, code, out, errOut)
 		}
@@ -113,7 +115,7 @@ func TestRun_StateApply_SaltOutputAndMixedArgs(t *testing.T) {
 
 	// The second apply changes nothing: --state-output=changes prints the
 	// failed state in full and the clean one terse.
-	code, out, errOut := zester(t, url, "run", "--state-output=changes", "--timeout", "30s", "web1", "state.apply", "web")
+	code, out, errOut := clitest.Zester(t, url, "run", "--state-output=changes", "--timeout", "30s", "web1", "state.apply", "web")
 	if code != 0 {
 		t.Fatalf("exit %d %s %s", code, out, errOut)
 	}
@@ -122,13 +124,13 @@ func TestRun_StateApply_SaltOutputAndMixedArgs(t *testing.T) {
 	}
 	mustHave(out, "  Name: nginx - Function: service.running - Result: Clean - Started: ", "Succeeded: 1 (changed=0)\n")
 
-	code, out, _ = zester(t, url, "--state-output", "terse", "run", "--timeout", "30s", "web1", "state.apply", "web")
+	code, out, _ = clitest.Zester(t, url, "--state-output", "terse", "run", "--timeout", "30s", "web1", "state.apply", "web")
 	if code != 0 || ids.MatchString(out) || !strings.Contains(out, "  Name: ghost - Function: service.running - Result: Failed") {
 		t.Fatalf("terse: exit %d:\n%s", code, out)
 	}
 
 	// --json is the return as stored: Salt's map of run keys.
-	code, out, _ = zester(t, url, "run", "--json", "--timeout", "30s", "web1", "state.apply", "web", "test=false")
+	code, out, _ = clitest.Zester(t, url, "run", "--json", "--timeout", "30s", "web1", "state.apply", "web", "test=false")
 	var r wire.Return
 	if code != 0 || json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &r) != nil {
 		t.Fatalf("--json: exit %d %q", code, out)
@@ -145,7 +147,7 @@ func TestRun_StateApply_SaltOutputAndMixedArgs(t *testing.T) {
 		{[]string{"--state-output=everything", "run", "web1", "state.apply", "web"}, `--state-output "everything": want one of full, terse, changes`},
 		{[]string{"run", "--timeout", "30s", "web1", "state.apply", "web", "mods=db"}, `argument "mods" given twice`},
 	} {
-		code, out, errOut := zester(t, url, tc.args...)
+		code, out, errOut := clitest.Zester(t, url, tc.args...)
 		if code == 0 || !strings.Contains(out+errOut, tc.want) {
 			t.Errorf("%q: exit %d, want failure with %q\n%s\n%s", tc.args, code, tc.want, out, errOut)
 		}

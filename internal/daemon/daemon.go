@@ -60,6 +60,10 @@ type Command[C any] struct {
 	// New builds the daemon from a valid configuration; its error is a
 	// configuration error (exit 2).
 	New func(cfg C) (Daemon, error)
+	// Check, when set, is --check's part beyond Load: what only the
+	// daemon knows (the peel's schedule names functions of its registry).
+	// Its error is a configuration error (exit 2).
+	Check func(cfg C) error
 }
 
 // Main runs the command line of c with args and returns the exit code.
@@ -97,6 +101,12 @@ func run[C any](ctx context.Context, c Command[C], args []string, stderr io.Writ
 		return ExitUsage
 	}
 	if *check {
+		if c.Check != nil {
+			if err := c.Check(cfg); err != nil {
+				fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
+				return ExitUsage
+			}
+		}
 		if _, err := os.Stat(*path); !explicit && errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintf(stderr, "%s: no configuration file at %s: the defaults are used, and they are valid\n", c.Name, *path)
 			return ExitOK

@@ -23,6 +23,7 @@ import (
 	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/pki/pkitest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel"
@@ -59,7 +60,7 @@ func basketKV(t *testing.T, url string, opts ...nats.Option) (jetstream.KeyValue
 	t.Helper()
 	c := pkitest.Connect(t, url, "", opts...)
 	var kv jetstream.KeyValue
-	until(t, "basket bucket", 30*time.Second, func() bool {
+	testkit.Eventually(t, "basket bucket", 30*time.Second, func() bool {
 		var err error
 		kv, err = c.JS.KeyValue(context.Background(), names.BucketBasket)
 		return err == nil
@@ -70,11 +71,7 @@ func basketKV(t *testing.T, url string, opts ...nats.Option) (jetstream.KeyValue
 // basketSetup starts a server and a master on it.
 func basketSetup(t *testing.T) (*topology.Server, *mastertest.Handle, string) {
 	t.Helper()
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testkit.Server(t)
 	return s, mastertest.Start(t, mastertest.Config("m1", s.ClientURL())), s.ClientURL()
 }
 
@@ -94,7 +91,7 @@ func entryOf(kv jetstream.KeyValue, id, name string) (*wire.BasketEntry, uint64)
 func waitEntry(t *testing.T, kv jetstream.KeyValue, id, name string, within time.Duration) *wire.BasketEntry {
 	t.Helper()
 	var be *wire.BasketEntry
-	until(t, "basket entry "+names.BasketKey(id, name), within, func() bool {
+	testkit.Eventually(t, "basket entry "+names.BasketKey(id, name), within, func() bool {
 		be, _ = entryOf(kv, id, name)
 		return be != nil
 	})
@@ -240,7 +237,7 @@ func TestBasket_WritesOnChangeOnly(t *testing.T) {
 	rounds := func(what string) {
 		t.Helper()
 		from := ticks.Load()
-		until(t, what, 60*time.Second, func() bool { return ticks.Load() >= from+3 })
+		testkit.Eventually(t, what, 60*time.Second, func() bool { return ticks.Load() >= from+3 })
 	}
 	_, rev := entryOf(kv, id, "static")
 	rounds("three rounds")
@@ -251,7 +248,7 @@ func TestBasket_WritesOnChangeOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	var changed uint64
-	until(t, "changed value written", 30*time.Second, func() bool {
+	testkit.Eventually(t, "changed value written", 30*time.Second, func() bool {
 		be, r := entryOf(kv, id, "static")
 		if be != nil && strings.Contains(string(be.Value), `"content":"v2"`) {
 			changed = r
@@ -273,7 +270,7 @@ func TestBasket_WritesOnChangeOnly(t *testing.T) {
 	if err := p.SetBasketFuncs(nil); err != nil {
 		t.Fatal(err)
 	}
-	until(t, "dropped entry deleted", 30*time.Second, func() bool {
+	testkit.Eventually(t, "dropped entry deleted", 30*time.Second, func() bool {
 		_, err := kv.Get(context.Background(), names.BasketKey(id, "extra"))
 		return errors.Is(err, jetstream.ErrKeyNotFound)
 	})
@@ -291,7 +288,7 @@ func TestBasket_Secure_OwnEntriesOnly(t *testing.T) {
 	const a, b = "a.example.com", "b.example.com"
 	creds := map[string]string{}
 	for id, role := range map[string]string{a: "web", b: "db"} {
-		c := peeltest.SecureConfig(t, sec, id)
+		c := peeltest.SecureConfig(t, sec.Secure, id)
 		c.Basket = map[string]peel.BasketSpec{"role": spec("test.echo", role)}
 		creds[id] = c.NATS.Creds
 		peeltest.Start(t, c)

@@ -1,6 +1,8 @@
-// Package e2e drives the real binaries: zester-master with its embedded
-// nats-server, two zester-peel processes, the zester CLI and the stock nats
-// CLI, all on loopback.
+// Package e2e holds the end-to-end tests. Most drive the real binaries:
+// zester-master with its embedded nats-server, zester-peel processes, the
+// zester CLI and the stock nats CLI, all on loopback. The tests that need a
+// master and a real peel together in process are here too (inprocess_test.go
+// and the files that use it), so that neither daemon's tests import the other.
 package e2e
 
 import (
@@ -14,11 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/syncio"
 	"github.com/zester-io/zester/internal/testbin"
 )
 
@@ -75,30 +77,12 @@ func freePort(t *testing.T) int {
 
 type proc struct {
 	cmd *exec.Cmd
-	out *syncBuffer
-}
-
-// syncBuffer is a process's output, safe to read while it writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out *syncio.Buffer
 }
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &syncBuffer{}}
+	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &syncio.Buffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -141,20 +125,37 @@ func peelCreds(t *testing.T, pkiDir, id string) string {
 	return out
 }
 
-func waitReady(t *testing.T, addr string) {
+func waitReady(t *testing.T, addr string) { t.Helper(); waitReadyFor(t, addr, 30*time.Second) }
+
+// binMaster is a master.yaml for a zester-master process: its embedded
+// server on free loopback ports, its store, states, settings and PKI under a
+// temporary directory (never the machine's /etc/zester).
+type binMaster struct {
+	dir, cfg, pkiDir string
+	url              string // the embedded server's client URL
+	http             string // host:port of /readyz and /metrics
+	monitor          int    // the monitoring port (0: none)
+}
+
+// writeMaster writes the master.yaml of a master with id; withMonitor opens
+// the monitoring port; extra is YAML appended (more top-level keys).
+func writeMaster(t *testing.T, id string, withMonitor bool, extra string) *binMaster {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	dir := t.TempDir()
+	client, mhttp := freePort(t), freePort(t)
+	m := &binMaster{dir: dir, cfg: filepath.Join(dir, "master.yaml"), pkiDir: filepath.Join(dir, "pki"),
+		url: fmt.Sprintf("nats://127.0.0.1:%d", client), http: fmt.Sprintf("127.0.0.1:%d", mhttp)}
+	monitor := `""`
+	if withMonitor {
+		m.monitor = freePort(t)
+		monitor = fmt.Sprintf("127.0.0.1:%d", m.monitor)
 	}
-	t.Fatalf("%s/readyz not 200 after 30s", addr)
+	yaml := fmt.Sprintf("id: %s\nhttp: %s\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: %s\n    store_dir: %s\nstates_dir: %s\nsettings_dir: %s\npki_dir: %s\n",
+		id, m.http, client, monitor, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"), m.pkiDir)
+	if err := os.WriteFile(m.cfg, []byte(yaml+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // The default path end to end: a master with an empty pki_dir creates the
@@ -162,27 +163,13 @@ func waitReady(t *testing.T, addr string) {
 // from `zester pki peel add`, and the CLI finds the admin's credentials in
 // the PKI directory and runs jobs.
 func TestBinaries_MasterEmbeddedTwoPeelsPing(t *testing.T) {
-	dir := t.TempDir()
-	pkiDir := filepath.Join(dir, "pki")
-	client, monitor, mhttp := freePort(t), freePort(t), freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
-	mcfg := filepath.Join(dir, "master.yaml")
-	os.WriteFile(mcfg, []byte(fmt.Sprintf(`id: master-1
-http: 127.0.0.1:%d
-nats:
-  embedded:
-    listen: 127.0.0.1:%d
-    monitor: 127.0.0.1:%d
-    store_dir: %s
-states_dir: %s
-settings_dir: %s
-pki_dir: %s
-`, mhttp, client, monitor, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"), pkiDir)), 0o600)
+	bm := writeMaster(t, "master-1", true, "")
+	dir, pkiDir, url, mcfg := bm.dir, bm.pkiDir, bm.url, bm.cfg
 	if code, out := run(t, "zester-master", "--config", mcfg, "--check"); code != 0 {
 		t.Fatalf("--check: %d %s", code, out)
 	}
 	m := start(t, "zester-master", "--config", mcfg)
-	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+	waitReady(t, bm.http)
 
 	// Secure by default: the first start made the PKI and said where the
 	// admin's credentials are; nobody without credentials gets in.
@@ -201,7 +188,7 @@ pki_dir: %s
 	}
 
 	// The monitoring port answers /jsz, as the seed's recovery check expects.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", monitor))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", bm.monitor))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +247,7 @@ pki_dir: %s
 		t.Errorf("nats micro ls: %d %s", code, out)
 	}
 	// Metrics.
-	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mhttp))
+	resp, err = http.Get("http://" + bm.http + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,15 +16,10 @@ import (
 // the peel must not report it killed. Its return is the command's real
 // result, marked late, and `zester job show` lists the peel once, as late.
 func TestBinaries_PeelPausedPastDeadline_ReturnIsLateNotKilled(t *testing.T) {
-	dir := t.TempDir()
-	client, mhttp := freePort(t), freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
-	mcfg := filepath.Join(dir, "master.yaml")
-	pkiDir := filepath.Join(dir, "pki")
-	os.WriteFile(mcfg, []byte(fmt.Sprintf("id: master-1\nhttp: 127.0.0.1:%d\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\nstates_dir: %s\nsettings_dir: %s\npki_dir: %s\n",
-		mhttp, client, filepath.Join(dir, "nats"), filepath.Join(dir, "states"), filepath.Join(dir, "settings"), pkiDir)), 0o600)
-	start(t, "zester-master", "--config", mcfg)
-	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+	bm := writeMaster(t, "master-1", false, "")
+	dir, pkiDir, url := bm.dir, bm.pkiDir, bm.url
+	start(t, "zester-master", "--config", bm.cfg)
+	waitReady(t, bm.http)
 	port := freePort(t)
 	pcfg := filepath.Join(dir, "late1.yaml")
 	os.WriteFile(pcfg, []byte(fmt.Sprintf("id: late1\nhttp: 127.0.0.1:%d\nnats:\n  url: %s\n  creds: %s\ndata_dir: %s\nfacts_interval: 1m\n", port, url, peelCreds(t, pkiDir, "late1"), filepath.Join(dir, "late1"))), 0o600)

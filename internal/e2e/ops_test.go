@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -25,19 +26,6 @@ func freeRun(t *testing.T, n int) int {
 		t.Fatal(err)
 	}
 	return base
-}
-
-// until runs f (observable state) until it returns true; limit is a hang
-// guard.
-func until(t *testing.T, what string, limit time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // The operator procedure of docs/backup-recovery.md on a real cluster: a lab
@@ -79,7 +67,7 @@ func TestBinaries_LabCluster_OperatorChecks(t *testing.T) {
 	waitReadyFor(t, fmt.Sprintf("127.0.0.1:%d", mhttp), 120*time.Second)
 
 	check := func() (int, string) { return run(t, "zester", "--nats", url, "check", "--replicas", "3") }
-	until(t, "zester check passes on the healthy cluster", 90*time.Second, func() bool { code, out = check(); return code == 0 })
+	testkit.Eventually(t, "zester check passes on the healthy cluster", 90*time.Second, func() bool { code, out = check(); return code == 0 })
 	if !strings.Contains(out, "all 13 checks passed") || !strings.Contains(out, "R3, leader zester-n") || !strings.Contains(out, "3/3 current") {
 		t.Errorf("zester check:\n%s", out)
 	}
@@ -101,7 +89,7 @@ func TestBinaries_LabCluster_OperatorChecks(t *testing.T) {
 	// kill -9 of one node.
 	nodes[2].cmd.Process.Kill()
 	nodes[2].cmd.Wait()
-	until(t, "zester check names the dead node's replicas", 90*time.Second, func() bool {
+	testkit.Eventually(t, "zester check names the dead node's replicas", 90*time.Second, func() bool {
 		code, out = check()
 		if code != 1 || !regexp.MustCompile(`bucket facts +FAIL +.*replica zester-n3 (offline|not current)`).MatchString(out) {
 			t.Logf("zester check, exit %d:\n%s", code, out)
@@ -111,14 +99,14 @@ func TestBinaries_LabCluster_OperatorChecks(t *testing.T) {
 	})
 	t.Logf("zester check with n3 killed:\n%s", out)
 	startNode(2)
-	until(t, "zester check passes with n3 back", 120*time.Second, func() bool { code, out = check(); return code == 0 })
+	testkit.Eventually(t, "zester check passes with n3 back", 120*time.Second, func() bool { code, out = check(); return code == 0 })
 }
 
 // waitReadyFor is waitReady with its own hang guard (a master on a cluster
 // that is still forming takes longer than one on its embedded server).
 func waitReadyFor(t *testing.T, addr string, limit time.Duration) {
 	t.Helper()
-	until(t, addr+"/readyz", limit, func() bool {
+	testkit.Eventually(t, addr+"/readyz", limit, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false
@@ -236,15 +224,10 @@ func TestDemoScript_OwnMasterOrClearStop(t *testing.T) {
 // the extra "Really operate on the KV stream?" question, which without a
 // terminal fails.
 func TestBinaries_NatsCLI_DocumentedBehaviour(t *testing.T) {
-	dir := t.TempDir()
-	client, mhttp := freePort(t), freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
-	cfg := filepath.Join(dir, "master.yaml")
-	pkiDir := filepath.Join(dir, "pki")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("id: m1\nhttp: 127.0.0.1:%d\npki_dir: %s\nnats:\n  embedded:\n    listen: 127.0.0.1:%d\n    monitor: \"\"\n    store_dir: %s\nretention:\n  job_events_max_bytes: 10GB\n",
-		mhttp, pkiDir, client, filepath.Join(dir, "nats"))), 0o600)
+	bm := writeMaster(t, "m1", false, "retention:\n  job_events_max_bytes: 10GB\n")
+	pkiDir, url, cfg := bm.pkiDir, bm.url, bm.cfg
 	start(t, "zester-master", "--config", cfg)
-	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+	waitReady(t, bm.http)
 	// The documented commands, with the admin's credentials of the PKI the
 	// master made (a nats context holding them makes them the same words).
 	admin := filepath.Join(pkiDir, "admin.creds")

@@ -50,25 +50,11 @@ func waitState(t *testing.T, url, pkiDir, id, want string) time.Duration {
 // a peel stopped with SIGTERM is offline at once (its beat interval is 20 s,
 // so the masters would wait 60 s before calling it offline on silence).
 func TestBinaries_Presence_DuplicateKillAndStop(t *testing.T) {
-	dir := t.TempDir()
-	pkiDir := filepath.Join(dir, "pki")
-	client, mhttp := freePort(t), freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", client)
 	const interval = 500 * time.Millisecond
-	mcfg := filepath.Join(dir, "master.yaml")
-	os.WriteFile(mcfg, []byte(fmt.Sprintf(`id: master-1
-http: 127.0.0.1:%d
-nats:
-  embedded:
-    listen: 127.0.0.1:%d
-    monitor: ""
-    store_dir: %s
-pki_dir: %s
-presence:
-  offline_after: %s
-`, mhttp, client, filepath.Join(dir, "nats"), pkiDir, 3*interval)), 0o600)
-	start(t, "zester-master", "--config", mcfg)
-	waitReady(t, fmt.Sprintf("127.0.0.1:%d", mhttp))
+	bm := writeMaster(t, "master-1", false, fmt.Sprintf("presence:\n  offline_after: %s\n", 3*interval))
+	dir, pkiDir, url := bm.dir, bm.pkiDir, bm.url
+	start(t, "zester-master", "--config", bm.cfg)
+	waitReady(t, bm.http)
 
 	// The clone holds a copy of db1's credentials (a copied host).
 	creds := map[string]string{}

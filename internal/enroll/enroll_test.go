@@ -8,17 +8,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 func keys(t testing.TB) (nkeys.KeyPair, string, string) {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	curve, _ := nkeys.CreateCurveKeys()
-	cpub, _ := curve.PublicKey()
+	kp, pub := testkit.NewKey(t, nkeys.CreateUser)
+	_, cpub := testkit.NewKey(t, nkeys.CreateCurveKeys)
 	return kp, pub, cpub
 }
 

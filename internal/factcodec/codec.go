@@ -39,19 +39,29 @@ const dictV1ID = 1
 const MaxDecoded = 8 << 20
 
 var (
-	encOnce sync.Once
-	enc     *zstd.Encoder
-	dec     *zstd.Decoder
+	encOnce, decOnce sync.Once
+	enc              *zstd.Encoder
+	dec              *zstd.Decoder
 )
 
-func setup() {
-	encOnce.Do(func() {
+// encoderWindow bounds how far back a match may reach. Fact documents are
+// a few KiB to some tens of KiB, so 128 KiB loses nothing against the
+// level's default of 8 MiB, and each encoder's history buffer shrinks by as
+// much (the frame records the window; readers need no change).
+const encoderWindow = 128 << 10
+
+func newEncoder(concurrency int) *zstd.Encoder {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithWindowSize(encoderWindow),
+		zstd.WithEncoderConcurrency(concurrency), zstd.WithEncoderDictRaw(dictV1ID, dictV1))
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+func setupDecoder() {
+	decOnce.Do(func() {
 		var err error
-		enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderDictRaw(dictV1ID, dictV1))
-		if err != nil {
-			panic(err)
-		}
 		dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxDecoded),
 			zstd.WithDecoderDictRaw(dictV1ID, dictV1))
 		if err != nil {
@@ -60,12 +70,29 @@ func setup() {
 	})
 }
 
-// Encode compresses a JSON fact document.
+// Encode compresses a JSON fact document with an encoder kept for the
+// process (one per CPU), for callers that encode often (load generators,
+// the CLI over a fleet).
 func Encode(doc []byte) []byte {
-	setup()
+	encOnce.Do(func() { enc = newEncoder(runtime.GOMAXPROCS(0)) })
+	return encodeWith(enc, doc)
+}
+
+// EncodeOnce is Encode with an encoder made for this call and dropped
+// after it, for a process that encodes now and then (the peel, once per
+// facts interval): the encoder's tables (about 8 MiB with the dictionary)
+// are garbage once it returns instead of resident for the process's life.
+// The output is the same format and size as Encode's.
+func EncodeOnce(doc []byte) []byte {
+	e := newEncoder(1)
+	defer e.Close()
+	return encodeWith(e, doc)
+}
+
+func encodeWith(e *zstd.Encoder, doc []byte) []byte {
 	out := make([]byte, 1, len(doc)/6+16)
 	out[0] = formatZstdDict
-	return enc.EncodeAll(doc, out)
+	return e.EncodeAll(doc, out)
 }
 
 // ErrCorrupt is returned for values that are not a fact document.
@@ -73,7 +100,7 @@ var ErrCorrupt = errors.New("corrupt fact value")
 
 // Decode returns the JSON fact document of an encoded value.
 func Decode(v []byte) ([]byte, error) {
-	setup()
+	setupDecoder()
 	if len(v) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
 	}

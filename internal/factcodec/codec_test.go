@@ -3,6 +3,7 @@ package factcodec
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"testing"
 )
 
@@ -11,6 +12,10 @@ func TestRoundTrip(t *testing.T) {
 	got, err := Decode(Encode(doc))
 	if err != nil || !bytes.Equal(got, doc) {
 		t.Fatalf("%s %v", got, err)
+	}
+	// The one-shot encoder of a peel writes what the kept one writes.
+	if once := EncodeOnce(doc); !bytes.Equal(once, Encode(doc)) {
+		t.Fatalf("EncodeOnce %x, Encode %x", once, Encode(doc))
 	}
 	// Plain JSON, as put by hand with the nats CLI, reads as is.
 	if got, err := Decode(doc); err != nil || !bytes.Equal(got, doc) {
@@ -42,4 +47,28 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded %d bytes, over the bound", len(out))
 		}
 	})
+}
+
+// A peel's encoder is garbage once EncodeOnce returns: nothing of its
+// tables (megabytes with the dictionary) stays on the heap.
+func TestEncodeOnce_KeepsNothing(t *testing.T) {
+	doc := []byte(`{"os":{"id":"debian","version_id":"12"},"kernel":"6.1.0-13-amd64"}`)
+	EncodeOnce(doc) // package-level state, if any, is set up now
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	v := EncodeOnce(doc)
+	peak := new(runtime.MemStats)
+	runtime.ReadMemStats(peak)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 256<<10 {
+		t.Fatalf("heap grew by %d bytes after EncodeOnce", grown)
+	}
+	if peak.TotalAlloc-before.TotalAlloc < 1<<20 {
+		t.Fatalf("EncodeOnce allocated only %d bytes: the test no longer sees the encoder", peak.TotalAlloc-before.TotalAlloc)
+	}
+	if back, err := Decode(v); err != nil || !bytes.Equal(back, doc) {
+		t.Fatalf("%s %v", back, err)
+	}
 }

@@ -2,22 +2,23 @@ package factcodec_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/zester-io/zester/internal/factcodec"
-	"github.com/zester-io/zester/loadgen"
+	"github.com/zester-io/zester/internal/factgen"
 )
 
-// Fact documents not in the dictionary shrink at least 8× (the loadgen's
+// Fact documents not in the dictionary shrink at least 8× (internal/factgen's
 // generated documents, varied per peel: addresses, MACs, serials, packages).
 func TestEncode_RatioOnUnseenDocuments(t *testing.T) {
 	var raw, enc int
 	now := time.Now()
 	for i := 100; i < 400; i++ {
-		doc := loadgen.PeelFactsJSON(i, now)
+		doc := factgen.JSON(i, peelID(i), now)
 		v := factcodec.Encode(doc)
 		back, err := factcodec.Decode(v)
 		if err != nil || !bytes.Equal(back, doc) {
@@ -45,8 +46,10 @@ func TestDecode_OldFormat(t *testing.T) {
 	}
 }
 
+func peelID(i int) string { return fmt.Sprintf("sim-%06d.dc1.example.com", i) }
+
 func BenchmarkEncode(b *testing.B) {
-	doc := loadgen.PeelFactsJSON(4711, time.Now())
+	doc := factgen.JSON(4711, peelID(4711), time.Now())
 	b.SetBytes(int64(len(doc)))
 	for b.Loop() {
 		factcodec.Encode(doc)
@@ -54,7 +57,7 @@ func BenchmarkEncode(b *testing.B) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	v := factcodec.Encode(loadgen.PeelFactsJSON(4711, time.Now()))
+	v := factcodec.Encode(factgen.JSON(4711, peelID(4711), time.Now()))
 	for b.Loop() {
 		factcodec.Decode(v)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -28,18 +29,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func connect(t *testing.T, url string) jetstream.JetStream {
+// watched starts a server and creates the bucket cfg on it, through a
+// connection that reconnects quickly (the tests restart the server).
+func watched(t *testing.T, cfg jetstream.KeyValueConfig) (*topology.Server, jetstream.JetStream, jetstream.KeyValue) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	s := testkit.Server(t)
+	js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(50*time.Millisecond))
+	kv, err := js.CreateKeyValue(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return s, js, kv
 }
 
 // collect reads n entries, failing on anything but the keys k0…k(n-1) in order.
@@ -61,17 +61,8 @@ func expectKeys(t *testing.T, w *kvwatch.Watcher, from, to int) {
 // delivered: nothing skipped, nothing twice. The monitor counts the
 // replacement and reports nothing blind afterwards.
 func TestWatch_ConsumerDeleted_RecreatedUnderNewNameWithoutGap(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	js := connect(t, s.ClientURL())
+	_, js, kv := watched(t, jetstream.KeyValueConfig{Bucket: "w"})
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	recreated := make(chan kvwatch.Recreated, 16)
 	mon := kvwatch.NewMonitor(func(r kvwatch.Recreated) { recreated <- r })
 	w, err := kvwatch.Watch(ctx, js, "w", kvwatch.Options{Name: "test", UpdatesOnly: true, Monitor: mon})
@@ -121,17 +112,8 @@ func TestWatch_ConsumerDeleted_RecreatedUnderNewNameWithoutGap(t *testing.T) {
 // names it); once the server is back it is replaced, no longer blind, and
 // goes on without a gap or a replay.
 func TestWatch_ServerDown_BlindUntilReplaced(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	js := connect(t, s.ClientURL())
+	s, js, kv := watched(t, jetstream.KeyValueConfig{Bucket: "w"})
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	kv.Put(ctx, "k0", []byte("v"))
 	mon := kvwatch.NewMonitor(nil)
 	w, err := kvwatch.Watch(ctx, js, "w", kvwatch.Options{Name: "down", Heartbeat: 500 * time.Millisecond, Monitor: mon, OnError: func(err error) { t.Log(err) }})
@@ -173,16 +155,12 @@ func TestWatch_ServerDown_BlindUntilReplaced(t *testing.T) {
 // A watch of a bucket that does not exist fails at once and says so, rather
 // than retrying: the caller tells the user what is missing.
 func TestWatch_NoBucket_FailsAtOnce(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	js := connect(t, s.ClientURL())
+	s := testkit.Server(t)
+	js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(50*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // hang guard
 	defer cancel()
 	start := time.Now()
-	_, err = kvwatch.Watch(ctx, js, "nosuchbucket", kvwatch.Options{})
+	_, err := kvwatch.Watch(ctx, js, "nosuchbucket", kvwatch.Options{})
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("watch of a missing bucket: %v after %s, want stream not found", err, time.Since(start))
 	}

@@ -5,11 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/kvwatch"
-	"github.com/zester-io/zester/topology"
 )
 
 func next(t *testing.T, w *kvwatch.Watcher) *kvwatch.Entry {
@@ -26,22 +24,8 @@ func next(t *testing.T, w *kvwatch.Watcher) *kvwatch.Entry {
 // Current values, then the end marker, then changes; after a server restart
 // the watch goes on from where it was, without a gap or a replay.
 func TestWatch_InitialMarkerUpdatesAndRestart(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	s, js, kv := watched(t, jetstream.KeyValueConfig{Bucket: "w", History: 5})
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "w", History: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
 	kv.Put(ctx, "a", []byte("1"))
 	kv.Put(ctx, "a", []byte("2")) // only the last value of a key is current
 	kv.Put(ctx, "b.c", []byte("3"))

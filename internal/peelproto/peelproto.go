@@ -55,29 +55,46 @@ func IsAlreadyStored(err error) bool {
 
 // PublishReturn stores a return and waits for JetStream's acknowledgement.
 // Until ctx ends, a publish nobody answered (the stream is electing a
-// leader: no responders, or a timeout) is retried with exponential backoff
-// and full jitter while the connection is up; one that timed out may have
-// been stored, and its retry is then refused as already stored, which counts
-// as sent. An answer from the stream (an API error) is final, and so is a
-// lost connection (the caller keeps the return until it is back).
+// leader: no responders, or a timeout) or refused because the stream's
+// ingest queue is full (429, see IsTooManyRequests) is retried with
+// exponential backoff and full jitter while the connection is up; one that
+// timed out may have been stored, and its retry is then refused as already
+// stored, which counts as sent. Any other answer from the stream (an API
+// error) is final, and so is a lost connection (the caller keeps the return
+// until it is back).
 func PublishReturn(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) error {
+	return PublishReturnPaced(ctx, js, msg, nil)
+}
+
+// PublishReturnPaced is PublishReturn with every attempt taking room in w
+// and reporting its outcome there, so that a peel's concurrent returns slow
+// down together when the server refuses (nil w: unpaced).
+func PublishReturnPaced(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, w *Window) error {
 	timeout := publishAttempt
 	for attempt := 0; ; attempt++ {
+		if w != nil {
+			if err := w.Acquire(ctx); err != nil {
+				return err
+			}
+		}
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := js.PublishMsg(actx, msg)
 		cancel()
+		if w != nil {
+			w.Done(err)
+		}
 		if err == nil || IsAlreadyStored(err) {
 			return nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) || ctx.Err() != nil {
+		if (errors.As(err, &apiErr) && !IsTooManyRequests(err)) || ctx.Err() != nil {
 			return err
 		}
 		if !js.Conn().IsConnected() {
 			return err // cut off from NATS: the caller spools, and delivers on reconnect
 		}
-		// Full jitter: a fleet whose returns failed in the same election
-		// does not retry in step.
+		// Full jitter: a fleet whose returns failed in the same election,
+		// or were refused by the same full queue, does not retry in step.
 		d := publishBackoff.Delay(attempt)
 		select {
 		case <-ctx.Done():

@@ -5,13 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
-	"github.com/zester-io/zester/topology"
 )
 
 // A return published while nobody stores it (the stream is electing a
@@ -19,17 +18,8 @@ import (
 // then stored exactly once; publishing it again counts as sent and stores
 // nothing more.
 func TestPublishReturn_RetriesUntilStoredOnce(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	s := testkit.Server(t)
+	nc, js := testkit.ConnectJS(t, s.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard
 	defer cancel()
 

@@ -2,7 +2,6 @@ package render_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/render"
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 var testFacts = map[string]any{
@@ -249,14 +249,7 @@ func TestExecute_Secrets(t *testing.T) {
 	}
 }
 
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+func mustJSON(t *testing.T, v any) string { return testkit.JSON(t, v) }
 
 // A template can place a secret but not read, compare or transform it.
 func TestExecute_SecretsCannotBeRead(t *testing.T) {

@@ -1,7 +1,6 @@
 package settings_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/settings"
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 func tree(files map[string]string) fstest.MapFS {
@@ -71,14 +71,7 @@ func TestCompile_Merge(t *testing.T) {
 	}
 }
 
-func toJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+func toJSON(t *testing.T, v any) string { return testkit.JSON(t, v) }
 
 var fleetTree = map[string]string{
 	"top.zy": `'*': [common]
@@ -263,15 +256,7 @@ tier: {{ setting "tier" "standard" }}
 	}
 }
 
-func curveKey(t *testing.T) (nkeys.KeyPair, string) {
-	t.Helper()
-	kp, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	return kp, pub
-}
+func curveKey(t *testing.T) (nkeys.KeyPair, string) { return testkit.NewKey(t, nkeys.CreateCurveKeys) }
 
 func seal(t *testing.T, pub, v string) string {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // MapSubject is a ready Subject over a peel's id, its facts as decoded
@@ -103,15 +104,26 @@ func lookup(facts map[string]any, path []string) (any, bool) {
 }
 
 // Addrs returns Addresses, or when that is nil the addresses listed in
-// the facts at network:addresses. Entries that do not parse are skipped.
+// the facts at network:addresses (AddrsPath). Entries that do not parse are
+// skipped.
 func (m MapSubject) Addrs() []netip.Addr {
 	if m.Addresses != nil {
 		return m.Addresses
 	}
-	v, ok := lookup(m.Facts, []string{"network", "addresses"})
+	v, ok := lookup(m.Facts, AddrsPath)
 	if !ok {
 		return nil
 	}
+	return AddrsOf(v)
+}
+
+// AddrsPath is where a peel's fact document lists its addresses, the
+// addresses S@ matches.
+var AddrsPath = []string{"network", "addresses"}
+
+// AddrsOf reads the value at AddrsPath: a list of strings ("10.0.0.5" or
+// "10.0.0.5/24") or one string. Entries that do not parse are skipped.
+func AddrsOf(v any) []netip.Addr {
 	var out []netip.Addr
 	add := func(s string) {
 		if a, err := netip.ParseAddr(s); err == nil {
@@ -134,6 +146,48 @@ func (m MapSubject) Addrs() []netip.Addr {
 	case string:
 		add(l)
 	}
+	return out
+}
+
+// FactPaths lists the fact paths an expression can look at (every reading
+// of its G@/P@ terms, AddrsPath for S@), each once, so that a caller can
+// prepare exactly those values (a master's fact index caches them per peel)
+// instead of decoding whole documents. An IDOnly expression has none.
+func FactPaths(e Expr) [][]string {
+	var out [][]string
+	seen := map[string]bool{}
+	add := func(p []string) {
+		k := strings.Join(p, "\x00")
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, p)
+		}
+	}
+	var walk func(Expr)
+	walk = func(e Expr) {
+		switch x := e.(type) {
+		case *AndExpr:
+			for _, t := range x.terms {
+				walk(t)
+			}
+		case *OrExpr:
+			for _, t := range x.terms {
+				walk(t)
+			}
+		case *NotExpr:
+			walk(x.x)
+		case *FactExpr:
+			if x.settings {
+				return // I@: settings, not facts
+			}
+			for _, c := range x.cands {
+				add(c.path)
+			}
+		case *CIDRExpr:
+			add(AddrsPath)
+		}
+	}
+	walk(e)
 	return out
 }
 

@@ -4,40 +4,19 @@
 package mastertest
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"os"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
-	"github.com/zester-io/zester/internal/obs"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master"
+	"github.com/zester-io/zester/topology"
 )
 
 // Handle is a running test master.
 type Handle struct {
 	*master.Master
-	cancel context.CancelFunc
-	exited chan struct{}
-	err    error
-}
-
-// Stop stops the master cleanly (it hands over its partitions).
-func (h *Handle) Stop() error {
-	h.cancel()
-	<-h.exited
-	return h.err
-}
-
-// Logger returns a logger for tests: quiet unless ZESTER_TEST_LOG is set.
-func Logger() *slog.Logger {
-	if os.Getenv("ZESTER_TEST_LOG") != "" {
-		return obs.NewLogger(os.Stderr, slog.LevelDebug)
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	*testkit.Daemon
 }
 
 // Config returns a master config for tests against url, in insecure mode:
@@ -55,6 +34,15 @@ func Config(id string, urls ...string) master.Config {
 	return c
 }
 
+// TopologyConfig is Config for a master on the hub of tp, with the replicas
+// and placement its buckets need there.
+func TopologyConfig(id string, tp *topology.Topology) master.Config {
+	c := Config(id, tp.HubURLs()...)
+	c.NATS.Replicas = tp.Replicas()
+	c.NATS.Placement = tp.Placement()
+	return c
+}
+
 // Start runs a master with cfg and waits until it is ready.
 func Start(t testing.TB, cfg master.Config) *Handle {
 	t.Helper()
@@ -66,46 +54,16 @@ func Start(t testing.TB, cfg master.Config) *Handle {
 func StartWith(t testing.TB, cfg master.Config, opts master.Options) *Handle {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = Logger().With("master", cfg.ID)
+		opts.Logger = testkit.Logger().With("master", cfg.ID)
 	}
 	opts.NoHTTP = opts.NoHTTP || cfg.HTTP == ""
 	m, err := master.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("master %s: %v", cfg.ID, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &Handle{Master: m, cancel: cancel, exited: make(chan struct{})}
-	go func() { h.err = m.Run(ctx); close(h.exited) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-h.exited:
-		case <-time.After(20 * time.Second):
-			t.Errorf("master %s did not stop", cfg.ID)
-		}
-	})
+	h := &Handle{Master: m, Daemon: testkit.RunDaemon(t, "master "+cfg.ID, m.Run)}
 	// Generous: a fresh R3 cluster on a loaded 2-core CI machine creates ten
 	// replicated streams before the master can join.
-	const readyWithin = 90 * time.Second
-	deadline := time.Now().Add(readyWithin)
-	for !m.Ready() {
-		select {
-		case <-h.exited:
-			t.Fatalf("master %s stopped: %v", cfg.ID, h.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("master %s not ready after %s; goroutines:\n%s", cfg.ID, readyWithin, buf)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.AwaitReady(t, 90*time.Second, m.Ready)
 	return h
 }
-
-// Exited is closed when the master's Run has returned; Err is then its error.
-func (h *Handle) Exited() <-chan struct{} { return h.exited }
-
-// Err is what Run returned (valid once Exited is closed).
-func (h *Handle) Err() error { return h.err }

@@ -1,38 +1,20 @@
 package mastertest
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/zester-io/zester/internal/pki"
-	"github.com/zester-io/zester/internal/pki/pkitest"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master"
-	"github.com/zester-io/zester/topology"
 )
 
-// Secure is the secure default for tests: a PKI in t.TempDir() and a real
-// nats-server in operator mode trusting it.
-type Secure struct {
-	PKI    *pki.PKI
-	Dir    string // the PKI directory (master.yaml pki_dir)
-	Server *topology.Server
-	URL    string
-}
+// Secure is the secure default for tests (testkit.Secure: a PKI and a
+// nats-server in operator mode trusting it) with the master's config for it.
+type Secure struct{ *testkit.Secure }
 
 // StartSecure creates a PKI and starts a server in operator mode with it.
 func StartSecure(t testing.TB) *Secure {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "pki")
-	if _, err := pki.Init(dir, pki.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pki.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := pkitest.StartServer(t, p)
-	return &Secure{PKI: p, Dir: dir, Server: srv, URL: srv.ClientURL()}
+	return &Secure{testkit.StartSecure(t)}
 }
 
 // Config is Config for a secure master of s: pki_dir set, not insecure.
@@ -41,36 +23,4 @@ func (s *Secure) Config(id string) master.Config {
 	c.Insecure = false
 	c.PKIDir = s.Dir
 	return c
-}
-
-// AdminCreds is the path of the PKI's admin credentials.
-func (s *Secure) AdminCreds() string { return filepath.Join(s.Dir, pki.FileAdminCreds) }
-
-// PeelCreds pre-provisions a peel (pki.AddPeel) and returns the path of its
-// credentials file.
-func (s *Secure) PeelCreds(t testing.TB, id string) string {
-	t.Helper()
-	creds, err := s.PKI.AddPeel(id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), id+".creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// UserCreds issues an operator user and returns its credentials file.
-func (s *Secure) UserCreds(t testing.TB, spec pki.UserSpec) string {
-	t.Helper()
-	creds, _, err := s.PKI.IssueUser(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), spec.Name+".creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

@@ -10,9 +10,11 @@ package mod
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -209,6 +211,8 @@ func (a Args) String(key string) (string, bool, error) {
 	switch x := v.(type) {
 	case string:
 		return x, true, nil
+	case revealer:
+		return x.Reveal(), true, nil
 	case bool, int, int64, uint64, float64, json.Number:
 		return fmt.Sprint(x), true, nil
 	}
@@ -288,4 +292,89 @@ func SplitRunKey(key string) (module, id, name, function string, ok bool) {
 		return "", "", "", "", false
 	}
 	return p[0], p[1], p[2], p[3], true
+}
+
+// revealer is a secret value from a rendered .sls (render.Secret): it
+// prints masked, and Reveal gives the plaintext. mod does not import the
+// template engine; this interface is the whole coupling.
+type revealer interface{ Reveal() string }
+
+// Secret reports whether the argument key holds a secret (a {{ secret }}
+// in the .sls): modules must keep its text out of comments and diffs.
+func (a Args) Secret(key string) bool {
+	_, ok := a[key].(revealer)
+	return ok
+}
+
+// TreePath maps a source URL of the state tree to a path in Env.Tree:
+// "salt://web/nginx.conf" and "zester://web/nginx.conf" are both
+// "web/nginx.conf". ok is false for anything else (a host path, http://).
+func TreePath(src string) (string, bool) {
+	for _, scheme := range []string{"salt://", "zester://"} {
+		if rest, ok := strings.CutPrefix(src, scheme); ok {
+			// A query (salt://x?saltenv=base) names an environment; there
+			// is one tree, so it is dropped.
+			if i := strings.IndexByte(rest, '?'); i >= 0 {
+				rest = rest[:i]
+			}
+			return strings.TrimLeft(rest, "/"), true
+		}
+	}
+	return "", false
+}
+
+// GuardArgs are the arguments Guards reads.
+var GuardArgs = []string{"creates", "unless", "onlyif"}
+
+// Guards is Salt's creates, unless and onlyif: it says why a state need
+// not run ("" when it must). creates: every path exists (under Env.Root);
+// unless: every command succeeds; onlyif: a command fails. command builds
+// the Command of one guard script (its shell, cwd, env, runas). Guards
+// only look, so they run in test mode too.
+func Guards(env *Env, args Args, command func(script string) Command) (string, error) {
+	creates, _, err := args.Strings("creates")
+	if err != nil {
+		return "", err
+	}
+	if len(creates) > 0 {
+		all := true
+		for _, c := range creates {
+			if _, err := os.Stat(env.Path(c)); errors.Is(err, fs.ErrNotExist) {
+				all = false
+			}
+		}
+		if all {
+			return strings.Join(creates, ", ") + " exists", nil
+		}
+	}
+	ok := func(script string) bool {
+		out, err := env.Run(env.Ctx, command(script))
+		return err == nil && out.Code == 0
+	}
+	unless, _, err := args.Strings("unless")
+	if err != nil {
+		return "", err
+	}
+	if len(unless) > 0 {
+		all := true
+		for _, u := range unless {
+			if !ok(u) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return "unless condition is true", nil
+		}
+	}
+	onlyif, _, err := args.Strings("onlyif")
+	if err != nil {
+		return "", err
+	}
+	for _, o := range onlyif {
+		if !ok(o) {
+			return "onlyif condition is false", nil
+		}
+	}
+	return "", nil
 }

@@ -1,0 +1,251 @@
+package master
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/target"
+	"github.com/zester-io/zester/peel/facts"
+)
+
+// The fact index at fleet sizes, fed directly (no server): what the master
+// holds per peel, and what resolving a target costs. Fact documents are this
+// host's own (peel/facts.Collect), varied per peel where hosts differ: id,
+// machine id, addresses, MACs, OS release and kernel among four families.
+
+type benchEntry struct {
+	key string
+	val []byte
+	rev uint64
+}
+
+func (e *benchEntry) Key() string                     { return e.key }
+func (e *benchEntry) Value() []byte                   { return e.val }
+func (e *benchEntry) Revision() uint64                { return e.rev }
+func (e *benchEntry) Created() time.Time              { return time.Time{} }
+func (e *benchEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+
+var benchOS = []struct{ id, name, version, kernel string }{
+	{"debian", "Debian GNU/Linux", "12", "6.1.0-%d-amd64"},
+	{"ubuntu", "Ubuntu", "22.04", "5.15.0-%d-generic"},
+	{"rocky", "Rocky Linux", "9.3", "5.14.0-%d.el9.x86_64"},
+	{"alpine", "Alpine Linux", "3.19.1", "6.6.%d-0-lts"},
+}
+
+var benchDocsCache struct {
+	sync.Mutex
+	ids  []string
+	vals [][]byte
+}
+
+// benchDocs returns n encoded fact documents and their peel ids, made once
+// per test binary (encoding 100,000 takes a while).
+func benchDocs(tb testing.TB, n int) (ids []string, vals [][]byte) {
+	c := &benchDocsCache
+	c.Lock()
+	defer c.Unlock()
+	if len(c.ids) < n {
+		c.ids, c.vals = makeBenchDocs(tb, n)
+	}
+	return c.ids[:n], c.vals[:n]
+}
+
+func makeBenchDocs(tb testing.TB, n int) (ids []string, vals [][]byte) {
+	f, err := facts.Collect(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	base, _ := f.JSON()
+	var doc map[string]any
+	json.Unmarshal(base, &doc)
+	doc["id"] = "@ID@"
+	os, _ := doc["os"].(map[string]any)
+	if os == nil {
+		os = map[string]any{}
+		doc["os"] = os
+	}
+	os["id"], os["name"], os["version_id"] = "@OSID@", "@OSNAME@", "@OSVER@"
+	if k, ok := doc["kernel"].(map[string]any); ok {
+		k["release"] = "@KERNEL@"
+	}
+	if h, ok := doc["host"].(map[string]any); ok {
+		h["machine_id"], h["hostname"] = "@MACHINE@", "@ID@"
+	}
+	if nw, ok := doc["network"].(map[string]any); ok {
+		nw["addresses"] = []any{"@IP4@", "@IP6@"}
+		if ifs, ok := nw["interfaces"].(map[string]any); ok {
+			for _, v := range ifs {
+				if m, ok := v.(map[string]any); ok {
+					m["mac"] = "@MAC@"
+				}
+			}
+		}
+	}
+	tmpl, _ := json.Marshal(doc)
+	ids, vals = make([]string, n), make([][]byte, n)
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				o := benchOS[i%len(benchOS)]
+				id := fmt.Sprintf("sim-%06d.dc%d.example.com", i, 1+i%3)
+				r := strings.NewReplacer("@ID@", id, "@OSID@", o.id, "@OSNAME@", o.name, "@OSVER@", o.version,
+					"@KERNEL@", fmt.Sprintf(o.kernel, 10+i%20), "@MACHINE@", fmt.Sprintf("%032x", uint64(i)*0x9e3779b97f4a7c15),
+					"@IP4@", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "@IP6@", fmt.Sprintf("fd00::%x", i),
+					"@MAC@", fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&255, i>>8&255, i&255))
+				ids[i], vals[i] = id, factcodec.Encode([]byte(r.Replace(string(tmpl))))
+			}
+		}()
+	}
+	wg.Wait()
+	return ids, vals
+}
+
+func benchMaster(tb testing.TB) *Master {
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Insecure = "bench", true
+	m, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+func heapNow() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkIndexMemory reports the master's heap per peel: indexed in an
+// owned partition (its facts held), known in a partition another master
+// owns (id only), in an active job (its part's tracker, all returned), and
+// the values a -G target caches.
+// Run with -benchtime=1x.
+func BenchmarkIndexMemory(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ids, vals := benchDocs(b, n)
+			docBytes := 0
+			for _, v := range vals {
+				docBytes += len(v)
+			}
+			for b.Loop() {
+				m := benchMaster(b)
+				h0 := heapNow()
+				m.index = newFactIndex(m)
+				// Each value a fresh copy, as each message of the watch is.
+				for i := range ids {
+					m.index.apply(&benchEntry{key: ids[i], val: bytes.Clone(vals[i]), rev: uint64(i + 1)})
+				}
+				h1 := heapNow()
+				// A -G job caches the values it looks at (os:id, and os for
+				// the reading "id:debian" of the os map).
+				g, _ := target.Parse(target.KindFact, "os:id:debian", target.Options{})
+				for p := range m.cfg.Partitions {
+					m.index.resolve(p, g)
+				}
+				hG := heapNow()
+				trs := make([]*tracker, m.cfg.Partitions)
+				byPart := make([][]string, m.cfg.Partitions)
+				for p := range byPart {
+					byPart[p] = m.index.ids(p)
+				}
+				h2 := heapNow()
+				for p, pids := range byPart {
+					trs[p] = newTracker(pids, 0)
+					for _, id := range pids {
+						trs[p].returned[id] = true
+					}
+				}
+				h3 := heapNow()
+				// The same peels known only: every partition another master's.
+				m2 := benchMaster(b)
+				m2.member = &membership{}
+				m2.index = newFactIndex(m2)
+				for i := range ids {
+					m2.index.apply(&benchEntry{key: ids[i], val: bytes.Clone(vals[i]), rev: uint64(i + 1)})
+				}
+				h4 := heapNow()
+				b.ReportMetric(float64(h1-h0)/float64(n), "B/peel-indexed")
+				b.ReportMetric(float64(hG-h1)/float64(n), "B/peel-G-cache")
+				b.ReportMetric(float64(docBytes)/float64(n), "B/peel-doc")
+				b.ReportMetric(float64(h3-h2)/float64(n), "B/peel-in-job")
+				b.ReportMetric(float64(h4-h3)/float64(n), "B/peel-known")
+				runtime.KeepAlive(trs)
+				runtime.KeepAlive(byPart)
+				runtime.KeepAlive(m.index)
+				runtime.KeepAlive(m2.index)
+			}
+		})
+	}
+}
+
+// BenchmarkResolve100k resolves a target over every partition of a master
+// that owns 100,000 peels: the target-dependent part of submit → dispatch
+// (the rest, writing the parts and publishing the job, does not depend on
+// the target). first-ms is the first job that looks at the target's fact
+// paths, which decodes what arrived before they were registered; ns/op the
+// jobs after it, which match cached values.
+func BenchmarkResolve100k(b *testing.B) {
+	ids, vals := benchDocs(b, 100_000)
+	m := benchMaster(b)
+	m.index = newFactIndex(m)
+	for i := range ids {
+		m.index.apply(&benchEntry{key: ids[i], val: vals[i], rev: uint64(i + 1)})
+	}
+	for _, c := range []struct {
+		name string
+		kind target.Kind
+		expr string
+		want int
+	}{
+		{"star", target.KindGlob, "*", 100_000},
+		{"glob", target.KindGlob, "sim-001*", 1000},
+		{"grain", target.KindFact, "os:id:debian", 25_000},
+		{"compound", target.KindCompound, "G@os:id:rocky and sim-00* and not S@10.0.0.0/24", 2436},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			e, err := target.Parse(c.kind, c.expr, target.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			// The first job on a path decodes what arrived before the path
+			// was registered; later jobs (ns/op) match cached values.
+			start := time.Now()
+			for p := range m.cfg.Partitions {
+				m.index.resolve(p, e)
+			}
+			first := time.Since(start)
+			got := 0
+			for b.Loop() {
+				got = 0
+				for p := range m.cfg.Partitions {
+					got += len(m.index.resolve(p, e))
+				}
+			}
+			if c.want >= 0 && got != c.want {
+				b.Fatalf("%s matched %d peels, want %d", c.expr, got, c.want)
+			}
+			b.ReportMetric(float64(got), "matched")
+			b.ReportMetric(float64(first.Milliseconds()), "first-ms")
+		})
+	}
+}
