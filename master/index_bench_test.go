@@ -2,7 +2,6 @@ package master
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,13 +15,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/factgen"
 	"github.com/zester-io/zester/internal/target"
-	"github.com/zester-io/zester/peel/facts"
 )
 
 // The fact index at fleet sizes, fed directly (no server): what the master
 // holds per peel, and what resolving a target costs. Fact documents are this
-// host's own (peel/facts.Collect), varied per peel where hosts differ: id,
+// generated host's (internal/factgen, the load generator's), varied per peel where hosts differ: id,
 // machine id, addresses, MACs, OS release and kernel among four families.
 
 type benchEntry struct {
@@ -63,11 +62,12 @@ func benchDocs(tb testing.TB, n int) (ids []string, vals [][]byte) {
 }
 
 func makeBenchDocs(tb testing.TB, n int) (ids []string, vals [][]byte) {
-	f, err := facts.Collect(context.Background())
+	// One generated host (internal/factgen, the load generator's facts)
+	// as the template: master tests do not import the peel's collector.
+	base, err := factgen.Gen(0, "@ID@", time.Unix(1_700_000_000, 0)).JSON()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	base, _ := f.JSON()
 	var doc map[string]any
 	json.Unmarshal(base, &doc)
 	doc["id"] = "@ID@"

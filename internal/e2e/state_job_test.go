@@ -73,7 +73,7 @@ func TestPeel_StateApply_BasketInTemplates(t *testing.T) {
 	_, url := serverAndMaster(t)
 	tree, out := t.TempDir(), t.TempDir()
 	target := filepath.Join(out, "peers")
-	os.WriteFile(filepath.Join(tree, "peers.sls"), []byte("peers:\n  file.managed:\n    - name: "+target+"\n    - contents: '{{ index (basket \"G@id:st2\" \"role\") \"st2\" }}'\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "peers.sls"), []byte("peers:\n  file.managed:\n    - name: "+target+"\n    - contents: '{{ index (basket \"G@id:st2 or G@id:st1\" \"role\") \"st2\" }}'\n"), 0o644)
 	cfg := peeltest.Config(t, "st1", url)
 	cfg.StatesDir = tree
 	peeltest.Start(t, cfg)

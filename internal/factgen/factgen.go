@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zester-io/zester/peel/facts"
+	"github.com/zester-io/zester/internal/facts"
 )
 
 // The generator draws every value from a PRNG seeded by the peel's index, so

@@ -60,53 +60,53 @@ func TestDetectVirtualization(t *testing.T) {
 		want  Virtualization
 	}{
 		{"bare metal", map[string]string{dmi + "sys_vendor": "Dell Inc.\n", dmi + "product_name": "PowerEdge R640\n", "proc/1/cgroup": "0::/init.scope\n"},
-			nil, Virtualization{"host", "none", "none", "none"}},
-		{"empty root", nil, nil, Virtualization{"host", "none", "none", "none"}},
+			nil, virt("host", "none", "none", "none")},
+		{"empty root", nil, nil, virt("host", "none", "none", "none")},
 		{"kvm", map[string]string{dmi + "sys_vendor": "QEMU\n", dmi + "product_name": "Standard PC (Q35 + ICH9, 2009)\n", clock: "kvm-clock tsc hpet acpi_pm \n"},
-			hv, Virtualization{"guest", "kvm", "none", "kvm"}},
+			hv, virt("guest", "kvm", "none", "kvm")},
 		{"qemu tcg", map[string]string{dmi + "sys_vendor": "QEMU\n", dmi + "product_name": "Standard PC (i440FX + PIIX, 1996)\n", clock: "tsc hpet acpi_pm \n"},
-			hv, Virtualization{"guest", "qemu", "none", "qemu"}},
+			hv, virt("guest", "qemu", "none", "qemu")},
 		{"kvm product", map[string]string{dmi + "product_name": "KVM\n", dmi + "sys_vendor": "Red Hat\n"},
-			hv, Virtualization{"guest", "kvm", "none", "kvm"}},
+			hv, virt("guest", "kvm", "none", "kvm")},
 		{"vmware", map[string]string{dmi + "product_name": "VMware Virtual Platform\n", dmi + "sys_vendor": "VMware, Inc.\n"},
-			hv, Virtualization{"guest", "vmware", "none", "vmware"}},
+			hv, virt("guest", "vmware", "none", "vmware")},
 		{"hyper-v", map[string]string{dmi + "product_name": "Virtual Machine\n", dmi + "sys_vendor": "Microsoft Corporation\n"},
-			hv, Virtualization{"guest", "microsoft", "none", "microsoft"}},
+			hv, virt("guest", "microsoft", "none", "microsoft")},
 		{"surface laptop", map[string]string{dmi + "product_name": "Surface Laptop 5\n", dmi + "sys_vendor": "Microsoft Corporation\n"},
-			nil, Virtualization{"host", "none", "none", "none"}},
+			nil, virt("host", "none", "none", "none")},
 		{"ec2", map[string]string{dmi + "product_name": "m5.large\n", dmi + "sys_vendor": "Amazon EC2\n"},
-			hv, Virtualization{"guest", "amazon", "none", "amazon"}},
+			hv, virt("guest", "amazon", "none", "amazon")},
 		{"virtualbox", map[string]string{dmi + "product_name": "VirtualBox\n", dmi + "sys_vendor": "innotek GmbH\n"},
-			hv, Virtualization{"guest", "oracle", "none", "oracle"}},
+			hv, virt("guest", "oracle", "none", "oracle")},
 		{"gce", map[string]string{dmi + "product_name": "Google Compute Engine\n", dmi + "sys_vendor": "Google\n"},
-			hv, Virtualization{"guest", "google", "none", "google"}},
+			hv, virt("guest", "google", "none", "google")},
 		{"xen domU", map[string]string{"sys/hypervisor/type": "xen\n"},
-			nil, Virtualization{"guest", "xen", "none", "xen"}},
+			nil, virt("guest", "xen", "none", "xen")},
 		{"xen dom0", map[string]string{"sys/hypervisor/type": "xen\n", "proc/xen/capabilities": "control_d\n"},
-			nil, Virtualization{"host", "none", "none", "none"}},
-		{"hypervisor flag only", nil, hv, Virtualization{"guest", "unknown", "none", "unknown"}},
+			nil, virt("host", "none", "none", "none")},
+		{"hypervisor flag only", nil, hv, virt("guest", "unknown", "none", "unknown")},
 		{"hyper-v clocksource", map[string]string{clock: "tsc hyperv_clocksource_tsc_page acpi_pm\n"},
-			hv, Virtualization{"guest", "microsoft", "none", "microsoft"}},
+			hv, virt("guest", "microsoft", "none", "microsoft")},
 		{"docker on kvm", map[string]string{".dockerenv": "", clock: "tsc kvm-clock \n", "proc/1/cgroup": "0::/\n"},
-			hv, Virtualization{"guest", "docker", "docker", "kvm"}},
+			hv, virt("guest", "docker", "docker", "kvm")},
 		{"podman", map[string]string{"run/.containerenv": "engine=\"podman-4.9\"\n"},
-			nil, Virtualization{"guest", "podman", "podman", "none"}},
+			nil, virt("guest", "podman", "podman", "none")},
 		{"systemd-nspawn", map[string]string{"run/systemd/container": "systemd-nspawn\n"},
-			nil, Virtualization{"guest", "systemd-nspawn", "systemd-nspawn", "none"}},
+			nil, virt("guest", "systemd-nspawn", "systemd-nspawn", "none")},
 		{"lxc via environ", map[string]string{"proc/1/environ": "PATH=/bin\x00container=lxc\x00TERM=xterm\x00"},
-			nil, Virtualization{"guest", "lxc", "lxc", "none"}},
+			nil, virt("guest", "lxc", "lxc", "none")},
 		{"kubernetes via cgroup", map[string]string{"proc/1/cgroup": "12:pids:/kubepods/besteffort/pod1234/abcdef\n0::/\n"},
-			nil, Virtualization{"guest", "kubernetes", "kubernetes", "none"}},
+			nil, virt("guest", "kubernetes", "kubernetes", "none")},
 		{"kubernetes via service account", map[string]string{"var/run/secrets/kubernetes.io/serviceaccount/token": "x", ".dockerenv": ""},
-			nil, Virtualization{"guest", "kubernetes", "kubernetes", "none"}},
+			nil, virt("guest", "kubernetes", "kubernetes", "none")},
 		{"docker via cgroup v1", map[string]string{"proc/1/cgroup": "1:name=systemd:/docker/0123456789abcdef\n"},
-			nil, Virtualization{"guest", "docker", "docker", "none"}},
+			nil, virt("guest", "docker", "docker", "none")},
 		{"openvz", map[string]string{"proc/vz/": ""},
-			nil, Virtualization{"guest", "openvz", "openvz", "none"}},
+			nil, virt("guest", "openvz", "openvz", "none")},
 		{"openvz host", map[string]string{"proc/vz/": "", "proc/bc/": ""},
-			nil, Virtualization{"host", "none", "none", "none"}},
+			nil, virt("host", "none", "none", "none")},
 		{"wsl2", map[string]string{"proc/sys/kernel/osrelease": "5.15.153.1-microsoft-standard-WSL2\n"},
-			hv, Virtualization{"guest", "wsl", "wsl", "unknown"}},
+			hv, virt("guest", "wsl", "wsl", "unknown")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,7 +201,7 @@ func TestCollectFixtureRoot(t *testing.T) {
 	if binary.NativeEndian.Uint16([]byte{1, 0}) == 1 && f.Network.DefaultGateway != "10.0.0.1" {
 		t.Errorf("default gateway = %q", f.Network.DefaultGateway)
 	}
-	if want := (Virtualization{"host", "none", "none", "none"}); f.Virtualization != want {
+	if want := (virt("host", "none", "none", "none")); f.Virtualization != want {
 		t.Errorf("virtualization = %+v", f.Virtualization)
 	}
 	if f.Schema != SchemaVersion || f.CollectedAt.IsZero() || f.CollectedAt.Location() != time.UTC {
@@ -463,4 +463,10 @@ func BenchmarkCollect(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// virt is a Virtualization by its fields in order (the type lives in
+// internal/facts, where unkeyed literals would be another package's).
+func virt(role, typ, container, hypervisor string) Virtualization {
+	return Virtualization{Role: role, Type: typ, Container: container, Hypervisor: hypervisor}
 }
