@@ -43,6 +43,11 @@ func (m *Master) startAPI() error {
 	if err := add(names.EndpointBasketGet, m.apiBasketGet); err != nil {
 		return err
 	}
+	// Every master renders the partitions it owns: no queue group, the
+	// CLI merges the answers (as for presence).
+	if err := g.AddEndpoint("settings-refresh", micro.HandlerFunc(m.apiSettingsRefresh), micro.WithEndpointSubject("settings.refresh"), micro.WithEndpointQueueGroupDisabled()); err != nil {
+		return err
+	}
 	// Every master answers presence for the partitions it owns: no queue
 	// group, the CLI merges the answers.
 	if err := g.AddEndpoint(names.EndpointPresence, micro.HandlerFunc(m.apiPresence), micro.WithEndpointSubject(names.EndpointPresence), micro.WithEndpointQueueGroupDisabled()); err != nil {

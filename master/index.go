@@ -158,6 +158,9 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 		pe.raw, pe.vals = bytes.Clone(e.Value()), vals
 	}
 	ix.mu.Unlock()
+	if owned && bad == "" && ix.m.settings != nil {
+		ix.m.settings.factsChanged(id)
+	}
 	if bad != "" {
 		// Garbage in the store (`nats kv put facts <id> garbage`, a value
 		// copied from another key) would silently drop the peel from fact
@@ -248,6 +251,18 @@ func (ix *factIndex) ids(p int) []string {
 	return out
 }
 
+// rawFacts returns the stored facts of an owned peel (nil, false when
+// the index has none).
+func (ix *factIndex) rawFacts(id string) ([]byte, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	pe, ok := ix.parts[shard.Partition(id, ix.m.cfg.Partitions)][id]
+	if !ok || pe.raw == nil {
+		return nil, false
+	}
+	return pe.raw, true
+}
+
 // factState is one peel's entry as `zester peels` needs it.
 type factState struct {
 	id, bad string
@@ -335,10 +350,20 @@ func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 		ix.mu.Unlock()
 	}
 	s := &cachedSubject{paths: want, slots: slots}
+	var subj target.Subject = s
+	var ss *settingsSubject
+	if target.UsesSettings(expr) && ix.m.settings != nil {
+		// I@ matches what this master rendered, secrets masked.
+		ss = &settingsSubject{cachedSubject: s}
+		subj = ss
+	}
 	var out []string
 	for i := range cands {
 		s.id, s.vals = cands[i].id, cands[i].vals
-		if expr.Match(s) {
+		if ss != nil {
+			ss.settings = ix.m.settings.masked(s.id)
+		}
+		if expr.Match(subj) {
 			out = append(out, s.id)
 		}
 	}

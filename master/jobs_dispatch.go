@@ -144,6 +144,9 @@ func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, al
 		}
 	}
 	d := wire.Dispatch{JID: jid, Function: main.Function, Args: main.Args, Deadline: main.Deadline}
+	if main.RequesterKey != "" {
+		d.Role = main.RequesterRole // verified: insecure mode records no key
+	}
 	if all {
 		d.All = true
 		send(d)

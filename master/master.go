@@ -77,6 +77,7 @@ type Master struct {
 	jobs     *jobEngine
 	presence *presence
 	enroll   atomic.Pointer[enrollService]
+	settings *settingsRenderer
 	// basket answers basket reads (basket.go), made on first use.
 	basketOnce sync.Once
 	basket     *basketReader
@@ -290,6 +291,8 @@ func (m *Master) start(ctx context.Context) error {
 	m.jobs = newJobEngine(m)
 	m.presence = newPresence(m)
 	m.member = newMembership(m)
+	m.settings = newSettingsRenderer(m)
+	m.settings.basket = m.basketLookup
 	// Membership first: the index and the job engine need the table to know
 	// which partitions are theirs.
 	if err := m.member.start(ctx); err != nil {
@@ -299,6 +302,9 @@ func (m *Master) start(ctx context.Context) error {
 		return err
 	}
 	if err := m.jobs.start(ctx); err != nil {
+		return err
+	}
+	if err := m.settings.start(ctx); err != nil {
 		return err
 	}
 	go m.presence.run(ctx)

@@ -66,6 +66,7 @@ func newMembership(m *Master) *membership {
 		notify: func(gained, lost []int) {
 			m.index.ownershipChanged(gained, lost)
 			m.jobs.ownershipChanged(gained, lost)
+			m.settings.ownershipChanged(gained, lost)
 		},
 	}
 }

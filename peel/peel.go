@@ -80,6 +80,8 @@ type Peel struct {
 	// beats and beatErrors count presence beats sent and refused locally.
 	beats, beatErrors *metrics.Counter
 
+	// settings is the local render of its settings (settings.go).
+	settings *peelSettings
 	// trust checks the masters' signatures (trust.go); jobsSeen keeps the
 	// accepted job ids across restarts (seen.go).
 	trust    *trust
@@ -135,6 +137,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		instance: peelproto.NewInstance(),
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
+		settings: newPeelSettings(cfg.DataDir),
 		readied:  make(chan struct{}),
 
 		spread: peelproto.NewSpreader(reconnectFactsSpread, reconnectFactsMaxSpread),
@@ -149,6 +152,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	if err := checkBasketFuncs("config key basket", cfg.Basket, p.reg); err != nil {
 		return nil, err
 	}
+	p.settings.basket = p.basketLookup
 	if p.basket, err = newBasket(cfg, opts.Metrics); err != nil {
 		return nil, err
 	}
@@ -209,6 +213,9 @@ func (p *Peel) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		return err
+	}
+	if err := p.initSettings(); err != nil {
 		return err
 	}
 	reconnected := make(chan struct{}, 1)
@@ -296,8 +303,9 @@ func (p *Peel) Run(ctx context.Context) error {
 	go func() { defer p.wg.Done(); p.factsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.connLoop(ctx, reconnected) }()
 	go func() { defer p.wg.Done(); p.beatLoop(ctx) }()
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go func() { defer p.wg.Done(); p.credsLoop(ctx) }()
+	go func() { defer p.wg.Done(); p.settingsLoop(ctx) }()
 	go func() { defer p.wg.Done(); p.basketLoop(ctx) }()
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); p.sched.run(ctx) }()
@@ -471,6 +479,10 @@ func (p *Peel) onControl(msg *nats.Msg) {
 		// as after a reconnect.
 		time.AfterFunc(p.spread.Delay(), func() { notify(p.wake) })
 		notify(p.basket.wake) // gone with the facts, most likely: checked, rewritten if so
+	case wire.ControlSettingsChanged:
+		if slices.Contains(c.Peels, p.cfg.ID) {
+			notify(p.settings.kick)
+		}
 	case wire.ControlBeat:
 		// A master took over the partition and asks who is up; the random
 		// delay spreads a partition's answers over Within.
@@ -497,6 +509,7 @@ func (p *Peel) connLoop(ctx context.Context, reconnected chan struct{}) {
 			return
 		case <-reconnected:
 			notify(p.beatNow)
+			notify(p.settings.kick) // the store may have been rebuilt
 			p.askInfo(ctx)
 			// Republish facts (the store may have been rebuilt), after a
 			// random delay so that a fleet reconnecting at once does not
@@ -568,7 +581,7 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	ret := p.execute(ctx, d.Function, d.Args)
+	ret := p.execute(ctx, d.Function, d.Args, p.mayReveal(d))
 	ret.JID = d.JID
 	// A function that ends after the deadline has a real result, but the
 	// masters may have stopped waiting: mark it, so that it is shown as
@@ -583,8 +596,9 @@ func (p *Peel) runJob(d wire.Dispatch) {
 // execute runs one function through the registry and makes its return: the
 // one path of a dispatched job and of a scheduled run (schedule.go), so
 // both judge success alike.
-func (p *Peel) execute(ctx context.Context, fn string, args json.RawMessage) *wire.Return {
+func (p *Peel) execute(ctx context.Context, fn string, args json.RawMessage, mayReveal bool) *wire.Return {
 	env := p.jobEnv()
+	env.Settings, env.MayReveal = p.settingsFor, mayReveal
 	start := time.Now()
 	res, err := p.reg.Run(ctx, env, fn, args)
 	p.met.jobsRun.Inc()
@@ -754,7 +768,7 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	doc = withID(doc, p.cfg.ID)
+	doc = withCurve(withID(doc, p.cfg.ID), p.settings.curvePub)
 	var m map[string]any
 	if err := json.Unmarshal(doc, &m); err != nil {
 		return err
@@ -768,6 +782,7 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	p.lastFacts = m
 	p.factsMu.Unlock()
 	p.met.factPublishes.Inc()
+	notify(p.settings.kick) // render with the new facts
 	// The fact encoder's tables (about 8 MiB) are garbage now
 	// (factcodec.EncodeOnce): give them back to the OS at once rather than
 	// after the next GC at the scavenger's pace, so an idle peel stays small

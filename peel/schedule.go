@@ -258,7 +258,7 @@ func (sc *scheduler) runOnce(ctx context.Context, e scheduled) *wire.ScheduleEve
 	case <-ctx.Done():
 		return nil
 	}
-	ret := p.execute(ctx, e.fn, e.args)
+	ret := p.execute(ctx, e.fn, e.args, false) // a schedule has no requester: nothing revealed
 	<-p.jobSem
 	if ctx.Err() != nil {
 		return nil

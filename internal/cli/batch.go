@@ -84,6 +84,10 @@ func (a *app) resolveTarget(ctx context.Context, t wire.Target) ([]string, wire.
 	if err != nil {
 		return nil, info, withCode(ExitError, err)
 	}
+	if target.UsesSettings(expr) {
+		// Only the masters hold the rendered settings.
+		return nil, info, withCode(ExitError, fmt.Errorf("target %q: the CLI resolves targets from the facts bucket here, and I@ needs the settings the masters rendered: target the peels by facts or ids", t.Expr))
+	}
 	ids, err := a.resolveLocal(ctx, expr)
 	if err != nil {
 		return nil, info, err

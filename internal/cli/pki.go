@@ -165,7 +165,6 @@ and subscribe to. Nothing in it opens another peel's keys.`,
 		},
 	}
 	c.Flags().IntVar(&spec.Partitions, "partitions", shard.DefaultPartitions, "partition count of the deployment")
-	c.Flags().StringSliceVar(&spec.SettingsKeys, "settings", nil, "settings-files keys the peel may read")
 	return c
 }
 

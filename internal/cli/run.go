@@ -46,7 +46,7 @@ arrives and a summary. The master resolves the target to the exact set of
 peels, so the summary names every peel that did not answer.
 
 Targets: glob on ids (default), -L list, -E regex, -G fact (os:id:debian),
--P fact regex, -S CIDR, -N node group, -C compound
+-P fact regex, -S CIDR, -N node group, -I settings (role:web), -C compound
 ('G@os:id:debian and web* or L@db1,db2').
 
 Arguments: one JSON object or array is passed as is; key=value words make an
@@ -78,6 +78,7 @@ func addTargetFlags(c *cobra.Command, kind map[string]*bool) {
 		{"P", "target is a fact regex key:path:regex"},
 		{"S", "target is a CIDR or address"},
 		{"N", "target is a node group"},
+		{"I", "target is a settings match key:path:glob (what the masters rendered)"},
 		{"C", "target is a compound expression"},
 	} {
 		kind[k.letter] = c.Flags().BoolP(strings.ToLower(k.letter)+"-target", k.letter, false, k.help)
@@ -134,7 +135,7 @@ func (f *runFlags) targetKind() (string, error) {
 	for letter, on := range f.kind {
 		if *on {
 			if kind != "" {
-				return "", errors.New("give at most one of -L -E -G -P -S -N -C")
+				return "", errors.New("give at most one of -L -E -G -P -S -N -I -C")
 			}
 			k, err := target.KindFromFlag(letter)
 			if err != nil {

@@ -22,7 +22,7 @@ func (a *app) settingsCmd() *cobra.Command {
 		Use:   "settings",
 		Short: "Per-peel settings (Salt's pillar) from the settings tree",
 	}
-	c.AddCommand(a.settingsRenderCmd())
+	c.AddCommand(a.settingsRenderCmd(), a.settingsRefreshCmd())
 	return c
 }
 

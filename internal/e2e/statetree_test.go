@@ -20,7 +20,6 @@ import (
 	"github.com/zester-io/zester/internal/statetree"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
-	"github.com/zester-io/zester/topology"
 )
 
 // writeTree writes files (slash path → content) under dir.
@@ -99,12 +98,8 @@ func (c *getCounter) get() []string {
 // manifest and that file's content only; a corrupt or missing content
 // fails the run, naming the path, and no state runs.
 func TestStateTree_PeelAppliesMastersTree(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
+	// m1 without a states_dir, m2 with one: the tree is m2's.
+	_, _, url := basketSetup(t)
 	out := t.TempDir()
 	motd, banner := filepath.Join(out, "motd"), filepath.Join(out, "banner")
 	states := t.TempDir()
@@ -114,7 +109,7 @@ func TestStateTree_PeelAppliesMastersTree(t *testing.T) {
 		"common/banner.sls": fmt.Sprintf("banner:\n  file.managed:\n    - name: %s\n    - contents: hello\n", banner),
 		".git/HEAD":         "ref: refs/heads/main\n",
 	})
-	mcfg := mastertest.Config("m1", url)
+	mcfg := mastertest.Config("m2", url)
 	mcfg.StatesDir = states
 	mastertest.Start(t, mcfg)
 
@@ -245,13 +240,8 @@ func TestStateTree_PeelReadsNotWrites(t *testing.T) {
 // the version, the manifest and the changed file, an unchanged run the
 // version only.
 func TestStateTree_Bytes50States(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	mastertest.Start(t, mastertest.Config("m1", s.ClientURL())) // creates the bucket
-	nc, err := nats.Connect(s.ClientURL())
+	_, _, url := basketSetup(t) // a server and a master, which creates the bucket
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}

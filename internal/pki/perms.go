@@ -19,9 +19,6 @@ type PeelSpec struct {
 	// on the subject of shard.Partition(ID, Partitions). A change of the count
 	// needs new credentials.
 	Partitions int
-	// SettingsKeys are the settings-files keys the peel may read (the
-	// templates its top file assigns it), each granted as one direct get.
-	SettingsKeys []string
 }
 
 // Validate checks the spec; the error names what is wrong.
@@ -31,11 +28,6 @@ func (s PeelSpec) Validate() error {
 	}
 	if s.Partitions < 1 || s.Partitions > 65536 {
 		return fmt.Errorf("peel %s: partitions %d: want 1 to 65536", s.ID, s.Partitions)
-	}
-	for _, k := range s.SettingsKeys {
-		if err := names.ValidateKVKey(k); err != nil {
-			return fmt.Errorf("peel %s: settings key: %w", s.ID, err)
-		}
 	}
 	return nil
 }
@@ -48,8 +40,8 @@ func (s PeelSpec) Validate() error {
 // peel→master subjects (the id as one token; the latter after the account's
 // partition mapping), its own peel inbox and reply inbox (the
 // one-process-per-id check and its answer), its own renewal subject, the master API's info endpoint, and direct gets with
-// the key in the subject for its own returns, its own secrets and the
-// settings keys of the spec, and its own basket keys; the master API's
+// the key in the subject for its own returns, its own secrets entry, its
+// own settings-files entry and its own basket keys; the master API's
 // basket.get endpoint (the masters check its signature).
 // Subscribe: its partition's job and control subjects, its peel inbox and
 // its private reply inbox.
@@ -91,14 +83,15 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		names.JSDirectGetKey(names.BucketBasket, names.BasketPeelFilter(id)),
 		// Before running a job: is my return already stored?
 		names.JSDirectGetKey(names.BucketJobReturns, names.ReturnKey("*", id)),
+		// Its own settings: one key in each bucket, whatever top.zy
+		// assigns it (names.SettingsFilesKey), so credentials outlive
+		// every change of the settings tree.
 		names.JSDirectGetKey(names.BucketSecrets, names.SecretsKey(id)),
+		names.JSDirectGetKey(names.BucketSettingsFiles, names.SettingsFilesKey(id)),
 		// The state tree: every peel may read all of it, as every Salt
 		// minion reads the whole file server; nothing in it is secret.
 		// Read only: no peel may publish to $KV.state-tree.
 		names.JSDirectGetKey(names.BucketStateTree, ">"),
-	}
-	for _, k := range s.SettingsKeys {
-		pub = append(pub, names.JSDirectGetKey(names.BucketSettingsFiles, k))
 	}
 	sub := []string{
 		names.JobSubject(part),

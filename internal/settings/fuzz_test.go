@@ -1,6 +1,7 @@
 package settings_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -96,6 +97,46 @@ func FuzzToken(f *testing.F) {
 		for _, ta := range settings.FindTokens(out) {
 			if strings.HasPrefix(ta.Token, settings.TokenPrefix) {
 				t.Fatalf("token %q left in sanitized text", ta.Token)
+			}
+		}
+	})
+}
+
+// FuzzBundle: whatever a peel finds in its settings-files entry, LoadBundle
+// and the compile either work or fail with an error (no panic, no hang
+// past the bounds), and a bundle that compiles applies exactly its files,
+// in its order. Seeds in testdata/fuzz/FuzzBundle.
+func FuzzBundle(f *testing.F) {
+	for _, s := range []string{
+		`{"v":1,"id":"web1","files":[{"name":"common","path":"common.zy","text":"a: 1\n"},{"name":"web.nginx","path":"web/nginx.zy","text":"b: {{ .id }}\nc: {{ setting \"a\" }}\n"}],"settings_hash":""}`,
+		`{"v":1,"id":"web1","files":[{"name":"web","path":"web/init.zy","text":"p: {{ secret \"zsr1:AAAAAAAAAAAAAAAAAAAAAA\" }}\n"}]}`,
+		`{"v":1,"id":"x","files":[{"name":"a","path":"../a.zy","text":""}]}`,
+		`{"v":1,"id":"x","files":[{"name":"a","path":"a.zy","text":"{{ range 100000000 }}x{{ end }}"}]}`,
+		`{"v":2}`,
+		`{"v":1,"id":"x","files":[{"name":"a","path":"a.zy","text":"a: 1"},{"name":"a","path":"a/init.zy","text":"b: 2"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	vals := &settings.Values{Values: map[string]string{"zsr1:AAAAAAAAAAAAAAAAAAAAAA": "plain"}}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var bundle settings.Bundle
+		if json.Unmarshal(b, &bundle) != nil {
+			return
+		}
+		tr, err := settings.LoadBundle(&bundle)
+		if err != nil {
+			return
+		}
+		res, err := tr.Compile("web1", map[string]any{"os": "debian"}, settings.Options{Secret: settings.RefOpener(vals), Limits: render.Limits{MaxSteps: 100000, MaxOutput: 1 << 16}})
+		if err != nil {
+			return
+		}
+		if len(res.Files) != len(bundle.Files) {
+			t.Fatalf("compiled %v of a bundle of %d files", res.Files, len(bundle.Files))
+		}
+		for i, fl := range bundle.Files {
+			if res.Files[i] != fl.Name {
+				t.Fatalf("file %d is %s, the bundle says %s", i, res.Files[i], fl.Name)
 			}
 		}
 	})

@@ -451,3 +451,10 @@ func TestCompile_SharedDecodeKeepsSecretsApart(t *testing.T) {
 		}
 	}
 }
+
+func TestTop_RefusesSettingsTargets(t *testing.T) {
+	_, err := settings.Load(tree(map[string]string{"top.zy": "'I@role:web': [a]\n", "a.zy": "x: 1\n"}), settings.LoadOptions{})
+	if err == nil || !strings.Contains(err.Error(), "I@ matches settings") || !strings.Contains(err.Error(), "top.zy:1") {
+		t.Fatalf("I@ in top.zy: %v", err)
+	}
+}

@@ -106,6 +106,9 @@ func (t *Tree) expr(kind target.Kind, s string) (target.Expr, error) {
 	if err != nil {
 		return nil, err
 	}
+	if target.UsesSettings(e) {
+		return nil, fmt.Errorf("target %q: I@ matches settings, and top.zy decides which settings a peel has: target on ids or facts here", s)
+	}
 	t.exprs.Store(k, e)
 	return e, nil
 }

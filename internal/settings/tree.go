@@ -30,6 +30,7 @@ type LoadOptions struct {
 // for any number of peels concurrently.
 type Tree struct {
 	top     *render.Template
+	topSrc  []byte
 	topNode *render.Node // decoded once when top.zy has no template actions
 	files   map[string]*file
 	// problems are per-file errors (a template that does not parse, a
@@ -48,7 +49,11 @@ const decodeCacheBytes = 64 << 20
 type file struct {
 	name string
 	path string
-	tmpl *render.Template
+	// src is the file as read; sanitized is src with every token replaced
+	// by its reference (what a peel renders from).
+	src, sanitized []byte
+	sanErr         error
+	tmpl           *render.Template
 	// static is the decoded file when it has no template actions: it is
 	// the same for every peel.
 	static *render.Node
@@ -73,6 +78,7 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 	if t.top, err = render.Parse(TopFile, src); err != nil {
 		return nil, err
 	}
+	t.topSrc = src
 	claimed := map[string]string{}
 	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -108,7 +114,10 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 			t.problems[name] = perr
 			return nil
 		}
-		f := &file{name: name, path: p, tmpl: tmpl}
+		// A malformed token fails the compile of the peels that use the
+		// file, at the template action (and so before Bundle needs this).
+		clean, serr := Sanitize(p, b)
+		f := &file{name: name, path: p, tmpl: tmpl, src: b, sanitized: clean, sanErr: serr}
 		if tmpl.Static() {
 			// Decoded once here; a YAML error is this file's problem.
 			out, xerr := tmpl.Execute(context.Background(), render.Data{}, render.Funcs{}, render.Limits{})

@@ -64,6 +64,7 @@
 //	         | "L@" list
 //	         | "E@" pcre
 //	         | "S@" cidr
+//	         | "I" [d] "@" setting  key:glob on the peel's settings (Salt's pillar)
 //	         | "N@" nodegroup
 //
 // Precedence is Python's, which Salt evaluates compound expressions with:
@@ -75,7 +76,8 @@
 // parentheses that belong to it: "(E@web(1|2))" is the regex "web(1|2)"
 // in a group. A parenthesis fused between a word and a keyword, as in
 // "(a)and(b)", is not split. Parentheses and "not" nest at most 1000
-// deep. The letters I@ and J@ (pillar) and R@ (range) are reported
+// deep. I@ matches the peel's settings (Salt's pillar) as G@ matches facts,
+// through a SettingsSubject. The letters J@ (pillar regex) and R@ (range) are reported
 // as unsupported; any other single letter followed by '@' is an error,
 // rather than the glob Salt would take it for.
 //

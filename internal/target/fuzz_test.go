@@ -36,7 +36,7 @@ func fuzzSubjects() []*MapSubject {
 				netip.AddrFrom4([4]byte{10, byte(i), 0, 1}).String(),
 				netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}).String(),
 			}},
-		}})
+		}, Settings: map[string]any{"role": id, "k": map[string]any{"v": []any{"x", id}}}})
 	}
 	return append(subs, &MapSubject{PeelID: ""}, &MapSubject{PeelID: "web1.example.com", Facts: map[string]any{"os": "debian"}})
 }
@@ -99,6 +99,8 @@ var fuzzSeeds = []string{
 	`E@\Qa\ b or G@os:x\\`,
 	`(G@os:v\) or (L@a\)`,
 	"X@foo",
+	"I@role:web* and not I%@k%v%x",
+	"I@k:v:( or G@os:x",
 	"( web* ",
 	"web* and",
 	"",
@@ -120,7 +122,7 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-var fuzzKinds = []Kind{KindGlob, KindList, KindPCRE, KindFact, KindFactPCRE, KindIPCIDR, KindNodegroup, KindCompound}
+var fuzzKinds = []Kind{KindGlob, KindList, KindPCRE, KindFact, KindFactPCRE, KindIPCIDR, KindNodegroup, KindCompound, KindSettings}
 
 // FuzzParseKinds does the same for every kind, whose rendering has to
 // turn, for instance, spaces and stray parentheses into compound syntax.

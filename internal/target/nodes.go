@@ -41,12 +41,14 @@ type RegexExpr struct {
 }
 
 // FactExpr matches a fact value against a glob (G@) or a regular
-// expression (P@), case-insensitively as Salt does.
+// expression (P@), case-insensitively as Salt does; or, with settings, a
+// setting value against a glob (I@, Salt's pillar match).
 type FactExpr struct {
-	text  string // everything after "G@"
-	delim byte
-	regex bool
-	cands []factCand // readings of text, longest key path first
+	text     string // everything after "G@"
+	delim    byte
+	regex    bool
+	settings bool
+	cands    []factCand // readings of text, longest key path first
 }
 
 type factCand struct {
@@ -90,6 +92,10 @@ func (e *FactExpr) Pattern() string {
 	return e.text[strings.LastIndexByte(e.text, e.delim)+1:]
 }
 
+// IsSettings reports whether the expression matches settings (I@), not
+// facts.
+func (e *FactExpr) IsSettings() bool { return e.settings }
+
 // IsRegex reports whether the value pattern is a regular expression (P@)
 // rather than a glob (G@).
 func (e *FactExpr) IsRegex() bool { return e.regex }
@@ -129,9 +135,17 @@ func (e *ListExpr) Match(p Subject) bool {
 func (e *RegexExpr) Match(p Subject) bool { return e.re.MatchString(p.ID()) }
 
 func (e *FactExpr) Match(p Subject) bool {
+	get := p.Fact
+	if e.settings {
+		s, ok := p.(SettingsSubject)
+		if !ok {
+			return false
+		}
+		get = s.Setting
+	}
 	for i := range e.cands {
 		c := &e.cands[i]
-		if v, ok := p.Fact(c.path); ok && c.matchValue(v) {
+		if v, ok := get(c.path); ok && c.matchValue(v) {
 			return true
 		}
 	}
@@ -343,8 +357,11 @@ func (e *RegexExpr) String() string { return "E@" + closeQuote(escapeRegexWS(e.p
 
 func (e *FactExpr) String() string {
 	head := "G"
-	if e.regex {
+	switch {
+	case e.regex:
 		head = "P"
+	case e.settings:
+		head = "I"
 	}
 	if e.delim != ':' {
 		head += string(e.delim)

@@ -368,7 +368,7 @@ func (p *parser) parseWord(w string, pos int) (Expr, error) {
 	}
 	rest, rpos := w[n:], pos+n
 	if letter >= 'a' && letter <= 'z' {
-		return nil, p.errf(pos, "unknown target type %q (type letters are upper-case: G P L E S N)", w[:n])
+		return nil, p.errf(pos, "unknown target type %q (type letters are upper-case: G P I L E S N)", w[:n])
 	}
 	switch letter {
 	case 'G', 'P':
@@ -396,12 +396,17 @@ func (p *parser) parseWord(w string, pos int) (Expr, error) {
 			return nil, p.errf(rpos, "expected a nodegroup name after N@")
 		}
 		return p.nodegroupLeaf(rest, rpos)
-	case 'I', 'J':
-		return nil, p.errf(pos, "pillar targeting (%c@) is not supported", letter)
+	case 'I':
+		if rest == "" {
+			return nil, p.errf(rpos, "expected key%cvalue after %q", delim, w[:n])
+		}
+		return p.settingLeaf(rest, rpos, delim)
+	case 'J':
+		return nil, p.errf(pos, "pillar regex targeting (J@) is not supported (use I@ with a glob)")
 	case 'R':
 		return nil, p.errf(pos, "range targeting (R@) is not supported")
 	}
-	return nil, p.errf(pos, "unknown target type %q (want G P L E S N)", w[:n])
+	return nil, p.errf(pos, "unknown target type %q (want G P I L E S N)", w[:n])
 }
 
 func (p *parser) globLeaf(s string, pos int) (Expr, error) {
@@ -475,6 +480,16 @@ func (p *parser) regexLeaf(s string, pos int) (Expr, error) {
 // pattern. Like Salt, when the value itself contains the delimiter (a MAC
 // or IPv6 address, say) shorter key paths are tried as well, each taking
 // the rest as its value; a peel matches if any reading matches.
+// settingLeaf is I@: a fact leaf matched against the peel's settings.
+func (p *parser) settingLeaf(s string, pos int, delim byte) (Expr, error) {
+	e, err := p.factLeaf(s, pos, delim, false)
+	if err != nil {
+		return nil, err
+	}
+	e.(*FactExpr).settings = true
+	return e, nil
+}
+
 func (p *parser) factLeaf(s string, pos int, delim byte, regex bool) (Expr, error) {
 	parts := strings.Split(s, string(delim))
 	if len(parts) == 1 {

@@ -18,6 +18,17 @@ type MapSubject struct {
 	// them from Facts["network"]["addresses"], a list of strings
 	// ("10.0.0.5" or "10.0.0.5/24").
 	Addresses []netip.Addr
+	// Settings are the peel's settings for I@ (secrets masked); nil
+	// matches no I@ target.
+	Settings map[string]any
+}
+
+// Setting walks path through the settings as Fact does through facts.
+func (m MapSubject) Setting(path []string) (any, bool) {
+	if m.Settings == nil || len(path) == 0 {
+		return nil, false
+	}
+	return lookup(m.Settings, path)
 }
 
 // ID returns PeelID.
@@ -166,6 +177,9 @@ func FactPaths(e Expr) [][]string {
 		case *NotExpr:
 			walk(x.x)
 		case *FactExpr:
+			if x.settings {
+				return // I@: settings, not facts
+			}
 			for _, c := range x.cands {
 				add(c.path)
 			}

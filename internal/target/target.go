@@ -3,6 +3,7 @@ package target
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -19,6 +20,7 @@ const (
 	KindFactPCRE  Kind = "factpcre"  // -P: key:key:regex on facts
 	KindIPCIDR    Kind = "ipcidr"    // -S: CIDR or single address
 	KindNodegroup Kind = "nodegroup" // -N: nodegroup name from the master config
+	KindSettings  Kind = "settings"  // -I: key:key:glob on settings (Salt's pillar)
 	KindCompound  Kind = "compound"  // -C: compound expression
 )
 
@@ -42,6 +44,30 @@ type Expr interface {
 	// IDOnly reports whether Match looks at nothing but the peel id, so
 	// that a master can resolve the target without facts or addresses.
 	IDOnly() bool
+}
+
+// SettingsSubject is a Subject that also knows the peel's settings, as the
+// masters rendered them (I@). A Subject without it matches no I@ target.
+// Secret values must be masked ("<secret>") in what Setting returns: a
+// target must not tell anyone a secret one guess at a time.
+type SettingsSubject interface {
+	Setting(path []string) (any, bool)
+}
+
+// UsesSettings reports whether e has an I@ term, so that a resolver knows
+// it must give Match a SettingsSubject.
+func UsesSettings(e Expr) bool {
+	switch n := e.(type) {
+	case *AndExpr:
+		return slices.ContainsFunc(n.terms, UsesSettings)
+	case *OrExpr:
+		return slices.ContainsFunc(n.terms, UsesSettings)
+	case *NotExpr:
+		return UsesSettings(n.x)
+	case *FactExpr:
+		return n.settings
+	}
+	return false
 }
 
 // Subject is what an expression is matched against: one peel.
@@ -87,12 +113,14 @@ func KindFromFlag(letter string) (Kind, error) {
 		return KindNodegroup, nil
 	case "C":
 		return KindCompound, nil
-	case "I", "J":
-		return "", fmt.Errorf("target: flag %q: pillar targeting is not supported", letter)
+	case "I":
+		return KindSettings, nil
+	case "J":
+		return "", fmt.Errorf("target: flag %q: pillar regex targeting is not supported (use -I with a glob)", letter)
 	case "R":
 		return "", fmt.Errorf("target: flag %q: range targeting is not supported", letter)
 	}
-	return "", fmt.Errorf("target: unknown target flag %q (want one of L E G P S N C)", letter)
+	return "", fmt.Errorf("target: unknown target flag %q (want one of L E G P S N I C)", letter)
 }
 
 // Parse parses expr as a target of the given kind ("" means glob).
@@ -130,13 +158,15 @@ func Parse(kind Kind, expr string, opt Options) (Expr, error) {
 		return p.cidrLeaf(s, start)
 	case KindNodegroup:
 		return p.nodegroupLeaf(s, start)
+	case KindSettings:
+		return p.settingLeaf(s, start, ':')
 	}
 	return nil, fmt.Errorf("target: unknown kind %q", kind)
 }
 
 func isKnownKind(k Kind) bool {
 	switch k {
-	case "", KindGlob, KindList, KindPCRE, KindFact, KindFactPCRE, KindIPCIDR, KindNodegroup, KindCompound:
+	case "", KindGlob, KindList, KindPCRE, KindFact, KindFactPCRE, KindIPCIDR, KindNodegroup, KindSettings, KindCompound:
 		return true
 	}
 	return false

@@ -24,14 +24,14 @@ func fleet() []*MapSubject {
 			},
 			"hwaddr_interfaces": map[string]any{"eth0": "52:54:00:12:34:56"},
 			"disks":             []any{map[string]any{"name": "sda", "size": json.Number("512")}},
-		}},
+		}, Settings: map[string]any{"role": "web", "db": map[string]any{"password": "<secret>"}, "pkgs": []any{"nginx", "vim"}}},
 		{PeelID: "web2.example.com", Facts: map[string]any{
 			"os": "Ubuntu", "os_family": "Debian", "num_cpus": float64(8),
 			"osfullname": "Ubuntu",
 			"roles":      []any{"web"},
 			"network":    map[string]any{"addresses": []any{"10.1.0.7/16", "2001:db8::7"}},
 		}},
-		{PeelID: "web10", Facts: map[string]any{"os": "Debian", "roles": []any{}}},
+		{PeelID: "web10", Facts: map[string]any{"os": "Debian", "roles": []any{}}, Settings: map[string]any{"role": "Web-Canary"}},
 		{PeelID: "db1", Facts: map[string]any{
 			"os": "Debian", "os_family": "Debian", "osfullname": "Red Hat Enterprise Linux",
 			"roles":   []any{"db"},
@@ -160,6 +160,14 @@ var matchTests = []struct {
 	{KindCompound, "S@10.2.3.4 or S@192.168.0.0/16", "db1 db2"},
 	{KindCompound, "[a]nd", "and"},
 	{KindCompound, "\tweb10\n", "web10"},
+	// I@ matches settings, never facts, case-insensitively as G@; a
+	// subject without settings matches none.
+	{KindSettings, "role:web*", "web1.example.com web10"},
+	{KindCompound, "I@role:web and not G@os:Ubuntu", "web1.example.com"},
+	{KindCompound, "I@pkgs:nginx", "web1.example.com"},
+	{KindCompound, "I@os:Debian", ""},
+	{KindCompound, "I%@db%password%*", "web1.example.com"},
+	{KindCompound, "not I@role:*", "web2.example.com db1 db2 and"},
 }
 
 var testGroups = map[string]string{
@@ -300,8 +308,10 @@ func TestErrors(t *testing.T) {
 		{KindCompound, "X@foo", 1, `unknown target type "X@"`},
 		{KindCompound, "web* and X@foo", 10, `unknown target type "X@"`},
 		{KindCompound, "g@os:Debian", 1, "upper-case"},
-		{KindCompound, "I@role:web", 1, "pillar targeting (I@) is not supported"},
-		{KindCompound, "J%@role%web", 1, "pillar targeting (J@) is not supported"},
+		{KindCompound, "I@role", 7, `expected ':' between fact key and value pattern`},
+		{KindCompound, "a or I@", 8, `expected key:value after "I@"`},
+		{KindSettings, "role:", 5, "empty value pattern"},
+		{KindCompound, "J%@role%web", 1, "pillar regex targeting (J@) is not supported"},
 		{KindCompound, "R@%foo", 1, "range targeting"},
 		// dangling and misplaced operators
 		{KindCompound, "web* and", 9, `expected a target after "and", found end of expression`},
@@ -382,13 +392,13 @@ func TestErrorString(t *testing.T) {
 func TestKindFromFlag(t *testing.T) {
 	for flag, want := range map[string]Kind{
 		"": KindGlob, "L": KindList, "E": KindPCRE, "G": KindFact, "P": KindFactPCRE,
-		"S": KindIPCIDR, "N": KindNodegroup, "C": KindCompound, "-C": KindCompound,
+		"S": KindIPCIDR, "N": KindNodegroup, "C": KindCompound, "-C": KindCompound, "I": KindSettings,
 	} {
 		if got, err := KindFromFlag(flag); err != nil || got != want {
 			t.Errorf("KindFromFlag(%q) = %q, %v; want %q", flag, got, err, want)
 		}
 	}
-	for _, flag := range []string{"X", "I", "R", "l", "LL"} {
+	for _, flag := range []string{"X", "J", "R", "l", "LL"} {
 		if k, err := KindFromFlag(flag); err == nil {
 			t.Errorf("KindFromFlag(%q) = %q, want error", flag, k)
 		}

@@ -125,6 +125,10 @@ type Dispatch struct {
 	All      bool      `json:"all,omitempty"`
 	Peels    []string  `json:"peels,omitempty"`
 	Deadline time.Time `json:"deadline"`
+	// Role is the verified role of the job's requester ("" when nobody
+	// was authenticated); the master's signature covers it. settings.get
+	// reveals secrets only to a role that may (admin).
+	Role string `json:"role,omitempty"`
 }
 
 // Control ops.

@@ -70,7 +70,7 @@ func factsGet(ctx context.Context, env *Env, args json.RawMessage) (any, error) 
 	if a.Path == "" {
 		return facts, nil
 	}
-	return lookupPath(facts, a.Path)
+	return lookupPath(facts, "path", a.Path)
 }
 
 func factsRefresh(ctx context.Context, env *Env, args json.RawMessage) (any, error) {
@@ -87,10 +87,10 @@ func factsRefresh(ctx context.Context, env *Env, args json.RawMessage) (any, err
 // lookupPath narrows v to the value at the ':'-separated path. Maps are
 // indexed by key, lists by decimal index. Arbitrary Go values (structs) are
 // first normalised through JSON.
-func lookupPath(v any, path string) (any, error) {
+func lookupPath(v any, arg, path string) (any, error) {
 	cur, err := normalize(v)
 	if err != nil {
-		return nil, errorf(CodeFailed, "facts are not JSON-representable: %v", err)
+		return nil, errorf(CodeFailed, "not JSON-representable: %v", err)
 	}
 	parts := strings.Split(path, ":")
 	for i, key := range parts {
@@ -103,20 +103,20 @@ func lookupPath(v any, path string) (any, error) {
 				if len(keys) > 50 {
 					keys = append(keys[:50], "...")
 				}
-				return nil, badArgs("argument \"path\": %q not found at %q (available: %s)",
-					key, walked, strings.Join(keys, ", "))
+				return nil, badArgs("argument %q: %q not found at %q (available: %s)",
+					arg, key, walked, strings.Join(keys, ", "))
 			}
 			cur = next
 		case []any:
 			n, err := strconv.Atoi(key)
 			if err != nil || n < 0 || n >= len(c) {
-				return nil, badArgs("argument \"path\": %q is not a valid index at %q (list of %d)",
-					key, walked, len(c))
+				return nil, badArgs("argument %q: %q is not a valid index at %q (list of %d)",
+					arg, key, walked, len(c))
 			}
 			cur = c[n]
 		default:
-			return nil, badArgs("argument \"path\": cannot descend into %q at %q: not an object or list",
-				key, walked)
+			return nil, badArgs("argument %q: cannot descend into %q at %q: not an object or list",
+				arg, key, walked)
 		}
 	}
 	return cur, nil

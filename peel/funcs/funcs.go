@@ -30,6 +30,8 @@
 //	file.read     {path, max_bytes}            -> *FileContent
 //	facts.get     {path}                       -> facts, optionally narrowed ("os:id")
 //	facts.refresh                              -> freshly collected facts
+//	settings.get  {key, default, reveal}       -> one setting ("db:password"), secrets masked
+//	settings.items {reveal}                    -> every setting, secrets masked
 //	network.ipv4  {interface, loopback}        -> the host's IPv4 addresses
 //	network.ipv6  {interface, loopback}        -> the host's IPv6 addresses
 //	network.interfaces                         -> []Interface
@@ -74,6 +76,12 @@ type Env struct {
 	// MaxOutput caps captured stdout/stderr (per stream) and file.read in
 	// bytes. DefaultMaxOutput is used when it is zero or negative.
 	MaxOutput int
+	// Settings returns the peel's settings (its last good render), secrets
+	// masked unless reveal; nil when the agent has none.
+	Settings func(ctx context.Context, reveal bool) (map[string]any, error)
+	// MayReveal says the job may see secrets in plaintext: it came, signed,
+	// from a requester whose role may reveal (settings.go).
+	MayReveal bool
 	// Basket reads basket entry name of the peels a target of kind ("" a
 	// glob) selects, by peel id (basket.get). May be nil.
 	Basket func(ctx context.Context, kind, target, name string) (map[string]any, error)
@@ -129,6 +137,8 @@ func NewRegistry() *Registry {
 	r.Register("file.read", fileRead)
 	r.Register("facts.get", factsGet)
 	r.Register("facts.refresh", factsRefresh)
+	r.Register("settings.get", settingsGet)
+	r.Register("settings.items", settingsItems)
 	r.Register("network.ipv4", networkIPv4)
 	r.Register("network.ipv6", networkIPv6)
 	r.Register("network.interfaces", networkInterfaces)

@@ -73,7 +73,7 @@ func jsonStr(s string) string {
 
 func TestNames(t *testing.T) {
 	want := []string{"basket.get", "cmd.run", "cmd.script", "facts.get", "facts.refresh", "file.read", "file.stat",
-		"network.interfaces", "network.ipv4", "network.ipv6", "service.status", "sys.info", "test.echo", "test.ping", "test.sleep"}
+		"network.interfaces", "network.ipv4", "network.ipv6", "service.status", "settings.get", "settings.items", "sys.info", "test.echo", "test.ping", "test.sleep"}
 	got := NewRegistry().Names()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)

@@ -1,0 +1,418 @@
+// Command settings measures the masters' settings renderer at fleet scale
+// (docs/settings.md, "Measured"): N simulated peels (an accepted enrollment
+// record with a curve key and a fact document each, in KV; no peel process)
+// against one real zester-master in a child process, so that its CPU and
+// memory are its own, and an in-process nats-server.
+//
+//	go run ./bench/settings [--peels 100000]
+//
+// Phases, each timed until every entry is current (the master's write
+// counter, scraped from its /metrics, reaches what the phase must write,
+// and its render counter what it must render):
+//
+//	rebuild   master start on empty settings-files and secrets buckets
+//	          (facts and enrollments present): every entry written
+//	restart   master restart with every entry current: nothing written
+//	secret    a new secret in common.zy (every peel uses it): every
+//	          settings-files and every secrets entry written
+//	text      a text change in common.zy: every settings-files entry
+//
+// Raw baselines of the same run: the same number of bare KV puts of the
+// same sizes through PublishAsync, and nkeys Seal per peel.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/zester-io/zester/internal/enroll"
+	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/settings"
+	"github.com/zester-io/zester/internal/settings/settingstest"
+	"github.com/zester-io/zester/master"
+	"github.com/zester-io/zester/topology"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/settings:", err)
+		os.Exit(1)
+	}
+}
+
+var (
+	peels   = flag.Int("peels", 100_000, "simulated peels")
+	keep    = flag.Bool("keep", false, "keep the work directory")
+	timeout = flag.Duration("timeout", 10*time.Minute, "bound of each phase")
+)
+
+func run() error {
+	flag.Parse()
+	N := *peels
+	work, err := os.MkdirTemp("", "zester-settings-bench-")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer os.RemoveAll(work)
+	}
+	fmt.Printf("# settings benchmark: %d peels, %d cores, go %s, load %s\n\n", N, runtime.NumCPU(), runtime.Version(), loadavg())
+
+	bin := filepath.Join(work, "zester-master")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/zester-master").CombinedOutput(); err != nil {
+		return fmt.Errorf("build zester-master: %v\n%s", err, out)
+	}
+	srv, err := topology.StartServer(topology.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(work, "nats")})
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	ctx := context.Background()
+	if err := master.Bootstrap(ctx, js, master.Layout{}); err != nil {
+		return err
+	}
+
+	// The settings tree and the masters' curve key.
+	pkiDir, dir := filepath.Join(work, "pki"), filepath.Join(work, "settings")
+	os.MkdirAll(pkiDir, 0o700)
+	pub, err := pki.CreateCurveSeed(filepath.Join(pkiDir, pki.FileMasterCurve))
+	if err != nil {
+		return err
+	}
+	tree, err := settingstest.Tree(pub)
+	if err != nil {
+		return err
+	}
+	writeTree := func() {
+		for p, s := range tree {
+			os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
+			os.WriteFile(filepath.Join(dir, p), []byte(s), 0o644)
+		}
+	}
+	writeTree()
+
+	// The fleet: keys before the clock (a peel makes its own once).
+	t0 := time.Now()
+	curves := make([]string, N)
+	parallel(N, func(i int) {
+		kp, _ := nkeys.CreateCurveKeys()
+		curves[i], _ = kp.PublicKey()
+	})
+	now := time.Now().UTC()
+	seed := time.Now()
+	if err := putAll(ctx, js, N, func(i int) (string, []byte) {
+		r := enroll.Record{ID: peelID(i), State: enroll.StateAccepted, NKey: "U" + strings.Repeat("A", 55), Curve: curves[i], Requested: now, Decided: now}
+		b, _ := json.Marshal(r)
+		return names.KVSubjectPrefix(names.BucketEnrollments) + names.EnrollRecordKey(r.ID), b
+	}); err != nil {
+		return err
+	}
+	if err := putAll(ctx, js, N, func(i int) (string, []byte) {
+		return names.KVSubjectPrefix(names.BucketFacts) + names.FactsKey(peelID(i)), factcodec.Encode(settingstest.Facts(i))
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("seeded %d enrollment records and fact documents in %s (keys %s)\n\n", N, time.Since(seed).Round(time.Millisecond), seed.Sub(t0).Round(time.Millisecond))
+
+	m := &child{bin: bin, work: work, url: srv.ClientURL(), dir: dir, pkiDir: pkiDir}
+	fmt.Println("| phase | peels rendered | entries written | time until current | master CPU | master RSS peak | load |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	if err := m.start(); err != nil {
+		return err
+	}
+	defer m.stop()
+	if err := m.phase("rebuild (empty buckets, master start)", N, 2*N, nil); err != nil {
+		return err
+	}
+	m.stop()
+	if err := m.start(); err != nil {
+		return err
+	}
+	if err := m.phase("restart (all current)", N, 0, nil); err != nil {
+		return err
+	}
+	if err := m.phase("new secret in common.zy", N, 2*N, func() {
+		tok, _ := settings.Seal(pub, []byte("monitoring-token-"+strconv.FormatInt(time.Now().UnixNano(), 10)))
+		tree["common.zy"] = replaceToken(tree["common.zy"], tok)
+		writeTree()
+	}); err != nil {
+		return err
+	}
+	if err := m.phase("text change in common.zy", N, N, func() {
+		tree["common.zy"] = strings.Replace(tree["common.zy"], "htop", "htop, jq", 1)
+		writeTree()
+	}); err != nil {
+		return err
+	}
+	peak := m.rssPeak()
+	m.stop()
+
+	// Raw baselines of the same sizes.
+	fsz, ssz := avgSize(ctx, js, names.BucketSettingsFiles, N), avgSize(ctx, js, names.BucketSecrets, N)
+	fmt.Printf("\nmaster RSS peak over the run: %.0f MiB; entry sizes: settings-files %d B, secrets %d B (averages)\n\n", float64(peak)/(1<<20), fsz, ssz)
+	start := time.Now()
+	if err := putAll(ctx, js, 2*N, func(i int) (string, []byte) {
+		if i%2 == 0 {
+			return names.KVSubjectPrefix(names.BucketBasket) + "raw.b" + strconv.Itoa(i), make([]byte, fsz)
+		}
+		return names.KVSubjectPrefix(names.BucketBasket) + "raw.s" + strconv.Itoa(i), make([]byte, ssz)
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("baseline: %d bare KV puts (half %d B, half %d B) through PublishAsync: %s\n", 2*N, fsz, ssz, time.Since(start).Round(time.Millisecond))
+	vals := []byte(`{"v":1,"id":"peel00001","values":{"zsr1:aaaaaaaaaaaaaaaaaaaaaa":"monitoring-token-123","zsr1:bbbbbbbbbbbbbbbbbbbbbb":"db-password-456"}}`)
+	start = time.Now()
+	parallel(N, func(i int) { settings.Seal(curves[i], vals) })
+	fmt.Printf("baseline: settings.Seal (one-time key + nkeys Seal) ×%d on %d cores: %s\n", N, runtime.GOMAXPROCS(0), time.Since(start).Round(time.Millisecond))
+	kp, _ := pki.LoadMasterCurve(pkiDir)
+	t, err := settings.Load(os.DirFS(dir), settings.LoadOptions{})
+	if err != nil {
+		return err
+	}
+	open := settings.CachingOpener(kp)
+	start = time.Now()
+	parallel(N, func(i int) {
+		var f map[string]any
+		doc, _ := factcodec.Decode(factcodec.Encode(settingstest.Facts(i)))
+		json.Unmarshal(doc, &f)
+		t.Compile(peelID(i), f, settings.Options{Secret: open})
+	})
+	fmt.Printf("baseline: decode facts + Tree.Compile ×%d on %d cores, in process: %s\n", N, runtime.GOMAXPROCS(0), time.Since(start).Round(time.Millisecond))
+	fmt.Printf("load after: %s\n", loadavg())
+	return nil
+}
+
+func peelID(i int) string { return fmt.Sprintf("peel%05d", i) }
+
+// replaceToken puts tok in place of the first token of s.
+func replaceToken(s, tok string) string {
+	i := strings.Index(s, settings.TokenPrefix)
+	j := i + strings.IndexByte(s[i:], '"')
+	return s[:i] + tok + s[j:]
+}
+
+func parallel(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	w := runtime.GOMAXPROCS(0)
+	for k := range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := k; i < n; i += w {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// putAll publishes n messages asynchronously and waits for every ack.
+func putAll(ctx context.Context, js jetstream.JetStream, n int, msg func(i int) (string, []byte)) error {
+	for i := range n {
+		subj, b := msg(i)
+		for {
+			_, err := js.PublishAsync(subj, b)
+			if err == nil {
+				break
+			}
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(*timeout):
+		return fmt.Errorf("acks not complete after %s", *timeout)
+	}
+	if p := js.PublishAsyncPending(); p > 0 {
+		return fmt.Errorf("%d publishes pending", p)
+	}
+	_ = ctx
+	return nil
+}
+
+func avgSize(ctx context.Context, js jetstream.JetStream, bucket string, n int) int {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return 0
+	}
+	total, got := 0, 0
+	for i := 0; i < n; i += max(1, n/100) {
+		if e, err := kv.Get(ctx, peelID(i)); err == nil {
+			total += len(e.Value())
+			got++
+		}
+	}
+	if got == 0 {
+		return 0
+	}
+	return total / got
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// child is the zester-master process.
+type child struct {
+	bin, work, url, dir, pkiDir string
+	cmd                         *exec.Cmd
+	http                        string
+	started                     time.Time
+}
+
+func (c *child) start() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.http = l.Addr().String()
+	l.Close()
+	cfg := fmt.Sprintf("id: bench-m1\ninsecure: true\nlog_level: warn\nhttp: %s\nnats:\n  url: %s\nsettings_dir: %s\npki_dir: %s\n", c.http, c.url, c.dir, c.pkiDir)
+	path := filepath.Join(c.work, "master.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	c.cmd = exec.Command(c.bin, "--config", path)
+	c.cmd.Stderr = os.Stderr
+	c.started = time.Now()
+	return c.cmd.Start()
+}
+
+func (c *child) stop() {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	c.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+	c.cmd = nil
+}
+
+// metric reads one counter from the master's /metrics (-1 when it does not
+// answer yet).
+func (c *child) metric(name string) float64 {
+	resp, err := http.Get("http://" + c.http + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	for _, l := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// phase runs change and waits until the master rendered renders more peels
+// and wrote writes more entries (and, for 0 writes, that a second passed
+// without one after the renders). With change nil the phase is the
+// master's start: counted from the process start, from zero.
+func (c *child) phase(name string, renders, writes int, change func()) error {
+	for c.metric("zester_master_settings_renders_total") < 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var r0, w0, cpu0 float64
+	start := c.started
+	if change != nil {
+		r0, w0 = c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_writes_total")
+		cpu0 = c.cpu()
+		start = time.Now()
+		change()
+	}
+	deadline := start.Add(*timeout)
+	for {
+		r, w := c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_writes_total")
+		if r-r0 >= float64(renders) && w-w0 >= float64(writes) {
+			took := time.Since(start)
+			if writes == 0 {
+				time.Sleep(time.Second)
+				if w2 := c.metric("zester_master_settings_writes_total"); w2 != w {
+					return fmt.Errorf("%s: %v writes after the renders, want none", name, w2-w0)
+				}
+			}
+			fmt.Printf("| %s | %.0f | %.0f | %s | %.1f s | %.0f MiB | %s |\n", name, r-r0, w-w0, took.Round(time.Millisecond), c.cpu()-cpu0, float64(c.rssPeak())/(1<<20), loadavg())
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: after %s: %.0f of %d renders, %.0f of %d writes", name, *timeout, r-r0, renders, w-w0, writes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// cpu is the child's user+system CPU seconds.
+func (c *child) cpu() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// rssPeak is the child's peak resident set (VmHWM).
+func (c *child) rssPeak() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

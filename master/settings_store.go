@@ -1,0 +1,322 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/enroll"
+	"github.com/zester-io/zester/internal/kvwatch"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/shard"
+)
+
+// followStore keeps s.stored[idx] equal to the content hashes the bucket
+// holds, from the headers alone (a headers-only follower of the last value
+// per key). It returns once the current entries are known (or after a
+// bound, when the store is slow: a render then may write an entry that was
+// current, which is harmless). An entry deleted or purged, or written by
+// someone else (no hash header), is rendered and written again.
+func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket string) error {
+	prefix := names.KVSubjectPrefix(bucket)
+	caught := make(chan struct{})
+	var once sync.Once
+	f, err := kvwatch.Follow(ctx, s.m.js, names.KVStream(bucket), kvwatch.FollowOptions{
+		Name: "settings-" + bucket, Subjects: []string{prefix + ">"}, HeadersOnly: true,
+		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy, OnError: s.m.watchErr(bucket), Monitor: s.m.watches,
+		OnCaughtUp: func() { once.Do(func() { close(caught) }) },
+	}, func(msg jetstream.Msg) {
+		key := strings.TrimPrefix(msg.Subject(), prefix)
+		h := msg.Headers()
+		switch op := h.Get("KV-Operation"); {
+		case op == "DEL" || op == "PURGE" || h.Get("Nats-Marker-Reason") != "":
+			s.setStored(idx, key, "")
+			s.storeGone(key)
+		default:
+			hash := h.Get(names.HeaderContentHash)
+			s.setStored(idx, key, hash)
+			if hash == "" {
+				s.storeGone(key)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, f.Stop)
+	select {
+	case <-caught:
+	case <-time.After(30 * time.Second):
+		s.log.Warn("settings: the store's entries are not all known yet; rendering anyway", "bucket", bucket)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// storeCheckEvery is how often a master compares the number of keys each
+// bucket holds with the number it believes stored: a purge of a whole
+// stream (`nats stream purge KV_secrets`, a restore without these buckets)
+// leaves no per-key marker for the follower to see.
+const storeCheckEvery = 10 * time.Second
+
+// checkStoreLoop re-renders every owned peel into a bucket that holds fewer
+// keys than were stored, with the stored hashes of that bucket forgotten, so
+// every missing entry is written again.
+func (s *settingsRenderer) checkStoreLoop(ctx context.Context) {
+	t := time.NewTicker(storeCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for idx, b := range settingsBuckets {
+			// Count before asking: every key counted was stored before the
+			// stream's state is read (a delete leaves its key a marker), so
+			// only a loss makes the store hold fewer.
+			s.storeMu.Lock()
+			known := len(s.stored[idx])
+			s.storeMu.Unlock()
+			st, err := s.m.js.Stream(ctx, names.KVStream(b))
+			if err != nil {
+				continue
+			}
+			lost := int(st.CachedInfo().State.NumSubjects) < known
+			if lost {
+				s.storeMu.Lock()
+				clear(s.stored[idx])
+				s.storeMu.Unlock()
+			}
+			if lost {
+				s.log.Warn("settings entries missing from the store; writing them again", "bucket", b, "keys", st.CachedInfo().State.NumSubjects, "stored", known)
+				s.markAffected(true, nil)
+			}
+		}
+	}
+}
+
+// storeGone marks the peel of a key that no longer holds our entry, when it
+// is ours to render (keys are peel ids).
+func (s *settingsRenderer) storeGone(key string) {
+	if names.ValidateID(key) != nil || !s.m.member.owns(shard.Partition(key, s.m.cfg.Partitions)) {
+		return
+	}
+	s.mu.Lock()
+	_, known := s.peels[key]
+	s.mu.Unlock()
+	if known {
+		s.markDirty(key)
+	}
+}
+
+// followEnrollments keeps the curve keys of accepted enrollments: what a
+// peel's values are sealed to. A changed key (a peel enrolled again with new
+// keys) renders that peel again.
+func (s *settingsRenderer) followEnrollments(ctx context.Context) error {
+	w, err := kvwatch.Watch(ctx, s.m.js, names.BucketEnrollments, kvwatch.Options{Name: "settings-enrollments", OnError: s.m.watchErr(names.BucketEnrollments), Monitor: s.m.watches})
+	if err != nil {
+		return err
+	}
+	caught := make(chan struct{})
+	go func() {
+		defer w.Stop()
+		first := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if first {
+						first = false
+						close(caught)
+					}
+					continue
+				}
+				key := e.Key()
+				if names.IsEnrollReservedKey(key) || names.ValidateID(key) != nil {
+					continue
+				}
+				curve := ""
+				var r enroll.Record
+				if e.Operation() == jetstream.KeyValuePut && r.Decode(key, e.Value()) == nil && r.State == enroll.StateAccepted {
+					curve = r.Curve
+				}
+				s.storeMu.Lock()
+				old := s.curves[key]
+				if curve == "" {
+					delete(s.curves, key)
+				} else {
+					s.curves[key] = curve
+				}
+				s.storeMu.Unlock()
+				if old != curve && !first {
+					s.markDirty(key)
+				}
+			}
+		}
+	}()
+	select {
+	case <-caught:
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// settingsReloadDebounce gathers the events of one edit or checkout (an
+// editor writes, renames and chmods; git writes many files) into one
+// reload.
+const settingsReloadDebounce = 200 * time.Millisecond
+
+// watchDir reloads the tree when anything under settings_dir changes.
+func (s *settingsRenderer) watchDir(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	add := func(root string) {
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				if strings.HasPrefix(d.Name(), ".") && p != root {
+					return fs.SkipDir // .git
+				}
+				w.Add(p)
+			}
+			return nil
+		})
+	}
+	if _, err := os.Stat(s.dir); err != nil {
+		w.Close()
+		return err
+	}
+	add(s.dir)
+	go func() {
+		defer w.Close()
+		var t *time.Timer
+		fire := make(chan struct{}, 1)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if ev.Has(fsnotify.Create) {
+					if st, err := os.Stat(ev.Name); err == nil && st.IsDir() {
+						add(ev.Name)
+					}
+				}
+				if t == nil {
+					t = time.AfterFunc(settingsReloadDebounce, func() { fire <- struct{}{} })
+				} else {
+					t.Reset(settingsReloadDebounce)
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				s.log.Warn("settings_dir watch", "err", err)
+			case <-fire:
+				s.reload("settings_dir changed")
+			}
+		}
+	}()
+	return nil
+}
+
+// kvPublisher writes KV entries with a content-hash header, many in
+// flight at once (PublishMsgAsync), and records each acknowledged one as
+// stored.
+type kvPublisher struct {
+	js     jetstream.JetStream
+	window chan struct{}
+
+	mu      sync.Mutex
+	pending sync.WaitGroup
+	failed  []pubFailure
+}
+
+type pubFailure struct {
+	key string
+	err error
+}
+
+// publishWindow bounds the writes in flight.
+const publishWindow = 4096
+
+func newKVPublisher(js jetstream.JetStream) *kvPublisher {
+	return &kvPublisher{js: js, window: make(chan struct{}, publishWindow)}
+}
+
+func (p *kvPublisher) put(ctx context.Context, s *settingsRenderer, idx int, key string, value []byte, hash string) {
+	msg := nats.NewMsg(names.KVSubjectPrefix(settingsBuckets[idx]) + key)
+	msg.Header.Set(names.HeaderContentHash, hash)
+	msg.Data = value
+	select {
+	case p.window <- struct{}{}:
+	case <-ctx.Done():
+		p.fail(key, ctx.Err())
+		return
+	}
+	f, err := p.js.PublishMsgAsync(msg)
+	if err != nil {
+		<-p.window
+		p.fail(key, err)
+		return
+	}
+	p.pending.Add(1)
+	go func() {
+		defer func() { <-p.window; p.pending.Done() }()
+		select {
+		case <-f.Ok():
+			s.setStored(idx, key, hash)
+			s.writes.Inc()
+		case err := <-f.Err():
+			p.fail(key, err)
+		case <-ctx.Done():
+			p.fail(key, ctx.Err())
+		}
+	}()
+}
+
+func (p *kvPublisher) fail(key string, err error) {
+	p.mu.Lock()
+	p.failed = append(p.failed, pubFailure{key, err})
+	p.mu.Unlock()
+}
+
+// wait waits for every write in flight and returns (and forgets) the
+// failed ones.
+func (p *kvPublisher) wait(ctx context.Context) []pubFailure {
+	done := make(chan struct{})
+	go func() { p.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.failed
+	p.failed = nil
+	if len(f) > 0 && errors.Is(f[0].err, context.Canceled) {
+		return nil
+	}
+	return f
+}
