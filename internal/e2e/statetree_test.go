@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -205,7 +206,16 @@ func TestStateTree_PeelReadsNotWrites(t *testing.T) {
 	mastertest.Start(t, mcfg)
 
 	creds := s.PeelCreds(t, "web1")
-	nc, err := nats.Connect(s.URL, nats.UserCredentials(creds), nats.CustomInboxPrefix(pki.CredsInboxPrefix(creds)))
+	denied := make(chan string, 16)
+	nc, err := nats.Connect(s.URL, nats.UserCredentials(creds), nats.CustomInboxPrefix(pki.CredsInboxPrefix(creds)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				select {
+				case denied <- err.Error():
+				default:
+				}
+			}
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,6 +236,14 @@ func TestStateTree_PeelReadsNotWrites(t *testing.T) {
 		pcancel()
 		if err == nil {
 			t.Errorf("a peel wrote state-tree %s", key)
+		}
+		select {
+		case msg := <-denied:
+			if !strings.Contains(msg, names.KVSubjectPrefix(names.BucketStateTree)+key) {
+				t.Errorf("permission violation %q, want one for %s", msg, key)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("the server reported no permission violation for state-tree %s", key)
 		}
 	}
 	if got := manifestOf(nc); got.Version != m.Version {
