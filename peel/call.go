@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/zester-io/zester/internal/stateout"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/state"
-	"github.com/zester-io/zester/peel/state/stateout"
 )
 
 // Call is "zester-peel call FUNCTION [ARGS...]", Salt's salt-call: it runs

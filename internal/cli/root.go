@@ -19,8 +19,8 @@ import (
 
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/sig"
+	"github.com/zester-io/zester/internal/stateout"
 	"github.com/zester-io/zester/internal/version"
-	"github.com/zester-io/zester/peel/state/stateout"
 )
 
 // Exit codes of zester run and job wait.

@@ -19,9 +19,9 @@ import (
 
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/stateout"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
-	"github.com/zester-io/zester/peel/state/stateout"
 )
 
 type runFlags struct {

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zester-io/zester/internal/stateout"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/state/mod"
-	"github.com/zester-io/zester/peel/state/stateout"
 )
 
 // TestPrintStates_FileDiffAndOrder: a file state's diff prints one line a

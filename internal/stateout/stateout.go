@@ -1,8 +1,8 @@
 // Package stateout prints state returns for people, as Salt's highstate
 // outputter does: each state (failing first, then in run order) in full or
 // terse, then the summary block. It is the one printer of both `zester run`
-// and `zester-peel call`, so it depends on the state module types only
-// (never on the CLI or a server).
+// and `zester-peel call`, so it depends on the state result types only
+// (internal/staterun: never on the CLI, a server or a daemon).
 package stateout
 
 import (
@@ -14,7 +14,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/zester-io/zester/peel/state/mod"
+	"github.com/zester-io/zester/internal/staterun"
 )
 
 // Output modes (--state-output), as Salt's state_output.
@@ -37,14 +37,14 @@ func Check(mode string) error {
 
 // State is one state of a state return with its key's parts.
 type State struct {
-	mod.Run
+	staterun.Run
 	Module, Function string
 }
 
-func (s State) failed() bool { return s.Status == mod.Failed }
+func (s State) failed() bool { return s.Status == staterun.Failed }
 
-// IsStateFunction says whether fn returns a state map (mod.RunKey to
-// mod.Run) when it succeeds or fails in its states.
+// IsStateFunction says whether fn returns a state map (staterun.Key to
+// staterun.Run) when it succeeds or fails in its states.
 func IsStateFunction(fn string) bool {
 	switch fn {
 	case "state.apply", "state.highstate", "state.sls", "state.single", "state.top":
@@ -60,7 +60,7 @@ func Decode(fn string, raw json.RawMessage) ([]State, bool) {
 	if !IsStateFunction(fn) {
 		return nil, false
 	}
-	var m map[string]mod.Run
+	var m map[string]staterun.Run
 	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
 		return nil, false
 	}
@@ -68,11 +68,11 @@ func Decode(fn string, raw json.RawMessage) ([]State, bool) {
 }
 
 // FromRuns orders a state return for printing: failing states first, each
-// group in run order. ok is false when a key is not a mod.RunKey.
-func FromRuns(m map[string]mod.Run) ([]State, bool) {
+// group in run order. ok is false when a key is not a staterun.Key.
+func FromRuns(m map[string]staterun.Run) ([]State, bool) {
 	out := make([]State, 0, len(m))
 	for k, r := range m {
-		module, id, name, function, ok := mod.SplitRunKey(k)
+		module, id, name, function, ok := staterun.SplitKey(k)
 		if !ok {
 			return nil, false
 		}
@@ -110,15 +110,15 @@ func Print(w io.Writer, name string, states []State, mode, errLine string) {
 	for _, s := range states {
 		total += s.Duration
 		switch s.Status {
-		case mod.Failed:
+		case staterun.Failed:
 			failed++
-		case mod.WouldChange:
+		case staterun.WouldChange:
 			test = true
 			ok++
 		default:
 			ok++
 		}
-		if s.Status != mod.Failed {
+		if s.Status != staterun.Failed {
 			if s.Changed() {
 				changed++
 			} else {
@@ -154,14 +154,14 @@ func runTime(ms float64) string {
 }
 
 // resultWords are Salt's Result line: True, False, None.
-var resultWords = map[mod.Status]string{mod.OK: "True", mod.Failed: "False", mod.WouldChange: "None"}
+var resultWords = map[staterun.Status]string{staterun.OK: "True", staterun.Failed: "False", staterun.WouldChange: "None"}
 
 // terseWord is Salt's terse result: Clean, Changed, Failed, Differs.
 func terseWord(s State) string {
 	switch {
-	case s.Status == mod.Failed:
+	case s.Status == staterun.Failed:
 		return "Failed"
-	case s.Status == mod.WouldChange:
+	case s.Status == staterun.WouldChange:
 		return "Differs"
 	case s.Changed():
 		return "Changed"
