@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -62,6 +63,8 @@ var (
 	peels   = flag.Int("peels", 100_000, "simulated peels")
 	keep    = flag.Bool("keep", false, "keep the work directory")
 	timeout = flag.Duration("timeout", 10*time.Minute, "bound of each phase")
+	profDir = flag.String("cpuprofile", "", "directory for a CPU profile of the master during each phase (cpu-<n>.pprof, via ZESTER_PPROF=1)")
+	profSec = flag.Int("cpuprofile-seconds", 10, "length of each phase's CPU profile")
 )
 
 func run() error {
@@ -290,6 +293,24 @@ type child struct {
 	cmd                         *exec.Cmd
 	http                        string
 	started                     time.Time
+	phases                      int
+}
+
+// profile writes a CPU profile of the master, --cpuprofile-seconds long.
+func (c *child) profile(path string) {
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.http, *profSec))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }
 
 func (c *child) start() error {
@@ -305,6 +326,9 @@ func (c *child) start() error {
 		return err
 	}
 	c.cmd = exec.Command(c.bin, "--config", path)
+	if *profDir != "" {
+		c.cmd.Env = append(os.Environ(), "ZESTER_PPROF=1")
+	}
 	c.cmd.Stderr = os.Stderr
 	c.started = time.Now()
 	return c.cmd.Start()
@@ -367,6 +391,10 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 		cpu0 = c.cpu()
 		start = time.Now()
 		change()
+	}
+	c.phases++
+	if *profDir != "" {
+		go c.profile(filepath.Join(*profDir, fmt.Sprintf("cpu-%d.pprof", c.phases)))
 	}
 	deadline := start.Add(*timeout)
 	for {
