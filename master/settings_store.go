@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,12 +40,15 @@ func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket stri
 		h := msg.Headers()
 		switch op := h.Get("KV-Operation"); {
 		case op == "DEL" || op == "PURGE" || h.Get("Nats-Marker-Reason") != "":
-			s.setStored(idx, key, "")
+			s.setStored(idx, key, storedEntry{})
 			s.storeGone(key)
 		default:
-			hash := h.Get(names.HeaderContentHash)
-			s.setStored(idx, key, hash)
-			if hash == "" {
+			e := storedEntry{hash: h.Get(names.HeaderContentHash), input: h.Get(names.HeaderSettingsInput), secrets: h.Get(names.HeaderSettingsSecrets)}
+			if idx == filesIdx {
+				e.files = decodeFileList(h.Get(names.HeaderSettingsFiles))
+			}
+			s.setStored(idx, key, e)
+			if e.hash == "" {
 				s.storeGone(key)
 			}
 		}
@@ -265,9 +269,18 @@ func newKVPublisher(js jetstream.JetStream) *kvPublisher {
 	return &kvPublisher{js: js, window: make(chan struct{}, publishWindow)}
 }
 
-func (p *kvPublisher) put(ctx context.Context, s *settingsRenderer, idx int, key string, value []byte, hash string) {
+func (p *kvPublisher) put(ctx context.Context, s *settingsRenderer, idx int, key string, value []byte, e storedEntry) {
 	msg := nats.NewMsg(names.KVSubjectPrefix(settingsBuckets[idx]) + key)
-	msg.Header.Set(names.HeaderContentHash, hash)
+	msg.Header.Set(names.HeaderContentHash, e.hash)
+	if e.input != "" {
+		msg.Header.Set(names.HeaderSettingsInput, e.input)
+	}
+	if e.secrets != "" {
+		msg.Header.Set(names.HeaderSettingsSecrets, e.secrets)
+	}
+	if idx == filesIdx {
+		msg.Header.Set(names.HeaderSettingsFiles, encodeFileList(e.files))
+	}
 	msg.Data = value
 	select {
 	case p.window <- struct{}{}:
@@ -286,7 +299,7 @@ func (p *kvPublisher) put(ctx context.Context, s *settingsRenderer, idx int, key
 		defer func() { <-p.window; p.pending.Done() }()
 		select {
 		case <-f.Ok():
-			s.setStored(idx, key, hash)
+			s.setStored(idx, key, e)
 			s.writes.Inc()
 		case err := <-f.Err():
 			p.fail(key, err)
@@ -319,4 +332,31 @@ func (p *kvPublisher) wait(ctx context.Context) []pubFailure {
 		return nil
 	}
 	return f
+}
+
+// encodeFileList is HeaderSettingsFiles of a list of settings file names:
+// each path-escaped (a name may hold a comma), comma-separated.
+func encodeFileList(files []string) string {
+	esc := make([]string, len(files))
+	for i, f := range files {
+		esc[i] = url.PathEscape(f)
+	}
+	return strings.Join(esc, ",")
+}
+
+// decodeFileList reverses encodeFileList; nil when a name does not decode
+// (the peel is then rendered, not judged current).
+func decodeFileList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		f, err := url.PathUnescape(p)
+		if err != nil {
+			return nil
+		}
+		parts[i] = f
+	}
+	return parts
 }

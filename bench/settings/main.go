@@ -142,8 +142,8 @@ func run() error {
 	fmt.Printf("seeded %d enrollment records and fact documents in %s (keys %s)\n\n", N, time.Since(seed).Round(time.Millisecond), seed.Sub(t0).Round(time.Millisecond))
 
 	m := &child{bin: bin, work: work, url: srv.ClientURL(), dir: dir, pkiDir: pkiDir}
-	fmt.Println("| phase | peels rendered | entries written | time until current | master CPU | master RSS peak | load |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| phase | peels rendered | found current | entries written | time until current | master CPU | master RSS peak | load |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	if err := m.start(); err != nil {
 		return err
 	}
@@ -376,7 +376,8 @@ func (c *child) metric(name string) float64 {
 	return 0
 }
 
-// phase runs change and waits until the master rendered renders more peels
+// phase runs change and waits until the master judged renders more peels
+// (rendered them, or found them current from their entries' input hashes)
 // and wrote writes more entries (and, for 0 writes, that a second passed
 // without one after the renders). With change nil the phase is the
 // master's start: counted from the process start, from zero.
@@ -384,10 +385,11 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 	for c.metric("zester_master_settings_renders_total") < 0 {
 		time.Sleep(20 * time.Millisecond)
 	}
-	var r0, w0, cpu0 float64
+	var r0, w0, k0, cpu0 float64
 	start := c.started
 	if change != nil {
-		r0, w0 = c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_writes_total")
+		r0, w0 = c.judged(), c.metric("zester_master_settings_writes_total")
+		k0 = c.metric("zester_master_settings_current_total")
 		cpu0 = c.cpu()
 		start = time.Now()
 		change()
@@ -398,7 +400,7 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 	}
 	deadline := start.Add(*timeout)
 	for {
-		r, w := c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_writes_total")
+		r, w := c.judged(), c.metric("zester_master_settings_writes_total")
 		if r-r0 >= float64(renders) && w-w0 >= float64(writes) {
 			took := time.Since(start)
 			if writes == 0 {
@@ -407,7 +409,8 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 					return fmt.Errorf("%s: %v writes after the renders, want none", name, w2-w0)
 				}
 			}
-			fmt.Printf("| %s | %.0f | %.0f | %s | %.1f s | %.0f MiB | %s |\n", name, r-r0, w-w0, took.Round(time.Millisecond), c.cpu()-cpu0, float64(c.rssPeak())/(1<<20), loadavg())
+			k := c.metric("zester_master_settings_current_total") - k0
+			fmt.Printf("| %s | %.0f | %.0f | %.0f | %s | %.1f s | %.0f MiB | %s |\n", name, r-r0-k, k, w-w0, took.Round(time.Millisecond), c.cpu()-cpu0, float64(c.rssPeak())/(1<<20), loadavg())
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -415,6 +418,15 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// judged is the peels the master rendered or found current.
+func (c *child) judged() float64 {
+	r, k := c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_current_total")
+	if r < 0 || k < 0 {
+		return -1
+	}
+	return r + k
 }
 
 // cpu is the child's user+system CPU seconds.
