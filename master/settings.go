@@ -204,7 +204,7 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 	} else if _, err := rand.Read(s.hashKey); err != nil {
 		return err
 	}
-	s.pub = newKVPublisher(s.m.js)
+	s.pub = newKVPublisher(ctx, s)
 	// What the store holds, before the first render compares with it.
 	for i, b := range settingsBuckets {
 		if err := s.followStore(ctx, i, b); err != nil {
@@ -581,12 +581,12 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 		if err != nil {
 			return true, false, s.fail(id, err)
 		}
-		s.pub.put(ctx, s, secretsIdx, names.SecretsKey(id), []byte(tok), storedEntry{hash: ps.secretsHash})
+		s.pub.put(ctx, secretsIdx, names.SecretsKey(id), []byte(tok), storedEntry{hash: ps.secretsHash})
 		wrote = true
 	}
 	fe := storedEntry{hash: ps.filesHash, input: ps.input, secrets: ps.secretsHash, files: res.Files}
 	if old := s.storedEntry(filesIdx, names.SettingsFilesKey(id)); old.hash != fe.hash || old.input != fe.input || old.secrets != fe.secrets {
-		s.pub.put(ctx, s, filesIdx, names.SettingsFilesKey(id), bj, fe)
+		s.pub.put(ctx, filesIdx, names.SettingsFilesKey(id), bj, fe)
 		wrote = true
 	}
 	s.mu.Lock()

@@ -247,14 +247,24 @@ func (s *settingsRenderer) watchDir(ctx context.Context) error {
 
 // kvPublisher writes KV entries with a content-hash header, many in
 // flight at once (PublishMsgAsync), and records each acknowledged one as
-// stored.
+// stored. One collector goroutine takes the acks in publish order (the
+// server acknowledges a stream's writes in order), so a write costs no
+// goroutine of its own; the queue's capacity bounds the writes in flight.
 type kvPublisher struct {
-	js     jetstream.JetStream
-	window chan struct{}
+	js       jetstream.JetStream
+	s        *settingsRenderer
+	inflight chan inflightPut
 
 	mu      sync.Mutex
 	pending sync.WaitGroup
 	failed  []pubFailure
+}
+
+type inflightPut struct {
+	f   jetstream.PubAckFuture
+	idx int
+	key string
+	e   storedEntry
 }
 
 type pubFailure struct {
@@ -262,14 +272,41 @@ type pubFailure struct {
 	err error
 }
 
-// publishWindow bounds the writes in flight.
-const publishWindow = 4096
+// publishWindow bounds the writes in flight: below the JetStream context's
+// async limit (nats.go's default, 4000), past which a publish stalls and
+// then fails.
+const publishWindow = 2048
 
-func newKVPublisher(js jetstream.JetStream) *kvPublisher {
-	return &kvPublisher{js: js, window: make(chan struct{}, publishWindow)}
+func newKVPublisher(ctx context.Context, s *settingsRenderer) *kvPublisher {
+	p := &kvPublisher{js: s.m.js, s: s, inflight: make(chan inflightPut, publishWindow)}
+	go p.collect(ctx)
+	return p
 }
 
-func (p *kvPublisher) put(ctx context.Context, s *settingsRenderer, idx int, key string, value []byte, e storedEntry) {
+// collect records the outcome of every write, in publish order. After ctx
+// ends, what is still queued fails with ctx's error.
+func (p *kvPublisher) collect(ctx context.Context) {
+	for {
+		var w inflightPut
+		select {
+		case w = <-p.inflight:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-w.f.Ok():
+			p.s.setStored(w.idx, w.key, w.e)
+			p.s.writes.Inc()
+		case err := <-w.f.Err():
+			p.fail(w.key, err)
+		case <-ctx.Done():
+			p.fail(w.key, ctx.Err())
+		}
+		p.pending.Done()
+	}
+}
+
+func (p *kvPublisher) put(ctx context.Context, idx int, key string, value []byte, e storedEntry) {
 	msg := nats.NewMsg(names.KVSubjectPrefix(settingsBuckets[idx]) + key)
 	msg.Header.Set(names.HeaderContentHash, e.hash)
 	if e.input != "" {
@@ -282,31 +319,18 @@ func (p *kvPublisher) put(ctx context.Context, s *settingsRenderer, idx int, key
 		msg.Header.Set(names.HeaderSettingsFiles, encodeFileList(e.files))
 	}
 	msg.Data = value
-	select {
-	case p.window <- struct{}{}:
-	case <-ctx.Done():
-		p.fail(key, ctx.Err())
-		return
-	}
 	f, err := p.js.PublishMsgAsync(msg)
 	if err != nil {
-		<-p.window
 		p.fail(key, err)
 		return
 	}
 	p.pending.Add(1)
-	go func() {
-		defer func() { <-p.window; p.pending.Done() }()
-		select {
-		case <-f.Ok():
-			s.setStored(idx, key, e)
-			s.writes.Inc()
-		case err := <-f.Err():
-			p.fail(key, err)
-		case <-ctx.Done():
-			p.fail(key, ctx.Err())
-		}
-	}()
+	select {
+	case p.inflight <- inflightPut{f: f, idx: idx, key: key, e: e}:
+	case <-ctx.Done():
+		p.pending.Done()
+		p.fail(key, ctx.Err())
+	}
 }
 
 func (p *kvPublisher) fail(key string, err error) {
