@@ -102,6 +102,7 @@ type settingsRenderer struct {
 	storeMu sync.Mutex
 	stored  [2]map[string]storedEntry // bucket (filesIdx, secretsIdx) → key → what it holds
 	curves  map[string]string         // peel id → curve key of its accepted enrollment
+	lists   map[string][]string       // HeaderSettingsFiles value → its list, shared (fileList)
 
 	// batchMu serialises render batches (the loop and refresh).
 	batchMu sync.Mutex
@@ -147,7 +148,7 @@ func newSettingsRenderer(m *Master) *settingsRenderer {
 	s := &settingsRenderer{
 		m: m, log: m.log.With("part", "settings"), dir: m.cfg.SettingsDir,
 		peels: map[string]*peelSettings{}, dirty: map[string]struct{}{}, kick: make(chan struct{}, 1),
-		curves:   map[string]string{},
+		curves: map[string]string{}, lists: map[string][]string{},
 		renders:  m.opts.Metrics.NewCounter(`zester_master_settings_renders_total`),
 		current:  m.opts.Metrics.NewCounter(`zester_master_settings_current_total`),
 		writes:   m.opts.Metrics.NewCounter(`zester_master_settings_writes_total`),
@@ -559,7 +560,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	if curve == "" && len(vals.Values) > 0 {
 		return true, false, s.fail(id, fmt.Errorf("peel %s: no curve key known (no accepted enrollment, no %q fact) to seal its %d secrets to", id, factsCurveKey, len(vals.Values)))
 	}
-	ps := &peelSettings{files: res.Files, filesHash: hashHex(bj), masked: masked}
+	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked}
 	if !usedBasket.Load() {
 		ps.input = s.inputHash(hashes, res.Files, raw, curve)
 	}
@@ -584,7 +585,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 		s.pub.put(ctx, secretsIdx, names.SecretsKey(id), []byte(tok), storedEntry{hash: ps.secretsHash})
 		wrote = true
 	}
-	fe := storedEntry{hash: ps.filesHash, input: ps.input, secrets: ps.secretsHash, files: res.Files}
+	fe := storedEntry{hash: ps.filesHash, input: ps.input, secrets: ps.secretsHash, files: ps.files}
 	if old := s.storedEntry(filesIdx, names.SettingsFilesKey(id)); old.hash != fe.hash || old.input != fe.input || old.secrets != fe.secrets {
 		s.pub.put(ctx, filesIdx, names.SettingsFilesKey(id), bj, fe)
 		wrote = true

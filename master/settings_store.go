@@ -45,7 +45,7 @@ func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket stri
 		default:
 			e := storedEntry{hash: h.Get(names.HeaderContentHash), input: h.Get(names.HeaderSettingsInput), secrets: h.Get(names.HeaderSettingsSecrets)}
 			if idx == filesIdx {
-				e.files = decodeFileList(h.Get(names.HeaderSettingsFiles))
+				e.files = s.fileList(h.Get(names.HeaderSettingsFiles))
 			}
 			s.setStored(idx, key, e)
 			if e.hash == "" {
@@ -367,6 +367,26 @@ func encodeFileList(files []string) string {
 	}
 	return strings.Join(esc, ",")
 }
+
+// fileList is decodeFileList of v, one shared slice per distinct list: a
+// fleet has a few dozen distinct lists, and 100,000 copies of one would
+// be garbage the collector scans. The returned slice is never changed.
+func (s *settingsRenderer) fileList(v string) []string {
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	if l, ok := s.lists[v]; ok {
+		return l
+	}
+	l := decodeFileList(v)
+	if len(s.lists) < maxFileLists {
+		s.lists[v] = l
+	}
+	return l
+}
+
+// maxFileLists bounds the interned file lists (a tree whose top.zy gives
+// every peel its own list gets copies past it).
+const maxFileLists = 4096
 
 // decodeFileList reverses encodeFileList; nil when a name does not decode
 // (the peel is then rendered, not judged current).
