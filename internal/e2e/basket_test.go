@@ -381,7 +381,16 @@ func TestBasket_RebuildAndDeleteRepopulate(t *testing.T) {
 		waitEntry(t, kv, id, "alive", 60*time.Second)
 	}
 	t.Logf("REBUILD: every basket entry back %s after the wipe (basket_interval 10m)", time.Since(wiped).Round(time.Millisecond))
-	if code, out, errOut := zcli(t, url, "", "basket", "get", "*", "alive"); code != 0 || !hasRow(out, "a.example.com", "true") || !hasRow(out, "b.example.com", "true") {
+	// The CLI resolves '*' with the new master's index, which is whole
+	// once both peels' facts are republished too (their own spread delay):
+	// wait for that, then both rows must be there.
+	var code int
+	var out, errOut string
+	testkit.Eventually(t, "basket get '*' after the rebuild lists both peels", 60*time.Second, func() bool {
+		code, out, errOut = zcli(t, url, "", "basket", "get", "*", "alive")
+		return code == 0 && hasRow(out, "a.example.com", "true") && hasRow(out, "b.example.com", "true")
+	})
+	if code != 0 {
 		t.Fatalf("basket get after the rebuild: %d\n%s%s", code, out, errOut)
 	}
 
