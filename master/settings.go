@@ -515,9 +515,13 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 		}
 		curve = factsCurve(facts)
 	}
-	if mode == renderChanged && s.isCurrent(id, hashes, raw, curve) {
-		s.current.Inc()
-		return false, false, nil
+	var judged storedEntry // the input hash of the stored file list, when computed
+	if mode == renderChanged {
+		var current bool
+		if current, judged = s.isCurrent(id, hashes, raw, curve); current {
+			s.current.Inc()
+			return false, false, nil
+		}
 	}
 	if facts == nil {
 		if facts, err = decodeFactsMap(raw); err != nil {
@@ -562,7 +566,11 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	}
 	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked}
 	if !usedBasket.Load() {
-		ps.input = s.inputHash(hashes, res.Files, raw, curve)
+		if judged.input != "" && slices.Equal(judged.files, res.Files) {
+			ps.input = judged.input
+		} else {
+			ps.input = s.inputHash(hashes, res.Files, raw, curve)
+		}
 	}
 	if curve != "" {
 		ps.secretsHash = settings.ValuesHash(s.hashKey, curve, vals)
@@ -614,16 +622,19 @@ func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, r
 
 // isCurrent reports whether id's entries were rendered from the inputs it
 // has now: the settings-files entry carries their hash, and the secrets
-// entry holds the values rendered with it.
-func (s *settingsRenderer) isCurrent(id string, hashes map[string]string, raw []byte, curve string) bool {
+// entry holds the values rendered with it. It returns the input hash it
+// computed and for which file list (input "" when none), for the render
+// to reuse when its list is the same.
+func (s *settingsRenderer) isCurrent(id string, hashes map[string]string, raw []byte, curve string) (bool, storedEntry) {
 	f := s.storedEntry(filesIdx, names.SettingsFilesKey(id))
 	if f.input == "" || f.hash == "" {
-		return false
+		return false, storedEntry{}
 	}
-	if f.input != s.inputHash(hashes, f.files, raw, curve) {
-		return false
+	in := storedEntry{input: s.inputHash(hashes, f.files, raw, curve), files: f.files}
+	if f.input != in.input {
+		return false, in
 	}
-	return f.secrets == "" || s.storedEntry(secretsIdx, names.SecretsKey(id)).hash == f.secrets
+	return f.secrets == "" || s.storedEntry(secretsIdx, names.SecretsKey(id)).hash == f.secrets, in
 }
 
 // fail records a failed render: the peel keeps its last good one.

@@ -64,6 +64,7 @@ var (
 	keep    = flag.Bool("keep", false, "keep the work directory")
 	timeout = flag.Duration("timeout", 10*time.Minute, "bound of each phase")
 	profDir = flag.String("cpuprofile", "", "directory for a CPU profile of the master during each phase (cpu-<n>.pprof, via ZESTER_PPROF=1)")
+	mEnv    = flag.String("master-env", "", "extra environment of the master, comma-separated (GOGC=400,GOMEMLIMIT=900MiB)")
 	profSec = flag.Int("cpuprofile-seconds", 10, "length of each phase's CPU profile")
 )
 
@@ -326,8 +327,12 @@ func (c *child) start() error {
 		return err
 	}
 	c.cmd = exec.Command(c.bin, "--config", path)
+	c.cmd.Env = os.Environ()
 	if *profDir != "" {
-		c.cmd.Env = append(os.Environ(), "ZESTER_PPROF=1")
+		c.cmd.Env = append(c.cmd.Env, "ZESTER_PPROF=1")
+	}
+	if *mEnv != "" {
+		c.cmd.Env = append(c.cmd.Env, strings.Split(*mEnv, ",")...)
 	}
 	c.cmd.Stderr = os.Stderr
 	c.started = time.Now()
