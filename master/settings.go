@@ -77,6 +77,11 @@ type settingsRenderer struct {
 	curve nkeys.KeyPair
 	// hashKey keys the secrets entries' content hash.
 	hashKey []byte
+	// inputKey keys the input hashes: hashKey's when the masters have a
+	// curve key, else a fixed one (a random one would make every restart
+	// of a master without master.xk render and write every peel again;
+	// without that key there is no secret for the hash to guard).
+	inputKey []byte
 	// sealer seals each peel's values from the masters' curve key (a
 	// one-time key of this process when there is none: nothing to seal
 	// but empty value sets then).
@@ -204,6 +209,11 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 		s.hashKey = sum[:]
 	} else if _, err := rand.Read(s.hashKey); err != nil {
 		return err
+	}
+	s.inputKey = s.hashKey
+	if kp == nil {
+		sum := sha256.Sum256([]byte("zester settings input v1, no masters' curve key"))
+		s.inputKey = sum[:]
 	}
 	s.pub = newKVPublisher(ctx, s)
 	// What the store holds, before the first render compares with it.
@@ -607,10 +617,10 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 // inputHash is the keyed hash of what a peel's render is a function of
 // (with the basket unused): top.zy and the applicable files, in merge
 // order, by content hash; the raw fact document; the curve key sealed to.
-// The key (the masters' curve seed's) makes it change with the masters'
-// key too, and says nothing of the facts.
+// The key (from the masters' curve seed, when there is one) makes it change
+// with the masters' key too.
 func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, raw []byte, curve string) string {
-	h := hmac.New(sha256.New, s.hashKey)
+	h := hmac.New(sha256.New, s.inputKey)
 	io.WriteString(h, "zester settings input v1\x00"+hashes[settings.TopFile])
 	for _, f := range files {
 		io.WriteString(h, "\x00"+f+"\x00"+hashes[f])
