@@ -308,6 +308,7 @@ func (m *Master) start(ctx context.Context) error {
 		return err
 	}
 	go m.presence.run(ctx)
+	m.startStateTree(ctx)
 	if err := m.startAPI(); err != nil {
 		return err
 	}

@@ -354,7 +354,7 @@ func (p *Peel) basketProblem(name string, err error) {
 
 // jobEnv is the environment of job functions on this peel.
 func (p *Peel) jobEnv() *funcs.Env {
-	return &funcs.Env{PeelID: p.cfg.ID, MaxOutput: int(p.cfg.MaxOutput.N()), Facts: p.factsFor, Basket: p.basketGet}
+	return &funcs.Env{PeelID: p.cfg.ID, MaxOutput: int(p.cfg.MaxOutput.N()), Facts: p.factsFor, Basket: p.basketGet, StateTree: p.stateTree}
 }
 
 // basketLookup is {{ basket TARGET NAME }} for the peel's settings

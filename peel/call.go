@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/zester-io/zester/internal/stateout"
 	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/state"
@@ -34,7 +35,7 @@ func Call(args []string, stdout, stderr io.Writer) int {
 	local := fs.String("local", "", "state tree to use (masterless); default: states_dir of the configuration")
 	root := fs.String("root", "", "prefix of every host path states read and write (a chroot or image being built; tests)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	output := fs.String("state-output", state.OutputFull, "state runs: full, changes or terse")
+	output := fs.String("state-output", stateout.Full, "state runs: full, terse or changes (changed and failed states in full)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,10 +57,8 @@ func Call(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	switch *output {
-	case state.OutputFull, state.OutputChanges, state.OutputTerse:
-	default:
-		fmt.Fprintf(stderr, "zester-peel call: --state-output %q: want full, changes or terse\n", *output)
+	if err := stateout.Check(*output); err != nil {
+		fmt.Fprintln(stderr, "zester-peel call:", err)
 		return 2
 	}
 	explicit := false
@@ -90,8 +89,10 @@ func Call(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	if r, ok := res.(state.Return); ok && !*asJSON {
-		state.Format(stdout, cfg.ID, r, *output)
+	r, isState := res.(state.Return)
+	states, printable := stateout.FromRuns(r)
+	if isState && printable && !*asJSON {
+		stateout.Print(stdout, cfg.ID, states, *output, "")
 	} else {
 		b, err := json.MarshalIndent(map[string]any{cfg.ID: res}, "", "  ")
 		if err != nil {

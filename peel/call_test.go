@@ -61,7 +61,7 @@ func TestCall_LocalStateApply(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("test run: exit %d: %s%s", code, out, errs)
 	}
-	if !strings.Contains(out, "Result: None") || !strings.Contains(out, "Succeeded: 2 (changed=2)") {
+	if !strings.Contains(out, "Result: None") || !strings.Contains(out, "Succeeded: 2 (unchanged=1, changed=1)") {
 		t.Errorf("test run output:\n%s", out)
 	}
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
@@ -119,9 +119,9 @@ func TestCall_Failures(t *testing.T) {
 		{"unknown argument", []string{"state.apply", "web", "tset=true"}, 1, "unknown argument tset"},
 		{"highstate takes no sls", []string{"state.highstate", "web"}, 1, "takes no sls names"},
 		{"state.sls needs an sls", []string{"state.sls"}, 1, "state.sls needs an sls name"},
-		{"state.sls is state.apply with sls", []string{"state.sls", "web", "test=true"}, 0, "Succeeded: 2 (changed=2)"},
+		{"state.sls is state.apply with sls", []string{"state.sls", "web", "test=true"}, 0, "Succeeded: 2 (unchanged=1, changed=1)"},
 		{"any job function", []string{"test.echo", "hello"}, 0, `"web1": "hello"`},
-		{"bad --state-output", []string{"--state-output", "loud", "state.apply"}, 2, "want full, changes or terse"},
+		{"bad --state-output", []string{"--state-output", "loud", "state.apply"}, 2, "want one of full, terse, changes"},
 		{"no function", nil, 2, "usage"},
 	}
 	for _, c := range cases {
@@ -162,7 +162,7 @@ func TestCall_Binary(t *testing.T) {
 		}
 		return code, string(out)
 	}
-	if code, out := run("state.apply", "web", "test=true"); code != 0 || !strings.Contains(out, "changed=2") {
+	if code, out := run("state.apply", "web", "test=true"); code != 0 || !strings.Contains(out, "unchanged=1, changed=1") {
 		t.Fatalf("test run: %d\n%s", code, out)
 	}
 	if code, out := run("state.apply", "web"); code != 0 || !strings.Contains(out, "Succeeded: 2 (changed=2)") {

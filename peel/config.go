@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/peel/state"
 	"github.com/zester-io/zester/shard"
 )
 
@@ -54,6 +55,11 @@ type Config struct {
 	// StatesDir is the local state tree of state.apply and state.highstate
 	// (docs/states.md).
 	StatesDir string `yaml:"states_dir"`
+	// StatesSource is where state runs read the tree: "local" (states_dir
+	// only), "master" (the masters' tree through the state-tree bucket,
+	// docs/states.md) or "auto", the default: states_dir when it exists,
+	// else the masters' tree.
+	StatesSource string `yaml:"states_source"`
 	// Basket names the entries the peel publishes in the basket bucket
 	// (Salt's mine): entry name → function (basket.go).
 	Basket map[string]BasketSpec `yaml:"basket"`
@@ -92,6 +98,7 @@ func DefaultConfig() Config {
 		SpoolMax:          10000,
 		TLS:               config.TLS{Dir: config.DefaultTLSDir},
 		StatesDir:         "/srv/zester/states",
+		StatesSource:      state.SourceAuto,
 		BasketInterval:    config.Dur(5 * time.Minute),
 		BasketMaxValue:    config.Bytes(64 << 10),
 	}
@@ -132,6 +139,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "empty")
+	}
+	switch c.StatesSource {
+	case "", state.SourceAuto, state.SourceLocal, state.SourceMaster:
+	default:
+		bad("states_source", "%q: want auto, local or master", c.StatesSource)
 	}
 	if c.Partitions < 1 || c.Partitions > 65536 {
 		bad("partitions", "%d: want 1 to 65536", c.Partitions)

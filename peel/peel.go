@@ -170,7 +170,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 // --check checks schedule entries against the same set.
 func defaultRegistry(cfg Config, log *slog.Logger) *funcs.Registry {
 	r := funcs.NewRegistry()
-	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Source: cfg.StatesSource, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
 	return r
 }
 

@@ -37,7 +37,8 @@ func KVStream(bucket string) string { return names.KVStream(bucket) }
 // every file-backed bucket with data worth keeping, and job-events. The
 // master-heartbeat and enroll-challenges buckets are ephemeral (and the
 // latter is memory storage, which a 2.15 server does not snapshot through
-// jsm.go v0.5.0).
+// jsm.go v0.5.0); state-tree is a cache the masters rebuild from
+// states_dir at start.
 var DefaultStreams = []string{
 	KVStream(names.BucketFacts),
 	KVStream(names.BucketSettingsFiles),
@@ -52,7 +53,7 @@ var DefaultStreams = []string{
 var knownBuckets = []string{
 	names.BucketFacts, names.BucketSettingsFiles, names.BucketSecrets, names.BucketBasket,
 	names.BucketJobs, names.BucketJobReturns, names.BucketMasterHeartbeat, names.BucketEnrollments,
-	names.BucketEnrollChallenges,
+	names.BucketEnrollChallenges, names.BucketStateTree,
 }
 
 // StreamName turns what an operator typed into a stream name: a Zester

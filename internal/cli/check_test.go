@@ -42,10 +42,10 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 	}
 
 	code, out := check()
-	if code != 0 || !strings.Contains(out, "all 13 checks passed") {
+	if code != 0 || !strings.Contains(out, "all 14 checks passed") {
 		t.Fatalf("healthy deployment: exit %d\n%s", code, out)
 	}
-	for _, b := range []string{"facts", "settings-files", "secrets", "basket", "jobs", "job-returns", "master-heartbeat", "enrollments", "enroll-challenges"} {
+	for _, b := range []string{"facts", "settings-files", "secrets", "basket", "jobs", "job-returns", "master-heartbeat", "enrollments", "enroll-challenges", "state-tree"} {
 		if st, _ := row(t, out, "bucket "+b); st != "ok" {
 			t.Errorf("bucket %s: %s", b, st)
 		}
@@ -70,7 +70,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 			OK    bool   `json:"ok"`
 		} `json:"checks"`
 	}
-	if code != 0 || json.Unmarshal([]byte(js), &rep) != nil || !rep.OK || len(rep.Checks) != 13 {
+	if code != 0 || json.Unmarshal([]byte(js), &rep) != nil || !rep.OK || len(rep.Checks) != 14 {
 		t.Fatalf("--json: exit %d %s", code, js)
 	}
 
@@ -111,7 +111,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out = check()
-	if code != 1 || !strings.Contains(out, "3 of 13 checks failed") {
+	if code != 1 || !strings.Contains(out, "3 of 14 checks failed") {
 		t.Fatalf("after three faults: exit %d\n%s", code, out)
 	}
 	for check, want := range map[string]string{

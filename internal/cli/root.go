@@ -19,6 +19,7 @@ import (
 
 	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/sig"
+	"github.com/zester-io/zester/internal/stateout"
 	"github.com/zester-io/zester/internal/version"
 )
 
@@ -119,9 +120,9 @@ func (a *app) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.pkiDir, "pki-dir", pkiDirDefault(), "PKI directory whose admin.creds is used when no --creds is given (env ZESTER_PKI_DIR)")
 	root.PersistentFlags().StringVar(&a.tlsCA, "tls-ca", os.Getenv("ZESTER_TLS_CA"), "CA bundle of the NATS servers' certificates (env ZESTER_TLS_CA)")
 	root.PersistentFlags().StringVar(&a.outFormat, "out", "", "output format: json (as --json; Salt's spelling)")
-	root.PersistentFlags().StringVar(&a.stateOutput, "state-output", stateFull, "state returns: full, terse, or changes (changed and failed states in full)")
+	root.PersistentFlags().StringVar(&a.stateOutput, "state-output", stateout.Full, "state returns: full, terse, or changes (changed and failed states in full)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkStateOutput(a.stateOutput); err != nil {
+		if err := stateout.Check(a.stateOutput); err != nil {
 			return withCode(ExitError, err)
 		}
 		return a.applyOut(cmd)

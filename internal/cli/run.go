@@ -19,6 +19,7 @@ import (
 
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/stateout"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -840,8 +841,16 @@ func (a *app) mastersState(ctx context.Context) string {
 }
 
 func printReturn(w io.Writer, r *wire.Return, stateOutput string) {
-	if states, ok := decodeStates(r.Function, r.Result); ok {
-		printStates(w, r, states, stateOutput)
+	if states, ok := stateout.Decode(r.Function, r.Result); ok {
+		name := r.Peel
+		if r.Late {
+			name += " (late)"
+		}
+		errLine := ""
+		if !r.Success && r.Error != nil {
+			errLine = r.Error.Code + ": " + r.Error.Msg
+		}
+		stateout.Print(w, name, states, stateOutput, errLine)
 		return
 	}
 	name := r.Peel

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zester-io/zester/internal/stateout"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/state/mod"
 )
@@ -28,7 +29,7 @@ func TestPrintStates_FileDiffAndOrder(t *testing.T) {
 	raw, _ := json.Marshal(ret)
 	var b bytes.Buffer
 	printReturn(&b, &wire.Return{Peel: "web1", Function: "state.highstate", Success: false, Result: raw,
-		Error: &wire.Error{Code: "states_failed", Msg: "1 state failed"}}, stateFull)
+		Error: &wire.Error{Code: "states_failed", Msg: "1 state failed"}}, stateout.Full)
 	out := b.String()
 	want := `web1:
 ----------
@@ -94,12 +95,12 @@ Total run time:    1.202 s
 	}
 
 	b.Reset()
-	printReturn(&b, &wire.Return{Peel: "web1", Function: "state.show_sls", Success: true, Result: json.RawMessage(`{"motd":{"file":["managed"]}}`)}, stateFull)
+	printReturn(&b, &wire.Return{Peel: "web1", Function: "state.show_sls", Success: true, Result: json.RawMessage(`{"motd":{"file":["managed"]}}`)}, stateout.Full)
 	if got := b.String(); got != `web1: {"motd":{"file":["managed"]}}`+"\n" {
 		t.Fatalf("show_sls printed %q", got)
 	}
 	b.Reset()
-	printReturn(&b, &wire.Return{Peel: "web1", Function: "state.apply", Success: true, Result: json.RawMessage(`{"not a run key":{}}`)}, stateTerse)
+	printReturn(&b, &wire.Return{Peel: "web1", Function: "state.apply", Success: true, Result: json.RawMessage(`{"not a run key":{}}`)}, stateout.Terse)
 	if got := b.String(); !strings.HasPrefix(got, `web1: {"not a run key"`) {
 		t.Fatalf("non-state map printed %q", got)
 	}

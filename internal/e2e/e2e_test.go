@@ -197,8 +197,8 @@ func TestBinaries_MasterEmbeddedTwoPeelsPing(t *testing.T) {
 	}
 	json.NewDecoder(resp.Body).Decode(&jsz)
 	resp.Body.Close()
-	if jsz.Streams != 10 {
-		t.Errorf("/jsz streams = %d, want 10 (nine buckets and job-events)", jsz.Streams)
+	if jsz.Streams != 11 {
+		t.Errorf("/jsz streams = %d, want 11 (ten buckets and job-events)", jsz.Streams)
 	}
 
 	var peelHTTP []string

@@ -68,7 +68,7 @@ func TestBinaries_LabCluster_OperatorChecks(t *testing.T) {
 
 	check := func() (int, string) { return run(t, "zester", "--nats", url, "check", "--replicas", "3") }
 	testkit.Eventually(t, "zester check passes on the healthy cluster", 90*time.Second, func() bool { code, out = check(); return code == 0 })
-	if !strings.Contains(out, "all 13 checks passed") || !strings.Contains(out, "R3, leader zester-n") || !strings.Contains(out, "3/3 current") {
+	if !strings.Contains(out, "all 14 checks passed") || !strings.Contains(out, "R3, leader zester-n") || !strings.Contains(out, "3/3 current") {
 		t.Errorf("zester check:\n%s", out)
 	}
 
@@ -197,7 +197,7 @@ func demo(t *testing.T, base int) (int, string) {
 func TestDemoScript_OwnMasterOrClearStop(t *testing.T) {
 	base := freeRun(t, 5)
 	code, out := demo(t, base)
-	if code != 0 || !strings.Contains(out, "all 13 checks passed") || !strings.Contains(out, "web1.example.com: true") {
+	if code != 0 || !strings.Contains(out, "all 14 checks passed") || !strings.Contains(out, "web1.example.com: true") {
 		t.Fatalf("demo: exit %d\n%s", code, out)
 	}
 	if m := regexp.MustCompile(`logs were in (\S+) \(removed on exit\)`).FindStringSubmatch(out); m == nil {

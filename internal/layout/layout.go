@@ -35,6 +35,10 @@ var Buckets = []Bucket{
 	{Name: names.BucketMasterHeartbeat, TTL: 15 * time.Second, History: 1, Storage: jetstream.FileStorage},
 	{Name: names.BucketEnrollments, History: 10, Storage: jetstream.FileStorage},
 	{Name: names.BucketEnrollChallenges, TTL: 5 * time.Minute, History: 1, Storage: jetstream.MemoryStorage},
+	// Not in the seed: the masters' states_dir for the peels, a cache
+	// rebuilt from it at every master's start (docs/states.md), so
+	// backups skip it.
+	{Name: names.BucketStateTree, History: 1, Storage: jetstream.FileStorage},
 }
 
 // JobEventsMaxAge is the default retention of the job-events stream

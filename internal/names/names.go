@@ -32,6 +32,9 @@ const (
 	BucketMasterHeartbeat  = "master-heartbeat"
 	BucketEnrollments      = "enrollments"
 	BucketEnrollChallenges = "enroll-challenges"
+	// BucketStateTree is a cache of the masters' states_dir, rebuilt from
+	// it (docs/states.md): not in the seed's table, and not backed up.
+	BucketStateTree = "state-tree"
 
 	// StreamJobEvents is the job lifecycle audit log.
 	StreamJobEvents = "job-events"
@@ -285,3 +288,15 @@ func WatchConsumer(watch, unique string) string {
 	}, watch)
 	return WatchConsumerPrefix + clean + "_" + unique
 }
+
+// StateTreeVersionKey is the state-tree key naming the current tree
+// version, written after that version's manifest.
+const StateTreeVersionKey = "version"
+
+// StateTreeManifestKey is the state-tree key of one tree version's
+// manifest (path → content digest).
+func StateTreeManifestKey(version string) string { return "manifest." + version }
+
+// StateTreeFileKey is the state-tree key of one file's content, by the hex
+// SHA-256 of that content.
+func StateTreeFileKey(digest string) string { return "file." + digest }

@@ -50,6 +50,7 @@ func LeafPermissions() jwt.Permissions {
 		names.JSDirectGetKey(names.BucketSecrets, ">"),
 		names.JSDirectGetKey(names.BucketSettingsFiles, ">"),
 		names.JSDirectGetKey(names.BucketBasket, ">"),
+		names.JSDirectGetKey(names.BucketStateTree, ">"),
 	)
 	p.Sub.Allow.Add(
 		names.JobSubjectAny(),

@@ -88,6 +88,10 @@ func PeelPermissions(s PeelSpec) (jwt.Permissions, error) {
 		// every change of the settings tree.
 		names.JSDirectGetKey(names.BucketSecrets, names.SecretsKey(id)),
 		names.JSDirectGetKey(names.BucketSettingsFiles, names.SettingsFilesKey(id)),
+		// The state tree: every peel may read all of it, as every Salt
+		// minion reads the whole file server; nothing in it is secret.
+		// Read only: no peel may publish to $KV.state-tree.
+		names.JSDirectGetKey(names.BucketStateTree, ">"),
 	}
 	sub := []string{
 		names.JobSubject(part),

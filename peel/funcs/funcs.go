@@ -85,6 +85,9 @@ type Env struct {
 	// Basket reads basket entry name of the peels a target of kind ("" a
 	// glob) selects, by peel id (basket.get). May be nil.
 	Basket func(ctx context.Context, kind, target, name string) (map[string]any, error)
+	// StateTree brings the masters' state tree to the host and returns
+	// its directory (read-only) and version. May be nil (no connection).
+	StateTree func(ctx context.Context) (dir, version string, err error)
 }
 
 func (e *Env) maxOutput() int {

@@ -39,6 +39,9 @@ const CodeFailed = "states_failed"
 type JobConfig struct {
 	// StatesDir is the state tree (peel.yaml states_dir).
 	StatesDir string
+	// Source is where the tree comes from: SourceAuto ("" too),
+	// SourceLocal or SourceMaster (peel.yaml states_source).
+	Source string
 	// Root prefixes host paths (zester-peel call --root; tests).
 	Root string
 	// Funcs back setting, basket and secret in templates; optional.
@@ -168,14 +171,39 @@ func badArgs(format string, args ...any) error {
 	return &funcs.Error{Code: funcs.CodeBadArgs, Msg: fmt.Sprintf(format, args...)}
 }
 
-// tree opens the state tree.
-func (cfg JobConfig) tree() (fs.FS, error) {
+// Tree sources (peel.yaml states_source).
+const (
+	SourceAuto   = "auto"   // states_dir when it exists, else the masters'
+	SourceLocal  = "local"  // states_dir only
+	SourceMaster = "master" // the masters' tree (state-tree bucket) only
+)
+
+// tree opens the state tree: states_dir, or the masters' tree fetched
+// through env.StateTree, as Source says.
+func (cfg JobConfig) tree(ctx context.Context, env *funcs.Env) (fs.FS, error) {
 	dir := cfg.StatesDir
 	if dir == "" {
 		dir = DefaultStatesDir
 	}
 	st, err := os.Stat(dir)
-	if err != nil || !st.IsDir() {
+	local := err == nil && st.IsDir()
+	if cfg.Source == SourceMaster || (cfg.Source != SourceLocal && !local) {
+		if env == nil || env.StateTree == nil {
+			if cfg.Source == SourceMaster {
+				return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: "states_source is master, but this run has no connection to the masters"}
+			}
+			return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: fmt.Sprintf("no state tree at %s (peel.yaml states_dir, or zester-peel call --local DIR), and no connection to the masters' tree", dir)}
+		}
+		tdir, version, err := env.StateTree(ctx)
+		if err != nil {
+			return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: "the masters' state tree: " + err.Error()}
+		}
+		if cfg.Log != nil {
+			cfg.Log.Info("state tree from the masters", "version", version)
+		}
+		return os.DirFS(tdir), nil
+	}
+	if !local {
 		return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: fmt.Sprintf("no state tree at %s (peel.yaml states_dir, or zester-peel call --local DIR)", dir)}
 	}
 	return os.DirFS(dir), nil
@@ -183,7 +211,7 @@ func (cfg JobConfig) tree() (fs.FS, error) {
 
 // prepare opens the tree and gathers the peel's id and facts.
 func (cfg JobConfig) prepare(ctx context.Context, env *funcs.Env) (fs.FS, Options, error) {
-	fsys, err := cfg.tree()
+	fsys, err := cfg.tree(ctx, env)
 	if err != nil {
 		return nil, Options{}, err
 	}

@@ -19,62 +19,37 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/zester-io/zester/internal/staterun"
 )
 
-// Status is a state's outcome. Its JSON form is Salt's: true, false, or null
-// (test mode, the state would change something).
-type Status int8
+// The result types live in internal/staterun (the CLI decodes them too,
+// and it sits below both daemons); these names keep the modules' code unchanged.
+type (
+	// Status is a state's outcome: Salt's true, false or null.
+	Status = staterun.Status
+	// Result is what one state function returns.
+	Result = staterun.Result
+	// Run is one state's entry in a state.apply return.
+	Run = staterun.Run
+)
 
+// The three outcomes.
 const (
-	// OK: the declaration holds (changed or not).
-	OK Status = iota
-	// Failed: the declaration could not be made true.
-	Failed
-	// WouldChange: test mode, and the declaration does not hold yet.
-	WouldChange
+	OK          = staterun.OK
+	Failed      = staterun.Failed
+	WouldChange = staterun.WouldChange
 )
 
-// MarshalJSON writes true, false or null.
-func (s Status) MarshalJSON() ([]byte, error) {
-	switch s {
-	case OK:
-		return []byte("true"), nil
-	case Failed:
-		return []byte("false"), nil
-	default:
-		return []byte("null"), nil
-	}
+// RunKey is staterun.Key: "<module>_|-<id>_|-<name>_|-<function>".
+func RunKey(module, id, name, function string) string {
+	return staterun.Key(module, id, name, function)
 }
 
-// UnmarshalJSON reads true, false or null.
-func (s *Status) UnmarshalJSON(b []byte) error {
-	switch string(b) {
-	case "true":
-		*s = OK
-	case "false":
-		*s = Failed
-	case "null":
-		*s = WouldChange
-	default:
-		return fmt.Errorf("state result: want true, false or null, got %s", b)
-	}
-	return nil
+// SplitRunKey is staterun.SplitKey.
+func SplitRunKey(key string) (module, id, name, function string, ok bool) {
+	return staterun.SplitKey(key)
 }
-
-// Result is what one state function returns. The engine fills in the
-// state's id, timing and run order; a module fills Name, Status, Changes
-// and Comment.
-type Result struct {
-	Name   string `json:"name"`
-	Status Status `json:"result"`
-	// Changes is empty when nothing changed (or, in test mode, would
-	// change). Files put their unified diff under "diff".
-	Changes map[string]any `json:"changes"`
-	Comment string         `json:"comment"`
-}
-
-// Changed reports whether the state changed (or would change) anything.
-func (r Result) Changed() bool { return len(r.Changes) > 0 }
 
 // Fail is a failed result with a formatted comment.
 func Fail(name, format string, args ...any) Result {
@@ -263,35 +238,6 @@ func (a Args) Strings(key string) ([]string, bool, error) {
 		return out, true, nil
 	}
 	return nil, true, fmt.Errorf("argument %s: want a list of strings, got %T", key, v)
-}
-
-// Run is one state's entry in the return of state.apply and
-// state.highstate: Salt's shape, so tooling written for Salt's JSON reads
-// it. A return is a map from RunKey to Run.
-type Run struct {
-	Result
-	ID     string `json:"__id__"`
-	SLS    string `json:"__sls__"`
-	RunNum int    `json:"__run_num__"`
-	// StartTime is the wall-clock start, "15:04:05.000000" as Salt prints it.
-	StartTime string `json:"start_time"`
-	// Duration is the run time in milliseconds.
-	Duration float64 `json:"duration"`
-}
-
-// RunKey is Salt's key of a state's return:
-// "<module>_|-<id>_|-<name>_|-<function>" (file_|-motd_|-/etc/motd_|-managed).
-func RunKey(module, id, name, function string) string {
-	return module + "_|-" + id + "_|-" + name + "_|-" + function
-}
-
-// SplitRunKey is the inverse of RunKey; ok is false for a key of another shape.
-func SplitRunKey(key string) (module, id, name, function string, ok bool) {
-	p := strings.Split(key, "_|-")
-	if len(p) != 4 {
-		return "", "", "", "", false
-	}
-	return p[0], p[1], p[2], p[3], true
 }
 
 // revealer is a secret value from a rendered .sls (render.Secret): it

@@ -1,4 +1,9 @@
-package cli
+// Package stateout prints state returns for people, as Salt's highstate
+// outputter does: each state (failing first, then in run order) in full or
+// terse, then the summary block. It is the one printer of both `zester run`
+// and `zester-peel call`, so it depends on the state result types only
+// (internal/staterun: never on the CLI, a server or a daemon).
+package stateout
 
 import (
 	"encoding/json"
@@ -9,54 +14,65 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/zester-io/zester/internal/wire"
-	"github.com/zester-io/zester/peel/state/mod"
+	"github.com/zester-io/zester/internal/staterun"
 )
 
-// State output modes (--state-output), as Salt's state_output.
+// Output modes (--state-output), as Salt's state_output.
 const (
-	stateFull    = "full"    // every state in full
-	stateTerse   = "terse"   // one line a state
-	stateChanges = "changes" // changed and failed states in full, the rest terse
+	Full    = "full"    // every state in full
+	Terse   = "terse"   // one line a state
+	Changes = "changes" // changed and failed states in full, the rest terse
 )
 
-// stateOutputModes are the accepted --state-output values.
-var stateOutputModes = []string{stateFull, stateTerse, stateChanges}
+// Modes are the accepted --state-output values.
+var Modes = []string{Full, Terse, Changes}
 
-// checkStateOutput refuses an unknown --state-output, naming the choices.
-func checkStateOutput(mode string) error {
-	for _, m := range stateOutputModes {
-		if mode == m {
-			return nil
-		}
+// Check refuses an unknown --state-output, naming the choices.
+func Check(mode string) error {
+	if slices.Contains(Modes, mode) {
+		return nil
 	}
-	return fmt.Errorf("--state-output %q: want one of %s", mode, strings.Join(stateOutputModes, ", "))
+	return fmt.Errorf("--state-output %q: want one of %s", mode, strings.Join(Modes, ", "))
 }
 
-// stateRun is one state of a state return with its key's parts.
-type stateRun struct {
-	mod.Run
-	module, function string
+// State is one state of a state return with its key's parts.
+type State struct {
+	staterun.Run
+	Module, Function string
 }
 
-func (s stateRun) failed() bool { return s.Status == mod.Failed }
+func (s State) failed() bool { return s.Status == staterun.Failed }
 
-// decodeStates reads a state.apply or state.highstate return: a JSON map
-// from mod.RunKey to mod.Run. ok is false for anything else (a
-// state.show_sls return, an error string), which is printed as before.
-func decodeStates(fn string, raw json.RawMessage) ([]stateRun, bool) {
+// IsStateFunction says whether fn returns a state map (staterun.Key to
+// staterun.Run) when it succeeds or fails in its states.
+func IsStateFunction(fn string) bool {
 	switch fn {
 	case "state.apply", "state.highstate", "state.sls", "state.single", "state.top":
-	default:
+		return true
+	}
+	return false
+}
+
+// Decode reads a state function's JSON return. ok is false for anything
+// else (a state.show_sls return, an error string), which callers print
+// as they print any return.
+func Decode(fn string, raw json.RawMessage) ([]State, bool) {
+	if !IsStateFunction(fn) {
 		return nil, false
 	}
-	var m map[string]mod.Run
+	var m map[string]staterun.Run
 	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
 		return nil, false
 	}
-	out := make([]stateRun, 0, len(m))
+	return FromRuns(m)
+}
+
+// FromRuns orders a state return for printing: failing states first, each
+// group in run order. ok is false when a key is not a staterun.Key.
+func FromRuns(m map[string]staterun.Run) ([]State, bool) {
+	out := make([]State, 0, len(m))
 	for k, r := range m {
-		module, id, name, function, ok := mod.SplitRunKey(k)
+		module, id, name, function, ok := staterun.SplitKey(k)
 		if !ok {
 			return nil, false
 		}
@@ -66,9 +82,8 @@ func decodeStates(fn string, raw json.RawMessage) ([]stateRun, bool) {
 		if r.Name == "" {
 			r.Name = name
 		}
-		out = append(out, stateRun{Run: r, module: module, function: function})
+		out = append(out, State{Run: r, Module: module, Function: function})
 	}
-	// Failing states first, each group in run order.
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].failed() != out[j].failed() {
 			return out[i].failed()
@@ -81,15 +96,12 @@ func decodeStates(fn string, raw json.RawMessage) ([]stateRun, bool) {
 	return out, true
 }
 
-// printStates writes Salt's per-peel block for a state return: each state
-// (failing first) in full or terse as mode says, then the summary.
-func printStates(w io.Writer, r *wire.Return, states []stateRun, mode string) {
+// Print writes Salt's per-peel block: each state in full or terse as mode
+// says (an empty mode is Full), errLine (when not empty) indented under
+// the states, then the summary. name heads the block and the summary.
+func Print(w io.Writer, name string, states []State, mode, errLine string) {
 	if mode == "" {
-		mode = stateFull
-	}
-	name := r.Peel
-	if r.Late {
-		name += " (late)"
+		mode = Full
 	}
 	fmt.Fprintf(w, "%s:\n", name)
 	var ok, changed, failed, unchanged int
@@ -98,30 +110,29 @@ func printStates(w io.Writer, r *wire.Return, states []stateRun, mode string) {
 	for _, s := range states {
 		total += s.Duration
 		switch s.Status {
-		case mod.Failed:
+		case staterun.Failed:
 			failed++
-		case mod.WouldChange:
+		case staterun.WouldChange:
 			test = true
 			ok++
 		default:
 			ok++
 		}
-		if s.Status != mod.Failed {
+		if s.Status != staterun.Failed {
 			if s.Changed() {
 				changed++
 			} else {
 				unchanged++
 			}
 		}
-		full := mode == stateFull || (mode == stateChanges && (s.Changed() || s.failed()))
-		if full {
+		if mode == Full || (mode == Changes && (s.Changed() || s.failed())) {
 			printStateFull(w, s)
 		} else {
 			printStateTerse(w, s)
 		}
 	}
-	if !r.Success && r.Error != nil {
-		fmt.Fprintf(w, "    error: %s: %s\n", r.Error.Code, r.Error.Msg)
+	if errLine != "" {
+		fmt.Fprintf(w, "    error: %s\n", errLine)
 	}
 	fmt.Fprintf(w, "\nSummary for %s\n------------\n", name)
 	if test {
@@ -143,14 +154,14 @@ func runTime(ms float64) string {
 }
 
 // resultWords are Salt's Result line: True, False, None.
-var resultWords = map[mod.Status]string{mod.OK: "True", mod.Failed: "False", mod.WouldChange: "None"}
+var resultWords = map[staterun.Status]string{staterun.OK: "True", staterun.Failed: "False", staterun.WouldChange: "None"}
 
 // terseWord is Salt's terse result: Clean, Changed, Failed, Differs.
-func terseWord(s stateRun) string {
+func terseWord(s State) string {
 	switch {
-	case s.Status == mod.Failed:
+	case s.Status == staterun.Failed:
 		return "Failed"
-	case s.Status == mod.WouldChange:
+	case s.Status == staterun.WouldChange:
 		return "Differs"
 	case s.Changed():
 		return "Changed"
@@ -158,7 +169,7 @@ func terseWord(s stateRun) string {
 	return "Clean"
 }
 
-func printStateFull(w io.Writer, s stateRun) {
+func printStateFull(w io.Writer, s State) {
 	fmt.Fprintln(w, "----------")
 	field := func(k, v string) {
 		lines := strings.Split(strings.TrimRight(v, "\n"), "\n")
@@ -168,7 +179,7 @@ func printStateFull(w io.Writer, s stateRun) {
 		}
 	}
 	field("ID", s.ID)
-	field("Function", s.module+"."+s.function)
+	field("Function", s.Module+"."+s.Function)
 	field("Name", s.Name)
 	field("Result", resultWords[s.Status])
 	field("Comment", s.Comment)
@@ -180,9 +191,9 @@ func printStateFull(w io.Writer, s stateRun) {
 	}
 }
 
-func printStateTerse(w io.Writer, s stateRun) {
+func printStateTerse(w io.Writer, s State) {
 	fmt.Fprintf(w, "  Name: %s - Function: %s.%s - Result: %s - Started: %s - Duration: %.3f ms\n",
-		s.Name, s.module, s.function, terseWord(s), s.StartTime, s.Duration)
+		s.Name, s.Module, s.Function, terseWord(s), s.StartTime, s.Duration)
 }
 
 // printNested writes a value as Salt's nested outputter does: maps under a

@@ -1,0 +1,356 @@
+// Package statetree carries the masters' state tree (states_dir) to the
+// peels through the state-tree KV bucket (docs/states.md, "How the tree
+// reaches the peels"). Each file's content is stored once, under the
+// SHA-256 of that content; a manifest (path → digest) is stored under its
+// version (the SHA-256 of its files) after every file it names, and the
+// version key after the manifest, so a peel that reads the version finds
+// its manifest and every file of it. The bucket keeps one revision a key: it is a cache
+// rebuilt from states_dir, never backed up.
+//
+// Peels read it with direct gets (peelproto.GetKV) only: the version key
+// at each run, and the manifest and each content only when they do not
+// have them yet, so an unchanged tree costs a peel one small get and a
+// changed file the manifest and that file.
+package statetree
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/peelproto"
+)
+
+const hexDigits = "0123456789abcdef"
+
+// Entry is one file of a tree.
+type Entry struct {
+	Digest string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// Manifest is one version of a tree: its files by slash path relative to
+// states_dir.
+type Manifest struct {
+	// Version is the SHA-256 of the files map's JSON (sorted keys): the
+	// same tree on two masters is the same version.
+	Version string           `json:"version"`
+	Files   map[string]Entry `json:"files"`
+}
+
+// digest is the hex SHA-256 of b.
+func digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// version computes Manifest.Version from Files.
+func (m Manifest) version() string {
+	b, _ := json.Marshal(m.Files) // map keys marshal sorted: canonical
+	return digest(b)
+}
+
+// Scan reads the tree under dir: every regular file, skipping names that
+// start with a dot (.git, editors' swap files). content maps each digest
+// to the file's bytes.
+func Scan(dir string) (Manifest, map[string][]byte, error) {
+	m := Manifest{Files: map[string]Entry{}}
+	content := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path != dir && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		h := digest(b)
+		m.Files[filepath.ToSlash(rel)] = Entry{Digest: h, Size: int64(len(b))}
+		content[h] = b
+		return nil
+	})
+	if err != nil {
+		return Manifest{}, nil, fmt.Errorf("state tree %s: %w", dir, err)
+	}
+	m.Version = m.version()
+	return m, content, nil
+}
+
+// Publisher writes a states_dir to the bucket. It remembers the digests it
+// has stored (and those the bucket's manifest names at its first publish),
+// so an unchanged file is never written again.
+type Publisher struct {
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+	Dir string
+
+	stored  map[string]bool
+	version string
+}
+
+// PublishStats says what one Publish wrote.
+type PublishStats struct {
+	Version      string
+	Files        int // files in the tree
+	Written      int // contents written (new or changed)
+	WrittenBytes int64
+	Manifest     bool // the manifest was written (a new version)
+}
+
+// Publish scans Dir and stores what the bucket lacks: new contents first,
+// then the manifest. A file over the server's payload limit is refused by
+// name (the tree is not published).
+func (p *Publisher) Publish(ctx context.Context) (PublishStats, error) {
+	m, content, err := Scan(p.Dir)
+	if err != nil {
+		return PublishStats{}, err
+	}
+	st := PublishStats{Version: m.Version, Files: len(m.Files)}
+	if p.stored == nil {
+		p.stored = map[string]bool{}
+		// A master restarted over a filled bucket: what the current
+		// manifest names is stored (files are written before it).
+		if cur, err := currentManifest(ctx, p.NC); err == nil {
+			for _, e := range cur.Files {
+				p.stored[e.Digest] = true
+			}
+			p.version = cur.Version
+		} else if !errors.Is(err, peelproto.ErrKeyNotFound) {
+			return st, err
+		}
+	}
+	limit := p.NC.MaxPayload() - 1024 // room for the headers
+	for _, path := range slices.Sorted(maps.Keys(m.Files)) {
+		e := m.Files[path]
+		if p.stored[e.Digest] {
+			continue
+		}
+		if e.Size > limit {
+			return st, fmt.Errorf("state tree %s: %s is %d bytes, over the NATS payload limit (%d)", p.Dir, path, e.Size, limit)
+		}
+		if _, err := peelproto.PutKV(ctx, p.JS, names.BucketStateTree, names.StateTreeFileKey(e.Digest), content[e.Digest]); err != nil {
+			return st, fmt.Errorf("state tree %s: %w", path, err)
+		}
+		p.stored[e.Digest] = true
+		st.Written++
+		st.WrittenBytes += e.Size
+	}
+	if m.Version == p.version {
+		return st, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return st, fmt.Errorf("state tree manifest: %w", err)
+	}
+	if _, err := peelproto.PutKV(ctx, p.JS, names.BucketStateTree, names.StateTreeManifestKey(m.Version), b); err != nil {
+		return st, fmt.Errorf("state tree manifest: %w", err)
+	}
+	if _, err := peelproto.PutKV(ctx, p.JS, names.BucketStateTree, names.StateTreeVersionKey, []byte(m.Version)); err != nil {
+		return st, fmt.Errorf("state tree version: %w", err)
+	}
+	p.version = m.Version
+	st.Manifest = true
+	return st, nil
+}
+
+// currentManifest reads and checks the manifest of the bucket's version.
+func currentManifest(ctx context.Context, nc *nats.Conn) (Manifest, error) {
+	v, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeVersionKey)
+	if err != nil {
+		return Manifest{}, err
+	}
+	b, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeManifestKey(string(v)))
+	if err != nil {
+		return Manifest{}, err
+	}
+	m, err := parseManifest(b)
+	if err == nil && m.Version != string(v) {
+		err = fmt.Errorf("state tree manifest %.12s: holds version %.12s", v, m.Version)
+	}
+	return m, err
+}
+
+// parseManifest decodes a manifest and checks it: its version matches its
+// files, and every path is a plain relative path (no "..", no leading
+// slash), so materialising it stays inside the tree directory.
+func parseManifest(b []byte) (Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Manifest{}, fmt.Errorf("state tree manifest: %w", err)
+	}
+	if m.Version != m.version() {
+		return Manifest{}, fmt.Errorf("state tree manifest: version %q does not match its files (%s)", m.Version, m.version())
+	}
+	for path, e := range m.Files {
+		if !fs.ValidPath(path) || path == "." || len(e.Digest) != 2*sha256.Size || strings.Trim(e.Digest, hexDigits) != "" {
+			return Manifest{}, fmt.Errorf("state tree manifest: bad entry %q (sha256 %q)", path, e.Digest)
+		}
+	}
+	return m, nil
+}
+
+// FetchStats says what one Fetch moved.
+type FetchStats struct {
+	Version string
+	Files   int   // files in the tree
+	Gets    int   // direct gets: the manifest and each content fetched
+	Bytes   int64 // payload bytes of those gets (manifest and contents)
+}
+
+// Fetch brings the bucket's current tree to dir (a peel's
+// <data_dir>/state-tree): contents it lacks into dir/content/<digest>,
+// each checked against its digest, then the tree itself into
+// dir/trees/<version>, read-only, which it returns. Every content is in
+// hand before the tree is written, so a missing or corrupt content fails
+// the fetch, naming the path, and nothing runs from it. A version already
+// materialised is reused.
+func Fetch(ctx context.Context, nc *nats.Conn, dir string) (string, FetchStats, error) {
+	v, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeVersionKey)
+	if errors.Is(err, peelproto.ErrKeyNotFound) {
+		return "", FetchStats{}, errors.New("the masters have published no state tree (master.yaml states_dir)")
+	}
+	if err != nil {
+		return "", FetchStats{}, err
+	}
+	st := FetchStats{Version: string(v), Gets: 1, Bytes: int64(len(v))}
+	if len(v) != 64 || strings.Trim(string(v), hexDigits) != "" {
+		return "", st, fmt.Errorf("state tree version %q: not a sha256", v)
+	}
+	tree := filepath.Join(dir, "trees", st.Version)
+	if _, err := os.Stat(tree); err == nil {
+		return tree, st, nil // materialised whole (renamed into place)
+	}
+	b, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeManifestKey(st.Version))
+	st.Gets++
+	if err != nil {
+		return "", st, fmt.Errorf("state tree %.12s: manifest: %w", st.Version, err)
+	}
+	st.Bytes += int64(len(b))
+	m, err := parseManifest(b)
+	if err == nil && m.Version != st.Version {
+		err = fmt.Errorf("state tree manifest %.12s: holds version %.12s", st.Version, m.Version)
+	}
+	if err != nil {
+		return "", st, err
+	}
+	st.Files = len(m.Files)
+	cache := filepath.Join(dir, "content")
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		return "", st, fmt.Errorf("state tree cache: %w", err)
+	}
+	paths := slices.Sorted(maps.Keys(m.Files))
+	for _, path := range paths {
+		e := m.Files[path]
+		cached := filepath.Join(cache, e.Digest)
+		if _, err := os.Stat(cached); err == nil {
+			continue
+		}
+		c, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeFileKey(e.Digest))
+		st.Gets++
+		switch {
+		case errors.Is(err, peelproto.ErrKeyNotFound):
+			return "", st, fmt.Errorf("state tree %s: %s: content %s is missing from the %s bucket; nothing ran", m.Version[:12], path, e.Digest[:12], names.BucketStateTree)
+		case err != nil:
+			return "", st, fmt.Errorf("state tree %s: %s: %w", m.Version[:12], path, err)
+		}
+		st.Bytes += int64(len(c))
+		if got := digest(c); got != e.Digest {
+			return "", st, fmt.Errorf("state tree %s: %s: content %s is corrupt (its sha256 is %s); nothing ran", m.Version[:12], path, e.Digest[:12], got[:12])
+		}
+		if err := writeAtomic(cached, c, 0o400); err != nil {
+			return "", st, fmt.Errorf("state tree cache: %w", err)
+		}
+	}
+	if err := materialise(cache, tree, m, paths); err != nil {
+		return "", st, fmt.Errorf("state tree %s: %w", m.Version[:12], err)
+	}
+	return tree, st, nil
+}
+
+// materialise writes the tree to a temporary directory and renames it to
+// tree, so a tree directory is always whole; files are 0444 and
+// directories 0555: a run reads the tree, never writes it.
+func materialise(cache, tree string, m Manifest, paths []string) error {
+	if err := os.MkdirAll(filepath.Dir(tree), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(tree), ".tmp-")
+	if err == nil {
+		err = func() error {
+			for _, path := range paths {
+				b, err := os.ReadFile(filepath.Join(cache, m.Files[path].Digest))
+				if err != nil {
+					return err
+				}
+				dst := filepath.Join(tmp, filepath.FromSlash(path))
+				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+					return err
+				}
+				if err := os.WriteFile(dst, b, 0o444); err != nil {
+					return err
+				}
+			}
+			return filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					err = os.Chmod(p, 0o555)
+				}
+				return err
+			})
+		}()
+	}
+	if err == nil {
+		err = os.Rename(tmp, tree)
+		if _, serr := os.Stat(tree); err != nil && serr == nil {
+			err = nil // another run materialised the same version first
+		}
+	}
+	if err != nil && tmp != "" {
+		removeTree(tmp)
+	}
+	return err
+}
+
+// removeTree removes a read-only tree.
+func removeTree(dir string) {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(dir)
+}
+
+func writeAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
