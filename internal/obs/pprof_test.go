@@ -1,22 +1,23 @@
 package obs
 
 import (
-	"context"
 	"net/http"
 	"testing"
 
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// The profiles are served only with ZESTER_PPROF=1.
+// The profiles are served only with ZESTER_PPROF=1 (no /readyz asked: no
+// ready func).
 func TestListenHTTP_PprofOnlyWhenAsked(t *testing.T) {
-	for _, tc := range []struct {
-		env  string
-		want int
-	}{{"", http.StatusNotFound}, {"0", http.StatusNotFound}, {"1", http.StatusOK}} {
-		t.Run("ZESTER_PPROF="+tc.env, func(t *testing.T) {
-			t.Setenv(EnvPprof, tc.env)
-			h, err := ListenHTTP("127.0.0.1:0", metrics.NewSet(), func(context.Context) error { return nil })
+	for _, env := range []string{"", "0", "1"} {
+		want := http.StatusNotFound
+		if env == "1" {
+			want = http.StatusOK
+		}
+		t.Run("ZESTER_PPROF="+env, func(t *testing.T) {
+			t.Setenv(EnvPprof, env)
+			h, err := ListenHTTP("127.0.0.1:0", metrics.NewSet(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -26,8 +27,8 @@ func TestListenHTTP_PprofOnlyWhenAsked(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Fatalf("/debug/pprof/cmdline: %d, want %d", resp.StatusCode, tc.want)
+			if resp.StatusCode != want {
+				t.Fatalf("/debug/pprof/cmdline: %d, want %d", resp.StatusCode, want)
 			}
 		})
 	}
