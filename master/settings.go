@@ -2,12 +2,14 @@ package master
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -17,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -45,6 +48,16 @@ import (
 //     buckets keeps in memory. So a master restart writes nothing, a change
 //     touching 10 peels writes about 10 entries, and an entry that goes
 //     missing (deleted, a rebuilt store) is written again.
+//   - A peel is rendered only when what it is rendered from changed: the
+//     entries carry a keyed hash of their inputs (HeaderSettingsInput: the
+//     applicable files' content hashes with top.zy's, the raw facts, the
+//     curve key) and the settings-files entry the applicable files' names
+//     (HeaderSettingsFiles), which the follower keeps too. A marked peel
+//     whose inputs hash to what both entries carry is current and is not
+//     compiled (a master restart compiles nothing; a file change compiles
+//     the peels that apply it). A render that used the basket stores no
+//     input hash: such a peel is always rendered. zester settings refresh
+//     renders regardless.
 //   - A tree that does not load (a template that does not parse, a file
 //     that top.zy names and that is not there) is not used at all: every
 //     peel keeps its last good render, and an event names the file, line
@@ -64,6 +77,11 @@ type settingsRenderer struct {
 	curve nkeys.KeyPair
 	// hashKey keys the secrets entries' content hash.
 	hashKey []byte
+	// inputKey keys the input hashes: hashKey's when the masters have a
+	// curve key, else a fixed one (a random one would make every restart
+	// of a master without master.xk render and write every peel again;
+	// without that key there is no secret for the hash to guard).
+	inputKey []byte
 	// sealer seals each peel's values from the masters' curve key (a
 	// one-time key of this process when there is none: nothing to seal
 	// but empty value sets then).
@@ -87,14 +105,23 @@ type settingsRenderer struct {
 	kick  chan struct{}
 
 	storeMu sync.Mutex
-	stored  [2]map[string]string // bucket (filesIdx, secretsIdx) → key → content hash
-	curves  map[string]string    // peel id → curve key of its accepted enrollment
+	stored  [2]map[string]storedEntry // bucket (filesIdx, secretsIdx) → key → what it holds
+	curves  map[string]string         // peel id → curve key of its accepted enrollment
+	lists   map[string][]string       // HeaderSettingsFiles value → its list, shared (fileList)
 
 	// batchMu serialises render batches (the loop and refresh).
 	batchMu sync.Mutex
 	pub     *kvPublisher
 
-	renders, writes, failures *metrics.Counter
+	renders, current, writes, failures *metrics.Counter
+}
+
+// storedEntry is what the store holds under one key, from its headers.
+type storedEntry struct {
+	hash    string   // HeaderContentHash
+	input   string   // HeaderSettingsInput ("" when none)
+	secrets string   // HeaderSettingsSecrets (settings-files entries)
+	files   []string // HeaderSettingsFiles (settings-files entries)
 }
 
 const (
@@ -109,6 +136,7 @@ var settingsBuckets = [2]string{names.BucketSettingsFiles, names.BucketSecrets}
 // content hashes of its two entries, and its masked settings (I@).
 type peelSettings struct {
 	files       []string
+	input       string // inputHash of the last good render ("" when it used the basket)
 	filesHash   string
 	secretsHash string
 	masked      []byte
@@ -125,13 +153,14 @@ func newSettingsRenderer(m *Master) *settingsRenderer {
 	s := &settingsRenderer{
 		m: m, log: m.log.With("part", "settings"), dir: m.cfg.SettingsDir,
 		peels: map[string]*peelSettings{}, dirty: map[string]struct{}{}, kick: make(chan struct{}, 1),
-		curves:   map[string]string{},
+		curves: map[string]string{}, lists: map[string][]string{},
 		renders:  m.opts.Metrics.NewCounter(`zester_master_settings_renders_total`),
+		current:  m.opts.Metrics.NewCounter(`zester_master_settings_current_total`),
 		writes:   m.opts.Metrics.NewCounter(`zester_master_settings_writes_total`),
 		failures: m.opts.Metrics.NewCounter(`zester_master_settings_render_failures_total`),
 	}
 	for i := range s.stored {
-		s.stored[i] = map[string]string{}
+		s.stored[i] = map[string]storedEntry{}
 	}
 	return s
 }
@@ -181,7 +210,12 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 	} else if _, err := rand.Read(s.hashKey); err != nil {
 		return err
 	}
-	s.pub = newKVPublisher(s.m.js)
+	s.inputKey = s.hashKey
+	if kp == nil {
+		sum := sha256.Sum256([]byte("zester settings input v1, no masters' curve key"))
+		s.inputKey = sum[:]
+	}
+	s.pub = newKVPublisher(ctx, s)
 	// What the store holds, before the first render compares with it.
 	for i, b := range settingsBuckets {
 		if err := s.followStore(ctx, i, b); err != nil {
@@ -271,13 +305,25 @@ func (s *settingsRenderer) markAffected(all bool, changed []string) int {
 			ids = append(ids, s.m.index.ids(p)...)
 		}
 	} else {
+		uses := func(files []string) bool {
+			return slices.ContainsFunc(files, func(f string) bool { return slices.Contains(changed, f) })
+		}
 		s.mu.Lock()
 		for id, ps := range s.peels {
-			if ps.failed != "" || slices.ContainsFunc(ps.files, func(f string) bool { return slices.Contains(changed, f) }) {
+			if ps.failed != "" || uses(ps.files) {
 				ids = append(ids, id)
 			}
 		}
 		s.mu.Unlock()
+		// Peels not rendered by this process (a restart found them
+		// current): their entries' headers say which files they apply.
+		s.storeMu.Lock()
+		for id, e := range s.stored[filesIdx] {
+			if uses(e.files) {
+				ids = append(ids, id)
+			}
+		}
+		s.storeMu.Unlock()
 	}
 	s.markDirty(ids...)
 	return len(ids)
@@ -351,7 +397,7 @@ func (s *settingsRenderer) loop(ctx context.Context) {
 		}
 		clear(s.dirty)
 		s.mu.Unlock()
-		s.renderBatch(ctx, ids)
+		s.renderBatch(ctx, ids, renderChanged)
 	}
 }
 
@@ -361,14 +407,15 @@ type batchStats struct {
 	errors                    []string
 }
 
-// renderBatch renders ids (those this master owns and has facts of),
-// writes what changed, tells the peels whose entries were written, and
-// reports failures as events (one per distinct error).
-func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string) batchStats {
+// renderBatch renders ids (those this master owns and has facts of; with
+// renderChanged those whose inputs changed), writes what changed, tells the
+// peels whose entries were written, and reports failures as events (one
+// per distinct error).
+func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode renderMode) batchStats {
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
 	s.treeMu.RLock()
-	tree, open := s.tree, s.open
+	tree, open, hashes := s.tree, s.open, s.hashes
 	s.treeMu.RUnlock()
 	var st batchStats
 	if tree == nil || len(ids) == 0 {
@@ -387,7 +434,7 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string) batchS
 		go func() {
 			defer wg.Done()
 			for id := range work {
-				rendered, wrote, err := s.renderOne(ctx, tree, open, id)
+				rendered, wrote, err := s.renderOne(ctx, tree, open, hashes, id, mode)
 				mu.Lock()
 				if rendered {
 					st.rendered++
@@ -449,8 +496,17 @@ func (s *settingsRenderer) retryLater(ctx context.Context, failed []pubFailure) 
 	s.markDirty(ids...)
 }
 
+// renderMode is what renderOne does with a peel.
+type renderMode int
+
+const (
+	renderChanged renderMode = iota // compile and write unless the inputs are those of the entries
+	renderAlways                    // compile and write what differs
+	compileOnly                     // compile, write nothing (I@ of a peel found current)
+)
+
 // renderOne compiles one peel and queues the writes of what changed.
-func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, open func(string) (string, error), id string) (rendered, wrote bool, err error) {
+func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, open func(string) (string, error), hashes map[string]string, id string, mode renderMode) (rendered, wrote bool, err error) {
 	P := s.m.cfg.Partitions
 	if !s.m.member.owns(shard.Partition(id, P)) {
 		return false, false, nil
@@ -459,13 +515,36 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	if !ok {
 		return false, false, nil // no facts yet: marked again when they come
 	}
-	facts, err := decodeFactsMap(raw)
-	if err != nil {
-		return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
+	// The curve key before the facts are decoded: the accepted
+	// enrollment's is enough to tell whether the peel is current.
+	curve := s.enrolledCurve(id)
+	var facts map[string]any
+	if curve == "" {
+		if facts, err = decodeFactsMap(raw); err != nil {
+			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
+		}
+		curve = factsCurve(facts)
 	}
+	var judged storedEntry // the input hash of the stored file list, when computed
+	if mode == renderChanged {
+		var current bool
+		if current, judged = s.isCurrent(id, hashes, raw, curve); current {
+			s.current.Inc()
+			return false, false, nil
+		}
+	}
+	if facts == nil {
+		if facts, err = decodeFactsMap(raw); err != nil {
+			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
+		}
+	}
+	var usedBasket atomic.Bool
 	opts := settings.Options{Context: ctx, Secret: open}
 	if s.basket != nil {
-		opts.Basket = func(tgt, name string) (map[string]any, error) { return s.basket(ctx, tgt, name) }
+		opts.Basket = func(tgt, name string) (map[string]any, error) {
+			usedBasket.Store(true)
+			return s.basket(ctx, tgt, name)
+		}
 	} else {
 		opts.Basket = func(string, string) (map[string]any, error) {
 			return nil, errors.New("basket not available yet")
@@ -492,34 +571,80 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
-	curve := s.curveOf(id, facts)
 	if curve == "" && len(vals.Values) > 0 {
 		return true, false, s.fail(id, fmt.Errorf("peel %s: no curve key known (no accepted enrollment, no %q fact) to seal its %d secrets to", id, factsCurveKey, len(vals.Values)))
 	}
-	ps := &peelSettings{files: res.Files, filesHash: hashHex(bj), masked: masked}
+	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked}
+	if !usedBasket.Load() {
+		if judged.input != "" && slices.Equal(judged.files, res.Files) {
+			ps.input = judged.input
+		} else {
+			ps.input = s.inputHash(hashes, res.Files, raw, curve)
+		}
+	}
 	if curve != "" {
 		ps.secretsHash = settings.ValuesHash(s.hashKey, curve, vals)
+	}
+	if mode == compileOnly {
+		s.mu.Lock()
+		s.peels[id] = ps
+		s.mu.Unlock()
+		return true, false, nil
 	}
 	// The writes, each only when the store holds something else; the
 	// values first, so that a peel reading between the two more likely
 	// finds the values its new templates need (when not, its render fails,
 	// it keeps the last good one and reads again on the change message).
-	if curve != "" && s.storedHash(secretsIdx, names.SecretsKey(id)) != ps.secretsHash {
+	if curve != "" && s.storedEntry(secretsIdx, names.SecretsKey(id)).hash != ps.secretsHash {
 		tok, err := s.sealer.SealValues(curve, vals)
 		if err != nil {
 			return true, false, s.fail(id, err)
 		}
-		s.pub.put(ctx, s, secretsIdx, names.SecretsKey(id), []byte(tok), ps.secretsHash)
+		s.pub.put(ctx, secretsIdx, names.SecretsKey(id), []byte(tok), storedEntry{hash: ps.secretsHash})
 		wrote = true
 	}
-	if s.storedHash(filesIdx, names.SettingsFilesKey(id)) != ps.filesHash {
-		s.pub.put(ctx, s, filesIdx, names.SettingsFilesKey(id), bj, ps.filesHash)
+	fe := storedEntry{hash: ps.filesHash, input: ps.input, secrets: ps.secretsHash, files: ps.files}
+	if old := s.storedEntry(filesIdx, names.SettingsFilesKey(id)); old.hash != fe.hash || old.input != fe.input || old.secrets != fe.secrets {
+		s.pub.put(ctx, filesIdx, names.SettingsFilesKey(id), bj, fe)
 		wrote = true
 	}
 	s.mu.Lock()
 	s.peels[id] = ps
 	s.mu.Unlock()
 	return true, wrote, nil
+}
+
+// inputHash is the keyed hash of what a peel's render is a function of
+// (with the basket unused): top.zy and the applicable files, in merge
+// order, by content hash; the raw fact document; the curve key sealed to.
+// The key (from the masters' curve seed, when there is one) makes it change
+// with the masters' key too.
+func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, raw []byte, curve string) string {
+	h := hmac.New(sha256.New, s.inputKey)
+	io.WriteString(h, "zester settings input v1\x00"+hashes[settings.TopFile])
+	for _, f := range files {
+		io.WriteString(h, "\x00"+f+"\x00"+hashes[f])
+	}
+	io.WriteString(h, "\x00"+curve+"\x00")
+	h.Write(raw)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// isCurrent reports whether id's entries were rendered from the inputs it
+// has now: the settings-files entry carries their hash, and the secrets
+// entry holds the values rendered with it. It returns the input hash it
+// computed and for which file list (input "" when none), for the render
+// to reuse when its list is the same.
+func (s *settingsRenderer) isCurrent(id string, hashes map[string]string, raw []byte, curve string) (bool, storedEntry) {
+	f := s.storedEntry(filesIdx, names.SettingsFilesKey(id))
+	if f.input == "" || f.hash == "" {
+		return false, storedEntry{}
+	}
+	in := storedEntry{input: s.inputHash(hashes, f.files, raw, curve), files: f.files}
+	if f.input != in.input {
+		return false, in
+	}
+	return f.secrets == "" || s.storedEntry(secretsIdx, names.SecretsKey(id)).hash == f.secrets, in
 }
 
 // fail records a failed render: the peel keeps its last good one.
@@ -553,40 +678,45 @@ func hashHex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// curveOf is the curve key to seal a peel's values to: its accepted
-// enrollment's, else the one its facts publish.
-func (s *settingsRenderer) curveOf(id string, facts map[string]any) string {
+// enrolledCurve is the curve key of a peel's accepted enrollment ("" when
+// none): what its values are sealed to.
+func (s *settingsRenderer) enrolledCurve(id string) string {
 	s.storeMu.Lock()
-	c := s.curves[id]
-	s.storeMu.Unlock()
-	if c != "" {
-		return c
-	}
+	defer s.storeMu.Unlock()
+	return s.curves[id]
+}
+
+// factsCurve is the curve key a peel's facts publish (for a peel without
+// an accepted enrollment).
+func factsCurve(facts map[string]any) string {
 	if c, ok := facts[factsCurveKey].(string); ok && nkeys.IsValidPublicCurveKey(c) {
 		return c
 	}
 	return ""
 }
 
-func (s *settingsRenderer) storedHash(idx int, key string) string {
+func (s *settingsRenderer) storedEntry(idx int, key string) storedEntry {
 	s.storeMu.Lock()
 	defer s.storeMu.Unlock()
 	return s.stored[idx][key]
 }
 
-// setStored records what the store holds under key ("" when nothing).
-func (s *settingsRenderer) setStored(idx int, key, hash string) {
+// setStored records what the store holds under key (e.hash "" when
+// nothing).
+func (s *settingsRenderer) setStored(idx int, key string, e storedEntry) {
 	s.storeMu.Lock()
-	if hash == "" {
+	if e.hash == "" {
 		delete(s.stored[idx], key)
 	} else {
-		s.stored[idx][key] = hash
+		s.stored[idx][key] = e
 	}
 	s.storeMu.Unlock()
 }
 
 // masked returns a peel's masked settings as last rendered (nil when
-// none): what I@ matches.
+// none): what I@ matches. A peel this process found current and did not
+// compile is compiled now (once; its entries are current, so nothing is
+// written).
 func (s *settingsRenderer) masked(id string) map[string]any {
 	s.mu.Lock()
 	ps := s.peels[id]
@@ -595,6 +725,20 @@ func (s *settingsRenderer) masked(id string) map[string]any {
 		b = ps.masked
 	}
 	s.mu.Unlock()
+	if ps == nil {
+		s.treeMu.RLock()
+		tree, open, hashes := s.tree, s.open, s.hashes
+		s.treeMu.RUnlock()
+		if tree != nil {
+			if _, _, err := s.renderOne(context.Background(), tree, open, hashes, id, compileOnly); err == nil {
+				s.mu.Lock()
+				if ps = s.peels[id]; ps != nil {
+					b = ps.masked
+				}
+				s.mu.Unlock()
+			}
+		}
+	}
 	if b == nil {
 		return nil
 	}
@@ -631,7 +775,7 @@ func (s *settingsRenderer) refresh(ctx context.Context, tgt target.Expr) wire.Se
 		}
 	}
 	r.Peels = len(ids)
-	st := s.renderBatch(ctx, ids)
+	st := s.renderBatch(ctx, ids, renderAlways)
 	r.Rendered, r.Written, r.Failed, r.Errors = st.rendered, st.written, st.failed, st.errors
 	return r
 }

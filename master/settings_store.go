@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,12 +40,15 @@ func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket stri
 		h := msg.Headers()
 		switch op := h.Get("KV-Operation"); {
 		case op == "DEL" || op == "PURGE" || h.Get("Nats-Marker-Reason") != "":
-			s.setStored(idx, key, "")
+			s.setStored(idx, key, storedEntry{})
 			s.storeGone(key)
 		default:
-			hash := h.Get(names.HeaderContentHash)
-			s.setStored(idx, key, hash)
-			if hash == "" {
+			e := storedEntry{hash: h.Get(names.HeaderContentHash), input: h.Get(names.HeaderSettingsInput), secrets: h.Get(names.HeaderSettingsSecrets)}
+			if idx == filesIdx {
+				e.files = s.fileList(h.Get(names.HeaderSettingsFiles))
+			}
+			s.setStored(idx, key, e)
+			if e.hash == "" {
 				s.storeGone(key)
 			}
 		}
@@ -243,14 +247,24 @@ func (s *settingsRenderer) watchDir(ctx context.Context) error {
 
 // kvPublisher writes KV entries with a content-hash header, many in
 // flight at once (PublishMsgAsync), and records each acknowledged one as
-// stored.
+// stored. One collector goroutine takes the acks in publish order (the
+// server acknowledges a stream's writes in order), so a write costs no
+// goroutine of its own; the queue's capacity bounds the writes in flight.
 type kvPublisher struct {
-	js     jetstream.JetStream
-	window chan struct{}
+	js       jetstream.JetStream
+	s        *settingsRenderer
+	inflight chan inflightPut
 
 	mu      sync.Mutex
 	pending sync.WaitGroup
 	failed  []pubFailure
+}
+
+type inflightPut struct {
+	f   jetstream.PubAckFuture
+	idx int
+	key string
+	e   storedEntry
 }
 
 type pubFailure struct {
@@ -258,42 +272,65 @@ type pubFailure struct {
 	err error
 }
 
-// publishWindow bounds the writes in flight.
-const publishWindow = 4096
+// publishWindow bounds the writes in flight: below the JetStream context's
+// async limit (nats.go's default, 4000), past which a publish stalls and
+// then fails.
+const publishWindow = 2048
 
-func newKVPublisher(js jetstream.JetStream) *kvPublisher {
-	return &kvPublisher{js: js, window: make(chan struct{}, publishWindow)}
+func newKVPublisher(ctx context.Context, s *settingsRenderer) *kvPublisher {
+	p := &kvPublisher{js: s.m.js, s: s, inflight: make(chan inflightPut, publishWindow)}
+	go p.collect(ctx)
+	return p
 }
 
-func (p *kvPublisher) put(ctx context.Context, s *settingsRenderer, idx int, key string, value []byte, hash string) {
-	msg := nats.NewMsg(names.KVSubjectPrefix(settingsBuckets[idx]) + key)
-	msg.Header.Set(names.HeaderContentHash, hash)
-	msg.Data = value
-	select {
-	case p.window <- struct{}{}:
-	case <-ctx.Done():
-		p.fail(key, ctx.Err())
-		return
+// collect records the outcome of every write, in publish order. After ctx
+// ends, what is still queued fails with ctx's error.
+func (p *kvPublisher) collect(ctx context.Context) {
+	for {
+		var w inflightPut
+		select {
+		case w = <-p.inflight:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-w.f.Ok():
+			p.s.setStored(w.idx, w.key, w.e)
+			p.s.writes.Inc()
+		case err := <-w.f.Err():
+			p.fail(w.key, err)
+		case <-ctx.Done():
+			p.fail(w.key, ctx.Err())
+		}
+		p.pending.Done()
 	}
+}
+
+func (p *kvPublisher) put(ctx context.Context, idx int, key string, value []byte, e storedEntry) {
+	msg := nats.NewMsg(names.KVSubjectPrefix(settingsBuckets[idx]) + key)
+	msg.Header.Set(names.HeaderContentHash, e.hash)
+	if e.input != "" {
+		msg.Header.Set(names.HeaderSettingsInput, e.input)
+	}
+	if e.secrets != "" {
+		msg.Header.Set(names.HeaderSettingsSecrets, e.secrets)
+	}
+	if idx == filesIdx {
+		msg.Header.Set(names.HeaderSettingsFiles, encodeFileList(e.files))
+	}
+	msg.Data = value
 	f, err := p.js.PublishMsgAsync(msg)
 	if err != nil {
-		<-p.window
 		p.fail(key, err)
 		return
 	}
 	p.pending.Add(1)
-	go func() {
-		defer func() { <-p.window; p.pending.Done() }()
-		select {
-		case <-f.Ok():
-			s.setStored(idx, key, hash)
-			s.writes.Inc()
-		case err := <-f.Err():
-			p.fail(key, err)
-		case <-ctx.Done():
-			p.fail(key, ctx.Err())
-		}
-	}()
+	select {
+	case p.inflight <- inflightPut{f: f, idx: idx, key: key, e: e}:
+	case <-ctx.Done():
+		p.pending.Done()
+		p.fail(key, ctx.Err())
+	}
 }
 
 func (p *kvPublisher) fail(key string, err error) {
@@ -319,4 +356,51 @@ func (p *kvPublisher) wait(ctx context.Context) []pubFailure {
 		return nil
 	}
 	return f
+}
+
+// encodeFileList is HeaderSettingsFiles of a list of settings file names:
+// each path-escaped (a name may hold a comma), comma-separated.
+func encodeFileList(files []string) string {
+	esc := make([]string, len(files))
+	for i, f := range files {
+		esc[i] = url.PathEscape(f)
+	}
+	return strings.Join(esc, ",")
+}
+
+// fileList is decodeFileList of v, one shared slice per distinct list: a
+// fleet has a few dozen distinct lists, and 100,000 copies of one would
+// be garbage the collector scans. The returned slice is never changed.
+func (s *settingsRenderer) fileList(v string) []string {
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	if l, ok := s.lists[v]; ok {
+		return l
+	}
+	l := decodeFileList(v)
+	if len(s.lists) < maxFileLists {
+		s.lists[v] = l
+	}
+	return l
+}
+
+// maxFileLists bounds the interned file lists (a tree whose top.zy gives
+// every peel its own list gets copies past it).
+const maxFileLists = 4096
+
+// decodeFileList reverses encodeFileList; nil when a name does not decode
+// (the peel is then rendered, not judged current).
+func decodeFileList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		f, err := url.PathUnescape(p)
+		if err != nil {
+			return nil
+		}
+		parts[i] = f
+	}
+	return parts
 }

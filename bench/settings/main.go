@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -62,6 +63,9 @@ var (
 	peels   = flag.Int("peels", 100_000, "simulated peels")
 	keep    = flag.Bool("keep", false, "keep the work directory")
 	timeout = flag.Duration("timeout", 10*time.Minute, "bound of each phase")
+	profDir = flag.String("cpuprofile", "", "directory for a CPU profile of the master during each phase (cpu-<n>.pprof, via ZESTER_PPROF=1)")
+	mEnv    = flag.String("master-env", "", "extra environment of the master, comma-separated (GOGC=400,GOMEMLIMIT=900MiB)")
+	profSec = flag.Int("cpuprofile-seconds", 10, "length of each phase's CPU profile")
 )
 
 func run() error {
@@ -139,8 +143,8 @@ func run() error {
 	fmt.Printf("seeded %d enrollment records and fact documents in %s (keys %s)\n\n", N, time.Since(seed).Round(time.Millisecond), seed.Sub(t0).Round(time.Millisecond))
 
 	m := &child{bin: bin, work: work, url: srv.ClientURL(), dir: dir, pkiDir: pkiDir}
-	fmt.Println("| phase | peels rendered | entries written | time until current | master CPU | master RSS peak | load |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| phase | peels rendered | found current | entries written | time until current | master CPU | master RSS peak | load |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	if err := m.start(); err != nil {
 		return err
 	}
@@ -290,6 +294,24 @@ type child struct {
 	cmd                         *exec.Cmd
 	http                        string
 	started                     time.Time
+	phases                      int
+}
+
+// profile writes a CPU profile of the master, --cpuprofile-seconds long.
+func (c *child) profile(path string) {
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.http, *profSec))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }
 
 func (c *child) start() error {
@@ -305,6 +327,13 @@ func (c *child) start() error {
 		return err
 	}
 	c.cmd = exec.Command(c.bin, "--config", path)
+	c.cmd.Env = os.Environ()
+	if *profDir != "" {
+		c.cmd.Env = append(c.cmd.Env, "ZESTER_PPROF=1")
+	}
+	if *mEnv != "" {
+		c.cmd.Env = append(c.cmd.Env, strings.Split(*mEnv, ",")...)
+	}
 	c.cmd.Stderr = os.Stderr
 	c.started = time.Now()
 	return c.cmd.Start()
@@ -352,7 +381,8 @@ func (c *child) metric(name string) float64 {
 	return 0
 }
 
-// phase runs change and waits until the master rendered renders more peels
+// phase runs change and waits until the master judged renders more peels
+// (rendered them, or found them current from their entries' input hashes)
 // and wrote writes more entries (and, for 0 writes, that a second passed
 // without one after the renders). With change nil the phase is the
 // master's start: counted from the process start, from zero.
@@ -360,17 +390,22 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 	for c.metric("zester_master_settings_renders_total") < 0 {
 		time.Sleep(20 * time.Millisecond)
 	}
-	var r0, w0, cpu0 float64
+	var r0, w0, k0, cpu0 float64
 	start := c.started
 	if change != nil {
-		r0, w0 = c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_writes_total")
+		r0, w0 = c.judged(), c.metric("zester_master_settings_writes_total")
+		k0 = c.metric("zester_master_settings_current_total")
 		cpu0 = c.cpu()
 		start = time.Now()
 		change()
 	}
+	c.phases++
+	if *profDir != "" {
+		go c.profile(filepath.Join(*profDir, fmt.Sprintf("cpu-%d.pprof", c.phases)))
+	}
 	deadline := start.Add(*timeout)
 	for {
-		r, w := c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_writes_total")
+		r, w := c.judged(), c.metric("zester_master_settings_writes_total")
 		if r-r0 >= float64(renders) && w-w0 >= float64(writes) {
 			took := time.Since(start)
 			if writes == 0 {
@@ -379,7 +414,8 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 					return fmt.Errorf("%s: %v writes after the renders, want none", name, w2-w0)
 				}
 			}
-			fmt.Printf("| %s | %.0f | %.0f | %s | %.1f s | %.0f MiB | %s |\n", name, r-r0, w-w0, took.Round(time.Millisecond), c.cpu()-cpu0, float64(c.rssPeak())/(1<<20), loadavg())
+			k := c.metric("zester_master_settings_current_total") - k0
+			fmt.Printf("| %s | %.0f | %.0f | %.0f | %s | %.1f s | %.0f MiB | %s |\n", name, r-r0-k, k, w-w0, took.Round(time.Millisecond), c.cpu()-cpu0, float64(c.rssPeak())/(1<<20), loadavg())
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -387,6 +423,15 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// judged is the peels the master rendered or found current.
+func (c *child) judged() float64 {
+	r, k := c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_current_total")
+	if r < 0 || k < 0 {
+		return -1
+	}
+	return r + k
 }
 
 // cpu is the child's user+system CPU seconds.

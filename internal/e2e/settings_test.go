@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -27,6 +28,7 @@ import (
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/master"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/shard"
@@ -722,5 +724,60 @@ func TestSettings_PurgedBucket_EntriesWrittenAgain(t *testing.T) {
 	t.Logf("SETTINGS: purged buckets written again after %s", took.Round(time.Millisecond))
 	if r, _ := f.rendered(t, "web1", nil); settingOf(r, "db:password") != settingsSecret {
 		t.Fatalf("web1 after the purge: %v", r)
+	}
+}
+
+// A master restart finds the entries current from their input-hash headers
+// and compiles no peel; a file changed while it was down is rendered for
+// exactly the peels that apply it (known from the entries' file lists);
+// I@ still sees the peels it did not compile.
+func TestSettings_Restart_RendersOnlyWhatChanged(t *testing.T) {
+	srv := testkit.Server(t)
+	url := srv.ClientURL()
+	js := testkit.JetStream(t, url)
+	f := newSettingsFixture(t, js, "")
+	const n = 5
+	cfg := mastertest.Config("m1", url)
+	cfg.SettingsDir, cfg.PKIDir = f.dir, f.pkiDir
+	set := metrics.NewSet()
+	h := mastertest.StartWith(t, cfg, master.Options{Metrics: set})
+	f.simFleet(t, n)
+	counter := func(s *metrics.Set, name string) uint64 { return s.GetOrCreateCounter(name).Get() }
+	testkit.Eventually(t, "every peel rendered", settingsHang, func() bool {
+		return counter(set, "zester_master_settings_writes_total") >= 3*n // 2n files, n web secrets
+	})
+	testkit.Eventually(t, "every write acknowledged and seen", settingsHang, func() bool {
+		for i := range n {
+			if f.entry(t, names.BucketSettingsFiles, fmt.Sprintf("db%d", i)) == nil || f.entry(t, names.BucketSecrets, fmt.Sprintf("web%d", i)) == nil {
+				return false
+			}
+		}
+		return true
+	})
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	files0, secrets0 := lastSeq(t, js, names.BucketSettingsFiles), lastSeq(t, js, names.BucketSecrets)
+	f.write(t, "db.zy", "role: db\nsize: {{ .facts.size }}\nengine: postgres\n")
+
+	set = metrics.NewSet()
+	mastertest.StartWith(t, cfg, master.Options{Metrics: set})
+	testkit.Eventually(t, "the db peels rendered, the web peels found current", settingsHang, func() bool {
+		return counter(set, "zester_master_settings_renders_total")+counter(set, "zester_master_settings_current_total") >= 2*n
+	})
+	testkit.Eventually(t, "the db peels written", settingsHang, func() bool { return lastSeq(t, js, names.BucketSettingsFiles)-files0 >= n })
+	if r, c := counter(set, "zester_master_settings_renders_total"), counter(set, "zester_master_settings_current_total"); r != n || c != n {
+		t.Fatalf("after a restart with db.zy changed: %d rendered, %d found current; want %d and %d", r, c, n, n)
+	}
+	if d := lastSeq(t, js, names.BucketSettingsFiles) - files0; d != n {
+		t.Fatalf("%d settings-files entries written, want %d (the db peels)", d, n)
+	}
+	if d := lastSeq(t, js, names.BucketSecrets) - secrets0; d != 0 {
+		t.Fatalf("%d secrets entries written, want none", d)
+	}
+	// I@ on a peel this master did not compile: compiled for the match.
+	code, out, _ := clitest.Zester(t, url, "run", "--json", "-I", "role:web", "test.ping")
+	if !strings.Contains(out, "web0") || strings.Contains(out, "db0") {
+		t.Fatalf("run -I role:web after a restart: %d %s", code, out)
 	}
 }

@@ -24,6 +24,25 @@ func SettingsFilesKey(id string) string { return id }
 // entries are current without fetching their values.
 const HeaderContentHash = "Zester-Hash"
 
+// HeaderSettingsInput is the header with which the masters store a keyed
+// hash of what an entry was rendered from (the applicable files' content
+// hashes, the facts, the peel's curve key): a master that finds it equal to
+// the same hash of its current inputs knows the entry is current without
+// rendering the peel (docs/settings.md). Absent when the render is not a
+// function of those inputs alone (it used the basket).
+const HeaderSettingsInput = "Zester-Input"
+
+// HeaderSettingsFiles is the header with which the masters store, on a
+// settings-files entry, the names of the settings files it applied
+// (path-escaped, comma-separated): which peels a changed file touches,
+// known from the headers alone after a master restart.
+const HeaderSettingsFiles = "Zester-Files"
+
+// HeaderSettingsSecrets is the header with which the masters store, on a
+// settings-files entry, the content hash of the secrets entry rendered with
+// it: the pair is current only when the secrets entry holds that hash.
+const HeaderSettingsSecrets = "Zester-Secrets-Hash"
+
 // SettingsEventSubject is the subject of a settings event (a template that
 // does not load or render, kind "settings.error") in the job-events
 // stream, next to the job and peel events.

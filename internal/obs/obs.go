@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -65,6 +66,10 @@ func ParseLevel(s string) (slog.Level, error) {
 // ReadyFunc reports nil when the daemon is ready, or why it is not.
 type ReadyFunc func(ctx context.Context) error
 
+// EnvPprof, set to 1, adds Go's /debug/pprof/ handlers to the listener
+// (docs/configuration.md).
+const EnvPprof = "ZESTER_PPROF"
+
 // HTTP serves /healthz, /readyz and /metrics.
 type HTTP struct {
 	srv *http.Server
@@ -100,6 +105,14 @@ func ListenHTTP(addr string, set *metrics.Set, ready ReadyFunc) (*HTTP, error) {
 		metrics.WriteProcessMetrics(w)
 		set.WritePrometheus(w)
 	})
+	if os.Getenv(EnvPprof) == "1" {
+		// Opt-in only: profiles expose stacks and cost CPU while taken.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	h := &HTTP{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln, set: set}
 	go func() {
 		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -1,6 +1,7 @@
 package settings
 
 import (
+	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/nacl/box"
+	"golang.org/x/crypto/salsa20/salsa"
 )
 
 // Sealer seals values to many peels from one sender key (the masters'
@@ -20,7 +22,10 @@ import (
 // which the peel opens with nkeys' Open. A fresh random nonce per seal
 // keeps one shared key safe for any number of boxes.
 type Sealer struct {
-	priv   [32]byte
+	// priv is the sender's X25519 key, made once: box.Precompute would
+	// derive its public key again for every peel (a second scalar
+	// multiplication, half of a precompute's cost).
+	priv   *ecdh.PrivateKey
 	sender []byte // raw public key
 	shared sync.Map
 }
@@ -43,7 +48,9 @@ func NewSealer(kp nkeys.KeyPair) (*Sealer, error) {
 	}
 	pub, _ := kp.PublicKey()
 	s := &Sealer{}
-	copy(s.priv[:], raw)
+	if s.priv, err = ecdh.X25519().NewPrivateKey(raw); err != nil {
+		return nil, fmt.Errorf("sealer: %w", err)
+	}
 	if s.sender, err = nkeys.Decode(nkeys.PrefixByteCurve, []byte(pub)); err != nil {
 		return nil, err
 	}
@@ -84,9 +91,17 @@ func (s *Sealer) sharedFor(pub string) (*sealerShared, error) {
 	}
 	sh := &sealerShared{}
 	sh.fp, _ = hex.DecodeString(fp)
-	var peer [32]byte
-	copy(peer[:], raw)
-	box.Precompute(&sh.key, &peer, &s.priv)
+	peer, err := ecdh.X25519().NewPublicKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("curve public key %q: %w", pub, err)
+	}
+	// box.Precompute: HSalsa20 of the X25519 shared secret.
+	shared, err := s.priv.ECDH(peer)
+	if err != nil {
+		return nil, fmt.Errorf("curve public key %q: %w", pub, err)
+	}
+	var zeros [16]byte
+	salsa.HSalsa20(&sh.key, &zeros, (*[32]byte)(shared), &salsa.Sigma)
 	s.shared.Store(pub, sh)
 	return sh, nil
 }
