@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/nacl/box"
-	"golang.org/x/crypto/salsa20/salsa"
 )
 
 // Sealer seals values to many peels from one sender key (the masters'
@@ -91,17 +90,12 @@ func (s *Sealer) sharedFor(pub string) (*sealerShared, error) {
 	}
 	sh := &sealerShared{}
 	sh.fp, _ = hex.DecodeString(fp)
-	peer, err := ecdh.X25519().NewPublicKey(raw)
-	if err != nil {
+	if _, err := ecdh.X25519().NewPublicKey(raw); err != nil {
 		return nil, fmt.Errorf("curve public key %q: %w", pub, err)
 	}
-	// box.Precompute: HSalsa20 of the X25519 shared secret.
-	shared, err := s.priv.ECDH(peer)
-	if err != nil {
-		return nil, fmt.Errorf("curve public key %q: %w", pub, err)
-	}
-	var zeros [16]byte
-	salsa.HSalsa20(&sh.key, &zeros, (*[32]byte)(shared), &salsa.Sigma)
+	// One X25519 multiplication and HSalsa20 per peel, kept for its
+	// next seals; the sender's key was made once in NewSealer.
+	box.Precompute(&sh.key, (*[32]byte)(raw), (*[32]byte)(s.priv.Bytes()))
 	s.shared.Store(pub, sh)
 	return sh, nil
 }
