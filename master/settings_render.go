@@ -1,0 +1,306 @@
+package master
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/settings"
+	"github.com/zester-io/zester/internal/wire"
+	"github.com/zester-io/zester/shard"
+)
+
+// The settings render itself: a batch of dirty peels, one peel's compile,
+// seal and publish, and the input hash that lets a peel whose inputs did
+// not change be counted current without compiling it.
+
+// batchStats is what a batch did.
+type batchStats struct {
+	rendered, written, failed int
+	errors                    []string
+}
+
+// renderBatch renders ids (those this master owns and has facts of; with
+// renderChanged those whose inputs changed), writes what changed, tells the
+// peels whose entries were written, and reports failures as events (one
+// per distinct error).
+func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode renderMode) batchStats {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	s.treeMu.RLock()
+	tree, open, hashes := s.tree, s.open, s.hashes
+	s.treeMu.RUnlock()
+	var st batchStats
+	if tree == nil || len(ids) == 0 {
+		return st
+	}
+	work := make(chan string)
+	type failure struct{ id, err string }
+	var (
+		mu       sync.Mutex
+		failures []failure
+		changed  = map[int][]string{}
+	)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				rendered, wrote, err := s.renderOne(ctx, tree, open, hashes, id, mode)
+				mu.Lock()
+				if rendered {
+					st.rendered++
+				}
+				if err != nil {
+					st.failed++
+					failures = append(failures, failure{id, err.Error()})
+				}
+				if wrote {
+					st.written++
+					p := shard.Partition(id, s.m.cfg.Partitions)
+					changed[p] = append(changed[p], id)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	// The peels learn of a change once the store has it.
+	failedWrites := s.pub.wait(ctx)
+	if len(failedWrites) > 0 {
+		s.log.Warn("settings entries not written; retrying", "entries", len(failedWrites), "err", failedWrites[0].err)
+		go s.retryLater(ctx, failedWrites)
+	}
+	for p, l := range changed {
+		sort.Strings(l)
+		for i := 0; i < len(l); i += dispatchChunk {
+			s.m.control(p, wire.Control{Op: wire.ControlSettingsChanged, Peels: l[i:min(i+dispatchChunk, len(l))]})
+		}
+	}
+	// One event per distinct error, with how many peels and which first.
+	byErr := map[string][]string{}
+	for _, f := range failures {
+		byErr[f.err] = append(byErr[f.err], f.id)
+	}
+	for msg, l := range byErr {
+		sort.Strings(l)
+		st.errors = append(st.errors, fmt.Sprintf("%s (%d peels: %s)", msg, len(l), strings.Join(l[:min(3, len(l))], ", ")))
+		s.event("settings.error", l[0], fmt.Sprintf("render failed for %d peels, last good render kept: %s", len(l), msg))
+		s.log.Warn("settings render failed; last good render kept", "peels", len(l), "first", l[0], "err", msg)
+	}
+	sort.Strings(st.errors)
+	return st
+}
+
+// retryLater marks the peels of failed writes again after a backoff.
+func (s *settingsRenderer) retryLater(ctx context.Context, failed []pubFailure) {
+	if !sleepJitter(ctx, 3, 100*time.Millisecond, 5*time.Second) {
+		return
+	}
+	ids := make([]string, 0, len(failed))
+	for _, f := range failed {
+		ids = append(ids, f.key)
+	}
+	s.markDirty(ids...)
+}
+
+// renderMode is what renderOne does with a peel.
+type renderMode int
+
+const (
+	renderChanged renderMode = iota // compile and write unless the inputs are those of the entries
+	renderAlways                    // compile and write what differs
+	compileOnly                     // compile, write nothing (I@ of a peel found current)
+)
+
+// renderOne compiles one peel and queues the writes of what changed.
+func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, open func(string) (string, error), hashes map[string]string, id string, mode renderMode) (rendered, wrote bool, err error) {
+	P := s.m.cfg.Partitions
+	if !s.m.member.owns(shard.Partition(id, P)) {
+		return false, false, nil
+	}
+	raw, ok := s.m.index.rawFacts(id)
+	if !ok {
+		return false, false, nil // no facts yet: marked again when they come
+	}
+	// The curve key before the facts are decoded: the accepted
+	// enrollment's is enough to tell whether the peel is current.
+	curve := s.enrolledCurve(id)
+	var facts map[string]any
+	if curve == "" {
+		if facts, err = decodeFactsMap(raw); err != nil {
+			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
+		}
+		curve = factsCurve(facts)
+	}
+	var judged storedEntry // the input hash of the stored file list, when computed
+	if mode == renderChanged {
+		var current bool
+		if current, judged = s.isCurrent(id, hashes, raw, curve); current {
+			s.current.Inc()
+			return false, false, nil
+		}
+	}
+	if facts == nil {
+		if facts, err = decodeFactsMap(raw); err != nil {
+			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
+		}
+	}
+	var usedBasket atomic.Bool
+	opts := settings.Options{Context: ctx, Secret: open}
+	if s.basket != nil {
+		opts.Basket = func(tgt, name string) (map[string]any, error) {
+			usedBasket.Store(true)
+			return s.basket(ctx, tgt, name)
+		}
+	} else {
+		opts.Basket = func(string, string) (map[string]any, error) {
+			return nil, errors.New("basket not available yet")
+		}
+	}
+	s.renders.Inc()
+	res, err := tree.Compile(id, facts, opts)
+	if err != nil {
+		return true, false, s.fail(id, err)
+	}
+	masked, err := json.Marshal(res.Masked())
+	if err != nil {
+		return true, false, s.fail(id, err)
+	}
+	bundle, err := tree.BundleWith(res, settings.SettingsHashOf(masked))
+	if err != nil {
+		return true, false, s.fail(id, err)
+	}
+	bj, err := json.Marshal(bundle)
+	if err != nil {
+		return true, false, s.fail(id, err)
+	}
+	vals, err := res.Values(open)
+	if err != nil {
+		return true, false, s.fail(id, err)
+	}
+	if curve == "" && len(vals.Values) > 0 {
+		return true, false, s.fail(id, fmt.Errorf("peel %s: no curve key known (no accepted enrollment, no %q fact) to seal its %d secrets to", id, factsCurveKey, len(vals.Values)))
+	}
+	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked}
+	if !usedBasket.Load() {
+		if judged.input != "" && slices.Equal(judged.files, res.Files) {
+			ps.input = judged.input
+		} else {
+			ps.input = s.inputHash(hashes, res.Files, raw, curve)
+		}
+	}
+	if curve != "" {
+		ps.secretsHash = settings.ValuesHash(s.hashKey, curve, vals)
+	}
+	if mode == compileOnly {
+		s.mu.Lock()
+		s.peels[id] = ps
+		s.mu.Unlock()
+		return true, false, nil
+	}
+	// The writes, each only when the store holds something else; the
+	// values first, so that a peel reading between the two more likely
+	// finds the values its new templates need (when not, its render fails,
+	// it keeps the last good one and reads again on the change message).
+	if curve != "" && s.storedEntry(secretsIdx, names.SecretsKey(id)).hash != ps.secretsHash {
+		tok, err := s.sealer.SealValues(curve, vals)
+		if err != nil {
+			return true, false, s.fail(id, err)
+		}
+		s.pub.put(ctx, secretsIdx, names.SecretsKey(id), []byte(tok), storedEntry{hash: ps.secretsHash})
+		wrote = true
+	}
+	fe := storedEntry{hash: ps.filesHash, input: ps.input, secrets: ps.secretsHash, files: ps.files}
+	if old := s.storedEntry(filesIdx, names.SettingsFilesKey(id)); old.hash != fe.hash || old.input != fe.input || old.secrets != fe.secrets {
+		s.pub.put(ctx, filesIdx, names.SettingsFilesKey(id), bj, fe)
+		wrote = true
+	}
+	s.mu.Lock()
+	s.peels[id] = ps
+	s.mu.Unlock()
+	return true, wrote, nil
+}
+
+// inputHash is the keyed hash of what a peel's render is a function of
+// (with the basket unused): top.zy and the applicable files, in merge
+// order, by content hash; the raw fact document; the curve key sealed to.
+// The key (from the masters' curve seed, when there is one) makes it change
+// with the masters' key too.
+func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, raw []byte, curve string) string {
+	h := hmac.New(sha256.New, s.inputKey)
+	io.WriteString(h, "zester settings input v1\x00"+hashes[settings.TopFile])
+	for _, f := range files {
+		io.WriteString(h, "\x00"+f+"\x00"+hashes[f])
+	}
+	io.WriteString(h, "\x00"+curve+"\x00")
+	h.Write(raw)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// isCurrent reports whether id's entries were rendered from the inputs it
+// has now: the settings-files entry carries their hash, and the secrets
+// entry holds the values rendered with it. It returns the input hash it
+// computed and for which file list (input "" when none), for the render
+// to reuse when its list is the same.
+func (s *settingsRenderer) isCurrent(id string, hashes map[string]string, raw []byte, curve string) (bool, storedEntry) {
+	f := s.storedEntry(filesIdx, names.SettingsFilesKey(id))
+	if f.input == "" || f.hash == "" {
+		return false, storedEntry{}
+	}
+	in := storedEntry{input: s.inputHash(hashes, f.files, raw, curve), files: f.files}
+	if f.input != in.input {
+		return false, in
+	}
+	return f.secrets == "" || s.storedEntry(secretsIdx, names.SecretsKey(id)).hash == f.secrets, in
+}
+
+// fail records a failed render: the peel keeps its last good one.
+func (s *settingsRenderer) fail(id string, err error) error {
+	s.failures.Inc()
+	s.mu.Lock()
+	ps := s.peels[id]
+	if ps == nil {
+		ps = &peelSettings{}
+		s.peels[id] = ps
+	}
+	ps.failed = err.Error()
+	s.mu.Unlock()
+	return err
+}
+
+func decodeFactsMap(raw []byte) (map[string]any, error) {
+	doc, err := factcodec.Decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	var f map[string]any
+	if err := json.Unmarshal(doc, &f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
