@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/cli"
@@ -26,7 +25,6 @@ import (
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/peeltest"
 	"github.com/zester-io/zester/peel/state/mod"
-	"github.com/zester-io/zester/topology"
 )
 
 // zesterCLI runs the CLI in-process against url.
@@ -141,11 +139,7 @@ func growState(path string) funcs.Func {
 // in the state output, with the drift), failed and offline peels as such;
 // a run longer than its interval skips the periods it overlaps.
 func TestSchedule_RunsPublishesShowsLatest(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	motd := filepath.Join(t.TempDir(), "motd")
@@ -154,6 +148,7 @@ func TestSchedule_RunsPublishesShowsLatest(t *testing.T) {
 	reg.Register("state.sls", growState(filepath.Join(t.TempDir(), "grow")))
 
 	cfg := peeltest.Config(t, "web1.example.com", url)
+	var err error
 	cfg.Schedule, err = peel.ParseSchedule("test", []byte(`
 echo: {function: test.echo, args: {text: hello}, interval: 200ms}
 slow: {function: test.sleep, args: {seconds: 1}, interval: 200ms}
@@ -169,12 +164,7 @@ grow: {function: state.sls, interval: 200ms}
 	cfg2.Schedule, _ = peel.ParseSchedule("test", []byte("echo: {function: test.echo, args: [from web2], interval: 200ms}\n"))
 	_, stop2 := startScheduledPeel(t, cfg2, nil)
 
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := testkit.ConnectJS(t, url)
 	subj := func(id, entry string) string { return names.ScheduleEventSubject(id, entry) }
 	waitUntil(t, "three echo runs", func() bool { return len(scheduleEvents(t, js, subj(p1.ID(), "echo"))) >= 3 })
 	waitUntil(t, "two slow runs", func() bool { return len(scheduleEvents(t, js, subj(p1.ID(), "slow"))) >= 2 })
@@ -367,22 +357,13 @@ func TestBinaries_PeelCheck_BadScheduleNamed(t *testing.T) {
 // new run on (the old loop is gone), and peel.yaml's entry of the same name
 // wins over it.
 func TestSchedule_SetSchedule_ChangesARunningPeel(t *testing.T) {
-	s, err := topology.Single(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testkit.Server(t)
 	url := s.ClientURL()
 	mastertest.Start(t, mastertest.Config("m1", url))
 	cfg := peeltest.Config(t, "web1", url)
 	cfg.Schedule, _ = peel.ParseSchedule("test", []byte("file: {function: test.echo, args: [from the file], interval: 200ms}\n"))
 	p, _ := startScheduledPeel(t, cfg, nil)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := testkit.ConnectJS(t, url)
 	results := func(entry string) []string {
 		var out []string
 		for _, ev := range scheduleEvents(t, js, names.ScheduleEventSubject("web1", entry)) {
