@@ -58,14 +58,10 @@ func startScheduledPeel(t *testing.T, cfg peel.Config, reg *funcs.Registry) (*pe
 	return p, stop
 }
 
-// waitUntil polls an observable condition; 60 s is a hang guard.
+// waitUntil waits on an observable condition; 60 s is a hang guard.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s", what)
-		}
-	}
+	testkit.Eventually(t, what, 60*time.Second, cond)
 }
 
 // scheduleEvents reads every stored event of one entry of one peel, oldest
