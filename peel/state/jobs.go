@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/zester-io/zester/internal/render"
+	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/funcs"
@@ -46,6 +47,11 @@ type JobConfig struct {
 	Root string
 	// Funcs back setting, basket and secret in templates; optional.
 	Funcs  render.Funcs
+	// Settings, when set and Funcs.Setting is not, backs {{ setting }}:
+	// the peel's rendered settings, secrets as render.Secret values (so
+	// a secret setting reaches a file as plaintext and every result
+	// masks it). Called once a run, at the first lookup.
+	Settings func() (*settings.Result, error)
 	Limits render.Limits
 	// Table is the state functions; nil is DefaultTable().
 	Table *mod.Table
@@ -232,6 +238,11 @@ func (cfg JobConfig) options(ctx context.Context, env *funcs.Env) (Options, erro
 				opt.Facts = m
 			}
 		}
+		// {{ setting "a:b" }} reads the peel's settings (secrets stay
+		// secrets: the runner masks them in every result).
+		if cfg.Settings != nil && opt.Funcs.Setting == nil {
+			opt.Funcs.Setting = settingLookup(cfg.Settings)
+		}
 		// {{ basket TARGET NAME }} reads through the peel's basket.get
 		// (targets are compound expressions, as in settings), unless the
 		// configuration gives its own.
@@ -242,6 +253,26 @@ func (cfg JobConfig) options(ctx context.Context, env *funcs.Env) (Options, erro
 		}
 	}
 	return opt, nil
+}
+
+// settingLookup is {{ setting KEY }} over the settings load gives, loaded
+// at the first lookup of a run: every template of one run sees the same
+// render.
+func settingLookup(load func() (*settings.Result, error)) func(string) (any, error) {
+	var once sync.Once
+	var res *settings.Result
+	var lerr error
+	return func(key string) (any, error) {
+		once.Do(func() { res, lerr = load() })
+		if lerr != nil {
+			return nil, fmt.Errorf("setting %q: %w", key, lerr)
+		}
+		v, ok := res.Get(key)
+		if !ok {
+			return nil, fmt.Errorf("%q is %w in this peel's settings (files %s)", key, render.ErrNotSet, strings.Join(res.Files, ", "))
+		}
+		return v, nil
+	}
 }
 
 func compileErr(err error) error {
