@@ -46,13 +46,13 @@ type JobConfig struct {
 	// Root prefixes host paths (zester-peel call --root; tests).
 	Root string
 	// Funcs back setting, basket and secret in templates; optional.
-	Funcs  render.Funcs
+	Funcs render.Funcs
 	// Settings, when set and Funcs.Setting is not, backs {{ setting }}:
 	// the peel's rendered settings, secrets as render.Secret values (so
 	// a secret setting reaches a file as plaintext and every result
 	// masks it). Called once a run, at the first lookup.
 	Settings func() (*settings.Result, error)
-	Limits render.Limits
+	Limits   render.Limits
 	// Table is the state functions; nil is DefaultTable().
 	Table *mod.Table
 	Log   *slog.Logger
