@@ -584,7 +584,7 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	ret := p.execute(ctx, d.Function, d.Args, p.mayReveal(d))
+	ret := p.execute(withStateTreePin(ctx, d.StateTree), d.Function, d.Args, p.mayReveal(d))
 	ret.JID = d.JID
 	// A function that ends after the deadline has a real result, but the
 	// masters may have stopped waiting: mark it, so that it is shown as

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/peeltest"
@@ -110,17 +108,5 @@ func stateApply(t *testing.T, url, peel string, args json.RawMessage) wire.Retur
 	js, _ := jetstream.New(nc)
 	jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: peel}, Function: "state.apply", Args: args})
 	waitReturn(t, js, jid, peel)
-	kv, err := js.KeyValue(context.Background(), names.BucketJobReturns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := kv.Get(context.Background(), names.ReturnKey(jid, peel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r wire.Return
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return storedReturn(t, js, jid, peel)
 }

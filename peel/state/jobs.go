@@ -15,6 +15,7 @@ import (
 
 	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/settings"
+	"github.com/zester-io/zester/internal/statetree"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/funcs"
@@ -28,6 +29,10 @@ const CodeCompile = "state_compile"
 // CodeBusy is the error code of a state run refused because another is
 // running.
 const CodeBusy = "state_busy"
+
+// CodeTreeGone is the error code of a job pinned to a state-tree version
+// the bucket no longer holds: nothing ran.
+const CodeTreeGone = "state_tree_gone"
 
 // running is held by the state run in progress (one per process).
 var running sync.Mutex
@@ -201,6 +206,9 @@ func (cfg JobConfig) tree(ctx context.Context, env *funcs.Env) (fs.FS, error) {
 			return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: fmt.Sprintf("no state tree at %s (peel.yaml states_dir, or zester-peel call --local DIR), and no connection to the masters' tree", dir)}
 		}
 		tdir, version, err := env.StateTree(ctx)
+		if errors.Is(err, statetree.ErrVersionGone) {
+			return nil, &funcs.Error{Code: CodeTreeGone, Msg: "the masters' state tree: " + err.Error()}
+		}
 		if err != nil {
 			return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: "the masters' state tree: " + err.Error()}
 		}
