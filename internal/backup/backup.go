@@ -201,16 +201,11 @@ func backupStream(ctx context.Context, mgr *jsm.Manager, name string, opts Optio
 		rel = name
 	}
 	return &StreamEntry{
-		Name:      r.Name,
-		Dir:       rel,
-		Messages:  r.Messages,
-		Bytes:     r.Bytes,
-		FirstSeq:  r.FirstSeq,
-		LastSeq:   r.LastSeq,
-		Subjects:  r.Subjects,
-		Consumers: r.Consumers,
-		Archive:   r.Archive,
-		Files:     r.Files,
+		Name:        r.Name,
+		Dir:         rel,
+		StreamStats: r.StreamStats,
+		Archive:     r.Archive,
+		Files:       r.Files,
 	}, nil
 }
 
