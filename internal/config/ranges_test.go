@@ -6,31 +6,32 @@ import (
 	"time"
 )
 
-// The range checks name the key, the bad value and the bounds as an operator
-// writes them, and pass the bounds themselves.
+// The range checks pass the bounds themselves and, for a value outside,
+// name the key, the value and the bounds as an operator writes them.
 func TestProblems_Ranges(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		add  func(p *Problems)
-		want string // "" for no problem
-	}{
-		{"int inside", func(p *Problems) { p.IntRange("n", 5, 1, 5) }, ""},
-		{"int low", func(p *Problems) { p.IntRange("n", 0, 1, 5) }, "config key n: 0: want 1 to 5"},
-		{"int high", func(p *Problems) { p.IntRange("n", 6, 1, 5) }, "config key n: 6: want 1 to 5"},
-		{"dur at the low bound", func(p *Problems) { p.DurRange("d", 0, 0, time.Minute) }, ""},
-		{"dur high", func(p *Problems) { p.DurRange("d", 2*time.Minute, 0, time.Minute) }, "config key d: 2m0s: want 0 to 1m"},
-		{"dur low", func(p *Problems) { p.DurRange("d", time.Millisecond, 100*time.Millisecond, time.Hour) }, "config key d: 1ms: want 100ms to 1h"},
-		{"dur bounds in minutes", func(p *Problems) { p.DurRange("d", 0, time.Second, 10*time.Minute) }, "config key d: 0s: want 1s to 10m"},
+	var p Problems
+	p.IntRange("n.inside", 5, 1, 5)
+	p.DurRange("d.at_low_bound", 0, 0, time.Minute)
+	if err := p.Err(); err != nil {
+		t.Fatalf("values within their bounds: %v", err)
+	}
+	p.IntRange("n.low", 0, 1, 5)
+	p.IntRange("n.high", 6, 1, 5)
+	p.DurRange("d.high", 2*time.Minute, 0, time.Minute)
+	p.DurRange("d.low", time.Millisecond, 100*time.Millisecond, time.Hour)
+	p.DurRange("d.minutes", 0, time.Second, 10*time.Minute)
+	got := p.Err().Error()
+	for _, want := range []string{
+		"config key n.low: 0: want 1 to 5", "config key n.high: 6: want 1 to 5",
+		"config key d.high: 2m0s: want 0 to 1m", "config key d.low: 1ms: want 100ms to 1h",
+		"config key d.minutes: 0s: want 1s to 10m",
 	} {
-		var p Problems
-		tc.add(&p)
-		err := p.Err()
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("%s: %v, want no problem", tc.name, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		if !strings.Contains(got, want) {
+			t.Errorf("problems %q lack %q", got, want)
 		}
+	}
+	if len(p) != 5 {
+		t.Errorf("%d problems, want 5: %v", len(p), got)
 	}
 }
 
