@@ -316,11 +316,8 @@ func heap() uint64 {
 	return ms.HeapInuse
 }
 
+// loadavg is /proc/loadavg as it is (the three averages first).
 func loadavg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	return strings.TrimSpace(string(b))
 }
