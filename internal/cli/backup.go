@@ -103,38 +103,33 @@ func (a *app) backupVerifyCmd() *cobra.Command {
 		streams []string
 		asJSON  bool
 	)
-	c := &cobra.Command{
-		Use:   "verify DIR",
-		Short: "Check a backup without a server: manifest, sizes, checksums, backup.json and every archive",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rep, err := backup.Verify(args[0], streams)
-			if asJSON {
-				out := struct {
-					*backup.Report
-					OK       bool             `json:"ok"`
-					Problems []backup.Problem `json:"problems,omitempty"`
-				}{Report: rep, OK: err == nil}
-				var ve *backup.VerifyError
-				if errors.As(err, &ve) {
-					out.Problems = ve.Problems
-				}
-				if jerr := writeJSON(a.out, out); jerr != nil {
-					return withCode(ExitError, jerr)
-				}
-				if err != nil {
-					return withCode(ExitFailed, nil)
-				}
-				return nil
+	c := command("verify DIR", "Check a backup without a server: manifest, sizes, checksums, backup.json and every archive", cobra.ExactArgs(1), func(cmd *cobra.Command, args []string) error {
+		rep, err := backup.Verify(args[0], streams)
+		if asJSON {
+			out := struct {
+				*backup.Report
+				OK       bool             `json:"ok"`
+				Problems []backup.Problem `json:"problems,omitempty"`
+			}{Report: rep, OK: err == nil}
+			var ve *backup.VerifyError
+			if errors.As(err, &ve) {
+				out.Problems = ve.Problems
 			}
-			a.printBackupReport(rep)
+			if jerr := writeJSON(a.out, out); jerr != nil {
+				return withCode(ExitError, jerr)
+			}
 			if err != nil {
-				return withCode(ExitFailed, err)
+				return withCode(ExitFailed, nil)
 			}
-			fmt.Fprintf(a.out, "backup %s is good: %d streams\n", args[0], len(rep.Streams))
 			return nil
-		},
-	}
+		}
+		a.printBackupReport(rep)
+		if err != nil {
+			return withCode(ExitFailed, err)
+		}
+		fmt.Fprintf(a.out, "backup %s is good: %d streams\n", args[0], len(rep.Streams))
+		return nil
+	})
 	c.Flags().StringSliceVar(&streams, "streams", nil, "check only these streams or buckets, comma separated")
 	jsonFlag(c, &asJSON, "JSON output")
 	return c
