@@ -135,17 +135,14 @@ func (e *enrollEnv) record(t *testing.T, id string) *enroll.Record {
 // waitState waits until the record of id is in state.
 func (e *enrollEnv) waitState(t *testing.T, id string, state enroll.State) *enroll.Record {
 	t.Helper()
-	deadline := time.Now().Add(pkitest.HangGuard)
-	for {
-		r := e.record(t, id)
-		if r != nil && r.State == state {
-			return r
+	var r *enroll.Record
+	testkit.Until(t, pkitest.HangGuard, func() error {
+		if r = e.record(t, id); r == nil || r.State != state {
+			return fmt.Errorf("record of %s is %+v, not %s", id, r, state)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("record of %s is %+v, not %s, after %s", id, r, state, pkitest.HangGuard)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return r
 }
 
 // event waits for the last enrollment event of kind for id.
@@ -160,20 +157,18 @@ func (e *enrollEnv) event(t *testing.T, id, kind string) enroll.Event {
 	if id == "" {
 		subj = names.EnrollTokenEventSubject(kind)
 	}
-	for {
+	var ev enroll.Event
+	testkit.Until(t, pkitest.HangGuard, func() error {
 		m, err := st.GetLastMsgForSubject(ctx, subj)
-		if err == nil {
-			var ev enroll.Event
-			if err := json.Unmarshal(m.Data, &ev); err != nil {
-				t.Fatal(err)
-			}
-			return ev
+		if err != nil {
+			return fmt.Errorf("no %s event for %q: %w", kind, id, err)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("no %s event for %q: %v", kind, id, err)
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return ev
 }
 
 // peelConns lists the server's open connections of peel id's process.
@@ -538,6 +533,8 @@ func TestEnroll_ExpiredChallenge(t *testing.T) {
 	ch := c.hello("late", k)
 	req := proof(t, "late", pub, k, ch.Nonce)
 	// The challenge's expiry is in the reply: wait for the clock to pass it.
+	// Passing time is what this test is about, so it sleeps, to a deadline
+	// the master set, not a guess.
 	for !time.Now().After(ch.Expires.Add(50 * time.Millisecond)) {
 		time.Sleep(time.Until(ch.Expires.Add(60 * time.Millisecond)))
 	}
@@ -568,12 +565,7 @@ func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "web1: accepted → revoked") {
 		t.Fatalf("revoke: exit %d\n%s%s", code, out, errOut)
 	}
-	for len(e.peelConns(t, "web1")) != 0 {
-		if time.Since(start) > pkitest.HangGuard {
-			t.Fatal("web1 still connected")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "web1 cut off", pkitest.HangGuard, func() bool { return len(e.peelConns(t, "web1")) == 0 })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("web1 cut off after %s, want within 5s", d)
 	}
@@ -606,12 +598,7 @@ func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
 		t.Fatalf("delete: exit %d\n%s%s", code, out, errOut)
 	}
 	e.waitState(t, "web1", enroll.StateAccepted)
-	for len(e.peelConns(t, "web1")) != 1 {
-		if time.Since(start) > 2*pkitest.HangGuard {
-			t.Fatal("web1 did not come back after its record was deleted")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "web1 back after its record was deleted", pkitest.HangGuard, func() bool { return len(e.peelConns(t, "web1")) == 1 })
 }
 
 // TestEnroll_RenewsBeforeExpiry: with 12 s credentials the peel renews at
@@ -627,13 +614,13 @@ func TestEnroll_RenewsBeforeExpiry(t *testing.T) {
 	path := filepath.Join(cfg.DataDir, "peel.jwt")
 	first := readFile(t, path)
 	uc1, _ := jwt.DecodeUserClaims(first)
+	// The bounds here are the assertions: renewed before the first JWT
+	// expires, reconnected with the new one before that expires.
 	var next string
-	for next = readFile(t, path); next == first; next = readFile(t, path) {
-		if time.Now().After(time.Unix(uc1.Expires, 0)) {
-			t.Fatal("the peel did not renew before its credentials expired")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the peel renews before its credentials expire", time.Until(time.Unix(uc1.Expires, 0)), func() bool {
+		next = readFile(t, path)
+		return next != first
+	})
 	uc2, _ := jwt.DecodeUserClaims(next)
 	if uc2.Subject != uc1.Subject || uc2.IssuedAt < uc1.IssuedAt+7 || uc2.Expires <= uc1.Expires {
 		t.Fatalf("renewed JWT: iat %d exp %d (first: iat %d exp %d)", uc2.IssuedAt, uc2.Expires, uc1.IssuedAt, uc1.Expires)
@@ -642,16 +629,11 @@ func TestEnroll_RenewsBeforeExpiry(t *testing.T) {
 		t.Fatalf("renewed event: %+v", ev)
 	}
 	// The connection carries the new JWT.
-	for {
+	testkit.Eventually(t, "the peel reconnects with its renewed JWT", time.Until(time.Unix(uc2.Expires, 0)), func() bool {
 		conns := e.peelConns(t, "web1")
-		if len(conns) == 1 && conns[0].JWT == next {
-			break
-		}
-		if time.Now().After(time.Unix(uc2.Expires, 0)) {
-			t.Fatal("the peel never reconnected with its renewed JWT")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(conns) == 1 && conns[0].JWT == next
+	})
+	// Past the first JWT's expiry (the point of the test: time passing).
 	for !time.Now().After(time.Unix(uc1.Expires+1, 0)) {
 		time.Sleep(time.Until(time.Unix(uc1.Expires+1, 0)) + 10*time.Millisecond)
 	}
@@ -706,12 +688,7 @@ func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
 	if err := c.nc.PublishRequest(names.SubjectEnroll, victim, hello); err != nil {
 		t.Fatal(err)
 	}
-	for bad.Get() == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("the master did not drop the request")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the master drops the request", pkitest.HangGuard, func() bool { return bad.Get() > 0 })
 	if _, err := kvOf(t, e.master, names.BucketFacts).Get(ctx, "victim"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("the master answered onto %s: %v", victim, err)
 	}
@@ -873,21 +850,18 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 		}
 	}
 	for _, dir := range []string{e.dir, dir2} {
-		for deadline := time.Now().Add(pkitest.HangGuard); ; {
+		testkit.Until(t, pkitest.HangGuard, func() error {
 			n := 0
 			for _, k := range keys {
 				if revokedAt(t, dir, k) > 0 {
 					n++
 				}
 			}
-			if n == len(keys) {
-				break
+			if n != len(keys) {
+				return fmt.Errorf("%s holds %d of %d revocations", dir, n, len(keys))
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s holds %d of %d revocations", dir, n, len(keys))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 		file, err := os.ReadFile(filepath.Join(dir, pki.FileAccountJWT))
 		if err != nil {
 			t.Fatal(err)
@@ -1028,12 +1002,7 @@ func TestEnroll_EmbeddedMasterQuickStart(t *testing.T) {
 	if out, errOut, code := cli("enroll", "revoke", "web1", "-y"); code != 0 {
 		t.Fatalf("revoke: exit %d\n%s%s", code, out, errOut)
 	}
-	for h.Connected() {
-		if time.Since(start) > pkitest.HangGuard {
-			t.Fatal("the revoked peel is still connected")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the revoked peel cut off", pkitest.HangGuard, func() bool { return !h.Connected() })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("cut off after %s, want within 5s", d)
 	}

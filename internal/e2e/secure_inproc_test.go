@@ -214,19 +214,14 @@ func TestSecureAPI_ReplayStaleAndRevoked(t *testing.T) {
 	if _, err := f.s.PKI.Revoke(dave.Key()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(pkitest.HangGuard)
-	for {
+	testkit.Until(t, pkitest.HangGuard, func() error {
 		fresh := &nats.Msg{Subject: m.Subject, Data: m.Data}
 		dave.Sign(sig.API, fresh, time.Now())
-		code, detail, _ := f.send(t, fresh)
-		if code == "401" && strings.Contains(detail, "revoked") {
-			break
+		if code, detail, _ := f.send(t, fresh); code != "401" || !strings.Contains(detail, "revoked") {
+			return fmt.Errorf("revoked user: %q %q", code, detail)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("revoked user: %q %q", code, detail)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // The master answers only inboxes: a peel that names another peel's facts
