@@ -420,8 +420,7 @@ func (c *enrollClient) hello(id string, kp nkeys.KeyPair) *enroll.Reply {
 // signer, answering nonce.
 func proof(t *testing.T, id, pub string, signer nkeys.KeyPair, nonce string) *enroll.Request {
 	t.Helper()
-	curve, _ := nkeys.CreateCurveKeys()
-	cpub, _ := curve.PublicKey()
+	cpub := curvePub(t)
 	req, err := enroll.SignClaim(signer, &enroll.Claim{ID: id, NKey: pub, Curve: cpub, Nonce: nonce})
 	if err != nil {
 		t.Fatal(err)
@@ -430,6 +429,13 @@ func proof(t *testing.T, id, pub string, signer nkeys.KeyPair, nonce string) *en
 }
 
 func userKey(t *testing.T) (nkeys.KeyPair, string) { return testkit.NewKey(t, nkeys.CreateUser) }
+
+// curvePub is the public key of a new curve key pair (a claim's Curve).
+func curvePub(t *testing.T) string {
+	t.Helper()
+	_, pub := testkit.NewKey(t, nkeys.CreateCurveKeys)
+	return pub
+}
 
 func wantRefusal(t *testing.T, what string, ref *enroll.Refusal, code string, contains ...string) {
 	t.Helper()
@@ -453,8 +459,7 @@ func TestEnroll_Refusals(t *testing.T) {
 	c := e.client(t)
 	ctx := pkitest.Ctx(t)
 	k1, pub1 := userKey(t)
-	curve1, _ := nkeys.CreateCurveKeys()
-	cpub1, _ := curve1.PublicKey()
+	cpub1 := curvePub(t)
 	if res, err := enroll.Exchange(ctx, c.nc.Conn, k1, enroll.Claim{ID: "web1", Curve: cpub1}); err != nil || res.State != enroll.StateAccepted {
 		t.Fatalf("web1 enrolls: %v %v", res, err)
 	}
@@ -664,8 +669,7 @@ func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
 	c := e.client(t)
 	ctx := pkitest.Ctx(t)
 	k, pub := userKey(t)
-	curve, _ := nkeys.CreateCurveKeys()
-	cpub, _ := curve.PublicKey()
+	cpub := curvePub(t)
 	res, err := enroll.Exchange(ctx, c.nc.Conn, k, enroll.Claim{ID: "web1", Curve: cpub})
 	if err != nil || res.State != enroll.StateAccepted {
 		t.Fatalf("enroll: %v %v", res, err)
@@ -836,8 +840,7 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 	var keys []string
 	for _, id := range []string{"web1", "web2", "web3"} {
 		k, pub := userKey(t)
-		curve, _ := nkeys.CreateCurveKeys()
-		cpub, _ := curve.PublicKey()
+		cpub := curvePub(t)
 		if res, err := enroll.Exchange(pkitest.Ctx(t), c.nc.Conn, k, enroll.Claim{ID: id, Curve: cpub}); err != nil || res.State != enroll.StateAccepted {
 			t.Fatalf("%s: %v %v", id, res, err)
 		}
@@ -889,8 +892,7 @@ func TestEnroll_ManyRecordsPagedAndChunked(t *testing.T) {
 	facts := map[string]any{"os": map[string]any{"id": "debian"}, "host": map[string]any{"note": strings.Repeat("x", 900)}}
 	err := parallelT(n, 16, func(i int) error {
 		k, _ := nkeys.CreateUser()
-		curve, _ := nkeys.CreateCurveKeys()
-		cpub, _ := curve.PublicKey()
+		cpub := curvePub(t)
 		res, err := enroll.Exchange(pkitest.Ctx(t), c.nc.Conn, k, enroll.Claim{ID: fmt.Sprintf("many-%04d", i), Curve: cpub, Facts: facts})
 		if err == nil && res.State != enroll.StatePending {
 			err = fmt.Errorf("state %s", res.State)
