@@ -115,13 +115,5 @@ func stateApply(t *testing.T, url, peel string, args json.RawMessage) wire.Retur
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(context.Background(), names.ReturnKey(jid, peel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r wire.Return
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testkit.MustGetJSON[wire.Return](t, kv, names.ReturnKey(jid, peel))
 }
