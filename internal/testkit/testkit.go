@@ -55,6 +55,19 @@ func ServerIn(t testing.TB, dir string) *topology.Server {
 	return s
 }
 
+// StartServer starts one in-process nats-server with cfg (its own options:
+// no JetStream, users, TLS, …), shut down by t.Cleanup. Server is the
+// default one.
+func StartServer(t testing.TB, cfg topology.ServerConfig) *topology.Server {
+	t.Helper()
+	s, err := topology.StartServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
 // Connect connects to url (reconnecting for ever unless opts say otherwise),
 // closed by t.Cleanup.
 func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
