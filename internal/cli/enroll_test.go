@@ -43,6 +43,10 @@ type enrollEnv struct {
 	met                     *metrics.Set
 }
 
+// autoAcceptWeb is the policy most enrollment tests run with: peels named
+// web* are accepted without a decision.
+func autoAcceptWeb(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} }
+
 func startEnrollEnv(t *testing.T, tune func(*master.Config)) *enrollEnv {
 	t.Helper()
 	om := startOperatorMode(t)
@@ -430,6 +434,14 @@ func proof(t *testing.T, id, pub string, signer nkeys.KeyPair, nonce string) *en
 
 func userKey(t *testing.T) (nkeys.KeyPair, string) { return testkit.NewKey(t, nkeys.CreateUser) }
 
+// peelKeys are the keys a peel enrolls with: its user key pair, that key's
+// public key and the public key of its curve key (the claim's Curve).
+func peelKeys(t *testing.T) (nkeys.KeyPair, string, string) {
+	t.Helper()
+	k, pub := userKey(t)
+	return k, pub, curvePub(t)
+}
+
 // curvePub is the public key of a new curve key pair (a claim's Curve).
 func curvePub(t *testing.T) string {
 	t.Helper()
@@ -455,11 +467,10 @@ func wantRefusal(t *testing.T, what string, ref *enroll.Refusal, code string, co
 // differs from the claim's, an enrolled key asking for a second id) are
 // refused with a clear error; the master records the security-relevant ones.
 func TestEnroll_Refusals(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	c := e.client(t)
 	ctx := pkitest.Ctx(t)
-	k1, pub1 := userKey(t)
-	cpub1 := curvePub(t)
+	k1, pub1, cpub1 := peelKeys(t)
 	if res, err := enroll.Exchange(ctx, c.nc.Conn, k1, enroll.Claim{ID: "web1", Curve: cpub1}); err != nil || res.State != enroll.StateAccepted {
 		t.Fatalf("web1 enrolls: %v %v", res, err)
 	}
@@ -556,7 +567,7 @@ func TestEnroll_ExpiredChallenge(t *testing.T) {
 // credentials no longer connect, and the peel, trying again, is told it is
 // revoked. Deleting the record lets it enroll anew.
 func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	cfg := e.peelConfig(t, "web1")
 	h := peeltest.Start(t, cfg)
 	tok := readFile(t, filepath.Join(cfg.DataDir, "peel.jwt"))
@@ -665,11 +676,10 @@ func TestOperatorMode_SysCredsConnect(t *testing.T) {
 // the master, not answered there. An enrolled peel renews its own
 // credentials and nobody else's.
 func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	c := e.client(t)
 	ctx := pkitest.Ctx(t)
-	k, pub := userKey(t)
-	cpub := curvePub(t)
+	k, pub, cpub := peelKeys(t)
 	res, err := enroll.Exchange(ctx, c.nc.Conn, k, enroll.Claim{ID: "web1", Curve: cpub})
 	if err != nil || res.State != enroll.StateAccepted {
 		t.Fatalf("enroll: %v %v", res, err)
@@ -719,7 +729,7 @@ func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
 // hold its key: a copied data_dir, which the instance check refuses and
 // names. Another enrolled peel can neither answer for it nor beat as it.
 func TestEnroll_DuplicateIDGuardUsesTheVerifiedIdentity(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	cfgA := e.peelConfig(t, "web1")
 	a := peeltest.Start(t, cfgA)
 	cfgB := e.peelConfig(t, "web2")
@@ -820,7 +830,7 @@ func TestEnroll_AdminRequestsAreSignedForTheirSubject(t *testing.T) {
 // merged into every master's account JWT (and account.jwt file), so a later
 // re-signing by any master keeps it.
 func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	dir2 := filepath.Join(t.TempDir(), "pki2")
 	if err := os.CopyFS(dir2, os.DirFS(e.dir)); err != nil {
 		t.Fatal(err)
@@ -839,8 +849,7 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 	c := e.client(t)
 	var keys []string
 	for _, id := range []string{"web1", "web2", "web3"} {
-		k, pub := userKey(t)
-		cpub := curvePub(t)
+		k, pub, cpub := peelKeys(t)
 		if res, err := enroll.Exchange(pkitest.Ctx(t), c.nc.Conn, k, enroll.Claim{ID: id, Curve: cpub}); err != nil || res.State != enroll.StateAccepted {
 			t.Fatalf("%s: %v %v", id, res, err)
 		}
