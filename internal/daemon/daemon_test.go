@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -103,8 +102,16 @@ func TestRun_ExitCodes(t *testing.T) {
 // TestCloser_Drain_WaitsForClosed: Drain returns once the connection has
 // closed (the closed callback), with what was published before it flushed.
 func TestCloser_Drain_WaitsForClosed(t *testing.T) {
-	srv := testkit.StartServer(t, topology.ServerConfig{Listen: "127.0.0.1:-1", NoJetStream: true})
-	sub := testkit.Connect(t, srv.ClientURL())
+	srv, err := topology.StartServer(topology.ServerConfig{Listen: "127.0.0.1:-1", NoJetStream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	sub, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
 	got, err := sub.SubscribeSync("drain.test")
 	if err != nil {
 		t.Fatal(err)
