@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/zester-io/zester/internal/kvleader"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -22,14 +24,27 @@ import (
 // client then draws a new one (409). The record is created with Create, so
 // whichever request got there first owns the jid.
 func (m *Master) answerTakenJID(ctx context.Context, req micro.Request, want *wire.Job) {
+	var val []byte
 	e, err := getWithin(ctx, m.kvJobs, names.JobKey(want.JID))
+	if err == nil {
+		val = e.Value()
+	} else if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// The stream leader refused the Create, so the record exists; a
+		// direct get answered by a replica that lags behind (catching up
+		// after a restart or a quorum loss) may not have it yet. Ask the
+		// leader.
+		var le *kvleader.Entry
+		if le, err = kvleader.Get(ctx, m.nc, names.BucketJobs, names.JobKey(want.JID)); err == nil {
+			val = le.Value
+		}
+	}
 	if err != nil {
 		m.met.errors.Inc()
 		respondErr(req, "503", fmt.Errorf("jid %s exists but its record cannot be read: %w", want.JID, err))
 		return
 	}
 	var have wire.Job
-	if err := json.Unmarshal(e.Value(), &have); err != nil {
+	if err := json.Unmarshal(val, &have); err != nil {
 		respondErr(req, "409", fmt.Errorf("jid %s: taken by a record that does not decode: %w", want.JID, err))
 		return
 	}

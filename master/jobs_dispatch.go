@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/kvleader"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/wire"
@@ -176,15 +177,18 @@ func (je *jobEngine) adopt(jid string, parts []int) {
 	defer cancel()
 	var adopted []int
 	for _, p := range parts {
-		e, err := je.m.kvJobs.Get(ctx, names.JobPartKey(jid, p))
+		// Not a bare direct get: a replica that lags (catching up after a
+		// restart) answers it with "not found", and the part would be left
+		// unadopted. kvleader.Read asks the stream leader then.
+		e, err := kvleader.Read(ctx, je.m.nc, je.m.kvJobs, names.JobPartKey(jid, p))
 		if err != nil {
 			continue
 		}
 		var part wire.JobPart
-		if json.Unmarshal(e.Value(), &part) != nil || wire.Final(part.Status) {
+		if json.Unmarshal(e.Value, &part) != nil || wire.Final(part.Status) {
 			continue
 		}
-		tr := newTracker(part.Expected, e.Revision())
+		tr := newTracker(part.Expected, e.Revision)
 		je.mu.Lock()
 		js := je.jobs[jid]
 		if js == nil || js.tracked[p] != nil || !je.m.member.owns(p) {
@@ -192,8 +196,8 @@ func (je *jobEngine) adopt(jid string, parts []int) {
 			continue
 		}
 		js.tracked[p] = tr
-		if cur, ok := js.parts[p]; !ok || cur.rev < e.Revision() {
-			js.parts[p] = partRec{part: part, rev: e.Revision()}
+		if cur, ok := js.parts[p]; !ok || cur.rev < e.Revision {
+			js.parts[p] = partRec{part: part, rev: e.Revision}
 		}
 		je.mu.Unlock()
 		adopted = append(adopted, p)

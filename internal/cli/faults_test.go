@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zester-io/zester/internal/cli/clitest"
+	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
@@ -190,4 +191,45 @@ func TestCLI_ClusterLeaderAndQuorumLoss_CommandsSucceed(t *testing.T) {
 		}
 		t.Logf("run through the outage: exit 0; stderr %q", errOut)
 	})
+}
+
+// A replica of the jobs bucket that lags behind its stream leader (here a
+// mirror holding one other job: testkit.LaggingReplica) answers about half
+// the direct gets, with "not found". job show and job wait read a recorded
+// job all the same, every time: a not-found is asked of the stream leader.
+func TestJobShowWait_LaggingReplica_FindsJob(t *testing.T) {
+	url := testkit.Server(t).ClientURL()
+	mastertest.Start(t, mastertest.Config("m1", url))
+	peeltest.Start(t, peeltest.Config(t, "web1", url))
+	var jids []string
+	for range 2 {
+		code, out, errOut := clitest.Zester(t, url, "run", "--json", "-t", "30s", "web1", "test.ping")
+		if code != 0 {
+			t.Fatalf("run: %d %s %s", code, out, errOut)
+		}
+		jids = append(jids, clitest.LastSummary(t, out).Summary.JID)
+	}
+	_, js := testkit.ConnectJS(t, url)
+	kv, err := js.KeyValue(context.Background(), names.BucketJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.LaggingReplica(t, js, kv, names.JobKey(jids[0]), names.JobKey(jids[1]))
+	// Without the leader's word, each command fails with probability ~1/2:
+	// 12 runs all succeed by chance once in 4,096.
+	for i := range 6 {
+		for _, tc := range []struct {
+			args []string
+			want string // the return (show) or the status (wait)
+		}{
+			{[]string{"job", "show", jids[1]}, "web1"},
+			{[]string{"job", "wait", "-t", "30s", jids[1]}, "done"},
+		} {
+			args := tc.args
+			code, out, errOut := clitest.Zester(t, url, args...)
+			if code != 0 || !strings.Contains(out, jids[1]) || !strings.Contains(out, tc.want) {
+				t.Fatalf("%q (try %d) through a lagging replica: exit %d\n%s\n%s", args, i, code, out, errOut)
+			}
+		}
+	}
 }

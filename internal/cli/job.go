@@ -56,15 +56,9 @@ func (a *app) jobCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var e jetstream.KeyValueEntry
-		err = a.retry(ctx, "read job "+args[0], a.stepBudget(), attemptTimeout, func(actx context.Context) error {
-			var err error
-			e, err = kv.Get(actx, names.JobKey(args[0]))
-			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
-				return stop(err)
-			}
-			return err
-		})
+		// A direct get's not-found is confirmed by the stream leader: a
+		// job just submitted is there, even when a lagging replica answers.
+		e, err := a.readKey(ctx, kv, names.BucketJobs, names.JobKey(args[0]))
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 			return withCode(ExitError, fmt.Errorf("no job %q", args[0]))
 		}
@@ -72,7 +66,7 @@ func (a *app) jobCmd() *cobra.Command {
 			return err
 		}
 		var j wire.Job
-		if err := json.Unmarshal(e.Value(), &j); err != nil {
+		if err := json.Unmarshal(e.Value, &j); err != nil {
 			return withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", args[0], err))
 		}
 		if !wire.Final(j.Status) {

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
+	"github.com/zester-io/zester/internal/kvleader"
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/stateout"
@@ -212,13 +213,14 @@ func (a *app) submit(ctx context.Context, req wire.RunRequest) (string, error) {
 
 // jobRecorded reports whether the job record exists. A failed lookup
 // counts as "not seen": the caller then sends the request again, which is
-// safe.
+// safe. A direct get's not-found is asked of the stream leader
+// (kvleader.Read), so a lagging replica does not cause a resend.
 func (a *app) jobRecorded(ctx context.Context, jid string) bool {
 	kv, err := a.js.KeyValue(ctxT(ctx, 2*time.Second), names.BucketJobs)
 	if err != nil {
 		return false
 	}
-	_, err = kv.Get(ctxT(ctx, 2*time.Second), names.JobKey(jid))
+	_, err = kvleader.Read(ctxT(ctx, 2*time.Second), a.nc, kv, names.JobKey(jid))
 	return err == nil
 }
 
@@ -489,19 +491,24 @@ func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (job
 	var job wire.Job
 	haveJob := false
 	var decodeErr error
-	decodeJob := func(e kvwatch.KeyValueEntry) {
-		if err := json.Unmarshal(e.Value(), &job); err != nil {
+	decode := func(b []byte) {
+		if err := json.Unmarshal(b, &job); err != nil {
 			decodeErr = withCode(ExitError, fmt.Errorf("job %s: corrupt record: %v", jid, err))
 			return
 		}
 		haveJob = true
 	}
+	decodeJob := func(e kvwatch.KeyValueEntry) { decode(e.Value()) }
 	// Every read below is bounded and retried: a watch whose consumer sits
 	// on a node without quorum delivers nothing, and waiting on it would
-	// hang the command. A record not found is looked for again for a few
-	// seconds: a consumer on a replica that lags behind the stream leader
-	// may not have the job just submitted yet.
-	for n, start := 0, time.Now(); !haveJob; n++ {
+	// hang the command. The record is read through a consumer, which may
+	// sit on a replica that lags behind the stream leader (one catching up
+	// after a restart, or after the cluster got its quorum back): its "not
+	// found" is asked of the stream leader, which has every job whose
+	// submit succeeded. Only the leader's not-found counts, and it is asked
+	// again for absentBudget from the first: a leader just elected.
+	var absentSince time.Time
+	for n := 0; !haveJob; n++ {
 		if err := a.snapshot(ctx, names.BucketJobs, names.JobKey(jid), false, decodeJob); err != nil {
 			return jobResult{}, err
 		}
@@ -511,9 +518,22 @@ func (a *app) collect(ctx context.Context, jid string, asJSON, stream bool) (job
 		if haveJob {
 			break
 		}
+		e, err := a.readKey(ctx, nil, names.BucketJobs, names.JobKey(jid))
+		if err == nil {
+			if decode(e.Value); decodeErr != nil {
+				return jobResult{}, decodeErr
+			}
+			break
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return jobResult{}, err
+		}
+		if absentSince.IsZero() {
+			absentSince = time.Now()
+		}
 		wait := backoffDelay(n)
-		if time.Since(start)+wait > absentBudget {
-			return jobResult{}, withCode(ExitError, fmt.Errorf("no job %q in the jobs bucket%s", jid, a.via()))
+		if time.Since(absentSince)+wait > absentBudget {
+			return jobResult{}, withCode(ExitError, fmt.Errorf("no job %q in the jobs bucket%s (its stream leader has no record of it)", jid, a.via()))
 		}
 		select {
 		case <-ctx.Done():
@@ -807,23 +827,46 @@ func (a *app) readStoredReturns(ctx context.Context, f *follower) error {
 		return err
 	}
 	for _, k := range keys {
-		var e jetstream.KeyValueEntry
-		err := a.retry(ctx, "read return "+k, a.stepBudget(), attemptTimeout, func(actx context.Context) error {
-			var err error
-			e, err = kv.Get(actx, k)
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				return nil // expired since the listing
-			}
-			return err
-		})
+		e, err := a.readKey(ctx, kv, names.BucketJobReturns, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired since the listing (the leader says so, not a lagging replica)
+		}
 		if err != nil {
 			return err
 		}
-		if e != nil {
-			f.add(k, e.Value())
-		}
+		f.add(k, e.Value)
 	}
 	return nil
+}
+
+// readKey reads key of bucket, retried like every read: with kv, a direct
+// get confirmed by the stream leader when it finds nothing (kvleader.Read);
+// without, the leader alone. It returns jetstream.ErrKeyNotFound, unwrapped,
+// only when the stream leader has no value for key: a replica that lags
+// behind it (catching up after a restart or a quorum loss) answers direct
+// gets too, and its not-found says nothing.
+func (a *app) readKey(ctx context.Context, kv jetstream.KeyValue, bucket, key string) (*kvleader.Entry, error) {
+	var e *kvleader.Entry
+	notFound := false
+	err := a.retry(ctx, "read key "+key+" of bucket "+bucket, a.stepBudget(), attemptTimeout, func(actx context.Context) error {
+		var err error
+		if kv != nil {
+			e, err = kvleader.Read(actx, a.nc, kv, key)
+		} else {
+			e, err = kvleader.Get(actx, a.nc, bucket, key)
+		}
+		if notFound = errors.Is(err, jetstream.ErrKeyNotFound); notFound {
+			return nil
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, bucketHint(bucket, err)
+	case notFound:
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return e, nil
 }
 
 // mastersState says whether any master answers, for the message of a job
