@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +32,6 @@ import (
 type Entry struct {
 	Value    []byte
 	Revision uint64
-	Created  time.Time
 }
 
 // msgGetResponse is the answer of $JS.API.STREAM.MSG.GET (nats-server's
@@ -41,11 +39,10 @@ type Entry struct {
 type msgGetResponse struct {
 	Error   *jetstream.APIError `json:"error,omitempty"`
 	Message *struct {
-		Subject  string    `json:"subject"`
-		Sequence uint64    `json:"seq"`
-		Header   []byte    `json:"hdrs,omitempty"`
-		Data     []byte    `json:"data,omitempty"`
-		Time     time.Time `json:"time"`
+		Subject  string `json:"subject"`
+		Sequence uint64 `json:"seq"`
+		Header   []byte `json:"hdrs,omitempty"`
+		Data     []byte `json:"data,omitempty"`
 	} `json:"message,omitempty"`
 }
 
@@ -87,7 +84,7 @@ func Get(ctx context.Context, nc *nats.Conn, bucket, key string) (*Entry, error)
 			return nil, jetstream.ErrKeyNotFound
 		}
 	}
-	return &Entry{Value: m.Data, Revision: m.Sequence, Created: m.Time}, nil
+	return &Entry{Value: m.Data, Revision: m.Sequence}, nil
 }
 
 // Read returns key's last value from kv: a direct get first (cheap, any
@@ -96,7 +93,7 @@ func Get(ctx context.Context, nc *nats.Conn, bucket, key string) (*Entry, error)
 func Read(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key string) (*Entry, error) {
 	e, err := kv.Get(ctx, key)
 	if err == nil {
-		return &Entry{Value: e.Value(), Revision: e.Revision(), Created: e.Created()}, nil
+		return &Entry{Value: e.Value(), Revision: e.Revision()}, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, err
