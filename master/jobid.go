@@ -29,13 +29,19 @@ func (m *Master) answerTakenJID(ctx context.Context, req micro.Request, want *wi
 	if err == nil {
 		val = e.Value()
 	} else if errors.Is(err, jetstream.ErrKeyNotFound) {
-		// The stream leader refused the Create, so the record exists; a
-		// direct get answered by a replica that lags behind (catching up
-		// after a restart or a quorum loss) may not have it yet. Ask the
-		// leader.
+		// The stream leader refused the Create: the record is stored, or a
+		// write of it is still in flight there (nats-server refuses an
+		// expected-last-sequence write to a subject with a proposal in
+		// flight). A direct get answered by a replica that lags behind
+		// (catching up after a restart or a quorum loss) may miss a stored
+		// record: ask the leader. A record in flight is answered 503, and
+		// the client asks again.
 		var le *kvleader.Entry
-		if le, err = kvleader.Get(ctx, m.nc, names.BucketJobs, names.JobKey(want.JID)); err == nil {
+		le, err = kvleader.Get(ctx, m.nc, names.BucketJobs, names.JobKey(want.JID))
+		if err == nil {
 			val = le.Value
+		} else if errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = fmt.Errorf("not stored at the stream leader yet, a write of it is in flight (%w)", err)
 		}
 	}
 	if err != nil {
