@@ -115,7 +115,7 @@ type Fleet struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	extraMu sync.Mutex
+	extraMu sync.RWMutex
 	extra   map[string]ExtraFunc
 
 	// silent holds the peels (int32 index) stopped with Stop: they no longer
@@ -776,7 +776,7 @@ func (f *Fleet) OnExtra(prefix string, h ExtraFunc) func() {
 }
 
 func (f *Fleet) extraHandler(subj string, c *Conn, m *nats.Msg, ack *jetstream.PubAck, err error) bool {
-	f.extraMu.Lock()
+	f.extraMu.RLock()
 	var h ExtraFunc
 	for p, fn := range f.extra {
 		if strings.HasPrefix(subj, p) {
@@ -784,7 +784,7 @@ func (f *Fleet) extraHandler(subj string, c *Conn, m *nats.Msg, ack *jetstream.P
 			break
 		}
 	}
-	f.extraMu.Unlock()
+	f.extraMu.RUnlock()
 	if h == nil {
 		return false
 	}

@@ -179,6 +179,19 @@ func (c *Conn) sender() {
 // retrying it later when the store fails (Retry). It does not block.
 func (c *Conn) Publish(msg *nats.Msg) { c.out.push(msg) }
 
+// PublishNow stores msg asynchronously through the connection's window
+// from the calling goroutine, waiting for room there (the raw baseline's
+// bare pipeline: no outbox between the caller and the publish). A failure
+// is retried as Publish's are. Never call it from an ack handler.
+func (c *Conn) PublishNow(msg *nats.Msg) {
+	if c.win.Acquire(c.f.ctx) != nil {
+		return
+	}
+	if _, err := c.js.PublishMsgAsync(msg); err != nil {
+		c.onPubErr(c.js, msg, err)
+	}
+}
+
 // Retry sends a failed store again after a full-jitter backoff of its own
 // attempts (a fact publish the server refused waits at least a draw from its
 // peel's Spreader too: outbox.retryDelay). It does not block.
