@@ -59,7 +59,7 @@ func (r *runner) scratchKV(ctx context.Context, name string) (jetstream.KeyValue
 
 // settle lets subscription interest cross routes, gateways and leaf links.
 func (r *runner) settle() {
-	if r.env.topo == nil || r.env.topo.Kind() != topology.KindSingle {
+	if r.env.proc == nil && (r.env.topo == nil || r.env.topo.Kind() != topology.KindSingle) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }

@@ -99,6 +99,11 @@ type Config struct {
 	// EnrollConns bounds the peels that connect with their own credentials
 	// in the enrollment storm (one connection each).
 	EnrollConns int
+	// ServerProcess runs the single JetStream server in a child process
+	// (serverproc.go), so that each fleet connection costs this process one
+	// open file; ServerBin is its nats-server binary ("" builds go.mod's).
+	ServerProcess bool
+	ServerBin     string
 	// Secure runs with the deployment's default trust (secure.go): a PKI,
 	// the server in operator mode, signed dispatches verified by the
 	// simulated connections, signed API calls.
@@ -211,6 +216,9 @@ func (c *Config) Validate() error {
 	if c.Partitions < 1 || c.Partitions > 65536 {
 		errs = append(errs, fmt.Errorf("--partitions %d: want 1 to 65536", c.Partitions))
 	}
+	if c.ServerProcess && (c.NATS != "" || c.Secure || c.Topology != topology.KindSingle) {
+		errs = append(errs, errServerProcessTopology)
+	}
 	if c.Secure && (c.NATS != "" || c.Topology != topology.KindSingle) {
 		errs = append(errs, errSecureTopology)
 	}
@@ -244,8 +252,8 @@ func (c *Config) checkFiles(limit uint64) error {
 	}
 	per := 2
 	where := "the server runs in this process, so each connection costs 2 (client and server end)"
-	if c.NATS != "" {
-		per, where = 1, "each connection costs 1"
+	if c.NATS != "" || c.ServerProcess {
+		per, where = 1, "the server runs in another process, so each connection costs 1"
 	}
 	conns := c.conns()
 	need := uint64(conns*per + fdReserve)

@@ -73,6 +73,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of the fleet (in-process masters)")
 	fs.StringVar(&cfg.NATS, "nats", "", "external NATS URL(s), comma separated, with masters already running there")
 	fs.StringVar(&cfg.Target, "target", cfg.Target, "glob target of the pings")
+	fs.BoolVar(&cfg.ServerProcess, "server-process", false, "run the single server as a nats-server child process (one open file per connection here: --mode perpeel reaches the whole open-file limit)")
+	fs.StringVar(&cfg.ServerBin, "nats-server-bin", "", "nats-server binary for --server-process (default: built once from go.mod's version, needs the Go toolchain and the module)")
 	fs.BoolVar(&cfg.Secure, "secure", false, "the default trust: PKI, operator-mode server, signed dispatches checked by every simulated connection, signed API calls (--topology single)")
 	fs.DurationVar(&cfg.JobTimeout, "job-timeout", cfg.JobTimeout, "timeout of each ping job")
 	fs.StringVar(&cfg.Out, "out", "", "directory for report.json and report.md")
