@@ -74,6 +74,9 @@ type Config struct {
 	JSON bool
 	// CPUProfileDir, when set, gets cpu-<scenario>.pprof for every scenario.
 	CPUProfileDir string
+	// MemProfileDir, when set, gets heap-<scenario>.pprof at the end of
+	// every scenario (what is live then, after a GC).
+	MemProfileDir string
 	// StoreDir is where the in-process JetStream stores go (temp dir).
 	StoreDir  string
 	KeepStore bool

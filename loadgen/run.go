@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
@@ -270,6 +271,7 @@ func (r *runner) scenario(name string, fn func(ctx context.Context, s *Scenario)
 		prof.Close()
 		s.Res.Profile = prof.Name()
 	}
+	r.heapProfile(name)
 	u1, s1 := cpuTimes()
 	st1 := r.fleet.Stats()
 	in1, out1 := r.serverBytes()
@@ -284,6 +286,28 @@ func (r *runner) scenario(name string, fn func(ctx context.Context, s *Scenario)
 	r.rep.Scenarios = append(r.rep.Scenarios, s)
 	r.log.Info("scenario done", "name", name, "status", s.Status, "summary", s.Summary)
 	return s
+}
+
+// heapProfile writes heap-<name>.pprof into MemProfileDir (when set).
+func (r *runner) heapProfile(name string) {
+	dir := r.cfg.MemProfileDir
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		r.log.Warn("heap profile", "err", err)
+		return
+	}
+	p, err := os.Create(filepath.Join(dir, "heap-"+name+".pprof"))
+	if err != nil {
+		r.log.Warn("heap profile", "err", err)
+		return
+	}
+	defer p.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(p); err != nil {
+		r.log.Warn("heap profile", "err", err)
+	}
 }
 
 // ---- factstorm ----
