@@ -80,6 +80,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Out, "out", "", "directory for report.json and report.md")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the JSON report on stdout instead of the table")
 	fs.StringVar(&cfg.CPUProfileDir, "cpuprofile", "", "directory for one CPU profile per scenario (cpu-<scenario>.pprof)")
+	fs.IntVar(&cfg.MemLimitGiB, "mem-limit-gib", 0, "soft memory limit of the Go runtime during the run, GiB (default 10, unless GOMEMLIMIT is set; -1: none)")
 	fs.StringVar(&cfg.MemProfileDir, "memprofile", "", "directory for one heap profile per scenario, taken at its end (heap-<scenario>.pprof)")
 	fs.StringVar(&cfg.StoreDir, "store-dir", "", "parent directory of the in-process JetStream stores (default: the system temp dir)")
 	fs.BoolVar(&cfg.KeepStore, "keep-store", false, "keep the JetStream stores after the run")

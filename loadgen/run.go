@@ -61,6 +61,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r := &runner{ctx: ctx, cfg: &cfg, log: slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: lvl})),
 		runID: fmt.Sprintf("r%d", time.Now().UnixNano()%1_000_000_000)}
+	if lim := cfg.MemLimitGiB; lim >= 0 && (lim > 0 || os.Getenv("GOMEMLIMIT") == "") {
+		prev := debug.SetMemoryLimit(int64(cmp.Or(lim, DefaultMemLimitGiB)) << 30)
+		defer debug.SetMemoryLimit(prev)
+	}
 	// Each run's peak RSS is its own (a process may run several: bench).
 	debug.FreeOSMemory()
 	resetPeakRSS()

@@ -11,6 +11,7 @@
 package simfleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -877,6 +878,9 @@ func (f *Fleet) EncodeFacts(ctx context.Context, now time.Time) (*EncodedFacts, 
 					ch.data = append(ch.data, v...)
 					ch.off = append(ch.off, int32(len(ch.data)))
 				}
+				// Kept for the fleet's life (republishes): without the
+				// slack append left, up to half of it at 1,000,000 peels.
+				ch.data = bytes.Clone(ch.data)
 				e.chunks[k] = ch
 			}
 		}()

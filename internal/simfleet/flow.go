@@ -253,9 +253,13 @@ func (c *Conn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 		// connection's republishes spread wider.
 		c.spread.Refused()
 	}
+	if peelproto.IsAlreadyStored(err) {
+		// A retry of a store that was made (a return's, a baseline's): the
+		// message is done with, whoever counts it.
+		c.out.stored(msg)
+	}
 	if strings.HasPrefix(subj, names.ReturnSubjectPrefix) && peelproto.IsAlreadyStored(err) {
 		// A retry of a return that was stored: the peel treats it as sent.
-		c.out.stored(msg)
 		f.DupRefused.Add(1)
 		if jid, peel, ok := names.ParseReturnSubject(subj); ok {
 			if jt, idx := f.lookup(jid), PeelIndex(peel); jt != nil && idx >= 0 && idx < len(f.peels) {
