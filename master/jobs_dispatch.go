@@ -245,12 +245,12 @@ func (je *jobEngine) redispatch(jid string, every time.Duration) {
 // expected and have not returned.
 func (je *jobEngine) dispatchMissing(jid string, p int) {
 	je.mu.Lock()
-	js := je.jobs[jid]
-	if js == nil || js.tracked[p] == nil || js.tracked[p].finished {
+	js, tr := je.trackedLocked(jid, p)
+	if tr == nil || tr.finished {
 		je.mu.Unlock()
 		return
 	}
-	missing := js.tracked[p].missing()
+	missing := tr.missing()
 	main := js.main
 	je.mu.Unlock()
 	if len(missing) == 0 {

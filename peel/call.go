@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/zester-io/zester/internal/stateout"
-	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/state"
 )
@@ -118,16 +117,8 @@ func localFacts(id string) func(ctx context.Context, refresh bool) (any, error) 
 		if cached != nil && !refresh {
 			return cached, nil
 		}
-		f, err := facts.Collect(ctx)
+		_, m, err := collectFacts(ctx, id, "")
 		if err != nil {
-			return nil, err
-		}
-		doc, err := f.JSON()
-		if err != nil {
-			return nil, err
-		}
-		var m map[string]any
-		if err := json.Unmarshal(withID(doc, id), &m); err != nil {
 			return nil, err
 		}
 		cached = m

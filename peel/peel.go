@@ -367,13 +367,7 @@ func (p *Peel) beatLoop(ctx context.Context) {
 	iv := p.cfg.BeatInterval.D()
 	t := time.NewTimer(peelproto.NextBeat(iv))
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-p.beatNow:
-		}
+	for waitWake(ctx, t, p.beatNow) {
 		p.beat(false)
 		t.Reset(peelproto.NextBeat(iv))
 	}
@@ -417,6 +411,20 @@ func notify(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
+}
+
+// waitWake blocks until t fires or wake is signalled (notify), and says
+// whether the loop goes on: false once ctx ends. A nil wake waits for t
+// only. The loops Reset t on every path, which (Go 1.23 timers) drops a
+// value t may hold after a wake.
+func waitWake(ctx context.Context, t *time.Timer, wake <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
 }
 
 func (p *Peel) readyCheck(ctx context.Context) error {
@@ -727,13 +735,7 @@ func (p *Peel) factsLoop(ctx context.Context) {
 	// A failed publish is retried with backoff up to the regular interval,
 	// so a fleet facing an unavailable bucket does not retry in step.
 	retry := backoff.New(time.Second, p.cfg.FactsInterval.D())
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-p.wake:
-		}
+	for waitWake(ctx, t, p.wake) {
 		if !p.nc.IsConnected() {
 			t.Reset(time.Second) // a local check; a reconnect wakes it too
 			continue
@@ -760,17 +762,8 @@ func (p *Peel) factsLoop(ctx context.Context) {
 }
 
 func (p *Peel) publishFacts(ctx context.Context) error {
-	f, err := facts.Collect(ctx)
+	doc, m, err := collectFacts(ctx, p.cfg.ID, p.settings.curvePub)
 	if err != nil {
-		return err
-	}
-	doc, err := f.JSON()
-	if err != nil {
-		return err
-	}
-	doc = withCurve(withID(doc, p.cfg.ID), p.settings.curvePub)
-	var m map[string]any
-	if err := json.Unmarshal(doc, &m); err != nil {
 		return err
 	}
 	// A plain publish to its key: the peel binds no bucket, whose stream
@@ -789,6 +782,26 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	// (docs/scaling.md, peel footprint). Once per facts interval.
 	debug.FreeOSMemory()
 	return nil
+}
+
+// collectFacts collects this host's facts as the peel publishes them: the
+// document (the id first, the curve key curvePub last when set) and the same
+// as a map.
+func collectFacts(ctx context.Context, id, curvePub string) ([]byte, map[string]any, error) {
+	f, err := facts.Collect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	doc, err := f.JSON()
+	if err != nil {
+		return nil, nil, err
+	}
+	doc = withCurve(withID(doc, id), curvePub)
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, nil, err
+	}
+	return doc, m, nil
 }
 
 // withID puts the peel id first in its fact document ("id", Salt's grain of
