@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/zester-io/zester/internal/testbin"
@@ -103,17 +101,7 @@ func (e *env) procRSS() int64 {
 	if e.proc == nil || e.proc.PID() == 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.proc.PID()))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return procField(fmt.Sprintf("/proc/%d/status", e.proc.PID()), "VmHWM")
 }
 
 func (e *env) procBytes() (in, out uint64) {

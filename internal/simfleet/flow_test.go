@@ -54,6 +54,23 @@ func streamSeq(t *testing.T, js jetstream.JetStream, bucket string) (msgs, last 
 
 func smallFacts(_ int, id string, _ time.Time) []byte { return []byte(`{"id":"` + id + `"}`) }
 
+// factsStored is connectedFleet with every peel's facts stored once
+// (PublishFacts).
+func factsStored(t *testing.T, url string, peels, conns, parts int) *Fleet {
+	t.Helper()
+	f := connectedFleet(t, url, peels, conns, parts)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second) // hang guard
+	defer cancel()
+	e, err := f.EncodeFacts(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.PublishFacts(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func connectedFleet(t *testing.T, url string, peels, conns, parts int) *Fleet {
 	t.Helper()
 	f, err := NewFleet(FleetConfig{Peels: peels, Conns: conns, Partitions: parts, URLs: []string{url}, BeatInterval: time.Hour, Facts: smallFacts})
@@ -77,17 +94,7 @@ func connectedFleet(t *testing.T, url string, peels, conns, parts int) *Fleet {
 func TestFleet_RefusalStorm_EveryFactAndReturnStoredOnce(t *testing.T) {
 	const n, parts = 2000, 4
 	s, js := tinyQueueServer(t)
-	f := connectedFleet(t, s.ClientURL(), n, 8, parts)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second) // hang guard
-	defer cancel()
-
-	e, err := f.EncodeFacts(ctx, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.PublishFacts(ctx, e); err != nil {
-		t.Fatal(err)
-	}
+	f := factsStored(t, s.ClientURL(), n, 8, parts)
 	factRefusals := f.Refusals.Load()
 	if factRefusals == 0 {
 		t.Fatal("the server refused no fact: the storm did not reach the queue's limit")
@@ -129,16 +136,7 @@ func TestFleet_RefusalStorm_EveryFactAndReturnStoredOnce(t *testing.T) {
 func TestFleet_Reconnect_RepublishesEveryFactOnce(t *testing.T) {
 	const n = 1000
 	s, js := tinyQueueServer(t)
-	f := connectedFleet(t, s.ClientURL(), n, 4, 4)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	e, err := f.EncodeFacts(ctx, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.PublishFacts(ctx, e); err != nil {
-		t.Fatal(err)
-	}
+	f := factsStored(t, s.ClientURL(), n, 4, 4)
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -159,16 +157,9 @@ func TestFleet_Reconnect_RepublishesEveryFactOnce(t *testing.T) {
 func TestFleet_ControlRepublishFacts_NamedPeelsOnly(t *testing.T) {
 	const n, parts = 200, 2
 	s, js := tinyQueueServer(t)
-	f := connectedFleet(t, s.ClientURL(), n, 2, parts)
+	f := factsStored(t, s.ClientURL(), n, 2, parts)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e, err := f.EncodeFacts(ctx, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.PublishFacts(ctx, e); err != nil {
-		t.Fatal(err)
-	}
 	nc := testkit.Connect(t, s.ClientURL())
 	named := []string{f.ID(3), f.ID(77), f.ID(150)}
 	for p := range parts {
