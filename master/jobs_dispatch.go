@@ -143,7 +143,7 @@ func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, al
 			je.m.log.Warn("dispatch", "jid", jid, "partition", p, "err", err)
 		}
 	}
-	d := wire.Dispatch{JID: jid, Function: main.Function, Args: main.Args, Deadline: main.Deadline}
+	d := wire.Dispatch{JID: jid, Function: main.Function, Args: main.Args, Deadline: main.Deadline, StateTree: main.StateTree}
 	if main.RequesterKey != "" {
 		d.Role = main.RequesterRole // verified: insecure mode records no key
 	}

@@ -74,7 +74,7 @@ func Call(args []string, stdout, stderr io.Writer) int {
 	raw, _ := json.Marshal(append([]string{}, words[1:]...))
 
 	reg := funcs.NewRegistry()
-	state.Register(reg, state.JobConfig{StatesDir: cfg.StatesDir, Root: *root, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	state.Register(reg, state.JobConfig{StatesDir: cfg.StatesDir, Root: *root, LockFile: filepath.Join(cfg.DataDir, "state.lock"), Settings: callSettings(cfg, stderr)})
 	env := &funcs.Env{PeelID: cfg.ID, MaxOutput: int(cfg.MaxOutput.N()), Facts: localFacts(cfg.ID)}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

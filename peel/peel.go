@@ -30,6 +30,7 @@ import (
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/facts"
@@ -121,8 +122,9 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
+	ps := newPeelSettings(cfg.DataDir)
 	if opts.Registry == nil {
-		opts.Registry = defaultRegistry(cfg, opts.Logger)
+		opts.Registry = defaultRegistry(cfg, opts.Logger, ps.result)
 	}
 	sp, err := openSpool(filepath.Join(cfg.DataDir, "spool"), cfg.SpoolMax)
 	if err != nil {
@@ -137,7 +139,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		instance: peelproto.NewInstance(),
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
-		settings: newPeelSettings(cfg.DataDir),
+		settings: ps,
 		readied:  make(chan struct{}),
 
 		spread: peelproto.NewSpreader(reconnectFactsSpread, reconnectFactsMaxSpread),
@@ -168,9 +170,10 @@ func New(cfg Config, opts Options) (*Peel, error) {
 
 // defaultRegistry is the peel's functions when Options.Registry is nil;
 // --check checks schedule entries against the same set.
-func defaultRegistry(cfg Config, log *slog.Logger) *funcs.Registry {
+// settingsOf backs {{ setting }} in state templates (nil: none).
+func defaultRegistry(cfg Config, log *slog.Logger, settingsOf func() (*settings.Result, error)) *funcs.Registry {
 	r := funcs.NewRegistry()
-	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Source: cfg.StatesSource, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Source: cfg.StatesSource, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock"), Settings: settingsOf})
 	return r
 }
 
@@ -589,7 +592,7 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	ret := p.execute(ctx, d.Function, d.Args, p.mayReveal(d))
+	ret := p.execute(withStateTreePin(ctx, d.StateTree), d.Function, d.Args, p.mayReveal(d))
 	ret.JID = d.JID
 	// A function that ends after the deadline has a real result, but the
 	// masters may have stopped waiting: mark it, so that it is shown as

@@ -289,15 +289,9 @@ func (s *peelSettings) failed(err error) error {
 
 // settingsFor serves settings.get and settings.items.
 func (p *Peel) settingsFor(_ context.Context, reveal bool) (map[string]any, error) {
-	s := p.settings
-	s.mu.RLock()
-	res, why := s.res, s.lastErr
-	s.mu.RUnlock()
-	if res == nil {
-		if why == "" {
-			why = "the masters have not rendered any for this peel yet (is settings_dir set, and does top.zy match it?)"
-		}
-		return nil, fmt.Errorf("no settings: %s", why)
+	res, err := p.settings.result()
+	if err != nil {
+		return nil, err
 	}
 	if reveal {
 		return res.Revealed(), nil
