@@ -33,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,7 @@ var (
 	profDir = flag.String("cpuprofile", "", "directory for a CPU profile of the master during each phase (cpu-<n>.pprof, via ZESTER_PPROF=1)")
 	mEnv    = flag.String("master-env", "", "extra environment of the master, comma-separated (GOGC=400,GOMEMLIMIT=900MiB)")
 	profSec = flag.Int("cpuprofile-seconds", 10, "length of each phase's CPU profile")
+	profOf  = flag.String("cpuprofile-phases", "", "phases to profile, comma-separated numbers from 1 (default all; profiles longer than a phase overlap the next, which then has none)")
 )
 
 func run() error {
@@ -400,7 +402,7 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 		change()
 	}
 	c.phases++
-	if *profDir != "" {
+	if *profDir != "" && (*profOf == "" || slices.Contains(strings.Split(*profOf, ","), strconv.Itoa(c.phases))) {
 		go c.profile(filepath.Join(*profDir, fmt.Sprintf("cpu-%d.pprof", c.phases)))
 	}
 	deadline := start.Add(*timeout)
