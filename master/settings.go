@@ -80,9 +80,7 @@ type settingsRenderer struct {
 	basket func(ctx context.Context, target, name string) (map[string]any, error)
 
 	treeMu sync.RWMutex
-	tree   *settings.Tree
-	open   func(string) (string, error)
-	hashes map[string]string // settings.Tree.FileHashes of tree
+	cur    *loadedTree // nil until a tree loads
 	// treeErr is why the files on disk are not the tree in use ("" when
 	// they are).
 	treeErr string
@@ -102,6 +100,17 @@ type settingsRenderer struct {
 	pub     *kvPublisher
 
 	renders, current, writes, failures *metrics.Counter
+}
+
+// loadedTree is the tree in use and what its renders share: the Secret
+// callback (with its cache of opened tokens), the files' content hashes
+// (settings.Tree.FileHashes) and the memo of file outputs, which holds
+// values opened by that callback and so lives and dies with the tree.
+type loadedTree struct {
+	tree   *settings.Tree
+	open   func(string) (string, error)
+	hashes map[string]string
+	memo   *settings.Memo
 }
 
 // storedEntry is what the store holds under one key, from its headers.
@@ -250,9 +259,13 @@ func (s *settingsRenderer) reload(why string) (changed bool, err error) {
 		}
 		return false, err
 	}
-	old := s.hashes
+	var old map[string]string
+	if s.cur != nil {
+		old = s.cur.hashes
+	}
 	hashes := t.FileHashes()
-	s.tree, s.open, s.hashes, s.treeErr = t, s.opener(), hashes, ""
+	s.cur = &loadedTree{tree: t, open: s.opener(), hashes: hashes, memo: settings.NewMemo()}
+	s.treeErr = ""
 	s.treeMu.Unlock()
 
 	var diff []string

@@ -19,6 +19,7 @@ import (
 
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/shard"
@@ -42,10 +43,10 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
 	s.treeMu.RLock()
-	tree, open, hashes := s.tree, s.open, s.hashes
+	lt := s.cur
 	s.treeMu.RUnlock()
 	var st batchStats
-	if tree == nil || len(ids) == 0 {
+	if lt == nil || len(ids) == 0 {
 		return st
 	}
 	work := make(chan string)
@@ -61,7 +62,7 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 		go func() {
 			defer wg.Done()
 			for id := range work {
-				rendered, wrote, err := s.renderOne(ctx, tree, open, hashes, id, mode)
+				rendered, wrote, err := s.renderOne(ctx, lt, id, mode)
 				mu.Lock()
 				if rendered {
 					st.rendered++
@@ -133,7 +134,8 @@ const (
 )
 
 // renderOne compiles one peel and queues the writes of what changed.
-func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, open func(string) (string, error), hashes map[string]string, id string, mode renderMode) (rendered, wrote bool, err error) {
+func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id string, mode renderMode) (rendered, wrote bool, err error) {
+	tree, open, hashes := lt.tree, lt.open, lt.hashes
 	P := s.m.cfg.Partitions
 	if !s.m.member.owns(shard.Partition(id, P)) {
 		return false, false, nil
@@ -166,7 +168,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 		}
 	}
 	var usedBasket atomic.Bool
-	opts := settings.Options{Context: ctx, Secret: open}
+	opts := settings.Options{Context: ctx, Secret: open, Memo: lt.memo, FactsNormalized: true}
 	if s.basket != nil {
 		opts.Basket = func(tgt, name string) (map[string]any, error) {
 			usedBasket.Store(true)
@@ -288,16 +290,14 @@ func (s *settingsRenderer) fail(id string, err error) error {
 	return err
 }
 
+// decodeFactsMap decodes a stored fact document as the templates see it
+// (render.ParseFacts: normalised, in one pass).
 func decodeFactsMap(raw []byte) (map[string]any, error) {
 	doc, err := factcodec.Decode(raw)
 	if err != nil {
 		return nil, err
 	}
-	var f map[string]any
-	if err := json.Unmarshal(doc, &f); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return render.ParseFacts(doc)
 }
 
 func hashHex(b []byte) string {

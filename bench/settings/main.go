@@ -423,7 +423,7 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: after %s: %.0f of %d renders, %.0f of %d writes", name, *timeout, r-r0, renders, w-w0, writes)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond)
 	}
 }
 

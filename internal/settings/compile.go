@@ -25,6 +25,13 @@ type Options struct {
 	Basket func(target, name string) (map[string]any, error)
 	// Limits bound each file's execution.
 	Limits render.Limits
+	// FactsNormalized says that facts are in NormalizeFacts' form already
+	// (render.ParseFacts gives them so) and that the caller does not change
+	// them while the result lives: Compile then uses them without a copy.
+	FactsNormalized bool
+	// Memo, when set, shares file outputs between compiles with the same
+	// tree and Secret callback (see Memo); nil renders every file.
+	Memo *Memo
 }
 
 // Result is one peel's compiled settings.
@@ -60,7 +67,9 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	facts = render.NormalizeFacts(facts)
+	if !o.FactsNormalized || facts == nil {
+		facts = render.NormalizeFacts(facts)
+	}
 	data := render.Data{ID: id, Facts: facts}
 	entries, topOut, err := t.topFor(ctx, data, o)
 	if err != nil {
@@ -85,22 +94,12 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 		n := f.static
 		var out *render.Output
 		if n == nil {
-			fns := render.Funcs{
-				Secret:  secret,
-				Basket:  o.Basket,
-				Setting: settingLookup(res.tree, res.Files),
-			}
-			out, err = f.tmpl.Execute(ctx, data, fns, o.Limits)
-			if err != nil {
+			var e *memoEntry
+			if e, err = t.execute(ctx, f, data, o, secret, res); err != nil {
 				return nil, err
 			}
-			if n, err = t.decoded.Decode(f.path, out, o.Limits.MaxOutput); err != nil {
-				return nil, renderedPosition(err, out)
-			}
-			if err := checkFileRoot(f.path, n); err != nil {
-				return nil, renderedPosition(err, out)
-			}
-			for _, tok := range out.Tokens() {
+			n, out = e.node, e.out
+			for _, tok := range e.tokens {
 				if !seenTok[tok] {
 					seenTok[tok] = true
 					res.Tokens = append(res.Tokens, tok)
@@ -117,6 +116,44 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 		res.Paths = append(res.Paths, f.path)
 	}
 	return res, nil
+}
+
+// execute renders and decodes file f for one peel, or takes the output of
+// an earlier peel with the same inputs from o.Memo.
+func (t *Tree) execute(ctx context.Context, f *file, data render.Data, o Options, secret func(string) (string, error), res *Result) (*memoEntry, error) {
+	var key []byte
+	if o.Memo != nil && f.memoOK && o.Limits == (render.Limits{}) {
+		bp := memoBufs.Get().(*[]byte)
+		defer memoBufs.Put(bp)
+		var ok bool
+		if *bp, ok = memoKey(*bp, f, data); ok {
+			key = *bp
+			if e := o.Memo.get(key); e != nil {
+				return e, nil
+			}
+		}
+	}
+	fns := render.Funcs{
+		Secret:  secret,
+		Basket:  o.Basket,
+		Setting: settingLookup(res.tree, res.Files),
+	}
+	out, err := f.tmpl.Execute(ctx, data, fns, o.Limits)
+	if err != nil {
+		return nil, err
+	}
+	n, err := t.decoded.Decode(f.path, out, o.Limits.MaxOutput)
+	if err != nil {
+		return nil, renderedPosition(err, out)
+	}
+	if err := checkFileRoot(f.path, n); err != nil {
+		return nil, renderedPosition(err, out)
+	}
+	e := &memoEntry{node: n, out: out, tokens: out.Tokens()}
+	if key != nil {
+		o.Memo.put(f.path, string(key), e)
+	}
+	return e, nil
 }
 
 // topFor gives the decoded top.zy for a peel, and its rendered output when

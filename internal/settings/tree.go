@@ -57,6 +57,10 @@ type file struct {
 	// static is the decoded file when it has no template actions: it is
 	// the same for every peel.
 	static *render.Node
+	// inputs are the data paths the template's output is a function of,
+	// when memoOK (memoInputs): what its Memo key is built from.
+	inputs [][]string
+	memoOK bool
 }
 
 type exprKey struct {
@@ -118,6 +122,7 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 		// file, at the template action (and so before Bundle needs this).
 		clean, serr := Sanitize(p, b)
 		f := &file{name: name, path: p, tmpl: tmpl, src: b, sanitized: clean, sanErr: serr}
+		f.inputs, f.memoOK = memoInputs(tmpl)
 		if tmpl.Static() {
 			// Decoded once here; a YAML error is this file's problem.
 			out, xerr := tmpl.Execute(context.Background(), render.Data{}, render.Funcs{}, render.Limits{})

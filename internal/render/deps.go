@@ -1,0 +1,178 @@
+package render
+
+import (
+	"slices"
+	"text/template/parse"
+)
+
+// Inputs reports what the output of t is a function of, when that is a
+// short list: the paths below the data root it reads (["id"],
+// ["facts","network","dns"]), each as a whole value, and the tokens its
+// secret calls open. ok is false when the output may depend on anything
+// else, and then an output may not be shared between executions:
+//
+//   - setting or basket is called (the merge so far, other peels' data);
+//   - the root is used as a value ({{ . }} or {{ $ }} at the top, with or
+//     range over it, passed to a function or to {{ template }});
+//   - {{ template }} or {{ block }} is called (its dot may be the root).
+//
+// Every other function is a pure function of its arguments (doc.go: the
+// function set has no clock, randomness or environment), and every other
+// value is a literal, a path's value or derived from those, so two
+// executions whose paths hold the same values (and whose Secret callback
+// is the same) write the same text. A static template has no paths.
+func (t *Template) Inputs() (paths [][]string, ok bool) {
+	if t.static {
+		return nil, true
+	}
+	d := &deps{ok: true}
+	root := t.base.Lookup(t.name)
+	if root == nil || root.Tree == nil {
+		return nil, false
+	}
+	d.list(root.Tree.Root, true)
+	if !d.ok {
+		return nil, false
+	}
+	return d.paths, true
+}
+
+// deps walks a parsed tree; dotRoot is whether dot is the data root where a
+// node is evaluated (it is at the top; inside with and range it is a value
+// derived from their pipeline, whose own inputs are recorded).
+type deps struct {
+	paths [][]string
+	ok    bool
+}
+
+func (d *deps) add(p []string) {
+	if len(p) == 0 {
+		d.ok = false
+		return
+	}
+	for _, q := range d.paths {
+		if slices.Equal(p, q) {
+			return
+		}
+	}
+	d.paths = append(d.paths, slices.Clone(p))
+}
+
+func (d *deps) list(l *parse.ListNode, dotRoot bool) {
+	if l == nil {
+		return
+	}
+	for _, n := range l.Nodes {
+		d.node(n, dotRoot)
+	}
+}
+
+func (d *deps) node(n parse.Node, dotRoot bool) {
+	switch n := n.(type) {
+	case *parse.ActionNode:
+		d.pipe(n.Pipe, dotRoot)
+	case *parse.IfNode:
+		d.pipe(n.Pipe, dotRoot)
+		d.list(n.List, dotRoot)
+		d.list(n.ElseList, dotRoot)
+	case *parse.WithNode:
+		d.pipe(n.Pipe, dotRoot)
+		d.list(n.List, false)
+		d.list(n.ElseList, dotRoot)
+	case *parse.RangeNode:
+		d.pipe(n.Pipe, dotRoot)
+		d.list(n.List, false)
+		d.list(n.ElseList, dotRoot)
+	case *parse.TemplateNode:
+		d.ok = false
+	case *parse.ListNode:
+		d.list(n, dotRoot)
+	}
+}
+
+func (d *deps) pipe(p *parse.PipeNode, dotRoot bool) {
+	if p == nil {
+		return
+	}
+	for _, c := range p.Cmds {
+		d.command(c, dotRoot)
+	}
+}
+
+func (d *deps) command(c *parse.CommandNode, dotRoot bool) {
+	args := c.Args
+	if id, ok := args[0].(*parse.IdentifierNode); ok {
+		switch id.Ident {
+		case "setting", fnSettingOK, "basket":
+			d.ok = false
+			return
+		case fnMissingOK, "index", fnIndexOK:
+			// A lookup by constant keys below a root path is that
+			// longer path (the rewriter's lenient .a.b is
+			// zesterMissingOK . "a" "b").
+			if len(args) >= 3 {
+				if base, isRoot := rootPath(args[1], dotRoot); isRoot {
+					if keys, all := constKeys(args[2:]); all {
+						d.add(append(base, keys...))
+						return
+					}
+				}
+			}
+		}
+	}
+	for _, a := range args {
+		d.arg(a, dotRoot)
+	}
+}
+
+// arg records the inputs of one argument.
+func (d *deps) arg(a parse.Node, dotRoot bool) {
+	if p, isRoot := rootPath(a, dotRoot); isRoot {
+		d.add(p) // an empty path (the root itself) clears ok
+		return
+	}
+	switch a := a.(type) {
+	case *parse.PipeNode:
+		d.pipe(a, dotRoot)
+	case *parse.ChainNode:
+		d.arg(a.Node, dotRoot)
+	}
+}
+
+// rootPath is the path below the root that n reads, when n is a lookup on
+// the root: .a.b where dot is the root, $.a.b, $ (the empty path), or . at
+// the top (the empty path), or such a node with fields chained on.
+func rootPath(n parse.Node, dotRoot bool) ([]string, bool) {
+	switch n := n.(type) {
+	case *parse.FieldNode:
+		return n.Ident, dotRoot
+	case *parse.DotNode:
+		return nil, dotRoot
+	case *parse.VariableNode:
+		if n.Ident[0] == "$" {
+			return n.Ident[1:], true
+		}
+	case *parse.ChainNode:
+		if p, ok := rootPath(n.Node, dotRoot); ok {
+			return append(slices.Clone(p), n.Field...), true
+		}
+	case *parse.PipeNode:
+		// (.a).b: a parenthesised lookup.
+		if len(n.Decl) == 0 && len(n.Cmds) == 1 && len(n.Cmds[0].Args) == 1 {
+			return rootPath(n.Cmds[0].Args[0], dotRoot)
+		}
+	}
+	return nil, false
+}
+
+func constKeys(args []parse.Node) ([]string, bool) {
+	keys := make([]string, 0, len(args))
+	for _, a := range args {
+		s, ok := a.(*parse.StringNode)
+		if !ok {
+			return nil, false
+		}
+		keys = append(keys, s.Text)
+	}
+	return keys, true
+}
