@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -184,15 +183,12 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
-	masked, err := json.Marshal(res.Masked())
+	// Shared with the peels a memo gives the same result (do not change).
+	masked, err := res.MaskedJSON()
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
-	bundle, err := tree.BundleWith(res, settings.SettingsHashOf(masked))
-	if err != nil {
-		return true, false, s.fail(id, err)
-	}
-	bj, err := json.Marshal(bundle)
+	bj, err := tree.BundleJSON(res, settings.SettingsHashOf(masked))
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}

@@ -46,6 +46,16 @@ func TestBundle_PeelRendersWhatTheMasterRendered(t *testing.T) {
 		t.Fatalf("bundle files %+v", b.Files)
 	}
 	bj, _ := json.Marshal(b)
+	// BundleJSON (files marshalled once per list) is the same bytes, for
+	// this peel and for another with the same list (the cached part).
+	for _, id := range []string{"web1", "web2<&>"} {
+		r := *res
+		r.ID = id
+		want, _ := json.Marshal(&settings.Bundle{V: b.V, ID: id, Files: b.Files, Settings: b.Settings})
+		if got, err := tr.BundleJSON(&r, b.Settings); err != nil || string(got) != string(want) {
+			t.Fatalf("BundleJSON %s %v, want %s", got, err, want)
+		}
+	}
 	if strings.Contains(string(bj), pw) || strings.Contains(string(bj), tok) || strings.Contains(string(bj), "db.zy") || !strings.Contains(string(bj), settings.Ref(tok)) {
 		t.Fatalf("bundle holds a token, a plaintext or a file of other peels, or lacks the reference: %s", bj)
 	}

@@ -3,12 +3,14 @@ package settings
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/target"
@@ -45,6 +47,19 @@ type Result struct {
 	// what the master seals to this peel (by Ref) for its local render.
 	Tokens []string
 	tree   map[string]any // secrets as render.Secret leaves
+	// shared is what a result from a Memo has in common with the other
+	// peels' results it is shared with (nil for one compiled alone).
+	shared *sharedResult
+}
+
+// sharedResult is one compiled result that peels whose files all have the
+// same inputs share (Memo): their tree, file lists and tokens are the same
+// values, and its masked JSON is computed once.
+type sharedResult struct {
+	res        *Result
+	maskedOnce sync.Once
+	masked     []byte
+	maskedErr  error
 }
 
 // Compile loads the tree in fsys and compiles it for one peel. A master
@@ -77,6 +92,19 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 	}
 	subj := &target.MapSubject{PeelID: id, Facts: facts}
 	refs := selectFiles(entries, subj)
+	var rkey []byte
+	if o.Memo != nil && o.Limits == (render.Limits{}) {
+		bp := memoBufs.Get().(*[]byte)
+		defer memoBufs.Put(bp)
+		if *bp = t.resultKey(*bp, refs, data); *bp != nil {
+			rkey = *bp
+			if sh := o.Memo.getResult(rkey); sh != nil {
+				r := *sh.res
+				r.ID = id
+				return &r, nil
+			}
+		}
+	}
 	res := &Result{ID: id, tree: map[string]any{}}
 	secret := o.Secret
 	if secret == nil {
@@ -115,7 +143,35 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 		res.Files = append(res.Files, f.name)
 		res.Paths = append(res.Paths, f.path)
 	}
+	if rkey != nil {
+		res.shared = &sharedResult{res: res}
+		o.Memo.putResult(rkey, res.shared)
+	}
 	return res, nil
+}
+
+// resultKey is the Memo key of a whole result: the files selected, in
+// order, with each one's memo key; nil when a file's output is not shared
+// (it reads .id, calls setting, …) or not found.
+func (t *Tree) resultKey(buf []byte, refs []fileRef, data render.Data) []byte {
+	buf = append(buf[:0], "result\x00"...)
+	for _, ref := range refs {
+		f, ok := t.files[ref.name]
+		if !ok {
+			return nil
+		}
+		if f.static != nil {
+			buf = append(append(buf, f.path...), 0)
+			continue
+		}
+		if !f.memoOK {
+			return nil
+		}
+		if buf, ok = appendMemoKey(buf, f, data); !ok {
+			return nil
+		}
+	}
+	return buf
 }
 
 // execute renders and decodes file f for one peel, or takes the output of
@@ -266,6 +322,18 @@ func lookupPath(tree map[string]any, key string) (any, bool, error) {
 func (r *Result) Get(key string) (any, bool) {
 	v, ok, err := lookupPath(r.tree, key)
 	return v, ok && err == nil
+}
+
+// MaskedJSON is the JSON of Masked (keys sorted), computed once for all
+// the peels a Memo shares the result with. The bytes are shared: do not
+// change them.
+func (r *Result) MaskedJSON() ([]byte, error) {
+	if r.shared == nil {
+		return json.Marshal(r.Masked())
+	}
+	sh := r.shared
+	sh.maskedOnce.Do(func() { sh.masked, sh.maskedErr = json.Marshal(r.Masked()) })
+	return sh.masked, sh.maskedErr
 }
 
 // Masked returns a copy of the settings with every secret as "<secret>".

@@ -24,6 +24,7 @@ import (
 type Memo struct {
 	mu      sync.RWMutex
 	m       map[string]*memoEntry
+	results map[string]*sharedResult
 	perFile map[string]int
 	bytes   int
 }
@@ -46,7 +47,28 @@ const (
 )
 
 // NewMemo returns an empty memo.
-func NewMemo() *Memo { return &Memo{m: map[string]*memoEntry{}, perFile: map[string]int{}} }
+func NewMemo() *Memo {
+	return &Memo{m: map[string]*memoEntry{}, results: map[string]*sharedResult{}, perFile: map[string]int{}}
+}
+
+// memoResults bounds the whole results held (each a merged tree).
+const memoResults = 4096
+
+func (m *Memo) getResult(key []byte) *sharedResult {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.results[string(key)]
+}
+
+func (m *Memo) putResult(key []byte, r *sharedResult) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.results[string(key)]; dup || len(m.results) >= memoResults || m.bytes+len(key) > memoBytes {
+		return
+	}
+	m.results[string(key)] = r
+	m.bytes += len(key)
+}
 
 func (m *Memo) get(key []byte) *memoEntry {
 	m.mu.RLock()
@@ -87,7 +109,14 @@ func memoInputs(t *render.Template) (paths [][]string, ok bool) {
 // at each of its input paths, canonically encoded. ok is false when a value
 // has a type the encoding does not know (facts are JSON values).
 func memoKey(buf []byte, f *file, data render.Data) ([]byte, bool) {
-	buf = append(append(buf[:0], f.path...), 0)
+	return appendMemoKey(buf[:0], f, data)
+}
+
+// appendMemoKey appends memoKey's key to buf. The key is self-delimiting
+// (the path has no NUL, the file fixes how many values follow, each is
+// length-prefixed or fixed), so keys may be concatenated.
+func appendMemoKey(buf []byte, f *file, data render.Data) ([]byte, bool) {
+	buf = append(append(buf, f.path...), 0)
 	for _, p := range f.inputs {
 		var cur any
 		switch p[0] {
@@ -182,9 +211,9 @@ func appendCanon(b []byte, v any, depth int) ([]byte, bool) {
 // memoBufs are the key buffers of memoKey.
 var memoBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
-// Len is the number of outputs held.
-func (m *Memo) Len() int {
+// Len is the number of file outputs and of whole results held.
+func (m *Memo) Len() (files, results int) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.m)
+	return len(m.m), len(m.results)
 }

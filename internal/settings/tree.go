@@ -40,6 +40,9 @@ type Tree struct {
 	topts    target.Options
 	exprs    sync.Map // exprKey → target.Expr
 	decoded  *render.DecodeCache
+	// bundleFiles is the JSON of the bundle files of each distinct file
+	// list (BundleJSON), by the names joined with NUL.
+	bundleFiles sync.Map
 }
 
 // decodeCacheBytes bounds the rendered texts a tree keeps decoded: most
