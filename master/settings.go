@@ -19,6 +19,7 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/shard"
 )
@@ -111,6 +112,17 @@ type loadedTree struct {
 	open   func(string) (string, error)
 	hashes map[string]string
 	memo   *settings.Memo
+	// facts is what of a peel's facts its render needs: the tree's fact
+	// paths and the curve key (nil: the whole document).
+	facts *render.FactFilter
+}
+
+func newLoadedTree(t *settings.Tree, open func(string) (string, error)) *loadedTree {
+	lt := &loadedTree{tree: t, open: open, hashes: t.FileHashes(), memo: settings.NewMemo()}
+	if paths, ok := t.FactPaths(); ok {
+		lt.facts = render.NewFactFilter(append(slices.Clone(paths), []string{factsCurveKey}))
+	}
+	return lt
 }
 
 // storedEntry is what the store holds under one key, from its headers.
@@ -263,8 +275,8 @@ func (s *settingsRenderer) reload(why string) (changed bool, err error) {
 	if s.cur != nil {
 		old = s.cur.hashes
 	}
-	hashes := t.FileHashes()
-	s.cur = &loadedTree{tree: t, open: s.opener(), hashes: hashes, memo: settings.NewMemo()}
+	s.cur = newLoadedTree(t, s.opener())
+	hashes := s.cur.hashes
 	s.treeErr = ""
 	s.treeMu.Unlock()
 

@@ -148,7 +148,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	curve := s.enrolledCurve(id)
 	var facts map[string]any
 	if curve == "" {
-		if facts, err = decodeFactsMap(raw); err != nil {
+		if facts, err = decodeFactsMap(raw, lt.facts); err != nil {
 			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 		}
 		curve = factsCurve(facts)
@@ -162,7 +162,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 		}
 	}
 	if facts == nil {
-		if facts, err = decodeFactsMap(raw); err != nil {
+		if facts, err = decodeFactsMap(raw, lt.facts); err != nil {
 			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 		}
 	}
@@ -287,13 +287,13 @@ func (s *settingsRenderer) fail(id string, err error) error {
 }
 
 // decodeFactsMap decodes a stored fact document as the templates see it
-// (render.ParseFacts: normalised, in one pass).
-func decodeFactsMap(raw []byte) (map[string]any, error) {
+// (render.ParseFacts: normalised, in one pass), keeping what f keeps.
+func decodeFactsMap(raw []byte, f *render.FactFilter) (map[string]any, error) {
 	doc, err := factcodec.Decode(raw)
 	if err != nil {
 		return nil, err
 	}
-	return render.ParseFacts(doc)
+	return render.ParseFactsFiltered(doc, f)
 }
 
 func hashHex(b []byte) string {

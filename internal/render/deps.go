@@ -22,19 +22,47 @@ import (
 // executions whose paths hold the same values (and whose Secret callback
 // is the same) write the same text. A static template has no paths.
 func (t *Template) Inputs() (paths [][]string, ok bool) {
-	if t.static {
-		return nil, true
-	}
-	d := &deps{ok: true}
-	root := t.base.Lookup(t.name)
-	if root == nil || root.Tree == nil {
-		return nil, false
-	}
-	d.list(root.Tree.Root, true)
-	if !d.ok {
+	d := t.deps()
+	if d.whole || d.impure {
 		return nil, false
 	}
 	return d.paths, true
+}
+
+// FactPaths lists the paths below .facts the template can read (each as a
+// whole value), so that a caller may give it only those (FactFilter); ok is
+// false when it can read the whole document (the root or .facts used as a
+// value, a {{ template }} call). Unlike Inputs, setting and basket are no
+// obstacle: they do not read this peel's facts.
+func (t *Template) FactPaths() (paths [][]string, ok bool) {
+	d := t.deps()
+	if d.whole {
+		return nil, false
+	}
+	for _, p := range d.paths {
+		if p[0] != "facts" {
+			continue
+		}
+		if len(p) == 1 {
+			return nil, false
+		}
+		paths = append(paths, p[1:])
+	}
+	return paths, true
+}
+
+func (t *Template) deps() *deps {
+	d := &deps{}
+	if t.static {
+		return d
+	}
+	root := t.base.Lookup(t.name)
+	if root == nil || root.Tree == nil {
+		d.whole = true
+		return d
+	}
+	d.list(root.Tree.Root, true)
+	return d
 }
 
 // deps walks a parsed tree; dotRoot is whether dot is the data root where a
@@ -42,12 +70,15 @@ func (t *Template) Inputs() (paths [][]string, ok bool) {
 // derived from their pipeline, whose own inputs are recorded).
 type deps struct {
 	paths [][]string
-	ok    bool
+	// whole: the root is used as a value, or passed on ({{ template }}).
+	whole bool
+	// impure: setting or basket is called.
+	impure bool
 }
 
 func (d *deps) add(p []string) {
 	if len(p) == 0 {
-		d.ok = false
+		d.whole = true
 		return
 	}
 	for _, q := range d.paths {
@@ -84,7 +115,7 @@ func (d *deps) node(n parse.Node, dotRoot bool) {
 		d.list(n.List, false)
 		d.list(n.ElseList, dotRoot)
 	case *parse.TemplateNode:
-		d.ok = false
+		d.whole = true
 	case *parse.ListNode:
 		d.list(n, dotRoot)
 	}
@@ -104,8 +135,7 @@ func (d *deps) command(c *parse.CommandNode, dotRoot bool) {
 	if id, ok := args[0].(*parse.IdentifierNode); ok {
 		switch id.Ident {
 		case "setting", fnSettingOK, "basket":
-			d.ok = false
-			return
+			d.impure = true
 		case fnMissingOK, "index", fnIndexOK:
 			// A lookup by constant keys below a root path is that
 			// longer path (the rewriter's lenient .a.b is
@@ -128,7 +158,7 @@ func (d *deps) command(c *parse.CommandNode, dotRoot bool) {
 // arg records the inputs of one argument.
 func (d *deps) arg(a parse.Node, dotRoot bool) {
 	if p, isRoot := rootPath(a, dotRoot); isRoot {
-		d.add(p) // an empty path (the root itself) clears ok
+		d.add(p) // an empty path: the root itself
 		return
 	}
 	switch a := a.(type) {

@@ -94,3 +94,33 @@ fqdn: {{ .facts.network.fqdn | default "none" }}`
 		t.Errorf("the lenient lookup's path is missing: %v", paths)
 	}
 }
+
+// FactPaths: the fact paths alone; setting and basket do not read facts,
+// the whole document (or root) used as a value does.
+func TestTemplate_FactPaths(t *testing.T) {
+	for _, tc := range []struct{ src, paths string }{
+		{"a: 1\n", "[]"},
+		{`a: {{ .id }}.{{ setting "domain" }}`, "[]"},
+		{`a: {{ setting "x" }} {{ .facts.os }} {{ basket "*" .facts.role }}`, "[[os] [role]]"},
+		{`a: {{ index .facts "network" "fqdn" | default "" }}`, "[[network fqdn]]"},
+		{`a: {{ toJson .facts }}`, ""},
+		{`a: {{ toJson . }}`, ""},
+		{`{{ define "x" }}{{ end }}{{ template "x" }}`, ""},
+	} {
+		tp, err := render.Parse("t.zy", []byte(tc.src))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		paths, ok := tp.FactPaths()
+		got := ""
+		if ok {
+			got = fmt.Sprint(paths)
+			if paths == nil {
+				got = "[]"
+			}
+		}
+		if got != tc.paths {
+			t.Errorf("%s: fact paths %q, want %q", tc.src, got, tc.paths)
+		}
+	}
+}

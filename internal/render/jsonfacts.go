@@ -33,6 +33,64 @@ func ParseFacts(doc []byte) (map[string]any, error) {
 	return v.(map[string]any), nil
 }
 
+// FactFilter is the set of fact paths a reader needs (a trie): ParseFacts
+// with one keeps, at each level, only the keys on a path, and below a
+// path's end the whole value; other values are checked and skipped,
+// without building them. A value on a path that is not an object is kept
+// whole (a path may index into a list). The nil filter keeps everything.
+type FactFilter struct {
+	next map[string]*FactFilter
+	all  bool
+}
+
+// NewFactFilter returns the filter of paths (below .facts). An empty path
+// keeps everything: nil.
+func NewFactFilter(paths [][]string) *FactFilter {
+	root := &FactFilter{next: map[string]*FactFilter{}}
+	for _, p := range paths {
+		if len(p) == 0 {
+			return nil
+		}
+		n := root
+		for _, k := range p {
+			if n.all {
+				break
+			}
+			c := n.next[k]
+			if c == nil {
+				c = &FactFilter{next: map[string]*FactFilter{}}
+				n.next[k] = c
+			}
+			n = c
+		}
+		n.all, n.next = true, nil
+	}
+	return root
+}
+
+// ParseFactsFiltered is ParseFacts keeping only what f needs: every lookup
+// of a path of f finds what it finds in ParseFacts' result, and the
+// document is refused where ParseFacts refuses it.
+func ParseFactsFiltered(doc []byte, f *FactFilter) (map[string]any, error) {
+	if f == nil {
+		return ParseFacts(doc)
+	}
+	p := &jsonParser{b: doc}
+	p.space()
+	if p.i >= len(p.b) || p.b[p.i] != '{' {
+		return nil, p.err("a fact document is a JSON object")
+	}
+	v, err := p.objectFiltered(0, f)
+	if err != nil {
+		return nil, err
+	}
+	p.space()
+	if p.i != len(p.b) {
+		return nil, p.err("text after the document")
+	}
+	return v, nil
+}
+
 type jsonParser struct {
 	b []byte
 	i int
@@ -134,6 +192,170 @@ func (p *jsonParser) object(depth int) (any, error) {
 			return nil, p.err("want ',' or '}'")
 		}
 	}
+}
+
+// objectFiltered is object keeping the keys of f (p at '{').
+func (p *jsonParser) objectFiltered(depth int, f *FactFilter) (map[string]any, error) {
+	if depth > maxJSONDepth {
+		return nil, p.err("nested too deeply")
+	}
+	p.i++ // {
+	m := map[string]any{}
+	p.space()
+	if p.i < len(p.b) && p.b[p.i] == '}' {
+		p.i++
+		return m, nil
+	}
+	for {
+		p.space()
+		if p.i >= len(p.b) || p.b[p.i] != '"' {
+			return nil, p.err("want an object key")
+		}
+		k, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		p.space()
+		if p.i >= len(p.b) || p.b[p.i] != ':' {
+			return nil, p.err("want ':'")
+		}
+		p.i++
+		p.space()
+		switch c := f.next[k]; {
+		case c == nil:
+			// Not needed: checked and passed.
+			if err := p.skip(depth + 1); err != nil {
+				return nil, err
+			}
+		case !c.all && p.i < len(p.b) && p.b[p.i] == '{':
+			v, err := p.objectFiltered(depth+1, c)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = v
+		default:
+			v, err := p.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = v
+		}
+		p.space()
+		if p.i >= len(p.b) {
+			return nil, p.err(errJSONEnd.Error())
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			return m, nil
+		default:
+			return nil, p.err("want ',' or '}'")
+		}
+	}
+}
+
+// skip checks and passes one value without building it.
+func (p *jsonParser) skip(depth int) error {
+	if depth > maxJSONDepth {
+		return p.err("nested too deeply")
+	}
+	p.space()
+	if p.i >= len(p.b) {
+		return p.err(errJSONEnd.Error())
+	}
+	switch c := p.b[p.i]; {
+	case c == '{' || c == '[':
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		p.i++
+		p.space()
+		if p.i < len(p.b) && p.b[p.i] == end {
+			p.i++
+			return nil
+		}
+		for {
+			if c == '{' {
+				p.space()
+				if p.i >= len(p.b) || p.b[p.i] != '"' {
+					return p.err("want an object key")
+				}
+				if err := p.skipString(); err != nil {
+					return err
+				}
+				p.space()
+				if p.i >= len(p.b) || p.b[p.i] != ':' {
+					return p.err("want ':'")
+				}
+				p.i++
+			}
+			if err := p.skip(depth + 1); err != nil {
+				return err
+			}
+			p.space()
+			if p.i >= len(p.b) {
+				return p.err(errJSONEnd.Error())
+			}
+			switch p.b[p.i] {
+			case ',':
+				p.i++
+			case end:
+				p.i++
+				return nil
+			default:
+				return p.err(fmt.Sprintf("want ',' or '%c'", end))
+			}
+		}
+	case c == '"':
+		return p.skipString()
+	case c == 't':
+		return p.literal("true")
+	case c == 'f':
+		return p.literal("false")
+	case c == 'n':
+		return p.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		_, err := p.number()
+		return err
+	}
+	return p.err(fmt.Sprintf("unexpected %q", p.b[p.i]))
+}
+
+// skipString checks and passes a string (p at its quote).
+func (p *jsonParser) skipString() error {
+	p.i++
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return nil
+		case c < 0x20:
+			return p.err("control character in a string")
+		case c == '\\':
+			p.i++
+			if p.i >= len(p.b) {
+				return p.err(errJSONEnd.Error())
+			}
+			switch p.b[p.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p.i++
+			case 'u':
+				p.i++
+				if _, ok := p.hex4(); !ok {
+					return p.err("bad \\u escape")
+				}
+			default:
+				return p.err("bad escape")
+			}
+			continue
+		}
+		p.i++
+	}
+	return p.err(errJSONEnd.Error())
 }
 
 func (p *jsonParser) array(depth int) (any, error) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/zester-io/zester/internal/render"
+	"github.com/zester-io/zester/internal/target"
 )
 
 // ParseFacts gives what NormalizeFacts(json.Unmarshal) gives, and fails
@@ -56,6 +57,7 @@ func FuzzParseFacts(f *testing.F) {
 		var want map[string]any
 		werr := json.Unmarshal(doc, &want)
 		got, err := render.ParseFacts(doc)
+		checkFiltered(t, doc, got, err)
 		switch {
 		case werr != nil || want == nil:
 			if err == nil && werr != nil {
@@ -67,4 +69,62 @@ func FuzzParseFacts(f *testing.F) {
 			t.Fatalf("%q:\n got %#v\nwant %#v", doc, got, render.NormalizeFacts(want))
 		}
 	})
+}
+
+// filterPaths are the paths the filtered parse of the tests keeps.
+var filterPaths = [][]string{{"os"}, {"network", "dns", "nameservers"}, {"network", "addresses"}, {"l", "0"}, {"a"}, {"s"}}
+
+// checkFiltered: ParseFactsFiltered fails where ParseFacts fails, and
+// every path of the filter looks up the same in both results.
+func checkFiltered(t *testing.T, doc []byte, full map[string]any, fullErr error) {
+	t.Helper()
+	got, err := render.ParseFactsFiltered(doc, render.NewFactFilter(filterPaths))
+	if (err == nil) != (fullErr == nil) {
+		t.Fatalf("%q: filtered %v, whole %v", doc, err, fullErr)
+	}
+	if err != nil {
+		return
+	}
+	for _, p := range filterPaths {
+		for n := 1; n <= len(p); n++ {
+			a, aok := (target.MapSubject{Facts: got}).Fact(p[:n])
+			b, bok := (target.MapSubject{Facts: full}).Fact(p[:n])
+			if n < len(p) {
+				// Above a path's end only the kind is the same (the
+				// filtered map holds fewer keys).
+				_, am := a.(map[string]any)
+				_, bm := b.(map[string]any)
+				if aok != bok || am != bm {
+					t.Fatalf("%q: %v: filtered %#v %v, whole %#v %v", doc, p[:n], a, aok, b, bok)
+				}
+				continue
+			}
+			if aok != bok || !reflect.DeepEqual(a, b) {
+				t.Fatalf("%q: %v: filtered %#v %v, whole %#v %v", doc, p, a, aok, b, bok)
+			}
+		}
+	}
+}
+
+// The filtered parse keeps the paths and drops the rest.
+func TestParseFactsFiltered(t *testing.T) {
+	doc := []byte(`{"os":"Debian","big":{"x":[1,2,{"y":"\u00e9"}]},"network":{"dns":{"nameservers":["10.0.0.2"],"search":["a"]},"addresses":"10.0.0.5","mtu":1500},"l":["first",2],"s":"x"}`)
+	got, err := render.ParseFactsFiltered(doc, render.NewFactFilter(filterPaths))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"os": "Debian", "network": map[string]any{"dns": map[string]any{"nameservers": []any{"10.0.0.2"}}, "addresses": "10.0.0.5"}, "l": []any{"first", int64(2)}, "s": "x"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %#v\nwant %#v", got, want)
+	}
+	full, err := render.ParseFacts(doc)
+	checkFiltered(t, doc, full, err)
+	for _, bad := range []string{`{"big":[1,}`, `{"big":{"x" 1}}`, `{"big":"\q"}`, `{"big":tru}`, `{"big":[1 2]}`, `{"big":"` + "\x01" + `"}`} {
+		if _, err := render.ParseFactsFiltered([]byte(bad), render.NewFactFilter(filterPaths)); err == nil {
+			t.Errorf("%s: read, want an error", bad)
+		}
+	}
+	if render.NewFactFilter([][]string{{"a"}, {}}) != nil {
+		t.Error("an empty path keeps everything: the nil filter")
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/settings/settingstest"
 )
@@ -79,9 +80,24 @@ func compareMemo(tr *settings.Tree, i int, open func(string) (string, error), me
 	if err != nil {
 		return err
 	}
+	// What the master compiles from: the facts parsed for the tree's
+	// paths only, used as they are.
+	filter := (*render.FactFilter)(nil)
+	if paths, ok := tr.FactPaths(); ok {
+		filter = render.NewFactFilter(paths)
+	} else {
+		return fmt.Errorf("the fleet's tree reads every fact")
+	}
+	some, err := render.ParseFactsFiltered(settingstest.Facts(i), filter)
+	if err != nil {
+		return err
+	}
+	if len(some) >= len(facts) {
+		return fmt.Errorf("the filter kept %d facts of %d", len(some), len(facts))
+	}
 	// Twice: the second compile of a peel takes every memoised file.
 	for range 2 {
-		got, err := tr.Compile(id, facts, settings.Options{Secret: open, Memo: memo})
+		got, err := tr.Compile(id, some, settings.Options{Secret: open, Memo: memo, FactsNormalized: true})
 		if err != nil {
 			return err
 		}

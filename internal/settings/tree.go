@@ -40,6 +40,10 @@ type Tree struct {
 	topts    target.Options
 	exprs    sync.Map // exprKey → target.Expr
 	decoded  *render.DecodeCache
+	// factPaths are the fact paths the tree can read (FactPaths), or
+	// factsAll when it can read any.
+	factPaths [][]string
+	factsAll  bool
 	// bundleFiles is the JSON of the bundle files of each distinct file
 	// list (BundleJSON), by the names joined with NUL.
 	bundleFiles sync.Map
@@ -162,6 +166,7 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 			return nil, err
 		}
 		for _, e := range entries {
+			t.factPaths = append(t.factPaths, target.FactPaths(e.expr)...)
 			for _, ref := range e.files {
 				if _, bad := t.problems[ref.name]; bad {
 					continue // the file's own problem, for the peels that use it
@@ -171,8 +176,32 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 				}
 			}
 		}
+	} else {
+		t.factsAll = true // top.zy's targets are known only once rendered
+	}
+	for _, f := range t.files {
+		if f.static != nil {
+			continue
+		}
+		p, ok := f.tmpl.FactPaths()
+		if !ok {
+			t.factsAll = true
+		}
+		t.factPaths = append(t.factPaths, p...)
 	}
 	return t, nil
+}
+
+// FactPaths lists the fact paths a compile of this tree can read: top.zy's
+// targets' and every file's (render.Template.FactPaths), repeats allowed,
+// so that a caller may decode only those (render.FactFilter). ok is false
+// when a compile can read the whole document (top.zy is a template, or a
+// file uses .facts or the root as a value).
+func (t *Tree) FactPaths() (paths [][]string, ok bool) {
+	if t.factsAll {
+		return nil, false
+	}
+	return t.factPaths, true
 }
 
 // nameOf maps a path to its settings name, Salt's way: web.zy and
