@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -96,8 +97,12 @@ type settingsRenderer struct {
 	curves  map[string]string         // peel id → curve key of its accepted enrollment
 	lists   map[string][]string       // HeaderSettingsFiles value → its list, shared (fileList)
 
-	// batchMu serialises render batches (the loop and refresh).
+	// batchMu serialises render batches (the loop and refresh), and the
+	// sealer's warm-up with them.
 	batchMu sync.Mutex
+	// idle is closed once the first render batch after start is done.
+	idle     chan struct{}
+	idleOnce sync.Once
 	pub     *kvPublisher
 
 	renders, current, writes, failures *metrics.Counter
@@ -242,9 +247,54 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 	if err := s.watchDir(ctx); err != nil {
 		s.log.Warn("settings_dir not watched: changes need zester settings refresh", "settings_dir", s.dir, "err", err)
 	}
+	s.idle = make(chan struct{})
 	go s.loop(ctx)
 	go s.checkStoreLoop(ctx)
+	go s.warmSealer(ctx)
 	return nil
+}
+
+// warmChunk is how many shared keys warmSealer makes at a time (about
+// 15 ms of one core) before it lets a waiting render batch go first.
+const warmChunk = 512
+
+// warmSealer precomputes, once the first render batch is done, the shared
+// key of every owned peel with an accepted enrollment that has none yet
+// (one X25519 each, 32 bytes kept): after a restart that found every peel
+// current, the first settings change then seals as fast as later ones. It
+// yields to render batches chunk by chunk.
+func (s *settingsRenderer) warmSealer(ctx context.Context) {
+	select {
+	case <-s.idle:
+	case <-ctx.Done():
+		return
+	}
+	s.storeMu.Lock()
+	curves := make([]string, 0, len(s.curves))
+	for id, c := range s.curves {
+		if s.m.member.owns(shard.Partition(id, s.m.cfg.Partitions)) {
+			curves = append(curves, c)
+		}
+	}
+	s.storeMu.Unlock()
+	for i := 0; i < len(curves); i += warmChunk {
+		if ctx.Err() != nil {
+			return
+		}
+		s.batchMu.Lock()
+		chunk := curves[i:min(i+warmChunk, len(curves))]
+		var wg sync.WaitGroup
+		w := runtime.GOMAXPROCS(0)
+		for k := range w {
+			wg.Go(func() {
+				for j := k; j < len(chunk); j += w {
+					_ = s.sealer.Warm(chunk[j]) // a bad key fails its peel's render, and is reported there
+				}
+			})
+		}
+		wg.Wait()
+		s.batchMu.Unlock()
+	}
 }
 
 // reload loads the tree from disk. A tree that loads replaces the current
@@ -411,6 +461,7 @@ func (s *settingsRenderer) loop(ctx context.Context) {
 		clear(s.dirty)
 		s.mu.Unlock()
 		s.renderBatch(ctx, ids, renderChanged)
+		s.idleOnce.Do(func() { close(s.idle) })
 	}
 }
 

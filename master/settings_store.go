@@ -168,6 +168,9 @@ func (s *settingsRenderer) followEnrollments(ctx context.Context) error {
 					s.curves[key] = curve
 				}
 				s.storeMu.Unlock()
+				if old != curve && old != "" {
+					s.sealer.Forget(old) // that key is sealed to no more
+				}
 				if old != curve && !first {
 					s.markDirty(key)
 				}

@@ -112,6 +112,14 @@ func (s *Sealer) sharedFor(pub string) (*sealerShared, error) {
 	return sh, nil
 }
 
+// Warm precomputes the shared key of pub ahead of its first seal (a master
+// does this for its peels while idle after start, so that the first
+// settings change after a restart costs what later ones cost).
+func (s *Sealer) Warm(pub string) error {
+	_, err := s.sharedFor(pub)
+	return err
+}
+
 // Forget drops a peel's precomputed key (its curve key changed, or it
 // left this master's partitions).
 func (s *Sealer) Forget(pub string) { s.shared.Delete(pub) }
