@@ -168,11 +168,17 @@ func run() error {
 	}); err != nil {
 		return err
 	}
+	sealed0 := lastSeq(ctx, js, names.BucketSecrets)
 	if err := m.phase("text change in common.zy", N, N, func() {
 		tree["common.zy"] = strings.Replace(tree["common.zy"], "htop", "htop, jq", 1)
 		writeTree()
 	}); err != nil {
 		return err
+	}
+	// A text change leaves every peel's values as they were: nothing is
+	// sealed again.
+	if d := lastSeq(ctx, js, names.BucketSecrets) - sealed0; d != 0 {
+		return fmt.Errorf("the text change wrote %d secrets entries, want none", d)
 	}
 	peak := m.rssPeak()
 	m.stop()
@@ -261,6 +267,14 @@ func putAll(ctx context.Context, js jetstream.JetStream, n int, msg func(i int) 
 	}
 	_ = ctx
 	return nil
+}
+
+func lastSeq(ctx context.Context, js jetstream.JetStream, bucket string) uint64 {
+	st, err := js.Stream(ctx, names.KVStream(bucket))
+	if err != nil {
+		return 0
+	}
+	return st.CachedInfo().State.LastSeq
 }
 
 func avgSize(ctx context.Context, js jetstream.JetStream, bucket string, n int) int {
