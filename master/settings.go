@@ -103,7 +103,7 @@ type settingsRenderer struct {
 	// idle is closed once the first render batch after start is done.
 	idle     chan struct{}
 	idleOnce sync.Once
-	pub     *kvPublisher
+	pub      *kvPublisher
 
 	renders, current, writes, failures *metrics.Counter
 }
