@@ -103,22 +103,24 @@ func (d *deps) node(n parse.Node, dotRoot bool) {
 	case *parse.ActionNode:
 		d.pipe(n.Pipe, dotRoot)
 	case *parse.IfNode:
-		d.pipe(n.Pipe, dotRoot)
-		d.list(n.List, dotRoot)
-		d.list(n.ElseList, dotRoot)
+		d.branch(&n.BranchNode, dotRoot, dotRoot)
 	case *parse.WithNode:
-		d.pipe(n.Pipe, dotRoot)
-		d.list(n.List, false)
-		d.list(n.ElseList, dotRoot)
+		d.branch(&n.BranchNode, dotRoot, false)
 	case *parse.RangeNode:
-		d.pipe(n.Pipe, dotRoot)
-		d.list(n.List, false)
-		d.list(n.ElseList, dotRoot)
+		d.branch(&n.BranchNode, dotRoot, false)
 	case *parse.TemplateNode:
 		d.whole = true
 	case *parse.ListNode:
 		d.list(n, dotRoot)
 	}
+}
+
+// branch is if, with or range: the pipeline and the else branch see the
+// dot outside; the body sees bodyRoot (with and range set dot to a value).
+func (d *deps) branch(b *parse.BranchNode, dotRoot, bodyRoot bool) {
+	d.pipe(b.Pipe, dotRoot)
+	d.list(b.List, bodyRoot)
+	d.list(b.ElseList, dotRoot)
 }
 
 func (d *deps) pipe(p *parse.PipeNode, dotRoot bool) {

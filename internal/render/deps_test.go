@@ -40,19 +40,7 @@ func TestTemplate_Inputs(t *testing.T) {
 		{`a: {{ basket "*" "ipv4" }}`, ""},
 		{`{{ define "x" }}b{{ end }}a: {{ template "x" .facts }}`, ""},
 	} {
-		tp, err := render.Parse("t.zy", []byte(tc.src))
-		if err != nil {
-			t.Fatalf("%s: %v", tc.src, err)
-		}
-		paths, ok := tp.Inputs()
-		got := ""
-		if ok {
-			got = fmt.Sprint(paths)
-			if paths == nil {
-				got = "[]"
-			}
-		}
-		if got != tc.paths {
+		if got := pathsOf(t, tc.src, (*render.Template).Inputs); got != tc.paths {
 			t.Errorf("%s: inputs %q, want %q", tc.src, got, tc.paths)
 		}
 	}
@@ -107,20 +95,26 @@ func TestTemplate_FactPaths(t *testing.T) {
 		{`a: {{ toJson . }}`, ""},
 		{`{{ define "x" }}{{ end }}{{ template "x" }}`, ""},
 	} {
-		tp, err := render.Parse("t.zy", []byte(tc.src))
-		if err != nil {
-			t.Fatalf("%s: %v", tc.src, err)
-		}
-		paths, ok := tp.FactPaths()
-		got := ""
-		if ok {
-			got = fmt.Sprint(paths)
-			if paths == nil {
-				got = "[]"
-			}
-		}
-		if got != tc.paths {
+		if got := pathsOf(t, tc.src, (*render.Template).FactPaths); got != tc.paths {
 			t.Errorf("%s: fact paths %q, want %q", tc.src, got, tc.paths)
 		}
 	}
+}
+
+// pathsOf is what of (Inputs or FactPaths) gives for src: its paths, "[]"
+// for none, "" when refused.
+func pathsOf(t *testing.T, src string, of func(*render.Template) ([][]string, bool)) string {
+	t.Helper()
+	tp, err := render.Parse("t.zy", []byte(src))
+	if err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	paths, ok := of(tp)
+	switch {
+	case !ok:
+		return ""
+	case paths == nil:
+		return "[]"
+	}
+	return fmt.Sprint(paths)
 }

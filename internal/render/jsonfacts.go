@@ -80,7 +80,7 @@ func ParseFactsFiltered(doc []byte, f *FactFilter) (map[string]any, error) {
 	if p.i >= len(p.b) || p.b[p.i] != '{' {
 		return nil, p.err("a fact document is a JSON object")
 	}
-	v, err := p.objectFiltered(0, f)
+	v, err := p.object(0, f)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func (p *jsonParser) value(depth int) (any, error) {
 	}
 	switch c := p.b[p.i]; {
 	case c == '{':
-		return p.object(depth)
+		return p.object(depth, nil)
 	case c == '[':
 		return p.array(depth)
 	case c == '"':
@@ -151,51 +151,9 @@ func (p *jsonParser) literal(s string) error {
 	return nil
 }
 
-func (p *jsonParser) object(depth int) (any, error) {
-	p.i++ // {
-	m := map[string]any{}
-	p.space()
-	if p.i < len(p.b) && p.b[p.i] == '}' {
-		p.i++
-		return m, nil
-	}
-	for {
-		p.space()
-		if p.i >= len(p.b) || p.b[p.i] != '"' {
-			return nil, p.err("want an object key")
-		}
-		k, err := p.str()
-		if err != nil {
-			return nil, err
-		}
-		p.space()
-		if p.i >= len(p.b) || p.b[p.i] != ':' {
-			return nil, p.err("want ':'")
-		}
-		p.i++
-		v, err := p.value(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		m[k] = v
-		p.space()
-		if p.i >= len(p.b) {
-			return nil, p.err(errJSONEnd.Error())
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return m, nil
-		default:
-			return nil, p.err("want ',' or '}'")
-		}
-	}
-}
-
-// objectFiltered is object keeping the keys of f (p at '{').
-func (p *jsonParser) objectFiltered(depth int, f *FactFilter) (map[string]any, error) {
+// object reads an object (p at '{'), keeping only the keys of f unless f
+// is nil.
+func (p *jsonParser) object(depth int, f *FactFilter) (map[string]any, error) {
 	if depth > maxJSONDepth {
 		return nil, p.err("nested too deeply")
 	}
@@ -221,14 +179,18 @@ func (p *jsonParser) objectFiltered(depth int, f *FactFilter) (map[string]any, e
 		}
 		p.i++
 		p.space()
-		switch c := f.next[k]; {
-		case c == nil:
+		var c *FactFilter
+		if f != nil {
+			c = f.next[k]
+		}
+		switch {
+		case f != nil && c == nil:
 			// Not needed: checked and passed.
 			if err := p.skip(depth + 1); err != nil {
 				return nil, err
 			}
-		case !c.all && p.i < len(p.b) && p.b[p.i] == '{':
-			v, err := p.objectFiltered(depth+1, c)
+		case c != nil && !c.all && p.i < len(p.b) && p.b[p.i] == '{':
+			v, err := p.object(depth+1, c)
 			if err != nil {
 				return nil, err
 			}
@@ -240,20 +202,28 @@ func (p *jsonParser) objectFiltered(depth int, f *FactFilter) (map[string]any, e
 			}
 			m[k] = v
 		}
-		p.space()
-		if p.i >= len(p.b) {
-			return nil, p.err(errJSONEnd.Error())
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return m, nil
-		default:
-			return nil, p.err("want ',' or '}'")
+		if done, err := p.after('}'); done || err != nil {
+			return m, err
 		}
 	}
+}
+
+// after passes what follows a member or an element: a comma (false) or
+// the end of its object or array (true).
+func (p *jsonParser) after(end byte) (bool, error) {
+	p.space()
+	if p.i >= len(p.b) {
+		return false, p.err(errJSONEnd.Error())
+	}
+	switch p.b[p.i] {
+	case ',':
+		p.i++
+		return false, nil
+	case end:
+		p.i++
+		return true, nil
+	}
+	return false, p.err(fmt.Sprintf("want ',' or '%c'", end))
 }
 
 // skip checks and passes one value without building it.
@@ -295,18 +265,8 @@ func (p *jsonParser) skip(depth int) error {
 			if err := p.skip(depth + 1); err != nil {
 				return err
 			}
-			p.space()
-			if p.i >= len(p.b) {
-				return p.err(errJSONEnd.Error())
-			}
-			switch p.b[p.i] {
-			case ',':
-				p.i++
-			case end:
-				p.i++
-				return nil
-			default:
-				return p.err(fmt.Sprintf("want ',' or '%c'", end))
+			if done, err := p.after(end); done || err != nil {
+				return err
 			}
 		}
 	case c == '"':
@@ -372,18 +332,8 @@ func (p *jsonParser) array(depth int) (any, error) {
 			return nil, err
 		}
 		l = append(l, v)
-		p.space()
-		if p.i >= len(p.b) {
-			return nil, p.err(errJSONEnd.Error())
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
-			return l, nil
-		default:
-			return nil, p.err("want ',' or ']'")
+		if done, err := p.after(']'); done || err != nil {
+			return l, err
 		}
 	}
 }
