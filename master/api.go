@@ -181,7 +181,7 @@ func (m *Master) apiRun(req micro.Request) {
 			Requester: caller.Name, RequesterKey: caller.Key, RequesterRole: string(caller.Role), Claimed: claimed,
 			AskedTarget: asked, Master: m.cfg.ID, Partitions: m.cfg.Partitions,
 			Timeout: wire.Duration(timeout), Created: now, Deadline: now.Add(timeout),
-			Status: wire.StatusPending,
+			Status: wire.StatusPending, StateTree: m.stateTreePin(ctx, r.Function),
 		}
 		b, _ := json.Marshal(job)
 		_, err = putOwn(ctx, m.kvJobs, names.JobKey(job.JID), b, 0)

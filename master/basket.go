@@ -343,13 +343,7 @@ type peelRev struct {
 
 // revs lists the peels of partition p with their facts revisions.
 func (ix *factIndex) revs(p int) []peelRev {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	out := make([]peelRev, 0, len(ix.parts[p]))
-	for id, pe := range ix.parts[p] {
-		out = append(out, peelRev{id: id, rev: pe.rev})
-	}
-	return out
+	return eachInPart(ix, p, func(id string, pe *peelEntry) peelRev { return peelRev{id: id, rev: pe.rev} })
 }
 
 // resolve returns the sorted ids of every peel expr selects, in any

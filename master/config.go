@@ -181,15 +181,9 @@ func (c *Config) Validate() error {
 			bad("nats.embedded.store_dir", "empty")
 		}
 	}
-	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
-		bad("nats.replicas", "%d: want 1 to 5", c.NATS.Replicas)
-	}
-	if c.Partitions < 1 || c.Partitions > 65536 {
-		bad("partitions", "%d: want 1 to 65536", c.Partitions)
-	}
-	if c.Heartbeat.D() < 100*time.Millisecond || c.Heartbeat.D() > 10*time.Second {
-		bad("heartbeat", "%s: want 100ms to 10s", c.Heartbeat.D())
-	}
+	errs.IntRange("nats.replicas", c.NATS.Replicas, 1, 5)
+	errs.IntRange("partitions", c.Partitions, 1, 65536)
+	errs.DurRange("heartbeat", c.Heartbeat.D(), 100*time.Millisecond, 10*time.Second)
 	if c.DeadAfter.D() < 2*c.Heartbeat.D() || c.DeadAfter.D() >= 15*time.Second {
 		bad("dead_after", "%s: want at least two heartbeats (%s) and under the bucket's 15s TTL", c.DeadAfter.D(), 2*c.Heartbeat.D())
 	}
@@ -213,12 +207,8 @@ func (c *Config) Validate() error {
 	if c.TLS.Enabled() && len(c.NATS.URL) == 0 && c.TLS.Cert == "" {
 		bad("tls.cert", "empty: the embedded server needs a certificate and key to serve TLS")
 	}
-	if d := c.Presence.OfflineAfter.D(); d < 100*time.Millisecond || d > time.Hour {
-		bad("presence.offline_after", "%s: want 100ms to 1h", d)
-	}
-	if d := c.Presence.TakeoverGrace.D(); d < 0 || d > time.Minute {
-		bad("presence.takeover_grace", "%s: want 0 to 1m", d)
-	}
+	errs.DurRange("presence.offline_after", c.Presence.OfflineAfter.D(), 100*time.Millisecond, time.Hour)
+	errs.DurRange("presence.takeover_grace", c.Presence.TakeoverGrace.D(), 0, time.Minute)
 	for name, expr := range c.Nodegroups {
 		if _, err := target.Parse(target.KindCompound, expr, target.Options{Nodegroups: c.Nodegroups}); err != nil {
 			bad("nodegroups."+name, "%v", err)

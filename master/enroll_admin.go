@@ -69,26 +69,21 @@ func (s *enrollService) allRecords(ctx context.Context) ([]recordRev, error) {
 	}
 	defer w.Stop()
 	var out []recordRev
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e := <-w.Updates():
-			if e == nil {
-				slices.SortFunc(out, func(a, b recordRev) int { return strings.Compare(a.rec.ID, b.rec.ID) })
-				return out, nil
-			}
-			if e.Operation() != jetstream.KeyValuePut || names.IsEnrollReservedKey(e.Key()) {
-				continue
-			}
-			var r enroll.Record
-			if err := r.Decode(e.Key(), e.Value()); err != nil {
-				s.log.Warn("skipping a bad enrollment record", "key", e.Key(), "err", err)
-				continue
-			}
-			out = append(out, recordRev{rec: r, rev: e.Revision()})
+	if err := w.Current(ctx, func(e kvwatch.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut || names.IsEnrollReservedKey(e.Key()) {
+			return
 		}
+		var r enroll.Record
+		if err := r.Decode(e.Key(), e.Value()); err != nil {
+			s.log.Warn("skipping a bad enrollment record", "key", e.Key(), "err", err)
+			return
+		}
+		out = append(out, recordRev{rec: r, rev: e.Revision()})
+	}); err != nil {
+		return nil, err
 	}
+	slices.SortFunc(out, func(a, b recordRev) int { return strings.Compare(a.rec.ID, b.rec.ID) })
+	return out, nil
 }
 
 type recordRev struct {
@@ -258,23 +253,18 @@ func (s *enrollService) tokens(ctx context.Context) (map[string]enroll.Token, er
 	}
 	defer w.Stop()
 	out := map[string]enroll.Token{}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e := <-w.Updates():
-			if e == nil {
-				return out, nil
-			}
-			hash, ok := names.ParseEnrollTokenKey(e.Key())
-			if !ok || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			if t, err := enroll.DecodeToken(e.Value()); err == nil {
-				out[hash] = *t
-			}
+	if err := w.Current(ctx, func(e kvwatch.KeyValueEntry) {
+		hash, ok := names.ParseEnrollTokenKey(e.Key())
+		if !ok || e.Operation() != jetstream.KeyValuePut {
+			return
 		}
+		if t, err := enroll.DecodeToken(e.Value()); err == nil {
+			out[hash] = *t
+		}
+	}); err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 func (s *enrollService) tokenList(ctx context.Context) (enroll.AdminReply, error) {

@@ -284,11 +284,17 @@ type factState struct {
 
 // entries lists the peels of partition p with their fact state.
 func (ix *factIndex) entries(p int) []factState {
+	return eachInPart(ix, p, func(id string, pe *peelEntry) factState { return factState{id: id, bad: pe.bad} })
+}
+
+// eachInPart is f of every peel of partition p, in no order, read under the
+// index's read lock (f must not take it).
+func eachInPart[T any](ix *factIndex, p int, f func(id string, pe *peelEntry) T) []T {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	out := make([]factState, 0, len(ix.parts[p]))
+	out := make([]T, 0, len(ix.parts[p]))
 	for id, pe := range ix.parts[p] {
-		out = append(out, factState{id: id, bad: pe.bad})
+		out = append(out, f(id, pe))
 	}
 	return out
 }

@@ -133,22 +133,11 @@ func (je *jobEngine) start(ctx context.Context) error {
 		defer je.wg.Done()
 		defer cc.Stop()
 		defer w.Stop()
-		for {
-			select {
-			case <-je.ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue
-				}
-				if jid := je.apply(e); jid != "" {
-					je.kick(jid)
-				}
+		w.Each(je.ctx, func(e kvwatch.KeyValueEntry) {
+			if jid := je.apply(e); jid != "" {
+				je.kick(jid)
 			}
-		}
+		})
 	}()
 	return nil
 }
@@ -160,15 +149,15 @@ func (je *jobEngine) loadActive() error {
 		return err
 	}
 	var active []string
-	for e := range mains.Updates() {
-		if e == nil {
-			break
-		}
+	err = mains.Current(je.ctx, func(e kvwatch.KeyValueEntry) {
 		if jid := je.apply(e); jid != "" {
 			active = append(active, jid)
 		}
-	}
+	})
 	mains.Stop()
+	if err != nil {
+		return err
+	}
 	for _, jid := range active {
 		je.mu.Lock()
 		js := je.jobs[jid]
@@ -181,13 +170,11 @@ func (je *jobEngine) loadActive() error {
 		if err != nil {
 			return err
 		}
-		for e := range pw.Updates() {
-			if e == nil {
-				break
-			}
-			je.apply(e)
-		}
+		err = pw.Current(je.ctx, func(e kvwatch.KeyValueEntry) { je.apply(e) })
 		pw.Stop()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -143,7 +143,7 @@ func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, al
 			je.m.log.Warn("dispatch", "jid", jid, "partition", p, "err", err)
 		}
 	}
-	d := wire.Dispatch{JID: jid, Function: main.Function, Args: main.Args, Deadline: main.Deadline}
+	d := wire.Dispatch{JID: jid, Function: main.Function, Args: main.Args, Deadline: main.Deadline, StateTree: main.StateTree}
 	if main.RequesterKey != "" {
 		d.Role = main.RequesterRole // verified: insecure mode records no key
 	}
@@ -245,12 +245,12 @@ func (je *jobEngine) redispatch(jid string, every time.Duration) {
 // expected and have not returned.
 func (je *jobEngine) dispatchMissing(jid string, p int) {
 	je.mu.Lock()
-	js := je.jobs[jid]
-	if js == nil || js.tracked[p] == nil || js.tracked[p].finished {
+	js, tr := je.trackedLocked(jid, p)
+	if tr == nil || tr.finished {
 		je.mu.Unlock()
 		return
 	}
-	missing := js.tracked[p].missing()
+	missing := tr.missing()
 	main := js.main
 	je.mu.Unlock()
 	if len(missing) == 0 {

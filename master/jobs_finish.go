@@ -44,14 +44,13 @@ func (je *jobEngine) deadline(jid string) {
 func (je *jobEngine) finishPart(jid string, p int, deadline bool) {
 	for attempt := 0; attempt < 3; attempt++ {
 		je.mu.Lock()
-		js := je.jobs[jid]
-		if js == nil {
+		js, tr := je.trackedLocked(jid, p)
+		if tr == nil {
 			je.mu.Unlock()
 			return
 		}
-		tr := js.tracked[p]
 		rec, have := js.parts[p]
-		if tr == nil || tr.finished || tr.writing || !have {
+		if tr.finished || tr.writing || !have {
 			je.mu.Unlock()
 			return
 		}

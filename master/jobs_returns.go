@@ -61,12 +61,7 @@ func (je *jobEngine) onReturnMsg(msg jetstream.Msg) {
 func (je *jobEngine) onReturn(jid, peel string, ok bool) {
 	p := shard.Partition(peel, je.m.cfg.Partitions)
 	je.mu.Lock()
-	js := je.jobs[jid]
-	if js == nil {
-		je.mu.Unlock()
-		return
-	}
-	tr := js.tracked[p]
+	_, tr := je.trackedLocked(jid, p)
 	if tr == nil || tr.record(peel, ok) != returnNew {
 		je.mu.Unlock()
 		return
@@ -79,15 +74,21 @@ func (je *jobEngine) onReturn(jid, peel string, ok bool) {
 	}
 }
 
+// trackedLocked is job jid's state and the tracker of its partition p, the
+// tracker nil when this master does not track that part (the job nil too
+// when it is not loaded). Call with je.mu held.
+func (je *jobEngine) trackedLocked(jid string, p int) (*jobState, *tracker) {
+	js := je.jobs[jid]
+	if js == nil {
+		return nil, nil
+	}
+	return js, js.tracked[p]
+}
+
 func (je *jobEngine) checkPart(jid string, p int) {
 	je.mu.Lock()
-	js := je.jobs[jid]
-	done := false
-	if js != nil {
-		if tr := js.tracked[p]; tr != nil && tr.complete() {
-			done = true
-		}
-	}
+	_, tr := je.trackedLocked(jid, p)
+	done := tr != nil && tr.complete()
 	je.mu.Unlock()
 	if done {
 		je.finishPart(jid, p, false)

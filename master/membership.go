@@ -80,13 +80,13 @@ func (ms *membership) start(ctx context.Context) error {
 	// Initial values: a heartbeat older than DeadAfter belongs to a master
 	// that is gone.
 	now := time.Now()
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
+	if err := w.Current(ctx, func(e kvwatch.KeyValueEntry) {
 		if e.Operation() == jetstream.KeyValuePut && now.Sub(e.Created()) < ms.m.cfg.DeadAfter.D() {
 			ms.observe(e, e.Created())
 		}
+	}); err != nil {
+		w.Stop()
+		return err
 	}
 	if err := ms.beat(ctx); err != nil {
 		return err
@@ -98,20 +98,7 @@ func (ms *membership) start(ctx context.Context) error {
 	go func() {
 		defer ms.wg.Done()
 		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue
-				}
-				ms.handle(e)
-			}
-		}
+		w.Each(ctx, ms.handle)
 	}()
 	go func() {
 		defer ms.wg.Done()

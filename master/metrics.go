@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/zester-io/zester/internal/kvwatch"
 )
 
 type masterMetrics struct {
@@ -14,42 +16,12 @@ type masterMetrics struct {
 }
 
 func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
-	s.NewGauge(`zester_master_nats_connected`, func() float64 {
-		if m.nc != nil && m.nc.IsConnected() {
-			return 1
-		}
-		return 0
-	})
-	s.NewGauge(`zester_master_ready`, func() float64 {
-		if m.ready.Load() {
-			return 1
-		}
-		return 0
-	})
-	s.NewGauge(`zester_master_owned_partitions`, func() float64 {
-		if m.member == nil {
-			return 0
-		}
-		return float64(len(m.member.ownedList()))
-	})
-	s.NewGauge(`zester_master_peels_known`, func() float64 {
-		if m.index == nil {
-			return 0
-		}
-		return float64(m.index.count())
-	})
-	s.NewGauge(`zester_master_watches_blind`, func() float64 {
-		if m.watches == nil {
-			return 0
-		}
-		return float64(len(m.watches.Blind()))
-	})
-	s.NewGauge(`zester_master_jobs_active`, func() float64 {
-		if m.jobs == nil {
-			return 0
-		}
-		return float64(m.jobs.activeCount())
-	})
+	flagGauge(s, `zester_master_nats_connected`, func() bool { return m.nc != nil && m.nc.IsConnected() })
+	flagGauge(s, `zester_master_ready`, m.ready.Load)
+	sizeGauge(s, `zester_master_owned_partitions`, func() *membership { return m.member }, func(ms *membership) int { return len(ms.ownedList()) })
+	sizeGauge(s, `zester_master_peels_known`, func() *factIndex { return m.index }, (*factIndex).count)
+	sizeGauge(s, `zester_master_watches_blind`, func() *kvwatch.Monitor { return m.watches }, func(w *kvwatch.Monitor) int { return len(w.Blind()) })
+	sizeGauge(s, `zester_master_jobs_active`, func() *jobEngine { return m.jobs }, (*jobEngine).activeCount)
 	return &masterMetrics{
 		set:           s,
 		disconnects:   s.NewCounter(`zester_master_nats_disconnects_total`),
@@ -65,6 +37,27 @@ func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
 		returns:       s.NewCounter(`zester_master_returns_total`),
 		redispatched:  s.NewCounter(`zester_master_peels_redispatched_total`),
 	}
+}
+
+// flagGauge is a gauge of 1 while on is true, else 0.
+func flagGauge(s *metrics.Set, name string, on func() bool) {
+	s.NewGauge(name, func() float64 {
+		if on() {
+			return 1
+		}
+		return 0
+	})
+}
+
+// sizeGauge is a gauge of n of the part that part returns, 0 while that is
+// nil (the part is made during Start, after the metrics).
+func sizeGauge[T any](s *metrics.Set, name string, part func() *T, n func(*T) int) {
+	s.NewGauge(name, func() float64 {
+		if p := part(); p != nil {
+			return float64(n(p))
+		}
+		return 0
+	})
 }
 
 // watchRecreated counts one watch consumer replaced by its watchdog.

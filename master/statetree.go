@@ -65,3 +65,18 @@ func (m *Master) startStateTree(ctx context.Context) {
 		}
 	}()
 }
+
+// stateTreePin is the state-tree version a job of fn runs (wire.Job.StateTree):
+// the bucket's current one for a state function, "" for any other or when
+// no tree is published. A failed read leaves the job unpinned (its peels
+// read the current version as they run) rather than refusing it.
+func (m *Master) stateTreePin(ctx context.Context, fn string) string {
+	if !statetree.Pinned(fn) {
+		return ""
+	}
+	v, err := statetree.Current(ctx, m.nc)
+	if err != nil {
+		m.log.Warn("state tree version not read: the job is not pinned to one", "function", fn, "err", err)
+	}
+	return v
+}

@@ -169,19 +169,7 @@ func (p *Peel) basketLoop(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	retry := backoff.New(time.Second, iv)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-b.wake:
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
-		}
+	for waitWake(ctx, t, b.wake) {
 		if !p.nc.IsConnected() {
 			t.Reset(time.Second) // a local check; a reconnect wakes it too
 			continue

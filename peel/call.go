@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/zester-io/zester/internal/stateout"
-	"github.com/zester-io/zester/peel/facts"
 	"github.com/zester-io/zester/peel/funcs"
 	"github.com/zester-io/zester/peel/state"
 )
@@ -75,7 +74,7 @@ func Call(args []string, stdout, stderr io.Writer) int {
 	raw, _ := json.Marshal(append([]string{}, words[1:]...))
 
 	reg := funcs.NewRegistry()
-	state.Register(reg, state.JobConfig{StatesDir: cfg.StatesDir, Root: *root, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	state.Register(reg, state.JobConfig{StatesDir: cfg.StatesDir, Root: *root, LockFile: filepath.Join(cfg.DataDir, "state.lock"), Settings: callSettings(cfg, stderr)})
 	env := &funcs.Env{PeelID: cfg.ID, MaxOutput: int(cfg.MaxOutput.N()), Facts: localFacts(cfg.ID)}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -118,16 +117,8 @@ func localFacts(id string) func(ctx context.Context, refresh bool) (any, error) 
 		if cached != nil && !refresh {
 			return cached, nil
 		}
-		f, err := facts.Collect(ctx)
+		_, m, err := collectFacts(ctx, id, "")
 		if err != nil {
-			return nil, err
-		}
-		doc, err := f.JSON()
-		if err != nil {
-			return nil, err
-		}
-		var m map[string]any
-		if err := json.Unmarshal(withID(doc, id), &m); err != nil {
 			return nil, err
 		}
 		cached = m

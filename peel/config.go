@@ -128,15 +128,11 @@ func (c *Config) Validate() error {
 	if len(c.NATS.URL) == 0 {
 		bad("nats.url", "empty")
 	}
-	if d := c.NATS.ReconnectMaxDelay.D(); d < time.Second || d > 10*time.Minute {
-		bad("nats.reconnect_max_delay", "%s: want 1s to 10m", d)
-	}
+	errs.DurRange("nats.reconnect_max_delay", c.NATS.ReconnectMaxDelay.D(), time.Second, 10*time.Minute)
 	if c.FactsInterval.D() < time.Second {
 		bad("facts_interval", "%s: want at least 1s", c.FactsInterval.D())
 	}
-	if d := c.BeatInterval.D(); d < 100*time.Millisecond || d > 10*time.Minute {
-		bad("beat_interval", "%s: want 100ms to 10m", d)
-	}
+	errs.DurRange("beat_interval", c.BeatInterval.D(), 100*time.Millisecond, 10*time.Minute)
 	if c.DataDir == "" {
 		bad("data_dir", "empty")
 	}
@@ -145,12 +141,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("states_source", "%q: want auto, local or master", c.StatesSource)
 	}
-	if c.Partitions < 1 || c.Partitions > 65536 {
-		bad("partitions", "%d: want 1 to 65536", c.Partitions)
-	}
-	if c.MaxConcurrentJobs < 1 || c.MaxConcurrentJobs > 1024 {
-		bad("max_concurrent_jobs", "%d: want 1 to 1024", c.MaxConcurrentJobs)
-	}
+	errs.IntRange("partitions", c.Partitions, 1, 65536)
+	errs.IntRange("max_concurrent_jobs", c.MaxConcurrentJobs, 1, 1024)
 	if n := c.MaxOutput.N(); n < 1024 || n > 8<<20 {
 		bad("max_output", "%d: want 1 KiB to 8 MiB", n)
 	}

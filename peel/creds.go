@@ -252,11 +252,10 @@ func (p *Peel) credsLoop(ctx context.Context) {
 			d = retry.Delay(fail - 1)
 		}
 		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		woke := waitWake(ctx, t, nil)
+		t.Stop()
+		if !woke {
 			return
-		case <-t.C:
 		}
 		var err error
 		switch p.credsAction(time.Now()) {

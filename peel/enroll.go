@@ -89,13 +89,10 @@ func (p *Peel) enroll(ctx context.Context) error {
 			p.log.Warn("enrollment attempt failed", "err", err, "attempt", attempt)
 		}
 		t := time.NewTimer(wait.Next())
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		woke := waitWake(ctx, t, wake)
+		t.Stop()
+		if !woke {
 			return ctx.Err()
-		case <-t.C:
-		case <-wake:
-			t.Stop()
 		}
 	}
 }

@@ -25,7 +25,7 @@ func Main(args []string, stderr io.Writer) int {
 		// The schedule's functions are known only with the registry New
 		// would use.
 		Check: func(cfg Config) error {
-			return cfg.Schedule.validate(defaultRegistry(cfg, slog.New(slog.DiscardHandler)).Names())
+			return cfg.Schedule.validate(defaultRegistry(cfg, slog.New(slog.DiscardHandler), nil).Names())
 		},
 		New: func(cfg Config) (daemon.Daemon, error) {
 			p, err := New(cfg, Options{})

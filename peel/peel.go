@@ -30,6 +30,7 @@ import (
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/sig"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/facts"
@@ -121,8 +122,9 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
+	ps := newPeelSettings(cfg.DataDir)
 	if opts.Registry == nil {
-		opts.Registry = defaultRegistry(cfg, opts.Logger)
+		opts.Registry = defaultRegistry(cfg, opts.Logger, ps.result)
 	}
 	sp, err := openSpool(filepath.Join(cfg.DataDir, "spool"), cfg.SpoolMax)
 	if err != nil {
@@ -137,7 +139,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 		instance: peelproto.NewInstance(),
 		started:  time.Now().UTC(),
 		beatNow:  make(chan struct{}, 1),
-		settings: newPeelSettings(cfg.DataDir),
+		settings: ps,
 		readied:  make(chan struct{}),
 
 		spread: peelproto.NewSpreader(reconnectFactsSpread, reconnectFactsMaxSpread),
@@ -168,9 +170,10 @@ func New(cfg Config, opts Options) (*Peel, error) {
 
 // defaultRegistry is the peel's functions when Options.Registry is nil;
 // --check checks schedule entries against the same set.
-func defaultRegistry(cfg Config, log *slog.Logger) *funcs.Registry {
+// settingsOf backs {{ setting }} in state templates (nil: none).
+func defaultRegistry(cfg Config, log *slog.Logger, settingsOf func() (*settings.Result, error)) *funcs.Registry {
 	r := funcs.NewRegistry()
-	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Source: cfg.StatesSource, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock")})
+	state.Register(r, state.JobConfig{StatesDir: cfg.StatesDir, Source: cfg.StatesSource, Log: log, LockFile: filepath.Join(cfg.DataDir, "state.lock"), Settings: settingsOf})
 	return r
 }
 
@@ -367,13 +370,7 @@ func (p *Peel) beatLoop(ctx context.Context) {
 	iv := p.cfg.BeatInterval.D()
 	t := time.NewTimer(peelproto.NextBeat(iv))
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-p.beatNow:
-		}
+	for waitWake(ctx, t, p.beatNow) {
 		p.beat(false)
 		t.Reset(peelproto.NextBeat(iv))
 	}
@@ -417,6 +414,20 @@ func notify(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
+}
+
+// waitWake blocks until t fires or wake is signalled (notify), and says
+// whether the loop goes on: false once ctx ends. A nil wake waits for t
+// only. The loops Reset t on every path, which (Go 1.23 timers) drops a
+// value t may hold after a wake.
+func waitWake(ctx context.Context, t *time.Timer, wake <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
 }
 
 func (p *Peel) readyCheck(ctx context.Context) error {
@@ -581,7 +592,7 @@ func (p *Peel) runJob(d wire.Dispatch) {
 		p.met.dupDispatch.Inc()
 		return
 	}
-	ret := p.execute(ctx, d.Function, d.Args, p.mayReveal(d))
+	ret := p.execute(withStateTreePin(ctx, d.StateTree), d.Function, d.Args, p.mayReveal(d))
 	ret.JID = d.JID
 	// A function that ends after the deadline has a real result, but the
 	// masters may have stopped waiting: mark it, so that it is shown as
@@ -727,13 +738,7 @@ func (p *Peel) factsLoop(ctx context.Context) {
 	// A failed publish is retried with backoff up to the regular interval,
 	// so a fleet facing an unavailable bucket does not retry in step.
 	retry := backoff.New(time.Second, p.cfg.FactsInterval.D())
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-p.wake:
-		}
+	for waitWake(ctx, t, p.wake) {
 		if !p.nc.IsConnected() {
 			t.Reset(time.Second) // a local check; a reconnect wakes it too
 			continue
@@ -760,17 +765,8 @@ func (p *Peel) factsLoop(ctx context.Context) {
 }
 
 func (p *Peel) publishFacts(ctx context.Context) error {
-	f, err := facts.Collect(ctx)
+	doc, m, err := collectFacts(ctx, p.cfg.ID, p.settings.curvePub)
 	if err != nil {
-		return err
-	}
-	doc, err := f.JSON()
-	if err != nil {
-		return err
-	}
-	doc = withCurve(withID(doc, p.cfg.ID), p.settings.curvePub)
-	var m map[string]any
-	if err := json.Unmarshal(doc, &m); err != nil {
 		return err
 	}
 	// A plain publish to its key: the peel binds no bucket, whose stream
@@ -789,6 +785,26 @@ func (p *Peel) publishFacts(ctx context.Context) error {
 	// (docs/scaling.md, peel footprint). Once per facts interval.
 	debug.FreeOSMemory()
 	return nil
+}
+
+// collectFacts collects this host's facts as the peel publishes them: the
+// document (the id first, the curve key curvePub last when set) and the same
+// as a map.
+func collectFacts(ctx context.Context, id, curvePub string) ([]byte, map[string]any, error) {
+	f, err := facts.Collect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	doc, err := f.JSON()
+	if err != nil {
+		return nil, nil, err
+	}
+	doc = withCurve(withID(doc, id), curvePub)
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, nil, err
+	}
+	return doc, m, nil
 }
 
 // withID puts the peel id first in its fact document ("id", Salt's grain of

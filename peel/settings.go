@@ -20,7 +20,6 @@ import (
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/wire"
-	"github.com/zester-io/zester/peel/facts"
 )
 
 // The peel's settings (docs/settings.md, "On the peel"). The masters keep
@@ -136,17 +135,8 @@ func (p *Peel) localFacts(ctx context.Context) (map[string]any, error) {
 	if f != nil {
 		return f, nil
 	}
-	c, err := facts.Collect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	doc, err := c.JSON()
-	if err != nil {
-		return nil, err
-	}
-	doc = withCurve(withID(doc, p.cfg.ID), p.settings.curvePub)
-	var m map[string]any
-	return m, json.Unmarshal(doc, &m)
+	_, m, err := collectFacts(ctx, p.cfg.ID, p.settings.curvePub)
+	return m, err
 }
 
 // settingsLoop fetches and renders the peel's settings when a master says
@@ -156,13 +146,7 @@ func (p *Peel) settingsLoop(ctx context.Context) {
 	retry := backoff.New(time.Second, p.cfg.FactsInterval.D())
 	t := time.NewTimer(p.cfg.FactsInterval.D())
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.settings.kick:
-		case <-t.C:
-		}
+	for waitWake(ctx, t, p.settings.kick) {
 		if !p.nc.IsConnected() {
 			t.Reset(retry.Next())
 			continue
@@ -305,15 +289,9 @@ func (s *peelSettings) failed(err error) error {
 
 // settingsFor serves settings.get and settings.items.
 func (p *Peel) settingsFor(_ context.Context, reveal bool) (map[string]any, error) {
-	s := p.settings
-	s.mu.RLock()
-	res, why := s.res, s.lastErr
-	s.mu.RUnlock()
-	if res == nil {
-		if why == "" {
-			why = "the masters have not rendered any for this peel yet (is settings_dir set, and does top.zy match it?)"
-		}
-		return nil, fmt.Errorf("no settings: %s", why)
+	res, err := p.settings.result()
+	if err != nil {
+		return nil, err
 	}
 	if reveal {
 		return res.Revealed(), nil

@@ -99,14 +99,7 @@ func Run(ctx context.Context, nc *nats.Conn, opts Options) (*Manifest, error) {
 		ServerVersion: nc.ConnectedServerVersion(),
 		Server:        nc.ConnectedServerName(),
 	}
-	var mu sync.Mutex
-	report := func(p Progress) {
-		if opts.Progress != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			opts.Progress(p)
-		}
-	}
+	report := serialProgress(opts.Progress)
 	for _, name := range streams {
 		start := time.Now()
 		entry, err := backupStream(ctx, mgr, name, opts, report)
@@ -201,17 +194,25 @@ func backupStream(ctx context.Context, mgr *jsm.Manager, name string, opts Optio
 		rel = name
 	}
 	return &StreamEntry{
-		Name:      r.Name,
-		Dir:       rel,
-		Messages:  r.Messages,
-		Bytes:     r.Bytes,
-		FirstSeq:  r.FirstSeq,
-		LastSeq:   r.LastSeq,
-		Subjects:  r.Subjects,
-		Consumers: r.Consumers,
-		Archive:   r.Archive,
-		Files:     r.Files,
+		Name:        r.Name,
+		Dir:         rel,
+		StreamStats: r.StreamStats,
+		Archive:     r.Archive,
+		Files:       r.Files,
 	}, nil
+}
+
+// serialProgress calls f (when set) with one report at a time, whichever
+// goroutine of a stream reports: a caller's callback need not lock.
+func serialProgress(f func(Progress)) func(Progress) {
+	var mu sync.Mutex
+	return func(p Progress) {
+		if f != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			f(p)
+		}
+	}
 }
 
 func syncFile(path string) {

@@ -98,17 +98,24 @@ type StreamEntry struct {
 	Name string `json:"name"`
 	// Dir is the stream's subdirectory, relative to the backup directory.
 	Dir string `json:"dir"`
+	StreamStats
+	Archive string      `json:"archive_format"`
+	Files   []FileEntry `json:"files"`
+}
+
+// StreamStats are the counts of one stream backup, in the manifest and in
+// what Verify reports. Embedded, its fields stand in the JSON of both at
+// the place of the embedding.
+type StreamStats struct {
 	// Messages is the number of messages in the archive (what a restore
 	// brings back); Bytes, FirstSeq, LastSeq and Subjects are the stream's
 	// state when the snapshot started, from backup.json.
-	Messages  uint64      `json:"messages"`
-	Bytes     uint64      `json:"bytes"`
-	FirstSeq  uint64      `json:"first_seq"`
-	LastSeq   uint64      `json:"last_seq"`
-	Subjects  int         `json:"subjects"`
-	Consumers int         `json:"consumers,omitempty"`
-	Archive   string      `json:"archive_format"`
-	Files     []FileEntry `json:"files"`
+	Messages  uint64 `json:"messages"`
+	Bytes     uint64 `json:"bytes"`
+	FirstSeq  uint64 `json:"first_seq"`
+	LastSeq   uint64 `json:"last_seq"`
+	Subjects  int    `json:"subjects"`
+	Consumers int    `json:"consumers,omitempty"`
 }
 
 // FileEntry is one file of a stream backup.

@@ -155,14 +155,7 @@ func (p *RestorePlan) Apply(ctx context.Context, nc *nats.Conn, js jetstream.Jet
 	if err != nil {
 		return nil, err
 	}
-	var mu sync.Mutex
-	report := func(pr Progress) {
-		if o.Progress != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			o.Progress(pr)
-		}
-	}
+	report := serialProgress(o.Progress)
 	var results []RestoreResult
 	var failed []string
 	for i := range p.Report.Streams {

@@ -56,16 +56,11 @@ type StreamReport struct {
 	Name string `json:"name"`
 	// Dir is the stream backup's directory (the backup directory joined
 	// with the manifest's or the found subdirectory).
-	Dir       string      `json:"dir"`
-	DataFile  string      `json:"data_file"`
-	Archive   string      `json:"archive_format"`
-	Messages  uint64      `json:"messages"`
-	Bytes     uint64      `json:"bytes"`
-	FirstSeq  uint64      `json:"first_seq"`
-	LastSeq   uint64      `json:"last_seq"`
-	Subjects  int         `json:"subjects"`
-	Consumers int         `json:"consumers,omitempty"`
-	Files     []FileEntry `json:"files"`
+	Dir      string `json:"dir"`
+	DataFile string `json:"data_file"`
+	Archive  string `json:"archive_format"`
+	StreamStats
+	Files []FileEntry `json:"files"`
 
 	// Config and State are backup.json's.
 	Config api.StreamConfig `json:"-"`

@@ -277,7 +277,7 @@ func TestVerify_Manifest(t *testing.T) {
 		if !ok {
 			t.Fatal(v.problems)
 		}
-		m.Streams = append(m.Streams, StreamEntry{Name: name, Dir: name, Messages: r.Messages, Files: r.Files, Archive: r.Archive})
+		m.Streams = append(m.Streams, StreamEntry{Name: name, Dir: name, StreamStats: StreamStats{Messages: r.Messages}, Files: r.Files, Archive: r.Archive})
 	}
 	if err := writeManifest(dir, m); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/zester-io/zester/internal/backoff"
+	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/wire"
 )
@@ -32,14 +33,9 @@ type Client struct {
 // Connect opens a client on urls; the buckets must exist (a master
 // bootstraps them).
 func Connect(ctx context.Context, urls []string) (*Client, error) {
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+	nc, js, err := daemon.ConnectJS(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, 0), nats.Name("chaos client"))
 	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	jobs, err := js.KeyValue(ctx, names.BucketJobs)

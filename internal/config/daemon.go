@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
+	"time"
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/obs"
@@ -65,6 +67,38 @@ func (p *Problems) Common(id, logLevel, http string) {
 		p.Bad("log_level", "%v", err)
 	}
 	p.HostPort("http", http, true)
+}
+
+// IntRange records that the value v of key is outside lo to hi (both
+// allowed).
+func (p *Problems) IntRange(key string, v, lo, hi int) {
+	if v < lo || v > hi {
+		p.Bad(key, "%d: want %d to %d", v, lo, hi)
+	}
+}
+
+// DurRange records that the duration d of key is outside lo to hi (both
+// allowed).
+func (p *Problems) DurRange(key string, d, lo, hi time.Duration) {
+	if d < lo || d > hi {
+		p.Bad(key, "%s: want %s to %s", d, ShortDuration(lo), ShortDuration(hi))
+	}
+}
+
+// ShortDuration writes d as an operator would: 10m and 1h, not
+// time.Duration's 10m0s and 1h0m0s; 0 for none.
+func ShortDuration(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // HostPort checks that the value of key is host:port; empty is allowed

@@ -6,7 +6,23 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
+
+// ConnectJS connects to url (a comma-separated list of servers) and opens a
+// JetStream context on the connection. On an error nothing is left open.
+func ConnectJS(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
 
 // AsyncErrors is the connect option that logs the errors NATS reports
 // asynchronously (a slow consumer, a permission violation), with the

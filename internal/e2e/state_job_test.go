@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/peeltest"
@@ -82,17 +82,16 @@ func TestPeel_StateApply_BasketInTemplates(t *testing.T) {
 	peeltest.Start(t, cfg2)
 	// Until st2's entry is in the basket the template fails (a missing
 	// key): apply again until it is there (hang guard 60 s).
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testkit.Until(t, 60*time.Second, func() error {
 		r := stateApply(t, url, "st1", json.RawMessage(`["peers"]`))
 		if r.Success {
-			break
+			return nil
 		}
-		if r.Error == nil || r.Error.Code != state.CodeCompile || time.Now().After(deadline) {
+		if r.Error == nil || r.Error.Code != state.CodeCompile {
 			t.Fatalf("state.apply: %+v %s", r.Error, r.Result)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("state.apply: %+v %s", r.Error, r.Result)
+	})
 	if b, _ := os.ReadFile(target); string(b) != "db\n" {
 		t.Errorf("peers = %q, want st2's basket entry", b)
 	}
@@ -110,17 +109,5 @@ func stateApply(t *testing.T, url, peel string, args json.RawMessage) wire.Retur
 	js, _ := jetstream.New(nc)
 	jid := submit(t, nc, wire.RunRequest{Target: wire.Target{Expr: peel}, Function: "state.apply", Args: args})
 	waitReturn(t, js, jid, peel)
-	kv, err := js.KeyValue(context.Background(), names.BucketJobReturns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := kv.Get(context.Background(), names.ReturnKey(jid, peel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r wire.Return
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return storedReturn(t, js, jid, peel)
 }

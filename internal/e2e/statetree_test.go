@@ -19,6 +19,7 @@ import (
 	"github.com/zester-io/zester/internal/peelproto"
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/internal/statetree"
+	"github.com/zester-io/zester/internal/statetree/statetreetest"
 	"github.com/zester-io/zester/master/mastertest"
 	"github.com/zester-io/zester/peel/peeltest"
 )
@@ -266,15 +267,7 @@ func TestStateTree_Bytes50States(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	states := t.TempDir()
-	files := map[string]string{}
-	top := "base:\n  '*':\n"
-	body := strings.Repeat("# padding line of a typical state file with comments\n", 38)
-	for i := range 50 {
-		name := fmt.Sprintf("svc%02d", i)
-		top += "    - " + name + "\n"
-		files[name+".sls"] = fmt.Sprintf("%s%s:\n  file.managed:\n    - name: /etc/%s.conf\n    - contents: v1\n", body, name, name)
-	}
-	files["top.sls"] = top
+	files := statetreetest.Highstate(50, "/etc")
 	writeTree(t, states, files)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -145,6 +145,37 @@ func Watch(ctx context.Context, js jetstream.JetStream, bucket string, o Options
 // Updates delivers the entries.
 func (w *Watcher) Updates() <-chan *Entry { return w.updates }
 
+// Current hands fn the bucket's current values, up to the nil entry that
+// ends them, and returns; it returns ctx's error if ctx ends first.
+func (w *Watcher) Current(ctx context.Context, fn func(KeyValueEntry)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-w.updates:
+			if e == nil {
+				return nil
+			}
+			fn(e)
+		}
+	}
+}
+
+// Each hands fn every entry, the current values and each change after them
+// (the nil entry between them is not handed on), until ctx ends.
+func (w *Watcher) Each(ctx context.Context, fn func(KeyValueEntry)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-w.updates:
+			if e != nil {
+				fn(e)
+			}
+		}
+	}
+}
+
 // Health is the watch's state now.
 func (w *Watcher) Health() Health { return w.f.Health() }
 

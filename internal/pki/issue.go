@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/sig"
 )
 
 // Tag keys in user JWTs. jwt.TagList lower-cases every tag, so values are
@@ -194,15 +195,8 @@ func (p *PKI) IssuePeel(spec PeelSpec, peelPub string, expiry time.Duration) (st
 // DecodeCreds returns the user claims of a credentials file's JWT. It does
 // not verify the chain (the NATS server does that on connect).
 func DecodeCreds(creds []byte) (*jwt.UserClaims, error) {
-	tok, err := jwt.ParseDecoratedJWT(creds)
-	if err != nil {
-		return nil, fmt.Errorf("credentials: %w", err)
-	}
-	uc, err := jwt.DecodeUserClaims(tok)
-	if err != nil {
-		return nil, fmt.Errorf("credentials: %w", err)
-	}
-	return uc, nil
+	_, uc, err := sig.DecodeCreds(creds)
+	return uc, err
 }
 
 // ReadUser reads the role, limits and expiry from a user JWT's claims.

@@ -120,13 +120,9 @@ type Signer struct {
 // NewSigner reads a credentials file's content (user JWT and seed). The seed
 // must be the key the JWT was issued to.
 func NewSigner(creds []byte) (*Signer, error) {
-	tok, err := jwt.ParseDecoratedJWT(creds)
+	tok, uc, err := DecodeCreds(creds)
 	if err != nil {
-		return nil, fmt.Errorf("credentials: %w", err)
-	}
-	uc, err := jwt.DecodeUserClaims(tok)
-	if err != nil {
-		return nil, fmt.Errorf("credentials: user JWT: %w", err)
+		return nil, err
 	}
 	kp, err := jwt.ParseDecoratedNKey(creds)
 	if err != nil {
@@ -136,6 +132,20 @@ func NewSigner(creds []byte) (*Signer, error) {
 		return nil, fmt.Errorf("credentials: the seed's key %s is not the JWT's subject %s", pub, uc.Subject)
 	}
 	return &Signer{kp: kp, jwt: tok, claims: uc}, nil
+}
+
+// DecodeCreds returns a credentials file's user JWT and its claims. It does
+// not verify the chain (the NATS server does that on connect).
+func DecodeCreds(creds []byte) (string, *jwt.UserClaims, error) {
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return "", nil, fmt.Errorf("credentials: %w", err)
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return "", nil, fmt.Errorf("credentials: user JWT: %w", err)
+	}
+	return tok, uc, nil
 }
 
 // LoadSigner is NewSigner for a file; errors name it.

@@ -112,6 +112,9 @@ type Fleet struct {
 	silent    sync.Map
 	anySilent atomic.Bool
 
+	// states answers state jobs when set (EnableStates, state.go).
+	states atomic.Pointer[States]
+
 	closed atomic.Bool
 	done   chan struct{}
 	// instance is the fleet's base instance nonce; peel i's is base^i.
@@ -677,6 +680,9 @@ func (c *Conn) dispatchHandler(cp *connPart) nats.MsgHandler {
 			}
 			if !jt.start(idx, now) {
 				jt.DupDispatch.Add(1)
+				continue
+			}
+			if f.states.Load().stateRun(c, jt, &d, idx, now) {
 				continue
 			}
 			if lat.Zero() {

@@ -223,32 +223,92 @@ type FetchStats struct {
 	Bytes   int64 // payload bytes of those gets (manifest and contents)
 }
 
-// Fetch brings the bucket's current tree to dir (a peel's
-// <data_dir>/state-tree): contents it lacks into dir/content/<digest>,
-// each checked against its digest, then the tree itself into
-// dir/trees/<version>, read-only, which it returns. Every content is in
-// hand before the tree is written, so a missing or corrupt content fails
-// the fetch, naming the path, and nothing runs from it. A version already
-// materialised is reused.
+// ErrVersionGone is the error of a fetch pinned to a version whose
+// manifest the bucket no longer holds.
+var ErrVersionGone = errors.New("is no longer in the state-tree bucket")
+
+// Cache is what a peel holds of the masters' tree: contents by digest and
+// the versions it has materialised. DirCache is a peel's; the simulated
+// fleet keeps one in memory per simulated peel.
+type Cache interface {
+	// Tree returns the materialised tree of version, if there is one.
+	Tree(version string) (string, bool)
+	// Has reports whether the content of digest is held.
+	Has(digest string) bool
+	// Put keeps a content, already checked against its digest.
+	Put(digest string, b []byte) error
+	// Materialise makes m's tree from held contents and returns it.
+	Materialise(m Manifest) (string, error)
+}
+
+// DirCache is a peel's cache, its <data_dir>/state-tree: contents in
+// content/<digest> (0400), trees in trees/<version> (read-only, renamed
+// into place whole).
+type DirCache string
+
+func (d DirCache) tree(v string) string         { return filepath.Join(string(d), "trees", v) }
+func (d DirCache) content(digest string) string { return filepath.Join(string(d), "content", digest) }
+func (d DirCache) Has(digest string) bool       { _, err := os.Stat(d.content(digest)); return err == nil }
+func (d DirCache) Tree(version string) (string, bool) {
+	_, err := os.Stat(d.tree(version))
+	return d.tree(version), err == nil
+}
+
+func (d DirCache) Put(digest string, b []byte) error {
+	if err := os.MkdirAll(filepath.Join(string(d), "content"), 0o700); err != nil {
+		return fmt.Errorf("state tree cache: %w", err)
+	}
+	if err := writeAtomic(d.content(digest), b, 0o400); err != nil {
+		return fmt.Errorf("state tree cache: %w", err)
+	}
+	return nil
+}
+
+func (d DirCache) Materialise(m Manifest) (string, error) {
+	tree := d.tree(m.Version)
+	if err := materialise(filepath.Join(string(d), "content"), tree, m, slices.Sorted(maps.Keys(m.Files))); err != nil {
+		return "", fmt.Errorf("state tree %s: %w", m.Version[:12], err)
+	}
+	return tree, nil
+}
+
+// Fetch brings the bucket's current tree to dir (a peel's DirCache) and
+// returns its directory: FetchVersion of the current version.
 func Fetch(ctx context.Context, nc *nats.Conn, dir string) (string, FetchStats, error) {
-	v, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeVersionKey)
-	if errors.Is(err, peelproto.ErrKeyNotFound) {
-		return "", FetchStats{}, errors.New("the masters have published no state tree (master.yaml states_dir)")
+	return FetchVersion(ctx, nc, DirCache(dir), "")
+}
+
+// FetchVersion brings version ("" the bucket's current one) into cache:
+// the contents it lacks, each checked against its digest, then the tree
+// itself, which it returns. Every content is in hand before the tree is
+// materialised, so a missing or corrupt content fails the fetch, naming
+// the path, and nothing runs from it. A version already materialised
+// costs nothing but the version get (none when pinned). A pinned version
+// whose manifest is gone fails with ErrVersionGone.
+func FetchVersion(ctx context.Context, nc *nats.Conn, cache Cache, version string) (string, FetchStats, error) {
+	st := FetchStats{Version: version}
+	if version == "" {
+		v, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeVersionKey)
+		if errors.Is(err, peelproto.ErrKeyNotFound) {
+			return "", FetchStats{}, errors.New("the masters have published no state tree (master.yaml states_dir)")
+		}
+		if err != nil {
+			return "", FetchStats{}, err
+		}
+		st = FetchStats{Version: string(v), Gets: 1, Bytes: int64(len(v))}
 	}
-	if err != nil {
-		return "", FetchStats{}, err
+	if len(st.Version) != 64 || strings.Trim(st.Version, hexDigits) != "" {
+		return "", st, fmt.Errorf("state tree version %q: not a sha256", st.Version)
 	}
-	st := FetchStats{Version: string(v), Gets: 1, Bytes: int64(len(v))}
-	if len(v) != 64 || strings.Trim(string(v), hexDigits) != "" {
-		return "", st, fmt.Errorf("state tree version %q: not a sha256", v)
-	}
-	tree := filepath.Join(dir, "trees", st.Version)
-	if _, err := os.Stat(tree); err == nil {
-		return tree, st, nil // materialised whole (renamed into place)
+	if tree, ok := cache.Tree(st.Version); ok {
+		return tree, st, nil
 	}
 	b, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeManifestKey(st.Version))
 	st.Gets++
-	if err != nil {
+	switch {
+	case errors.Is(err, peelproto.ErrKeyNotFound) && version != "":
+		return "", st, fmt.Errorf("state tree %.12s, the version the job was dispatched with, %w (the bucket was rebuilt since); nothing ran: run the job again", st.Version, ErrVersionGone)
+	case err != nil:
 		return "", st, fmt.Errorf("state tree %.12s: manifest: %w", st.Version, err)
 	}
 	st.Bytes += int64(len(b))
@@ -260,15 +320,9 @@ func Fetch(ctx context.Context, nc *nats.Conn, dir string) (string, FetchStats, 
 		return "", st, err
 	}
 	st.Files = len(m.Files)
-	cache := filepath.Join(dir, "content")
-	if err := os.MkdirAll(cache, 0o700); err != nil {
-		return "", st, fmt.Errorf("state tree cache: %w", err)
-	}
-	paths := slices.Sorted(maps.Keys(m.Files))
-	for _, path := range paths {
+	for _, path := range slices.Sorted(maps.Keys(m.Files)) {
 		e := m.Files[path]
-		cached := filepath.Join(cache, e.Digest)
-		if _, err := os.Stat(cached); err == nil {
+		if cache.Has(e.Digest) {
 			continue
 		}
 		c, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeFileKey(e.Digest))
@@ -283,14 +337,12 @@ func Fetch(ctx context.Context, nc *nats.Conn, dir string) (string, FetchStats, 
 		if got := digest(c); got != e.Digest {
 			return "", st, fmt.Errorf("state tree %s: %s: content %s is corrupt (its sha256 is %s); nothing ran", m.Version[:12], path, e.Digest[:12], got[:12])
 		}
-		if err := writeAtomic(cached, c, 0o400); err != nil {
-			return "", st, fmt.Errorf("state tree cache: %w", err)
+		if err := cache.Put(e.Digest, c); err != nil {
+			return "", st, err
 		}
 	}
-	if err := materialise(cache, tree, m, paths); err != nil {
-		return "", st, fmt.Errorf("state tree %s: %w", m.Version[:12], err)
-	}
-	return tree, st, nil
+	tree, err := cache.Materialise(m)
+	return tree, st, err
 }
 
 // materialise writes the tree to a temporary directory and renames it to
@@ -353,4 +405,24 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// Pinned reports whether a job of function fn runs from the state tree,
+// so that the masters pin it to the tree version current at its creation
+// (wire.Job.StateTree) and every peel of the job runs that version.
+func Pinned(fn string) bool {
+	switch fn {
+	case "state.apply", "state.sls", "state.highstate", "state.show_sls", "state.show_top":
+		return true
+	}
+	return false
+}
+
+// Current is the bucket's current version ("" when none is published).
+func Current(ctx context.Context, nc *nats.Conn) (string, error) {
+	v, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeVersionKey)
+	if errors.Is(err, peelproto.ErrKeyNotFound) {
+		return "", nil
+	}
+	return string(v), err
 }

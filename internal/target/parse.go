@@ -258,11 +258,7 @@ func (p *parser) parseAnd(after *token) (Expr, error) {
 func (p *parser) parseNot(after *token) (Expr, error) {
 	if t := p.peek(); t.kind == tNot {
 		p.next()
-		if p.depth++; p.depth > maxDepth {
-			return nil, p.errf(t.pos, "expression nested too deeply")
-		}
-		x, err := p.parseNot(&t)
-		p.depth--
+		x, err := p.deeper(t, func() (Expr, error) { return p.parseNot(&t) })
 		if err != nil {
 			return nil, err
 		}
@@ -274,6 +270,16 @@ func (p *parser) parseNot(after *token) (Expr, error) {
 	return p.parsePrimary(after)
 }
 
+// deeper runs parse one level deeper than t, refusing to go past maxDepth
+// (the recursion is bounded, whatever the input).
+func (p *parser) deeper(t token, parse func() (Expr, error)) (Expr, error) {
+	if p.depth++; p.depth > maxDepth {
+		return nil, p.errf(t.pos, "expression nested too deeply")
+	}
+	defer func() { p.depth-- }()
+	return parse()
+}
+
 func (p *parser) parsePrimary(after *token) (Expr, error) {
 	t := p.next()
 	switch t.kind {
@@ -283,11 +289,7 @@ func (p *parser) parsePrimary(after *token) (Expr, error) {
 		}
 		return p.parseWord(t.text, t.pos)
 	case tLParen:
-		if p.depth++; p.depth > maxDepth {
-			return nil, p.errf(t.pos, "expression nested too deeply")
-		}
-		x, err := p.parseOr(&t)
-		p.depth--
+		x, err := p.deeper(t, func() (Expr, error) { return p.parseOr(&t) })
 		if err != nil {
 			return nil, err
 		}
@@ -308,33 +310,29 @@ func (p *parser) parsePrimary(after *token) (Expr, error) {
 }
 
 func newAnd(terms []Expr) Expr {
-	if len(terms) == 1 {
-		return terms[0]
-	}
-	var flat []Expr
-	for _, t := range terms {
-		if a, ok := t.(*AndExpr); ok {
-			flat = append(flat, a.terms...)
-		} else {
-			flat = append(flat, t)
-		}
-	}
-	return &AndExpr{terms: flat}
+	return junction(terms, func(a *AndExpr) []Expr { return a.terms }, func(ts []Expr) Expr { return &AndExpr{terms: ts} })
 }
 
 func newOr(terms []Expr) Expr {
+	return junction(terms, func(o *OrExpr) []Expr { return o.terms }, func(ts []Expr) Expr { return &OrExpr{terms: ts} })
+}
+
+// junction joins terms with one operator, whose node is T: the terms of a
+// term that is already a T (inner) are spliced in, so that "a and (b and c)"
+// is one AndExpr of three terms; build makes the node. One term stands alone.
+func junction[T Expr](terms []Expr, inner func(T) []Expr, build func([]Expr) Expr) Expr {
 	if len(terms) == 1 {
 		return terms[0]
 	}
 	var flat []Expr
 	for _, t := range terms {
-		if o, ok := t.(*OrExpr); ok {
-			flat = append(flat, o.terms...)
+		if same, ok := t.(T); ok {
+			flat = append(flat, inner(same)...)
 		} else {
 			flat = append(flat, t)
 		}
 	}
-	return &OrExpr{terms: flat}
+	return build(flat)
 }
 
 // ---- targets ----
@@ -370,36 +368,23 @@ func (p *parser) parseWord(w string, pos int) (Expr, error) {
 	if letter >= 'a' && letter <= 'z' {
 		return nil, p.errf(pos, "unknown target type %q (type letters are upper-case: G P I L E S N)", w[:n])
 	}
+	if rest == "" {
+		if msg := missingAfter(letter, delim, w[:n]); msg != "" {
+			return nil, p.errf(rpos, "%s", msg)
+		}
+	}
 	switch letter {
 	case 'G', 'P':
-		if rest == "" {
-			return nil, p.errf(rpos, "expected key%cvalue after %q", delim, w[:n])
-		}
 		return p.factLeaf(rest, rpos, delim, letter == 'P')
 	case 'L':
-		if rest == "" {
-			return nil, p.errf(rpos, "empty list after L@")
-		}
 		return p.listLeaf(rest, rpos)
 	case 'E':
-		if rest == "" {
-			return nil, p.errf(rpos, "empty regular expression after E@")
-		}
 		return p.regexLeaf(rest, rpos)
 	case 'S':
-		if rest == "" {
-			return nil, p.errf(rpos, "expected an address or CIDR after S@")
-		}
 		return p.cidrLeaf(rest, rpos)
 	case 'N':
-		if rest == "" {
-			return nil, p.errf(rpos, "expected a nodegroup name after N@")
-		}
 		return p.nodegroupLeaf(rest, rpos)
 	case 'I':
-		if rest == "" {
-			return nil, p.errf(rpos, "expected key%cvalue after %q", delim, w[:n])
-		}
 		return p.settingLeaf(rest, rpos, delim)
 	case 'J':
 		return nil, p.errf(pos, "pillar regex targeting (J@) is not supported (use I@ with a glob)")
@@ -407,6 +392,24 @@ func (p *parser) parseWord(w string, pos int) (Expr, error) {
 		return nil, p.errf(pos, "range targeting (R@) is not supported")
 	}
 	return nil, p.errf(pos, "unknown target type %q (want G P I L E S N)", w[:n])
+}
+
+// missingAfter is the error for a target type (typ, e.g. "G@") with
+// nothing after it, "" for a letter that is not a supported type.
+func missingAfter(letter, delim byte, typ string) string {
+	switch letter {
+	case 'G', 'P', 'I':
+		return fmt.Sprintf("expected key%cvalue after %q", delim, typ)
+	case 'L':
+		return "empty list after L@"
+	case 'E':
+		return "empty regular expression after E@"
+	case 'S':
+		return "expected an address or CIDR after S@"
+	case 'N':
+		return "expected a nodegroup name after N@"
+	}
+	return ""
 }
 
 func (p *parser) globLeaf(s string, pos int) (Expr, error) {

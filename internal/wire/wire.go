@@ -95,6 +95,11 @@ type Job struct {
 	// started: the job was not sent to them and did not wait for them.
 	// Expected does not include them.
 	Offline int `json:"offline,omitempty"`
+
+	// StateTree is the state-tree version (docs/states.md) current when a
+	// job of a state function was created: every peel of the job, and
+	// every redispatch, runs that version of the masters' tree.
+	StateTree string `json:"state_tree,omitempty"`
 }
 
 // JobPart is the share of a job that one partition holds: its expected
@@ -129,6 +134,9 @@ type Dispatch struct {
 	// was authenticated); the master's signature covers it. settings.get
 	// reveals secrets only to a role that may (admin).
 	Role string `json:"role,omitempty"`
+	// StateTree pins the masters' state tree version the job runs
+	// (Job.StateTree); "" the current one.
+	StateTree string `json:"state_tree,omitempty"`
 }
 
 // Control ops.

@@ -115,7 +115,7 @@ func translateDecodeError(err error, dst any) *Error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		field := te.Field
+		field := argPath(dst, te.Field)
 		if field == "" {
 			return badArgs("arguments: expected %s, got %s", describeType(te.Type), te.Value)
 		}
@@ -135,6 +135,25 @@ func translateDecodeError(err error, dst any) *Error {
 	return badArgs("invalid arguments: %s", strings.TrimPrefix(msg, "json: "))
 }
 
+// argPath is the argument a decode error's field path names: without the
+// Go names of embedded structs (procArgs.env is env), whose fields are the
+// outer struct's arguments.
+func argPath(dst any, field string) string {
+	t := reflect.TypeOf(dst)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	for t != nil && t.Kind() == reflect.Struct {
+		head, rest, ok := strings.Cut(field, ".")
+		f, found := t.FieldByName(head)
+		if !ok || !found || !f.Anonymous {
+			break
+		}
+		field, t = rest, f.Type
+	}
+	return field
+}
+
 // fieldNames lists the json names of the fields of the struct dst points to.
 func fieldNames(dst any) []string {
 	t := reflect.TypeOf(dst)
@@ -144,9 +163,20 @@ func fieldNames(dst any) []string {
 	if t == nil || t.Kind() != reflect.Struct {
 		return nil
 	}
+	return structFieldNames(t)
+}
+
+// structFieldNames lists the json names of struct type t's fields; an
+// untagged embedded struct's fields are t's (as encoding/json reads them),
+// listed in its place.
+func structFieldNames(t reflect.Type) []string {
 	var names []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
+			names = append(names, structFieldNames(f.Type)...)
+			continue
+		}
 		if !f.IsExported() {
 			continue
 		}

@@ -48,22 +48,26 @@ type CmdResult struct {
 }
 
 type cmdArgs struct {
-	Cmd     string            `json:"cmd"`
-	Argv    []string          `json:"argv"`
+	Cmd  string   `json:"cmd"`
+	Argv []string `json:"argv"`
+	procArgs
+}
+
+type scriptArgs struct {
+	Script      string   `json:"script"`
+	Interpreter string   `json:"interpreter"`
+	Args        []string `json:"args"`
+	procArgs
+}
+
+// procArgs are the arguments of how a process runs, the same for cmd.run
+// and cmd.script. Embedded, they are arguments of those functions (and
+// fieldNames lists them in place).
+type procArgs struct {
 	Cwd     string            `json:"cwd"`
 	Env     map[string]string `json:"env"`
 	Timeout *Duration         `json:"timeout"`
 	Stdin   *string           `json:"stdin"`
-}
-
-type scriptArgs struct {
-	Script      string            `json:"script"`
-	Interpreter string            `json:"interpreter"`
-	Args        []string          `json:"args"`
-	Cwd         string            `json:"cwd"`
-	Env         map[string]string `json:"env"`
-	Timeout     *Duration         `json:"timeout"`
-	Stdin       *string           `json:"stdin"`
 }
 
 // procSpec describes one process to run.
@@ -94,7 +98,7 @@ func cmdRun(ctx context.Context, env *Env, args json.RawMessage) (any, error) {
 	default:
 		return nil, badArgs("one of the arguments \"cmd\" or \"argv\" is required")
 	}
-	spec, err := newSpec(argv, a.Cwd, a.Env, a.Timeout, a.Stdin)
+	spec, err := newSpec(argv, a.procArgs)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +118,7 @@ func cmdScript(ctx context.Context, env *Env, args json.RawMessage) (any, error)
 		interp = []string{"/bin/sh"}
 	}
 	// Validate everything before touching the filesystem.
-	spec, err := newSpec(interp, a.Cwd, a.Env, a.Timeout, a.Stdin)
+	spec, err := newSpec(interp, a.procArgs)
 	if err != nil {
 		return nil, err
 	}
@@ -142,24 +146,24 @@ func cmdScript(ctx context.Context, env *Env, args json.RawMessage) (any, error)
 }
 
 // newSpec validates the common command arguments.
-func newSpec(argv []string, cwd string, extra map[string]string, timeout *Duration, stdin *string) (*procSpec, error) {
+func newSpec(argv []string, a procArgs) (*procSpec, error) {
 	for i, s := range argv {
 		if strings.IndexByte(s, 0) >= 0 {
 			return nil, badArgs("argument \"argv\": element %d contains a NUL byte", i)
 		}
 	}
-	if strings.IndexByte(cwd, 0) >= 0 {
+	if strings.IndexByte(a.Cwd, 0) >= 0 {
 		return nil, badArgs("argument \"cwd\": contains a NUL byte")
 	}
-	env, err := buildEnv(extra)
+	env, err := buildEnv(a.Env)
 	if err != nil {
 		return nil, err
 	}
 	t := DefaultCmdTimeout
-	if timeout != nil && *timeout > 0 {
-		t = time.Duration(*timeout)
+	if a.Timeout != nil && *a.Timeout > 0 {
+		t = time.Duration(*a.Timeout)
 	}
-	return &procSpec{argv: argv, dir: cwd, env: env, timeout: t, stdin: stdin}, nil
+	return &procSpec{argv: argv, dir: a.Cwd, env: env, timeout: t, stdin: a.Stdin}, nil
 }
 
 // buildEnv returns the minimal environment plus the job's variables (which

@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/zester-io/zester/internal/render"
+	"github.com/zester-io/zester/internal/settings"
+	"github.com/zester-io/zester/internal/statetree"
 	"github.com/zester-io/zester/internal/target"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/funcs"
@@ -27,6 +29,10 @@ const CodeCompile = "state_compile"
 // CodeBusy is the error code of a state run refused because another is
 // running.
 const CodeBusy = "state_busy"
+
+// CodeTreeGone is the error code of a job pinned to a state-tree version
+// the bucket no longer holds: nothing ran.
+const CodeTreeGone = "state_tree_gone"
 
 // running is held by the state run in progress (one per process).
 var running sync.Mutex
@@ -45,8 +51,13 @@ type JobConfig struct {
 	// Root prefixes host paths (zester-peel call --root; tests).
 	Root string
 	// Funcs back setting, basket and secret in templates; optional.
-	Funcs  render.Funcs
-	Limits render.Limits
+	Funcs render.Funcs
+	// Settings, when set and Funcs.Setting is not, backs {{ setting }}:
+	// the peel's rendered settings, secrets as render.Secret values (so
+	// a secret setting reaches a file as plaintext and every result
+	// masks it). Called once a run, at the first lookup.
+	Settings func() (*settings.Result, error)
+	Limits   render.Limits
 	// Table is the state functions; nil is DefaultTable().
 	Table *mod.Table
 	Log   *slog.Logger
@@ -195,6 +206,9 @@ func (cfg JobConfig) tree(ctx context.Context, env *funcs.Env) (fs.FS, error) {
 			return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: fmt.Sprintf("no state tree at %s (peel.yaml states_dir, or zester-peel call --local DIR), and no connection to the masters' tree", dir)}
 		}
 		tdir, version, err := env.StateTree(ctx)
+		if errors.Is(err, statetree.ErrVersionGone) {
+			return nil, &funcs.Error{Code: CodeTreeGone, Msg: "the masters' state tree: " + err.Error()}
+		}
 		if err != nil {
 			return nil, &funcs.Error{Code: funcs.CodeFailed, Msg: "the masters' state tree: " + err.Error()}
 		}
@@ -232,6 +246,11 @@ func (cfg JobConfig) options(ctx context.Context, env *funcs.Env) (Options, erro
 				opt.Facts = m
 			}
 		}
+		// {{ setting "a:b" }} reads the peel's settings (secrets stay
+		// secrets: the runner masks them in every result).
+		if cfg.Settings != nil && opt.Funcs.Setting == nil {
+			opt.Funcs.Setting = settingLookup(cfg.Settings)
+		}
 		// {{ basket TARGET NAME }} reads through the peel's basket.get
 		// (targets are compound expressions, as in settings), unless the
 		// configuration gives its own.
@@ -242,6 +261,26 @@ func (cfg JobConfig) options(ctx context.Context, env *funcs.Env) (Options, erro
 		}
 	}
 	return opt, nil
+}
+
+// settingLookup is {{ setting KEY }} over the settings load gives, loaded
+// at the first lookup of a run: every template of one run sees the same
+// render.
+func settingLookup(load func() (*settings.Result, error)) func(string) (any, error) {
+	var once sync.Once
+	var res *settings.Result
+	var lerr error
+	return func(key string) (any, error) {
+		once.Do(func() { res, lerr = load() })
+		if lerr != nil {
+			return nil, fmt.Errorf("setting %q: %w", key, lerr)
+		}
+		v, ok := res.Get(key)
+		if !ok {
+			return nil, fmt.Errorf("%q is %w in this peel's settings (files %s)", key, render.ErrNotSet, strings.Join(res.Files, ", "))
+		}
+		return v, nil
+	}
 }
 
 func compileErr(err error) error {

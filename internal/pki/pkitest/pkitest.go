@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/daemon"
 	"github.com/zester-io/zester/internal/pki"
 	"github.com/zester-io/zester/topology"
 )
@@ -79,13 +80,8 @@ func Dial(url string, inboxPrefix string, auth ...nats.Option) (*Conn, error) {
 	if inboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(inboxPrefix))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, js, err := daemon.ConnectJS(url, opts...)
 	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	c.Conn, c.JS = nc, js

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -148,12 +149,7 @@ func (t *Table) Lookup(name string) (Entry, bool) {
 
 // Names lists the registered functions, sorted.
 func (t *Table) Names() []string {
-	out := make([]string, 0, len(t.m))
-	for n := range t.m {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(t.m))
 }
 
 // Args are a state's arguments after the engine flattened Salt's list of
@@ -272,6 +268,17 @@ func TreePath(src string) (string, bool) {
 // GuardArgs are the arguments Guards reads.
 var GuardArgs = []string{"creates", "unless", "onlyif"}
 
+// every reports whether list has entries and pred holds for each (it
+// stops at the first that fails).
+func every(list []string, pred func(string) bool) bool {
+	for _, s := range list {
+		if !pred(s) {
+			return false
+		}
+	}
+	return len(list) > 0
+}
+
 // Guards is Salt's creates, unless and onlyif: it says why a state need
 // not run ("" when it must). creates: every path exists (under Env.Root);
 // unless: every command succeeds; onlyif: a command fails. command builds
@@ -282,16 +289,8 @@ func Guards(env *Env, args Args, command func(script string) Command) (string, e
 	if err != nil {
 		return "", err
 	}
-	if len(creates) > 0 {
-		all := true
-		for _, c := range creates {
-			if _, err := os.Stat(env.Path(c)); errors.Is(err, fs.ErrNotExist) {
-				all = false
-			}
-		}
-		if all {
-			return strings.Join(creates, ", ") + " exists", nil
-		}
+	if every(creates, func(c string) bool { _, err := os.Stat(env.Path(c)); return !errors.Is(err, fs.ErrNotExist) }) {
+		return strings.Join(creates, ", ") + " exists", nil
 	}
 	ok := func(script string) bool {
 		out, err := env.Run(env.Ctx, command(script))
@@ -301,17 +300,8 @@ func Guards(env *Env, args Args, command func(script string) Command) (string, e
 	if err != nil {
 		return "", err
 	}
-	if len(unless) > 0 {
-		all := true
-		for _, u := range unless {
-			if !ok(u) {
-				all = false
-				break
-			}
-		}
-		if all {
-			return "unless condition is true", nil
-		}
+	if every(unless, ok) {
+		return "unless condition is true", nil
 	}
 	onlyif, _, err := args.Strings("onlyif")
 	if err != nil {

@@ -53,6 +53,15 @@ func checkName(kind, name string) error {
 	return nil
 }
 
+// namedDB checks a user or group name (kind) and reads the host's
+// account files.
+func namedDB(env *mod.Env, kind, name string) (*db, error) {
+	if err := checkName(kind, name); err != nil {
+		return nil, err
+	}
+	return readDB(env)
+}
+
 // intArg reads a non-negative integer argument (YAML gives numbers,
 // strings are accepted).
 func intArg(a mod.Args, key string) (int, bool, error) {
@@ -130,10 +139,7 @@ func readUserWant(d *db, a mod.Args) (userWant, error) {
 }
 
 func present(env *mod.Env, name string, args mod.Args) mod.Result {
-	if err := checkName("user", name); err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	d, err := readDB(env)
+	d, err := namedDB(env, "user", name)
 	if err != nil {
 		return mod.Fail(name, "%v", err)
 	}
@@ -261,10 +267,7 @@ func absent(env *mod.Env, name string, args mod.Args) mod.Result {
 }
 
 func groupPresent(env *mod.Env, name string, args mod.Args) mod.Result {
-	if err := checkName("group", name); err != nil {
-		return mod.Fail(name, "%v", err)
-	}
-	d, err := readDB(env)
+	d, err := namedDB(env, "group", name)
 	if err != nil {
 		return mod.Fail(name, "%v", err)
 	}
