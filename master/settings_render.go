@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"hash"
 	"runtime"
 	"slices"
 	"sort"
@@ -245,14 +245,31 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 // The key (from the masters' curve seed, when there is one) makes it change
 // with the masters' key too.
 func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, raw []byte, curve string) string {
-	h := hmac.New(sha256.New, s.inputKey)
-	io.WriteString(h, "zester settings input v1\x00"+hashes[settings.TopFile])
-	for _, f := range files {
-		io.WriteString(h, "\x00"+f+"\x00"+hashes[f])
+	// One MAC per worker, reset (same key), and the text before raw built
+	// in its buffer: this runs for every marked peel, current or not.
+	m, _ := s.inputMACs.Get().(*inputMAC)
+	if m == nil {
+		m = &inputMAC{h: hmac.New(sha256.New, s.inputKey)}
 	}
-	io.WriteString(h, "\x00"+curve+"\x00")
-	h.Write(raw)
-	return hex.EncodeToString(h.Sum(nil))
+	defer s.inputMACs.Put(m)
+	m.h.Reset()
+	b := append(m.buf[:0], "zester settings input v1\x00"...)
+	b = append(b, hashes[settings.TopFile]...)
+	for _, f := range files {
+		b = append(append(append(append(b, 0), f...), 0), hashes[f]...)
+	}
+	b = append(append(append(b, 0), curve...), 0)
+	m.buf = b
+	m.h.Write(b)
+	m.h.Write(raw)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(m.h.Sum(sum[:0]))
+}
+
+// inputMAC is a reusable inputHash state.
+type inputMAC struct {
+	h   hash.Hash
+	buf []byte
 }
 
 // isCurrent reports whether id's entries were rendered from the inputs it

@@ -67,6 +67,7 @@ var (
 	profDir = flag.String("cpuprofile", "", "directory for a CPU profile of the master during each phase (cpu-<n>.pprof, via ZESTER_PPROF=1)")
 	mEnv    = flag.String("master-env", "", "extra environment of the master, comma-separated (GOGC=400,GOMEMLIMIT=900MiB)")
 	profSec = flag.Int("cpuprofile-seconds", 10, "length of each phase's CPU profile")
+	heapOut = flag.String("heapprofile", "", "file for a heap profile of the master after the last phase (needs --cpuprofile or ZESTER_PPROF=1 in --master-env)")
 	profOf  = flag.String("cpuprofile-phases", "", "phases to profile, comma-separated numbers from 1 (default all; profiles longer than a phase overlap the next, which then has none)")
 )
 
@@ -181,6 +182,9 @@ func run() error {
 		return fmt.Errorf("the text change wrote %d secrets entries, want none", d)
 	}
 	peak := m.rssPeak()
+	if *heapOut != "" {
+		m.fetch("heap", *heapOut)
+	}
 	m.stop()
 
 	// Raw baselines of the same sizes.
@@ -315,8 +319,13 @@ type child struct {
 
 // profile writes a CPU profile of the master, --cpuprofile-seconds long.
 func (c *child) profile(path string) {
+	c.fetch(fmt.Sprintf("profile?seconds=%d", *profSec), path)
+}
+
+// fetch writes the master's /debug/pprof/<what> to path.
+func (c *child) fetch(what, path string) {
 	os.MkdirAll(filepath.Dir(path), 0o755)
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.http, *profSec))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", c.http, what))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "profile:", err)
 		return

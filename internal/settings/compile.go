@@ -216,8 +216,7 @@ func (t *Tree) execute(ctx context.Context, f *file, data render.Data, o Options
 // top.zy is a template (positions are then in that output).
 func (t *Tree) topFor(ctx context.Context, data render.Data, o Options) ([]topEntry, *render.Output, error) {
 	if t.topNode != nil {
-		e, err := t.parseTop(t.topNode)
-		return e, nil, err
+		return t.topEntries, nil, nil
 	}
 	fns := render.Funcs{
 		Secret: func(string) (string, error) {

@@ -32,6 +32,8 @@ type Tree struct {
 	top     *render.Template
 	topSrc  []byte
 	topNode *render.Node // decoded once when top.zy has no template actions
+	// topEntries are topNode's entries, parsed once (read-only).
+	topEntries []topEntry
 	files   map[string]*file
 	// problems are per-file errors (a template that does not parse, a
 	// name two files claim, a name with a dot): they fail only the
@@ -165,6 +167,7 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 		if err != nil {
 			return nil, err
 		}
+		t.topEntries = entries
 		for _, e := range entries {
 			t.factPaths = append(t.factPaths, target.FactPaths(e.expr)...)
 			for _, ref := range e.files {
