@@ -34,7 +34,7 @@ type Tree struct {
 	topNode *render.Node // decoded once when top.zy has no template actions
 	// topEntries are topNode's entries, parsed once (read-only).
 	topEntries []topEntry
-	files   map[string]*file
+	files      map[string]*file
 	// problems are per-file errors (a template that does not parse, a
 	// name two files claim, a name with a dot): they fail only the
 	// peels whose top.zy entries use the file.
