@@ -189,7 +189,9 @@ func (p *Publisher) resume(ctx context.Context) error {
 		for _, e := range cur.Files {
 			p.stored[e.Digest] = true
 		}
-		p.version, p.packed = cur.Version, cur.Pack != nil
+		// A missing or spoilt pack is written again (zester check
+		// reports it; a master restart repairs it).
+		p.version, p.packed = cur.Version, cur.Pack != nil && checkPack(ctx, p.NC, cur) == nil
 	case !errors.Is(err, peelproto.ErrKeyNotFound):
 		p.stored = nil
 		return err
