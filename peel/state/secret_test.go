@@ -68,8 +68,8 @@ conf:
 // file.managed template it fails that state, and nothing is written.
 func TestSecrets_InTreeRefusedNamingSetting(t *testing.T) {
 	fsys := tree(map[string]string{
-		"s.sls": "pw:\n  file.managed:\n    - name: /etc/pw\n    - contents: '{{ secret \"zs1:pw\" }}'\n",
-		"t.sls": "conf:\n  file.managed:\n    - name: /etc/app.conf\n    - source: salt://app.conf\n    - template: jinja\n",
+		"s.sls":    "pw:\n  file.managed:\n    - name: /etc/pw\n    - contents: '{{ secret \"zs1:pw\" }}'\n",
+		"t.sls":    "conf:\n  file.managed:\n    - name: /etc/app.conf\n    - source: salt://app.conf\n    - template: jinja\n",
 		"app.conf": "user = app\npassword = {{ secret \"zs1:pw\" }}\n",
 	})
 	ctx := context.Background()
