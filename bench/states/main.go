@@ -10,10 +10,12 @@
 //
 // Phases: a test.ping of the whole fleet (the master indexes and reaches
 // every peel; the figure to compare with), the highstate cold (every peel
-// fetches the whole tree), the highstate warm (the version only), and a
+// fetches the whole tree: the manifest and the version's pack), the
+// highstate warm (nothing: the version is pinned and materialised), and a
 // raw baseline of the same run: the same direct gets and return puts from
 // a bare nats.go pipeline over the same connections, with the same
-// parallelism, without the master.
+// parallelism, without the master; and the cold baseline of the per-file
+// fetch (the manifest and every content), the cost before packs.
 package main
 
 import (
@@ -117,7 +119,11 @@ func run() error {
 	for _, e := range man.Files {
 		treeBytes += e.Size
 	}
-	fmt.Printf("tree: %d files, %d B, version %.12s\n", len(man.Files), treeBytes, man.Version)
+	packInfo := "no pack"
+	if man.Pack != nil {
+		packInfo = fmt.Sprintf("pack %d B", man.Pack.Size)
+	}
+	fmt.Printf("tree: %d files, %d B, %s, version %.12s\n", len(man.Files), treeBytes, packInfo, man.Version)
 
 	t0 := time.Now()
 	f, err := simfleet.NewFleet(simfleet.FleetConfig{Peels: N, Partitions: mc.Partitions, URLs: []string{url}, Facts: factgen.JSON})
@@ -173,17 +179,24 @@ func run() error {
 
 	// The raw baseline: the same gets and puts, no master, no tracking. A
 	// pinned job's peel gets no version key: cold it gets the manifest and
-	// every content, warm nothing.
-	keys := []string{names.StateTreeManifestKey(man.Version)}
+	// the pack (no pack: every content), warm nothing. "cold, per file"
+	// is the cold fetch without packs (the manifest and every content),
+	// for the figure before packs.
+	perFile := []string{names.StateTreeManifestKey(man.Version)}
 	for _, e := range man.Files {
-		keys = append(keys, names.StateTreeFileKey(e.Digest))
+		perFile = append(perFile, names.StateTreeFileKey(e.Digest))
 	}
+	coldKeys := perFile
+	if man.Pack != nil {
+		coldKeys = []string{names.StateTreeManifestKey(man.Version), names.StateTreePackKey(man.Version)}
+	}
+	coldRet := cold.retBytes / int64(max(cold.returned, 1))
 	fmt.Println()
 	for _, b := range []struct {
 		name string
 		keys []string
 		ret  int64
-	}{{"cold", keys, cold.retBytes / int64(max(cold.returned, 1))}, {"warm", nil, warm.retBytes / int64(max(warm.returned, 1))}} {
+	}{{"cold", coldKeys, coldRet}, {"cold, per file", perFile, coldRet}, {"warm", nil, warm.retBytes / int64(max(warm.returned, 1))}} {
 		d, err := baseline(f, N, b.keys, int(b.ret))
 		if err != nil {
 			return err
