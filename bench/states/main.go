@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,7 @@ var (
 	states   = flag.Int("states", 50, "states in the tree (one .sls each)")
 	parallel = flag.Int("parallel", 2048, "state runs fetching at once across the fleet (and baseline workers)")
 	timeout  = flag.Duration("timeout", 10*time.Minute, "bound of each job")
+	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the cold highstate (the whole process: server, master, fleet) to this file")
 )
 
 func main() {
@@ -166,7 +168,18 @@ func run() error {
 		}
 		time.Sleep(time.Second)
 	}
+	if *cpuProf != "" {
+		pf, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+	}
 	cold, err := job(ctx, nc, kvJobs, f, st, srv, "state.highstate")
+	pprof.StopCPUProfile() // nothing when not started
 	if err != nil {
 		return err
 	}
