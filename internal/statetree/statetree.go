@@ -7,10 +7,14 @@
 // its manifest and every file of it. The bucket keeps one revision a key: it is a cache
 // rebuilt from states_dir, never backed up.
 //
+// Each version also has a pack (pack.go): all its contents in one
+// compressed value, written before the manifest, which names its digest.
+//
 // Peels read it with direct gets (peelproto.GetKV) only: the version key
 // at each run, and the manifest and each content only when they do not
 // have them yet, so an unchanged tree costs a peel one small get and a
-// changed file the manifest and that file.
+// changed file the manifest and that file; a cold peel (or one after a
+// large change) gets the pack instead of the contents: two gets.
 package statetree
 
 import (
@@ -394,8 +398,9 @@ func Fetch(ctx context.Context, nc *nats.Conn, dir string) (string, FetchStats, 
 }
 
 // FetchVersion brings version ("" the bucket's current one) into cache:
-// the contents it lacks, each checked against its digest, then the tree
-// itself, which it returns. Every content is in hand before the tree is
+// the contents it lacks (from the version's pack when it lacks more than
+// PackMinMissing; a refused pack falls back to per-file gets), each
+// checked against its digest, then the tree itself, which it returns. Every content is in hand before the tree is
 // materialised, so a missing or corrupt content fails the fetch, naming
 // the path, and nothing runs from it. A version already materialised
 // costs nothing but the version get (none when pinned). A pinned version
