@@ -197,7 +197,8 @@ func TestStateTree_PeelAppliesMastersTree(t *testing.T) {
 	}
 }
 
-// A peel's credentials read the state tree but cannot write it.
+// A peel's credentials read the state tree (its pack too) but cannot
+// write it.
 func TestStateTree_PeelReadsNotWrites(t *testing.T) {
 	s := mastertest.StartSecure(t)
 	states := t.TempDir()
@@ -228,8 +229,11 @@ func TestStateTree_PeelReadsNotWrites(t *testing.T) {
 	if b, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeFileKey(m.Files["web.sls"].Digest)); err != nil || !strings.Contains(string(b), "test.nop") {
 		t.Fatalf("peel reads web.sls: %q, %v", b, err)
 	}
+	if b, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreePackKey(m.Version)); err != nil || m.Pack == nil || int64(len(b)) != m.Pack.Size {
+		t.Fatalf("peel reads the pack: %d B, %v (manifest: %+v)", len(b), err, m.Pack)
+	}
 	js, _ := jetstream.New(nc)
-	for _, key := range []string{names.StateTreeVersionKey, names.StateTreeManifestKey(m.Version), names.StateTreeFileKey(m.Files["web.sls"].Digest)} {
+	for _, key := range []string{names.StateTreeVersionKey, names.StateTreeManifestKey(m.Version), names.StateTreeFileKey(m.Files["web.sls"].Digest), names.StateTreePackKey(m.Version)} {
 		// The server drops a denied publish: no ack comes, so the put
 		// ends with its context (a short one, a refusal is the outcome).
 		pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
