@@ -182,12 +182,8 @@ func TestAPI_RunWithClientJID_IsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(context.Background(), names.JobKey(jid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var job wire.Job
-	if err := json.Unmarshal(e.Value(), &job); err != nil || job.JID != jid || job.Requester != master.Unauthenticated || job.Claimed != "alice@ops1" {
+	job, err := testkit.GetJSON[wire.Job](kv, names.JobKey(jid))
+	if err != nil || job.JID != jid || job.Requester != master.Unauthenticated || job.Claimed != "alice@ops1" {
 		t.Fatalf("record %+v: %v", job, err)
 	}
 	// Three requests, one job: one "created" event.

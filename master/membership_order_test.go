@@ -1,6 +1,7 @@
 package master
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/zester-io/zester/internal/config"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/shard"
 )
 
@@ -58,18 +60,17 @@ func TestMembership_Recompute_AnnouncesChangesInOrder(t *testing.T) {
 	delete(ms.seen, "b")
 	ms.mu.Unlock()
 	go ms.recompute("leave b")
-	deadline := time.Now().Add(30 * time.Second)
-	for ms.order.parked() == 0 {
+	testkit.Eventually(t, "second recompute waiting for the first to be announced", 30*time.Second, func() bool {
+		if ms.order.parked() > 0 {
+			return true
+		}
 		select {
 		case c := <-calls:
 			t.Fatalf("second change (gained %v lost %v) announced while the first was still being announced", c.gained, c.lost)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("second recompute neither announced nor waiting after 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 	close(release)
 	var c2 ownershipChange
 	select {
@@ -98,12 +99,13 @@ func TestTurns_RunInTicketOrder(t *testing.T) {
 			done <- struct{}{}
 		}(tickets[i])
 		want := len(tickets) - 1 - i
-		deadline := time.Now().Add(30 * time.Second)
-		for i > 0 && tr.parked() < want+1 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d callers parked, want %d", tr.parked(), want+1)
-			}
-			time.Sleep(time.Millisecond)
+		if i > 0 {
+			testkit.Until(t, 30*time.Second, func() error {
+				if n := tr.parked(); n < want+1 {
+					return fmt.Errorf("%d callers parked, want %d", n, want+1)
+				}
+				return nil
+			})
 		}
 	}
 	for range tickets {

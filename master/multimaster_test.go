@@ -189,15 +189,8 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 }
 
 func jobStatus(t *testing.T, kv jetstream.KeyValue, jid string) wire.Job {
-	e, err := kv.Get(context.Background(), names.JobKey(jid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var j wire.Job
-	if err := json.Unmarshal(e.Value(), &j); err != nil {
-		t.Fatal(err)
-	}
-	return j
+	t.Helper()
+	return testkit.MustGetJSON[wire.Job](t, kv, names.JobKey(jid))
 }
 
 // startSimFleet connects n simulated peels (internal/simfleet: the real

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/state/mod"
 )
@@ -178,16 +179,10 @@ func TestCall_Binary(t *testing.T) {
 		code, _, _ := call(t, "--config", cfg, "--local", tree, "--root", root, "state.apply", "slow")
 		done <- code
 	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(tree, "started")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the slow run did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the slow run started", 60*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(tree, "started"))
+		return err == nil
+	})
 	if code, out := run("state.apply", "web"); code != 1 || !strings.Contains(out, "another state run is in progress") {
 		t.Errorf("concurrent run in another process: %d\n%s", code, out)
 	}

@@ -8,15 +8,23 @@ import (
 	"time"
 )
 
+// mustOpenSeen opens the seen set in dir at now, failing the test on an
+// error.
+func mustOpenSeen(t *testing.T, dir string, now time.Time) *seenSet {
+	t.Helper()
+	s, err := openSeen(dir, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // The seen set survives a restart for jobs whose deadline has not passed,
 // forgets the others, and skips a torn last line.
 func TestSeenSet_PersistsLiveJobsAcrossReopen(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	s, err := openSeen(dir, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSeen(t, dir, now)
 	for _, c := range []struct {
 		jid      string
 		deadline time.Time
@@ -38,10 +46,7 @@ func TestSeenSet_PersistsLiveJobsAcrossReopen(t *testing.T) {
 	f.Close()
 
 	later := now.Add(time.Minute)
-	s, err = openSeen(dir, later)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpenSeen(t, dir, later)
 	defer s.close()
 	if !s.has("live", later) || s.has("expired", later) {
 		t.Fatalf("after reopen: live %v expired %v", s.has("live", later), s.has("expired", later))
@@ -65,10 +70,7 @@ func TestSeenSet_PersistsLiveJobsAcrossReopen(t *testing.T) {
 func TestSeenSet_Compacts(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	s, err := openSeen(dir, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSeen(t, dir, now)
 	defer s.close()
 	for i := 0; i < 2*seenCompactMin+10; i++ {
 		at := now.Add(time.Duration(i) * time.Millisecond)

@@ -252,6 +252,9 @@ func writeUntilOK(t *testing.T, kv jetstream.KeyValue, key string, limit time.Du
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	var lastErr error
+	// testkit.Until would do, but testkit imports this package; the same
+	// backoff it uses, then.
+	wait := backoff.New(5*time.Millisecond, 100*time.Millisecond)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_, err := kv.Put(ctx, key, []byte("v"))
@@ -260,7 +263,7 @@ func writeUntilOK(t *testing.T, kv jetstream.KeyValue, key string, limit time.Du
 			return time.Now()
 		}
 		lastErr = err
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(wait.Next())
 	}
 	t.Fatalf("no successful write of %s in %v: %v", key, limit, lastErr)
 	return time.Time{}

@@ -488,61 +488,47 @@ func TestBackupRestore(t *testing.T) {
 
 	t.Run("bad backups are refused and the store is untouched", func(t *testing.T) {
 		before := s.dump(t)
-		bad := func(name string, damage func(dir string)) string {
-			d := filepath.Join(root, "bad-"+name)
-			copyDir(t, zdir, d)
-			damage(d)
-			return d
+		// rewrite changes the bytes of the file at p in place.
+		rewrite := func(p string, change func(b []byte)) {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			change(b)
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
+		// Each case damages file (relative to the backup) of its own copy
+		// of the backup.
 		cases := []struct {
 			name, dir, file, want string
+			damage                func(path string)
 		}{
-			{
-				name: "truncated archive",
-				dir: bad("truncated", func(d string) {
-					p := filepath.Join(d, "KV_facts", backup.DataFile)
-					st, _ := os.Stat(p)
-					if err := os.Truncate(p, st.Size()/2); err != nil {
-						t.Fatal(err)
-					}
-				}),
-				file: filepath.Join("KV_facts", backup.DataFile), want: "truncated",
-			},
-			{
-				name: "checksum mismatch",
-				dir: bad("checksum", func(d string) {
-					// Same size, still valid JSON, different bytes.
-					p := filepath.Join(d, "KV_jobs", backup.MetaFile)
-					b, _ := os.ReadFile(p)
-					i := bytes.Index(b, []byte("\n  "))
-					b[i+1] = '\t'
-					if err := os.WriteFile(p, b, 0o600); err != nil {
-						t.Fatal(err)
-					}
-				}),
-				file: filepath.Join("KV_jobs", backup.MetaFile), want: "checksum mismatch",
-			},
-			{
-				name: "corrupt archive",
-				dir: bad("corrupt", func(d string) {
-					p := filepath.Join(d, "job-events", backup.DataFile)
-					b, _ := os.ReadFile(p)
-					b[len(b)/2] ^= 0xff
-					if err := os.WriteFile(p, b, 0o600); err != nil {
-						t.Fatal(err)
-					}
-				}),
-				file: filepath.Join("job-events", backup.DataFile), want: "corrupt",
-			},
-			{
-				name: "missing file",
-				dir: bad("missing", func(d string) {
-					if err := os.Remove(filepath.Join(d, "KV_secrets", backup.DataFile)); err != nil {
-						t.Fatal(err)
-					}
-				}),
-				file: filepath.Join("KV_secrets", backup.DataFile), want: "missing",
-			},
+			{name: "truncated archive", file: filepath.Join("KV_facts", backup.DataFile), want: "truncated", damage: func(p string) {
+				st, _ := os.Stat(p)
+				if err := os.Truncate(p, st.Size()/2); err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{name: "checksum mismatch", file: filepath.Join("KV_jobs", backup.MetaFile), want: "checksum mismatch", damage: func(p string) {
+				// Same size, still valid JSON, different bytes.
+				rewrite(p, func(b []byte) { b[bytes.Index(b, []byte("\n  "))+1] = '\t' })
+			}},
+			{name: "corrupt archive", file: filepath.Join("job-events", backup.DataFile), want: "corrupt", damage: func(p string) {
+				rewrite(p, func(b []byte) { b[len(b)/2] ^= 0xff })
+			}},
+			{name: "missing file", file: filepath.Join("KV_secrets", backup.DataFile), want: "missing", damage: func(p string) {
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		}
+		for i := range cases {
+			c := &cases[i]
+			c.dir = filepath.Join(root, fmt.Sprintf("bad-%d", i))
+			copyDir(t, zdir, c.dir)
+			c.damage(filepath.Join(c.dir, c.file))
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -559,7 +545,7 @@ func TestBackupRestore(t *testing.T) {
 			})
 		}
 		// Another stream of a damaged backup can still be restored on its own.
-		d := filepath.Join(root, "bad-truncated")
+		d := cases[0].dir // its facts archive is truncated
 		if code, out, errOut := zester(t, s.url(), "restore", d, "--streams", "enrollments", "--yes"); code != 0 {
 			t.Errorf("restore of a good stream of a damaged backup: exit %d\n%s%s", code, out, errOut)
 		}

@@ -56,6 +56,8 @@ func (r *readyWatch) poll(ctx context.Context) {
 			}
 			r.mu.Unlock()
 		}
+		// A sampler, not a wait: it records the readiness the test
+		// reads while faults run, every 20 ms.
 		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -2,14 +2,12 @@ package cli
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -61,19 +59,13 @@ DIR/<stream>' restores each stream as well as 'zester restore DIR' does.`,
 			if m == nil {
 				return withCode(ExitError, err)
 			}
-			if asJSON {
-				out := struct {
-					Dir string `json:"dir"`
-					*backup.Manifest
-					Error string `json:"error,omitempty"`
-				}{Dir: dir, Manifest: m, Error: errText(err)}
-				if jerr := json.NewEncoder(a.out).Encode(out); jerr != nil {
-					return withCode(ExitError, jerr)
-				}
-			} else {
-				tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-				fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tSUBJECTS\tSEQUENCES\tARCHIVE\tON DISK")
-				var msgs, disk uint64
+			out := struct {
+				Dir string `json:"dir"`
+				*backup.Manifest
+				Error string `json:"error,omitempty"`
+			}{Dir: dir, Manifest: m, Error: errText(err)}
+			var msgs, disk uint64
+			jerr := a.emit(asJSON, out, "STREAM\tMESSAGES\tBYTES\tSUBJECTS\tSEQUENCES\tARCHIVE\tON DISK", func(tw io.Writer) {
 				for _, s := range m.Streams {
 					size := uint64(0)
 					for _, f := range s.Files {
@@ -86,7 +78,11 @@ DIR/<stream>' restores each stream as well as 'zester restore DIR' does.`,
 				for _, f := range m.Failed {
 					fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\t%s\n", f.Stream, f.Error)
 				}
-				tw.Flush()
+			})
+			if jerr != nil {
+				return withCode(ExitError, jerr)
+			}
+			if !asJSON {
 				fmt.Fprintf(a.out, "backup %s: %d streams, %d messages, %s on disk\n", dir, len(m.Streams), msgs, humanize.IBytes(disk))
 			}
 			if err != nil {
@@ -97,7 +93,7 @@ DIR/<stream>' restores each stream as well as 'zester restore DIR' does.`,
 	}
 	c.Flags().StringVar(&dir, "dir", "", "backup directory (default "+DefaultBackupBase+"/<YYYYmmdd-HHMMSS>)")
 	c.Flags().StringSliceVar(&streams, "streams", nil, "streams or buckets to back up, comma separated (default: every bucket of the seed's script and job-events)")
-	c.Flags().BoolVar(&asJSON, "json", false, "JSON summary")
+	jsonFlag(c, &asJSON, "JSON summary")
 	c.AddCommand(a.backupVerifyCmd())
 	return c
 }
@@ -107,40 +103,35 @@ func (a *app) backupVerifyCmd() *cobra.Command {
 		streams []string
 		asJSON  bool
 	)
-	c := &cobra.Command{
-		Use:   "verify DIR",
-		Short: "Check a backup without a server: manifest, sizes, checksums, backup.json and every archive",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rep, err := backup.Verify(args[0], streams)
-			if asJSON {
-				out := struct {
-					*backup.Report
-					OK       bool             `json:"ok"`
-					Problems []backup.Problem `json:"problems,omitempty"`
-				}{Report: rep, OK: err == nil}
-				var ve *backup.VerifyError
-				if errors.As(err, &ve) {
-					out.Problems = ve.Problems
-				}
-				if jerr := json.NewEncoder(a.out).Encode(out); jerr != nil {
-					return withCode(ExitError, jerr)
-				}
-				if err != nil {
-					return withCode(ExitFailed, nil)
-				}
-				return nil
+	c := command("verify DIR", "Check a backup without a server: manifest, sizes, checksums, backup.json and every archive", cobra.ExactArgs(1), func(cmd *cobra.Command, args []string) error {
+		rep, err := backup.Verify(args[0], streams)
+		if asJSON {
+			out := struct {
+				*backup.Report
+				OK       bool             `json:"ok"`
+				Problems []backup.Problem `json:"problems,omitempty"`
+			}{Report: rep, OK: err == nil}
+			var ve *backup.VerifyError
+			if errors.As(err, &ve) {
+				out.Problems = ve.Problems
 			}
-			a.printBackupReport(rep)
+			if jerr := writeJSON(a.out, out); jerr != nil {
+				return withCode(ExitError, jerr)
+			}
 			if err != nil {
-				return withCode(ExitFailed, err)
+				return withCode(ExitFailed, nil)
 			}
-			fmt.Fprintf(a.out, "backup %s is good: %d streams\n", args[0], len(rep.Streams))
 			return nil
-		},
-	}
+		}
+		a.printBackupReport(rep)
+		if err != nil {
+			return withCode(ExitFailed, err)
+		}
+		fmt.Fprintf(a.out, "backup %s is good: %d streams\n", args[0], len(rep.Streams))
+		return nil
+	})
 	c.Flags().StringSliceVar(&streams, "streams", nil, "check only these streams or buckets, comma separated")
-	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	jsonFlag(c, &asJSON, "JSON output")
 	return c
 }
 
@@ -153,12 +144,11 @@ func (a *app) printBackupReport(rep *backup.Report) {
 	} else {
 		fmt.Fprintf(a.out, "backup without %s (nats stream backup layout)\n", backup.ManifestFile)
 	}
-	tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tSEQUENCES\tARCHIVE\tDIRECTORY")
-	for _, s := range rep.Streams {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d..%d\t%s\t%s\n", s.Name, s.Messages, humanize.IBytes(s.Bytes), s.FirstSeq, s.LastSeq, s.Archive, s.Dir)
-	}
-	tw.Flush()
+	table(a.out, "STREAM\tMESSAGES\tBYTES\tSEQUENCES\tARCHIVE\tDIRECTORY", func(tw io.Writer) {
+		for _, s := range rep.Streams {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d..%d\t%s\t%s\n", s.Name, s.Messages, humanize.IBytes(s.Bytes), s.FirstSeq, s.LastSeq, s.Archive, s.Dir)
+		}
+	})
 }
 
 func (a *app) restoreCmd() *cobra.Command {
@@ -215,12 +205,11 @@ stream's backup directory.`,
 			}
 			if len(plan.Existing) > 0 {
 				fmt.Fprintln(a.errOut, "These streams exist and will be DELETED, then restored from the backup:")
-				tw := tabwriter.NewWriter(a.errOut, 0, 2, 2, ' ', 0)
-				fmt.Fprintln(tw, "  STREAM\tMESSAGES NOW\tBYTES NOW\tMESSAGES IN BACKUP")
-				for _, e := range plan.Existing {
-					fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\n", e.Name, e.Messages, humanize.IBytes(e.Bytes), rep.Stream(e.Name).Messages)
-				}
-				tw.Flush()
+				table(a.errOut, "  STREAM\tMESSAGES NOW\tBYTES NOW\tMESSAGES IN BACKUP", func(tw io.Writer) {
+					for _, e := range plan.Existing {
+						fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\n", e.Name, e.Messages, humanize.IBytes(e.Bytes), rep.Stream(e.Name).Messages)
+					}
+				})
 				if !yes {
 					ok, err := a.confirmDestructive(fmt.Sprintf("Delete and restore %d streams?", len(plan.Existing)))
 					if err != nil {
@@ -233,18 +222,12 @@ stream's backup directory.`,
 			}
 			pp := newStreamProgress(a.errOut, "restore")
 			results, err := plan.Apply(ctx, a.nc, a.js, backup.ApplyOptions{Progress: pp.update})
-			if asJSON {
-				out := struct {
-					Dir     string                 `json:"dir"`
-					Streams []backup.RestoreResult `json:"streams"`
-					Error   string                 `json:"error,omitempty"`
-				}{Dir: dir, Streams: results, Error: errText(err)}
-				if jerr := json.NewEncoder(a.out).Encode(out); jerr != nil {
-					return withCode(ExitError, jerr)
-				}
-			} else {
-				tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-				fmt.Fprintln(tw, "STREAM\tRESULT\tMESSAGES\tLAST SEQ\tNOTE")
+			out := struct {
+				Dir     string                 `json:"dir"`
+				Streams []backup.RestoreResult `json:"streams"`
+				Error   string                 `json:"error,omitempty"`
+			}{Dir: dir, Streams: results, Error: errText(err)}
+			jerr := a.emit(asJSON, out, "STREAM\tRESULT\tMESSAGES\tLAST SEQ\tNOTE", func(tw io.Writer) {
 				for _, r := range results {
 					res, note := "ok", r.Note
 					if !r.OK() {
@@ -252,7 +235,9 @@ stream's backup directory.`,
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d/%d\t%s\n", r.Stream, res, r.Restored, r.Expected, r.LastSeq, r.ExpectedLastSeq, note)
 				}
-				tw.Flush()
+			})
+			if jerr != nil {
+				return withCode(ExitError, jerr)
 			}
 			if err != nil {
 				return withCode(ExitError, err)
@@ -266,7 +251,7 @@ stream's backup directory.`,
 	c.Flags().StringSliceVar(&streams, "streams", nil, "restore only these streams or buckets, comma separated")
 	c.Flags().BoolVar(&force, "force", false, "restore even while masters are live")
 	c.Flags().BoolVarP(&yes, "yes", "y", false, "delete existing streams without asking")
-	c.Flags().BoolVar(&asJSON, "json", false, "JSON summary")
+	jsonFlag(c, &asJSON, "JSON summary")
 	return c
 }
 
@@ -283,56 +268,41 @@ and asks for confirmation unless --yes.`,
 
 	var olderThan string
 	var all bool
-	returns := &cobra.Command{
-		Use:   "job-returns (--older-than DURATION | --all)",
-		Short: "Remove job returns stored before DURATION ago (24h, 3d), or all of them",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (olderThan == "") == !all {
-				return withCode(ExitError, errors.New("give exactly one of --older-than DURATION and --all"))
+	returns := command("job-returns (--older-than DURATION | --all)", "Remove job returns stored before DURATION ago (24h, 3d), or all of them", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error {
+		if (olderThan == "") == !all {
+			return withCode(ExitError, errors.New("give exactly one of --older-than DURATION and --all"))
+		}
+		var d time.Duration
+		if olderThan != "" {
+			var err error
+			if d, err = config.ParseDuration(olderThan); err != nil {
+				return withCode(ExitError, err)
 			}
-			var d time.Duration
-			if olderThan != "" {
-				var err error
-				if d, err = config.ParseDuration(olderThan); err != nil {
-					return withCode(ExitError, err)
-				}
-				if d <= 0 {
-					return withCode(ExitError, errors.New("--older-than must be more than 0 (use --all to remove everything)"))
-				}
+			if d <= 0 {
+				return withCode(ExitError, errors.New("--older-than must be more than 0 (use --all to remove everything)"))
 			}
-			return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) { return backup.PlanPurgeReturns(cmd.Context(), a.js, d, all) })
-		},
-	}
+		}
+		return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) { return backup.PlanPurgeReturns(cmd.Context(), a.js, d, all) })
+	})
 	returns.Flags().StringVar(&olderThan, "older-than", "", "remove returns stored before this long ago (e.g. 24h, 3d)")
 	returns.Flags().BoolVar(&all, "all", false, "remove every job return (nats stream purge KV_job-returns --keep 0)")
 
 	var keep int64 = -1
-	events := &cobra.Command{
-		Use:   "job-events --keep N",
-		Short: "Remove job events but the newest N",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if keep < 0 {
-				return withCode(ExitError, errors.New("give --keep N (the number of newest events to keep)"))
-			}
-			return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) {
-				return backup.PlanPurgeEvents(cmd.Context(), a.js, uint64(keep))
-			})
-		},
-	}
+	events := command("job-events --keep N", "Remove job events but the newest N", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error {
+		if keep < 0 {
+			return withCode(ExitError, errors.New("give --keep N (the number of newest events to keep)"))
+		}
+		return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) {
+			return backup.PlanPurgeEvents(cmd.Context(), a.js, uint64(keep))
+		})
+	})
 	events.Flags().Int64Var(&keep, "keep", -1, "number of newest events to keep")
 
-	facts := &cobra.Command{
-		Use:   "facts PEEL",
-		Short: "Delete a peel's facts (nats kv del facts PEEL); a running peel republishes them at once",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) {
-				return backup.PlanPurgeFacts(cmd.Context(), a.js, args[0])
-			})
-		},
-	}
+	facts := command("facts PEEL", "Delete a peel's facts (nats kv del facts PEEL); a running peel republishes them at once", cobra.ExactArgs(1), func(cmd *cobra.Command, args []string) error {
+		return a.runPurge(cmd, yes, func() (*backup.PurgePlan, error) {
+			return backup.PlanPurgeFacts(cmd.Context(), a.js, args[0])
+		})
+	})
 	c.AddCommand(returns, events, facts)
 	return c
 }

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"io"
+	"maps"
+	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,12 +24,7 @@ import (
 // resolves the target with its fact index).
 
 func (a *app) basketCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "basket",
-		Short: "Read the basket: the values peels publish for each other (Salt's mine)",
-	}
-	c.AddCommand(a.basketGetCmd(), a.basketLsCmd())
-	return c
+	return group("basket", "Read the basket: the values peels publish for each other (Salt's mine)", a.basketGetCmd(), a.basketLsCmd())
 }
 
 func (a *app) basketGetCmd() *cobra.Command {
@@ -55,19 +51,14 @@ publish none. Targets as for zester run: a glob on ids by default, -L -E -G -P
 				if resp.Values == nil {
 					resp.Values = map[string]json.RawMessage{}
 				}
-				return json.NewEncoder(a.out).Encode(resp)
+				return writeJSON(a.out, resp)
 			}
-			ids := make([]string, 0, len(resp.Values))
-			for id := range resp.Values {
-				ids = append(ids, id)
-			}
-			sort.Strings(ids)
-			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEEL\tVALUE")
-			for _, id := range ids {
-				fmt.Fprintf(tw, "%s\t%s\n", id, showValue(resp.Values[id]))
-			}
-			tw.Flush()
+			ids := slices.Sorted(maps.Keys(resp.Values))
+			table(a.out, "PEEL\tVALUE", func(tw io.Writer) {
+				for _, id := range ids {
+					fmt.Fprintf(tw, "%s\t%s\n", id, showValue(resp.Values[id]))
+				}
+			})
 			fmt.Fprintf(a.out, "%d peels publish %s", len(ids), args[1])
 			if n := len(resp.Missing); n > 0 {
 				fmt.Fprintf(a.out, "; %d selected peels do not: %s", n, strings.Join(resp.Missing, ", "))
@@ -76,7 +67,7 @@ publish none. Targets as for zester run: a glob on ids by default, -L -E -G -P
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "JSON output: {name, values: {peel: value}, missing: [peel]}")
+	jsonFlag(c, &asJSON, "JSON output: {name, values: {peel: value}, missing: [peel]}")
 	addTargetFlags(c, kind)
 	return c
 }
@@ -84,36 +75,27 @@ publish none. Targets as for zester run: a glob on ids by default, -L -E -G -P
 func (a *app) basketLsCmd() *cobra.Command {
 	var asJSON bool
 	kind := map[string]*bool{}
-	c := &cobra.Command{
-		Use:   "ls [flags] [TARGET]",
-		Short: "List the basket entries of the peels TARGET selects (default: every peel)",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			tgt := "*"
-			if len(args) == 1 {
-				tgt = args[0]
-			}
-			resp, err := a.basketAsk(cmd.Context(), kind, tgt, "")
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if resp.Entries == nil {
-					resp.Entries = []wire.BasketSummary{}
-				}
-				return json.NewEncoder(a.out).Encode(resp.Entries)
-			}
-			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEEL\tNAME\tFUNCTION\tBYTES\tUPDATED")
+	c := command("ls [flags] [TARGET]", "List the basket entries of the peels TARGET selects (default: every peel)", cobra.MaximumNArgs(1), func(cmd *cobra.Command, args []string) error {
+		tgt := "*"
+		if len(args) == 1 {
+			tgt = args[0]
+		}
+		resp, err := a.basketAsk(cmd.Context(), kind, tgt, "")
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(a.out, resp.Entries)
+		}
+		table(a.out, "PEEL\tNAME\tFUNCTION\tBYTES\tUPDATED", func(tw io.Writer) {
 			for _, e := range resp.Entries {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Peel, e.Name, e.Function, e.Bytes, e.Updated.Local().Format(time.DateTime))
 			}
-			tw.Flush()
-			fmt.Fprintf(a.out, "%d entries\n", len(resp.Entries))
-			return nil
-		},
-	}
-	c.Flags().BoolVar(&asJSON, "json", false, "JSON output: a list of {peel, name, function, bytes, updated}")
+		})
+		fmt.Fprintf(a.out, "%d entries\n", len(resp.Entries))
+		return nil
+	})
+	jsonFlag(c, &asJSON, "JSON output: a list of {peel, name, function, bytes, updated}")
 	addTargetFlags(c, kind)
 	return c
 }

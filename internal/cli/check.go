@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,7 +81,7 @@ itself failed (NATS not reachable).`,
 			}
 			rep := a.runChecks(ctx, o)
 			if asJSON {
-				if err := json.NewEncoder(a.out).Encode(rep); err != nil {
+				if err := writeJSON(a.out, rep); err != nil {
 					return withCode(ExitError, err)
 				}
 			} else {
@@ -94,7 +94,7 @@ itself failed (NATS not reachable).`,
 		},
 	}
 	f := c.Flags()
-	f.BoolVar(&asJSON, "json", false, "JSON output")
+	jsonFlag(c, &asJSON, "JSON output")
 	f.IntVar(&o.replicas, "replicas", 0, "replicas every bucket and stream must have (default: any; 3 on a 3-node cluster)")
 	f.DurationVar(&o.deadAfter, "dead-after", 3*time.Second, "a master whose last heartbeat is older is dead (the masters' dead_after)")
 	f.DurationVar(&o.settle, "settle", 3*time.Second, "how long partition ownership may take to agree after a change")
@@ -103,22 +103,21 @@ itself failed (NATS not reachable).`,
 }
 
 func printChecks(a *app, rep checkReport) {
-	tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tSTATUS\tDETAIL")
 	failed := 0
-	for _, r := range rep.Checks {
-		status, detail := "ok", r.Detail
-		if !r.OK {
-			failed++
-			status = "FAIL"
-			detail = strings.Join(r.Problems, "; ")
-			if r.Detail != "" {
-				detail += " (" + r.Detail + ")"
+	table(a.out, "CHECK\tSTATUS\tDETAIL", func(tw io.Writer) {
+		for _, r := range rep.Checks {
+			status, detail := "ok", r.Detail
+			if !r.OK {
+				failed++
+				status = "FAIL"
+				detail = strings.Join(r.Problems, "; ")
+				if r.Detail != "" {
+					detail += " (" + r.Detail + ")"
+				}
 			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Check, status, detail)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Check, status, detail)
-	}
-	tw.Flush()
+	})
 	if failed == 0 {
 		fmt.Fprintf(a.out, "all %d checks passed\n", len(rep.Checks))
 	} else {

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -141,18 +142,13 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 	}
 	peels := func(wantStatus, wantDetail string) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		testkit.Until(t, 60*time.Second, func() error {
 			_, out := check()
-			st, d := row(t, out, "peels")
-			if st == wantStatus && strings.Contains(d, wantDetail) {
-				return
+			if st, d := row(t, out, "peels"); st != wantStatus || !strings.Contains(d, wantDetail) {
+				return fmt.Errorf("peels row %s %q, want %s with %q", st, d, wantStatus, wantDetail)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("peels row %s %q, want %s with %q", st, d, wantStatus, wantDetail)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	beat("web1.example.com", "a1", false)
 	peels("ok", "1 known: 1 online, 0 offline")
@@ -171,13 +167,7 @@ func TestCheck_HealthyThenFaultsNamed(t *testing.T) {
 	m2.Kill()
 	// m1 owning everything means it found m2's heartbeat older than
 	// dead_after (1.5 s, the --dead-after given to check).
-	deadline := time.Now().Add(60 * time.Second)
-	for len(m1.Owned()) != 64 {
-		if time.Now().After(deadline) {
-			t.Fatalf("m1 owns %d partitions 60 s after m2 died", len(m1.Owned()))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "m1 owns all 64 partitions after m2 died", 60*time.Second, func() bool { return len(m1.Owned()) == 64 })
 	code, out = check()
 	if st, d := row(t, out, "masters"); code != 1 || st != "FAIL" || !strings.Contains(d, "dead: m2 (last heartbeat") || !strings.Contains(d, "1 alive: m1 (64)") {
 		t.Errorf("after killing m2: exit %d, masters %s %q", code, st, d)

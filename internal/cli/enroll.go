@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -82,27 +81,18 @@ func (a *app) enrollListCmd() *cobra.Command {
 				}
 				after = rep.Last
 			}
-			if recs == nil {
-				recs = []enroll.Record{}
-			}
-			if asJSON {
-				enc := json.NewEncoder(a.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(recs)
-			}
-			tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tKEY\tREQUESTED\tDECIDED BY\tVIA\tCREDS EXPIRE")
-			for _, r := range recs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, shortKey(r.NKey), when(r.Requested), dash(r.DecidedBy), dash(r.Via), when(r.Expires))
-			}
-			tw.Flush()
-			if len(recs) == 0 {
+			err := a.emit(asJSON, recs, "ID\tSTATE\tKEY\tREQUESTED\tDECIDED BY\tVIA\tCREDS EXPIRE", func(tw io.Writer) {
+				for _, r := range recs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, shortKey(r.NKey), when(r.Requested), dash(r.DecidedBy), dash(r.Via), when(r.Expires))
+				}
+			})
+			if len(recs) == 0 && !asJSON {
 				fmt.Fprintln(a.errOut, "no enrollment records")
 			}
-			return nil
+			return err
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print the records as JSON")
+	jsonFlag(c, &asJSON, "print the records as JSON")
 	c.Flags().StringVar(&state, "state", "", "only records in this state")
 	return c
 }
@@ -194,10 +184,6 @@ func (a *app) printSkipped(skipped []enroll.Skip) {
 }
 
 func (a *app) enrollTokenCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "token",
-		Short: "Enrollment tokens: admit peels that present one (peel.yaml enroll_token)",
-	}
 	var reusable bool
 	var expires time.Duration
 	var note string
@@ -222,11 +208,7 @@ the masters keep only its SHA-256. Treat it as a password.`,
 			}
 			fmt.Fprintln(a.out, rep.Secret)
 			t := rep.Tokens[0]
-			kind := "one-time"
-			if t.Reusable {
-				kind = "reusable"
-			}
-			fmt.Fprintf(a.errOut, "token %s (%s, expires %s): put it in peel.yaml as enroll_token; it is not shown again\n", t.ID, kind, whenNever(t.Expires))
+			fmt.Fprintf(a.errOut, "token %s (%s, expires %s): put it in peel.yaml as enroll_token; it is not shown again\n", t.ID, tokenKind(t.Reusable), whenNever(t.Expires))
 			return nil
 		},
 	}
@@ -234,56 +216,35 @@ the masters keep only its SHA-256. Treat it as a password.`,
 	create.Flags().DurationVar(&expires, "expires", 0, "validity, e.g. 24h (default: until deleted)")
 	create.Flags().StringVar(&note, "note", "", "what the token is for")
 	var asJSON bool
-	list := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List tokens (ids, never the secrets)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rep, err := a.enrollCall(cmd.Context(), enroll.AdminTokenList, enroll.AdminRequest{})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(a.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep.Tokens)
-			}
-			tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tKIND\tUSES\tEXPIRES\tCREATED BY\tNOTE")
+	list := command("list [--json]", "List tokens (ids, never the secrets)", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error {
+		rep, err := a.enrollCall(cmd.Context(), enroll.AdminTokenList, enroll.AdminRequest{})
+		if err != nil {
+			return err
+		}
+		return a.emit(asJSON, rep.Tokens, "ID\tKIND\tUSES\tEXPIRES\tCREATED BY\tNOTE", func(tw io.Writer) {
 			for _, t := range rep.Tokens {
-				kind := "one-time"
-				if t.Reusable {
-					kind = "reusable"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, kind, t.Uses, whenNever(t.Expires), t.CreatedBy, dash(t.Note))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, tokenKind(t.Reusable), t.Uses, whenNever(t.Expires), t.CreatedBy, dash(t.Note))
 			}
-			return tw.Flush()
-		},
-	}
-	list.Flags().BoolVar(&asJSON, "json", false, "print the tokens as JSON")
-	del := &cobra.Command{
-		Use:   "delete ID...",
-		Short: "Delete tokens",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rep, err := a.enrollCall(cmd.Context(), enroll.AdminTokenDelete, enroll.AdminRequest{TokenIDs: args})
-			if err != nil {
-				return err
-			}
-			for _, t := range rep.Tokens {
-				fmt.Fprintf(a.out, "token %s deleted\n", t.ID)
-			}
-			for _, s := range rep.Skipped {
-				fmt.Fprintf(a.errOut, "token %s: %s\n", s.ID, s.Reason)
-			}
-			if len(rep.Skipped) > 0 {
-				return withCode(ExitFailed, fmt.Errorf("%d token(s) not found", len(rep.Skipped)))
-			}
-			return nil
-		},
-	}
-	c.AddCommand(create, list, del)
-	return c
+		})
+	})
+	jsonFlag(list, &asJSON, "print the tokens as JSON")
+	del := command("delete ID...", "Delete tokens", cobra.MinimumNArgs(1), func(cmd *cobra.Command, args []string) error {
+		rep, err := a.enrollCall(cmd.Context(), enroll.AdminTokenDelete, enroll.AdminRequest{TokenIDs: args})
+		if err != nil {
+			return err
+		}
+		for _, t := range rep.Tokens {
+			fmt.Fprintf(a.out, "token %s deleted\n", t.ID)
+		}
+		for _, s := range rep.Skipped {
+			fmt.Fprintf(a.errOut, "token %s: %s\n", s.ID, s.Reason)
+		}
+		if len(rep.Skipped) > 0 {
+			return withCode(ExitFailed, fmt.Errorf("%d token(s) not found", len(rep.Skipped)))
+		}
+		return nil
+	})
+	return group("token", "Enrollment tokens: admit peels that present one (peel.yaml enroll_token)", create, list, del)
 }
 
 // enrollCall sends one admin request to the masters, signed with the
@@ -355,4 +316,12 @@ func whenNever(t time.Time) string {
 		return "never"
 	}
 	return t.Local().Format(time.DateTime)
+}
+
+// tokenKind is how a token is shown: reusable or one-time.
+func tokenKind(reusable bool) string {
+	if reusable {
+		return "reusable"
+	}
+	return "one-time"
 }

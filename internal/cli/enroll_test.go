@@ -43,6 +43,10 @@ type enrollEnv struct {
 	met                     *metrics.Set
 }
 
+// autoAcceptWeb is the policy most enrollment tests run with: peels named
+// web* are accepted without a decision.
+func autoAcceptWeb(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} }
+
 func startEnrollEnv(t *testing.T, tune func(*master.Config)) *enrollEnv {
 	t.Helper()
 	om := startOperatorMode(t)
@@ -135,17 +139,14 @@ func (e *enrollEnv) record(t *testing.T, id string) *enroll.Record {
 // waitState waits until the record of id is in state.
 func (e *enrollEnv) waitState(t *testing.T, id string, state enroll.State) *enroll.Record {
 	t.Helper()
-	deadline := time.Now().Add(pkitest.HangGuard)
-	for {
-		r := e.record(t, id)
-		if r != nil && r.State == state {
-			return r
+	var r *enroll.Record
+	testkit.Until(t, pkitest.HangGuard, func() error {
+		if r = e.record(t, id); r == nil || r.State != state {
+			return fmt.Errorf("record of %s is %+v, not %s", id, r, state)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("record of %s is %+v, not %s, after %s", id, r, state, pkitest.HangGuard)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return r
 }
 
 // event waits for the last enrollment event of kind for id.
@@ -160,20 +161,18 @@ func (e *enrollEnv) event(t *testing.T, id, kind string) enroll.Event {
 	if id == "" {
 		subj = names.EnrollTokenEventSubject(kind)
 	}
-	for {
+	var ev enroll.Event
+	testkit.Until(t, pkitest.HangGuard, func() error {
 		m, err := st.GetLastMsgForSubject(ctx, subj)
-		if err == nil {
-			var ev enroll.Event
-			if err := json.Unmarshal(m.Data, &ev); err != nil {
-				t.Fatal(err)
-			}
-			return ev
+		if err != nil {
+			return fmt.Errorf("no %s event for %q: %w", kind, id, err)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("no %s event for %q: %v", kind, id, err)
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return ev
 }
 
 // peelConns lists the server's open connections of peel id's process.
@@ -425,8 +424,7 @@ func (c *enrollClient) hello(id string, kp nkeys.KeyPair) *enroll.Reply {
 // signer, answering nonce.
 func proof(t *testing.T, id, pub string, signer nkeys.KeyPair, nonce string) *enroll.Request {
 	t.Helper()
-	curve, _ := nkeys.CreateCurveKeys()
-	cpub, _ := curve.PublicKey()
+	cpub := curvePub(t)
 	req, err := enroll.SignClaim(signer, &enroll.Claim{ID: id, NKey: pub, Curve: cpub, Nonce: nonce})
 	if err != nil {
 		t.Fatal(err)
@@ -435,6 +433,21 @@ func proof(t *testing.T, id, pub string, signer nkeys.KeyPair, nonce string) *en
 }
 
 func userKey(t *testing.T) (nkeys.KeyPair, string) { return testkit.NewKey(t, nkeys.CreateUser) }
+
+// peelKeys are the keys a peel enrolls with: its user key pair, that key's
+// public key and the public key of its curve key (the claim's Curve).
+func peelKeys(t *testing.T) (nkeys.KeyPair, string, string) {
+	t.Helper()
+	k, pub := userKey(t)
+	return k, pub, curvePub(t)
+}
+
+// curvePub is the public key of a new curve key pair (a claim's Curve).
+func curvePub(t *testing.T) string {
+	t.Helper()
+	_, pub := testkit.NewKey(t, nkeys.CreateCurveKeys)
+	return pub
+}
 
 func wantRefusal(t *testing.T, what string, ref *enroll.Refusal, code string, contains ...string) {
 	t.Helper()
@@ -454,12 +467,10 @@ func wantRefusal(t *testing.T, what string, ref *enroll.Refusal, code string, co
 // differs from the claim's, an enrolled key asking for a second id) are
 // refused with a clear error; the master records the security-relevant ones.
 func TestEnroll_Refusals(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	c := e.client(t)
 	ctx := pkitest.Ctx(t)
-	k1, pub1 := userKey(t)
-	curve1, _ := nkeys.CreateCurveKeys()
-	cpub1, _ := curve1.PublicKey()
+	k1, pub1, cpub1 := peelKeys(t)
 	if res, err := enroll.Exchange(ctx, c.nc.Conn, k1, enroll.Claim{ID: "web1", Curve: cpub1}); err != nil || res.State != enroll.StateAccepted {
 		t.Fatalf("web1 enrolls: %v %v", res, err)
 	}
@@ -538,6 +549,8 @@ func TestEnroll_ExpiredChallenge(t *testing.T) {
 	ch := c.hello("late", k)
 	req := proof(t, "late", pub, k, ch.Nonce)
 	// The challenge's expiry is in the reply: wait for the clock to pass it.
+	// Passing time is what this test is about, so it sleeps, to a deadline
+	// the master set, not a guess.
 	for !time.Now().After(ch.Expires.Add(50 * time.Millisecond)) {
 		time.Sleep(time.Until(ch.Expires.Add(60 * time.Millisecond)))
 	}
@@ -554,7 +567,7 @@ func TestEnroll_ExpiredChallenge(t *testing.T) {
 // credentials no longer connect, and the peel, trying again, is told it is
 // revoked. Deleting the record lets it enroll anew.
 func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	cfg := e.peelConfig(t, "web1")
 	h := peeltest.Start(t, cfg)
 	tok := readFile(t, filepath.Join(cfg.DataDir, "peel.jwt"))
@@ -568,12 +581,7 @@ func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "web1: accepted → revoked") {
 		t.Fatalf("revoke: exit %d\n%s%s", code, out, errOut)
 	}
-	for len(e.peelConns(t, "web1")) != 0 {
-		if time.Since(start) > pkitest.HangGuard {
-			t.Fatal("web1 still connected")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "web1 cut off", pkitest.HangGuard, func() bool { return len(e.peelConns(t, "web1")) == 0 })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("web1 cut off after %s, want within 5s", d)
 	}
@@ -606,12 +614,7 @@ func TestEnroll_RevokeCutsOffWithin5s(t *testing.T) {
 		t.Fatalf("delete: exit %d\n%s%s", code, out, errOut)
 	}
 	e.waitState(t, "web1", enroll.StateAccepted)
-	for len(e.peelConns(t, "web1")) != 1 {
-		if time.Since(start) > 2*pkitest.HangGuard {
-			t.Fatal("web1 did not come back after its record was deleted")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "web1 back after its record was deleted", pkitest.HangGuard, func() bool { return len(e.peelConns(t, "web1")) == 1 })
 }
 
 // TestEnroll_RenewsBeforeExpiry: with 12 s credentials the peel renews at
@@ -627,13 +630,13 @@ func TestEnroll_RenewsBeforeExpiry(t *testing.T) {
 	path := filepath.Join(cfg.DataDir, "peel.jwt")
 	first := readFile(t, path)
 	uc1, _ := jwt.DecodeUserClaims(first)
+	// The bounds here are the assertions: renewed before the first JWT
+	// expires, reconnected with the new one before that expires.
 	var next string
-	for next = readFile(t, path); next == first; next = readFile(t, path) {
-		if time.Now().After(time.Unix(uc1.Expires, 0)) {
-			t.Fatal("the peel did not renew before its credentials expired")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the peel renews before its credentials expire", time.Until(time.Unix(uc1.Expires, 0)), func() bool {
+		next = readFile(t, path)
+		return next != first
+	})
 	uc2, _ := jwt.DecodeUserClaims(next)
 	if uc2.Subject != uc1.Subject || uc2.IssuedAt < uc1.IssuedAt+7 || uc2.Expires <= uc1.Expires {
 		t.Fatalf("renewed JWT: iat %d exp %d (first: iat %d exp %d)", uc2.IssuedAt, uc2.Expires, uc1.IssuedAt, uc1.Expires)
@@ -642,16 +645,11 @@ func TestEnroll_RenewsBeforeExpiry(t *testing.T) {
 		t.Fatalf("renewed event: %+v", ev)
 	}
 	// The connection carries the new JWT.
-	for {
+	testkit.Eventually(t, "the peel reconnects with its renewed JWT", time.Until(time.Unix(uc2.Expires, 0)), func() bool {
 		conns := e.peelConns(t, "web1")
-		if len(conns) == 1 && conns[0].JWT == next {
-			break
-		}
-		if time.Now().After(time.Unix(uc2.Expires, 0)) {
-			t.Fatal("the peel never reconnected with its renewed JWT")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(conns) == 1 && conns[0].JWT == next
+	})
+	// Past the first JWT's expiry (the point of the test: time passing).
 	for !time.Now().After(time.Unix(uc1.Expires+1, 0)) {
 		time.Sleep(time.Until(time.Unix(uc1.Expires+1, 0)) + 10*time.Millisecond)
 	}
@@ -678,12 +676,10 @@ func TestOperatorMode_SysCredsConnect(t *testing.T) {
 // the master, not answered there. An enrolled peel renews its own
 // credentials and nobody else's.
 func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	c := e.client(t)
 	ctx := pkitest.Ctx(t)
-	k, pub := userKey(t)
-	curve, _ := nkeys.CreateCurveKeys()
-	cpub, _ := curve.PublicKey()
+	k, pub, cpub := peelKeys(t)
 	res, err := enroll.Exchange(ctx, c.nc.Conn, k, enroll.Claim{ID: "web1", Curve: cpub})
 	if err != nil || res.State != enroll.StateAccepted {
 		t.Fatalf("enroll: %v %v", res, err)
@@ -706,12 +702,7 @@ func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
 	if err := c.nc.PublishRequest(names.SubjectEnroll, victim, hello); err != nil {
 		t.Fatal(err)
 	}
-	for bad.Get() == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("the master did not drop the request")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the master drops the request", pkitest.HangGuard, func() bool { return bad.Get() > 0 })
 	if _, err := kvOf(t, e.master, names.BucketFacts).Get(ctx, "victim"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("the master answered onto %s: %v", victim, err)
 	}
@@ -738,7 +729,7 @@ func TestEnroll_BootstrapCredentialOnlyEnrolls(t *testing.T) {
 // hold its key: a copied data_dir, which the instance check refuses and
 // names. Another enrolled peel can neither answer for it nor beat as it.
 func TestEnroll_DuplicateIDGuardUsesTheVerifiedIdentity(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	cfgA := e.peelConfig(t, "web1")
 	a := peeltest.Start(t, cfgA)
 	cfgB := e.peelConfig(t, "web2")
@@ -839,7 +830,7 @@ func TestEnroll_AdminRequestsAreSignedForTheirSubject(t *testing.T) {
 // merged into every master's account JWT (and account.jwt file), so a later
 // re-signing by any master keeps it.
 func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
-	e := startEnrollEnv(t, func(c *master.Config) { c.Enroll.AutoAccept = []string{"web*"} })
+	e := startEnrollEnv(t, autoAcceptWeb)
 	dir2 := filepath.Join(t.TempDir(), "pki2")
 	if err := os.CopyFS(dir2, os.DirFS(e.dir)); err != nil {
 		t.Fatal(err)
@@ -858,9 +849,7 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 	c := e.client(t)
 	var keys []string
 	for _, id := range []string{"web1", "web2", "web3"} {
-		k, pub := userKey(t)
-		curve, _ := nkeys.CreateCurveKeys()
-		cpub, _ := curve.PublicKey()
+		k, pub, cpub := peelKeys(t)
 		if res, err := enroll.Exchange(pkitest.Ctx(t), c.nc.Conn, k, enroll.Claim{ID: id, Curve: cpub}); err != nil || res.State != enroll.StateAccepted {
 			t.Fatalf("%s: %v %v", id, res, err)
 		}
@@ -873,21 +862,18 @@ func TestEnroll_RevocationReachesEveryMastersPKI(t *testing.T) {
 		}
 	}
 	for _, dir := range []string{e.dir, dir2} {
-		for deadline := time.Now().Add(pkitest.HangGuard); ; {
+		testkit.Until(t, pkitest.HangGuard, func() error {
 			n := 0
 			for _, k := range keys {
 				if revokedAt(t, dir, k) > 0 {
 					n++
 				}
 			}
-			if n == len(keys) {
-				break
+			if n != len(keys) {
+				return fmt.Errorf("%s holds %d of %d revocations", dir, n, len(keys))
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s holds %d of %d revocations", dir, n, len(keys))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 		file, err := os.ReadFile(filepath.Join(dir, pki.FileAccountJWT))
 		if err != nil {
 			t.Fatal(err)
@@ -915,8 +901,7 @@ func TestEnroll_ManyRecordsPagedAndChunked(t *testing.T) {
 	facts := map[string]any{"os": map[string]any{"id": "debian"}, "host": map[string]any{"note": strings.Repeat("x", 900)}}
 	err := parallelT(n, 16, func(i int) error {
 		k, _ := nkeys.CreateUser()
-		curve, _ := nkeys.CreateCurveKeys()
-		cpub, _ := curve.PublicKey()
+		cpub := curvePub(t)
 		res, err := enroll.Exchange(pkitest.Ctx(t), c.nc.Conn, k, enroll.Claim{ID: fmt.Sprintf("many-%04d", i), Curve: cpub, Facts: facts})
 		if err == nil && res.State != enroll.StatePending {
 			err = fmt.Errorf("state %s", res.State)
@@ -1028,12 +1013,7 @@ func TestEnroll_EmbeddedMasterQuickStart(t *testing.T) {
 	if out, errOut, code := cli("enroll", "revoke", "web1", "-y"); code != 0 {
 		t.Fatalf("revoke: exit %d\n%s%s", code, out, errOut)
 	}
-	for h.Connected() {
-		if time.Since(start) > pkitest.HangGuard {
-			t.Fatal("the revoked peel is still connected")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the revoked peel cut off", pkitest.HangGuard, func() bool { return !h.Connected() })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("cut off after %s, want within 5s", d)
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,39 +57,38 @@ facts that the store holds but cannot be read (republish asked).`,
 				rows = kept
 			}
 			if asJSON {
-				return encodeList(a.out, rows)
+				return writeJSON(a.out, rows)
 			}
-			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEEL\tSTATE\tLAST SEEN\tPARTITION\tOS\tKERNEL\tARCH\tFACTS UPDATED\tNOTES")
 			now := time.Now()
 			counts := map[string]int{}
-			for _, r := range rows {
-				counts[r.State]++
-				state, seen, updated := r.State, "-", "-"
-				if state == "" {
-					state = "?"
-				}
-				if !r.LastSeen.IsZero() {
-					seen = now.Sub(r.LastSeen).Round(100*time.Millisecond).String() + " ago"
-				}
-				if !r.Updated.IsZero() {
-					updated = r.Updated.Local().Format(time.DateTime)
-				}
-				var notes []string
-				if r.Duplicate {
-					notes = append(notes, "DUPLICATE ID: two processes beat with this id")
-				}
-				switch r.Facts {
-				case wire.FactsBad:
-					notes = append(notes, "facts bad ("+r.FactsError+"), republish asked")
-				case "":
-					if r.Updated.IsZero() {
-						notes = append(notes, "no facts")
+			table(a.out, "PEEL\tSTATE\tLAST SEEN\tPARTITION\tOS\tKERNEL\tARCH\tFACTS UPDATED\tNOTES", func(tw io.Writer) {
+				for _, r := range rows {
+					counts[r.State]++
+					state, seen, updated := r.State, "-", "-"
+					if state == "" {
+						state = "?"
 					}
+					if !r.LastSeen.IsZero() {
+						seen = now.Sub(r.LastSeen).Round(100*time.Millisecond).String() + " ago"
+					}
+					if !r.Updated.IsZero() {
+						updated = r.Updated.Local().Format(time.DateTime)
+					}
+					var notes []string
+					if r.Duplicate {
+						notes = append(notes, "DUPLICATE ID: two processes beat with this id")
+					}
+					switch r.Facts {
+					case wire.FactsBad:
+						notes = append(notes, "facts bad ("+r.FactsError+"), republish asked")
+					case "":
+						if r.Updated.IsZero() {
+							notes = append(notes, "no facts")
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, seen, r.Partition, dash(r.OS), dash(r.Kernel), dash(r.Arch), updated, dash(strings.Join(notes, "; ")))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, seen, r.Partition, dash(r.OS), dash(r.Kernel), dash(r.Arch), updated, dash(strings.Join(notes, "; ")))
-			}
-			tw.Flush()
+			})
 			fmt.Fprintf(a.out, "%d peels: %d online, %d offline", len(rows), counts[wire.PresenceOnline], counts[wire.PresenceOffline])
 			if n := counts[""]; n > 0 {
 				fmt.Fprintf(a.out, ", %d unknown (no master answered for their partition, or it just took it over)", n)
@@ -99,7 +97,7 @@ facts that the store holds but cannot be read (republish asked).`,
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	jsonFlag(c, &asJSON, "JSON output")
 	c.Flags().BoolVar(&online, "online", false, "only peels that are online")
 	c.Flags().BoolVar(&offline, "offline", false, "only peels that are offline")
 	return c
@@ -325,58 +323,35 @@ func (a *app) factsCmd() *cobra.Command {
 
 func (a *app) mastersCmd() *cobra.Command {
 	var asJSON bool
-	c := &cobra.Command{
-		Use:   "masters",
-		Short: "List live masters with their partitions and load",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if err := a.connect(ctx); err != nil {
-				return err
+	c := command("masters", "List live masters with their partitions and load", cobra.NoArgs, a.online(func(ctx context.Context, _ []string) error {
+		kv, err := a.kv(ctx, names.BucketMasterHeartbeat)
+		if err != nil {
+			return err
+		}
+		w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		if err != nil {
+			return withCode(ExitError, err)
+		}
+		defer w.Stop()
+		var rows []wire.MasterRecord
+		for e := range w.Updates() {
+			if e == nil {
+				break
 			}
-			kv, err := a.kv(ctx, names.BucketMasterHeartbeat)
-			if err != nil {
-				return err
+			var r wire.MasterRecord
+			if json.Unmarshal(e.Value(), &r) == nil {
+				r.Beat = e.Created()
+				rows = append(rows, r)
 			}
-			w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			defer w.Stop()
-			var rows []wire.MasterRecord
-			for e := range w.Updates() {
-				if e == nil {
-					break
-				}
-				var r wire.MasterRecord
-				if json.Unmarshal(e.Value(), &r) == nil {
-					r.Beat = e.Created()
-					rows = append(rows, r)
-				}
-			}
-			sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
-			if asJSON {
-				return encodeList(a.out, rows)
-			}
-			tw := tabwriter.NewWriter(a.out, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "MASTER\tHOST\tVERSION\tPARTITIONS\tLAST HEARTBEAT\tPEELS\tACTIVE JOBS\tUP SINCE")
+		}
+		sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
+		return a.emit(asJSON, rows, "MASTER\tHOST\tVERSION\tPARTITIONS\tLAST HEARTBEAT\tPEELS\tACTIVE JOBS\tUP SINCE", func(tw io.Writer) {
 			for _, r := range rows {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s ago\t%d\t%d\t%s\n", r.ID, r.Host, r.Version, len(r.Owned), r.Partitions,
 					time.Since(r.Beat).Round(100*time.Millisecond), r.Load.Peels, r.Load.ActiveJobs, r.Started.Local().Format(time.DateTime))
 			}
-			tw.Flush()
-			return nil
-		},
-	}
-	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+		})
+	}))
+	jsonFlag(c, &asJSON, "JSON output")
 	return c
-}
-
-// encodeList writes rows as one JSON array ([] when there are none, never
-// null, so that scripts can iterate over it).
-func encodeList[T any](w io.Writer, rows []T) error {
-	if rows == nil {
-		rows = []T{}
-	}
-	return json.NewEncoder(w).Encode(rows)
 }

@@ -218,8 +218,9 @@ func TestJobShow_LateReturn_OneCategoryLate(t *testing.T) {
 	}
 	var ret wire.Return
 	testkit.Eventually(t, "late return stored", 30*time.Second, func() bool {
-		e, err := kv.Get(context.Background(), names.ReturnKey(jid, "slow"))
-		return err == nil && json.Unmarshal(e.Value(), &ret) == nil
+		var err error
+		ret, err = testkit.GetJSON[wire.Return](kv, names.ReturnKey(jid, "slow"))
+		return err == nil
 	})
 	if !ret.Late || !ret.Success || string(ret.Result) != `"released"` || ret.Error != nil {
 		t.Fatalf("stored return is not the real result marked late: %+v", ret)

@@ -2,8 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,12 +13,8 @@ import (
 )
 
 func (a *app) pkiCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "pki",
-		Short: "Zester's trust root: operator, account, credentials (NATS operator mode)",
-	}
-	c.AddCommand(a.pkiInitCmd(), a.pkiUserCmd(), a.pkiPeelCmd(), a.pkiPermissionsCmd(), a.pkiServerConfigCmd())
-	return c
+	return group("pki", "Zester's trust root: operator, account, credentials (NATS operator mode)",
+		a.pkiInitCmd(), a.pkiUserCmd(), a.pkiPeelCmd(), a.pkiPermissionsCmd(), a.pkiServerConfigCmd())
 }
 
 func (a *app) pkiInitCmd() *cobra.Command {
@@ -46,11 +42,11 @@ belong offline: nothing running needs them.`,
 			fmt.Fprintf(a.out, "  partitions     %d (must match master.yaml)\n", sum.Partitions)
 			for _, place := range []pki.Place{pki.Offline, pki.Masters, pki.Servers, pki.Operators, pki.Peels} {
 				fmt.Fprintf(a.out, "\n%s:\n", placeTitle[place])
-				tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
-				for _, f := range sum.In(place) {
-					fmt.Fprintf(tw, "  %s\t%s\n", f.Name, f.What)
-				}
-				tw.Flush()
+				table(a.out, "", func(tw io.Writer) {
+					for _, f := range sum.In(place) {
+						fmt.Fprintf(tw, "  %s\t%s\n", f.Name, f.What)
+					}
+				})
 			}
 			fmt.Fprintln(a.out)
 			for _, r := range sum.OfflineReminders {
@@ -76,7 +72,6 @@ var placeTitle = map[pki.Place]string{
 }
 
 func (a *app) pkiUserCmd() *cobra.Command {
-	c := &cobra.Command{Use: "user", Short: "Operator users"}
 	var dir, role, out string
 	var targets, functions []string
 	var expiry time.Duration
@@ -132,8 +127,7 @@ enforce; the NATS server does not.`,
 	f.StringVar(&out, "out", "", "credentials file to write (default NAME.creds)")
 	f.DurationVar(&expiry, "expiry", 0, "validity of the credentials (default: no expiry)")
 	add.MarkFlagRequired("role")
-	c.AddCommand(add)
-	return c
+	return group("user", "Operator users", add)
 }
 
 func roleHelp() string {
@@ -190,7 +184,6 @@ the account JWTs, for 'include' in nats-server.conf. It holds no secret.`,
 }
 
 func (a *app) tlsCmd() *cobra.Command {
-	c := &cobra.Command{Use: "tls", Short: "TLS certificates for NATS"}
 	var dir string
 	var hosts []string
 	var days int
@@ -222,6 +215,5 @@ Nothing is overwritten. For production, bring your own CA.`,
 	initCmd.Flags().StringSliceVar(&hosts, "hosts", nil, "host names and IP addresses of the server certificate, comma separated")
 	initCmd.Flags().IntVar(&days, "days", 365, "validity in days")
 	initCmd.MarkFlagRequired("hosts")
-	c.AddCommand(initCmd)
-	return c
+	return group("tls", "TLS certificates for NATS", initCmd)
 }

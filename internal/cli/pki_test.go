@@ -514,13 +514,9 @@ func TestTLSInit_ServerAcceptsClientThatTrustsTheCA(t *testing.T) {
 	if err != nil {
 		t.Fatalf("server TLS config from tls init: %v", err)
 	}
-	srv, err := topology.StartServer(topology.ServerConfig{Name: "tls", Listen: "127.0.0.1:-1", NoJetStream: true, Tune: func(o *server.Options) {
+	srv := testkit.StartServer(t, topology.ServerConfig{Name: "tls", Listen: "127.0.0.1:-1", NoJetStream: true, Tune: func(o *server.Options) {
 		o.TLSConfig, o.TLS, o.TLSVerify = tc, true, true
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
 	url := strings.Replace(srv.ClientURL(), "nats://", "tls://", 1)
 	nc, err := nats.Connect(url, nats.RootCAs(file(pki.FileCA)), nats.ClientCert(file(pki.FileClientCert), file(pki.FileClientKey)), nats.MaxReconnects(0))
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 )
 
 func (a *app) pkiPeelCmd() *cobra.Command {
-	c := &cobra.Command{Use: "peel", Short: "Peel credentials issued ahead of time (pre-provisioned hosts)"}
 	var dir, out string
 	var expiry time.Duration
 	add := &cobra.Command{
@@ -50,8 +49,7 @@ key issued.`,
 	f.StringVar(&dir, "dir", pki.DefaultDir, "PKI directory")
 	f.StringVar(&out, "out", "", "credentials file to write (default PEEL-ID.creds)")
 	f.DurationVar(&expiry, "expiry", 0, "validity of the credentials (default: no expiry)")
-	c.AddCommand(add)
-	return c
+	return group("peel", "Peel credentials issued ahead of time (pre-provisioned hosts)", add)
 }
 
 // writeSecret creates path (0600), refusing to overwrite.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -892,10 +891,9 @@ func printReturn(w io.Writer, r *wire.Return, stateOutput string) {
 }
 
 func printSummary(w io.Writer, r jobResult) {
-	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nJOB\tSTATUS\tEXPECTED\tRETURNED\tFAILED\tMISSING\tDURATION")
-	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.JID, r.Status, r.Expected, r.Returned, len(r.Failed), len(r.Missing), r.Duration)
-	tw.Flush()
+	table(w, "\nJOB\tSTATUS\tEXPECTED\tRETURNED\tFAILED\tMISSING\tDURATION", func(tw io.Writer) {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.JID, r.Status, r.Expected, r.Returned, len(r.Failed), len(r.Missing), r.Duration)
+	})
 	if len(r.Failed) > 0 {
 		fmt.Fprintf(w, "failed: %s\n", strings.Join(capList(r.Failed, 50), ", "))
 	}

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -260,14 +259,13 @@ func printScheduled(w io.Writer, r scheduledRow, fn, stateOutput string) {
 }
 
 func printScheduledSummary(w io.Writer, s scheduledSummary) {
-	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nSCHEDULED\tPEELS\tRESULTS\tDRIFT\tFAILED\tNONE\tOFFLINE")
 	what := s.Function
 	if s.Entry != "" {
 		what += " (" + s.Entry + ")"
 	}
-	fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", what, s.Peels, s.Results, len(s.Drift), len(s.Failed), len(s.None), len(s.Offline))
-	tw.Flush()
+	table(w, "\nSCHEDULED\tPEELS\tRESULTS\tDRIFT\tFAILED\tNONE\tOFFLINE", func(tw io.Writer) {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", what, s.Peels, s.Results, len(s.Drift), len(s.Failed), len(s.None), len(s.Offline))
+	})
 	for _, l := range []struct {
 		title string
 		ids   []string

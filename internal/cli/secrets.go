@@ -115,43 +115,33 @@ func readSecret(r io.Reader, prompt io.Writer) ([]byte, error) {
 
 func (a *app) secretsPublicKeyCmd() *cobra.Command {
 	var pkiDir string
-	c := &cobra.Command{
-		Use:   "public-key [--pki-dir DIR]",
-		Short: "Print the masters' curve public key (for encrypt --key) and its fingerprint",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			pub, err := recipient("", pkiDir)
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			fp, _ := settings.Fingerprint(pub)
-			fmt.Fprintf(a.out, "%s\nfingerprint %s\n", pub, fp)
-			return nil
-		},
-	}
+	c := command("public-key [--pki-dir DIR]", "Print the masters' curve public key (for encrypt --key) and its fingerprint", cobra.NoArgs, func(*cobra.Command, []string) error {
+		pub, err := recipient("", pkiDir)
+		if err != nil {
+			return withCode(ExitError, err)
+		}
+		fp, _ := settings.Fingerprint(pub)
+		fmt.Fprintf(a.out, "%s\nfingerprint %s\n", pub, fp)
+		return nil
+	})
 	c.Flags().StringVar(&pkiDir, "pki-dir", pki.DefaultDir, "PKI directory holding master.xk")
 	return c
 }
 
 func (a *app) secretsKeygenCmd() *cobra.Command {
 	var out string
-	c := &cobra.Command{
-		Use:   "keygen --out FILE",
-		Short: "Create a new curve key (the next master.xk) and print its public key",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			if out == "" {
-				return withCode(ExitError, errors.New("keygen: --out FILE is required"))
-			}
-			pub, err := pki.CreateCurveSeed(out)
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("keygen: %w", err))
-			}
-			fp, _ := settings.Fingerprint(pub)
-			fmt.Fprintf(a.out, "%s\nfingerprint %s\nwrote the seed to %s (0600)\n", pub, fp, out)
-			return nil
-		},
-	}
+	c := command("keygen --out FILE", "Create a new curve key (the next master.xk) and print its public key", cobra.NoArgs, func(*cobra.Command, []string) error {
+		if out == "" {
+			return withCode(ExitError, errors.New("keygen: --out FILE is required"))
+		}
+		pub, err := pki.CreateCurveSeed(out)
+		if err != nil {
+			return withCode(ExitError, fmt.Errorf("keygen: %w", err))
+		}
+		fp, _ := settings.Fingerprint(pub)
+		fmt.Fprintf(a.out, "%s\nfingerprint %s\nwrote the seed to %s (0600)\n", pub, fp, out)
+		return nil
+	})
 	c.Flags().StringVar(&out, "out", "", "file to write the new seed to (refused if it exists)")
 	return c
 }

@@ -18,12 +18,7 @@ import (
 )
 
 func (a *app) settingsCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "settings",
-		Short: "Per-peel settings (Salt's pillar) from the settings tree",
-	}
-	c.AddCommand(a.settingsRenderCmd(), a.settingsRefreshCmd())
-	return c
+	return group("settings", "Per-peel settings (Salt's pillar) from the settings tree", a.settingsRenderCmd(), a.settingsRefreshCmd())
 }
 
 func (a *app) settingsRenderCmd() *cobra.Command {
@@ -110,7 +105,7 @@ peel ids only: the file has no facts).`,
 	c.Flags().BoolVar(&reveal, "reveal", false, "open secrets with master.xk and print them")
 	c.Flags().StringVar(&pkiDir, "pki-dir", pki.DefaultDir, "PKI directory holding master.xk (for --reveal)")
 	c.Flags().StringVar(&basketFile, "basket", "", "basket data for {{ basket }}: peel id → entry name → value")
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: id, files, secret paths and settings")
+	jsonFlag(c, &asJSON, "print JSON: id, files, secret paths and settings")
 	return c
 }
 

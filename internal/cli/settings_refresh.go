@@ -47,7 +47,7 @@ Exit status: 0 done, 1 some peel's render failed or the tree does not load
 			return a.settingsRefresh(cmd.Context(), req, asJSON)
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "the masters' answers as JSON")
+	jsonFlag(c, &asJSON, "the masters' answers as JSON")
 	return c
 }
 

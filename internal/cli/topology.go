@@ -21,9 +21,7 @@ import (
 )
 
 func (a *app) topologyCmd() *cobra.Command {
-	c := &cobra.Command{Use: "topology", Short: "NATS topologies for Zester"}
-	c.AddCommand(a.topologyGenCmd())
-	return c
+	return group("topology", "NATS topologies for Zester", a.topologyGenCmd())
 }
 
 func (a *app) topologyGenCmd() *cobra.Command {

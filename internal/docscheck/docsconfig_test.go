@@ -248,50 +248,37 @@ func docsCheckDefault(cell string, v reflect.Value, host string) error {
 	}
 	switch x := v.Interface().(type) {
 	case config.Duration:
-		want, err := config.ParseDuration(lit)
-		if err != nil {
-			return err
-		}
-		if want != x.D() {
-			return fmt.Errorf("the code's default is %s", x.D())
-		}
+		return docsSame(lit, x.D(), config.ParseDuration, "%s")
 	case config.ByteSize:
-		want, err := config.ParseByteSize(lit)
-		if err != nil {
-			return err
-		}
-		if want != x.N() {
-			return fmt.Errorf("the code's default is %d bytes", x.N())
-		}
+		return docsSame(lit, x.N(), config.ParseByteSize, "%d bytes")
 	case config.URLs:
-		if got := x.String(); got != lit {
-			return fmt.Errorf("the code's default is %q", got)
-		}
+		return docsSame(lit, x.String(), docsVerbatim, "%q")
 	case string:
-		if x != lit {
-			return fmt.Errorf("the code's default is %q", x)
-		}
+		return docsSame(lit, x, docsVerbatim, "%q")
 	case bool:
-		b, err := strconv.ParseBool(lit)
-		if err != nil {
-			return err
-		}
-		if b != x {
-			return fmt.Errorf("the code's default is %v", x)
-		}
+		return docsSame(lit, x, strconv.ParseBool, "%v")
 	case int:
-		n, err := strconv.Atoi(lit)
-		if err != nil {
-			return err
-		}
-		if n != x {
-			return fmt.Errorf("the code's default is %d", x)
-		}
+		return docsSame(lit, x, strconv.Atoi, "%d")
 	default:
 		return fmt.Errorf("cannot compare a literal with a %T default", x)
 	}
+}
+
+// docsSame parses the documented literal lit with parse and compares it with
+// the code's default def, shown with verb when they differ.
+func docsSame[T comparable](lit string, def T, parse func(string) (T, error), verb string) error {
+	want, err := parse(lit)
+	if err != nil {
+		return err
+	}
+	if want != def {
+		return fmt.Errorf("the code's default is "+verb, def)
+	}
 	return nil
 }
+
+// docsVerbatim is the parser of a literal that is its own value.
+func docsVerbatim(s string) (string, error) { return s, nil }
 
 func docsBackticked(cell string) (string, bool) {
 	_, rest, ok := strings.Cut(cell, "`")

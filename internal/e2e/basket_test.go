@@ -427,41 +427,16 @@ func TestBasket_BadEntriesReported(t *testing.T) {
 	kv, js := basketKV(t, url)
 	waitEntry(t, kv, id, "ok", 30*time.Second)
 
-	cons, err := js.OrderedConsumer(context.Background(), names.StreamJobEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{names.PeelEventSubject(id, "basket-error")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{
-		"basket entry big: function test.echo: value of 2002 bytes exceeds basket_max_value (1024 bytes)": "",
-		"basket entry gone: function file.read:":                                                          "",
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for found := 0; found < len(want); {
-		if time.Now().After(deadline) {
-			t.Fatalf("basket-error events: %v", want)
-		}
-		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			continue
-		}
-		var ev wire.Event
-		if json.Unmarshal(m.Data(), &ev) != nil || ev.Peel != id {
-			continue
-		}
-		for prefix, seen := range want {
-			if seen == "" && strings.HasPrefix(ev.Detail, prefix) {
-				want[prefix] = ev.Detail
-				found++
-			}
-		}
-	}
+	awaitPeelEvents(t, js, id, "basket-error", 30*time.Second, []string{
+		"basket entry big: function test.echo: value of 2002 bytes exceeds basket_max_value (1024 bytes)",
+		"basket entry gone: function file.read:",
+	}, strings.HasPrefix)
 	for _, name := range []string{"big", "gone"} {
 		if be, _ := entryOf(kv, id, name); be != nil {
 			t.Errorf("entry %s written: %+v", name, be)
 		}
 	}
-	err = p.SetBasketFuncs(map[string]peel.BasketSpec{"x.y": spec("test.ping"), "z": spec("test.pong"), "w": {}})
+	err := p.SetBasketFuncs(map[string]peel.BasketSpec{"x.y": spec("test.ping"), "z": spec("test.pong"), "w": {}})
 	for _, w := range []string{`invalid basket name "x.y"`, `settings basket.z: unknown function "test.pong"`, "settings basket.w: no function"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("SetBasketFuncs: %v, want %q", err, w)

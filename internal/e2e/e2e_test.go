@@ -22,6 +22,7 @@ import (
 
 	"github.com/zester-io/zester/internal/syncio"
 	"github.com/zester-io/zester/internal/testbin"
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 var bin string
@@ -299,16 +300,14 @@ func TestBinaries_NatsOnly(t *testing.T) {
 	admin := filepath.Join(pkiDir, "admin.creds")
 	var code int
 	var out string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code, out = run(t, "nats", "--server", url, "--creds", admin, "account", "info")
-		if code == 0 || time.Now().After(deadline) {
-			break
+	testkit.Until(t, 20*time.Second, func() error {
+		if code, out = run(t, "nats", "--server", url, "--creds", admin, "account", "info"); code != 0 {
+			return fmt.Errorf("nats account info: %d %s", code, out)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if code != 0 || !strings.Contains(out, "JetStream") {
-		t.Fatalf("nats account info: %d %s", code, out)
+		return nil
+	})
+	if !strings.Contains(out, "JetStream") {
+		t.Fatalf("nats account info: %s", out)
 	}
 	// No master: no buckets were created, and no master answers.
 	if code, out = run(t, "nats", "--server", url, "account", "info"); code == 0 {

@@ -30,6 +30,39 @@ func serverAndMaster(t *testing.T) (*topology.Server, string) {
 	return s, s.ClientURL()
 }
 
+// awaitPeelEvents reads peel id's job-events of kind until, for every
+// pattern in want, one event's detail matches it (match), and returns the
+// detail that matched each pattern; within is a hang guard.
+func awaitPeelEvents(t *testing.T, js jetstream.JetStream, id, kind string, within time.Duration, want []string, match func(detail, pattern string) bool) map[string]string {
+	t.Helper()
+	cons, err := js.OrderedConsumer(context.Background(), names.StreamJobEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{names.PeelEventSubject(id, kind)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]string{}
+	deadline := time.Now().Add(within)
+	for len(found) < len(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s events of %s: want a match for each of %q, found %q", kind, id, want, found)
+		}
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			continue
+		}
+		var ev wire.Event
+		if json.Unmarshal(m.Data(), &ev) != nil || ev.Peel != id {
+			continue
+		}
+		for _, p := range want {
+			if _, ok := found[p]; !ok && match(ev.Detail, p) {
+				found[p] = ev.Detail
+			}
+		}
+	}
+	return found
+}
+
 func submit(t *testing.T, nc *nats.Conn, r wire.RunRequest) string {
 	t.Helper()
 	b, _ := json.Marshal(r)
@@ -63,8 +96,8 @@ func waitJobStatusFor(t *testing.T, js jetstream.JetStream, jid string, d time.D
 		if err != nil {
 			return false
 		}
-		e, err := kv.Get(context.Background(), names.JobKey(jid))
-		return err == nil && json.Unmarshal(e.Value(), &j) == nil && ok(j)
+		j, err = testkit.GetJSON[wire.Job](kv, names.JobKey(jid))
+		return err == nil && ok(j)
 	})
 	return j
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 // A real peel process stopped with SIGSTOP while its command runs, and
@@ -38,14 +40,10 @@ func TestBinaries_PeelPausedPastDeadline_ReturnIsLateNotKilled(t *testing.T) {
 	}
 	waitFile := func(p string) {
 		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(p); err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not written within 30s", p)
-			}
-		}
+		testkit.Eventually(t, p+" written", 30*time.Second, func() bool {
+			_, err := os.Stat(p)
+			return err == nil
+		})
 	}
 	waitFile(started)
 	if err := peel.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -75,15 +73,13 @@ func TestBinaries_PeelPausedPastDeadline_ReturnIsLateNotKilled(t *testing.T) {
 			Note     string `json:"note"`
 		} `json:"result"`
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	testkit.Until(t, 60*time.Second, func() error {
 		code, out = run(t, "nats", "--server", url, "--creds", filepath.Join(pkiDir, "admin.creds"), "kv", "get", "job-returns", jid+".late1", "--raw")
-		if code == 0 && json.Unmarshal([]byte(out), &ret) == nil {
-			break
+		if code != 0 || json.Unmarshal([]byte(out), &ret) != nil {
+			return fmt.Errorf("no return stored after SIGCONT: %d %s", code, out)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no return stored after SIGCONT: %d %s", code, out)
-		}
-	}
+		return nil
+	})
 	if !ret.Success || !ret.Late || ret.Error != nil || ret.Result.Retcode != 0 || ret.Result.TimedOut || ret.Result.Stdout != "finished\n" || ret.Result.Note != "" {
 		t.Fatalf("stored return is not the command's real result marked late: %+v", ret)
 	}

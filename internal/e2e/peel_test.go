@@ -130,7 +130,7 @@ func TestPeel_AwayAtDispatch_GetsJobWhenBack(t *testing.T) {
 func TestPeel_ConfinedPermissions_BeatsAndRefusesClone(t *testing.T) {
 	const id = "web1.example.com"
 	tok, part := names.Token(id), shard.Partition(id, shard.DefaultPartitions)
-	s, err := topology.StartServer(topology.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(t.TempDir(), "nats"),
+	s := testkit.StartServer(t, topology.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(t.TempDir(), "nats"),
 		Tune: func(o *server.Options) {
 			o.Users = []*server.User{
 				{Username: "master", Password: "m"},
@@ -150,10 +150,6 @@ func TestPeel_ConfinedPermissions_BeatsAndRefusesClone(t *testing.T) {
 				}},
 			}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
 	withUser := func(user, pw string) string {
 		u, _ := url.Parse(s.ClientURL())
 		u.User = url.UserPassword(user, pw)

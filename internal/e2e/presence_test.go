@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 // peelStates is `zester peels --json` as id → state.
@@ -34,14 +36,7 @@ func peelStates(t *testing.T, url, pkiDir string) map[string]string {
 
 func waitState(t *testing.T, url, pkiDir, id, want string) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for peelStates(t, url, pkiDir)[id] != want {
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("%s not %s after 30s", id, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testkit.Eventually(t, id+" "+want, 30*time.Second, func() bool { return peelStates(t, url, pkiDir)[id] == want })
 }
 
 // Real processes: a second zester-peel with a running peel's id exits 1

@@ -214,19 +214,14 @@ func TestSecureAPI_ReplayStaleAndRevoked(t *testing.T) {
 	if _, err := f.s.PKI.Revoke(dave.Key()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(pkitest.HangGuard)
-	for {
+	testkit.Until(t, pkitest.HangGuard, func() error {
 		fresh := &nats.Msg{Subject: m.Subject, Data: m.Data}
 		dave.Sign(sig.API, fresh, time.Now())
-		code, detail, _ := f.send(t, fresh)
-		if code == "401" && strings.Contains(detail, "revoked") {
-			break
+		if code, detail, _ := f.send(t, fresh); code != "401" || !strings.Contains(detail, "revoked") {
+			return fmt.Errorf("revoked user: %q %q", code, detail)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("revoked user: %q %q", code, detail)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // The master answers only inboxes: a peel that names another peel's facts
@@ -539,30 +534,11 @@ func TestSecure_Dispatch_SignedRunsOnce_ForgedAndReplayedRefused(t *testing.T) {
 	}
 
 	// Every refusal reason was reported in job-events by the peel.
-	cons, err := f.js.OrderedConsumer(ctx, names.StreamJobEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{names.PeelEventSubject(id, "dispatch-refused")}})
-	if err != nil {
-		t.Fatal(err)
+	var reasons []string
+	for _, r := range []string{"unsigned", "bad_signature", "role", "past_deadline", "no_deadline"} {
+		reasons = append(reasons, "reason="+r+" ")
 	}
-	want := map[string]bool{"unsigned": false, "bad_signature": false, "role": false, "past_deadline": false, "no_deadline": false}
-	deadline := time.Now().Add(pkitest.HangGuard)
-	for missing := len(want); missing > 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("refusal events: %v", want)
-		}
-		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			continue
-		}
-		var ev wire.Event
-		json.Unmarshal(m.Data(), &ev)
-		for r, seen := range want {
-			if !seen && ev.Peel == id && strings.Contains(ev.Detail, "reason="+r+" ") {
-				want[r] = true
-				missing--
-			}
-		}
-	}
+	awaitPeelEvents(t, f.js, id, "dispatch-refused", pkitest.HangGuard, reasons, strings.Contains)
 }
 
 // Control messages act only when a master signed them, recently.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel"
 	"github.com/zester-io/zester/peel/peeltest"
@@ -80,17 +82,16 @@ func TestPeel_StateApply_BasketInTemplates(t *testing.T) {
 	peeltest.Start(t, cfg2)
 	// Until st2's entry is in the basket the template fails (a missing
 	// key): apply again until it is there (hang guard 60 s).
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testkit.Until(t, 60*time.Second, func() error {
 		r := stateApply(t, url, "st1", json.RawMessage(`["peers"]`))
 		if r.Success {
-			break
+			return nil
 		}
-		if r.Error == nil || r.Error.Code != state.CodeCompile || time.Now().After(deadline) {
+		if r.Error == nil || r.Error.Code != state.CodeCompile {
 			t.Fatalf("state.apply: %+v %s", r.Error, r.Result)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("state.apply: %+v %s", r.Error, r.Result)
+	})
 	if b, _ := os.ReadFile(target); string(b) != "db\n" {
 		t.Errorf("peers = %q, want st2's basket entry", b)
 	}

@@ -17,16 +17,10 @@ import (
 	"github.com/zester-io/zester/topology"
 )
 
-// waitFor polls cond (a hang guard, not a timing assertion).
+// waitFor waits until cond holds (a hang guard, not a timing assertion).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, what, 30*time.Second, cond)
 }
 
 // watched starts a server and creates the bucket cfg on it, through a
@@ -140,15 +134,10 @@ func TestWatch_ServerDown_BlindUntilReplaced(t *testing.T) {
 		h := w.Health()
 		return !h.Blind && h.Recreations >= 1
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := kv.Put(ctx, "k1", []byte("v")); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Until(t, 30*time.Second, func() error {
+		_, err := kv.Put(ctx, "k1", []byte("v"))
+		return err
+	})
 	expectKeys(t, w, 1, 2)
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/kvwatch"
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 func next(t *testing.T, w *kvwatch.Watcher) *kvwatch.Entry {
@@ -49,17 +50,10 @@ func TestWatch_InitialMarkerUpdatesAndRestart(t *testing.T) {
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Until(t, 30*time.Second, func() error {
 		_, err := kv.Put(ctx, "d", []byte("4"))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 	start := time.Now()
 	e := next(t, w)
 	if e.Key() != "d" || string(e.Value()) != "4" {

@@ -8,18 +8,23 @@ import (
 // FuzzParseReturnSubject: a subject that parses is exactly the one
 // ReturnKey rebuilds from its parts, the job id holds no dot (the peel id
 // may), and it parses exactly as its key does.
-func FuzzParseReturnSubject(f *testing.F) {
-	for _, s := range []string{
-		ReturnSubjectPrefix + "2026120121000000000042.web1.example.com",
-		ReturnSubjectPrefix + "2026120121000000000042.db1",
-		ReturnSubjectPrefix + "onlyjid",
-		ReturnSubjectPrefix + ".x",
-		ReturnSubjectPrefix + "x.",
-		"$KV.jobs.x.y",
-		"",
-	} {
+// seeds adds each of ss to f's seed corpus (beside testdata/fuzz).
+func seeds(f *testing.F, ss ...string) {
+	for _, s := range ss {
 		f.Add(s)
 	}
+}
+
+func FuzzParseReturnSubject(f *testing.F) {
+	seeds(f,
+		ReturnSubjectPrefix+"2026120121000000000042.web1.example.com",
+		ReturnSubjectPrefix+"2026120121000000000042.db1",
+		ReturnSubjectPrefix+"onlyjid",
+		ReturnSubjectPrefix+".x",
+		ReturnSubjectPrefix+"x.",
+		"$KV.jobs.x.y",
+		"",
+	)
 	f.Fuzz(func(t *testing.T, subj string) {
 		jid, peel, ok := ParseReturnSubject(subj)
 		// The subject parser is the key parser behind the bucket's prefix.

@@ -29,9 +29,7 @@ func TestNewJID_Validates(t *testing.T) {
 // A job id that validates is a safe KV key and one subject token: the
 // masters use a client's jid as the key of the job record.
 func FuzzValidateJID(f *testing.F) {
-	for _, s := range []string{"2026112607481437239041", "1", "2026112607481437239x41", "20261126074814372390411", "9999999999999999999999", "2026112607481437239.41"} {
-		f.Add(s)
-	}
+	seeds(f, "2026112607481437239041", "1", "2026112607481437239x41", "20261126074814372390411", "9999999999999999999999", "2026112607481437239.41")
 	f.Fuzz(func(t *testing.T, jid string) {
 		if ValidateJID(jid) != nil {
 			return

@@ -31,9 +31,7 @@ func TestParseJobKey(t *testing.T) {
 
 // FuzzParseJobKey: a key that parses is exactly the key its parts build.
 func FuzzParseJobKey(f *testing.F) {
-	for _, s := range []string{"20260101120000000000042", "j.p3", "j.p", "j.p03", ".p1", "a.b.c"} {
-		f.Add(s)
-	}
+	seeds(f, "20260101120000000000042", "j.p3", "j.p", "j.p03", ".p1", "a.b.c")
 	f.Fuzz(func(t *testing.T, key string) {
 		jid, part, isPart, ok := ParseJobKey(key)
 		if !ok {

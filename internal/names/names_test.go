@@ -54,9 +54,7 @@ func TestParseReturnSubject(t *testing.T) {
 // FuzzValidateID: a valid id always makes exactly one subject token that
 // round-trips, and is a valid KV key.
 func FuzzValidateID(f *testing.F) {
-	for _, s := range []string{"web1.example.com", "a", "a..b", "x~y", "-", "web 1", "ü"} {
-		f.Add(s)
-	}
+	seeds(f, "web1.example.com", "a", "a..b", "x~y", "-", "web 1", "ü")
 	f.Fuzz(func(t *testing.T, id string) {
 		if ValidateID(id) != nil {
 			return
@@ -94,9 +92,7 @@ func TestBeatSubject_RoundTrips(t *testing.T) {
 // FuzzParseBeatSubject: what parses is rebuilt by BeatSubject into a
 // subject that parses to the same partition and id.
 func FuzzParseBeatSubject(f *testing.F) {
-	for _, s := range []string{"zester.beat.47.web1~example~com", "zester.beat.0.a", "zester.beat.x.a", "zester.beat.1.a.b"} {
-		f.Add(s)
-	}
+	seeds(f, "zester.beat.47.web1~example~com", "zester.beat.0.a", "zester.beat.x.a", "zester.beat.1.a.b")
 	f.Fuzz(func(t *testing.T, subj string) {
 		p, id, ok := ParseBeatSubject(subj)
 		if !ok {

@@ -17,6 +17,7 @@ import (
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
+	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/topology"
 )
 
@@ -135,18 +136,8 @@ func TestSpreader_WidensWithRefusals(t *testing.T) {
 // connects to it.
 func serverConn(t *testing.T, tune func(*server.Options)) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	s, err := topology.StartServer(topology.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), Tune: tune})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	return nc, js
+	s := testkit.StartServer(t, topology.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), Tune: tune})
+	return testkit.ConnectJS(t, s.ClientURL())
 }
 
 // tinyQueue starts a server whose streams queue at most 8 inbound messages

@@ -183,11 +183,23 @@ var testGroups = map[string]string{
 	"uses_broken": "web* or N@broken",
 }
 
+// testOpts parses with the test nodegroups.
+var testOpts = Options{Nodegroups: testGroups}
+
+// mustParse is Parse with testOpts, failing the test on an error.
+func mustParse(t *testing.T, kind Kind, expr string) Expr {
+	t.Helper()
+	e, err := Parse(kind, expr, testOpts)
+	if err != nil {
+		t.Fatalf("Parse(%q, %q): %v", kind, expr, err)
+	}
+	return e
+}
+
 func TestMatch(t *testing.T) {
 	subs := fleet()
-	opt := Options{Nodegroups: testGroups}
 	for _, tc := range matchTests {
-		e, err := Parse(tc.kind, tc.expr, opt)
+		e, err := Parse(tc.kind, tc.expr, testOpts)
 		if err != nil {
 			t.Errorf("Parse(%q, %q): %v", tc.kind, tc.expr, err)
 			continue
@@ -219,7 +231,6 @@ func TestMatch(t *testing.T) {
 }
 
 func TestString(t *testing.T) {
-	opt := Options{Nodegroups: testGroups}
 	for _, tc := range []struct {
 		kind Kind
 		expr string
@@ -268,7 +279,7 @@ func TestString(t *testing.T) {
 		{KindList, `a\,b`, `L@a\,b`},
 		{KindList, `a,b\`, `E@(?:a|b\\)$`},
 	} {
-		e, err := Parse(tc.kind, tc.expr, opt)
+		e, err := Parse(tc.kind, tc.expr, testOpts)
 		if tc.want == "" {
 			if err == nil {
 				t.Errorf("Parse(%q, %q) = %s, want error", tc.kind, tc.expr, e)
@@ -286,7 +297,6 @@ func TestString(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	opt := Options{Nodegroups: testGroups}
 	for _, tc := range []struct {
 		kind Kind
 		expr string
@@ -367,7 +377,7 @@ func TestErrors(t *testing.T) {
 		{KindCompound, "web\xff", 4, "invalid UTF-8"},
 		{KindCompound, "wéb* and ( x", 10, `unbalanced "("`}, // columns count characters
 	} {
-		_, err := Parse(tc.kind, tc.expr, opt)
+		_, err := Parse(tc.kind, tc.expr, testOpts)
 		var te *Error
 		if !errors.As(err, &te) {
 			t.Errorf("Parse(%q, %q) error = %v, want *Error", tc.kind, tc.expr, err)
@@ -406,7 +416,6 @@ func TestKindFromFlag(t *testing.T) {
 }
 
 func TestIDOnly(t *testing.T) {
-	opt := Options{Nodegroups: testGroups}
 	for _, tc := range []struct {
 		kind Kind
 		expr string
@@ -423,10 +432,7 @@ func TestIDOnly(t *testing.T) {
 		{KindCompound, "web* and not ( L@a or E@b )", true},
 		{KindCompound, "web* and not ( L@a or S@10.0.0.1 )", false},
 	} {
-		e, err := Parse(tc.kind, tc.expr, opt)
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := mustParse(t, tc.kind, tc.expr)
 		if got := e.IDOnly(); got != tc.want {
 			t.Errorf("Parse(%q, %q).IDOnly() = %v, want %v", tc.kind, tc.expr, got, tc.want)
 		}
@@ -434,7 +440,6 @@ func TestIDOnly(t *testing.T) {
 }
 
 func TestIDs(t *testing.T) {
-	opt := Options{Nodegroups: testGroups}
 	for _, tc := range []struct {
 		kind Kind
 		expr string
@@ -454,10 +459,7 @@ func TestIDs(t *testing.T) {
 		{KindPCRE, "a", nil},
 		{KindFact, "os:a", nil},
 	} {
-		e, err := Parse(tc.kind, tc.expr, opt)
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := mustParse(t, tc.kind, tc.expr)
 		got, ok := IDs(e)
 		if ok != (tc.want != nil) || !reflect.DeepEqual(got, tc.want) && tc.want != nil {
 			t.Errorf("IDs(%q) = %q, %v; want %q", tc.expr, got, ok, tc.want)

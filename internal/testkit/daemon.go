@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/zester-io/zester/internal/backoff"
 )
 
 // Daemon is a component's Run(ctx) running in the background for a test
@@ -55,6 +57,7 @@ func (d *Daemon) Err() error { return d.err }
 func (d *Daemon) AwaitReady(t testing.TB, within time.Duration, ready func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
+	wait := backoff.New(5*time.Millisecond, 100*time.Millisecond)
 	for !ready() {
 		select {
 		case <-d.exited:
@@ -66,6 +69,6 @@ func (d *Daemon) AwaitReady(t testing.TB, within time.Duration, ready func() boo
 			buf = buf[:runtime.Stack(buf, true)]
 			t.Fatalf("%s not ready after %s; goroutines:\n%s", d.name, within, buf)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(wait.Next())
 	}
 }

@@ -12,6 +12,7 @@
 package testkit
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -47,6 +48,19 @@ func Server(t testing.TB) *topology.Server {
 func ServerIn(t testing.TB, dir string) *topology.Server {
 	t.Helper()
 	s, err := topology.Single(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// StartServer starts one in-process nats-server with cfg (its own options:
+// no JetStream, users, TLS, …), shut down by t.Cleanup. Server is the
+// default one.
+func StartServer(t testing.TB, cfg topology.ServerConfig) *topology.Server {
+	t.Helper()
+	s, err := topology.StartServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,13 +107,29 @@ func ConnectJS(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetst
 // near, few when a look is costly (a command run per look).
 func Eventually(t testing.TB, what string, within time.Duration, cond func() bool) time.Duration {
 	t.Helper()
+	return Until(t, within, func() error {
+		if cond() {
+			return nil
+		}
+		return errors.New(what)
+	})
+}
+
+// Until is Eventually for a check that says what it sees: check returns nil
+// once the state is there, else an error describing the state it found,
+// and the test fails with the last of those once within has passed.
+func Until(t testing.TB, within time.Duration, check func() error) time.Duration {
+	t.Helper()
 	start := time.Now()
 	wait := backoff.New(5*time.Millisecond, 200*time.Millisecond)
-	for !cond() {
+	for {
+		err := check()
+		if err == nil {
+			return time.Since(start)
+		}
 		if time.Since(start) > within {
-			t.Fatalf("%s: not within %s", what, within)
+			t.Fatalf("%v: not within %s", err, within)
 		}
 		time.Sleep(wait.Next())
 	}
-	return time.Since(start)
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zester-io/zester/internal/testkit"
 )
 
 func run(t *testing.T, env *Env, name, args string) (any, error) {
@@ -394,13 +396,7 @@ func processGone(pid int) bool {
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !processGone(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d still alive", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, fmt.Sprintf("process %d gone", pid), 60*time.Second, func() bool { return processGone(pid) })
 }
 
 func readPid(t *testing.T, path string) int {
@@ -448,18 +444,30 @@ func TestCmdRunContextCancelKillsGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	cmd := fmt.Sprintf(`sleep 300 & echo $! > %s; wait`, pidFile)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		// Cancel once the child runs (hang guard 60 s).
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-			if b, err := os.ReadFile(pidFile); err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancel()
-	}()
+	defer cancel()
+	type ran struct {
+		res any
+		err error
+	}
+	done := make(chan ran, 1)
 	start := time.Now()
-	res, err := NewRegistry().Run(ctx, nil, "cmd.run", json.RawMessage(fmt.Sprintf(`{"cmd": %s}`, jsonStr(cmd))))
+	go func() {
+		res, err := NewRegistry().Run(ctx, nil, "cmd.run", json.RawMessage(fmt.Sprintf(`{"cmd": %s}`, jsonStr(cmd))))
+		done <- ran{res, err}
+	}()
+	// Cancel once the child runs.
+	testkit.Eventually(t, "the child runs", 60*time.Second, func() bool {
+		b, err := os.ReadFile(pidFile)
+		return err == nil && len(b) > 0 && b[len(b)-1] == '\n'
+	})
+	cancel()
+	var out ran
+	select {
+	case out = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("cmd.run did not return after its context was cancelled")
+	}
+	res, err := out.res, out.err
 	if err != nil {
 		t.Fatal(err)
 	}
