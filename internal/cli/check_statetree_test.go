@@ -2,11 +2,7 @@ package cli_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,11 +24,7 @@ func TestCheck_StateTreePack(t *testing.T) {
 	url := testkit.Server(t).ClientURL()
 	dir := t.TempDir()
 	files := statetreetest.Highstate(6, "/etc/zester")
-	for p, c := range files {
-		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	statetreetest.Write(t, dir, files)
 	cfg := mastertest.Config("m1", url)
 	cfg.StatesDir = dir
 	mastertest.Start(t, cfg)
@@ -96,8 +88,11 @@ func TestCheck_StateTreePack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256([]byte(files["svc02.sls"]))
-	if err := kv.Delete(ctx, names.StateTreeFileKey(hex.EncodeToString(sum[:]))); err != nil {
+	m, _, err := statetree.Scan(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, names.StateTreeFileKey(m.Files["svc02.sls"].Digest)); err != nil {
 		t.Fatal(err)
 	}
 	if code, ok, _, p := check(); code != 1 || ok || !strings.Contains(p, "svc02.sls: content") || !strings.Contains(p, "is missing") {

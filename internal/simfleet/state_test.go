@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,13 +34,7 @@ func TestStates_FetchLikeAPeel(t *testing.T) {
 	}
 	dir := t.TempDir()
 	files := statetreetest.Highstate(5, "/etc/zester")
-	write := func() {
-		for p, c := range files {
-			if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	write := func() { statetreetest.Write(t, dir, files) }
 	write()
 	pub := &statetree.Publisher{NC: nc, JS: js, Dir: dir}
 	v1, err := pub.Publish(ctx)

@@ -7,11 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,15 +46,7 @@ func newBucket(t *testing.T, files map[string]string) *bucket {
 
 func (b *bucket) write(t *testing.T, files map[string]string) {
 	t.Helper()
-	for p, c := range files {
-		full := filepath.Join(b.dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	statetreetest.Write(t, b.dir, files)
 }
 
 func (b *bucket) publish(t *testing.T) statetree.PublishStats {
@@ -95,9 +86,7 @@ func (b *bucket) manifest(t *testing.T, version string) statetree.Manifest {
 // fetch fetches version into the peel cache dir, pinned as a job's run is.
 func fetch(t *testing.T, b *bucket, cache, version string) (string, statetree.FetchStats) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tree, st, err := statetree.FetchVersion(ctx, b.nc, statetree.DirCache(cache), version)
+	tree, st, err := statetree.FetchVersion(t.Context(), b.nc, statetree.DirCache(cache), version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,14 +99,14 @@ func fetch(t *testing.T, b *bucket, cache, version string) (string, statetree.Fe
 func sameTree(t *testing.T, tree, cache string, files map[string]string) {
 	t.Helper()
 	n := 0
-	err := filepath.WalkDir(tree, func(p string, d os.DirEntry, err error) error {
+	treeFS := os.DirFS(tree)
+	err := fs.WalkDir(treeFS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		rel, _ := filepath.Rel(tree, p)
-		got, err := os.ReadFile(p)
-		if want, ok := files[filepath.ToSlash(rel)]; !ok || !bytes.Equal(got, []byte(want)) {
-			t.Errorf("%s: %d bytes, want %d (in the tree: %v)", rel, len(got), len(want), ok)
+		got, err := fs.ReadFile(treeFS, p)
+		if want, ok := files[p]; !ok || !bytes.Equal(got, []byte(want)) {
+			t.Errorf("%s: %d bytes, want %d (in the tree: %v)", p, len(got), len(want), ok)
 		}
 		n++
 		return err
@@ -125,9 +114,10 @@ func sameTree(t *testing.T, tree, cache string, files map[string]string) {
 	if err != nil || n != len(files) {
 		t.Fatalf("tree %s: %d files, want %d (%v)", tree, n, len(files), err)
 	}
-	ents, _ := os.ReadDir(filepath.Join(cache, "content"))
+	content := os.DirFS(cache + "/content")
+	ents, _ := fs.ReadDir(content, ".")
 	for _, e := range ents {
-		c, _ := os.ReadFile(filepath.Join(cache, "content", e.Name()))
+		c, _ := fs.ReadFile(content, e.Name())
 		if s := sha256.Sum256(c); hex.EncodeToString(s[:]) != e.Name() {
 			t.Errorf("cached content %s has sha256 %x", e.Name(), s)
 		}
