@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -58,7 +59,7 @@ func (r *runner) scratchKV(ctx context.Context, name string) (jetstream.KeyValue
 
 // settle lets subscription interest cross routes, gateways and leaf links.
 func (r *runner) settle() {
-	if r.env.topo == nil || r.env.topo.Kind() != topology.KindSingle {
+	if r.env.proc == nil && (r.env.topo == nil || r.env.topo.Kind() != topology.KindSingle) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
@@ -180,11 +181,18 @@ func joinSecs(v []Seconds) string {
 	return strings.Join(parts, ", ")
 }
 
-// pingEquivalent is baseline (c) once: one core broadcast to every
-// connection; every peel stores a return-shaped message in the baseline
-// bucket with PublishAsync; one ordered consumer (headers only, like the
-// master's) reads them. It returns the per-message stored latencies (sorted)
-// and the time from the broadcast until the consumer had all.
+// pingEquivalent is baseline (c) once: the fastest bare pipeline of the
+// same work as a ping, under the same flow control. One core broadcast to
+// every fleet connection; on it, each connection stores a return-shaped
+// message per peel (the same subject shape, headers and body as a return:
+// expected last subject sequence 0, so stored exactly once) with
+// js.PublishMsgAsync straight from the broadcast handler, each taking room
+// in the connection's peelproto.Window first (Conn.PublishNow), refusals
+// retried as the fleet's are; one ordered consumer (headers only, like the
+// master's) counts them. The bodies are spliced from one encoded return, so
+// no per-message encoding is counted. It returns the per-message stored
+// latencies (sorted) and the time from the broadcast until the consumer had
+// all.
 func (r *runner) pingEquivalent(ctx context.Context, run string) ([]time.Duration, time.Duration, error) {
 	e, f := r.env, r.fleet
 	n := f.Peels()
@@ -202,7 +210,7 @@ func (r *runner) pingEquivalent(ctx context.Context, run string) ([]time.Duratio
 		case err == nil, peelproto.IsAlreadyStored(err):
 			mark(m)
 		default:
-			go c.Retry(m, err)
+			c.Retry(m, err)
 		}
 	})
 	defer unExtra()
@@ -223,11 +231,19 @@ func (r *runner) pingEquivalent(ctx context.Context, run string) ([]time.Duratio
 	}
 	defer cc.Stop()
 	bcast := "lgbase." + run + ".ping"
+	jid := "lgbase" + run
+	hdr := returnShaped(baselineBucket, "k", jid, "@", time.Now()).Header
 	unsub, err := f.SubscribeAll(ctx, bcast, func(c *simfleet.Conn, _ *nats.Msg) {
-		now := time.Now()
+		// One encoded return with the peel id cut out; each message is the
+		// two halves around its own id (the bytes a peel would send).
+		tmpl := returnShaped(baselineBucket, "k", jid, "@", time.Now()).Data
+		at := bytes.Index(tmpl, []byte(`"@"`)) + 1
+		head, tail := tmpl[:at], tmpl[at+1:]
 		for _, idx := range c.Peels() {
 			id := f.ID(int(idx))
-			c.Publish(returnShaped(baselineBucket, run+"."+id, "lgbase"+run, id, now))
+			body := make([]byte, 0, len(head)+len(id)+len(tail))
+			body = append(append(append(body, head...), id...), tail...)
+			c.PublishNow(&nats.Msg{Subject: prefix + id, Data: body, Header: hdr})
 		}
 	})
 	if err != nil {

@@ -31,8 +31,9 @@ type env struct {
 	log    *slog.Logger
 	dir    string
 	topo   *topology.Topology
-	client []string // URLs for the fleet
-	hub    []string // URLs for masters and the control connection
+	proc   *topology.ProcessServer // --server-process: the one server, a child
+	client []string                // URLs for the fleet
+	hub    []string                // URLs for masters and the control connection
 
 	mmu     sync.Mutex
 	masters []*masterHandle
@@ -62,7 +63,7 @@ type masterHandle struct {
 	killed bool
 }
 
-func (e *env) external() bool { return e.topo == nil }
+func (e *env) external() bool { return e.topo == nil && e.proc == nil }
 
 func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) {
 	e := &env{cfg: cfg, log: log, partitions: cfg.Partitions}
@@ -76,6 +77,12 @@ func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) 
 			return nil, err
 		}
 		e.dir = dir
+		if cfg.ServerProcess {
+			if err := e.startProcessServer(ctx); err != nil {
+				os.RemoveAll(dir)
+				return nil, err
+			}
+		}
 		o := topology.Options{Dir: dir}
 		if cfg.ServerLog {
 			o.Logger = log
@@ -93,14 +100,15 @@ func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) 
 			o.Tune = e.sec.tune(&tuneErr)
 		}
 		var t *topology.Topology
-		switch cfg.Topology {
-		case topology.KindSingle:
+		switch {
+		case cfg.ServerProcess:
+		case cfg.Topology == topology.KindSingle:
 			t, err = topology.StartSingle(o)
-		case topology.KindCluster:
+		case cfg.Topology == topology.KindCluster:
 			t, err = topology.StartCluster(o)
-		case topology.KindLeaf:
+		case cfg.Topology == topology.KindLeaf:
 			t, err = topology.StartLeaf(o)
-		case topology.KindSuperCluster:
+		case cfg.Topology == topology.KindSuperCluster:
 			o.Leafs = 0
 			t, err = topology.StartSuperCluster(o)
 		default:
@@ -114,11 +122,13 @@ func startEnv(ctx context.Context, cfg *Config, log *slog.Logger) (*env, error) 
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		e.topo = t
-		e.client = t.ClientURLs()
-		e.hub = t.HubURLs()
-		e.replicas = t.Replicas()
-		e.placement = t.Placement()
+		if t != nil {
+			e.topo = t
+			e.client = t.ClientURLs()
+			e.hub = t.HubURLs()
+			e.replicas = t.Replicas()
+			e.placement = t.Placement()
+		}
 	}
 	copts := []nats.Option{nats.Name("zester-loadgen control"), nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond), nats.ReconnectBufSize(64 << 20)}
@@ -314,6 +324,9 @@ func (e *env) close() {
 	}
 	if e.topo != nil {
 		e.topo.Shutdown()
+	}
+	if e.proc != nil {
+		e.proc.Stop()
 	}
 	if e.dir != "" && !e.cfg.KeepStore {
 		os.RemoveAll(e.dir)

@@ -183,3 +183,37 @@ func TestSecurePing(t *testing.T) {
 		t.Fatalf("signatures: verified %d refused %d", rep.Fleet.Verified, rep.Fleet.Refused)
 	}
 }
+
+// With --server-process the server is a nats-server child: one connection
+// per peel costs this process one open file (the limit check agrees), a
+// ping is answered by every peel, and after the child restarts every peel
+// is back with its facts stored again.
+func TestServerProcess_PerPeelPingAndReconnect(t *testing.T) {
+	c := DefaultConfig()
+	c.Peels, c.Mode, c.ServerProcess = 15_000, ModePerPeel, true
+	if err := c.checkFiles(20_000); err != nil {
+		t.Fatalf("15,000 connections to a server in a child process do not fit 20,000 files: %v", err)
+	}
+	c.Topology = "cluster"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--server-process") {
+		t.Fatalf("--server-process with a cluster: %v", err)
+	}
+
+	cfg := DefaultConfig()
+	cfg.Peels, cfg.Mode, cfg.ServerProcess = 300, ModePerPeel, true
+	cfg.Scenarios = []string{ScPing, ScReconnect}
+	rep := run(t, cfg)
+	if !rep.Setup.ServerProcess || rep.Process.ServerPeakRSS == 0 {
+		t.Fatalf("setup %+v, server RSS %d: want the server in a child", rep.Setup, rep.Process.ServerPeakRSS)
+	}
+	if rep.Fleet.OpenFiles >= 2*cfg.Peels {
+		t.Fatalf("%d open files for %d connections: the server's ends are in this process", rep.Fleet.OpenFiles, cfg.Peels)
+	}
+	if sc := rep.Find(ScPing); sc.Status != StatusOK || sc.Ping.StoredKeys != cfg.Peels || sc.Ping.Lost != 0 || sc.Ping.Duplicates != 0 {
+		t.Fatalf("ping: %s %+v %v", sc.Status, sc.Ping, sc.Notes)
+	}
+	sc := rep.Find(ScReconnect)
+	if sc.Status != StatusOK || sc.Reconnect.PeelsMoved != cfg.Peels || sc.Reconnect.FactsRepublished <= 0 {
+		t.Fatalf("reconnect: %s %+v %v", sc.Status, sc.Reconnect, sc.Notes)
+	}
+}

@@ -59,6 +59,9 @@ type Setup struct {
 	NATS        string  `json:"nats,omitempty"`
 	// Secure: PKI, operator mode, signed dispatches (--secure).
 	Secure bool `json:"secure,omitempty"`
+	// ServerProcess: the server ran in a child process (--server-process);
+	// the process figures then leave it out (Resources.ServerPeakRSS).
+	ServerProcess bool `json:"server_process,omitempty"`
 }
 
 // FleetInfo is what the simulated fleet cost.
@@ -82,6 +85,8 @@ type Resources struct {
 	UserCPU Seconds `json:"user_cpu_s"`
 	SysCPU  Seconds `json:"sys_cpu_s"`
 	PeakRSS int64   `json:"peak_rss_bytes"`
+	// ServerPeakRSS is the child server's peak RSS (--server-process).
+	ServerPeakRSS int64 `json:"server_peak_rss_bytes,omitempty"`
 	// Bytes the fleet's connections sent and received.
 	FleetOut uint64 `json:"fleet_out_bytes"`
 	FleetIn  uint64 `json:"fleet_in_bytes"`
@@ -225,13 +230,18 @@ type FailoverResult struct {
 
 // ReconnectResult is the server restart.
 type ReconnectResult struct {
-	Server         string      `json:"server"`
-	Conns          int         `json:"conns"`
-	PeelsMoved     int         `json:"peels_reconnected"`
-	RestartTime    Seconds     `json:"restart_s"`     // stop + start of the server
-	AllReconnected Seconds     `json:"reconnected_s"` // restart begun → every connection back
-	PingDone       Seconds     `json:"ping_done_s"`   // restart begun → ping final with every return
-	Ping           *PingResult `json:"ping"`
+	Server         string  `json:"server"`
+	Conns          int     `json:"conns"`
+	PeelsMoved     int     `json:"peels_reconnected"`
+	RestartTime    Seconds `json:"restart_s"`     // stop + start of the server
+	AllReconnected Seconds `json:"reconnected_s"` // restart begun → every connection back
+	PingDone       Seconds `json:"ping_done_s"`   // restart begun → ping final with every return
+	// FactsRepublished is restart begun → every reconnected peel's facts
+	// stored again (each spread over its connection's Spreader window);
+	// Refusals counts the stores the server refused (429) meanwhile.
+	FactsRepublished Seconds     `json:"facts_republished_s"`
+	Refusals         int64       `json:"refusals"`
+	Ping             *PingResult `json:"ping"`
 }
 
 // Target is one of the performance targets and whether this run met it.
@@ -341,8 +351,13 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "secure: operator mode, signed dispatches and API calls; the fleet verified %s signatures (one per message per connection; a real peel verifies each dispatch to it once, on its own core), refused %d\n",
 			fmtInt(r.Fleet.Verified), r.Fleet.Refused)
 	}
-	fmt.Fprintf(w, "process (servers + masters + fleet): peak RSS %s, CPU %s (user %s, sys %s) over %s wall\n",
-		fmtBytes(p.PeakRSS), p.CPU, p.UserCPU, p.SysCPU, r.Wall)
+	if r.Setup.ServerProcess {
+		fmt.Fprintf(w, "process (masters + fleet; the server in a child process, peak RSS %s): peak RSS %s, CPU %s (user %s, sys %s) over %s wall\n",
+			fmtBytes(p.ServerPeakRSS), fmtBytes(p.PeakRSS), p.CPU, p.UserCPU, p.SysCPU, r.Wall)
+	} else {
+		fmt.Fprintf(w, "process (servers + masters + fleet): peak RSS %s, CPU %s (user %s, sys %s) over %s wall\n",
+			fmtBytes(p.PeakRSS), p.CPU, p.UserCPU, p.SysCPU, r.Wall)
+	}
 	fmt.Fprintf(w, "fleet wire: out %s, in %s", fmtBytes(int64(p.FleetOut)), fmtBytes(int64(p.FleetIn)))
 	if p.ServerIn > 0 {
 		fmt.Fprintf(w, "; servers: in %s, out %s", fmtBytes(int64(p.ServerIn)), fmtBytes(int64(p.ServerOut)))

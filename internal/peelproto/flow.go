@@ -239,11 +239,12 @@ func (w *Window) Stats() WindowStats {
 // window out until that rate is what the server takes. Safe for concurrent
 // use.
 //
-// The real peel keeps one. A simulated fleet keeps one per connection: on
-// a reconnect it schedules each of the connection's peels' fact publishes
-// at its own Delay(), calls Refused for each fact publish that is
-// Overloaded (and sends it again after a Delay()), and Calm once the
-// connection's republish is through.
+// The real peel keeps one. A simulated fleet (internal/simfleet, flow.go)
+// keeps one per connection to schedule its peels' republish after a
+// reconnect or a master's request, each at its own Delay(), widened once
+// per halving of the connection's Window by a fact publish and narrowed by
+// every fact stored at once; and one per refused fact publish, as each real
+// peel's own, from whose Delay() the retry waits.
 type Spreader struct {
 	base, max time.Duration
 

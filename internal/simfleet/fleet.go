@@ -11,6 +11,7 @@
 package simfleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,8 +103,20 @@ type Fleet struct {
 	BadDispatch   atomic.Int64
 	Disconnects   atomic.Int64
 	Reconnects    atomic.Int64
+	// Refusals counts stores the server refused with 429 (its stream's
+	// ingest queue full); Republished the facts sent again after a
+	// reconnect or at a master's request.
+	Refusals    atomic.Int64
+	Republished atomic.Int64
 
-	extraMu sync.Mutex
+	// facts are the encoded documents PublishFacts stored, kept for the
+	// republishes (nil before).
+	facts atomic.Pointer[EncodedFacts]
+	// ctx ends when the fleet closes (the senders' and windows' context).
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	extraMu sync.RWMutex
 	extra   map[string]ExtraFunc
 
 	// silent holds the peels (int32 index) stopped with Stop: they no longer
@@ -131,6 +144,14 @@ type Conn struct {
 	reconnects atomic.Int64
 	subs       []*nats.Subscription
 	verify     *simVerifier // nil: no signature checks
+
+	// Flow control (flow.go): every store waits in out for room in win;
+	// spread spaces the facts republished; factsPending counts the
+	// connection's fact stores not yet acknowledged.
+	out          *outbox
+	win          *peelproto.Window
+	spread       *peelproto.Spreader
+	factsPending atomic.Int64
 }
 
 type connPart struct {
@@ -164,6 +185,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	}
 	f := &Fleet{cfg: cfg, peels: make([]peelRec, cfg.Peels), jobs: map[string]*JobTrack{}, extra: map[string]ExtraFunc{},
 		done: make(chan struct{}), instance: rand.Uint64()}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.SetLatency(cfg.Latency)
 	f.SetFailRate(cfg.FailRate)
 	order := make([]int32, cfg.Peels)
@@ -178,7 +200,9 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	f.conns = make([]*Conn, cfg.Conns)
 	for k := range f.conns {
 		lo, hi := k*cfg.Peels/cfg.Conns, (k+1)*cfg.Peels/cfg.Conns
-		c := &Conn{f: f, idx: k, peels: order[lo:hi]}
+		c := &Conn{f: f, idx: k, peels: order[lo:hi], out: newOutbox(),
+			win:    peelproto.NewWindow(initialWindow(cfg.Conns), cfg.PublishWindow),
+			spread: peelproto.NewSpreader(republishSpread, republishMaxSpread)}
 		byPart := map[int]*connPart{}
 		for _, idx := range c.peels {
 			p := int(f.peels[idx].part)
@@ -342,8 +366,10 @@ func (c *Conn) connect() error {
 		nats.ReconnectHandler(func(*nats.Conn) {
 			c.reconnects.Add(1)
 			f.Reconnects.Add(1)
-			// A real peel beats at once after a reconnect.
+			// A real peel beats at once after a reconnect, and republishes
+			// its facts (the store may have been rebuilt), spread.
 			go c.beatAll()
+			go c.republish(c.peels, nil)
 		}),
 	)...)
 	if err != nil {
@@ -351,7 +377,9 @@ func (c *Conn) connect() error {
 	}
 	c.nc = nc
 	c.js, err = jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(f.cfg.PublishWindow),
+		// The window (flow.go) bounds what is in flight; the async
+		// publisher's own bound only has to be larger.
+		jetstream.WithPublishAsyncMaxPending(2*f.cfg.PublishWindow),
 		jetstream.WithPublishAsyncTimeout(asyncAckTimeout),
 		jetstream.WithPublishAsyncAckHandler(c.onAck),
 		jetstream.WithPublishAsyncErrHandler(c.onPubErr),
@@ -376,6 +404,7 @@ func (c *Conn) connect() error {
 		}
 		c.subs = append(c.subs, ctl)
 	}
+	go c.sender()
 	// Up from the start, before any facts, as a real peel is.
 	c.beatAll()
 	go c.beatLoop()
@@ -458,10 +487,20 @@ func (f *Fleet) sleep(d time.Duration) bool {
 func (c *Conn) controlHandler(cp *connPart) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		var ctl wire.Control
-		if json.Unmarshal(m.Data, &ctl) != nil || ctl.Op != wire.ControlBeat {
+		if json.Unmarshal(m.Data, &ctl) != nil || (ctl.Op != wire.ControlBeat && ctl.Op != wire.ControlRepublishFacts) {
 			return
 		}
 		if !c.verify.check(sig.Control, m, 5*time.Minute) {
+			return
+		}
+		if ctl.Op == wire.ControlRepublishFacts {
+			// A rebuilt store asks the whole fleet at once: the named peels
+			// republish spread, as after a reconnect.
+			named := map[string]bool{}
+			for _, id := range ctl.Peels {
+				named[id] = true
+			}
+			go c.republish(cp.peels, func(idx int32) bool { return named[c.f.peels[idx].id] })
 			return
 		}
 		// Each real peel answers after its own random delay; one delay per
@@ -522,6 +561,7 @@ func (f *Fleet) Close() {
 		return
 	}
 	close(f.done)
+	f.cancel()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for _, c := range f.conns {
@@ -726,76 +766,6 @@ func (c *Conn) sendReturn(jt *JobTrack, d *wire.Dispatch, idx int32, started tim
 	c.Publish(peelproto.ReturnMsgRaw(d.JID, id, ok, b))
 }
 
-// Publish publishes msg asynchronously through the connection's JetStream
-// context, retrying it later when the publish fails (Retry).
-func (c *Conn) Publish(msg *nats.Msg) {
-	if _, err := c.js.PublishMsgAsync(msg); err != nil {
-		c.Retry(msg, err)
-	}
-}
-
-// Retry republishes a message later; never called with the publisher's lock
-// held by us (the error handler may run under it).
-func (c *Conn) Retry(msg *nats.Msg, _ error) {
-	f := c.f
-	if f.closed.Load() {
-		return
-	}
-	f.Retries.Add(1)
-	if jid, _, ok := names.ParseReturnSubject(msg.Subject); ok {
-		if jt := f.lookup(jid); jt != nil {
-			jt.Retries.Add(1)
-		}
-	}
-	wait := 200*time.Millisecond + time.Duration(rand.Int64N(int64(300*time.Millisecond)))
-	time.AfterFunc(wait, func() { c.Publish(msg) })
-}
-
-func (c *Conn) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
-	f := c.f
-	subj := msg.Subject
-	switch {
-	case strings.HasPrefix(subj, names.ReturnSubjectPrefix):
-		jid, peel, ok := names.ParseReturnSubject(subj)
-		if !ok {
-			return
-		}
-		idx := PeelIndex(peel)
-		jt := f.lookup(jid)
-		if jt == nil || idx < 0 || idx >= len(f.peels) {
-			return
-		}
-		jt.stored(f, idx, time.Now().UnixNano(), false)
-	case strings.HasPrefix(subj, factsSubjectPrefix):
-		f.FactsStored.Add(1)
-	default:
-		f.extraHandler(subj, c, msg, ack, nil)
-	}
-}
-
-func (c *Conn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
-	f := c.f
-	subj := msg.Subject
-	if strings.HasPrefix(subj, names.ReturnSubjectPrefix) && peelproto.IsAlreadyStored(err) {
-		// A retry of a return that was stored: the peel treats it as sent.
-		f.DupRefused.Add(1)
-		if jid, peel, ok := names.ParseReturnSubject(subj); ok {
-			if jt, idx := f.lookup(jid), PeelIndex(peel); jt != nil && idx >= 0 && idx < len(f.peels) {
-				jt.DupRefused.Add(1)
-				jt.stored(f, idx, time.Now().UnixNano(), true)
-			}
-		}
-		return
-	}
-	if !strings.HasPrefix(subj, names.ReturnSubjectPrefix) && !strings.HasPrefix(subj, factsSubjectPrefix) {
-		if f.extraHandler(subj, c, msg, nil, err) {
-			return
-		}
-	}
-	// Asynchronous: the error handler may run with the publisher locked.
-	go c.Retry(msg, err)
-}
-
 // ExtraFunc handles the ack (err nil) or the error of an async publish.
 type ExtraFunc func(c *Conn, m *nats.Msg, ack *jetstream.PubAck, err error)
 
@@ -813,7 +783,7 @@ func (f *Fleet) OnExtra(prefix string, h ExtraFunc) func() {
 }
 
 func (f *Fleet) extraHandler(subj string, c *Conn, m *nats.Msg, ack *jetstream.PubAck, err error) bool {
-	f.extraMu.Lock()
+	f.extraMu.RLock()
 	var h ExtraFunc
 	for p, fn := range f.extra {
 		if strings.HasPrefix(subj, p) {
@@ -821,7 +791,7 @@ func (f *Fleet) extraHandler(subj string, c *Conn, m *nats.Msg, ack *jetstream.P
 			break
 		}
 	}
-	f.extraMu.Unlock()
+	f.extraMu.RUnlock()
 	if h == nil {
 		return false
 	}
@@ -914,6 +884,9 @@ func (f *Fleet) EncodeFacts(ctx context.Context, now time.Time) (*EncodedFacts, 
 					ch.data = append(ch.data, v...)
 					ch.off = append(ch.off, int32(len(ch.data)))
 				}
+				// Kept for the fleet's life (republishes): without the
+				// slack append left, up to half of it at 1,000,000 peels.
+				ch.data = bytes.Clone(ch.data)
 				e.chunks[k] = ch
 			}
 		}()
@@ -932,20 +905,12 @@ func (f *Fleet) EncodeFacts(ctx context.Context, now time.Time) (*EncodedFacts, 
 func (f *Fleet) PublishFacts(ctx context.Context, e *EncodedFacts) (time.Duration, error) {
 	base := f.FactsStored.Load()
 	start := time.Now()
-	var wg sync.WaitGroup
+	f.facts.Store(e)
 	for _, c := range f.conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, idx := range c.peels {
-				if ctx.Err() != nil {
-					return
-				}
-				c.Publish(&nats.Msg{Subject: factsSubjectPrefix + names.FactsKey(f.peels[idx].id), Data: e.get(int(idx))})
-			}
-		}()
+		for _, idx := range c.peels {
+			c.publishFact(e, idx)
+		}
 	}
-	wg.Wait()
 	want := base + int64(len(f.peels))
 	for f.FactsStored.Load() < want {
 		select {
