@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/pki"
+	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/shard"
 )
@@ -70,6 +72,8 @@ type settingsRenderer struct {
 	// of a master without master.xk render and write every peel again;
 	// without that key there is no secret for the hash to guard).
 	inputKey []byte
+	// inputMACs are inputHash's MACs keyed with inputKey.
+	inputMACs sync.Pool
 	// sealer seals each peel's values from the masters' curve key (a
 	// one-time key of this process when there is none: nothing to seal
 	// but empty value sets then).
@@ -80,9 +84,7 @@ type settingsRenderer struct {
 	basket func(ctx context.Context, target, name string) (map[string]any, error)
 
 	treeMu sync.RWMutex
-	tree   *settings.Tree
-	open   func(string) (string, error)
-	hashes map[string]string // settings.Tree.FileHashes of tree
+	cur    *loadedTree // nil until a tree loads
 	// treeErr is why the files on disk are not the tree in use ("" when
 	// they are).
 	treeErr string
@@ -97,11 +99,37 @@ type settingsRenderer struct {
 	curves  map[string]string         // peel id → curve key of its accepted enrollment
 	lists   map[string][]string       // HeaderSettingsFiles value → its list, shared (fileList)
 
-	// batchMu serialises render batches (the loop and refresh).
+	// batchMu serialises render batches (the loop and refresh), and the
+	// sealer's warm-up with them.
 	batchMu sync.Mutex
-	pub     *kvPublisher
+	// idle is closed once the first render batch after start is done.
+	idle     chan struct{}
+	idleOnce sync.Once
+	pub      *kvPublisher
 
 	renders, current, writes, failures *metrics.Counter
+}
+
+// loadedTree is the tree in use and what its renders share: the Secret
+// callback (with its cache of opened tokens), the files' content hashes
+// (settings.Tree.FileHashes) and the memo of file outputs, which holds
+// values opened by that callback and so lives and dies with the tree.
+type loadedTree struct {
+	tree   *settings.Tree
+	open   func(string) (string, error)
+	hashes map[string]string
+	memo   *settings.Memo
+	// facts is what of a peel's facts its render needs: the tree's fact
+	// paths and the curve key (nil: the whole document).
+	facts *render.FactFilter
+}
+
+func newLoadedTree(t *settings.Tree, open func(string) (string, error)) *loadedTree {
+	lt := &loadedTree{tree: t, open: open, hashes: t.FileHashes(), memo: settings.NewMemo()}
+	if paths, ok := t.FactPaths(); ok {
+		lt.facts = render.NewFactFilter(append(slices.Clone(paths), []string{factsCurveKey}))
+	}
+	return lt
 }
 
 // storedEntry is what the store holds under one key, from its headers.
@@ -221,9 +249,54 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 	if err := s.watchDir(ctx); err != nil {
 		s.log.Warn("settings_dir not watched: changes need zester settings refresh", "settings_dir", s.dir, "err", err)
 	}
+	s.idle = make(chan struct{})
 	go s.loop(ctx)
 	go s.checkStoreLoop(ctx)
+	go s.warmSealer(ctx)
 	return nil
+}
+
+// warmChunk is how many shared keys warmSealer makes at a time (about
+// 15 ms of one core) before it lets a waiting render batch go first.
+const warmChunk = 512
+
+// warmSealer precomputes, once the first render batch is done, the shared
+// key of every owned peel with an accepted enrollment that has none yet
+// (one X25519 each, 32 bytes kept): after a restart that found every peel
+// current, the first settings change then seals as fast as later ones. It
+// yields to render batches chunk by chunk.
+func (s *settingsRenderer) warmSealer(ctx context.Context) {
+	select {
+	case <-s.idle:
+	case <-ctx.Done():
+		return
+	}
+	s.storeMu.Lock()
+	curves := make([]string, 0, len(s.curves))
+	for id, c := range s.curves {
+		if s.m.member.owns(shard.Partition(id, s.m.cfg.Partitions)) {
+			curves = append(curves, c)
+		}
+	}
+	s.storeMu.Unlock()
+	for i := 0; i < len(curves); i += warmChunk {
+		if ctx.Err() != nil {
+			return
+		}
+		s.batchMu.Lock()
+		chunk := curves[i:min(i+warmChunk, len(curves))]
+		var wg sync.WaitGroup
+		w := runtime.GOMAXPROCS(0)
+		for k := range w {
+			wg.Go(func() {
+				for j := k; j < len(chunk); j += w {
+					_ = s.sealer.Warm(chunk[j]) // a bad key fails its peel's render, and is reported there
+				}
+			})
+		}
+		wg.Wait()
+		s.batchMu.Unlock()
+	}
 }
 
 // reload loads the tree from disk. A tree that loads replaces the current
@@ -250,9 +323,13 @@ func (s *settingsRenderer) reload(why string) (changed bool, err error) {
 		}
 		return false, err
 	}
-	old := s.hashes
-	hashes := t.FileHashes()
-	s.tree, s.open, s.hashes, s.treeErr = t, s.opener(), hashes, ""
+	var old map[string]string
+	if s.cur != nil {
+		old = s.cur.hashes
+	}
+	s.cur = newLoadedTree(t, s.opener())
+	hashes := s.cur.hashes
+	s.treeErr = ""
 	s.treeMu.Unlock()
 
 	var diff []string
@@ -386,6 +463,7 @@ func (s *settingsRenderer) loop(ctx context.Context) {
 		clear(s.dirty)
 		s.mu.Unlock()
 		s.renderBatch(ctx, ids, renderChanged)
+		s.idleOnce.Do(func() { close(s.idle) })
 	}
 }
 

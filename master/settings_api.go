@@ -29,10 +29,10 @@ func (s *settingsRenderer) masked(id string) map[string]any {
 	s.mu.Unlock()
 	if ps == nil {
 		s.treeMu.RLock()
-		tree, open, hashes := s.tree, s.open, s.hashes
+		lt := s.cur
 		s.treeMu.RUnlock()
-		if tree != nil {
-			if _, _, err := s.renderOne(context.Background(), tree, open, hashes, id, compileOnly); err == nil {
+		if lt != nil {
+			if _, _, err := s.renderOne(context.Background(), lt, id, compileOnly); err == nil {
 				s.mu.Lock()
 				if ps = s.peels[id]; ps != nil {
 					b = ps.masked

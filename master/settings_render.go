@@ -5,10 +5,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"hash"
 	"runtime"
 	"slices"
 	"sort"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/shard"
@@ -42,10 +42,10 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
 	s.treeMu.RLock()
-	tree, open, hashes := s.tree, s.open, s.hashes
+	lt := s.cur
 	s.treeMu.RUnlock()
 	var st batchStats
-	if tree == nil || len(ids) == 0 {
+	if lt == nil || len(ids) == 0 {
 		return st
 	}
 	work := make(chan string)
@@ -61,7 +61,7 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 		go func() {
 			defer wg.Done()
 			for id := range work {
-				rendered, wrote, err := s.renderOne(ctx, tree, open, hashes, id, mode)
+				rendered, wrote, err := s.renderOne(ctx, lt, id, mode)
 				mu.Lock()
 				if rendered {
 					st.rendered++
@@ -133,7 +133,8 @@ const (
 )
 
 // renderOne compiles one peel and queues the writes of what changed.
-func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, open func(string) (string, error), hashes map[string]string, id string, mode renderMode) (rendered, wrote bool, err error) {
+func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id string, mode renderMode) (rendered, wrote bool, err error) {
+	tree, open, hashes := lt.tree, lt.open, lt.hashes
 	P := s.m.cfg.Partitions
 	if !s.m.member.owns(shard.Partition(id, P)) {
 		return false, false, nil
@@ -147,7 +148,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	curve := s.enrolledCurve(id)
 	var facts map[string]any
 	if curve == "" {
-		if facts, err = decodeFactsMap(raw); err != nil {
+		if facts, err = decodeFactsMap(raw, lt.facts); err != nil {
 			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 		}
 		curve = factsCurve(facts)
@@ -161,12 +162,12 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 		}
 	}
 	if facts == nil {
-		if facts, err = decodeFactsMap(raw); err != nil {
+		if facts, err = decodeFactsMap(raw, lt.facts); err != nil {
 			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 		}
 	}
 	var usedBasket atomic.Bool
-	opts := settings.Options{Context: ctx, Secret: open}
+	opts := settings.Options{Context: ctx, Secret: open, Memo: lt.memo, FactsNormalized: true}
 	if s.basket != nil {
 		opts.Basket = func(tgt, name string) (map[string]any, error) {
 			usedBasket.Store(true)
@@ -182,15 +183,12 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
-	masked, err := json.Marshal(res.Masked())
+	// Shared with the peels a memo gives the same result (do not change).
+	masked, err := res.MaskedJSON()
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
-	bundle, err := tree.BundleWith(res, settings.SettingsHashOf(masked))
-	if err != nil {
-		return true, false, s.fail(id, err)
-	}
-	bj, err := json.Marshal(bundle)
+	bj, err := tree.BundleJSON(res, settings.SettingsHashOf(masked))
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
@@ -247,14 +245,31 @@ func (s *settingsRenderer) renderOne(ctx context.Context, tree *settings.Tree, o
 // The key (from the masters' curve seed, when there is one) makes it change
 // with the masters' key too.
 func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, raw []byte, curve string) string {
-	h := hmac.New(sha256.New, s.inputKey)
-	io.WriteString(h, "zester settings input v1\x00"+hashes[settings.TopFile])
-	for _, f := range files {
-		io.WriteString(h, "\x00"+f+"\x00"+hashes[f])
+	// One MAC per worker, reset (same key), and the text before raw built
+	// in its buffer: this runs for every marked peel, current or not.
+	m, _ := s.inputMACs.Get().(*inputMAC)
+	if m == nil {
+		m = &inputMAC{h: hmac.New(sha256.New, s.inputKey)}
 	}
-	io.WriteString(h, "\x00"+curve+"\x00")
-	h.Write(raw)
-	return hex.EncodeToString(h.Sum(nil))
+	defer s.inputMACs.Put(m)
+	m.h.Reset()
+	b := append(m.buf[:0], "zester settings input v1\x00"...)
+	b = append(b, hashes[settings.TopFile]...)
+	for _, f := range files {
+		b = append(append(append(append(b, 0), f...), 0), hashes[f]...)
+	}
+	b = append(append(append(b, 0), curve...), 0)
+	m.buf = b
+	m.h.Write(b)
+	m.h.Write(raw)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(m.h.Sum(sum[:0]))
+}
+
+// inputMAC is a reusable inputHash state.
+type inputMAC struct {
+	h   hash.Hash
+	buf []byte
 }
 
 // isCurrent reports whether id's entries were rendered from the inputs it
@@ -288,16 +303,14 @@ func (s *settingsRenderer) fail(id string, err error) error {
 	return err
 }
 
-func decodeFactsMap(raw []byte) (map[string]any, error) {
+// decodeFactsMap decodes a stored fact document as the templates see it
+// (render.ParseFacts: normalised, in one pass), keeping what f keeps.
+func decodeFactsMap(raw []byte, f *render.FactFilter) (map[string]any, error) {
 	doc, err := factcodec.Decode(raw)
 	if err != nil {
 		return nil, err
 	}
-	var f map[string]any
-	if err := json.Unmarshal(doc, &f); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return render.ParseFactsFiltered(doc, f)
 }
 
 func hashHex(b []byte) string {

@@ -3,19 +3,17 @@ package master
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/enroll"
+	"github.com/zester-io/zester/internal/fswatch"
 	"github.com/zester-io/zester/internal/kvwatch"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/shard"
@@ -168,6 +166,9 @@ func (s *settingsRenderer) followEnrollments(ctx context.Context) error {
 					s.curves[key] = curve
 				}
 				s.storeMu.Unlock()
+				if old != curve && old != "" {
+					s.sealer.Forget(old) // that key is sealed to no more
+				}
 				if old != curve && !first {
 					s.markDirty(key)
 				}
@@ -188,58 +189,17 @@ func (s *settingsRenderer) followEnrollments(ctx context.Context) error {
 // reload.
 const settingsReloadDebounce = 200 * time.Millisecond
 
-// watchDir reloads the tree when anything under settings_dir changes.
+// watchDir reloads the tree when anything under settings_dir changes
+// (fswatch: one reload per burst, .git not watched).
 func (s *settingsRenderer) watchDir(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	add := func(root string) {
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				if strings.HasPrefix(d.Name(), ".") && p != root {
-					return fs.SkipDir // .git
-				}
-				w.Add(p)
-			}
-			return nil
-		})
-	}
 	if _, err := os.Stat(s.dir); err != nil {
-		w.Close()
 		return err
 	}
-	add(s.dir)
 	go func() {
-		defer w.Close()
-		var t *time.Timer
-		fire := make(chan struct{}, 1)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if ev.Has(fsnotify.Create) {
-					if st, err := os.Stat(ev.Name); err == nil && st.IsDir() {
-						add(ev.Name)
-					}
-				}
-				if t == nil {
-					t = time.AfterFunc(settingsReloadDebounce, func() { fire <- struct{}{} })
-				} else {
-					t.Reset(settingsReloadDebounce)
-				}
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				s.log.Warn("settings_dir watch", "err", err)
-			case <-fire:
-				s.reload("settings_dir changed")
-			}
+		err := fswatch.Watch(ctx, s.dir, settingsReloadDebounce, func() { s.reload("settings_dir changed") },
+			func(err error) { s.log.Warn("settings_dir watch; reloading", "err", err) })
+		if err != nil {
+			s.log.Warn("settings_dir not watched: changes need zester settings refresh", "settings_dir", s.dir, "err", err)
 		}
 	}()
 	return nil

@@ -44,7 +44,10 @@ func (m *Master) startStateTree(ctx context.Context) {
 			_ = backoff.Retry(ctx, backoff.New(200*time.Millisecond, 30*time.Second), func(ctx context.Context) error {
 				st, err := pub.Publish(ctx)
 				if err == nil && (st.Manifest || st.Written > 0) {
-					m.log.Info("state tree published", "version", st.Version, "files", st.Files, "written", st.Written, "bytes", st.WrittenBytes)
+					m.log.Info("state tree published", "version", st.Version, "files", st.Files, "written", st.Written, "bytes", st.WrittenBytes, "pack_bytes", st.PackBytes)
+				}
+				if err == nil && st.NoPack != "" {
+					m.log.Warn("state tree published without a pack: cold peels fetch it file by file", "version", st.Version, "reason", st.NoPack)
 				}
 				if err != nil {
 					m.log.Warn("state tree publish failed; retrying", "states_dir", dir, "err", err)

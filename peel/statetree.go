@@ -38,7 +38,12 @@ func (p *Peel) stateTree(ctx context.Context) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	p.log.Debug("state tree fetched", "version", st.Version, "pinned", pin != "", "files", st.Files, "gets", st.Gets, "bytes", st.Bytes)
+	if st.PackRefused != nil {
+		// The run goes on from per-file gets, each checked: the pack
+		// is a shortcut, a bad one only costs gets.
+		p.log.Warn("state tree pack refused", "version", st.Version, "err", st.PackRefused)
+	}
+	p.log.Debug("state tree fetched", "version", st.Version, "pinned", pin != "", "files", st.Files, "gets", st.Gets, "bytes", st.Bytes, "pack", st.Pack)
 	if err := os.WriteFile(filepath.Join(base, "version"), []byte(st.Version+"\n"), 0o600); err != nil {
 		return "", "", fmt.Errorf("record the state tree version: %w", err)
 	}

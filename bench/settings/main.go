@@ -33,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,8 @@ var (
 	profDir = flag.String("cpuprofile", "", "directory for a CPU profile of the master during each phase (cpu-<n>.pprof, via ZESTER_PPROF=1)")
 	mEnv    = flag.String("master-env", "", "extra environment of the master, comma-separated (GOGC=400,GOMEMLIMIT=900MiB)")
 	profSec = flag.Int("cpuprofile-seconds", 10, "length of each phase's CPU profile")
+	heapOut = flag.String("heapprofile", "", "file for a heap profile of the master after the last phase (needs --cpuprofile or ZESTER_PPROF=1 in --master-env)")
+	profOf  = flag.String("cpuprofile-phases", "", "phases to profile, comma-separated numbers from 1 (default all; profiles longer than a phase overlap the next, which then has none)")
 )
 
 func run() error {
@@ -166,13 +169,22 @@ func run() error {
 	}); err != nil {
 		return err
 	}
+	sealed0 := lastSeq(ctx, js, names.BucketSecrets)
 	if err := m.phase("text change in common.zy", N, N, func() {
 		tree["common.zy"] = strings.Replace(tree["common.zy"], "htop", "htop, jq", 1)
 		writeTree()
 	}); err != nil {
 		return err
 	}
+	// A text change leaves every peel's values as they were: nothing is
+	// sealed again.
+	if d := lastSeq(ctx, js, names.BucketSecrets) - sealed0; d != 0 {
+		return fmt.Errorf("the text change wrote %d secrets entries, want none", d)
+	}
 	peak := m.rssPeak()
+	if *heapOut != "" {
+		m.fetch("heap", *heapOut)
+	}
 	m.stop()
 
 	// Raw baselines of the same sizes.
@@ -261,6 +273,14 @@ func putAll(ctx context.Context, js jetstream.JetStream, n int, msg func(i int) 
 	return nil
 }
 
+func lastSeq(ctx context.Context, js jetstream.JetStream, bucket string) uint64 {
+	st, err := js.Stream(ctx, names.KVStream(bucket))
+	if err != nil {
+		return 0
+	}
+	return st.CachedInfo().State.LastSeq
+}
+
 func avgSize(ctx context.Context, js jetstream.JetStream, bucket string, n int) int {
 	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
@@ -299,8 +319,13 @@ type child struct {
 
 // profile writes a CPU profile of the master, --cpuprofile-seconds long.
 func (c *child) profile(path string) {
+	c.fetch(fmt.Sprintf("profile?seconds=%d", *profSec), path)
+}
+
+// fetch writes the master's /debug/pprof/<what> to path.
+func (c *child) fetch(what, path string) {
 	os.MkdirAll(filepath.Dir(path), 0o755)
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.http, *profSec))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", c.http, what))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "profile:", err)
 		return
@@ -400,7 +425,7 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 		change()
 	}
 	c.phases++
-	if *profDir != "" {
+	if *profDir != "" && (*profOf == "" || slices.Contains(strings.Split(*profOf, ","), strconv.Itoa(c.phases))) {
 		go c.profile(filepath.Join(*profDir, fmt.Sprintf("cpu-%d.pprof", c.phases)))
 	}
 	deadline := start.Add(*timeout)
@@ -421,7 +446,7 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: after %s: %.0f of %d renders, %.0f of %d writes", name, *timeout, r-r0, renders, w-w0, writes)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond)
 	}
 }
 

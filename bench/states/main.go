@@ -10,10 +10,12 @@
 //
 // Phases: a test.ping of the whole fleet (the master indexes and reaches
 // every peel; the figure to compare with), the highstate cold (every peel
-// fetches the whole tree), the highstate warm (the version only), and a
+// fetches the whole tree: the manifest and the version's pack), the
+// highstate warm (nothing: the version is pinned and materialised), and a
 // raw baseline of the same run: the same direct gets and return puts from
 // a bare nats.go pipeline over the same connections, with the same
-// parallelism, without the master.
+// parallelism, without the master; and the cold baseline of the per-file
+// fetch (the manifest and every content), the cost before packs.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +53,7 @@ var (
 	states   = flag.Int("states", 50, "states in the tree (one .sls each)")
 	parallel = flag.Int("parallel", 2048, "state runs fetching at once across the fleet (and baseline workers)")
 	timeout  = flag.Duration("timeout", 10*time.Minute, "bound of each job")
+	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the cold highstate (the whole process: server, master, fleet) to this file")
 )
 
 func main() {
@@ -117,7 +121,11 @@ func run() error {
 	for _, e := range man.Files {
 		treeBytes += e.Size
 	}
-	fmt.Printf("tree: %d files, %d B, version %.12s\n", len(man.Files), treeBytes, man.Version)
+	packInfo := "no pack"
+	if man.Pack != nil {
+		packInfo = fmt.Sprintf("pack %d B", man.Pack.Size)
+	}
+	fmt.Printf("tree: %d files, %d B, %s, version %.12s\n", len(man.Files), treeBytes, packInfo, man.Version)
 
 	t0 := time.Now()
 	f, err := simfleet.NewFleet(simfleet.FleetConfig{Peels: N, Partitions: mc.Partitions, URLs: []string{url}, Facts: factgen.JSON})
@@ -160,7 +168,18 @@ func run() error {
 		}
 		time.Sleep(time.Second)
 	}
+	if *cpuProf != "" {
+		pf, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+	}
 	cold, err := job(ctx, nc, kvJobs, f, st, srv, "state.highstate")
+	pprof.StopCPUProfile() // nothing when not started
 	if err != nil {
 		return err
 	}
@@ -173,17 +192,24 @@ func run() error {
 
 	// The raw baseline: the same gets and puts, no master, no tracking. A
 	// pinned job's peel gets no version key: cold it gets the manifest and
-	// every content, warm nothing.
-	keys := []string{names.StateTreeManifestKey(man.Version)}
+	// the pack (no pack: every content), warm nothing. "cold, per file"
+	// is the cold fetch without packs (the manifest and every content),
+	// for the figure before packs.
+	perFile := []string{names.StateTreeManifestKey(man.Version)}
 	for _, e := range man.Files {
-		keys = append(keys, names.StateTreeFileKey(e.Digest))
+		perFile = append(perFile, names.StateTreeFileKey(e.Digest))
 	}
+	coldKeys := perFile
+	if man.Pack != nil {
+		coldKeys = []string{names.StateTreeManifestKey(man.Version), names.StateTreePackKey(man.Version)}
+	}
+	coldRet := cold.retBytes / int64(max(cold.returned, 1))
 	fmt.Println()
 	for _, b := range []struct {
 		name string
 		keys []string
 		ret  int64
-	}{{"cold", keys, cold.retBytes / int64(max(cold.returned, 1))}, {"warm", nil, warm.retBytes / int64(max(warm.returned, 1))}} {
+	}{{"cold", coldKeys, coldRet}, {"cold, per file", perFile, coldRet}, {"warm", nil, warm.retBytes / int64(max(warm.returned, 1))}} {
 		d, err := baseline(f, N, b.keys, int(b.ret))
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"github.com/zester-io/zester/internal/backoff"
 	"github.com/zester-io/zester/internal/layout"
 	"github.com/zester-io/zester/internal/names"
+	"github.com/zester-io/zester/internal/statetree"
 	"github.com/zester-io/zester/internal/wire"
 )
 
@@ -59,7 +60,9 @@ func (a *app) checkCmd() *cobra.Command {
 
   bucket <name>, stream job-events  exist with the seed's history, TTL and storage
                                     (a TTL changed by retention settings is shown, not
-                                    failed); a leader, and every replica current
+                                    failed); a leader, and every replica current;
+                                    state-tree: the published tree's manifest, every
+                                    content and its pack present and matching
   masters                           at least one master alive (heartbeat younger than
                                     --dead-after); stale heartbeats of dead masters
   partitions                        every partition owned by exactly one live master
@@ -186,8 +189,23 @@ func (a *app) checkBucket(ctx context.Context, o checkOptions, b layout.Bucket) 
 	}
 	d = append(d, storageText(cfg.Storage))
 	d = append(d, checkReplicas(&r, o, si)...)
+	if b.Name == names.BucketStateTree {
+		d = append(d, a.checkStateTree(ctx, o, &r))
+	}
 	r.Detail = strings.Join(d, ", ")
 	return r
+}
+
+// checkStateTree checks the published tree: its manifest, contents and
+// pack (statetree.Check), and describes it.
+func (a *app) checkStateTree(ctx context.Context, o checkOptions, r *checkRow) string {
+	cctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	detail, problems := statetree.Check(cctx, a.nc)
+	for _, err := range problems {
+		r.fail("%v", err)
+	}
+	return detail
 }
 
 func (a *app) checkJobEvents(ctx context.Context, o checkOptions) checkRow {

@@ -27,15 +27,7 @@ import (
 // writeTree writes files (slash path → content) under dir.
 func writeTree(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
-	for p, c := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	statetreetest.Write(t, dir, files)
 }
 
 // manifestOf reads the bucket's current manifest (empty while there is
@@ -197,7 +189,8 @@ func TestStateTree_PeelAppliesMastersTree(t *testing.T) {
 	}
 }
 
-// A peel's credentials read the state tree but cannot write it.
+// A peel's credentials read the state tree (its pack too) but cannot
+// write it.
 func TestStateTree_PeelReadsNotWrites(t *testing.T) {
 	s := mastertest.StartSecure(t)
 	states := t.TempDir()
@@ -228,8 +221,11 @@ func TestStateTree_PeelReadsNotWrites(t *testing.T) {
 	if b, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeFileKey(m.Files["web.sls"].Digest)); err != nil || !strings.Contains(string(b), "test.nop") {
 		t.Fatalf("peel reads web.sls: %q, %v", b, err)
 	}
+	if b, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreePackKey(m.Version)); err != nil || m.Pack == nil || int64(len(b)) != m.Pack.Size {
+		t.Fatalf("peel reads the pack: %d B, %v (manifest: %+v)", len(b), err, m.Pack)
+	}
 	js, _ := jetstream.New(nc)
-	for _, key := range []string{names.StateTreeVersionKey, names.StateTreeManifestKey(m.Version), names.StateTreeFileKey(m.Files["web.sls"].Digest)} {
+	for _, key := range []string{names.StateTreeVersionKey, names.StateTreeManifestKey(m.Version), names.StateTreeFileKey(m.Files["web.sls"].Digest), names.StateTreePackKey(m.Version)} {
 		// The server drops a denied publish: no ack comes, so the put
 		// ends with its context (a short one, a refusal is the outcome).
 		pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
@@ -257,7 +253,7 @@ func TestStateTree_PeelReadsNotWrites(t *testing.T) {
 // after one file changed, and a run with no change. It prints the figures
 // of docs/states.md and checks their shape: a run after a change moves
 // the version, the manifest and the changed file, an unchanged run the
-// version only.
+// version only, and the first run the version, the manifest and the pack.
 func TestStateTree_Bytes50States(t *testing.T) {
 	_, _, url := basketSetup(t) // a server and a master, which creates the bucket
 	nc, err := nats.Connect(url)
@@ -294,8 +290,8 @@ func TestStateTree_Bytes50States(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Gets != 53 || next.Gets != 3 || same.Gets != 1 {
-		t.Fatalf("gets: first %d (want 53), after one change %d (want 3), unchanged %d (want 1)", first.Gets, next.Gets, same.Gets)
+	if first.Gets != 3 || !first.Pack || next.Gets != 3 || next.Pack || same.Gets != 1 {
+		t.Fatalf("gets: first %d (want 3: version, manifest, pack), after one change %d (want 3: no pack), unchanged %d (want 1)", first.Gets, next.Gets, same.Gets)
 	}
 	const fleet = 100_000
 	t.Logf("50-state tree, %d files: first run %d gets %d B; after one change %d gets %d B; unchanged %d gets %d B", first.Files, first.Gets, first.Bytes, next.Gets, next.Bytes, same.Gets, same.Bytes)

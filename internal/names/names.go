@@ -300,3 +300,8 @@ func StateTreeManifestKey(version string) string { return "manifest." + version 
 // StateTreeFileKey is the state-tree key of one file's content, by the hex
 // SHA-256 of that content.
 func StateTreeFileKey(digest string) string { return "file." + digest }
+
+// StateTreePackKey is the state-tree key of one tree version's pack: every
+// content of that version in one zstd-compressed value, written before the
+// version's manifest (which names the pack's digest).
+func StateTreePackKey(version string) string { return "pack." + version }

@@ -17,12 +17,26 @@ type DecodeCache struct {
 	m        map[string]*Node
 	bytes    int
 	maxBytes int
+	// files counts each file's lookups and hits: a file whose texts do not
+	// repeat (it prints .id) stops being added once that is clear, so its
+	// documents, one per peel, are not kept for nothing.
+	files map[string]*cacheUse
 }
+
+type cacheUse struct{ lookups, hits int }
+
+// cacheTrial is how many lookups of a file are added regardless; after
+// them a file is added only while at least one lookup in cacheHitShare
+// hits.
+const (
+	cacheTrial    = 256
+	cacheHitShare = 8
+)
 
 // NewDecodeCache returns a cache holding up to maxBytes of keys (the
 // rendered texts); once full it stops adding.
 func NewDecodeCache(maxBytes int) *DecodeCache {
-	return &DecodeCache{m: map[string]*Node{}, maxBytes: maxBytes}
+	return &DecodeCache{m: map[string]*Node{}, maxBytes: maxBytes, files: map[string]*cacheUse{}}
 }
 
 const canonPrefix = "ZSN"
@@ -36,6 +50,16 @@ func (c *DecodeCache) Decode(file string, out *Output, maxNodes int) (*Node, err
 	key := file + "\x00" + string(text)
 	c.mu.Lock()
 	n, ok := c.m[key]
+	use := c.files[file]
+	if use == nil {
+		use = &cacheUse{}
+		c.files[file] = use
+	}
+	use.lookups++
+	if ok {
+		use.hits++
+	}
+	keep := use.lookups <= cacheTrial || use.hits*cacheHitShare >= use.lookups
 	c.mu.Unlock()
 	if ok {
 		return out.rebind(n), nil
@@ -44,8 +68,8 @@ func (c *DecodeCache) Decode(file string, out *Output, maxNodes int) (*Node, err
 	// errors (masked, positioned); the shared copy is decoded from the
 	// canonical text, whose placeholders stay plain strings.
 	real, err := Decode(file, out, maxNodes)
-	if err != nil {
-		return nil, err
+	if err != nil || !keep {
+		return real, err
 	}
 	shared := real
 	if len(out.secrets) > 0 {
@@ -122,4 +146,11 @@ func (o *Output) rebind(n *Node) *Node {
 		return &c
 	}
 	return n
+}
+
+// Len is the number of documents held.
+func (c *DecodeCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }

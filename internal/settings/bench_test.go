@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/zester-io/zester/internal/factcodec"
+	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/settings"
 	"github.com/zester-io/zester/internal/settings/settingstest"
 )
@@ -40,7 +41,7 @@ func BenchmarkCompile(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	o := settings.Options{Secret: settings.CachingOpener(kp)}
+	o := settings.Options{Secret: settings.CachingOpener(kp), Memo: settings.NewMemo()}
 	// Check the tree once before timing.
 	if res, err := tr.Compile("peel00001", facts[1], o); err != nil || len(res.Files) < 4 {
 		b.Fatalf("%v %+v", err, res)
@@ -114,6 +115,7 @@ func BenchmarkMasterPerPeel(b *testing.B) {
 		curves[i], _ = c.PublicKey()
 	}
 	open := settings.CachingOpener(kp)
+	memo := settings.NewMemo()
 	sealer, _ := settings.NewSealer(kp)
 	key := []byte("k")
 	b.ReportAllocs()
@@ -121,11 +123,11 @@ func BenchmarkMasterPerPeel(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		p := i % peels
 		doc, _ := factcodec.Decode(raws[p])
-		var f map[string]any
-		if err := json.Unmarshal(doc, &f); err != nil {
+		f, err := render.ParseFacts(doc)
+		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := tr.Compile(fmt.Sprintf("peel%05d", p), f, settings.Options{Secret: open})
+		res, err := tr.Compile(fmt.Sprintf("peel%05d", p), f, settings.Options{Secret: open, Memo: memo, FactsNormalized: true})
 		if err != nil {
 			b.Fatal(err)
 		}

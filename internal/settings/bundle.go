@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strconv"
 	"strings"
 	"testing/fstest"
 
@@ -82,6 +83,40 @@ func (t *Tree) BundleWith(res *Result, settingsHash string) (*Bundle, error) {
 		b.Files = append(b.Files, BundleFile{Name: name, Path: f.path, Text: string(f.sanitized)})
 	}
 	return b, nil
+}
+
+// BundleJSON is the JSON of BundleWith(res, settingsHash), with the files'
+// part (the same for every peel that applies the same files) marshalled
+// once per distinct list.
+func (t *Tree) BundleJSON(res *Result, settingsHash string) ([]byte, error) {
+	key := strings.Join(res.Files, "\x00")
+	files, ok := t.bundleFiles.Load(key)
+	if !ok {
+		b, err := t.BundleWith(res, "")
+		if err != nil {
+			return nil, err
+		}
+		j, err := json.Marshal(b.Files)
+		if err != nil {
+			return nil, err
+		}
+		files, _ = t.bundleFiles.LoadOrStore(key, j)
+	}
+	id, err := json.Marshal(res.ID)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := json.Marshal(settingsHash)
+	if err != nil {
+		return nil, err
+	}
+	fj := files.([]byte)
+	out := make([]byte, 0, len(fj)+len(id)+len(hash)+48)
+	out = append(out, `{"v":`...)
+	out = strconv.AppendInt(out, BundleVersion, 10)
+	out = append(append(append(out, `,"id":`...), id...), `,"files":`...)
+	out = append(append(out, fj...), `,"settings_hash":`...)
+	return append(append(out, hash...), '}'), nil
 }
 
 // SettingsHash is the hex SHA-256 of the masked settings as JSON (keys

@@ -1,6 +1,8 @@
 package settings_test
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +46,16 @@ func TestBundle_PeelRendersWhatTheMasterRendered(t *testing.T) {
 		t.Fatalf("bundle files %+v", b.Files)
 	}
 	bj, _ := json.Marshal(b)
+	// BundleJSON (files marshalled once per list) is the same bytes, for
+	// this peel and for another with the same list (the cached part).
+	for _, id := range []string{"web1", "web2<&>"} {
+		r := *res
+		r.ID = id
+		want, _ := json.Marshal(&settings.Bundle{V: b.V, ID: id, Files: b.Files, Settings: b.Settings})
+		if got, err := tr.BundleJSON(&r, b.Settings); err != nil || string(got) != string(want) {
+			t.Fatalf("BundleJSON %s %v, want %s", got, err, want)
+		}
+	}
 	if strings.Contains(string(bj), pw) || strings.Contains(string(bj), tok) || strings.Contains(string(bj), "db.zy") || !strings.Contains(string(bj), settings.Ref(tok)) {
 		t.Fatalf("bundle holds a token, a plaintext or a file of other peels, or lacks the reference: %s", bj)
 	}
@@ -146,5 +158,31 @@ func TestSealer_OpensLikeSeal(t *testing.T) {
 	}
 	if _, err := s.Seal("Xnope", []byte("x")); err == nil {
 		t.Fatal("sealed to a bad key")
+	}
+	// The box itself is bound to the peel's key: the token relabelled
+	// with another key's fingerprint gets past the fingerprint check and
+	// fails in nkeys' Open.
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(a, settings.TokenPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opub, _ := other.PublicKey()
+	ofp, _ := settings.Fingerprint(opub)
+	fp, _ := hex.DecodeString(ofp)
+	copy(raw, fp)
+	relabelled := settings.TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	if _, err := settings.OpenValues(other, "web1", []byte(relabelled)); err == nil || errors.Is(err, settings.ErrWrongKey) {
+		t.Fatalf("another key, relabelled token: %v", err)
+	}
+	// Many peels from one Sealer: each one's token opens with its key.
+	for range 3 {
+		k, pub := curveKey(t)
+		tok, err := s.SealValues(pub, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := settings.OpenValues(k, "web1", []byte(tok)); err != nil || got.Values["zsr1:x"] != "plain" {
+			t.Fatalf("peel %s: %v %v", pub, got, err)
+		}
 	}
 }

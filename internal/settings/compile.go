@@ -3,12 +3,14 @@ package settings
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/zester-io/zester/internal/render"
 	"github.com/zester-io/zester/internal/target"
@@ -25,6 +27,13 @@ type Options struct {
 	Basket func(target, name string) (map[string]any, error)
 	// Limits bound each file's execution.
 	Limits render.Limits
+	// FactsNormalized says that facts are in NormalizeFacts' form already
+	// (render.ParseFacts gives them so) and that the caller does not change
+	// them while the result lives: Compile then uses them without a copy.
+	FactsNormalized bool
+	// Memo, when set, shares file outputs between compiles with the same
+	// tree and Secret callback (see Memo); nil renders every file.
+	Memo *Memo
 }
 
 // Result is one peel's compiled settings.
@@ -38,6 +47,19 @@ type Result struct {
 	// what the master seals to this peel (by Ref) for its local render.
 	Tokens []string
 	tree   map[string]any // secrets as render.Secret leaves
+	// shared is what a result from a Memo has in common with the other
+	// peels' results it is shared with (nil for one compiled alone).
+	shared *sharedResult
+}
+
+// sharedResult is one compiled result that peels whose files all have the
+// same inputs share (Memo): their tree, file lists and tokens are the same
+// values, and its masked JSON is computed once.
+type sharedResult struct {
+	res        *Result
+	maskedOnce sync.Once
+	masked     []byte
+	maskedErr  error
 }
 
 // Compile loads the tree in fsys and compiles it for one peel. A master
@@ -60,7 +82,9 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	facts = render.NormalizeFacts(facts)
+	if !o.FactsNormalized || facts == nil {
+		facts = render.NormalizeFacts(facts)
+	}
 	data := render.Data{ID: id, Facts: facts}
 	entries, topOut, err := t.topFor(ctx, data, o)
 	if err != nil {
@@ -68,6 +92,19 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 	}
 	subj := &target.MapSubject{PeelID: id, Facts: facts}
 	refs := selectFiles(entries, subj)
+	var rkey []byte
+	if o.Memo != nil && o.Limits == (render.Limits{}) {
+		bp := memoBufs.Get().(*[]byte)
+		defer memoBufs.Put(bp)
+		if *bp = t.resultKey(*bp, refs, data); *bp != nil {
+			rkey = *bp
+			if sh := o.Memo.getResult(rkey); sh != nil {
+				r := *sh.res
+				r.ID = id
+				return &r, nil
+			}
+		}
+	}
 	res := &Result{ID: id, tree: map[string]any{}}
 	secret := o.Secret
 	if secret == nil {
@@ -85,22 +122,12 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 		n := f.static
 		var out *render.Output
 		if n == nil {
-			fns := render.Funcs{
-				Secret:  secret,
-				Basket:  o.Basket,
-				Setting: settingLookup(res.tree, res.Files),
-			}
-			out, err = f.tmpl.Execute(ctx, data, fns, o.Limits)
-			if err != nil {
+			var e *memoEntry
+			if e, err = t.execute(ctx, f, data, o, secret, res); err != nil {
 				return nil, err
 			}
-			if n, err = t.decoded.Decode(f.path, out, o.Limits.MaxOutput); err != nil {
-				return nil, renderedPosition(err, out)
-			}
-			if err := checkFileRoot(f.path, n); err != nil {
-				return nil, renderedPosition(err, out)
-			}
-			for _, tok := range out.Tokens() {
+			n, out = e.node, e.out
+			for _, tok := range e.tokens {
 				if !seenTok[tok] {
 					seenTok[tok] = true
 					res.Tokens = append(res.Tokens, tok)
@@ -116,15 +143,80 @@ func (t *Tree) Compile(id string, facts map[string]any, o Options) (*Result, err
 		res.Files = append(res.Files, f.name)
 		res.Paths = append(res.Paths, f.path)
 	}
+	if rkey != nil {
+		res.shared = &sharedResult{res: res}
+		o.Memo.putResult(rkey, res.shared)
+	}
 	return res, nil
+}
+
+// resultKey is the Memo key of a whole result: the files selected, in
+// order, with each one's memo key; nil when a file's output is not shared
+// (it reads .id, calls setting, …) or not found.
+func (t *Tree) resultKey(buf []byte, refs []fileRef, data render.Data) []byte {
+	buf = append(buf[:0], "result\x00"...)
+	for _, ref := range refs {
+		f, ok := t.files[ref.name]
+		if !ok {
+			return nil
+		}
+		if f.static != nil {
+			buf = append(append(buf, f.path...), 0)
+			continue
+		}
+		if !f.memoOK {
+			return nil
+		}
+		if buf, ok = appendMemoKey(buf, f, data); !ok {
+			return nil
+		}
+	}
+	return buf
+}
+
+// execute renders and decodes file f for one peel, or takes the output of
+// an earlier peel with the same inputs from o.Memo.
+func (t *Tree) execute(ctx context.Context, f *file, data render.Data, o Options, secret func(string) (string, error), res *Result) (*memoEntry, error) {
+	var key []byte
+	if o.Memo != nil && f.memoOK && o.Limits == (render.Limits{}) {
+		bp := memoBufs.Get().(*[]byte)
+		defer memoBufs.Put(bp)
+		var ok bool
+		if *bp, ok = memoKey(*bp, f, data); ok {
+			key = *bp
+			if e := o.Memo.get(key); e != nil {
+				return e, nil
+			}
+		}
+	}
+	fns := render.Funcs{
+		Secret:  secret,
+		Basket:  o.Basket,
+		Setting: settingLookup(res.tree, res.Files),
+	}
+	out, err := f.tmpl.Execute(ctx, data, fns, o.Limits)
+	if err != nil {
+		return nil, err
+	}
+	n, err := t.decoded.Decode(f.path, out, o.Limits.MaxOutput)
+	if err != nil {
+		return nil, renderedPosition(err, out)
+	}
+	if err := checkFileRoot(f.path, n); err != nil {
+		return nil, renderedPosition(err, out)
+	}
+	e := &memoEntry{node: n, out: out, tokens: out.Tokens()}
+	if key != nil {
+		o.Memo.put(f.path, string(key), e)
+	}
+	return e, nil
 }
 
 // topFor gives the decoded top.zy for a peel, and its rendered output when
 // top.zy is a template (positions are then in that output).
 func (t *Tree) topFor(ctx context.Context, data render.Data, o Options) ([]topEntry, *render.Output, error) {
 	if t.topNode != nil {
-		e, err := t.parseTop(t.topNode)
-		return e, nil, err
+		return t.topEntries, nil, nil
 	}
 	fns := render.Funcs{
 		Secret: func(string) (string, error) {
@@ -229,6 +321,18 @@ func lookupPath(tree map[string]any, key string) (any, bool, error) {
 func (r *Result) Get(key string) (any, bool) {
 	v, ok, err := lookupPath(r.tree, key)
 	return v, ok && err == nil
+}
+
+// MaskedJSON is the JSON of Masked (keys sorted), computed once for all
+// the peels a Memo shares the result with. The bytes are shared: do not
+// change them.
+func (r *Result) MaskedJSON() ([]byte, error) {
+	if r.shared == nil {
+		return json.Marshal(r.Masked())
+	}
+	sh := r.shared
+	sh.maskedOnce.Do(func() { sh.masked, sh.maskedErr = json.Marshal(r.Masked()) })
+	return sh.masked, sh.maskedErr
 }
 
 // Masked returns a copy of the settings with every secret as "<secret>".

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/nacl/box"
+	//lint:ignore SA1019 HSalsa20 is what box.Precompute applies to the X25519 output; calling it here saves box.Precompute's second scalar multiplication (x/crypto's X25519 derives the private key's public half on every call).
+	"golang.org/x/crypto/salsa20/salsa"
 )
 
 // Sealer seals values to many peels from one sender key (the masters'
@@ -90,14 +92,32 @@ func (s *Sealer) sharedFor(pub string) (*sealerShared, error) {
 	}
 	sh := &sealerShared{}
 	sh.fp, _ = hex.DecodeString(fp)
-	if _, err := ecdh.X25519().NewPublicKey(raw); err != nil {
+	peer, err := ecdh.X25519().NewPublicKey(raw)
+	if err != nil {
 		return nil, fmt.Errorf("curve public key %q: %w", pub, err)
 	}
-	// One X25519 multiplication and HSalsa20 per peel, kept for its
-	// next seals; the sender's key was made once in NewSealer.
-	box.Precompute(&sh.key, (*[32]byte)(raw), (*[32]byte)(s.priv.Bytes()))
+	// box.Precompute's key, with one X25519 multiplication per peel (kept
+	// for its next seals): box.Precompute goes through curve25519.X25519,
+	// which makes an ecdh.PrivateKey of the sender's scalar on every call,
+	// a base-point multiplication as costly as the exchange itself. The
+	// sender's key was made once in NewSealer. ECDH fails on a low-order
+	// point (an all-zero shared secret), which box.Precompute would accept.
+	dh, err := s.priv.ECDH(peer)
+	if err != nil {
+		return nil, fmt.Errorf("curve public key %q: %w", pub, err)
+	}
+	var zeros [16]byte
+	salsa.HSalsa20(&sh.key, &zeros, (*[32]byte)(dh), &salsa.Sigma)
 	s.shared.Store(pub, sh)
 	return sh, nil
+}
+
+// Warm precomputes the shared key of pub ahead of its first seal (a master
+// does this for its peels while idle after start, so that the first
+// settings change after a restart costs what later ones cost).
+func (s *Sealer) Warm(pub string) error {
+	_, err := s.sharedFor(pub)
+	return err
 }
 
 // Forget drops a peel's precomputed key (its curve key changed, or it

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nkeys"
 )
@@ -163,9 +164,26 @@ func Open(kp nkeys.KeyPair, token string) ([]byte, error) {
 
 // Ref is a token's reference: "zsr1:" and 22 characters of its SHA-256.
 func Ref(token string) string {
+	if r, ok := refs.Load(token); ok {
+		return r.(string)
+	}
 	sum := sha256.Sum256([]byte(token))
-	return RefPrefix + base64.RawURLEncoding.EncodeToString(sum[:16])
+	r := RefPrefix + base64.RawURLEncoding.EncodeToString(sum[:16])
+	// A master asks for the same few tokens' references for every peel.
+	if refsHeld.Add(1) <= maxRefs {
+		refs.Store(token, r)
+	}
+	return r
 }
+
+// refs caches Ref's results (bounded by maxRefs: tokens are few, but a
+// long-running process may see many trees).
+var (
+	refs     sync.Map
+	refsHeld atomic.Int64
+)
+
+const maxRefs = 1 << 14
 
 // Opener returns a Secret callback for Compile that opens tokens with the
 // masters' curve key pair kp.

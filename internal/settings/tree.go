@@ -32,7 +32,9 @@ type Tree struct {
 	top     *render.Template
 	topSrc  []byte
 	topNode *render.Node // decoded once when top.zy has no template actions
-	files   map[string]*file
+	// topEntries are topNode's entries, parsed once (read-only).
+	topEntries []topEntry
+	files      map[string]*file
 	// problems are per-file errors (a template that does not parse, a
 	// name two files claim, a name with a dot): they fail only the
 	// peels whose top.zy entries use the file.
@@ -40,6 +42,13 @@ type Tree struct {
 	topts    target.Options
 	exprs    sync.Map // exprKey → target.Expr
 	decoded  *render.DecodeCache
+	// factPaths are the fact paths the tree can read (FactPaths), or
+	// factsAll when it can read any.
+	factPaths [][]string
+	factsAll  bool
+	// bundleFiles is the JSON of the bundle files of each distinct file
+	// list (BundleJSON), by the names joined with NUL.
+	bundleFiles sync.Map
 }
 
 // decodeCacheBytes bounds the rendered texts a tree keeps decoded: most
@@ -57,6 +66,10 @@ type file struct {
 	// static is the decoded file when it has no template actions: it is
 	// the same for every peel.
 	static *render.Node
+	// inputs are the data paths the template's output is a function of,
+	// when memoOK (memoInputs): what its Memo key is built from.
+	inputs [][]string
+	memoOK bool
 }
 
 type exprKey struct {
@@ -118,6 +131,7 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 		// file, at the template action (and so before Bundle needs this).
 		clean, serr := Sanitize(p, b)
 		f := &file{name: name, path: p, tmpl: tmpl, src: b, sanitized: clean, sanErr: serr}
+		f.inputs, f.memoOK = memoInputs(tmpl)
 		if tmpl.Static() {
 			// Decoded once here; a YAML error is this file's problem.
 			out, xerr := tmpl.Execute(context.Background(), render.Data{}, render.Funcs{}, render.Limits{})
@@ -153,7 +167,9 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 		if err != nil {
 			return nil, err
 		}
+		t.topEntries = entries
 		for _, e := range entries {
+			t.factPaths = append(t.factPaths, target.FactPaths(e.expr)...)
 			for _, ref := range e.files {
 				if _, bad := t.problems[ref.name]; bad {
 					continue // the file's own problem, for the peels that use it
@@ -163,8 +179,32 @@ func Load(fsys fs.FS, o LoadOptions) (*Tree, error) {
 				}
 			}
 		}
+	} else {
+		t.factsAll = true // top.zy's targets are known only once rendered
+	}
+	for _, f := range t.files {
+		if f.static != nil {
+			continue
+		}
+		p, ok := f.tmpl.FactPaths()
+		if !ok {
+			t.factsAll = true
+		}
+		t.factPaths = append(t.factPaths, p...)
 	}
 	return t, nil
+}
+
+// FactPaths lists the fact paths a compile of this tree can read: top.zy's
+// targets' and every file's (render.Template.FactPaths), repeats allowed,
+// so that a caller may decode only those (render.FactFilter). ok is false
+// when a compile can read the whole document (top.zy is a template, or a
+// file uses .facts or the root as a value).
+func (t *Tree) FactPaths() (paths [][]string, ok bool) {
+	if t.factsAll {
+		return nil, false
+	}
+	return t.factPaths, true
 }
 
 // nameOf maps a path to its settings name, Salt's way: web.zy and

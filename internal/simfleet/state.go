@@ -18,9 +18,9 @@ import (
 // as a real peel does over NATS. It fetches the job's tree version from
 // the state-tree bucket with statetree.FetchVersion, the real peel's code,
 // into a cache of its own (a bitset of the contents it holds and the
-// version it materialised: the first run is cold, a later one of the same
-// version costs nothing, one after a change the manifest and the changed
-// contents), then stores a return of a real peel's size: the result of a
+// version it materialised: the first run is cold, the manifest and the
+// version's pack, a later one of the same version costs nothing, one after
+// a change the manifest and the changed contents), then stores a return of a real peel's size: the result of a
 // real 50-state highstate, recorded by TestStateRecord_Highstate50Return
 // (its first run, every state changed, and its second, none). It applies
 // nothing: the compile and apply time of one host (BenchmarkHighstate500)

@@ -7,10 +7,14 @@
 // its manifest and every file of it. The bucket keeps one revision a key: it is a cache
 // rebuilt from states_dir, never backed up.
 //
+// Each version also has a pack (pack.go): all its contents in one
+// compressed value, written before the manifest, which names its digest.
+//
 // Peels read it with direct gets (peelproto.GetKV) only: the version key
 // at each run, and the manifest and each content only when they do not
 // have them yet, so an unchanged tree costs a peel one small get and a
-// changed file the manifest and that file.
+// changed file the manifest and that file; a cold peel (or one after a
+// large change) gets the pack instead of the contents: two gets.
 package statetree
 
 import (
@@ -49,6 +53,10 @@ type Manifest struct {
 	// same tree on two masters is the same version.
 	Version string           `json:"version"`
 	Files   map[string]Entry `json:"files"`
+	// Pack, when set, is the version's pack (StateTreePackKey), written
+	// before the manifest. It is not part of Version: the same files are
+	// the same version with or without a pack.
+	Pack *PackInfo `json:"pack,omitempty"`
 }
 
 // digest is the hex SHA-256 of b.
@@ -112,7 +120,15 @@ type Publisher struct {
 
 	stored  map[string]bool
 	version string
+	packed  bool     // the manifest of version was written with a pack tried
+	packs   []string // versions whose packs this publisher keeps, oldest first
 }
+
+// PacksKept is how many tree versions keep their pack: the current one and
+// those just before it (a job pinned to a version of a minute ago still
+// gets its peels a pack). An older version's manifest and contents stay;
+// its peels fetch per file.
+const PacksKept = 4
 
 // PublishStats says what one Publish wrote.
 type PublishStats struct {
@@ -120,12 +136,15 @@ type PublishStats struct {
 	Files        int // files in the tree
 	Written      int // contents written (new or changed)
 	WrittenBytes int64
-	Manifest     bool // the manifest was written (a new version)
+	Manifest     bool   // the manifest was written (a new version)
+	PackBytes    int64  // the pack written with it (0: none)
+	NoPack       string // why no pack was written with a new manifest
 }
 
 // Publish scans Dir and stores what the bucket lacks: new contents first,
-// then the manifest. A file over the server's payload limit is refused by
-// name (the tree is not published).
+// then the version's pack, the manifest and the version key. A file over
+// the server's payload limit is refused by name (the tree is not
+// published); a pack over it is not written (peels fetch per file).
 func (p *Publisher) Publish(ctx context.Context) (PublishStats, error) {
 	m, content, err := Scan(p.Dir)
 	if err != nil {
@@ -133,15 +152,7 @@ func (p *Publisher) Publish(ctx context.Context) (PublishStats, error) {
 	}
 	st := PublishStats{Version: m.Version, Files: len(m.Files)}
 	if p.stored == nil {
-		p.stored = map[string]bool{}
-		// A master restarted over a filled bucket: what the current
-		// manifest names is stored (files are written before it).
-		if cur, err := currentManifest(ctx, p.NC); err == nil {
-			for _, e := range cur.Files {
-				p.stored[e.Digest] = true
-			}
-			p.version = cur.Version
-		} else if !errors.Is(err, peelproto.ErrKeyNotFound) {
+		if err := p.resume(ctx); err != nil {
 			return st, err
 		}
 	}
@@ -161,22 +172,117 @@ func (p *Publisher) Publish(ctx context.Context) (PublishStats, error) {
 		st.Written++
 		st.WrittenBytes += e.Size
 	}
-	if m.Version == p.version {
-		return st, nil
+	if m.Version != p.version || !p.packed {
+		if err := p.writeVersion(ctx, &m, content, limit, &st); err != nil {
+			return st, err
+		}
+	}
+	return st, p.prune(ctx)
+}
+
+// resume reads what a master restarted over a filled bucket finds: what
+// the current manifest names is stored (contents are written before it),
+// and the packs of other versions are the first to be pruned (their order
+// is not known), so the bucket holds at most PacksKept packs again after
+// this master's next versions.
+func (p *Publisher) resume(ctx context.Context) error {
+	p.stored = map[string]bool{}
+	cur, err := currentManifest(ctx, p.NC)
+	switch {
+	case err == nil:
+		for _, e := range cur.Files {
+			p.stored[e.Digest] = true
+		}
+		// A missing or spoilt pack is written again (zester check
+		// reports it; a master restart repairs it).
+		p.version, p.packed = cur.Version, cur.Pack != nil && checkPack(ctx, p.NC, cur) == nil
+	case !errors.Is(err, peelproto.ErrKeyNotFound):
+		p.stored = nil
+		return err
+	}
+	kv, err := p.JS.KeyValue(ctx, names.BucketStateTree)
+	if err == nil {
+		var l jetstream.KeyLister
+		if l, err = kv.ListKeysFiltered(ctx, names.StateTreePackKey(">")); err == nil {
+			for k := range l.Keys() {
+				if k != names.StateTreePackKey(cur.Version) {
+					p.packs = append(p.packs, strings.TrimPrefix(k, names.StateTreePackKey("")))
+				}
+			}
+			// The channel closes after the last key, the lister stopped.
+		}
+	}
+	if p.packed {
+		p.packs = append(p.packs, cur.Version)
+	}
+	if err != nil {
+		p.stored = nil
+		return fmt.Errorf("state tree packs: %w", err)
+	}
+	return nil
+}
+
+// writeVersion writes m's pack (when the tree packs under limit), then
+// the manifest, then the version key.
+func (p *Publisher) writeVersion(ctx context.Context, m *Manifest, content map[string][]byte, limit int64, st *PublishStats) error {
+	var total int64
+	for _, c := range content {
+		total += int64(len(c))
+	}
+	var pack []byte
+	switch {
+	case total > MaxPackDecoded:
+		st.NoPack = fmt.Sprintf("the tree's %d bytes are over the %d a pack may hold", total, MaxPackDecoded)
+	default:
+		var err error
+		if pack, err = encodePack(content); err != nil {
+			return err
+		}
+		if int64(len(pack)) > limit {
+			st.NoPack = fmt.Sprintf("the pack's %d bytes are over the NATS payload limit (%d)", len(pack), limit)
+			pack = nil
+		}
+	}
+	if pack != nil {
+		if _, err := peelproto.PutKV(ctx, p.JS, names.BucketStateTree, names.StateTreePackKey(m.Version), pack); err != nil {
+			return fmt.Errorf("state tree pack: %w", err)
+		}
+		m.Pack = &PackInfo{Digest: digest(pack), Size: int64(len(pack))}
+		st.PackBytes = m.Pack.Size
+		p.packs = append(slices.DeleteFunc(p.packs, func(v string) bool { return v == m.Version }), m.Version)
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return st, fmt.Errorf("state tree manifest: %w", err)
+		return fmt.Errorf("state tree manifest: %w", err)
 	}
 	if _, err := peelproto.PutKV(ctx, p.JS, names.BucketStateTree, names.StateTreeManifestKey(m.Version), b); err != nil {
-		return st, fmt.Errorf("state tree manifest: %w", err)
+		return fmt.Errorf("state tree manifest: %w", err)
 	}
 	if _, err := peelproto.PutKV(ctx, p.JS, names.BucketStateTree, names.StateTreeVersionKey, []byte(m.Version)); err != nil {
-		return st, fmt.Errorf("state tree version: %w", err)
+		return fmt.Errorf("state tree version: %w", err)
 	}
-	p.version = m.Version
+	p.version, p.packed = m.Version, true
 	st.Manifest = true
-	return st, nil
+	return nil
+}
+
+// prune deletes the packs of all but the PacksKept newest versions. A
+// failed delete stays in the list, retried at the next publish.
+func (p *Publisher) prune(ctx context.Context) error {
+	if len(p.packs) <= PacksKept {
+		return nil
+	}
+	kv, err := p.JS.KeyValue(ctx, names.BucketStateTree)
+	if err != nil {
+		return fmt.Errorf("state tree packs: %w", err)
+	}
+	for len(p.packs) > PacksKept {
+		if err := kv.Delete(ctx, names.StateTreePackKey(p.packs[0])); err != nil {
+			return fmt.Errorf("state tree pack of %.12s: delete: %w", p.packs[0], err)
+		}
+		p.packs = p.packs[1:]
+	}
+	return nil
 }
 
 // currentManifest reads and checks the manifest of the bucket's version.
@@ -207,6 +313,9 @@ func parseManifest(b []byte) (Manifest, error) {
 	if m.Version != m.version() {
 		return Manifest{}, fmt.Errorf("state tree manifest: version %q does not match its files (%s)", m.Version, m.version())
 	}
+	if p := m.Pack; p != nil && (len(p.Digest) != 2*sha256.Size || strings.Trim(p.Digest, hexDigits) != "" || p.Size <= 0) {
+		return Manifest{}, fmt.Errorf("state tree manifest: bad pack (sha256 %q, %d bytes)", p.Digest, p.Size)
+	}
 	for path, e := range m.Files {
 		if !fs.ValidPath(path) || path == "." || len(e.Digest) != 2*sha256.Size || strings.Trim(e.Digest, hexDigits) != "" {
 			return Manifest{}, fmt.Errorf("state tree manifest: bad entry %q (sha256 %q)", path, e.Digest)
@@ -219,9 +328,19 @@ func parseManifest(b []byte) (Manifest, error) {
 type FetchStats struct {
 	Version string
 	Files   int   // files in the tree
-	Gets    int   // direct gets: the manifest and each content fetched
-	Bytes   int64 // payload bytes of those gets (manifest and contents)
+	Gets    int   // direct gets: the manifest, the pack, each content fetched
+	Bytes   int64 // payload bytes of those gets
+	Pack    bool  // the contents came in the version's pack
+	// PackRefused is why a pack that was got could not be used (corrupt,
+	// forged, gone); the contents were then fetched per file.
+	PackRefused error
 }
+
+// PackMinMissing is how many contents a peel must lack before it fetches
+// the pack: a change of a few files costs the manifest and those files.
+// Past it, the pack is fetched when it moves at most twice the bytes of
+// the contents missing (a cold cache, a large change).
+const PackMinMissing = 4
 
 // ErrVersionGone is the error of a fetch pinned to a version whose
 // manifest the bucket no longer holds.
@@ -279,8 +398,9 @@ func Fetch(ctx context.Context, nc *nats.Conn, dir string) (string, FetchStats, 
 }
 
 // FetchVersion brings version ("" the bucket's current one) into cache:
-// the contents it lacks, each checked against its digest, then the tree
-// itself, which it returns. Every content is in hand before the tree is
+// the contents it lacks (from the version's pack when it lacks more than
+// PackMinMissing; a refused pack falls back to per-file gets), each
+// checked against its digest, then the tree itself, which it returns. Every content is in hand before the tree is
 // materialised, so a missing or corrupt content fails the fetch, naming
 // the path, and nothing runs from it. A version already materialised
 // costs nothing but the version get (none when pinned). A pinned version
@@ -320,9 +440,17 @@ func FetchVersion(ctx context.Context, nc *nats.Conn, cache Cache, version strin
 		return "", st, err
 	}
 	st.Files = len(m.Files)
-	for _, path := range slices.Sorted(maps.Keys(m.Files)) {
+	paths := slices.Sorted(maps.Keys(m.Files))
+	packed := fetchPack(ctx, nc, cache, m, paths, &st)
+	for _, path := range paths {
 		e := m.Files[path]
 		if cache.Has(e.Digest) {
+			continue
+		}
+		if c, ok := packed[e.Digest]; ok {
+			if err := cache.Put(e.Digest, c); err != nil {
+				return "", st, err
+			}
 			continue
 		}
 		c, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreeFileKey(e.Digest))
@@ -343,6 +471,43 @@ func FetchVersion(ctx context.Context, nc *nats.Conn, cache Cache, version strin
 	}
 	tree, err := cache.Materialise(m)
 	return tree, st, err
+}
+
+// fetchPack gets m's pack when cache lacks more than PackMinMissing of
+// its contents and the pack is at most twice their size, and returns the
+// contents cache lacks, each checked against its digest; nil (and
+// st.PackRefused when a pack was got) otherwise.
+func fetchPack(ctx context.Context, nc *nats.Conn, cache Cache, m Manifest, paths []string, st *FetchStats) map[string][]byte {
+	if m.Pack == nil {
+		return nil
+	}
+	var want []string
+	var bytes int64
+	seen := map[string]bool{}
+	for _, path := range paths {
+		e := m.Files[path]
+		if !seen[e.Digest] && !cache.Has(e.Digest) {
+			want = append(want, e.Digest)
+			bytes += e.Size
+		}
+		seen[e.Digest] = true
+	}
+	if len(want) <= PackMinMissing || m.Pack.Size > 2*bytes {
+		return nil
+	}
+	b, _, err := peelproto.GetKV(ctx, nc, names.BucketStateTree, names.StateTreePackKey(m.Version))
+	st.Gets++
+	st.Bytes += int64(len(b))
+	var got map[string][]byte
+	if err == nil {
+		got, err = openPack(m, b, want)
+	}
+	if err != nil {
+		st.PackRefused = fmt.Errorf("state tree %.12s: pack: %w; fetching its files one by one", m.Version, err)
+		return nil
+	}
+	st.Pack = true
+	return got
 }
 
 // materialise writes the tree to a temporary directory and renames it to

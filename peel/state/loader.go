@@ -33,6 +33,21 @@ type Options struct {
 	Table *mod.Table
 }
 
+// ErrSecretInState is the error of a {{ secret }} written in a state file
+// or a template of the tree, where no callback opens it.
+var ErrSecretInState = errors.New(`a {{ secret }} in the state tree cannot be opened on a peel: states read secret values only through settings; put the token in a settings file (db: {password: {{ secret "zs1:…" }}}) and write {{ setting "db:password" }} here`)
+
+// funcs is Funcs with secret refused when no callback opens it: the
+// masters seal a peel only the values its settings use, so a token
+// written in the tree would reach the host as the text <secret>.
+func (o *Options) funcs() render.Funcs {
+	f := o.Funcs
+	if f.Secret == nil {
+		f.Secret = func(string) (string, error) { return "", ErrSecretInState }
+	}
+	return f
+}
+
 func (o *Options) table() *mod.Table {
 	if o.Table == nil {
 		o.Table = DefaultTable()
@@ -155,7 +170,7 @@ func (l *loader) render(file string) (*render.Node, error) {
 	if err != nil {
 		return nil, fromRender(err)
 	}
-	out, err := t.Execute(l.ctx, render.Data{ID: l.opt.ID, Facts: l.opt.Facts}, l.opt.Funcs, l.opt.Limits)
+	out, err := t.Execute(l.ctx, render.Data{ID: l.opt.ID, Facts: l.opt.Facts}, l.opt.funcs(), l.opt.Limits)
 	if err != nil {
 		return nil, fromRender(err)
 	}

@@ -78,7 +78,7 @@ func (p *Plan) Apply(ctx context.Context, ro RunOptions) Return {
 		if err != nil {
 			return nil, err
 		}
-		out, err := t.Execute(ctx, render.Data{ID: opt.ID, Facts: opt.Facts}, opt.Funcs, opt.Limits)
+		out, err := t.Execute(ctx, render.Data{ID: opt.ID, Facts: opt.Facts}, opt.funcs(), opt.Limits)
 		if err != nil {
 			return nil, err
 		}

@@ -5,8 +5,10 @@ package statetreetest
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // Highstate is a highstate tree of n states (slash path → content):
@@ -24,4 +26,18 @@ func Highstate(n int, dir string) map[string]string {
 	}
 	files["top.sls"] = top
 	return files
+}
+
+// Write writes files (slash path → content) under dir, making directories.
+func Write(t testing.TB, dir string, files map[string]string) {
+	t.Helper()
+	for p, c := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
