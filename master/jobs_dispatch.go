@@ -98,7 +98,7 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 		}
 		je.mu.Unlock()
 	}
-	rev, err := putOwn(ctx, je.m.kvJobs, names.JobPartKey(jid, p), b, 0)
+	rev, err := putOwn(ctx, je.m.nc, je.m.kvJobs, names.JobPartKey(jid, p), b, 0)
 	je.mu.Lock()
 	js := je.jobs[jid]
 	if err != nil {
@@ -106,10 +106,20 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 			delete(js.tracked, p)
 		}
 		je.mu.Unlock()
-		if !errors.Is(err, jetstream.ErrKeyExists) && je.ctx.Err() == nil {
+		if je.ctx.Err() != nil {
+			return
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
 			je.m.met.errors.Inc()
 			je.m.log.Warn("create job part", "jid", jid, "partition", p, "err", err)
 		}
+		// The part may exist all the same: another master's (the partition
+		// moved while we resolved), or ours from a write that timed out and
+		// committed. Its watch entry may have come while this resolve ran,
+		// and kick leaves a resolving part alone, so nothing else would
+		// track it or send it to its peels before the deadline: adopt it
+		// now (still under our resolving mark, which adopt clears).
+		je.adopt(jid, []int{p})
 		return
 	}
 	if js != nil {
