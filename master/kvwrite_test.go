@@ -49,8 +49,10 @@ func TestPutOwn_AnswerLost_LaggingReplica_WriteIsOurs(t *testing.T) {
 	ctx := context.Background()
 	nc, js := testkit.ConnectJS(t, testkit.Server(t).ClientURL())
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "jobs"})
-	if err == nil {
-		_, err = kv.Put(ctx, "probe", []byte("x"))
+	for _, k := range []string{"held", "probe"} {
+		if err == nil {
+			_, err = kv.Put(ctx, k, []byte("x"))
+		}
 	}
 	if err != nil {
 		t.Fatal(err)
