@@ -184,7 +184,7 @@ func (m *Master) apiRun(req micro.Request) {
 			Status: wire.StatusPending, StateTree: m.stateTreePin(ctx, r.Function),
 		}
 		b, _ := json.Marshal(job)
-		_, err = putOwn(ctx, m.kvJobs, names.JobKey(job.JID), b, 0)
+		_, err = putOwn(ctx, m.nc, m.kvJobs, names.JobKey(job.JID), b, 0)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			if r.JID != "" {
 				m.answerTakenJID(ctx, req, &job)

@@ -49,6 +49,8 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 	// last partition does not wait for the round trips of all the others.
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var refused []int
 	for _, p := range parts {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -67,21 +69,38 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 					ids, offline, _ = je.m.presence.split(p, targeted)
 				}
 			}
-			je.createPart(jid, main, p, ids, offline, dispatchToAll(main.Target, err == nil, len(offline)))
+			if !je.createPart(jid, main, p, ids, offline, dispatchToAll(main.Target, err == nil, len(offline))) {
+				mu.Lock()
+				refused = append(refused, p)
+				mu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
+	if len(refused) > 0 {
+		// A part whose create failed may exist all the same: another
+		// master's (the partition moved while both resolved), or ours from
+		// a write that timed out and committed after all. Its watch entry
+		// may have come while we resolved, when kick leaves a resolving
+		// part alone, so nothing else would track it or send it to its
+		// peels before the deadline: adopt them now (one rescan for all),
+		// still under our resolving marks, which adopt clears.
+		je.adopt(jid, refused)
+	}
 }
 
 // createPart records partition p's part: ids are the targeted peels online
 // now, which the part expects; offline the targeted ones that are not, which
-// it lists and neither dispatches to nor waits for.
-func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline []string, all bool) {
+// it lists and neither dispatches to nor waits for. It reports false when
+// the part could not be created, leaving its resolving mark for the caller.
+func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline []string, all bool) (created bool) {
 	key := jid + "/" + strconv.Itoa(p)
 	defer func() {
-		je.mu.Lock()
-		delete(je.resolving, key)
-		je.mu.Unlock()
+		if created {
+			je.mu.Lock()
+			delete(je.resolving, key)
+			je.mu.Unlock()
+		}
 	}()
 	part := newPart(jid, p, je.m.cfg.ID, ids, offline, time.Now())
 	b, _ := json.Marshal(part)
@@ -98,7 +117,7 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 		}
 		je.mu.Unlock()
 	}
-	rev, err := putOwn(ctx, je.m.kvJobs, names.JobPartKey(jid, p), b, 0)
+	rev, err := putOwn(ctx, je.m.nc, je.m.kvJobs, names.JobPartKey(jid, p), b, 0)
 	je.mu.Lock()
 	js := je.jobs[jid]
 	if err != nil {
@@ -110,7 +129,7 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 			je.m.met.errors.Inc()
 			je.m.log.Warn("create job part", "jid", jid, "partition", p, "err", err)
 		}
-		return
+		return false
 	}
 	if js != nil {
 		if cur, ok := js.parts[p]; !ok || cur.rev < rev {
@@ -127,11 +146,12 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 			// Resolved after the deadline (its owner died before resolving):
 			// nobody can answer in time any more.
 			je.finishPart(jid, p, true)
-			return
+			return true
 		}
 		je.dispatch(jid, main, p, ids, all)
 		je.checkPart(jid, p)
 	}
+	return true
 }
 
 // dispatch publishes the job to the peels of partition p.

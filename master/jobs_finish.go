@@ -65,7 +65,7 @@ func (je *jobEngine) finishPart(jid string, p int, deadline bool) {
 
 		b, _ := json.Marshal(part)
 		ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
-		newRev, err := putOwn(ctx, je.m.kvJobs, names.JobPartKey(jid, p), b, rev)
+		newRev, err := putOwn(ctx, je.m.nc, je.m.kvJobs, names.JobPartKey(jid, p), b, rev)
 		cancel()
 		je.mu.Lock()
 		tr.writing = false
@@ -133,7 +133,7 @@ func (je *jobEngine) reconcile(jid string) {
 	b, _ := json.Marshal(next)
 	ctx, cancel := context.WithTimeout(je.ctx, writeWithin)
 	defer cancel()
-	newRev, err := putOwn(ctx, je.m.kvJobs, names.JobKey(jid), b, rev)
+	newRev, err := putOwn(ctx, je.m.nc, je.m.kvJobs, names.JobKey(jid), b, rev)
 	if err != nil {
 		return // another writer won; its entry comes through the watch
 	}

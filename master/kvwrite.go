@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/backoff"
+	"github.com/zester-io/zester/internal/kvleader"
 )
 
 // writeWithin bounds how long a job write is retried. A stream whose leader
@@ -49,11 +50,17 @@ func errConflict(err error) bool {
 // ends.
 //
 // A write that timed out is indeterminate: it may have committed, and its
-// retry is then refused as a conflict. Only after such a write, a conflict is
-// checked by reading the key: if it holds our value byte for byte, the write
-// is ours and its revision is returned. Callers put something unique in
-// value (a job id, a master id, a time), so a byte-equal value is ours.
-func putOwn(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
+// retry is then refused as a conflict; or it may still be in flight at the
+// stream leader, which refuses a write with an expected last sequence to a
+// subject with a proposal in flight, also as a conflict. Only after such a
+// write, a conflict is checked by reading the key from the stream leader (a
+// replica that lags behind answers a direct get without the write): if it
+// holds our value byte for byte, the write is ours and its revision is
+// returned; if the key is still where our write expects it (absent, or at
+// rev), the refusal was a write in flight, and we look again later. Callers
+// put something unique in value (a job id, a master id, a time), so a
+// byte-equal value is ours.
+func putOwn(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
 	indeterminate := false
 	timeout := writeAttempt
 	for attempt := 0; ; attempt++ {
@@ -69,12 +76,21 @@ func putOwn(ctx context.Context, kv jetstream.KeyValue, key string, value []byte
 		if err == nil {
 			return n, nil
 		}
+		inFlight := false
 		if errConflict(err) && indeterminate {
-			if e, gerr := getWithin(ctx, kv, key); gerr == nil && e.Operation() == jetstream.KeyValuePut && bytes.Equal(e.Value(), value) {
-				return e.Revision(), nil
+			actx, cancel := context.WithTimeout(ctx, writeAttempt)
+			e, gerr := kvleader.Get(actx, nc, kv.Bucket(), key)
+			cancel()
+			switch {
+			case gerr == nil && bytes.Equal(e.Value, value):
+				return e.Revision, nil
+			case gerr == nil && e.Revision == rev, rev == 0 && errors.Is(gerr, jetstream.ErrKeyNotFound):
+				inFlight = true
+			case gerr != nil && !errors.Is(gerr, jetstream.ErrKeyNotFound):
+				inFlight = true // the leader did not answer: cannot tell yet
 			}
 		}
-		if errRefused(err) || ctx.Err() != nil {
+		if (errRefused(err) && !inFlight) || ctx.Err() != nil {
 			return 0, err
 		}
 		// No responders means nobody took the request; anything else (a

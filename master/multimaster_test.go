@@ -463,3 +463,46 @@ func submitPing(t *testing.T, nc *nats.Conn, timeout time.Duration) string {
 	}
 	return jid
 }
+
+// A part of a partition this master owns already exists when the master
+// resolves the job: another master created it (two masters resolving one
+// partition across a handover; here the part is written before the job is
+// submitted, the one order a test can hold still), and this master had not
+// seen it. Its own Create is refused, and it adopts that part: it tracks the
+// peels the part expects and sends them the job, which finishes done, not
+// timed out with nobody ever having been asked.
+func TestJobs_PartCreatedByAnother_Adopted(t *testing.T) {
+	url, h := oneMaster(t)
+	fleet := startSimFleet(t, 20, url, h)
+	nc, js := testkit.ConnectJS(t, url)
+	ctx := context.Background()
+	kvJobs, err := js.KeyValue(ctx, names.BucketJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, fleet.ID(i))
+	}
+	p := shard.Partition(ids[0], shard.DefaultPartitions)
+	var expected []string
+	for _, id := range ids {
+		if shard.Partition(id, shard.DefaultPartitions) == p {
+			expected = append(expected, id)
+		}
+	}
+	jid := names.NewJID(time.Now())
+	part, _ := json.Marshal(wire.JobPart{JID: jid, Partition: p, Master: "m0", Expected: expected, Status: wire.StatusRunning})
+	if _, err := kvJobs.Create(ctx, names.JobPartKey(jid, p), part); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(wire.RunRequest{JID: jid, Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(time.Minute)})
+	if _, err := nc.Request(names.APISubject("job.run"), b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var job wire.Job
+	testkit.Eventually(t, "job final", 90*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+	if job.Status != wire.StatusDone || job.Returned != len(ids) {
+		t.Fatalf("job %+v; want done, all %d returned (%d of them expected by the adopted part %d)", job, len(ids), len(expected), p)
+	}
+}
