@@ -73,7 +73,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.rep = &Report{Started: start, Command: cfg.Command, Machine: machineInfo()}
 	r.rep.Setup = Setup{Secure: cfg.Secure, Peels: cfg.Peels, Conns: cfg.conns(), Mode: cfg.Mode, Topology: cfg.Topology, Masters: cfg.Masters,
 		Partitions: cfg.Partitions, Latency: cfg.Latency.String(), KillLatency: cfg.KillLatency.String(), FailRate: cfg.FailRate,
-		Target: cfg.Target, NATS: cfg.NATS}
+		BeatInterval: cfg.BeatInterval.String(),
+		Target:       cfg.Target, NATS: cfg.NATS}
 	r.prog = newProgress(cfg.Progress, cfg.ProgressTTY, r)
 	defer r.prog.close()
 
@@ -104,7 +105,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.prog.set(fmt.Sprintf("connecting %s simulated peels over %s connections", fmtInt(int64(cfg.Peels)), fmtInt(int64(cfg.conns()))))
 	heap0 := heapInUse()
 	fc := simfleet.FleetConfig{Peels: cfg.Peels, Conns: cfg.Conns, PerPeel: cfg.Mode == ModePerPeel, Partitions: e.partitions,
-		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate, Facts: factgen.JSON}
+		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate, Facts: factgen.JSON, BeatInterval: cfg.BeatInterval}
 	if e.sec != nil {
 		fc.Auth, fc.Trust = e.sec.connOptions, &e.sec.trust
 	}
