@@ -968,6 +968,11 @@ func (r *runner) targets() []Target {
 		fr := sc.Facts
 		t := Target{What: "facts smaller than JSON", Goal: "≥ 8×", Measured: fmt.Sprintf("factcodec %.1f×", fr.Ratio), Met: fr.Ratio >= 8}
 		if c := fr.Compression; c != nil {
+			// The goal is the peel's encoding (factcodec.Encode, measured on
+			// the samples); the fleet stores with its own encoder
+			// (fr.Encoder, EncodeFast: same format, ~10 % larger).
+			t.Measured = fmt.Sprintf("factcodec %.1f× (the fleet stored %.1f× with %s)", c.Factcodec.Ratio, fr.Ratio, fr.Encoder)
+			t.Met = c.Factcodec.Ratio >= 8
 			t.Measured += fmt.Sprintf("; trained dictionary %.1f×; raw dictionary %.1f×", c.TrainedDict.Ratio, c.RawDict.Ratio)
 			if !t.Met && c.RawDict.Ratio >= 8 {
 				t.Note = "a raw dictionary of documents in the agent's layout reaches it; factcodec's current encoding does not"
