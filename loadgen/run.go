@@ -325,7 +325,7 @@ func (r *runner) factstorm(ctx context.Context, s *Scenario) {
 	fr.Ratio = float64(r.facts.RawBytes) / float64(r.facts.EncBytes)
 	fr.EncodeUS = float64(r.facts.Took.Microseconds()) / float64(f.Peels())
 	s.Facts = fr
-	refused0, retries0 := f.Refusals.Load(), f.Retries.Load()
+	refused0, retries0, timeouts0, slow0 := f.Refusals.Load(), f.Retries.Load(), f.Timeouts.Load(), f.SlowAcks.Load()
 	t0 := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -352,8 +352,8 @@ func (r *runner) factstorm(ctx context.Context, s *Scenario) {
 	}
 	s.Summary = fmt.Sprintf("%s facts stored in %s (%s), all indexed by the masters after %s; JSON %s → %s stored (%.1f×)",
 		fmtInt(int64(f.Peels())), fr.StoreTime, fmtRate(fr.Rate), fr.IndexTime, fmtBytes(int64(fr.JSONAvg)), fmtBytes(int64(fr.StoredAvg)), fr.Ratio)
-	s.note("flow control: the server refused %s fact stores (429), %s retries in all; each connection's window (AIMD) and each refused peel's spread paced them",
-		fmtInt(f.Refusals.Load()-refused0), fmtInt(f.Retries.Load()-retries0))
+	s.note("flow control: the server refused %s fact stores (429), %s timed out unacknowledged, %s retries in all; %s acks came late (each a slow-down signal); each connection's window (AIMD) and each refused peel's spread paced them",
+		fmtInt(f.Refusals.Load()-refused0), fmtInt(f.Timeouts.Load()-timeouts0), fmtInt(f.Retries.Load()-retries0), fmtInt(f.SlowAcks.Load()-slow0))
 	s.note("encoding (each peel's own work, done before the storm): %s, %.0f µs/doc on %d cores with %s", fr.EncodeTime, fr.EncodeUS, r.rep.Machine.CPUs, fr.Encoder)
 	if comp != nil {
 		s.note("dictionaries built from this run's samples, on %d other documents: trained zstd dictionary (%s) %.1f×, raw dictionary of %d documents (%s) %.1f× (factcodec %.1f×)",
