@@ -59,6 +59,12 @@ type Config struct {
 	KillLatency simfleet.Dist
 	// FailRate is the share of returns reporting a failure.
 	FailRate float64
+	// BeatInterval is every simulated peel's presence beat interval (the
+	// real peel's beat_interval, default 10 s). The fleet sends
+	// peels / (0.9 × interval) beats a second whatever else it does: at
+	// 1,000,000 peels and 10 s about 111,000 a second, which the masters
+	// and the server of one 2-core machine cannot take besides a storm.
+	BeatInterval time.Duration
 	// Partitions of the fleet (in-process masters; external: asked).
 	Partitions int
 	// NATS, when set, is an external deployment (URLs, comma separated)
@@ -143,6 +149,8 @@ func DefaultConfig() Config {
 		Target:      "*",
 		JobTimeout:  60 * time.Second,
 		LogLevel:    "error",
+
+		BeatInterval: 10 * time.Second,
 
 		EnrollServer: EnrollServerChild,
 		EnrollConns:  maxOwnConns,
@@ -238,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FailRate < 0 || c.FailRate > 1 {
 		errs = append(errs, fmt.Errorf("--fail-rate %g: want 0 to 1", c.FailRate))
+	}
+	if c.BeatInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--beat-interval %s: at least 1s", c.BeatInterval))
 	}
 	if c.JobTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("--job-timeout %s: at least 1s", c.JobTimeout))

@@ -40,7 +40,7 @@ func TestMainUsage(t *testing.T) {
 	if code := Main([]string{"--help"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "masterkill") {
 		t.Fatalf("--help: code %d", code)
 	}
-	for _, args := range [][]string{{"--scenarios", "ping,nope"}, {"--latency", "soon"}, {"--topology", "mesh"}, {"extra"}} {
+	for _, args := range [][]string{{"--scenarios", "ping,nope"}, {"--latency", "soon"}, {"--topology", "mesh"}, {"--beat-interval", "10ms"}, {"extra"}} {
 		errb.Reset()
 		if code := Main(args, &out, &errb); code != 2 {
 			t.Errorf("%v: code %d, want 2 (%s)", args, code, errb.String())

@@ -76,6 +76,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.ServerProcess, "server-process", false, "run the single server as a nats-server child process (one open file per connection here: --mode perpeel reaches the whole open-file limit)")
 	fs.StringVar(&cfg.ServerBin, "nats-server-bin", "", "nats-server binary for --server-process (default: built once from go.mod's version, needs the Go toolchain and the module)")
 	fs.BoolVar(&cfg.Secure, "secure", false, "the default trust: PKI, operator-mode server, signed dispatches checked by every simulated connection, signed API calls (--topology single)")
+	fs.DurationVar(&cfg.BeatInterval, "beat-interval", cfg.BeatInterval, "presence beat interval of every simulated peel (the peel's beat_interval): the fleet beats peels/(0.9×interval) times a second throughout")
 	fs.DurationVar(&cfg.JobTimeout, "job-timeout", cfg.JobTimeout, "timeout of each ping job")
 	fs.StringVar(&cfg.Out, "out", "", "directory for report.json and report.md")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the JSON report on stdout instead of the table")

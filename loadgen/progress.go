@@ -57,7 +57,7 @@ func (p *progress) line() string {
 			fmt.Sprintf("facts %s", fmtInt(f.FactsStored.Load())),
 			fmt.Sprintf("returns %s", fmtInt(f.ReturnsStored.Load())))
 		if n := f.Retries.Load(); n > 0 {
-			parts = append(parts, fmt.Sprintf("retries %s", fmtInt(n)))
+			parts = append(parts, fmt.Sprintf("retries %s (429 %s, timeouts %s)", fmtInt(n), fmtInt(f.Refusals.Load()), fmtInt(f.Timeouts.Load())))
 		}
 	}
 	parts = append(parts, "RSS "+fmtBytes(curRSS()))

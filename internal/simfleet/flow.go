@@ -2,6 +2,7 @@ package simfleet
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +35,17 @@ import (
 // every fact stored at the first attempt, as a real peel's calm republish
 // narrows its own.
 //
+// The window also shrinks on an ack that came late (slowAck after the
+// send): a stream's ingest queue is FIFO, so the time a store waits there is
+// what the fleet keeps in flight divided by the rate the stream stores. A
+// fleet that only halves on refusals fills the queue to the server's bound
+// (100,000 messages) before it slows, and when the rate falls (a busy core,
+// a million peels beating) that queue is older than asyncAckTimeout: every
+// store times out though it is stored a moment later, is sent again and
+// stored again, and the queue holds copies nobody waits for any more
+// (congestion collapse: 138 of 1,000,000 facts stored in 85 s, h28
+// 2026-12-02). Halving on a late ack keeps the queue short of that.
+//
 // Nothing waits on the window but the sender: the ack handlers run on the
 // connection's dispatcher and must not block, the dispatch handlers only
 // queue, and a retry is a timer that queues again. So a refusal storm holds
@@ -44,6 +56,14 @@ const (
 	retryMin = 10 * time.Millisecond
 	retryMax = 2 * time.Second
 )
+
+// slowAck is the ack delay from which an ack counts as congestion for the
+// window (it halves, as on a refusal, but the store is made and counted).
+// Far below asyncAckTimeout, so that a fleet slows down while its stores
+// are still acknowledged in time, and above the sub-second delay of a busy
+// but keeping-up server, so that a fleet at full rate does not throttle
+// itself.
+const slowAck = 2 * time.Second
 
 // Spread of the facts a connection republishes (the real peel's bounds).
 const (
@@ -67,6 +87,8 @@ type outbox struct {
 	// retrying holds the messages being retried (absent: not failed yet),
 	// deleted once the message is stored.
 	retrying map[*nats.Msg]*retryState
+	// sent is when each store in flight was sent (unix ns), for slowAck.
+	sent map[*nats.Msg]int64
 }
 
 // retryState is one failed store's: its failed sends so far, and for a fact
@@ -78,7 +100,7 @@ type retryState struct {
 }
 
 func newOutbox() *outbox {
-	return &outbox{wake: make(chan struct{}, 1), retrying: map[*nats.Msg]*retryState{}}
+	return &outbox{wake: make(chan struct{}, 1), retrying: map[*nats.Msg]*retryState{}, sent: map[*nats.Msg]int64{}}
 }
 
 func (o *outbox) push(m ...*nats.Msg) {
@@ -134,6 +156,27 @@ func (o *outbox) retryDelay(m *nats.Msg, err error) time.Duration {
 	return d
 }
 
+// sending records that m is sent now.
+func (o *outbox) sending(m *nats.Msg) {
+	now := time.Now().UnixNano()
+	o.mu.Lock()
+	o.sent[m] = now
+	o.mu.Unlock()
+}
+
+// completed forgets m's send time and returns how long ago it was sent
+// (0 when unknown).
+func (o *outbox) completed(m *nats.Msg) time.Duration {
+	o.mu.Lock()
+	at, ok := o.sent[m]
+	delete(o.sent, m)
+	o.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return time.Duration(time.Now().UnixNano() - at)
+}
+
 // stored forgets m's retries; it tells whether m had failed before.
 func (o *outbox) stored(m *nats.Msg) (retried bool) {
 	o.mu.Lock()
@@ -168,6 +211,7 @@ func (c *Conn) sender() {
 			if c.win.Acquire(ctx) != nil {
 				return
 			}
+			c.out.sending(m)
 			if _, err := c.js.PublishMsgAsync(m); err != nil {
 				c.onPubErr(c.js, m, err)
 			}
@@ -187,6 +231,7 @@ func (c *Conn) PublishNow(msg *nats.Msg) {
 	if c.win.Acquire(c.f.ctx) != nil {
 		return
 	}
+	c.out.sending(msg)
 	if _, err := c.js.PublishMsgAsync(msg); err != nil {
 		c.onPubErr(c.js, msg, err)
 	}
@@ -201,8 +246,11 @@ func (c *Conn) Retry(msg *nats.Msg, err error) {
 		return
 	}
 	f.Retries.Add(1)
-	if peelproto.IsTooManyRequests(err) {
+	switch {
+	case peelproto.IsTooManyRequests(err):
 		f.Refusals.Add(1)
+	case errors.Is(err, jetstream.ErrAsyncPublishTimeout):
+		f.Timeouts.Add(1)
 	}
 	if jid, _, ok := names.ParseReturnSubject(msg.Subject); ok {
 		if jt := f.lookup(jid); jt != nil {
@@ -216,7 +264,15 @@ func isFacts(subj string) bool { return strings.HasPrefix(subj, factsSubjectPref
 
 func (c *Conn) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
 	f := c.f
-	c.win.Ack()
+	slow := c.out.completed(msg) >= slowAck
+	cuts := c.win.Stats().Cuts
+	if slow {
+		// Stored, but after a wait that says the queue is too long.
+		f.SlowAcks.Add(1)
+		c.win.Congested()
+	} else {
+		c.win.Ack()
+	}
 	retried := c.out.stored(msg)
 	subj := msg.Subject
 	switch {
@@ -234,7 +290,10 @@ func (c *Conn) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck
 	case isFacts(subj):
 		f.FactsStored.Add(1)
 		c.factsPending.Add(-1)
-		if !retried {
+		if slow && c.win.Stats().Cuts != cuts {
+			c.spread.Refused()
+		}
+		if !retried && !slow {
 			// Taken at once: the next republish may spread narrower.
 			c.spread.Calm()
 		}
@@ -245,6 +304,7 @@ func (c *Conn) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck
 
 func (c *Conn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 	f := c.f
+	c.out.completed(msg)
 	cuts := c.win.Stats().Cuts
 	c.win.Done(err)
 	subj := msg.Subject

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zester-io/zester/internal/names"
@@ -186,5 +187,46 @@ func TestFleet_ControlRepublishFacts_NamedPeelsOnly(t *testing.T) {
 	}
 	if r := f.Republished.Load(); r != int64(len(named)) {
 		t.Fatalf("%d republished, want %d", r, len(named))
+	}
+}
+
+// An ack that comes later than slowAck is a stored fact (counted, not sent
+// again) and a congestion signal: the connection's window halves, as on a
+// refusal, while an ack in time grows it. Without the signal a fleet fills
+// the stream's ingest queue until its acks are older than asyncAckTimeout
+// and every store is sent twice (the 1,000,000-peel collapse).
+func TestConn_SlowAck_HalvesWindowAndCountsTheStore(t *testing.T) {
+	s, _ := tinyQueueServer(t)
+	f := connectedFleet(t, s.ClientURL(), 10, 1, 1)
+	c := f.Connections()[0]
+	ack := func(late time.Duration) {
+		t.Helper()
+		m := &nats.Msg{Subject: factsSubjectPrefix + names.FactsKey(f.ID(0))}
+		if err := c.win.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c.factsPending.Add(1)
+		c.out.sending(m)
+		c.out.mu.Lock()
+		c.out.sent[m] -= int64(late) // sent that long ago
+		c.out.mu.Unlock()
+		c.onAck(c.js, m, &jetstream.PubAck{Stream: names.KVStream(names.BucketFacts), Sequence: 1})
+	}
+	before := c.Window()
+	ack(0)
+	fast := c.Window()
+	if fast.Limit <= before.Limit || fast.Cuts != 0 || f.SlowAcks.Load() != 0 {
+		t.Fatalf("an ack in time: window %+v → %+v, %d slow acks; want it grown, no cut", before, fast, f.SlowAcks.Load())
+	}
+	ack(slowAck + time.Second)
+	slow := c.Window()
+	if slow.Cuts != 1 || slow.Limit != max(fast.Limit/2, 1) {
+		t.Fatalf("a late ack: window %+v → %+v; want one cut to half", fast, slow)
+	}
+	if f.SlowAcks.Load() != 1 || f.FactsStored.Load() != 2 || f.Retries.Load() != 0 {
+		t.Fatalf("slow acks %d, facts stored %d, retries %d; want 1, 2, 0 (a late ack is a store)", f.SlowAcks.Load(), f.FactsStored.Load(), f.Retries.Load())
+	}
+	if len(c.out.sent) != 0 {
+		t.Fatalf("%d send times left behind", len(c.out.sent))
 	}
 }
