@@ -3,11 +3,14 @@ package topology
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zester-io/zester/internal/backoff"
 )
 
 // A server in a child process serves JetStream on loopback, keeps its store
@@ -48,18 +51,19 @@ func TestProcessServer_StoreSurvivesRestart(t *testing.T) {
 	if p.PID() == pid {
 		t.Fatal("restart kept the same process")
 	}
-	for {
+	// The client reconnects by itself; read until it has, a wrong value at once.
+	err = backoff.Retry(ctx, backoff.New(20*time.Millisecond, time.Second), func(ctx context.Context) error {
 		e, err := kv.Get(ctx, "k")
-		if err == nil {
-			if string(e.Value()) != "before" {
-				t.Fatalf("after the restart k = %q", e.Value())
-			}
-			break
+		if err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("k not readable after the restart: %v", err)
+		if string(e.Value()) != "before" {
+			return backoff.Permanent(fmt.Errorf("after the restart k = %q", e.Value()))
 		}
-		time.Sleep(20 * time.Millisecond) // the client reconnects by itself
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("k after the restart: %v", err)
 	}
 	p.Stop()
 	if p.Running() || p.PID() != 0 {

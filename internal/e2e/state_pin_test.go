@@ -38,8 +38,7 @@ func TestStatePin_JobRunsItsTreeVersion(t *testing.T) {
 	mcfg := mastertest.Config("m2", url)
 	mcfg.StatesDir = states
 	mastertest.Start(t, mcfg)
-	nc := testkit.Connect(t, url)
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, url)
 	published := func(prev string) string {
 		t.Helper()
 		var v string

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/zester-io/zester/internal/statetree/statetreetest"
 	"github.com/zester-io/zester/internal/testkit"
 	"github.com/zester-io/zester/internal/wire"
@@ -39,8 +37,7 @@ func TestStateRecord_Highstate50Return(t *testing.T) {
 	mcfg := mastertest.Config("m2", url)
 	mcfg.StatesDir = states
 	mastertest.Start(t, mcfg)
-	nc := testkit.Connect(t, url)
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, url)
 	waitUntil(t, "the tree published", func() bool { return len(manifestOf(nc).Files) == 51 })
 	cfg := peeltest.Config(t, "web1", url)
 	cfg.StatesDir = filepath.Join(t.TempDir(), "absent")

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/statetree"
 	"github.com/zester-io/zester/internal/statetree/statetreetest"
@@ -26,8 +24,7 @@ import (
 // fails every return naming it.
 func TestStates_FetchLikeAPeel(t *testing.T) {
 	url := testkit.Server(t).ClientURL()
-	nc := testkit.Connect(t, url)
-	js, _ := jetstream.New(nc)
+	nc, js := testkit.ConnectJS(t, url)
 	ctx := context.Background()
 	if err := master.Bootstrap(ctx, js, master.Layout{}); err != nil {
 		t.Fatal(err)
