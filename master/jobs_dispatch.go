@@ -59,14 +59,14 @@ func (je *jobEngine) resolve(jid string, parts []int) {
 			var ids, offline []string
 			if err == nil {
 				targeted := je.m.index.resolve(p, expr)
+				// Split again until silence is proof (bounded: one
+				// beat interval after the grace at most).
 				var wait time.Duration
-				ids, offline, wait = je.m.presence.split(p, targeted)
-				if wait > 0 {
+				for ids, offline, wait = je.m.presence.split(p, targeted); wait > 0 && je.ctx.Err() == nil; ids, offline, wait = je.m.presence.split(p, targeted) {
 					select {
 					case <-time.After(wait):
 					case <-je.ctx.Done():
 					}
-					ids, offline, _ = je.m.presence.split(p, targeted)
 				}
 			}
 			if !je.createPart(jid, main, p, ids, offline, dispatchToAll(main.Target, err == nil, len(offline))) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -43,6 +44,11 @@ type presence struct {
 
 	mu    sync.Mutex
 	parts map[int]*presencePart
+	// lastNews is when (Unix ns) a partition still warming up last heard
+	// a peel it had not heard since its warm-up began, over all the owned
+	// partitions: a fleet that reconnected at once answers over all of
+	// them, and while such answers still come in, silence is no proof.
+	lastNews atomic.Int64
 
 	beats, badBeats, wrongPartition, duplicates *metrics.Counter
 }
@@ -63,7 +69,8 @@ type presencePart struct {
 	timer   *time.Timer
 	// since is when the current warm-up started (Unix ns): a peel not
 	// heard since then is not known to be down until since + grace, even
-	// when the warm-up ended early (it joined the index afterwards).
+	// when the warm-up ended early (it joined the index afterwards), nor
+	// while such peels still come in (presence.lastNews, splitPresence).
 	since int64
 }
 
@@ -309,6 +316,9 @@ func (pr *presence) onBeat(pp *presencePart, msg *nats.Msg) {
 		e = &peelBeat{}
 		pp.peels[id] = e
 	}
+	if e.last < pp.since && now < pp.since+int64(pr.warmUpBound()) {
+		pr.lastNews.Store(now) // first heard in this warm-up
+	}
 	window := int64(pr.offlineAfterFor(e.interval))
 	dupStart := false
 	switch {
@@ -348,6 +358,12 @@ func (pr *presence) onBeat(pp *presencePart, msg *nats.Msg) {
 		pr.m.log.Warn("two peel processes beat with the same id (a cloned host, or a copied data_dir holding its key); its jobs run twice and one return is refused",
 			"peel", id, "partition", p)
 	}
+}
+
+// warmUpBound is how long after a warm-up began silence is proof whatever
+// still comes in: the grace and one default beat interval (splitPresence).
+func (pr *presence) warmUpBound() time.Duration {
+	return pr.grace + pr.offlineAfter/3
 }
 
 func (pr *presence) offlineAfterFor(interval time.Duration) time.Duration {

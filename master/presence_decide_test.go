@@ -41,25 +41,30 @@ func TestSplitPresence(t *testing.T) {
 		"earlier": {last: since - s, interval: 10 * time.Second}, // online, last heard just before the warm-up
 	}
 	ids := []string{"bye", "earlier", "new", "old", "up"}
+	online, offline := []string{"earlier", "up"}, []string{"bye", "new", "old"}
 	for _, tc := range []struct {
-		name    string
-		now     int64
-		online  []string
-		offline []string
-		wait    time.Duration
+		name     string
+		now      int64
+		lastNews int64 // a peel not heard before the warm-up was last heard then
+		grace    time.Duration
+		wait     time.Duration
 	}{
-		{"inside the grace: wait for the silent ones", since + s, []string{"earlier", "up"}, []string{"bye", "new", "old"}, time.Second},
-		{"grace over: silence is proof", since + 3*s, []string{"earlier", "up"}, []string{"bye", "new", "old"}, 0},
+		{"inside the grace: wait for the silent ones", since + s, since + s, grace, time.Second},
+		{"grace over, answers stopped: silence is proof", since + 3*s, since + s, grace, 0},
+		{"grace over, answers still coming: wait until they stop for grace/2", since + 3*s, since + 2500*int64(time.Millisecond), grace, 500 * time.Millisecond},
+		{"answers never stop: proof one beat interval after the grace", since + 12*s, since + 12*s, grace, 0},
+		{"answers never stop, just before that bound", since + 11*s, since + 11*s, grace, time.Second},
+		{"takeover_grace 0: never wait", since, since, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			on, off, wait := splitPresence(ids, peels, tc.now, since, grace, 30*time.Second)
-			if !slices.Equal(on, tc.online) || !slices.Equal(off, tc.offline) || wait != tc.wait {
-				t.Fatalf("got online %v offline %v wait %v; want %v %v %v", on, off, wait, tc.online, tc.offline, tc.wait)
+			on, off, wait := splitPresence(ids, peels, tc.now, warmUp{since: since, lastNews: tc.lastNews}, tc.grace, 30*time.Second)
+			if !slices.Equal(on, online) || !slices.Equal(off, offline) || wait != tc.wait {
+				t.Fatalf("got online %v offline %v wait %v; want %v %v %v", on, off, wait, online, offline, tc.wait)
 			}
 		})
 	}
 	// A goodbye heard during the warm-up is proof at once: no wait for it.
-	if _, off, wait := splitPresence([]string{"bye"}, peels, since+s, since, grace, 30*time.Second); !slices.Equal(off, []string{"bye"}) || wait != 0 {
+	if _, off, wait := splitPresence([]string{"bye"}, peels, since+s, warmUp{since: since, lastNews: since + s}, grace, 30*time.Second); !slices.Equal(off, []string{"bye"}) || wait != 0 {
 		t.Fatalf("a goodbye: offline %v, wait %v; want [bye] and 0", off, wait)
 	}
 }

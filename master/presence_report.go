@@ -20,10 +20,8 @@ import (
 // nothing and calls every peel online, the old behaviour: the job waits for
 // them rather than skipping a peel that may be up.
 //
-// wait is non-zero when some peel called offline has not been heard since
-// the partition's warm-up began and the grace is not over (it entered the
-// index after the warm-up ended early): split again after wait, when
-// silence is proof.
+// wait is non-zero while silence is not yet proof that the peels called
+// offline are down (see splitPresence): split again after wait.
 func (pr *presence) split(p int, ids []string) (online, offline []string, wait time.Duration) {
 	pr.mu.Lock()
 	pp := pr.parts[p]
@@ -33,17 +31,35 @@ func (pr *presence) split(p int, ids []string) (online, offline []string, wait t
 	}
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	return splitPresence(ids, pp.peels, time.Now().UnixNano(), pp.since, pr.grace, pr.offlineAfter)
+	return splitPresence(ids, pp.peels, time.Now().UnixNano(), warmUp{since: pp.since, lastNews: pr.lastNews.Load()}, pr.grace, pr.offlineAfter)
+}
+
+// warmUp is what splitPresence needs of a partition's current warm-up:
+// when it began, and when the master last heard a peel that a partition
+// still warming up had not heard before (Unix ns; zero: none yet).
+type warmUp struct {
+	since, lastNews int64
 }
 
 // splitPresence is split's decision for one partition at now (Unix ns):
-// peels are its beats, since the start of its warm-up. A peel called
-// offline that has not been heard since the warm-up began is not known to be
-// down before since+grace; wait is what is left of that grace then (zero
-// once silence is proof).
-func splitPresence(ids []string, peels map[string]*peelBeat, now, since int64, grace, offlineAfter time.Duration) (online, offline []string, wait time.Duration) {
+// peels are its beats. A peel called offline that has not been heard since
+// the warm-up began is not known to be down while its answer may still be
+// on the way: before since+grace, and after it for as long as peels not
+// heard before the warm-up keep coming in (a master busy with a fleet that
+// reconnected at once reads the answers late: silence is proof only once
+// they have stopped for settleQuiet(grace)). One default beat interval
+// (offline_after/3) after the grace every peel that is up has beaten on
+// its own, so silence is proof then whatever came. wait is what is left
+// until the next decision (zero once silence is proof).
+func splitPresence(ids []string, peels map[string]*peelBeat, now int64, w warmUp, grace, offlineAfter time.Duration) (online, offline []string, wait time.Duration) {
 	online = make([]string, 0, len(ids))
-	sure := now >= since+int64(grace)
+	graceEnd := w.since + int64(grace)
+	hardEnd := graceEnd + int64(offlineAfter/3)
+	if grace <= 0 {
+		hardEnd = graceEnd // takeover_grace 0: never wait
+	}
+	settled := max(graceEnd, w.lastNews+int64(settleQuiet(grace)))
+	decideAt := min(settled, hardEnd)
 	for _, id := range ids {
 		e := peels[id]
 		if beatOnline(e, now, offlineAfter) {
@@ -51,11 +67,17 @@ func splitPresence(ids []string, peels map[string]*peelBeat, now, since int64, g
 			continue
 		}
 		offline = append(offline, id)
-		if !sure && (e == nil || e.last < since) {
-			wait = time.Duration(since + int64(grace) - now)
+		if now < decideAt && (e == nil || e.last < w.since) {
+			wait = time.Duration(decideAt - now)
 		}
 	}
 	return online, offline, wait
+}
+
+// settleQuiet is how long no new peel must have been heard, after the
+// grace, before the silence of the others is proof.
+func settleQuiet(grace time.Duration) time.Duration {
+	return max(grace/2, 100*time.Millisecond)
 }
 
 // counts sums online, offline (heard once, silent now) and flagged peels

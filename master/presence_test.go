@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zester-io/zester/internal/cli/clitest"
+	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/factcodec"
 	"github.com/zester-io/zester/internal/names"
 	"github.com/zester-io/zester/internal/peelproto"
@@ -233,5 +234,72 @@ func TestTargeting_MasterAndBatchAgree(t *testing.T) {
 		if len(master) != tc.want || strings.Join(master, ",") != strings.Join(batch, ",") {
 			t.Errorf("%v: master %d peels, --batch %d peels, want %d each and the same:\nmaster %v\nbatch  %v", tc.target, len(master), len(batch), tc.want, master, batch)
 		}
+	}
+}
+
+// A master whose new partitions' peels answer late (a fleet that reconnected
+// all at once, a master busy reading their beats): the takeover grace ends
+// while peels not heard before are still coming in, and a job resolved then
+// waits until they have stopped coming, instead of calling the late ones
+// offline.
+func TestPresence_Takeover_AnswersStillComing_JobWaits(t *testing.T) {
+	url, m1 := oneMaster(t)
+	const peels = 50
+	fleet := startSimFleet(t, peels, url, m1)
+	ids := make([]string, peels)
+	for i := range ids {
+		ids[i] = fleet.ID(i)
+	}
+	fleet.Close()
+	m1.Kill()
+	// A new master with the default grace (2 s) gains every partition and
+	// hears nobody: the fleet is gone, and the test beats for it, one peel
+	// every 60 ms (the first round takes 3 s, past the grace), round after
+	// round until the job's parts are written.
+	cfg := mastertest.Config("m2", url)
+	cfg.Presence.TakeoverGrace = config.Dur(2 * time.Second)
+	mastertest.Start(t, cfg)
+	nc := testkit.Connect(t, url)
+	stop := make(chan struct{})
+	beaten := make(chan struct{})
+	go func() {
+		defer close(beaten)
+		for i := 0; ; i++ {
+			id := ids[i%peels]
+			if err := nc.PublishMsg(peelproto.BeatMsg(shard.Partition(id, shard.DefaultPartitions), id, wire.Beat{Instance: fmt.Sprintf("%016x", i%peels+1), Interval: wire.Duration(10 * time.Second)})); err != nil {
+				t.Error(err)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(60 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-beaten }()
+	jid, err := submitJob(nc, wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(30 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvJobs, _ := testkit.JetStream(t, url).KeyValue(context.Background(), names.BucketJobs)
+	var expected, offline []string
+	testkit.Eventually(t, "every part of the job written", 30*time.Second, func() bool {
+		expected, offline = nil, nil
+		for p := range shard.DefaultPartitions {
+			e, err := kvJobs.Get(context.Background(), names.JobPartKey(jid, p))
+			if err != nil {
+				continue
+			}
+			var part wire.JobPart
+			if err := json.Unmarshal(e.Value(), &part); err != nil {
+				t.Fatal(err)
+			}
+			expected, offline = append(expected, part.Expected...), append(offline, part.Offline...)
+		}
+		return len(expected)+len(offline) == peels
+	})
+	if len(offline) != 0 || len(expected) != peels {
+		t.Fatalf("the job expects %d peels and calls %d offline (%v): a peel whose answer came after the grace was skipped", len(expected), len(offline), offline)
 	}
 }
