@@ -2,6 +2,7 @@ package master
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -53,13 +54,7 @@ type warmUp struct {
 // until the next decision (zero once silence is proof).
 func splitPresence(ids []string, peels map[string]*peelBeat, now int64, w warmUp, grace, offlineAfter time.Duration) (online, offline []string, wait time.Duration) {
 	online = make([]string, 0, len(ids))
-	graceEnd := w.since + int64(grace)
-	hardEnd := graceEnd + int64(offlineAfter/3)
-	if grace <= 0 {
-		hardEnd = graceEnd // takeover_grace 0: never wait
-	}
-	settled := max(graceEnd, w.lastNews+int64(settleQuiet(grace)))
-	decideAt := min(settled, hardEnd)
+	decideAt := proofAt(w, grace, offlineAfter)
 	for _, id := range ids {
 		e := peels[id]
 		if beatOnline(e, now, offlineAfter) {
@@ -72,6 +67,17 @@ func splitPresence(ids []string, peels map[string]*peelBeat, now int64, w warmUp
 		}
 	}
 	return online, offline, wait
+}
+
+// proofAt is when (Unix ns) the silence of a peel not heard since the
+// warm-up w began becomes proof that it is down (see splitPresence).
+func proofAt(w warmUp, grace, offlineAfter time.Duration) int64 {
+	graceEnd := w.since + int64(grace)
+	if grace <= 0 {
+		return graceEnd // takeover_grace 0: never wait
+	}
+	hardEnd := graceEnd + int64(offlineAfter/3)
+	return min(max(graceEnd, w.lastNews+int64(settleQuiet(grace))), hardEnd)
 }
 
 // settleQuiet is how long no new peel must have been heard, after the
@@ -137,15 +143,18 @@ func (pr *presence) report() (owned []int, peels []wire.PeelPresence) {
 		pp := pr.parts[p]
 		pr.mu.Unlock()
 		seen := map[string]bool{}
-		warming := pp == nil
+		// A peel not heard since the warm-up began is unknown until its
+		// silence is proof (splitPresence), as a job would see it.
+		since, undecidedUntil := int64(0), int64(math.MaxInt64)
 		if pp != nil {
 			pp.mu.Lock()
-			warming = !pp.warmed
+			since = pp.since
+			undecidedUntil = proofAt(warmUp{since: pp.since, lastNews: pr.lastNews.Load()}, pr.grace, pr.offlineAfter)
 			pp.mu.Unlock()
 		}
 		row := func(id string, e *peelBeat) wire.PeelPresence {
 			r := wire.PeelPresence{ID: id, State: wire.PresenceOffline}
-			if e == nil && warming {
+			if (e == nil || e.last < since) && now < undecidedUntil {
 				r.State = "" // not heard yet, and still listening: unknown
 			}
 			if e != nil {
