@@ -938,7 +938,10 @@ func (r *runner) targets() []Target {
 	}
 	mem := r.rep.Fleet.HeapBytes
 	m := Target{What: "memory of the simulated fleet", Goal: "< 2 GiB for 100,000 peels", Measured: fmtBytes(mem)}
-	if r.cfg.Mode == ModePerPeel {
+	switch {
+	case r.cfg.Mode == ModePerPeel && r.cfg.ServerProcess:
+		m.Measured += " (perpeel: one nats.go connection, its buffers included, per peel)"
+	case r.cfg.Mode == ModePerPeel:
 		m.Measured += " (perpeel: includes the in-process server's per-connection state)"
 	}
 	if peels < 100_000 {
