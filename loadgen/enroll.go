@@ -289,6 +289,9 @@ func (r *runner) enrollStorm(ctx context.Context, s *Scenario, res *EnrollResult
 	if res.OwnConns < res.Peels {
 		s.note("the first %s peels connected with their own credentials; the others only enrolled (one connection each would exceed --enroll-conns)", fmtInt(int64(res.OwnConns)))
 	}
+	if n := enrollAsyncErrors.Swap(0); n > 0 {
+		s.note("%s asynchronous connection errors on the enrollment connections (resets and timeouts of a loaded server; each connection reconnects or was done)", fmtInt(n))
+	}
 	s.note("keys were made before the clock started (a real peel makes its own once, on its own core); the master ran in this process")
 	return nil
 }
@@ -298,6 +301,10 @@ type simEnrollee struct {
 	kp    nkeys.KeyPair
 	curve string
 }
+
+// enrollAsyncErrors counts the errors nats.go reported on the enrollment
+// scenario's connections after they connected.
+var enrollAsyncErrors atomic.Int64
 
 func boot0(conns []*nats.Conn, i int) *nats.Conn { return conns[i%len(conns)] }
 
@@ -313,6 +320,10 @@ func connectOwn(url, id, tok string, kp nkeys.KeyPair) (*nats.Conn, error) {
 // sent its first PING before its PONG: "expected 'PONG', got 'PING'"; a
 // timeout) is tried again after a jittered backoff, a few times.
 func dial(url string, opts ...nats.Option) (*nats.Conn, error) {
+	// Errors after the connect (a reset while the loaded server closes
+	// thousands of connections) are counted for the report, not printed
+	// by nats.go's default handler one line each.
+	opts = append([]nats.Option{nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) { enrollAsyncErrors.Add(1) })}, opts...)
 	var nc *nats.Conn
 	tries := 0
 	err := backoff.Retry(context.Background(), backoff.New(50*time.Millisecond, 2*time.Second), func(context.Context) error {

@@ -79,6 +79,9 @@ type FleetInfo struct {
 	// checks (secure runs): one per message per connection, not per peel.
 	Verified int64 `json:"signatures_verified,omitempty"`
 	Refused  int64 `json:"signatures_refused,omitempty"`
+	// AsyncErrors counts what nats.go reported on the fleet's connections
+	// after they connected (slow consumer, a write reset).
+	AsyncErrors int64 `json:"async_errors,omitempty"`
 }
 
 // Resources is what a scenario (or the whole run) used.
@@ -349,6 +352,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	p := r.Process
 	fmt.Fprintf(w, "fleet: %s heap for %s peels (%.0f B/peel), %s connections, %d open files; connect %s\n",
 		fmtBytes(r.Fleet.HeapBytes), fmtInt(int64(r.Setup.Peels)), r.Fleet.BytesPerPeel, fmtInt(int64(r.Setup.Conns)), r.Fleet.OpenFiles, r.Fleet.ConnectTime)
+	if r.Fleet.AsyncErrors > 0 {
+		fmt.Fprintf(w, "fleet connections: %s asynchronous errors reported by nats.go (slow consumer, write resets)\n", fmtInt(r.Fleet.AsyncErrors))
+	}
 	if r.Setup.Secure {
 		fmt.Fprintf(w, "secure: operator mode, signed dispatches and API calls; the fleet verified %s signatures (one per message per connection; a real peel verifies each dispatch to it once, on its own core), refused %d\n",
 			fmtInt(r.Fleet.Verified), r.Fleet.Refused)

@@ -180,6 +180,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.rep.Wall = Sec(time.Since(start))
 	r.rep.Fleet.Verified, r.rep.Fleet.Refused = r.fleet.Verified()
+	r.rep.Fleet.AsyncErrors = r.fleet.AsyncErrors.Load()
 	r.rep.Targets = r.targets()
 	return r.rep, nil
 }

@@ -119,6 +119,9 @@ type Fleet struct {
 	// later than slowAck (each a congestion signal to the window, flow.go).
 	Timeouts atomic.Int64
 	SlowAcks atomic.Int64
+	// AsyncErrors counts what nats.go reported on a connection after it
+	// connected (slow consumer, a write reset), instead of printing it.
+	AsyncErrors atomic.Int64
 
 	// facts are the encoded documents PublishFacts stored, kept for the
 	// republishes (nil before).
@@ -374,6 +377,7 @@ func (c *Conn) connect() error {
 		nats.DontRandomize(),
 		nats.Timeout(10*time.Second),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { f.Disconnects.Add(1) }),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) { f.AsyncErrors.Add(1) }),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			c.reconnects.Add(1)
 			f.Reconnects.Add(1)
