@@ -1,7 +1,6 @@
 package master
 
 import (
-	"os"
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
@@ -16,12 +15,8 @@ const DefaultConfigPath = "/etc/zester/master.yaml"
 // Config is zester-master's configuration (master.yaml). docs/configuration.md
 // describes every key.
 type Config struct {
-	// ID names this master; default: the host name.
-	ID string `yaml:"id"`
-	// LogLevel is debug, info, warn or error.
-	LogLevel string `yaml:"log_level"`
-	// HTTP is the address of /healthz, /readyz and /metrics.
-	HTTP string `yaml:"http"`
+	// Daemon is id (default: the host name), log_level and http.
+	config.Daemon `yaml:",inline"`
 	// NATS says where JetStream is.
 	NATS NATSConfig `yaml:"nats"`
 	// StatesDir holds .sls files and top.sls.
@@ -115,11 +110,8 @@ type RetentionConfig struct {
 
 // DefaultConfig returns the defaults of the seed document.
 func DefaultConfig() Config {
-	host, _ := os.Hostname()
 	return Config{
-		ID:          host,
-		LogLevel:    "info",
-		HTTP:        "127.0.0.1:9100",
+		Daemon:      config.DefaultDaemon("127.0.0.1:9100"),
 		StatesDir:   "/srv/zester/states",
 		SettingsDir: "/srv/zester/settings",
 		Partitions:  shard.DefaultPartitions,
@@ -173,7 +165,7 @@ func (c *Config) Validate() error {
 	}
 	var errs config.Problems
 	bad := errs.Bad
-	errs.Common(c.ID, c.LogLevel, c.HTTP)
+	errs.Common(c.Daemon)
 	if len(c.NATS.URL) == 0 {
 		errs.HostPort("nats.embedded.listen", c.NATS.Embedded.Listen, false)
 		errs.HostPort("nats.embedded.monitor", c.NATS.Embedded.Monitor, true)

@@ -105,12 +105,7 @@ func New(cfg Config, opts Options) (*Master, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Logger == nil {
-		opts.Logger = obs.StderrLogger(cfg.LogLevel)
-	}
-	if opts.Metrics == nil {
-		opts.Metrics = metrics.NewSet()
-	}
+	opts.Logger, opts.Metrics = daemon.Defaults(opts.Logger, opts.Metrics, cfg.LogLevel)
 	m := &Master{
 		cfg:    cfg,
 		opts:   opts,

@@ -438,20 +438,10 @@ func TestCluster_MinorityLeft_WritesFailThenHeal(t *testing.T) {
 	t.Logf("after heal k=%q (revision %d)", e.Value(), e.Revision())
 	// Every replica agrees.
 	for i, u := range tp.HubURLs() {
-		nc2, err := nats.Connect(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		js2, _ := jetstream.New(nc2)
-		st, err := js2.Stream(context.Background(), "KV_"+names.BucketBasket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, _ := st.Info(context.Background())
+		info := testkit.StreamInfo(t, testkit.JetStream(t, u), names.KVStream(names.BucketBasket))
 		if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
 			t.Errorf("server %d: replicas %+v", i, info.Cluster)
 		}
-		nc2.Close()
 	}
 }
 

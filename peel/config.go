@@ -1,7 +1,6 @@
 package peel
 
 import (
-	"os"
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
@@ -14,12 +13,9 @@ const DefaultConfigPath = "/etc/zester/peel.yaml"
 
 // Config is zester-peel's configuration (peel.yaml).
 type Config struct {
-	// ID names the peel; default: the host name.
-	ID       string `yaml:"id"`
-	LogLevel string `yaml:"log_level"`
-	// HTTP is the address of /healthz, /readyz and /metrics.
-	HTTP string     `yaml:"http"`
-	NATS NATSConfig `yaml:"nats"`
+	// Daemon is id (default: the host name), log_level and http.
+	config.Daemon `yaml:",inline"`
+	NATS          NATSConfig `yaml:"nats"`
 	// FactsInterval is how often facts are collected and published.
 	FactsInterval config.Duration `yaml:"facts_interval"`
 	// BeatInterval is the longest time between two presence beats (core
@@ -83,11 +79,8 @@ type NATSConfig struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	host, _ := os.Hostname()
 	return Config{
-		ID:                host,
-		LogLevel:          "info",
-		HTTP:              "127.0.0.1:9101",
+		Daemon:            config.DefaultDaemon("127.0.0.1:9101"),
 		NATS:              NATSConfig{URL: config.URLs{"nats://127.0.0.1:4222"}, ReconnectMaxDelay: config.Dur(30 * time.Second)},
 		FactsInterval:     config.Dur(5 * time.Minute),
 		BeatInterval:      config.Dur(10 * time.Second),
@@ -124,7 +117,7 @@ func (c *Config) Validate() error {
 	}
 	var errs config.Problems
 	bad := errs.Bad
-	errs.Common(c.ID, c.LogLevel, c.HTTP)
+	errs.Common(c.Daemon)
 	if len(c.NATS.URL) == 0 {
 		bad("nats.url", "empty")
 	}

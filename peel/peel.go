@@ -116,12 +116,7 @@ func New(cfg Config, opts Options) (*Peel, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Logger == nil {
-		opts.Logger = obs.StderrLogger(cfg.LogLevel)
-	}
-	if opts.Metrics == nil {
-		opts.Metrics = metrics.NewSet()
-	}
+	opts.Logger, opts.Metrics = daemon.Defaults(opts.Logger, opts.Metrics, cfg.LogLevel)
 	ps := newPeelSettings(cfg.DataDir)
 	if opts.Registry == nil {
 		opts.Registry = defaultRegistry(cfg, opts.Logger, ps.result)

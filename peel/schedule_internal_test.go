@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zester-io/zester/internal/config"
 	"github.com/zester-io/zester/internal/wire"
 	"github.com/zester-io/zester/peel/state/mod"
 )
@@ -72,7 +73,7 @@ func TestSplayOffset_SpreadsTenThousandPeelsOverSplay(t *testing.T) {
 // The period after a run: the next one not already past; the periods that
 // began while the run went on are skipped and counted, however many.
 func TestScheduler_Next_SkipsPeriodsPassedDuringARun(t *testing.T) {
-	sc := &scheduler{p: &Peel{cfg: Config{ID: "p1"}}, randN: func(int64) int64 { return 0 }}
+	sc := &scheduler{p: &Peel{cfg: Config{Daemon: config.Daemon{ID: "p1"}}}, randN: func(int64) int64 { return 0 }}
 	e := scheduled{name: "e", interval: time.Second}
 	anchor := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, c := range []struct {

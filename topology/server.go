@@ -137,10 +137,11 @@ func (s *Server) start() error {
 	}
 	// Always log through a recorder, so a fatal start-up error (port in
 	// use, bad store dir) is returned at once instead of after a timeout.
-	rec := &fatalRecorder{}
-	if s.cfg.Logger != nil {
-		rec.next = &slogAdapter{l: s.cfg.Logger}
+	logger := s.cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
+	rec := &fatalRecorder{Logger: &slogAdapter{l: logger}}
 	ns.SetLoggerV2(rec, false, false, false)
 	ns.Start()
 	for deadline := time.Now().Add(20 * time.Second); !ns.ReadyForConnections(50 * time.Millisecond); {
@@ -238,12 +239,12 @@ func Single(dir string, logger *slog.Logger) (*Server, error) {
 	return StartServer(ServerConfig{Name: "single", Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats"), Logger: logger})
 }
 
-// fatalRecorder keeps the first fatal error and passes every line on to next
-// (when set).
+// fatalRecorder keeps the first fatal error and passes every line on to
+// the logger it embeds.
 type fatalRecorder struct {
-	next server.Logger
-	mu   sync.Mutex
-	msg  string
+	server.Logger
+	mu  sync.Mutex
+	msg string
 }
 
 func (r *fatalRecorder) fatal() string {
@@ -258,39 +259,7 @@ func (r *fatalRecorder) Fatalf(format string, v ...any) {
 		r.msg = fmt.Sprintf(format, v...)
 	}
 	r.mu.Unlock()
-	if r.next != nil {
-		r.next.Fatalf(format, v...)
-	}
-}
-
-func (r *fatalRecorder) Noticef(format string, v ...any) {
-	if r.next != nil {
-		r.next.Noticef(format, v...)
-	}
-}
-
-func (r *fatalRecorder) Warnf(format string, v ...any) {
-	if r.next != nil {
-		r.next.Warnf(format, v...)
-	}
-}
-
-func (r *fatalRecorder) Errorf(format string, v ...any) {
-	if r.next != nil {
-		r.next.Errorf(format, v...)
-	}
-}
-
-func (r *fatalRecorder) Debugf(format string, v ...any) {
-	if r.next != nil {
-		r.next.Debugf(format, v...)
-	}
-}
-
-func (r *fatalRecorder) Tracef(format string, v ...any) {
-	if r.next != nil {
-		r.next.Tracef(format, v...)
-	}
+	r.Logger.Fatalf(format, v...)
 }
 
 // slogAdapter routes nats-server's logger into slog.

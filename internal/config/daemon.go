@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -57,16 +58,34 @@ func (p *Problems) Add(err error) {
 // Err is every problem joined, nil when there is none.
 func (p Problems) Err() error { return errors.Join(p...) }
 
+// Daemon is the keys both daemons' configurations start with; master.yaml
+// and peel.yaml inline it.
+type Daemon struct {
+	// ID names the daemon; default: the host name.
+	ID string `yaml:"id"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// HTTP is the address of /healthz, /readyz and /metrics; empty for none.
+	HTTP string `yaml:"http"`
+}
+
+// DefaultDaemon is the host name as the id, info logging, and the HTTP
+// endpoints on http.
+func DefaultDaemon(http string) Daemon {
+	host, _ := os.Hostname()
+	return Daemon{ID: host, LogLevel: "info", HTTP: http}
+}
+
 // Common checks the keys both daemons have: id, log_level and http (an
 // address, or empty for none).
-func (p *Problems) Common(id, logLevel, http string) {
-	if err := names.ValidateID(id); err != nil {
+func (p *Problems) Common(d Daemon) {
+	if err := names.ValidateID(d.ID); err != nil {
 		p.Bad("id", "%v", err)
 	}
-	if _, err := obs.ParseLevel(logLevel); err != nil {
+	if _, err := obs.ParseLevel(d.LogLevel); err != nil {
 		p.Bad("log_level", "%v", err)
 	}
-	p.HostPort("http", http, true)
+	p.HostPort("http", d.HTTP, true)
 }
 
 // IntRange records that the value v of key is outside lo to hi (both

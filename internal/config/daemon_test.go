@@ -19,7 +19,7 @@ func TestProblems_Common(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p Problems
-			p.Common(tc.id, tc.level, tc.http)
+			p.Common(Daemon{ID: tc.id, LogLevel: tc.level, HTTP: tc.http})
 			err := p.Err()
 			if len(tc.want) == 0 {
 				if err != nil {

@@ -19,6 +19,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/zester-io/zester/internal/obs"
 )
 
 // Grace is how long a daemon has after the stop signal to stop cleanly
@@ -40,6 +44,19 @@ type Daemon struct {
 	Run func(ctx context.Context) error
 	// Log reports a failure of Run; nil reports it on stderr.
 	Log *slog.Logger
+}
+
+// Defaults fills in what the caller of a daemon's New left out of its
+// options: the logger is JSON on stderr at level (the configuration's
+// log_level), the metrics a set of its own.
+func Defaults(log *slog.Logger, set *metrics.Set, level string) (*slog.Logger, *metrics.Set) {
+	if log == nil {
+		log = obs.StderrLogger(level)
+	}
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	return log, set
 }
 
 // Command describes one daemon binary for Main.

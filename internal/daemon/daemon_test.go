@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 
 	"github.com/zester-io/zester/topology"
@@ -138,5 +140,18 @@ func TestCloser_Drain_WaitsForClosed(t *testing.T) {
 	}
 	if m, err := got.NextMsg(30 * time.Second); err != nil || string(m.Data) != "last words" {
 		t.Fatalf("message published before the drain: %v %v", m, err)
+	}
+}
+
+// Defaults keeps what the caller gave and fills in the rest: a logger at
+// the configured level, a metrics set.
+func TestDefaults(t *testing.T) {
+	log, set := Defaults(nil, nil, "debug")
+	if log == nil || set == nil || !log.Enabled(context.Background(), slog.LevelDebug) {
+		t.Fatalf("Defaults(nil, nil, debug) = %v, %v", log, set)
+	}
+	own, ownSet := slog.New(slog.DiscardHandler), metrics.NewSet()
+	if log, set := Defaults(own, ownSet, "debug"); log != own || set != ownSet {
+		t.Errorf("Defaults replaced the caller's logger or metrics")
 	}
 }

@@ -109,10 +109,7 @@ func TestMaster_Ping_TwoPeels(t *testing.T) {
 		t.Fatalf("return %q: %v", lines[0], err)
 	}
 	// Jobs, returns and events are recorded.
-	js := testkit.JetStream(t, url)
-	ctx := context.Background()
-	st, _ := js.Stream(ctx, names.StreamJobEvents)
-	info, _ := st.Info(ctx)
+	info := testkit.StreamInfo(t, testkit.JetStream(t, url), names.StreamJobEvents)
 	if info.State.Msgs < 4 {
 		t.Errorf("job-events holds %d events, want created+running+done per job", info.State.Msgs)
 	}

@@ -187,15 +187,7 @@ func (f *settingsFixture) rendered(t *testing.T, id string, facts map[string]any
 // has seen.
 func lastSeq(t *testing.T, js jetstream.JetStream, bucket string) uint64 {
 	t.Helper()
-	s, err := js.Stream(context.Background(), names.KVStream(bucket))
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.LastSeq
+	return testkit.StreamInfo(t, js, names.KVStream(bucket)).State.LastSeq
 }
 
 func startSettingsMaster(t *testing.T, url string, f *settingsFixture) *mastertest.Handle {

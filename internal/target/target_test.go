@@ -415,54 +415,44 @@ func TestKindFromFlag(t *testing.T) {
 	}
 }
 
-func TestIDOnly(t *testing.T) {
+// IDOnly says whether an expression looks at nothing but peel ids; IDs
+// lists the ids it matches when they are a fixed set.
+func TestIDOnlyAndIDs(t *testing.T) {
 	for _, tc := range []struct {
-		kind Kind
-		expr string
-		want bool
+		kind   Kind
+		expr   string
+		idOnly bool
+		ids    []string // nil: not a fixed set
 	}{
-		{"", "web*", true},
-		{KindList, "a,b", true},
-		{KindPCRE, "a", true},
-		{KindFact, "os:x", false},
-		{KindFactPCRE, "os:x", false},
-		{KindIPCIDR, "10.0.0.0/8", false},
-		{KindNodegroup, "webs", true},
-		{KindNodegroup, "debian_webs", false},
-		{KindCompound, "web* and not ( L@a or E@b )", true},
-		{KindCompound, "web* and not ( L@a or S@10.0.0.1 )", false},
+		{"", "web*", true, nil},
+		{"", "db*", true, nil},
+		{"", "db[1]", true, nil},
+		{"", "db1", true, []string{"db1"}},
+		{KindList, "a,b", true, []string{"a", "b"}},
+		{KindList, "web1,web2,db1", true, []string{"web1", "web2", "db1"}},
+		{KindList, "b,a,b", true, []string{"b", "a"}},
+		{KindPCRE, "a", true, nil},
+		{KindFact, "os:x", false, nil},
+		{KindFactPCRE, "os:x", false, nil},
+		{KindIPCIDR, "10.0.0.0/8", false, nil},
+		{KindNodegroup, "webs", true, nil},
+		{KindNodegroup, "debian_webs", false, nil},
+		{KindNodegroup, "dbs", true, []string{"db1", "db2"}},
+		{KindCompound, "web* and not ( L@a or E@b )", true, nil},
+		{KindCompound, "web* and not ( L@a or S@10.0.0.1 )", false, nil},
+		{KindCompound, "L@a,b or c or L@b,d", true, []string{"a", "b", "c", "d"}},
+		{KindCompound, "L@a,b or c*", true, nil},
+		{KindCompound, "L@a,b and c", true, nil},
+		{KindCompound, "not L@a", true, nil},
+		{KindCompound, "N@dbs or web1", true, []string{"db1", "db2", "web1"}},
 	} {
 		e := mustParse(t, tc.kind, tc.expr)
-		if got := e.IDOnly(); got != tc.want {
-			t.Errorf("Parse(%q, %q).IDOnly() = %v, want %v", tc.kind, tc.expr, got, tc.want)
+		if got := e.IDOnly(); got != tc.idOnly {
+			t.Errorf("Parse(%q, %q).IDOnly() = %v, want %v", tc.kind, tc.expr, got, tc.idOnly)
 		}
-	}
-}
-
-func TestIDs(t *testing.T) {
-	for _, tc := range []struct {
-		kind Kind
-		expr string
-		want []string // nil: not a fixed set
-	}{
-		{KindList, "web1,web2,db1", []string{"web1", "web2", "db1"}},
-		{KindList, "b,a,b", []string{"b", "a"}},
-		{"", "db1", []string{"db1"}},
-		{"", "db*", nil},
-		{"", "db[1]", nil},
-		{KindCompound, "L@a,b or c or L@b,d", []string{"a", "b", "c", "d"}},
-		{KindCompound, "L@a,b or c*", nil},
-		{KindCompound, "L@a,b and c", nil},
-		{KindCompound, "not L@a", nil},
-		{KindNodegroup, "dbs", []string{"db1", "db2"}},
-		{KindCompound, "N@dbs or web1", []string{"db1", "db2", "web1"}},
-		{KindPCRE, "a", nil},
-		{KindFact, "os:a", nil},
-	} {
-		e := mustParse(t, tc.kind, tc.expr)
 		got, ok := IDs(e)
-		if ok != (tc.want != nil) || !reflect.DeepEqual(got, tc.want) && tc.want != nil {
-			t.Errorf("IDs(%q) = %q, %v; want %q", tc.expr, got, ok, tc.want)
+		if ok != (tc.ids != nil) || !reflect.DeepEqual(got, tc.ids) && tc.ids != nil {
+			t.Errorf("IDs(%q) = %q, %v; want %q", tc.expr, got, ok, tc.ids)
 		}
 	}
 }

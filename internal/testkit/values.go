@@ -64,6 +64,21 @@ func MustGetJSON[T any](t testing.TB, kv jetstream.KeyValue, key string) T {
 	return v
 }
 
+// StreamInfo is the info of stream (its state: messages, last sequence;
+// its cluster), failing the test when the stream does not answer.
+func StreamInfo(t testing.TB, js jetstream.JetStream, stream string) *jetstream.StreamInfo {
+	t.Helper()
+	st, err := js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
 // LaggingReplica gives kv's bucket a replica that answers direct gets
 // (kv.Get) and holds only key held, which must exist: a mirror with
 // MirrorDirect filtered to that key joins the bucket's direct-get queue
