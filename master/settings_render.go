@@ -207,8 +207,13 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 			ps.input = s.inputHash(hashes, res.Files, raw, curve)
 		}
 	}
+	var valuesJSON []byte // the plaintext sealed, cleared on return
 	if curve != "" {
-		ps.secretsHash = settings.ValuesHash(s.hashKey, curve, vals)
+		if valuesJSON, err = settings.ValuesJSON(vals); err != nil {
+			return true, false, s.fail(id, err)
+		}
+		defer settings.ClearJSON(valuesJSON)
+		ps.secretsHash = settings.ValuesHashJSON(s.hashKey, curve, valuesJSON)
 	}
 	if mode == compileOnly {
 		s.mu.Lock()
@@ -221,7 +226,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	// finds the values its new templates need (when not, its render fails,
 	// it keeps the last good one and reads again on the change message).
 	if curve != "" && s.storedEntry(secretsIdx, names.SecretsKey(id)).hash != ps.secretsHash {
-		tok, err := s.sealer.SealValues(curve, vals)
+		tok, err := s.sealer.SealValuesJSON(curve, id, valuesJSON)
 		if err != nil {
 			return true, false, s.fail(id, err)
 		}
@@ -306,11 +311,35 @@ func (s *settingsRenderer) fail(id string, err error) error {
 // decodeFactsMap decodes a stored fact document as the templates see it
 // (render.ParseFacts: normalised, in one pass), keeping what f keeps.
 func decodeFactsMap(raw []byte, f *render.FactFilter) (map[string]any, error) {
-	doc, err := factcodec.Decode(raw)
-	if err != nil {
-		return nil, err
+	var m map[string]any
+	err := withFactDoc(raw, func(doc []byte) (err error) {
+		m, err = render.ParseFactsFiltered(doc, f)
+		return err
+	})
+	return m, err
+}
+
+// factDocs are the buffers fact documents are decompressed into while
+// they are read (the parsers copy what they keep): one document a peel a
+// render would be garbage otherwise.
+var factDocs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// maxPooledFactDoc bounds the buffers kept in factDocs.
+const maxPooledFactDoc = 256 << 10
+
+// withFactDoc calls f with the JSON of a stored fact value, in a pooled
+// buffer that f must not keep.
+func withFactDoc(raw []byte, f func(doc []byte) error) error {
+	bp := factDocs.Get().(*[]byte)
+	doc, err := factcodec.DecodeAppend((*bp)[:0], raw)
+	if err == nil {
+		err = f(doc)
 	}
-	return render.ParseFactsFiltered(doc, f)
+	if cap(doc) > cap(*bp) && cap(doc) <= maxPooledFactDoc && (len(raw) == 0 || raw[0] != '{') {
+		*bp = doc[:0] // grown: keep the larger one
+	}
+	factDocs.Put(bp)
+	return err
 }
 
 func hashHex(b []byte) string {

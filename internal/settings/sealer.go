@@ -142,6 +142,16 @@ func (s *Sealer) Forget(pub string) {
 	}
 }
 
+// SealValuesJSON is SealValues of the values given as ValuesJSON (id is
+// theirs, for the error).
+func (s *Sealer) SealValuesJSON(peelCurve, id string, valuesJSON []byte) (string, error) {
+	tok, err := s.Seal(peelCurve, valuesJSON)
+	if err != nil {
+		return "", fmt.Errorf("seal the secrets of %s: %w", id, err)
+	}
+	return tok, nil
+}
+
 // SealValues is the package's SealValues with this sealer.
 func (s *Sealer) SealValues(peelCurve string, v *Values) (string, error) {
 	return sealValuesWith(s.Seal, peelCurve, v)
