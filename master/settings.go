@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,14 +124,33 @@ type loadedTree struct {
 	hashes map[string]string
 	memo   *settings.Memo
 	// facts is what of a peel's facts its render needs: the tree's fact
-	// paths and the curve key (nil: the whole document).
-	facts *render.FactFilter
+	// paths and the curve key (nil: the whole document). It is the previous
+	// tree's filter when the paths are the same (factsKey), so that the
+	// peels' kept facts (peelSettings.facts) serve the new tree too.
+	facts    *render.FactFilter
+	factsKey string
 }
 
-func newLoadedTree(t *settings.Tree, open func(string) (string, error)) *loadedTree {
+// newLoadedTree makes the loaded tree of t; prev is the one it replaces
+// (nil when none).
+func newLoadedTree(t *settings.Tree, open func(string) (string, error), prev *loadedTree) *loadedTree {
 	lt := &loadedTree{tree: t, open: open, hashes: t.FileHashes(), memo: settings.NewMemo()}
 	if paths, ok := t.FactPaths(); ok {
-		lt.facts = render.NewFactFilter(append(slices.Clone(paths), []string{factsCurveKey}))
+		paths = append(slices.Clone(paths), []string{factsCurveKey})
+		var key strings.Builder
+		for _, p := range paths {
+			for _, k := range p {
+				key.WriteString(k)
+				key.WriteByte(0)
+			}
+			key.WriteByte(1)
+		}
+		lt.factsKey = key.String()
+		if prev != nil && prev.facts != nil && prev.factsKey == lt.factsKey {
+			lt.facts = prev.facts
+		} else {
+			lt.facts = render.NewFactFilter(paths)
+		}
 	}
 	return lt
 }
@@ -160,6 +180,25 @@ type peelSettings struct {
 	secretsHash string
 	masked      []byte
 	failed      string // the last render's error; "" when it succeeded
+	facts       keptFacts
+}
+
+// keptFacts is a compact copy of what of a peel's facts its last render
+// read (render.AppendFactsJSON of the filtered document), for the next
+// render from the same stored value with the same filter: parsing a few
+// hundred bytes instead of decompressing and scanning the document.
+type keptFacts struct {
+	// raw is the fact index's value it was made of: that very slice (the
+	// index stores a copy of every value it takes, so the same slice is the
+	// same value; no copy is kept here).
+	raw    []byte
+	filter *render.FactFilter
+	json   []byte
+}
+
+// of reports whether k was made of raw with filter f.
+func (k keptFacts) of(raw []byte, f *render.FactFilter) bool {
+	return k.json != nil && f != nil && k.filter == f && len(raw) > 0 && len(k.raw) == len(raw) && &k.raw[0] == &raw[0]
 }
 
 // factsCurveKey is the fact in which a peel publishes its curve public key
@@ -373,7 +412,7 @@ func (s *settingsRenderer) reload(why string) (changed bool, err error) {
 	if s.cur != nil {
 		old = s.cur.hashes
 	}
-	s.cur = newLoadedTree(t, s.opener())
+	s.cur = newLoadedTree(t, s.opener(), s.cur)
 	hashes := s.cur.hashes
 	s.treeErr = ""
 	s.treeMu.Unlock()

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -147,8 +148,9 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	// enrollment's is enough to tell whether the peel is current.
 	curve := s.enrolledCurve(id)
 	var facts map[string]any
+	var kept keptFacts
 	if curve == "" {
-		if facts, err = decodeFactsMap(raw, lt.facts); err != nil {
+		if facts, kept, err = s.peelFacts(id, raw, lt); err != nil {
 			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 		}
 		curve = factsCurve(facts)
@@ -162,7 +164,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 		}
 	}
 	if facts == nil {
-		if facts, err = decodeFactsMap(raw, lt.facts); err != nil {
+		if facts, kept, err = s.peelFacts(id, raw, lt); err != nil {
 			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 		}
 	}
@@ -199,7 +201,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	if curve == "" && len(vals.Values) > 0 {
 		return true, false, s.fail(id, fmt.Errorf("peel %s: no curve key known (no accepted enrollment, no %q fact) to seal its %d secrets to", id, factsCurveKey, len(vals.Values)))
 	}
-	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked}
+	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked, facts: kept}
 	if !usedBasket.Load() {
 		if judged.input != "" && slices.Equal(judged.files, res.Files) {
 			ps.input = judged.input
@@ -306,6 +308,42 @@ func (s *settingsRenderer) fail(id string, err error) error {
 	ps.failed = err.Error()
 	s.mu.Unlock()
 	return err
+}
+
+// peelFacts decodes what of a peel's facts a render with lt needs: from
+// the copy its last render kept when that was made of the same stored
+// value raw with the same filter, else from raw (and returns the copy to
+// keep).
+func (s *settingsRenderer) peelFacts(id string, raw []byte, lt *loadedTree) (map[string]any, keptFacts, error) {
+	if lt.facts == nil {
+		m, err := decodeFactsMap(raw, nil)
+		return m, keptFacts{}, err
+	}
+	s.mu.Lock()
+	var k keptFacts
+	if ps := s.peels[id]; ps != nil {
+		k = ps.facts
+	}
+	s.mu.Unlock()
+	if k.of(raw, lt.facts) {
+		if m, err := render.ParseFactsFiltered(k.json, lt.facts); err == nil {
+			return m, k, nil
+		}
+	}
+	m, err := decodeFactsMap(raw, lt.facts)
+	if err != nil {
+		return nil, keptFacts{}, err
+	}
+	k = keptFacts{raw: raw, filter: lt.facts}
+	bp := factDocs.Get().(*[]byte)
+	if j, ok := render.AppendFactsJSON((*bp)[:0], m); ok {
+		k.json = bytes.Clone(j)
+		if cap(j) <= maxPooledFactDoc {
+			*bp = j[:0]
+		}
+	}
+	factDocs.Put(bp)
+	return m, k, nil
 }
 
 // decodeFactsMap decodes a stored fact document as the templates see it
