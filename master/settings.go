@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -110,6 +111,8 @@ type settingsRenderer struct {
 	warmMu   sync.Mutex
 	warmQ    []string
 	warmKick chan struct{}
+	// started is set once the first render batch is done.
+	started atomic.Bool
 
 	renders, current, writes, failures *metrics.Counter
 }
@@ -137,15 +140,14 @@ func newLoadedTree(t *settings.Tree, open func(string) (string, error), prev *lo
 	lt := &loadedTree{tree: t, open: open, hashes: t.FileHashes(), memo: settings.NewMemo()}
 	if paths, ok := t.FactPaths(); ok {
 		paths = append(slices.Clone(paths), []string{factsCurveKey})
-		var key strings.Builder
-		for _, p := range paths {
-			for _, k := range p {
-				key.WriteString(k)
-				key.WriteByte(0)
-			}
-			key.WriteByte(1)
+		// The key of the set of paths: FactPaths lists them in no fixed
+		// order, with repeats.
+		keys := make([]string, len(paths))
+		for i, p := range paths {
+			keys[i] = strings.Join(p, "\x00")
 		}
-		lt.factsKey = key.String()
+		slices.Sort(keys)
+		lt.factsKey = strings.Join(slices.Compact(keys), "\x01")
 		if prev != nil && prev.facts != nil && prev.factsKey == lt.factsKey {
 			lt.facts = prev.facts
 		} else {
@@ -369,6 +371,12 @@ func (s *settingsRenderer) warmLoop(ctx context.Context) {
 			s.batchMu.Lock()
 			var wg sync.WaitGroup
 			w := runtime.GOMAXPROCS(0)
+			if !s.started.Load() {
+				// Before the first batch the master is still reading the
+				// fleet (the fact index, the store's headers: one goroutine
+				// each): one core for the keys, the other for that.
+				w = 1
+			}
 			for k := range w {
 				wg.Go(func() {
 					for j := k; j < len(chunk); j += w {
@@ -577,6 +585,7 @@ func (s *settingsRenderer) loop(ctx context.Context) {
 		s.mu.Unlock()
 		t0 := time.Now()
 		st := s.renderBatch(ctx, ids, renderChanged)
+		s.started.Store(true)
 		if len(ids) >= 1000 {
 			s.log.Info("settings batch", "peels", len(ids), "rendered", st.rendered, "written", st.written, "failed", st.failed, "took", time.Since(t0).Round(time.Millisecond))
 		}
