@@ -128,11 +128,11 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 	var bad string
 	var vals []any
 	if owned {
-		var doc []byte
-		doc, bad = decodeFacts(id, e.Value())
-		if paths := ix.registered(); bad == "" && len(paths) > 0 {
-			vals = pathValues(doc, paths)
-		}
+		bad = checkFactsWith(id, e.Value(), func(doc []byte) {
+			if paths := ix.registered(); len(paths) > 0 {
+				vals = pathValues(doc, paths)
+			}
+		})
 	}
 	ix.mu.Lock()
 	pe, ok := ix.parts[p][id]
@@ -173,44 +173,52 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 // checkFacts says why a stored facts value cannot be the document of peel
 // id, or "" when it can. A document without "id" (peels before it was
 // added, simulated fleets) is accepted.
-func checkFacts(id string, raw []byte) string {
-	_, bad := decodeFacts(id, raw)
+func checkFacts(id string, raw []byte) string { return checkFactsWith(id, raw, nil) }
+
+// checkFactsWith is checkFacts that calls good (when not nil) with the
+// decoded document of a good value, in a buffer it must not keep.
+func checkFactsWith(id string, raw []byte, good func(doc []byte)) (bad string) {
+	err := withFactDoc(raw, func(doc []byte) error {
+		if bad = checkFactsDoc(id, doc); bad == "" && good != nil {
+			good(doc)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Sprintf("does not decode: %v", err)
+	}
 	return bad
 }
 
 // factsIDOnly keeps a fact document's id alone.
 var factsIDOnly = render.NewFactFilter([][]string{{"id"}})
 
-// decodeFacts is checkFacts that also returns the decoded document.
-func decodeFacts(id string, raw []byte) (doc []byte, bad string) {
-	doc, err := factcodec.Decode(raw)
-	if err != nil {
-		return nil, fmt.Sprintf("does not decode: %v", err)
-	}
+// checkFactsDoc is checkFacts of a decoded document.
+func checkFactsDoc(id string, doc []byte) (bad string) {
 	// The fast check first (a scan that builds only "id"): what json.Unmarshal
 	// below says of a good document, at a fraction of its cost; anything
 	// else takes the path that words the error.
 	if m, err := render.ParseFactsFiltered(doc, factsIDOnly); err == nil {
 		switch v := m["id"].(type) {
 		case nil:
-			return doc, ""
+			return ""
 		case string:
 			if v != id {
-				return nil, fmt.Sprintf("the document is peel %q's", v)
+				return fmt.Sprintf("the document is peel %q's", v)
 			}
-			return doc, ""
+			return ""
 		}
 	}
 	var head struct {
 		ID *string `json:"id"`
 	}
 	if err := json.Unmarshal(doc, &head); err != nil {
-		return nil, fmt.Sprintf("not a JSON object: %v", err)
+		return fmt.Sprintf("not a JSON object: %v", err)
 	}
 	if head.ID != nil && *head.ID != id {
-		return nil, fmt.Sprintf("the document is peel %q's", *head.ID)
+		return fmt.Sprintf("the document is peel %q's", *head.ID)
 	}
-	return doc, ""
+	return ""
 }
 
 // ownershipChanged drops documents of lost partitions and fetches those of

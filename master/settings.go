@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -102,10 +104,15 @@ type settingsRenderer struct {
 	// batchMu serialises render batches (the loop and refresh), and the
 	// sealer's warm-up with them.
 	batchMu sync.Mutex
-	// idle is closed once the first render batch after start is done.
-	idle     chan struct{}
-	idleOnce sync.Once
-	pub      *kvPublisher
+	pub     *kvPublisher
+
+	// warmQ are curve keys whose shared key the sealer is to make ahead of
+	// their first seal (warmLoop); warmKick wakes it.
+	warmMu   sync.Mutex
+	warmQ    []string
+	warmKick chan struct{}
+	// started is set once the first render batch is done.
+	started atomic.Bool
 
 	renders, current, writes, failures *metrics.Counter
 }
@@ -120,14 +127,32 @@ type loadedTree struct {
 	hashes map[string]string
 	memo   *settings.Memo
 	// facts is what of a peel's facts its render needs: the tree's fact
-	// paths and the curve key (nil: the whole document).
-	facts *render.FactFilter
+	// paths and the curve key (nil: the whole document). It is the previous
+	// tree's filter when the paths are the same (factsKey), so that the
+	// peels' kept facts (peelSettings.facts) serve the new tree too.
+	facts    *render.FactFilter
+	factsKey string
 }
 
-func newLoadedTree(t *settings.Tree, open func(string) (string, error)) *loadedTree {
+// newLoadedTree makes the loaded tree of t; prev is the one it replaces
+// (nil when none).
+func newLoadedTree(t *settings.Tree, open func(string) (string, error), prev *loadedTree) *loadedTree {
 	lt := &loadedTree{tree: t, open: open, hashes: t.FileHashes(), memo: settings.NewMemo()}
 	if paths, ok := t.FactPaths(); ok {
-		lt.facts = render.NewFactFilter(append(slices.Clone(paths), []string{factsCurveKey}))
+		paths = append(slices.Clone(paths), []string{factsCurveKey})
+		// The key of the set of paths: FactPaths lists them in no fixed
+		// order, with repeats.
+		keys := make([]string, len(paths))
+		for i, p := range paths {
+			keys[i] = strings.Join(p, "\x00")
+		}
+		slices.Sort(keys)
+		lt.factsKey = strings.Join(slices.Compact(keys), "\x01")
+		if prev != nil && prev.facts != nil && prev.factsKey == lt.factsKey {
+			lt.facts = prev.facts
+		} else {
+			lt.facts = render.NewFactFilter(paths)
+		}
 	}
 	return lt
 }
@@ -157,6 +182,25 @@ type peelSettings struct {
 	secretsHash string
 	masked      []byte
 	failed      string // the last render's error; "" when it succeeded
+	facts       keptFacts
+}
+
+// keptFacts is a compact copy of what of a peel's facts its last render
+// read (render.AppendFactsJSON of the filtered document), for the next
+// render from the same stored value with the same filter: parsing a few
+// hundred bytes instead of decompressing and scanning the document.
+type keptFacts struct {
+	// raw is the fact index's value it was made of: that very slice (the
+	// index stores a copy of every value it takes, so the same slice is the
+	// same value; no copy is kept here).
+	raw    []byte
+	filter *render.FactFilter
+	json   []byte
+}
+
+// of reports whether k was made of raw with filter f.
+func (k keptFacts) of(raw []byte, f *render.FactFilter) bool {
+	return k.json != nil && f != nil && k.filter == f && len(raw) > 0 && len(k.raw) == len(raw) && &k.raw[0] == &raw[0]
 }
 
 // factsCurveKey is the fact in which a peel publishes its curve public key
@@ -168,7 +212,7 @@ const factsCurveKey = "curve"
 func newSettingsRenderer(m *Master) *settingsRenderer {
 	s := &settingsRenderer{
 		m: m, log: m.log.With("part", "settings"), dir: m.cfg.SettingsDir,
-		peels: map[string]*peelSettings{}, dirty: map[string]struct{}{}, kick: make(chan struct{}, 1),
+		peels: map[string]*peelSettings{}, dirty: map[string]struct{}{}, kick: make(chan struct{}, 1), warmKick: make(chan struct{}, 1),
 		curves: map[string]string{}, lists: map[string][]string{},
 		renders:  m.opts.Metrics.NewCounter(`zester_master_settings_renders_total`),
 		current:  m.opts.Metrics.NewCounter(`zester_master_settings_current_total`),
@@ -215,9 +259,13 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.sealer, err = settings.NewSealer(sender); err != nil {
+	sealer, err := settings.NewSealer(sender)
+	if err != nil {
 		return err
 	}
+	s.storeMu.Lock() // ownershipChanged may run already
+	s.sealer = sealer
+	s.storeMu.Unlock()
 	s.hashKey = make([]byte, 32)
 	if kp != nil {
 		seed, _ := kp.Seed()
@@ -232,14 +280,36 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 		s.inputKey = sum[:]
 	}
 	s.pub = newKVPublisher(ctx, s)
-	// What the store holds, before the first render compares with it.
+	s.m.opts.Metrics.NewGauge(`zester_master_settings_sealer_keys`, func() float64 { return float64(s.sealer.Len()) })
+	go s.warmLoop(ctx)
+	// What the store holds, before the first render compares with it, and
+	// the curve keys sealed to: the three followers catch up at once.
+	var caught []<-chan struct{}
 	for i, b := range settingsBuckets {
-		if err := s.followStore(ctx, i, b); err != nil {
+		c, err := s.followStore(ctx, i, b)
+		if err != nil {
 			return err
 		}
+		caught = append(caught, c)
 	}
-	if err := s.followEnrollments(ctx); err != nil {
+	c, err := s.followEnrollments(ctx)
+	if err != nil {
 		return err
+	}
+	caught = append(caught, c)
+	bound := time.After(30 * time.Second)
+	for i, c := range caught {
+		select {
+		case <-c:
+		case <-bound:
+			// A render then may write an entry that was current (harmless),
+			// or miss a curve key it learns of later (that peel is marked
+			// then).
+			s.log.Warn("settings: a follower has not caught up yet; rendering anyway", "follower", i)
+			bound = nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if _, err := os.Stat(filepath.Join(s.dir, settings.TopFile)); err != nil {
 		s.log.Info("no settings tree: settings are off until top.zy appears", "settings_dir", s.dir, "err", err)
@@ -249,53 +319,76 @@ func (s *settingsRenderer) start(ctx context.Context) error {
 	if err := s.watchDir(ctx); err != nil {
 		s.log.Warn("settings_dir not watched: changes need zester settings refresh", "settings_dir", s.dir, "err", err)
 	}
-	s.idle = make(chan struct{})
 	go s.loop(ctx)
 	go s.checkStoreLoop(ctx)
-	go s.warmSealer(ctx)
 	return nil
 }
 
-// warmChunk is how many shared keys warmSealer makes at a time (about
-// 15 ms of one core) before it lets a waiting render batch go first.
-const warmChunk = 512
+// warmChunk is how many shared keys warmLoop makes at a time (a few ms of
+// both cores) before it lets a waiting render batch go first.
+const warmChunk = 128
 
-// warmSealer precomputes, once the first render batch is done, the shared
-// key of every owned peel with an accepted enrollment that has none yet
-// (one X25519 each, 32 bytes kept): after a restart that found every peel
-// current, the first settings change then seals as fast as later ones. It
-// yields to render batches chunk by chunk.
-func (s *settingsRenderer) warmSealer(ctx context.Context) {
-	select {
-	case <-s.idle:
-	case <-ctx.Done():
+// warm queues curve keys for warmLoop.
+func (s *settingsRenderer) warm(curves ...string) {
+	if len(curves) == 0 {
 		return
 	}
-	s.storeMu.Lock()
-	curves := make([]string, 0, len(s.curves))
-	for id, c := range s.curves {
-		if s.m.member.owns(shard.Partition(id, s.m.cfg.Partitions)) {
-			curves = append(curves, c)
-		}
+	s.warmMu.Lock()
+	s.warmQ = append(s.warmQ, curves...)
+	s.warmMu.Unlock()
+	select {
+	case s.warmKick <- struct{}{}:
+	default:
 	}
-	s.storeMu.Unlock()
-	for i := 0; i < len(curves); i += warmChunk {
-		if ctx.Err() != nil {
+}
+
+// warmLoop precomputes the shared key of every owned peel with an accepted
+// enrollment (one X25519 each, 32 bytes kept for the master's life), as
+// the enrollments follower learns of them: from the start, while the fact
+// index and the store's entries are still being read, so that a rebuild
+// seals with the keys made during intake and the first settings change
+// after a restart seals as fast as later ones. It yields to render batches
+// chunk by chunk (a batch makes the keys it needs and finds not made).
+func (s *settingsRenderer) warmLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case <-s.warmKick:
 		}
-		s.batchMu.Lock()
-		chunk := curves[i:min(i+warmChunk, len(curves))]
-		var wg sync.WaitGroup
-		w := runtime.GOMAXPROCS(0)
-		for k := range w {
-			wg.Go(func() {
-				for j := k; j < len(chunk); j += w {
-					_ = s.sealer.Warm(chunk[j]) // a bad key fails its peel's render, and is reported there
-				}
-			})
+		for {
+			s.warmMu.Lock()
+			n := min(warmChunk, len(s.warmQ))
+			chunk := slices.Clone(s.warmQ[:n])
+			s.warmQ = s.warmQ[n:]
+			if len(s.warmQ) == 0 {
+				s.warmQ = nil
+			}
+			s.warmMu.Unlock()
+			if n == 0 || ctx.Err() != nil {
+				break
+			}
+			s.batchMu.Lock()
+			var wg sync.WaitGroup
+			w := runtime.GOMAXPROCS(0)
+			if !s.started.Load() {
+				// Before the first batch the master is still reading the
+				// fleet (the fact index, the store's headers: one goroutine
+				// each): one core for the keys, the other for that.
+				w = 1
+			}
+			for k := range w {
+				wg.Go(func() {
+					for j := k; j < len(chunk); j += w {
+						if !s.sealer.Has(chunk[j]) {
+							_ = s.sealer.Warm(chunk[j]) // a bad key fails its peel's render, and is reported there
+						}
+					}
+				})
+			}
+			wg.Wait()
+			s.batchMu.Unlock()
 		}
-		wg.Wait()
-		s.batchMu.Unlock()
 	}
 }
 
@@ -327,7 +420,7 @@ func (s *settingsRenderer) reload(why string) (changed bool, err error) {
 	if s.cur != nil {
 		old = s.cur.hashes
 	}
-	s.cur = newLoadedTree(t, s.opener())
+	s.cur = newLoadedTree(t, s.opener(), s.cur)
 	hashes := s.cur.hashes
 	s.treeErr = ""
 	s.treeMu.Unlock()
@@ -382,9 +475,13 @@ func (s *settingsRenderer) markAffected(all bool, changed []string) int {
 		s.mu.Unlock()
 		// Peels not rendered by this process (a restart found them
 		// current): their entries' headers say which files they apply.
+		seen := make(map[string]struct{}, len(ids))
+		for _, id := range ids {
+			seen[id] = struct{}{}
+		}
 		s.storeMu.Lock()
 		for id, e := range s.stored[filesIdx] {
-			if uses(e.files) {
+			if _, dup := seen[id]; !dup && uses(e.files) {
 				ids = append(ids, id)
 			}
 		}
@@ -434,6 +531,30 @@ func (s *settingsRenderer) ownershipChanged(gained, lost []int) {
 	for _, p := range gained {
 		ids = append(ids, s.m.index.ids(p)...)
 	}
+	// The shared keys follow the peels: made ahead for the gained, dropped
+	// for the lost.
+	var warm, forget []string
+	s.storeMu.Lock()
+	for _, id := range ids {
+		if c := s.curves[id]; c != "" {
+			warm = append(warm, c)
+		}
+	}
+	if len(lost) > 0 {
+		for id, c := range s.curves {
+			if !s.m.member.owns(shard.Partition(id, s.m.cfg.Partitions)) {
+				forget = append(forget, c)
+			}
+		}
+	}
+	sealer := s.sealer
+	s.storeMu.Unlock()
+	if sealer != nil {
+		for _, c := range forget {
+			sealer.Forget(c)
+		}
+	}
+	s.warm(warm...)
 	s.markDirty(ids...)
 }
 
@@ -462,8 +583,12 @@ func (s *settingsRenderer) loop(ctx context.Context) {
 		}
 		clear(s.dirty)
 		s.mu.Unlock()
-		s.renderBatch(ctx, ids, renderChanged)
-		s.idleOnce.Do(func() { close(s.idle) })
+		t0 := time.Now()
+		st := s.renderBatch(ctx, ids, renderChanged)
+		s.started.Store(true)
+		if len(ids) >= 1000 {
+			s.log.Info("settings batch", "peels", len(ids), "rendered", st.rendered, "written", st.written, "failed", st.failed, "took", time.Since(t0).Round(time.Millisecond))
+		}
 	}
 }
 

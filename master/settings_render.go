@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -147,8 +148,9 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	// enrollment's is enough to tell whether the peel is current.
 	curve := s.enrolledCurve(id)
 	var facts map[string]any
+	var kept keptFacts
 	if curve == "" {
-		if facts, err = decodeFactsMap(raw, lt.facts); err != nil {
+		if facts, kept, err = s.peelFacts(id, raw, lt); err != nil {
 			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 		}
 		curve = factsCurve(facts)
@@ -162,7 +164,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 		}
 	}
 	if facts == nil {
-		if facts, err = decodeFactsMap(raw, lt.facts); err != nil {
+		if facts, kept, err = s.peelFacts(id, raw, lt); err != nil {
 			return false, false, s.fail(id, fmt.Errorf("facts of %s: %w", id, err))
 		}
 	}
@@ -199,7 +201,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	if curve == "" && len(vals.Values) > 0 {
 		return true, false, s.fail(id, fmt.Errorf("peel %s: no curve key known (no accepted enrollment, no %q fact) to seal its %d secrets to", id, factsCurveKey, len(vals.Values)))
 	}
-	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked}
+	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked, facts: kept}
 	if !usedBasket.Load() {
 		if judged.input != "" && slices.Equal(judged.files, res.Files) {
 			ps.input = judged.input
@@ -207,8 +209,13 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 			ps.input = s.inputHash(hashes, res.Files, raw, curve)
 		}
 	}
+	var valuesJSON []byte // the plaintext sealed, cleared on return
 	if curve != "" {
-		ps.secretsHash = settings.ValuesHash(s.hashKey, curve, vals)
+		if valuesJSON, err = settings.ValuesJSON(vals); err != nil {
+			return true, false, s.fail(id, err)
+		}
+		defer settings.ClearJSON(valuesJSON)
+		ps.secretsHash = settings.ValuesHashJSON(s.hashKey, curve, valuesJSON)
 	}
 	if mode == compileOnly {
 		s.mu.Lock()
@@ -221,7 +228,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	// finds the values its new templates need (when not, its render fails,
 	// it keeps the last good one and reads again on the change message).
 	if curve != "" && s.storedEntry(secretsIdx, names.SecretsKey(id)).hash != ps.secretsHash {
-		tok, err := s.sealer.SealValues(curve, vals)
+		tok, err := s.sealer.SealValuesJSON(curve, id, valuesJSON)
 		if err != nil {
 			return true, false, s.fail(id, err)
 		}
@@ -303,14 +310,74 @@ func (s *settingsRenderer) fail(id string, err error) error {
 	return err
 }
 
+// peelFacts decodes what of a peel's facts a render with lt needs: from
+// the copy its last render kept when that was made of the same stored
+// value raw with the same filter, else from raw (and returns the copy to
+// keep).
+func (s *settingsRenderer) peelFacts(id string, raw []byte, lt *loadedTree) (map[string]any, keptFacts, error) {
+	if lt.facts == nil {
+		m, err := decodeFactsMap(raw, nil)
+		return m, keptFacts{}, err
+	}
+	s.mu.Lock()
+	var k keptFacts
+	if ps := s.peels[id]; ps != nil {
+		k = ps.facts
+	}
+	s.mu.Unlock()
+	if k.of(raw, lt.facts) {
+		if m, err := render.ParseFactsFiltered(k.json, lt.facts); err == nil {
+			return m, k, nil
+		}
+	}
+	m, err := decodeFactsMap(raw, lt.facts)
+	if err != nil {
+		return nil, keptFacts{}, err
+	}
+	k = keptFacts{raw: raw, filter: lt.facts}
+	bp := factDocs.Get().(*[]byte)
+	if j, ok := render.AppendFactsJSON((*bp)[:0], m); ok {
+		k.json = bytes.Clone(j)
+		if cap(j) <= maxPooledFactDoc {
+			*bp = j[:0]
+		}
+	}
+	factDocs.Put(bp)
+	return m, k, nil
+}
+
 // decodeFactsMap decodes a stored fact document as the templates see it
 // (render.ParseFacts: normalised, in one pass), keeping what f keeps.
 func decodeFactsMap(raw []byte, f *render.FactFilter) (map[string]any, error) {
-	doc, err := factcodec.Decode(raw)
-	if err != nil {
-		return nil, err
+	var m map[string]any
+	err := withFactDoc(raw, func(doc []byte) (err error) {
+		m, err = render.ParseFactsFiltered(doc, f)
+		return err
+	})
+	return m, err
+}
+
+// factDocs are the buffers fact documents are decompressed into while
+// they are read (the parsers copy what they keep): one document a peel a
+// render would be garbage otherwise.
+var factDocs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// maxPooledFactDoc bounds the buffers kept in factDocs.
+const maxPooledFactDoc = 256 << 10
+
+// withFactDoc calls f with the JSON of a stored fact value, in a pooled
+// buffer that f must not keep.
+func withFactDoc(raw []byte, f func(doc []byte) error) error {
+	bp := factDocs.Get().(*[]byte)
+	doc, err := factcodec.DecodeAppend((*bp)[:0], raw)
+	if err == nil {
+		err = f(doc)
 	}
-	return render.ParseFactsFiltered(doc, f)
+	if cap(doc) > cap(*bp) && cap(doc) <= maxPooledFactDoc && (len(raw) == 0 || raw[0] != '{') {
+		*bp = doc[:0] // grown: keep the larger one
+	}
+	factDocs.Put(bp)
+	return err
 }
 
 func hashHex(b []byte) string {

@@ -21,11 +21,10 @@ import (
 
 // followStore keeps s.stored[idx] equal to the content hashes the bucket
 // holds, from the headers alone (a headers-only follower of the last value
-// per key). It returns once the current entries are known (or after a
-// bound, when the store is slow: a render then may write an entry that was
-// current, which is harmless). An entry deleted or purged, or written by
-// someone else (no hash header), is rendered and written again.
-func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket string) error {
+// per key). The channel it returns is closed once the current entries are
+// known. An entry deleted or purged, or written by someone else (no hash
+// header), is rendered and written again.
+func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket string) (<-chan struct{}, error) {
 	prefix := names.KVSubjectPrefix(bucket)
 	caught := make(chan struct{})
 	var once sync.Once
@@ -52,17 +51,10 @@ func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket stri
 		}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	context.AfterFunc(ctx, f.Stop)
-	select {
-	case <-caught:
-	case <-time.After(30 * time.Second):
-		s.log.Warn("settings: the store's entries are not all known yet; rendering anyway", "bucket", bucket)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
+	return caught, nil
 }
 
 // storeCheckEvery is how often a master compares the number of keys each
@@ -123,12 +115,14 @@ func (s *settingsRenderer) storeGone(key string) {
 }
 
 // followEnrollments keeps the curve keys of accepted enrollments: what a
-// peel's values are sealed to. A changed key (a peel enrolled again with new
-// keys) renders that peel again.
-func (s *settingsRenderer) followEnrollments(ctx context.Context) error {
+// peel's values are sealed to, and queues those of owned peels for the
+// sealer's warm-up. A changed key (a peel enrolled again with new keys)
+// renders that peel again. The channel it returns is closed once the
+// current records are known.
+func (s *settingsRenderer) followEnrollments(ctx context.Context) (<-chan struct{}, error) {
 	w, err := kvwatch.Watch(ctx, s.m.js, names.BucketEnrollments, kvwatch.Options{Name: "settings-enrollments", OnError: s.m.watchErr(names.BucketEnrollments), Monitor: s.m.watches})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	caught := make(chan struct{})
 	go func() {
@@ -169,19 +163,16 @@ func (s *settingsRenderer) followEnrollments(ctx context.Context) error {
 				if old != curve && old != "" {
 					s.sealer.Forget(old) // that key is sealed to no more
 				}
+				if old != curve && curve != "" && s.m.member.owns(shard.Partition(key, s.m.cfg.Partitions)) {
+					s.warm(curve)
+				}
 				if old != curve && !first {
 					s.markDirty(key)
 				}
 			}
 		}
 	}()
-	select {
-	case <-caught:
-	case <-time.After(30 * time.Second):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
+	return caught, nil
 }
 
 // settingsReloadDebounce gathers the events of one edit or checkout (an

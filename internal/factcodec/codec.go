@@ -117,14 +117,18 @@ func encodeWith(e *zstd.Encoder, doc []byte) []byte {
 var ErrCorrupt = errors.New("corrupt fact value")
 
 // Decode returns the JSON fact document of an encoded value.
-func Decode(v []byte) ([]byte, error) {
+func Decode(v []byte) ([]byte, error) { return DecodeAppend(nil, v) }
+
+// DecodeAppend is Decode appending the document to dst (a buffer the
+// caller reuses); a plain JSON value is returned as it is, not copied.
+func DecodeAppend(dst, v []byte) ([]byte, error) {
 	setupDecoder()
 	if len(v) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
 	}
 	switch v[0] {
 	case formatZstd, formatZstdDict:
-		out, err := dec.DecodeAll(v[1:], nil)
+		out, err := dec.DecodeAll(v[1:], dst)
 		if err != nil {
 			if errors.Is(err, zstd.ErrUnknownDictionary) {
 				return nil, fmt.Errorf("%w: made with a fact dictionary this build does not have (a newer peel?): %v", ErrCorrupt, err)

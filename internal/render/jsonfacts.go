@@ -525,3 +525,98 @@ func (p *jsonParser) digits() bool {
 	}
 	return p.i > s
 }
+
+// AppendFactsJSON appends a JSON text of facts as ParseFacts and
+// ParseFactsFiltered give them (strings, whole numbers below 2^53 as
+// int64, other numbers as float64, bools, nil, lists, maps), which those
+// parse back to an equal value: a compact copy of what a filter kept, for a
+// caller that reads it again and again. ok is false for a value of another
+// type (nothing to rely on then).
+func AppendFactsJSON(dst []byte, facts map[string]any) (out []byte, ok bool) {
+	return appendFactJSON(dst, facts, 0)
+}
+
+func appendFactJSON(b []byte, v any, depth int) ([]byte, bool) {
+	if depth > maxJSONDepth {
+		return b, false
+	}
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), true
+	case bool:
+		if x {
+			return append(b, "true"...), true
+		}
+		return append(b, "false"...), true
+	case string:
+		if !utf8.ValidString(x) {
+			return b, false
+		}
+		return appendFactString(b, x), true
+	case int64:
+		return strconv.AppendInt(b, x, 10), true
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) || (x == math.Trunc(x) && math.Abs(x) < 1<<53) {
+			return b, false // not what the parsers make
+		}
+		return strconv.AppendFloat(b, x, 'g', -1, 64), true
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var ok bool
+			if b, ok = appendFactJSON(b, e, depth+1); !ok {
+				return b, false
+			}
+		}
+		return append(b, ']'), true
+	case map[string]any:
+		b = append(b, '{')
+		first := true
+		for k, e := range x {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			if !utf8.ValidString(k) {
+				return b, false
+			}
+			b = append(appendFactString(b, k), ':')
+			var ok bool
+			if b, ok = appendFactJSON(b, e, depth+1); !ok {
+				return b, false
+			}
+		}
+		return append(b, '}'), true
+	}
+	return b, false
+}
+
+// appendFactString appends s as a JSON string: quote, backslash and control
+// characters escaped, the rest as it is (the parsers make valid UTF-8).
+func appendFactString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	return append(append(b, s[start:]...), '"')
+}

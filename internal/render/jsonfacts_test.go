@@ -128,3 +128,62 @@ func TestParseFactsFiltered(t *testing.T) {
 		t.Error("an empty path keeps everything: the nil filter")
 	}
 }
+
+// AppendFactsJSON's text parses back to what it was made of, filtered or
+// not: numbers keep their kind (int64, float64), strings their bytes.
+func TestAppendFactsJSON_RoundTrip(t *testing.T) {
+	docs := []string{
+		`{"os":"Debian","cpus":4,"mem":7.5,"big":12345678901234567,"huge":1e300,"tiny":-2.5e-300,"neg":-3,"exp":1e3,"whole":12.0,"z":-0,"f":false,"t":true,"n":null}`,
+		`{"nested":{"a":[1,"x",{"b":[]},{}],"c":"é\u00e9\ud83d\ude00"}, "esc":"a\"b\\c\/d\b\f\n\r\t\u0001\u001f\u007f<&>"}`,
+		`{"lone":"\ud800x","bad":"` + "\xff\xfe" + `ok","pair_bad":"\ud800\u0041","k\"ey\\":{"\n":1}}`,
+		`{"nine":9007199254740993,"max":9007199254740991,"neg_max":-9007199254740991,"frac":0.1}`,
+		`{}`,
+	}
+	filters := []*render.FactFilter{nil, render.NewFactFilter([][]string{{"os"}, {"nested", "a"}, {"esc"}, {"nine"}, {"bad"}})}
+	for _, doc := range docs {
+		for _, f := range filters {
+			want, err := render.ParseFactsFiltered([]byte(doc), f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, ok := render.AppendFactsJSON(nil, want)
+			if !ok {
+				t.Fatalf("%s: not encoded", doc)
+			}
+			got, err := render.ParseFactsFiltered(b, f)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", doc, b, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: %s\n got %#v\nwant %#v", doc, b, got, want)
+			}
+		}
+	}
+	// What no parser makes is refused, not encoded into something else.
+	for _, v := range []any{float64(3), "\xff", map[string]any{"\xff": 1}, []any{int(1)}, struct{}{}} {
+		if _, ok := render.AppendFactsJSON(nil, map[string]any{"v": v}); ok {
+			t.Errorf("%#v encoded", v)
+		}
+	}
+}
+
+// FuzzAppendFactsJSON: any document ParseFacts takes comes back equal from
+// AppendFactsJSON's text.
+func FuzzAppendFactsJSON(f *testing.F) {
+	f.Add(`{"a":1,"b":[1.5,"x",null,true,{"c":-0.0}],"d":"\u0000\""}`)
+	f.Add(`{"n":123456789012345678901234567890,"e":1E-7}`)
+	f.Fuzz(func(t *testing.T, doc string) {
+		want, err := render.ParseFacts([]byte(doc))
+		if err != nil {
+			return
+		}
+		b, ok := render.AppendFactsJSON(nil, want)
+		if !ok {
+			t.Fatalf("%q: not encoded", doc)
+		}
+		got, err := render.ParseFacts(b)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: %s: %v\n got %#v\nwant %#v", doc, b, err, got, want)
+		}
+	})
+}

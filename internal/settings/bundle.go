@@ -184,6 +184,24 @@ func OpenValues(kp nkeys.KeyPair, id string, entry []byte) (*Values, error) {
 	return &v, nil
 }
 
+// ValuesJSON is the plaintext a secrets entry seals: the JSON of v (map
+// keys sorted: the same values, the same bytes). It is secret: the caller
+// clears it when done (ClearJSON).
+func ValuesJSON(v *Values) ([]byte, error) { return json.Marshal(v) }
+
+// ClearJSON overwrites a plaintext made by ValuesJSON.
+func ClearJSON(j []byte) { clear(j) }
+
+// ValuesHashJSON is ValuesHash of v given as ValuesJSON(v).
+func ValuesHashJSON(key []byte, peelCurve string, valuesJSON []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(peelCurve))
+	mac.Write([]byte{0})
+	mac.Write(valuesJSON)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(mac.Sum(sum[:0]))
+}
+
 // ValuesHash is a keyed hash of what a secrets entry holds for the peel
 // with curve key peelCurve: the masters compare it, in a header, with the
 // entry they would write. Keyed, because a plain hash of a guessable

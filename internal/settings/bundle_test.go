@@ -186,3 +186,51 @@ func TestSealer_OpensLikeSeal(t *testing.T) {
 		}
 	}
 }
+
+// The values' JSON marshalled once serves the hash and the seal: the same
+// hash as ValuesHash, a token OpenValues opens with the peel's key; the
+// sealer's key count follows Warm and Forget.
+func TestSealer_ValuesJSON(t *testing.T) {
+	mkp, _ := curveKey(t)
+	pkp, ppub := curveKey(t)
+	s, err := settings.NewSealer(mkp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &settings.Values{V: 1, ID: "web1", Values: map[string]string{"zsr1:b": "two", "zsr1:a": "<one&>"}}
+	j, err := settings.ValuesJSON(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("values hash key")
+	if got, want := settings.ValuesHashJSON(key, ppub, j), settings.ValuesHash(key, ppub, v); got != want {
+		t.Fatalf("ValuesHashJSON %s, ValuesHash %s", got, want)
+	}
+	if s.Len() != 0 || s.Has(ppub) {
+		t.Fatalf("a new sealer holds %d keys", s.Len())
+	}
+	tok, err := s.SealValuesJSON(ppub, v.ID, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := settings.OpenValues(pkp, "web1", []byte(tok))
+	if err != nil || got.Values["zsr1:a"] != "<one&>" || got.Values["zsr1:b"] != "two" {
+		t.Fatalf("open: %v %v", got, err)
+	}
+	if s.Len() != 1 || !s.Has(ppub) {
+		t.Fatalf("after a seal: %d keys, has %v", s.Len(), s.Has(ppub))
+	}
+	_, other := curveKey(t)
+	if err := s.Warm(other); err != nil || s.Len() != 2 {
+		t.Fatalf("warm: %v, %d keys", err, s.Len())
+	}
+	s.Forget(ppub)
+	s.Forget(ppub)
+	if s.Len() != 1 || s.Has(ppub) {
+		t.Fatalf("after forget: %d keys, has %v", s.Len(), s.Has(ppub))
+	}
+	settings.ClearJSON(j)
+	if strings.Contains(string(j), "two") {
+		t.Fatal("ClearJSON left the plaintext")
+	}
+}

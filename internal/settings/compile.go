@@ -328,12 +328,18 @@ func (r *Result) Get(key string) (any, bool) {
 // change them.
 func (r *Result) MaskedJSON() ([]byte, error) {
 	if r.shared == nil {
-		return json.Marshal(r.Masked())
+		return r.maskedJSON()
 	}
 	sh := r.shared
-	sh.maskedOnce.Do(func() { sh.masked, sh.maskedErr = json.Marshal(r.Masked()) })
+	sh.maskedOnce.Do(func() { sh.masked, sh.maskedErr = r.maskedJSON() })
 	return sh.masked, sh.maskedErr
 }
+
+// maskedJSON is json.Marshal(r.Masked()) without the copy: a render.Secret
+// marshals as the string Masked does (its MarshalJSON), and json.Marshal
+// compacts and HTML-escapes a Marshaler's output as it escapes a string,
+// so the bytes are the same (TestMaskedJSON_AsMasked).
+func (r *Result) maskedJSON() ([]byte, error) { return json.Marshal(r.tree) }
 
 // Masked returns a copy of the settings with every secret as "<secret>".
 func (r *Result) Masked() map[string]any {

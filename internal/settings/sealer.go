@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/nacl/box"
@@ -29,6 +30,7 @@ type Sealer struct {
 	priv   *ecdh.PrivateKey
 	sender []byte // raw public key
 	shared sync.Map
+	keys   atomic.Int64 // entries of shared
 }
 
 // sealerShared is one peel's precomputed key and its key's fingerprint.
@@ -108,7 +110,10 @@ func (s *Sealer) sharedFor(pub string) (*sealerShared, error) {
 	}
 	var zeros [16]byte
 	salsa.HSalsa20(&sh.key, &zeros, (*[32]byte)(dh), &salsa.Sigma)
-	s.shared.Store(pub, sh)
+	if v, loaded := s.shared.LoadOrStore(pub, sh); loaded {
+		return v.(*sealerShared), nil // made at the same time by another caller
+	}
+	s.keys.Add(1)
 	return sh, nil
 }
 
@@ -120,9 +125,32 @@ func (s *Sealer) Warm(pub string) error {
 	return err
 }
 
+// Has reports whether pub's shared key is precomputed.
+func (s *Sealer) Has(pub string) bool {
+	_, ok := s.shared.Load(pub)
+	return ok
+}
+
+// Len is the number of precomputed shared keys.
+func (s *Sealer) Len() int { return int(s.keys.Load()) }
+
 // Forget drops a peel's precomputed key (its curve key changed, or it
 // left this master's partitions).
-func (s *Sealer) Forget(pub string) { s.shared.Delete(pub) }
+func (s *Sealer) Forget(pub string) {
+	if _, ok := s.shared.LoadAndDelete(pub); ok {
+		s.keys.Add(-1)
+	}
+}
+
+// SealValuesJSON is SealValues of the values given as ValuesJSON (id is
+// theirs, for the error).
+func (s *Sealer) SealValuesJSON(peelCurve, id string, valuesJSON []byte) (string, error) {
+	tok, err := s.Seal(peelCurve, valuesJSON)
+	if err != nil {
+		return "", fmt.Errorf("seal the secrets of %s: %w", id, err)
+	}
+	return tok, nil
+}
 
 // SealValues is the package's SealValues with this sealer.
 func (s *Sealer) SealValues(peelCurve string, v *Values) (string, error) {

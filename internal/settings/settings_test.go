@@ -1,6 +1,7 @@
 package settings_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -456,5 +457,44 @@ func TestTop_RefusesSettingsTargets(t *testing.T) {
 	_, err := settings.Load(tree(map[string]string{"top.zy": "'I@role:web': [a]\n", "a.zy": "x: 1\n"}), settings.LoadOptions{})
 	if err == nil || !strings.Contains(err.Error(), "I@ matches settings") || !strings.Contains(err.Error(), "top.zy:1") {
 		t.Fatalf("I@ in top.zy: %v", err)
+	}
+}
+
+// MaskedJSON (which marshals the tree with its secrets, no masked copy)
+// is the bytes of json.Marshal(Masked()) that the peel hashes, with
+// secrets in maps and lists and characters json escapes, alone and
+// through a memo.
+func TestMaskedJSON_AsMasked(t *testing.T) {
+	kp, pub := curveKey(t)
+	tok, err := settings.Seal(pub, []byte("s3cret<&>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"top.zy": "'*': [a, b]\n",
+		"a.zy":   "x:\n  pw: {{ secret \"" + tok + "\" }}\n  html: \"<b>&amp;\\u2028</b>\"\n  n: 12\n  f: 1.5\n  t: true\n  z: null\n",
+		"b.zy":   "list:\n  - {{ secret \"" + tok + "\" }}\n  - plain\n  - {k: {{ .facts.role }}}\n",
+	}
+	tr, err := settings.Load(tree(files), settings.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	memo := settings.NewMemo()
+	for _, o := range []settings.Options{{Secret: settings.CachingOpener(kp)}, {Secret: settings.CachingOpener(kp), Memo: memo}, {Secret: settings.CachingOpener(kp), Memo: memo}} {
+		res, err := tr.Compile("web1", map[string]any{"role": "web<1>"}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := res.MaskedJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(res.Masked())
+		if string(got) != string(want) {
+			t.Fatalf("MaskedJSON\n%s\nwant\n%s", got, want)
+		}
+		if strings.Contains(string(got), "s3cret") || !strings.Contains(string(got), `\u003csecret\u003e`) {
+			t.Fatalf("secret not masked: %s", got)
+		}
 	}
 }
