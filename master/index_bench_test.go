@@ -172,7 +172,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 				for p, pids := range byPart {
 					trs[p] = newTracker(pids, 0)
 					for _, id := range pids {
-						trs[p].returned[id] = true
+						trs[p].record(id, true)
 					}
 				}
 				h3 := heapNow()

@@ -20,15 +20,22 @@ func (je *jobEngine) deadline(jid string) {
 	je.mu.Lock()
 	js := je.jobs[jid]
 	var parts []int
+	covered := false
 	if js != nil {
 		parts = unfinishedParts(js.tracked)
+		covered = js.covered
 	}
 	je.mu.Unlock()
 	if len(parts) > 0 {
-		// Last look in the store before calling anyone missing: a return
-		// may have been stored while this master was cut off.
+		// Last look before calling anyone missing: a return may have been
+		// stored and not yet handed on (this master was cut off, or its
+		// consumer lags). Covered, it is enough that the returns consumer
+		// has caught up with what the stream held now; otherwise (or if it
+		// does not catch up), read the job's returns again.
 		ctx, cancel := context.WithTimeout(je.ctx, 30*time.Second)
-		je.rescan(ctx, jid)
+		if !covered || !je.caughtUp(ctx, 10*time.Second) {
+			je.rescan(ctx, jid)
+		}
 		cancel()
 	}
 	for _, p := range parts {
@@ -38,6 +45,29 @@ func (je *jobEngine) deadline(jid string) {
 		// Let the coordinator look again once the parts are written.
 		je.kick(jid)
 	}
+}
+
+// caughtUp waits (up to within) until the returns consumer has handed on
+// every message job-returns holds now. It reports false when that could not
+// be seen (the stream did not answer, or the consumer lags or is blind).
+func (je *jobEngine) caughtUp(ctx context.Context, within time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	s, err := je.m.js.Stream(ctx, names.KVStream(names.BucketJobReturns))
+	if err != nil {
+		return false
+	}
+	target := s.CachedInfo().State.LastSeq
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for je.follower.Handled() < target {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 // finishPart writes a part's outcome with compare-and-set.
@@ -54,7 +84,7 @@ func (je *jobEngine) finishPart(jid string, p int, deadline bool) {
 			je.mu.Unlock()
 			return
 		}
-		if !deadline && len(tr.returned) < len(tr.expected) {
+		if !deadline && tr.returned < len(tr.ids) {
 			je.mu.Unlock()
 			return
 		}
