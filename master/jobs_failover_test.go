@@ -102,3 +102,32 @@ func TestJobs_FailoverWithShadowCounts_NoRescan(t *testing.T) {
 		t.Fatalf("parts count %d returns, want %d", sum, peels)
 	}
 }
+
+// At the deadline a master that counted the job from its start waits for its
+// returns consumer instead of reading the job's returns again: a job nobody
+// answers in time ends timed-out with every peel missing, and no rescan.
+func TestJobs_Deadline_CoveredNoRescan(t *testing.T) {
+	url := testkit.Server(t).ClientURL()
+	set := metrics.NewSet()
+	m := mastertest.StartWith(t, mastertest.Config("m1", url), master.Options{Metrics: set})
+	const peels = 200
+	fleet := startSimFleet(t, peels, url, m)
+	fleet.SetLatency(simfleet.Fixed(time.Minute)) // nobody answers in time
+	_, js := testkit.ConnectJS(t, url)
+	jid, err := submitJob(testkit.Connect(t, url), wire.RunRequest{Target: wire.Target{Expr: "*"}, Function: "test.ping", Timeout: wire.Duration(3 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvJobs, err := js.KeyValue(context.Background(), names.BucketJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job wire.Job
+	testkit.Eventually(t, "job final", 60*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+	if job.Status != wire.StatusTimedOut || job.Expected != peels || job.Missing != peels || job.Returned != 0 {
+		t.Fatalf("job: %+v", job)
+	}
+	if r := set.GetOrCreateCounter(`zester_master_job_rescans_total`).Get(); r != 0 {
+		t.Fatalf("%d rescans at the deadline of a covered job", r)
+	}
+}

@@ -30,10 +30,11 @@ func (je *jobEngine) deadline(jid string) {
 		// Last look before calling anyone missing: a return may have been
 		// stored and not yet handed on (this master was cut off, or its
 		// consumer lags). Covered, it is enough that the returns consumer
-		// has caught up with what the stream held now; otherwise (or if it
-		// does not catch up), read the job's returns again.
+		// has caught up with what the stream held now (waiting while it
+		// makes progress); otherwise, or when it stalls, read the job's
+		// returns again.
 		ctx, cancel := context.WithTimeout(je.ctx, 30*time.Second)
-		if !covered || !je.caughtUp(ctx, 10*time.Second) {
+		if !covered || !je.caughtUp(ctx, 5*time.Second) {
 			je.rescan(ctx, jid)
 		}
 		cancel()
@@ -47,24 +48,32 @@ func (je *jobEngine) deadline(jid string) {
 	}
 }
 
-// caughtUp waits (up to within) until the returns consumer has handed on
-// every message job-returns holds now. It reports false when that could not
-// be seen (the stream did not answer, or the consumer lags or is blind).
-func (je *jobEngine) caughtUp(ctx context.Context, within time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	s, err := je.m.js.Stream(ctx, names.KVStream(names.BucketJobReturns))
+// caughtUp waits until the returns consumer has handed on every message
+// job-returns holds now, for as long as ctx allows and the consumer makes
+// progress: reading the job again would read the same returns from further
+// behind. It reports false when that could not be seen: the stream did not
+// answer, ctx ended, or the consumer handed nothing on for stall (blind).
+func (je *jobEngine) caughtUp(ctx context.Context, stall time.Duration) bool {
+	actx, cancel := context.WithTimeout(ctx, writeAttempt)
+	s, err := je.m.js.Stream(actx, names.KVStream(names.BucketJobReturns))
+	cancel()
 	if err != nil {
 		return false
 	}
 	target := s.CachedInfo().State.LastSeq
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for je.follower.Handled() < target {
+	last, since := je.follower.Handled(), time.Now()
+	for last < target {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-tick.C:
+		}
+		if h := je.follower.Handled(); h != last {
+			last, since = h, time.Now()
+		} else if time.Since(since) > stall {
+			return false
 		}
 	}
 	return true
