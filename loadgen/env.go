@@ -494,16 +494,22 @@ func (e *env) streamLeader(ctx context.Context, stream string) string {
 // countStored counts the messages and distinct subjects stored under filter
 // in stream, reading headers only.
 func (e *env) countStored(ctx context.Context, stream, filter string) (unique, msgs int, err error) {
-	cons, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true})
+	// One plain consumer for the whole count: an ordered consumer is
+	// re-created at every Fetch, and each creation on a one-message-per-
+	// subject stream counts its pending messages subject by subject under
+	// the stream's lock (250 of them for 500,000 returns, ~28 s of CPU).
+	cons, err := e.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubject: filter, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckNonePolicy,
+		HeadersOnly: true, MemoryStorage: true, InactiveThreshold: time.Minute})
 	if err != nil {
 		return 0, 0, err
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	pending := int(info.NumPending)
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
+	}()
+	pending := int(cons.CachedInfo().NumPending)
 	seen := make(map[string]struct{}, pending)
 	idle := 0
 	for msgs < pending {

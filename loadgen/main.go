@@ -7,10 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // --pprof
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -88,6 +92,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "level of master log lines on stderr: debug, info, warn, error")
 	fs.StringVar(&cfg.EnrollServer, "enroll-server", cfg.EnrollServer, "where the enrollment storm's operator-mode server runs: child (a process of its own) or inproc")
 	fs.IntVar(&cfg.EnrollConns, "enroll-conns", cfg.EnrollConns, "peels of the enrollment storm that connect with their own credentials (one connection each)")
+	pprofAddr := fs.String("pprof", "", "address (127.0.0.1:PORT) to serve net/http/pprof on during the run: goroutine dumps and profiles of a run that lags")
 	verbose := fs.Bool("verbose", false, "also log the nats-servers (at --log-level)")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
@@ -128,6 +133,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "zester-loadgen: --pprof: %v\n", err)
+			return 2
+		}
+		srv := &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := Run(ctx, cfg)

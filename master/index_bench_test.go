@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,13 +167,14 @@ func BenchmarkIndexMemory(b *testing.B) {
 				trs := make([]*tracker, m.cfg.Partitions)
 				byPart := make([][]string, m.cfg.Partitions)
 				for p := range byPart {
-					byPart[p] = m.index.ids(p)
+					// Sorted, as resolve lists a part's peels.
+					byPart[p] = slices.Sorted(slices.Values(m.index.ids(p)))
 				}
 				h2 := heapNow()
 				for p, pids := range byPart {
 					trs[p] = newTracker(pids, 0)
 					for _, id := range pids {
-						trs[p].returned[id] = true
+						trs[p].record(id, true)
 					}
 				}
 				h3 := heapNow()

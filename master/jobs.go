@@ -34,8 +34,17 @@ const dispatchChunk = 2000
 // coordinator partition (hash of the jid) moves the main record pending →
 // running → done | partial | timed-out, also by compare-and-set. Any master
 // may die at any point: the new owner of its partitions finds running parts
-// and rescans their returns from job-returns, which holds at most one return
-// per job and peel.
+// and takes them over.
+//
+// Every master counts the returns of every part of the jobs it knows, in
+// memory (a shadow count of the parts other masters own, one byte a peel),
+// from one returns consumer that reads job-returns in order without a gap
+// (kvwatch.Follow). A master that has seen the whole job that way (covered)
+// takes a part over with its shadow count and no read of the store; one
+// that has not (it started while the job ran) rescans the job's returns
+// from job-returns, which holds at most one return per job and peel. At the
+// deadline, a covered master waits until its consumer has handed on what
+// the stream held then, instead of reading the job's returns again.
 type jobEngine struct {
 	m *Master
 
@@ -43,6 +52,12 @@ type jobEngine struct {
 	jobs      map[string]*jobState
 	resolving map[string]bool // "<jid>/<p>"
 	started   bool
+	// unknown holds the jids of returns that came while their job was not
+	// known here (not yet applied from the jobs watch, or already dropped as
+	// final): such a job, if it becomes known, is not covered. Pruned by age.
+	unknown     map[string]time.Time
+	unknownScan time.Time
+	follower    *kvwatch.Follower // the returns consumer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -55,9 +70,16 @@ type jobState struct {
 	haveMain bool
 	expr     target.Expr
 	parts    map[int]partRec
-	tracked  map[int]*tracker
-	timer    *time.Timer
-	retry    *time.Timer
+	tracked  map[int]*tracker // parts this master owns and writes
+	// shadow counts the returns of running parts this master does not own;
+	// held keeps those of partitions with no tracker yet.
+	shadow map[int]*tracker
+	held   map[int]held
+	// covered: the returns consumer has handed on every return of the job
+	// (see adoptTracker).
+	covered bool
+	timer   *time.Timer
+	retry   *time.Timer
 }
 
 type partRec struct {
@@ -65,17 +87,23 @@ type partRec struct {
 	rev  uint64
 }
 
-type tracker struct {
-	expected map[string]struct{}
-	returned map[string]bool // id → success
-	extra    int             // returns from peels not expected
-	rev      uint64
-	finished bool
-	writing  bool
-}
+// unknownKeep is how long the jid of a return for an unknown job is kept.
+// Longer than any job runs, so that a job it belongs to is known uncovered.
+const unknownKeep = 24 * time.Hour
 
 func newJobEngine(m *Master) *jobEngine {
-	return &jobEngine{m: m, jobs: map[string]*jobState{}, resolving: map[string]bool{}}
+	return &jobEngine{m: m, jobs: map[string]*jobState{}, resolving: map[string]bool{}, unknown: map[string]time.Time{}}
+}
+
+func newJobState(covered bool) *jobState {
+	return &jobState{parts: map[int]partRec{}, tracked: map[int]*tracker{}, shadow: map[int]*tracker{}, held: map[int]held{}, covered: covered}
+}
+
+// takeHeldLocked removes and returns the held returns of partition p.
+func (js *jobState) takeHeldLocked(p int) held {
+	h := js.held[p]
+	delete(js.held, p)
+	return h
 }
 
 func (je *jobEngine) start(ctx context.Context) error {
@@ -90,9 +118,12 @@ func (je *jobEngine) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("returns stream: %w", err)
 	}
+	// No filter subject: the stream holds only returns, and a consumer
+	// with a filter costs, at every (re)creation, a walk over every subject
+	// of the stream under its lock (NumPending of a one-message-per-subject
+	// stream), where one without it starting near the end costs nothing.
 	cc, err := kvwatch.Follow(je.ctx, je.m.js, names.KVStream(names.BucketJobReturns), kvwatch.FollowOptions{
 		Name:          names.BucketJobReturns,
-		Subjects:      []string{names.ReturnSubjectPrefix + ">"},
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		StartSeq:      rs.CachedInfo().State.LastSeq + 1,
 		// Bodies too: a return counts only when its body names the peel
@@ -103,6 +134,7 @@ func (je *jobEngine) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("returns consumer: %w", err)
 	}
+	je.follower = cc
 	// Updates from now on first, then the history: main records only (one
 	// key per job), and the parts of the jobs that are not final. Seven days
 	// of job history then cost one entry per job at start, not 1+P.
@@ -228,7 +260,11 @@ func (je *jobEngine) apply(e kvwatch.KeyValueEntry) string {
 		if je.started && isPart {
 			return "" // a part of a job we already dropped as final
 		}
-		js = &jobState{parts: map[int]partRec{}, tracked: map[int]*tracker{}}
+		// Known from the live watch (after start): every return of the
+		// job comes after the returns consumer began, unless one already
+		// came while the job was unknown here.
+		_, early := je.unknown[jid]
+		js = newJobState(je.started && !early)
 		je.jobs[jid] = js
 	}
 	if isPart {
@@ -245,6 +281,15 @@ func (je *jobEngine) apply(e kvwatch.KeyValueEntry) string {
 			if tr := js.tracked[p]; tr != nil && !tr.writing {
 				delete(js.tracked, p)
 			}
+			delete(js.shadow, p)
+			delete(js.held, p)
+		} else if js.tracked[p] == nil && js.shadow[p] == nil {
+			// Another master's part (or ours before we track it): count
+			// its returns alongside, so that taking it over needs no
+			// rescan.
+			tr := newTracker(part.Expected, e.Revision())
+			tr.fold(js.takeHeldLocked(p))
+			js.shadow[p] = tr
 		}
 		return jid
 	}
@@ -334,6 +379,10 @@ func (je *jobEngine) ownershipChanged(gained, lost []int) {
 	}
 	for _, js := range je.jobs {
 		for _, p := range lost {
+			// Keep counting: the partition may come back.
+			if tr := js.tracked[p]; tr != nil && !tr.finished {
+				js.shadow[p] = tr
+			}
 			delete(js.tracked, p)
 		}
 	}

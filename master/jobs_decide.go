@@ -2,7 +2,6 @@ package master
 
 import (
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/zester-io/zester/internal/target"
@@ -15,13 +14,46 @@ import (
 // engine lock), so the state machine is tested alone (jobs_decide_test.go);
 // the engine holds je.mu around the calls that touch a tracker.
 
-// newTracker counts the returns of a part that expects ids.
+// The state of one expected peel in a tracker.
+const (
+	peelWaiting byte = iota // no return counted yet
+	peelOK                  // returned, success
+	peelFailed              // returned, failure
+)
+
+// tracker counts the returns of one part against its expected peels. It is
+// compact, so that a master can count the returns of every part of a job,
+// not only those it owns (a shadow count, which makes a failover need no
+// rescan): the expected ids (sorted, shared with the part record when they
+// arrive sorted) and one byte a peel. A peel is found by binary search.
+type tracker struct {
+	ids      []string // expected peels, sorted, unique
+	state    []byte   // per id: peelWaiting, peelOK, peelFailed
+	returned int      // ids not waiting
+	failed   int      // ids failed
+	extra    int      // returns from peels not expected
+	rev      uint64
+	finished bool
+	writing  bool
+}
+
+// newTracker counts the returns of a part that expects ids. Parts list
+// their ids sorted (the index resolves them so); ids that are not are
+// sorted (and duplicates dropped) in a copy.
 func newTracker(ids []string, rev uint64) *tracker {
-	tr := &tracker{expected: make(map[string]struct{}, len(ids)), returned: map[string]bool{}, rev: rev}
-	for _, id := range ids {
-		tr.expected[id] = struct{}{}
+	if !sortedUnique(ids) {
+		ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	}
-	return tr
+	return &tracker{ids: ids, state: make([]byte, len(ids)), rev: rev}
+}
+
+func sortedUnique(ids []string) bool {
+	for i := 1; i < len(ids); i++ {
+		if ids[i-1] >= ids[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // returnCounted is what a return did to a tracker.
@@ -40,22 +72,38 @@ func (tr *tracker) record(peel string, ok bool) returnCounted {
 	if tr.finished {
 		return returnIgnored
 	}
-	if _, dup := tr.returned[peel]; dup {
-		return returnIgnored
-	}
-	if _, exp := tr.expected[peel]; !exp {
+	i, exp := slices.BinarySearch(tr.ids, peel)
+	if !exp {
 		tr.extra++
 		return returnUnexpected
 	}
-	tr.returned[peel] = ok
+	if tr.state[i] != peelWaiting {
+		return returnIgnored
+	}
+	tr.state[i] = peelFailed
+	if ok {
+		tr.state[i] = peelOK
+	} else {
+		tr.failed++
+	}
+	tr.returned++
 	return returnNew
+}
+
+// has reports whether peel's return was counted, and its success.
+func (tr *tracker) has(peel string) (returned, ok bool) {
+	i, exp := slices.BinarySearch(tr.ids, peel)
+	if !exp || tr.state[i] == peelWaiting {
+		return false, false
+	}
+	return true, tr.state[i] == peelOK
 }
 
 // complete: every expected peel has returned, and no write of the part is
 // under way (the writer looks again when it is done), so the part can be
 // finished now rather than at the deadline.
 func (tr *tracker) complete() bool {
-	return !tr.writing && !tr.finished && len(tr.returned) == len(tr.expected)
+	return !tr.writing && !tr.finished && tr.returned == len(tr.ids)
 }
 
 // missing lists, sorted, the expected peels that have not returned: whom to
@@ -63,13 +111,60 @@ func (tr *tracker) complete() bool {
 // Sorted because peels look themselves up in a dispatch by binary search.
 func (tr *tracker) missing() []string {
 	var out []string
-	for id := range tr.expected {
-		if _, ok := tr.returned[id]; !ok {
-			out = append(out, id)
+	for i, st := range tr.state {
+		if st == peelWaiting {
+			out = append(out, tr.ids[i])
 		}
 	}
-	sort.Strings(out)
 	return out
+}
+
+// held is the returns of a job that came before this master knew the part
+// of their partition (its jobs watch may lag behind its returns consumer):
+// peel → success, the first return of each peel. They are counted once a
+// tracker of that part exists (fold).
+type held map[string]bool
+
+// hold keeps a return for later; the first return of a peel counts.
+func (h held) hold(peel string, ok bool) {
+	if _, dup := h[peel]; !dup {
+		h[peel] = ok
+	}
+}
+
+// fold counts the held returns into tr; it reports how many were new.
+func (tr *tracker) fold(h held) int {
+	n := 0
+	for peel, ok := range h {
+		if tr.record(peel, ok) == returnNew {
+			n++
+		}
+	}
+	return n
+}
+
+// adoptTracker is the tracker a master takes a running part over with, and
+// whether it must read the job's stored returns again (rescan) before its
+// counts can be trusted. covered: its returns consumer has handed on every
+// return the job ever had (the job became known through the live jobs
+// watch, which starts after the returns consumer, and no return of it came
+// while the job was unknown). shadow is its count of the part while another
+// master owned it (nil if none), held the returns of the partition that
+// came before any tracker of it; expected and rev are the part as read now.
+//
+// Covered, the shadow count (or a new one with the held returns) is
+// complete up to the consumer's position and later returns reach it live:
+// no rescan. Not covered, returns stored before this master counted them may
+// be missing: the counts start from what it has and a rescan adds the rest
+// (a peel's first return counts, so nothing is counted twice).
+func adoptTracker(covered bool, shadow *tracker, expected []string, rev uint64, h held) (tr *tracker, rescan bool) {
+	tr = newTracker(expected, rev)
+	if shadow != nil && !shadow.finished && slices.Equal(shadow.ids, tr.ids) {
+		tr = shadow // counted against the same expected set
+	}
+	tr.rev, tr.writing, tr.finished = rev, false, false
+	tr.fold(h)
+	return tr, !covered
 }
 
 // unfinishedParts lists the partitions whose tracker has not finished: those
@@ -90,13 +185,7 @@ func unfinishedParts(tracked map[int]*tracker) []int {
 // returned, timed-out when none did).
 func partOutcome(part wire.JobPart, tr *tracker, master string, now time.Time) wire.JobPart {
 	part.Master = master
-	part.Returned, part.Failed = 0, 0
-	for _, ok := range tr.returned {
-		part.Returned++
-		if !ok {
-			part.Failed++
-		}
-	}
+	part.Returned, part.Failed = tr.returned, tr.failed
 	part.Missing = tr.missing()
 	switch {
 	case len(part.Missing) == 0:

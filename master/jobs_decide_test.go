@@ -15,7 +15,7 @@ var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 func trackerWith(expected []string, returned map[string]bool) *tracker {
 	tr := newTracker(expected, 7)
 	for id, ok := range returned {
-		tr.returned[id] = ok
+		tr.record(id, ok)
 	}
 	return tr
 }
@@ -44,11 +44,11 @@ func TestTracker_Record(t *testing.T) {
 			if got := tr.record(tc.peel, tc.ok); got != tc.want {
 				t.Fatalf("record = %v, want %v", got, tc.want)
 			}
-			if len(tr.returned) != tc.returned || tr.extra != tc.extra {
-				t.Fatalf("returned %d extra %d, want %d and %d", len(tr.returned), tr.extra, tc.returned, tc.extra)
+			if tr.returned != tc.returned || tr.extra != tc.extra {
+				t.Fatalf("returned %d extra %d, want %d and %d", tr.returned, tr.extra, tc.returned, tc.extra)
 			}
-			if tc.want == returnNew && tr.returned[tc.peel] != tc.ok {
-				t.Fatalf("success of %s recorded as %v", tc.peel, tr.returned[tc.peel])
+			if _, ok := tr.has(tc.peel); tc.want == returnNew && ok != tc.ok {
+				t.Fatalf("success of %s recorded as %v", tc.peel, ok)
 			}
 			if tr.complete() != tc.completes {
 				t.Fatalf("complete = %v, want %v", tr.complete(), tc.completes)
@@ -211,6 +211,100 @@ func TestReconcileJob(t *testing.T) {
 			}
 			if wire.Final(next.Status) != !next.Finished.IsZero() || (wire.Final(next.Status) && !next.Finished.Equal(t0)) {
 				t.Fatalf("Finished %v for status %s", next.Finished, next.Status)
+			}
+		})
+	}
+}
+
+// TestNewTracker_SortsAndDedupes: ids not sorted (a part written by another
+// version) are counted against a sorted, unique copy; sorted ones are shared.
+func TestNewTracker_SortsAndDedupes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ids   []string
+		want  []string
+		share bool
+	}{
+		{"sorted ids are shared", []string{"a", "b", "c"}, []string{"a", "b", "c"}, true},
+		{"unsorted ids are sorted in a copy", []string{"c", "a", "b"}, []string{"a", "b", "c"}, false},
+		{"duplicates are dropped", []string{"b", "a", "b"}, []string{"a", "b"}, false},
+		{"none", []string{}, []string{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := slices.Clone(tc.ids)
+			tr := newTracker(in, 3)
+			if !slices.Equal(tr.ids, tc.want) || len(tr.state) != len(tc.want) || tr.rev != 3 {
+				t.Fatalf("ids %v state %d rev %d, want %v", tr.ids, len(tr.state), tr.rev, tc.want)
+			}
+			if !slices.Equal(in, tc.ids) {
+				t.Fatalf("the part's ids were changed: %v", in)
+			}
+			if shared := len(in) > 0 && &tr.ids[0] == &in[0]; shared != tc.share && len(in) > 0 {
+				t.Fatalf("shared = %v, want %v", shared, tc.share)
+			}
+		})
+	}
+}
+
+func TestHeld_FirstReturnCountsAndFolds(t *testing.T) {
+	h := held{}
+	h.hold("a", false)
+	h.hold("a", true) // a second copy (a rescan) does not change the first
+	h.hold("z", true) // not expected by the part
+	h.hold("b", true)
+	tr := trackerWith([]string{"a", "b", "c"}, map[string]bool{"b": true})
+	if n := tr.fold(h); n != 1 {
+		t.Fatalf("fold counted %d new returns, want 1 (a; b was counted already, z is not expected)", n)
+	}
+	if returned, ok := tr.has("a"); !returned || ok {
+		t.Fatalf("a: returned %v ok %v, want its first return (a failure)", returned, ok)
+	}
+	if tr.returned != 2 || tr.failed != 1 || tr.extra != 1 {
+		t.Fatalf("returned %d failed %d extra %d, want 2 1 1", tr.returned, tr.failed, tr.extra)
+	}
+	if n := tr.fold(nil); n != 0 {
+		t.Fatalf("folding nothing counted %d", n)
+	}
+}
+
+// TestAdoptTracker: what a master takes a part over with, and when it must
+// read the job's returns again.
+func TestAdoptTracker(t *testing.T) {
+	exp := []string{"a", "b", "c"}
+	for _, tc := range []struct {
+		name       string
+		covered    bool
+		shadow     *tracker
+		held       held
+		rescan     bool
+		returned   int
+		keepShadow bool
+	}{
+		{name: "covered with a shadow count: taken as is, no rescan", covered: true,
+			shadow: trackerWith(exp, map[string]bool{"a": true, "b": false}), returned: 2, keepShadow: true},
+		{name: "covered, part not seen yet: the held returns, no rescan", covered: true,
+			held: held{"c": true}, returned: 1},
+		{name: "covered, shadow and held: both, each peel once", covered: true,
+			shadow: trackerWith(exp, map[string]bool{"a": true}), held: held{"a": false, "c": true}, returned: 2, keepShadow: true},
+		{name: "not covered (started while the job ran): rescan, starting from the counts", covered: false,
+			shadow: trackerWith(exp, map[string]bool{"a": true}), rescan: true, returned: 1, keepShadow: true},
+		{name: "not covered, nothing counted: rescan", covered: false, rescan: true},
+		{name: "a shadow of another expected set is not used", covered: true,
+			shadow: trackerWith([]string{"a", "b"}, map[string]bool{"a": true, "b": true}), returned: 0},
+		{name: "a finished shadow is not used", covered: true,
+			shadow: func() *tracker { tr := trackerWith(exp, map[string]bool{"a": true}); tr.finished = true; return tr }(), returned: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, rescan := adoptTracker(tc.covered, tc.shadow, exp, 42, tc.held)
+			if rescan != tc.rescan || tr.returned != tc.returned || tr.rev != 42 || tr.writing || tr.finished {
+				t.Fatalf("rescan %v returned %d rev %d writing %v finished %v; want rescan %v returned %d rev 42",
+					rescan, tr.returned, tr.rev, tr.writing, tr.finished, tc.rescan, tc.returned)
+			}
+			if (tr == tc.shadow) != tc.keepShadow {
+				t.Fatalf("took the shadow: %v, want %v", tr == tc.shadow, tc.keepShadow)
+			}
+			if !slices.Equal(tr.ids, exp) {
+				t.Fatalf("ids %v, want %v", tr.ids, exp)
 			}
 		})
 	}

@@ -114,6 +114,7 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 		je.mu.Lock()
 		if js := je.jobs[jid]; js != nil {
 			js.tracked[p] = tr
+			tr.fold(js.takeHeldLocked(p))
 		}
 		je.mu.Unlock()
 	}
@@ -123,6 +124,13 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 	if err != nil {
 		if js != nil && js.tracked[p] == tr {
 			delete(js.tracked, p)
+			// What it counted is kept: the adoption that follows uses it
+			// if the stored part expects the same peels (our write that
+			// timed out and committed after all).
+			tr.writing = false
+			if js.shadow[p] == nil {
+				js.shadow[p] = tr
+			}
 		}
 		je.mu.Unlock()
 		if !errors.Is(err, jetstream.ErrKeyExists) && je.ctx.Err() == nil {
@@ -181,8 +189,9 @@ func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, al
 }
 
 // adopt takes over the running parts of partitions this master gained: it
-// loads their expected sets, then rescans the job's stored returns once for
-// all of them (headers only), then sends the job again to whoever has not
+// loads their expected sets and takes its shadow counts of them; unless the
+// job is covered (adoptTracker) it then rescans the job's stored returns
+// once for all of them; then it sends the job again to whoever has not
 // answered (the master that died may have created a part without publishing
 // it).
 func (je *jobEngine) adopt(jid string, parts []int) {
@@ -196,6 +205,7 @@ func (je *jobEngine) adopt(jid string, parts []int) {
 	ctx, cancel := context.WithTimeout(je.ctx, 30*time.Second)
 	defer cancel()
 	var adopted []int
+	rescan := false
 	for _, p := range parts {
 		// Not a bare direct get: a replica that lags (catching up after a
 		// restart) answers it with "not found", and the part would be left
@@ -208,25 +218,29 @@ func (je *jobEngine) adopt(jid string, parts []int) {
 		if json.Unmarshal(e.Value, &part) != nil || wire.Final(part.Status) {
 			continue
 		}
-		tr := newTracker(part.Expected, e.Revision)
 		je.mu.Lock()
 		js := je.jobs[jid]
 		if js == nil || js.tracked[p] != nil || !je.m.member.owns(p) {
 			je.mu.Unlock()
 			continue
 		}
+		tr, again := adoptTracker(js.covered, js.shadow[p], part.Expected, e.Revision, js.takeHeldLocked(p))
+		delete(js.shadow, p)
 		js.tracked[p] = tr
 		if cur, ok := js.parts[p]; !ok || cur.rev < e.Revision {
 			js.parts[p] = partRec{part: part, rev: e.Revision}
 		}
 		je.mu.Unlock()
+		rescan = rescan || again
 		adopted = append(adopted, p)
 	}
 	if len(adopted) == 0 {
 		return
 	}
 	je.m.met.adopted.Add(len(adopted))
-	je.rescan(ctx, jid)
+	if rescan {
+		je.rescan(ctx, jid)
+	}
 	je.mu.Lock()
 	var deadline time.Time
 	if js := je.jobs[jid]; js != nil {

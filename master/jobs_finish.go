@@ -20,15 +20,23 @@ func (je *jobEngine) deadline(jid string) {
 	je.mu.Lock()
 	js := je.jobs[jid]
 	var parts []int
+	covered := false
 	if js != nil {
 		parts = unfinishedParts(js.tracked)
+		covered = js.covered
 	}
 	je.mu.Unlock()
 	if len(parts) > 0 {
-		// Last look in the store before calling anyone missing: a return
-		// may have been stored while this master was cut off.
+		// Last look before calling anyone missing: a return may have been
+		// stored and not yet handed on (this master was cut off, or its
+		// consumer lags). Covered, it is enough that the returns consumer
+		// has caught up with what the stream held now (waiting while it
+		// makes progress); otherwise, or when it stalls, read the job's
+		// returns again.
 		ctx, cancel := context.WithTimeout(je.ctx, 30*time.Second)
-		je.rescan(ctx, jid)
+		if !covered || !je.caughtUp(ctx, 5*time.Second) {
+			je.rescan(ctx, jid)
+		}
 		cancel()
 	}
 	for _, p := range parts {
@@ -38,6 +46,37 @@ func (je *jobEngine) deadline(jid string) {
 		// Let the coordinator look again once the parts are written.
 		je.kick(jid)
 	}
+}
+
+// caughtUp waits until the returns consumer has handed on every message
+// job-returns holds now, for as long as ctx allows and the consumer makes
+// progress: reading the job again would read the same returns from further
+// behind. It reports false when that could not be seen: the stream did not
+// answer, ctx ended, or the consumer handed nothing on for stall (blind).
+func (je *jobEngine) caughtUp(ctx context.Context, stall time.Duration) bool {
+	actx, cancel := context.WithTimeout(ctx, writeAttempt)
+	s, err := je.m.js.Stream(actx, names.KVStream(names.BucketJobReturns))
+	cancel()
+	if err != nil {
+		return false
+	}
+	target := s.CachedInfo().State.LastSeq
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	last, since := je.follower.Handled(), time.Now()
+	for last < target {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+		if h := je.follower.Handled(); h != last {
+			last, since = h, time.Now()
+		} else if time.Since(since) > stall {
+			return false
+		}
+	}
+	return true
 }
 
 // finishPart writes a part's outcome with compare-and-set.
@@ -54,7 +93,7 @@ func (je *jobEngine) finishPart(jid string, p int, deadline bool) {
 			je.mu.Unlock()
 			return
 		}
-		if !deadline && len(tr.returned) < len(tr.expected) {
+		if !deadline && tr.returned < len(tr.ids) {
 			je.mu.Unlock()
 			return
 		}

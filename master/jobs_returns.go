@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,6 +18,7 @@ import (
 
 // rescan reads every stored return of a job.
 func (je *jobEngine) rescan(ctx context.Context, jid string) {
+	je.m.met.rescans.Inc()
 	// One consumer for the whole read (replaced by its watchdog if its node
 	// dies), done once it has delivered what was stored when it started.
 	done := make(chan struct{})
@@ -61,8 +63,30 @@ func (je *jobEngine) onReturnMsg(msg jetstream.Msg) {
 func (je *jobEngine) onReturn(jid, peel string, ok bool) {
 	p := shard.Partition(peel, je.m.cfg.Partitions)
 	je.mu.Lock()
-	_, tr := je.trackedLocked(jid, p)
-	if tr == nil || tr.record(peel, ok) != returnNew {
+	js := je.jobs[jid]
+	if js == nil {
+		je.unknownLocked(jid, time.Now())
+		je.mu.Unlock()
+		return
+	}
+	tr := js.tracked[p]
+	owned := tr != nil
+	if tr == nil {
+		tr = js.shadow[p]
+	}
+	if tr == nil {
+		// The part of this partition is not known here yet (or is final:
+		// then nobody asks for these).
+		if rec, have := js.parts[p]; !have || !wire.Final(rec.part.Status) {
+			if js.held[p] == nil {
+				js.held[p] = held{}
+			}
+			js.held[p].hold(peel, ok)
+		}
+		je.mu.Unlock()
+		return
+	}
+	if tr.record(peel, ok) != returnNew || !owned {
 		je.mu.Unlock()
 		return
 	}
@@ -74,9 +98,27 @@ func (je *jobEngine) onReturn(jid, peel string, ok bool) {
 	}
 }
 
+// unknownLocked notes a return of a job not known here, at now: that job,
+// should it become known, has had a return this master did not count.
+// Entries older than unknownKeep are pruned (at most once a minute).
+func (je *jobEngine) unknownLocked(jid string, now time.Time) {
+	if _, ok := je.unknown[jid]; !ok {
+		je.unknown[jid] = now
+	}
+	if now.Sub(je.unknownScan) < time.Minute {
+		return
+	}
+	je.unknownScan = now
+	for k, at := range je.unknown {
+		if now.Sub(at) > unknownKeep {
+			delete(je.unknown, k)
+		}
+	}
+}
+
 // trackedLocked is job jid's state and the tracker of its partition p, the
-// tracker nil when this master does not track that part (the job nil too
-// when it is not loaded). Call with je.mu held.
+// tracker nil when this master does not own and track that part (the job nil
+// too when it is not loaded). Call with je.mu held.
 func (je *jobEngine) trackedLocked(jid string, p int) (*jobState, *tracker) {
 	js := je.jobs[jid]
 	if js == nil {

@@ -12,7 +12,7 @@ type masterMetrics struct {
 	set                                                      *metrics.Set
 	disconnects, errors, tableChanges, factUpdates, badFacts *metrics.Counter
 	jobsAccepted, jobsFinished, partsFinished, adopted       *metrics.Counter
-	dispatched, returns, redispatched                        *metrics.Counter
+	dispatched, returns, redispatched, rescans               *metrics.Counter
 }
 
 func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
@@ -36,6 +36,7 @@ func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
 		dispatched:    s.NewCounter(`zester_master_peels_dispatched_total`),
 		returns:       s.NewCounter(`zester_master_returns_total`),
 		redispatched:  s.NewCounter(`zester_master_peels_redispatched_total`),
+		rescans:       s.NewCounter(`zester_master_job_rescans_total`),
 	}
 }
 

@@ -21,6 +21,9 @@ import (
 // returnIdentity says why a stored return's body does not match its key
 // ("" when it does).
 func returnIdentity(body []byte, jid, peel string) string {
+	if identityPlain(body, jid, peel) {
+		return ""
+	}
 	var r struct {
 		JID  string `json:"jid"`
 		Peel string `json:"peel"`
@@ -35,6 +38,56 @@ func returnIdentity(body []byte, jid, peel string) string {
 		return fmt.Sprintf("the body names job %q", r.JID)
 	}
 	return ""
+}
+
+// identityPlain is the fast path of returnIdentity, for every master and
+// every return: true only when the body certainly decodes to jid and peel.
+// That is, it is valid JSON that begins the way a peel writes a return,
+// {"jid":"<jid>","peel":"<peel>", (both plain: letters, digits, '.', '_',
+// '-'), and nothing after that could name either field again: no other key
+// spelled like "jid" or "peel" in any case, no escape that could spell one,
+// no byte outside ASCII (encoding/json matches keys case-insensitively).
+// Otherwise (false) the body is decoded in full.
+func identityPlain(body []byte, jid, peel string) bool {
+	if !plainID(jid) || !plainID(peel) {
+		return false
+	}
+	const k1, k2 = `{"jid":"`, `","peel":"`
+	n := len(k1) + len(jid) + len(k2) + len(peel) + 2
+	if len(body) < n || string(body[:len(k1)]) != k1 || string(body[len(k1):len(k1)+len(jid)]) != jid {
+		return false
+	}
+	rest := body[len(k1)+len(jid):]
+	if string(rest[:len(k2)]) != k2 || string(rest[len(k2):len(k2)+len(peel)]) != peel || string(rest[len(k2)+len(peel):len(k2)+len(peel)+2]) != `",` {
+		return false
+	}
+	rest = rest[len(k2)+len(peel)+2:]
+	for i, c := range rest {
+		if c == '\\' || c >= 0x80 {
+			return false
+		}
+		if c|0x20 == 'j' && i+2 < len(rest) && rest[i+1]|0x20 == 'i' && rest[i+2]|0x20 == 'd' {
+			return false
+		}
+		if c|0x20 == 'p' && i+3 < len(rest) && rest[i+1]|0x20 == 'e' && rest[i+2]|0x20 == 'e' && rest[i+3]|0x20 == 'l' {
+			return false
+		}
+	}
+	return json.Valid(body)
+}
+
+// plainID: only letters, digits, '.', '_' and '-' (no JSON escaping).
+func plainID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // refuseReturn counts and reports a refused return (one event per job and

@@ -95,6 +95,9 @@ type Follower struct {
 
 	// gen numbers the consumers; written under dmu, read anywhere.
 	gen atomic.Uint64
+	// handled is the stream sequence of the last message the handler
+	// returned from (see Handled).
+	handled atomic.Uint64
 
 	// dmu serialises deliveries with the switch to a new consumer.
 	dmu        sync.Mutex
@@ -119,6 +122,9 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream string, o Follow
 		o.Name = stream
 	}
 	f := &Follower{js: js, stream: stream, o: o, hb: o.Heartbeat, handler: handler, kick: make(chan uint64, 1)}
+	if o.DeliverPolicy == jetstream.DeliverByStartSequencePolicy && o.StartSeq > 0 {
+		f.handled.Store(o.StartSeq - 1) // nothing before the start is due
+	}
 	if f.hb <= 0 {
 		f.hb = time.Second
 	}
@@ -169,6 +175,12 @@ func (f *Follower) Stop() {
 		f.o.Monitor.remove(f)
 	}
 }
+
+// Handled is the stream sequence of the last message handed on and handled
+// (the handler returned): with no gap within the filter, every message of
+// the filter up to it has been handled. Before the first message it is the
+// start sequence less one (DeliverByStartSequencePolicy), else 0.
+func (f *Follower) Handled() uint64 { return f.handled.Load() }
 
 // Health is the state of the follower now.
 func (f *Follower) Health() Health {
@@ -426,6 +438,7 @@ func (f *Follower) onMsg(g uint64) jetstream.MessageHandler {
 		f.deliverSeq = md.Sequence.Consumer
 		f.lastSeq = md.Sequence.Stream
 		f.handler(msg)
+		f.handled.Store(md.Sequence.Stream)
 		if !f.caughtUp && md.NumPending == 0 {
 			f.caughtUpLocked()
 		}
