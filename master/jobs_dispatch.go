@@ -122,7 +122,9 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 	je.mu.Lock()
 	js := je.jobs[jid]
 	if err != nil {
-		if js != nil && js.tracked[p] == tr {
+		// tr is nil for a part that expects nobody (all offline): nothing
+		// was tracked, and nothing is kept.
+		if tr != nil && js != nil && js.tracked[p] == tr {
 			delete(js.tracked, p)
 			// What it counted is kept: the adoption that follows uses it
 			// if the stored part expects the same peels (our write that

@@ -496,3 +496,37 @@ func TestJobs_PartCreatedByAnother_Adopted(t *testing.T) {
 		t.Fatalf("job %+v; want done, all %d returned (%d of them expected by the adopted part %d)", job, len(ids), len(expected), p)
 	}
 }
+
+// The same with a part that expects nobody (its only targeted peel is
+// offline): the master's create finds the other's part and adopts it, and
+// the job ends partial with the peel listed offline.
+func TestJobs_PartCreatedByAnother_AllOffline_Adopted(t *testing.T) {
+	url, h := oneMaster(t)
+	fleet := startSimFleet(t, 4, url, h)
+	gone := fleet.ID(2)
+	if err := fleet.Stop(2); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "offline", 30*time.Second, func() bool { return clitest.PeelState(t, url, gone) == wire.PresenceOffline })
+	nc, js := testkit.ConnectJS(t, url)
+	ctx := context.Background()
+	kvJobs, err := js.KeyValue(ctx, names.BucketJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := shard.Partition(gone, shard.DefaultPartitions)
+	jid := names.NewJID(time.Now())
+	part, _ := json.Marshal(wire.JobPart{JID: jid, Partition: p, Master: "m0", Offline: []string{gone}, Status: wire.StatusRunning})
+	if _, err := kvJobs.Create(ctx, names.JobPartKey(jid, p), part); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(wire.RunRequest{JID: jid, Target: wire.Target{Kind: "list", Expr: gone}, Function: "test.ping", Timeout: wire.Duration(time.Minute)})
+	if _, err := nc.Request(names.APISubject("job.run"), b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var job wire.Job
+	testkit.Eventually(t, "job final", 90*time.Second, func() bool { job = jobStatus(t, kvJobs, jid); return wire.Final(job.Status) })
+	if job.Status != wire.StatusPartial || job.Expected != 0 || job.Offline != 1 {
+		t.Fatalf("job %+v; want partial, nobody expected, %s offline", job, gone)
+	}
+}
