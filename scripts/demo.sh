@@ -7,7 +7,7 @@
 #    `nats` CLI sees them with the admin's credentials (about 20 s);
 # 2. the load generator's default demo: 100,000 simulated peels against an
 #    in-process server and real masters, every scenario, with the raw-NATS
-#    baseline measured in the same run and a report at the end (about 1 min here).
+#    baseline measured in the same run and a report at the end (about 5 min here, 4 of them the enrollment storm).
 # Everything lives in a temporary directory and stops when the script ends.
 # The directory is removed after a successful run and kept, with the logs,
 # after a failure.
