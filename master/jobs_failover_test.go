@@ -45,18 +45,7 @@ func TestJobs_FailoverWithShadowCounts_NoRescan(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "job running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, jid).Status != wire.StatusPending })
-	victim := ms[0]
-	for _, m := range ms {
-		if len(m.Owned()) > len(victim.Owned()) {
-			victim = m
-		}
-	}
-	var survivors []*mastertest.Handle
-	for _, m := range ms {
-		if m != victim {
-			survivors = append(survivors, m)
-		}
-	}
+	victim, survivors := busiest(ms)
 	victim.Kill()
 	testkit.Eventually(t, "survivors own every partition", 60*time.Second, func() bool { return settled(survivors) })
 	// A newcomer while the job runs.

@@ -125,18 +125,7 @@ func TestMasters_KillMidJob_NothingLostOrTwice(t *testing.T) {
 	// kill the master owning the most partitions.
 	kvJobs, _ := js.KeyValue(context.Background(), names.BucketJobs)
 	testkit.Eventually(t, "job running", 60*time.Second, func() bool { return jobStatus(t, kvJobs, resp.JID).Status != wire.StatusPending })
-	victim := ms[0]
-	for _, m := range ms {
-		if len(m.Owned()) > len(victim.Owned()) {
-			victim = m
-		}
-	}
-	var survivors []*mastertest.Handle
-	for _, m := range ms {
-		if m != victim {
-			survivors = append(survivors, m)
-		}
-	}
+	victim, survivors := busiest(ms)
 	killedAt := time.Now()
 	victim.Kill()
 	failover := testkit.Eventually(t, "reassignment", 60*time.Second, func() bool { return settled(survivors) })
@@ -529,4 +518,20 @@ func TestJobs_PartCreatedByAnother_AllOffline_Adopted(t *testing.T) {
 	if job.Status != wire.StatusPartial || job.Expected != 0 || job.Offline != 1 {
 		t.Fatalf("job %+v; want partial, nobody expected, %s offline", job, gone)
 	}
+}
+
+// busiest is the master of ms owning the most partitions, and the others.
+func busiest(ms []*mastertest.Handle) (victim *mastertest.Handle, others []*mastertest.Handle) {
+	victim = ms[0]
+	for _, m := range ms {
+		if len(m.Owned()) > len(victim.Owned()) {
+			victim = m
+		}
+	}
+	for _, m := range ms {
+		if m != victim {
+			others = append(others, m)
+		}
+	}
+	return victim, others
 }
