@@ -492,11 +492,7 @@ func TestJobs_PartCreatedByAnother_Adopted(t *testing.T) {
 func TestJobs_PartCreatedByAnother_AllOffline_Adopted(t *testing.T) {
 	url, h := oneMaster(t)
 	fleet := startSimFleet(t, 4, url, h)
-	gone := fleet.ID(2)
-	if err := fleet.Stop(2); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, "offline", 30*time.Second, func() bool { return clitest.PeelState(t, url, gone) == wire.PresenceOffline })
+	gone := stopPeel(t, url, fleet, 2)
 	nc, js := testkit.ConnectJS(t, url)
 	ctx := context.Background()
 	kvJobs, err := js.KeyValue(ctx, names.BucketJobs)
@@ -534,4 +530,16 @@ func busiest(ms []*mastertest.Handle) (victim *mastertest.Handle, others []*mast
 		}
 	}
 	return victim, others
+}
+
+// stopPeel stops simulated peel i (a goodbye beat) and waits until the
+// masters report it offline; it returns its id.
+func stopPeel(t *testing.T, url string, fleet *simfleet.Fleet, i int) string {
+	t.Helper()
+	id := fleet.ID(i)
+	if err := fleet.Stop(i); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, id+" offline", 30*time.Second, func() bool { return clitest.PeelState(t, url, id) == wire.PresenceOffline })
+	return id
 }

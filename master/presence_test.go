@@ -27,11 +27,7 @@ import (
 func TestPresence_Run_SkipsOfflinePeel(t *testing.T) {
 	url, m := oneMaster(t)
 	fleet := startSimFleet(t, 20, url, m)
-	gone := fleet.ID(7)
-	if err := fleet.Stop(7); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, "offline", 30*time.Second, func() bool { return clitest.PeelState(t, url, gone) == wire.PresenceOffline })
+	gone := stopPeel(t, url, fleet, 7)
 
 	code, out, errOut := clitest.Zester(t, url, "run", "--json", "--timeout", "60s", "*", "test.ping")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
