@@ -146,7 +146,21 @@ func (ms *membership) handle(e kvwatch.KeyValueEntry) {
 		ms.mu.Lock()
 		_, known := ms.seen[e.Key()]
 		if e.Key() == ms.self {
-			ms.lastEcho = time.Now()
+			now := time.Now()
+			if now.Sub(ms.lastEcho) > ms.staleAfter() {
+				// Our own beats were not coming back (a server restart, a
+				// cut connection, a stalled watch): for that long we heard
+				// nobody, so the others' silence proves nothing. Each gets a
+				// full DeadAfter from now to be heard again; taking their
+				// partitions at once would own them twice until their next
+				// beat.
+				for id, t := range ms.seen {
+					if id != ms.self && t.Before(now) {
+						ms.seen[id] = now
+					}
+				}
+			}
+			ms.lastEcho = now
 		}
 		ms.mu.Unlock()
 		ms.observe(e, time.Now())
@@ -177,7 +191,7 @@ func (ms *membership) recompute(why string) {
 	dead := ms.m.cfg.DeadAfter.D()
 	// Expire others only while our own beats come back through the watch;
 	// otherwise a stalled watch would make every master believe it is alone.
-	stale := now.Sub(ms.lastEcho) > 2*ms.m.cfg.Heartbeat.D()+250*time.Millisecond
+	stale := now.Sub(ms.lastEcho) > ms.staleAfter()
 	if stale != ms.stale {
 		ms.stale = stale
 		if stale {
@@ -210,6 +224,12 @@ func (ms *membership) recompute(why string) {
 		ms.m.log.Info("partition table changed", "why", why, "members", members, "owned", len(nt.Owned(ms.self)), "gained", len(gained), "lost", len(lost))
 		ms.notify(gained, lost)
 	})
+}
+
+// staleAfter is how long our own beats may take to come back through the
+// watch before the watch counts as stale (two missed beats and a margin).
+func (ms *membership) staleAfter() time.Duration {
+	return 2*ms.m.cfg.Heartbeat.D() + 250*time.Millisecond
 }
 
 func diffOwned(old, nt *shard.Table, self string, p int) (gained, lost []int) {
