@@ -40,12 +40,12 @@ func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket stri
 			s.setStored(idx, key, storedEntry{})
 			s.storeGone(key)
 		default:
-			e := storedEntry{hash: h.Get(names.HeaderContentHash), input: h.Get(names.HeaderSettingsInput), secrets: h.Get(names.HeaderSettingsSecrets)}
+			e := storedEntry{hash: parseDigest(h.Get(names.HeaderContentHash)), input: parseDigest(h.Get(names.HeaderSettingsInput)), secrets: parseDigest(h.Get(names.HeaderSettingsSecrets))}
 			if idx == filesIdx {
 				e.files = s.fileList(h.Get(names.HeaderSettingsFiles))
 			}
 			s.setStored(idx, key, e)
-			if e.hash == "" {
+			if e.hash.isZero() {
 				s.storeGone(key)
 			}
 		}
@@ -259,12 +259,12 @@ func (p *kvPublisher) collect(ctx context.Context) {
 
 func (p *kvPublisher) put(ctx context.Context, idx int, key string, value []byte, e storedEntry) {
 	msg := nats.NewMsg(names.KVSubjectPrefix(settingsBuckets[idx]) + key)
-	msg.Header.Set(names.HeaderContentHash, e.hash)
-	if e.input != "" {
-		msg.Header.Set(names.HeaderSettingsInput, e.input)
+	msg.Header.Set(names.HeaderContentHash, e.hash.String())
+	if !e.input.isZero() {
+		msg.Header.Set(names.HeaderSettingsInput, e.input.String())
 	}
-	if e.secrets != "" {
-		msg.Header.Set(names.HeaderSettingsSecrets, e.secrets)
+	if !e.secrets.isZero() {
+		msg.Header.Set(names.HeaderSettingsSecrets, e.secrets.String())
 	}
 	if idx == filesIdx {
 		msg.Header.Set(names.HeaderSettingsFiles, encodeFileList(e.files))
