@@ -98,8 +98,10 @@ type settingsRenderer struct {
 
 	storeMu sync.Mutex
 	stored  [2]map[string]storedEntry // bucket (filesIdx, secretsIdx) → key → what it holds
-	curves  map[string]string         // peel id → curve key of its accepted enrollment
-	lists   map[string][]string       // HeaderSettingsFiles value → its list, shared (fileList)
+	// followers keep stored (followStore); set before the first batch.
+	followers [2]*storeFollower
+	curves    map[string]string   // peel id → curve key of its accepted enrollment
+	lists     map[string][]string // HeaderSettingsFiles value → its list, shared (fileList)
 
 	// batchMu serialises render batches (the loop and refresh), and the
 	// sealer's warm-up with them.

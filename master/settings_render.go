@@ -48,6 +48,19 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 	if lt == nil || len(ids) == 0 {
 		return st
 	}
+	// A large batch pauses the store's followers while it writes: its own
+	// writes need not come back to this master (storeFollower).
+	var paused [2]uint64
+	pause := len(ids) >= followPauseMin && mode != compileOnly && s.followers[filesIdx] != nil
+	if pause {
+		for idx, sf := range s.followers {
+			paused[idx] = sf.pause()
+			s.pub.track(idx, paused[idx])
+		}
+		if h := afterFollowPause; h != nil {
+			h()
+		}
+	}
 	work := make(chan string)
 	type failure struct{ id, err string }
 	var (
@@ -86,6 +99,12 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 	wg.Wait()
 	// The peels learn of a change once the store has it.
 	failedWrites := s.pub.wait(ctx)
+	if pause {
+		for idx, sf := range s.followers {
+			own, highest := s.pub.untrack(idx)
+			sf.resume(paused[idx], own, highest)
+		}
+	}
 	if len(failedWrites) > 0 {
 		s.log.Warn("settings entries not written; retrying", "entries", len(failedWrites), "err", failedWrites[0].err)
 		go s.retryLater(ctx, failedWrites)
