@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -97,8 +98,10 @@ type settingsRenderer struct {
 
 	storeMu sync.Mutex
 	stored  [2]map[string]storedEntry // bucket (filesIdx, secretsIdx) → key → what it holds
-	curves  map[string]string         // peel id → curve key of its accepted enrollment
-	lists   map[string][]string       // HeaderSettingsFiles value → its list, shared (fileList)
+	// followers keep stored (followStore); set before the first batch.
+	followers [2]*storeFollower
+	curves    map[string]string   // peel id → curve key of its accepted enrollment
+	lists     map[string][]string // HeaderSettingsFiles value → its list, shared (fileList)
 
 	// batchMu serialises render batches (the loop and refresh), and the
 	// sealer's warm-up with them.
@@ -117,11 +120,49 @@ type settingsRenderer struct {
 }
 
 // storedEntry is what the store holds under one key, from its headers.
+// The hashes are kept as arrays, not as their hex: two entries a peel in
+// maps of the whole fleet, and three strings each were 600,000 objects for
+// the collector to mark and for every write to allocate at 100,000 peels.
 type storedEntry struct {
-	hash    string   // HeaderContentHash
-	input   string   // HeaderSettingsInput ("" when none)
-	secrets string   // HeaderSettingsSecrets (settings-files entries)
+	hash    digest   // HeaderContentHash
+	input   digest   // HeaderSettingsInput (zero when none)
+	secrets digest   // HeaderSettingsSecrets (settings-files entries)
 	files   []string // HeaderSettingsFiles (settings-files entries)
+}
+
+// digest is a SHA-256 or HMAC-SHA-256 sum, as the entries' headers carry
+// it in hex; the zero digest is none.
+type digest [sha256.Size]byte
+
+func (d digest) isZero() bool { return d == digest{} }
+
+// String is the hex of d, as a header carries it ("" for none).
+func (d digest) String() string {
+	if d.isZero() {
+		return ""
+	}
+	return hex.EncodeToString(d[:])
+}
+
+// unreadableDigest stands for a header that is not a hex digest (written
+// by someone else): it equals no hash a master computes, so the entry is
+// written again, as it was when the header's text was compared.
+var unreadableDigest = digest(sha256.Sum256([]byte("zester: unreadable hash header")))
+
+// parseDigest reads a header's hex digest: zero for "", unreadableDigest
+// for anything but 64 hex digits.
+func parseDigest(s string) digest {
+	var d digest
+	if s == "" {
+		return d
+	}
+	if len(s) != 2*len(d) {
+		return unreadableDigest
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil || d.isZero() {
+		return unreadableDigest
+	}
+	return d
 }
 
 const (
@@ -136,9 +177,9 @@ var settingsBuckets = [2]string{names.BucketSettingsFiles, names.BucketSecrets}
 // content hashes of its two entries, and its masked settings (I@).
 type peelSettings struct {
 	files       []string
-	input       string // inputHash of the last good render ("" when it used the basket)
-	filesHash   string
-	secretsHash string
+	input       digest // inputHash of the last good render (zero when it used the basket)
+	filesHash   digest
+	secretsHash digest
 	masked      []byte
 	failed      string // the last render's error; "" when it succeeded
 	facts       keptFacts
@@ -475,11 +516,11 @@ func (s *settingsRenderer) storedEntry(idx int, key string) storedEntry {
 	return s.stored[idx][key]
 }
 
-// setStored records what the store holds under key (e.hash "" when
+// setStored records what the store holds under key (e.hash zero when
 // nothing).
 func (s *settingsRenderer) setStored(idx int, key string, e storedEntry) {
 	s.storeMu.Lock()
-	if e.hash == "" {
+	if e.hash.isZero() {
 		delete(s.stored[idx], key)
 	} else {
 		s.stored[idx][key] = e

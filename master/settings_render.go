@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -49,6 +48,19 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 	if lt == nil || len(ids) == 0 {
 		return st
 	}
+	// A large batch pauses the store's followers while it writes: its own
+	// writes need not come back to this master (storeFollower).
+	var paused [2]uint64
+	pause := len(ids) >= followPauseMin && mode != compileOnly && s.followers[filesIdx] != nil
+	if pause {
+		for idx, sf := range s.followers {
+			paused[idx] = sf.pause()
+			s.pub.track(idx, paused[idx])
+		}
+		if h := afterFollowPause; h != nil {
+			h()
+		}
+	}
 	work := make(chan string)
 	type failure struct{ id, err string }
 	var (
@@ -87,6 +99,12 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 	wg.Wait()
 	// The peels learn of a change once the store has it.
 	failedWrites := s.pub.wait(ctx)
+	if pause {
+		for idx, sf := range s.followers {
+			own, highest := s.pub.untrack(idx)
+			sf.resume(paused[idx], own, highest)
+		}
+	}
 	if len(failedWrites) > 0 {
 		s.log.Warn("settings entries not written; retrying", "entries", len(failedWrites), "err", failedWrites[0].err)
 		go s.retryLater(ctx, failedWrites)
@@ -201,9 +219,9 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 	if curve == "" && len(vals.Values) > 0 {
 		return true, false, s.fail(id, fmt.Errorf("peel %s: no curve key known (no accepted enrollment, no %q fact) to seal its %d secrets to", id, factsCurveKey, len(vals.Values)))
 	}
-	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: hashHex(bj), masked: masked, facts: kept}
+	ps := &peelSettings{files: s.fileList(encodeFileList(res.Files)), filesHash: sha256.Sum256(bj), masked: masked, facts: kept}
 	if !usedBasket.Load() {
-		if judged.input != "" && slices.Equal(judged.files, res.Files) {
+		if !judged.input.isZero() && slices.Equal(judged.files, res.Files) {
 			ps.input = judged.input
 		} else {
 			ps.input = s.inputHash(hashes, res.Files, raw, curve)
@@ -215,7 +233,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 			return true, false, s.fail(id, err)
 		}
 		defer settings.ClearJSON(valuesJSON)
-		ps.secretsHash = settings.ValuesHashJSON(s.hashKey, curve, valuesJSON)
+		ps.secretsHash = settings.ValuesDigestJSON(s.hashKey, curve, valuesJSON)
 	}
 	if mode == compileOnly {
 		s.mu.Lock()
@@ -251,7 +269,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 // order, by content hash; the raw fact document; the curve key sealed to.
 // The key (from the masters' curve seed, when there is one) makes it change
 // with the masters' key too.
-func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, raw []byte, curve string) string {
+func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, raw []byte, curve string) digest {
 	// One MAC per worker, reset (same key), and the text before raw built
 	// in its buffer: this runs for every marked peel, current or not.
 	m, _ := s.inputMACs.Get().(*inputMAC)
@@ -269,8 +287,9 @@ func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, r
 	m.buf = b
 	m.h.Write(b)
 	m.h.Write(raw)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.h.Sum(sum[:0]))
+	var d digest
+	m.h.Sum(d[:0])
+	return d
 }
 
 // inputMAC is a reusable inputHash state.
@@ -282,18 +301,18 @@ type inputMAC struct {
 // isCurrent reports whether id's entries were rendered from the inputs it
 // has now: the settings-files entry carries their hash, and the secrets
 // entry holds the values rendered with it. It returns the input hash it
-// computed and for which file list (input "" when none), for the render
+// computed and for which file list (input zero when none), for the render
 // to reuse when its list is the same.
 func (s *settingsRenderer) isCurrent(id string, hashes map[string]string, raw []byte, curve string) (bool, storedEntry) {
 	f := s.storedEntry(filesIdx, names.SettingsFilesKey(id))
-	if f.input == "" || f.hash == "" {
+	if f.input.isZero() || f.hash.isZero() {
 		return false, storedEntry{}
 	}
 	in := storedEntry{input: s.inputHash(hashes, f.files, raw, curve), files: f.files}
 	if f.input != in.input {
 		return false, in
 	}
-	return f.secrets == "" || s.storedEntry(secretsIdx, names.SecretsKey(id)).hash == f.secrets, in
+	return f.secrets.isZero() || s.storedEntry(secretsIdx, names.SecretsKey(id)).hash == f.secrets, in
 }
 
 // fail records a failed render: the peel keeps its last good one.
@@ -378,9 +397,4 @@ func withFactDoc(raw []byte, f func(doc []byte) error) error {
 	}
 	factDocs.Put(bp)
 	return err
-}
-
-func hashHex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }

@@ -23,38 +23,165 @@ import (
 // holds, from the headers alone (a headers-only follower of the last value
 // per key). The channel it returns is closed once the current entries are
 // known. An entry deleted or purged, or written by someone else (no hash
-// header), is rendered and written again.
+// header), is rendered and written again. A large render batch pauses it
+// (storeFollower.pause) for the time it writes.
 func (s *settingsRenderer) followStore(ctx context.Context, idx int, bucket string) (<-chan struct{}, error) {
-	prefix := names.KVSubjectPrefix(bucket)
+	sf := &storeFollower{s: s, idx: idx, bucket: bucket, ctx: ctx}
+	s.followers[idx] = sf
 	caught := make(chan struct{})
 	var once sync.Once
-	f, err := kvwatch.Follow(ctx, s.m.js, names.KVStream(bucket), kvwatch.FollowOptions{
-		Name: "settings-" + bucket, Subjects: []string{prefix + ">"}, HeadersOnly: true,
-		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy, OnError: s.m.watchErr(bucket), Monitor: s.m.watches,
-		OnCaughtUp: func() { once.Do(func() { close(caught) }) },
-	}, func(msg jetstream.Msg) {
-		key := strings.TrimPrefix(msg.Subject(), prefix)
-		h := msg.Headers()
-		switch op := h.Get("KV-Operation"); {
-		case op == "DEL" || op == "PURGE" || h.Get("Nats-Marker-Reason") != "":
-			s.setStored(idx, key, storedEntry{})
-			s.storeGone(key)
-		default:
-			e := storedEntry{hash: h.Get(names.HeaderContentHash), input: h.Get(names.HeaderSettingsInput), secrets: h.Get(names.HeaderSettingsSecrets)}
-			if idx == filesIdx {
-				e.files = s.fileList(h.Get(names.HeaderSettingsFiles))
-			}
-			s.setStored(idx, key, e)
-			if e.hash == "" {
-				s.storeGone(key)
-			}
-		}
-	})
-	if err != nil {
+	if err := sf.follow(kvwatch.FollowOptions{
+		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		OnCaughtUp:    func() { once.Do(func() { close(caught) }) },
+	}); err != nil {
 		return nil, err
 	}
-	context.AfterFunc(ctx, f.Stop)
+	context.AfterFunc(ctx, func() { sf.stop() })
 	return caught, nil
+}
+
+// storeFollower is followStore's follower of one bucket. A master's own
+// writes come back to it as well: 200,000 headers the server delivers and
+// the master reads for a change every peel's render depends on, though the
+// master recorded each entry when the server acknowledged it. So a batch
+// that writes many entries pauses the follower (no consumer) and resumes it
+// after its writes: right after them when every stream sequence in between
+// is one of its own acknowledged writes, else from where it paused, reading
+// everything it missed (a delete, another master's write) in order.
+type storeFollower struct {
+	s      *settingsRenderer
+	idx    int
+	bucket string
+	ctx    context.Context
+
+	mu   sync.Mutex
+	f    *kvwatch.Follower // nil while paused
+	gen  uint64            // of the handler current; others' messages are dropped
+	last uint64            // stream sequence of the last message handled (or resumed after)
+}
+
+// followPauseMin is the smallest batch that pauses the followers: a
+// consumer's deletion and creation are a few requests, worth it once the
+// writes' deliveries are thousands.
+var followPauseMin = 2000
+
+// afterFollowPause, when set (tests), runs once a batch has paused the
+// followers and before it renders.
+var afterFollowPause func()
+
+// follow starts a follower with o's placement, handling its messages as
+// the current generation.
+func (sf *storeFollower) follow(o kvwatch.FollowOptions) error {
+	prefix := names.KVSubjectPrefix(sf.bucket)
+	sf.mu.Lock()
+	sf.gen++
+	gen := sf.gen
+	sf.mu.Unlock()
+	o.Name, o.Subjects, o.HeadersOnly = "settings-"+sf.bucket, []string{prefix + ">"}, true
+	o.OnError, o.Monitor = sf.s.m.watchErr(sf.bucket), sf.s.m.watches
+	f, err := kvwatch.Follow(sf.ctx, sf.s.m.js, names.KVStream(sf.bucket), o, func(msg jetstream.Msg) {
+		md, err := msg.Metadata()
+		if err != nil {
+			return
+		}
+		sf.mu.Lock()
+		defer sf.mu.Unlock()
+		if sf.gen != gen {
+			return // paused: this and later ones are read again on resume
+		}
+		sf.s.storeMsg(sf.idx, strings.TrimPrefix(msg.Subject(), prefix), msg.Headers())
+		sf.last = md.Sequence.Stream
+	})
+	if err != nil {
+		return err
+	}
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if sf.gen != gen { // stopped or paused meanwhile
+		f.Stop()
+		return nil
+	}
+	sf.f = f
+	return nil
+}
+
+// pause stops the follower and returns the stream sequence up to which it
+// handled every message.
+func (sf *storeFollower) pause() uint64 {
+	sf.mu.Lock()
+	f := sf.f
+	sf.f = nil
+	sf.gen++
+	last := sf.last
+	sf.mu.Unlock()
+	if f != nil {
+		f.Stop()
+	}
+	return last
+}
+
+// stop ends the follower for good (the renderer's context ended).
+func (sf *storeFollower) stop() { sf.pause() }
+
+// resume follows again after a pause at paused, during which this master's
+// acknowledged writes to the bucket were own of them, the highest at
+// sequence ownMax: from right after ownMax when they are every sequence
+// after paused, else from right after paused. A failed creation is retried
+// in the background.
+func (sf *storeFollower) resume(paused uint64, own, ownMax uint64) {
+	from := paused + 1
+	if own > 0 && ownMax > paused && own == ownMax-paused {
+		from = ownMax + 1
+	}
+	sf.mu.Lock()
+	sf.last = from - 1
+	sf.mu.Unlock()
+	o := kvwatch.FollowOptions{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, StartSeq: from}
+	if err := sf.follow(o); err == nil || sf.ctx.Err() != nil {
+		return
+	}
+	sf.mu.Lock()
+	gen := sf.gen
+	sf.mu.Unlock()
+	go func() {
+		for attempt := 0; ; attempt++ {
+			sf.s.log.Warn("settings: store follower not resumed; retrying", "bucket", sf.bucket, "from", from)
+			if !sleepJitter(sf.ctx, attempt, 200*time.Millisecond, 5*time.Second) {
+				return
+			}
+			sf.mu.Lock()
+			again := sf.gen == gen && sf.f == nil
+			sf.mu.Unlock()
+			if !again {
+				return // paused again (that resume starts it) or stopped
+			}
+			if err := sf.follow(o); err == nil {
+				return
+			}
+			sf.mu.Lock()
+			gen = sf.gen
+			sf.mu.Unlock()
+		}
+	}()
+}
+
+// storeMsg records one message of bucket idx's stream: key's entry, or
+// that it is gone.
+func (s *settingsRenderer) storeMsg(idx int, key string, h nats.Header) {
+	switch op := h.Get("KV-Operation"); {
+	case op == "DEL" || op == "PURGE" || h.Get("Nats-Marker-Reason") != "":
+		s.setStored(idx, key, storedEntry{})
+		s.storeGone(key)
+	default:
+		e := storedEntry{hash: parseDigest(h.Get(names.HeaderContentHash)), input: parseDigest(h.Get(names.HeaderSettingsInput)), secrets: parseDigest(h.Get(names.HeaderSettingsSecrets))}
+		if idx == filesIdx {
+			e.files = s.fileList(h.Get(names.HeaderSettingsFiles))
+		}
+		s.setStored(idx, key, e)
+		if e.hash.isZero() {
+			s.storeGone(key)
+		}
+	}
 }
 
 // storeCheckEvery is how often a master compares the number of keys each
@@ -209,6 +336,16 @@ type kvPublisher struct {
 	mu      sync.Mutex
 	pending sync.WaitGroup
 	failed  []pubFailure
+	// own counts the acknowledged writes to each bucket after a stream
+	// sequence (track), for a paused follower's resume.
+	own [2]ownWrites
+}
+
+// ownWrites are the acknowledged writes to one bucket after after.
+type ownWrites struct {
+	on             bool
+	after          uint64
+	count, highest uint64
 }
 
 type inflightPut struct {
@@ -245,9 +382,15 @@ func (p *kvPublisher) collect(ctx context.Context) {
 			return
 		}
 		select {
-		case <-w.f.Ok():
+		case ack := <-w.f.Ok():
 			p.s.setStored(w.idx, w.key, w.e)
 			p.s.writes.Inc()
+			p.mu.Lock()
+			if o := &p.own[w.idx]; o.on && ack != nil && ack.Sequence > o.after {
+				o.count++
+				o.highest = max(o.highest, ack.Sequence)
+			}
+			p.mu.Unlock()
 		case err := <-w.f.Err():
 			p.fail(w.key, err)
 		case <-ctx.Done():
@@ -259,12 +402,12 @@ func (p *kvPublisher) collect(ctx context.Context) {
 
 func (p *kvPublisher) put(ctx context.Context, idx int, key string, value []byte, e storedEntry) {
 	msg := nats.NewMsg(names.KVSubjectPrefix(settingsBuckets[idx]) + key)
-	msg.Header.Set(names.HeaderContentHash, e.hash)
-	if e.input != "" {
-		msg.Header.Set(names.HeaderSettingsInput, e.input)
+	msg.Header.Set(names.HeaderContentHash, e.hash.String())
+	if !e.input.isZero() {
+		msg.Header.Set(names.HeaderSettingsInput, e.input.String())
 	}
-	if e.secrets != "" {
-		msg.Header.Set(names.HeaderSettingsSecrets, e.secrets)
+	if !e.secrets.isZero() {
+		msg.Header.Set(names.HeaderSettingsSecrets, e.secrets.String())
 	}
 	if idx == filesIdx {
 		msg.Header.Set(names.HeaderSettingsFiles, encodeFileList(e.files))
@@ -282,6 +425,23 @@ func (p *kvPublisher) put(ctx context.Context, idx int, key string, value []byte
 		p.pending.Done()
 		p.fail(key, ctx.Err())
 	}
+}
+
+// track starts counting the acknowledged writes to bucket idx after
+// stream sequence after; untrack stops and returns how many and the
+// highest sequence.
+func (p *kvPublisher) track(idx int, after uint64) {
+	p.mu.Lock()
+	p.own[idx] = ownWrites{on: true, after: after}
+	p.mu.Unlock()
+}
+
+func (p *kvPublisher) untrack(idx int) (count, highest uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o := p.own[idx]
+	p.own[idx] = ownWrites{}
+	return o.count, o.highest
 }
 
 func (p *kvPublisher) fail(key string, err error) {

@@ -150,8 +150,11 @@ func run() error {
 	fmt.Printf("seeded %d enrollment records and fact documents in %s (keys %s)\n\n", N, time.Since(seed).Round(time.Millisecond), seed.Sub(t0).Round(time.Millisecond))
 
 	m := &child{bin: bin, work: work, url: srv.ClientURL(), dir: dir, pkiDir: pkiDir}
-	fmt.Println("| phase | peels rendered | found current | entries written | time until current | master CPU | master RSS peak | load |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	// server CPU: this process's (the in-process nats-server and the
+	// bench's polling); cores busy: master and server CPU over the time
+	// (the machine has runtime.NumCPU).
+	fmt.Println("| phase | peels rendered | found current | entries written | time until current | master CPU | server CPU | cores busy | master RSS peak | load |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	if err := m.start(); err != nil {
 		return err
 	}
@@ -334,6 +337,7 @@ type child struct {
 	cmd                         *exec.Cmd
 	http                        string
 	started                     time.Time
+	selfAtStart                 float64 // selfCPU at the master's start
 	phases                      int
 }
 
@@ -381,6 +385,7 @@ func (c *child) start() error {
 	}
 	c.cmd.Stderr = os.Stderr
 	c.started = time.Now()
+	c.selfAtStart = selfCPU()
 	return c.cmd.Start()
 }
 
@@ -402,28 +407,42 @@ func (c *child) stop() {
 
 // metric reads one counter from the master's /metrics (-1 when it does not
 // answer yet).
-func (c *child) metric(name string) float64 {
+func (c *child) metric(name string) float64 { return c.metrics(name)[0] }
+
+// metrics reads several counters from one scrape of the master's /metrics
+// (-1 each when it does not answer yet; 0 for one not there). One scrape
+// per poll: the page is the master's to render (process and Go runtime
+// metrics too), and polling it once per counter every 25 ms cost the
+// master about 4 % of its CPU in a phase's profile.
+func (c *child) metrics(names ...string) []float64 {
+	out := make([]float64, len(names))
 	resp, err := http.Get("http://" + c.http + "/metrics")
 	if err != nil {
-		return -1
+		for i := range out {
+			out[i] = -1
+		}
+		return out
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		for i, name := range names {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				out[i], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
 		}
 	}
-	for _, l := range strings.Split(b.String(), "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
+	return out
+}
+
+// counters is one scrape of what a phase waits on: renders plus peels
+// found current (judged), writes, and peels found current.
+func (c *child) counters() (judged, writes, current float64) {
+	v := c.metrics("zester_master_settings_renders_total", "zester_master_settings_writes_total", "zester_master_settings_current_total")
+	if v[0] < 0 {
+		return -1, -1, -1
 	}
-	return 0
+	return v[0] + v[2], v[1], v[2]
 }
 
 // phase runs change and waits until the master judged renders more peels
@@ -432,15 +451,16 @@ func (c *child) metric(name string) float64 {
 // without one after the renders). With change nil the phase is the
 // master's start: counted from the process start, from zero.
 func (c *child) phase(name string, renders, writes int, change func()) error {
-	for c.metric("zester_master_settings_renders_total") < 0 {
+	for j, _, _ := c.counters(); j < 0; j, _, _ = c.counters() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var r0, w0, k0, cpu0 float64
 	start := c.started
+	srv0 := c.selfAtStart
 	if change != nil {
-		r0, w0 = c.judged(), c.metric("zester_master_settings_writes_total")
-		k0 = c.metric("zester_master_settings_current_total")
+		r0, w0, k0 = c.counters()
 		cpu0 = c.cpu()
+		srv0 = selfCPU()
 		start = time.Now()
 		change()
 	}
@@ -450,17 +470,18 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 	}
 	deadline := start.Add(*timeout)
 	for {
-		r, w := c.judged(), c.metric("zester_master_settings_writes_total")
+		r, w, k := c.counters()
 		if r-r0 >= float64(renders) && w-w0 >= float64(writes) {
 			took := time.Since(start)
+			mcpu, srv := c.cpu()-cpu0, selfCPU()-srv0
 			if writes == 0 {
 				time.Sleep(time.Second)
-				if w2 := c.metric("zester_master_settings_writes_total"); w2 != w {
+				if _, w2, _ := c.counters(); w2 != w {
 					return fmt.Errorf("%s: %v writes after the renders, want none", name, w2-w0)
 				}
 			}
-			k := c.metric("zester_master_settings_current_total") - k0
-			fmt.Printf("| %s | %.0f | %.0f | %.0f | %s | %.1f s | %.0f MiB | %s |\n", name, r-r0-k, k, w-w0, took.Round(time.Millisecond), c.cpu()-cpu0, float64(c.rssPeak())/(1<<20), loadavg())
+			k -= k0
+			fmt.Printf("| %s | %.0f | %.0f | %.0f | %s | %.1f s | %.1f s | %.2f | %.0f MiB | %s |\n", name, r-r0-k, k, w-w0, took.Round(time.Millisecond), mcpu, srv, (mcpu+srv)/took.Seconds(), float64(c.rssPeak())/(1<<20), loadavg())
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -470,13 +491,22 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 	}
 }
 
-// judged is the peels the master rendered or found current.
-func (c *child) judged() float64 {
-	r, k := c.metric("zester_master_settings_renders_total"), c.metric("zester_master_settings_current_total")
-	if r < 0 || k < 0 {
-		return -1
+// selfCPU is this process's user+system CPU seconds: the in-process
+// nats-server's, with the bench's own polling (a few % of a core).
+func selfCPU() float64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
 	}
-	return r + k
+	return statCPU(string(b))
+}
+
+// statCPU is utime+stime of a /proc/<pid>/stat line, in seconds.
+func statCPU(s string) float64 {
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
 }
 
 // cpu is the child's user+system CPU seconds.
@@ -485,11 +515,7 @@ func (c *child) cpu() float64 {
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
+	return statCPU(string(b))
 }
 
 // rssPeak is the child's peak resident set (VmHWM).

@@ -194,12 +194,19 @@ func ClearJSON(j []byte) { clear(j) }
 
 // ValuesHashJSON is ValuesHash of v given as ValuesJSON(v).
 func ValuesHashJSON(key []byte, peelCurve string, valuesJSON []byte) string {
+	sum := ValuesDigestJSON(key, peelCurve, valuesJSON)
+	return hex.EncodeToString(sum[:])
+}
+
+// ValuesDigestJSON is ValuesHashJSON's sum, not in hex.
+func ValuesDigestJSON(key []byte, peelCurve string, valuesJSON []byte) [sha256.Size]byte {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(peelCurve))
 	mac.Write([]byte{0})
 	mac.Write(valuesJSON)
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(mac.Sum(sum[:0]))
+	mac.Sum(sum[:0])
+	return sum
 }
 
 // ValuesHash is a keyed hash of what a secrets entry holds for the peel
