@@ -378,13 +378,15 @@ func (c *Conn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 		return
 	}
 	if !strings.HasPrefix(subj, names.ReturnSubjectPrefix) && !isFacts(subj) {
-		if f.extraHandler(subj, c, msg, nil, err) || stored {
-			// Without a handler (a baseline's store whose timed-out first
-			// copy was made after its run ended) an already-stored store
-			// is done: retried, it is refused again, forever (h40: 2.1M
-			// such retries during a 1M ping).
-			return
+		// Another store (a baseline's): its handler decides about a retry.
+		// Without one its run has ended and nobody waits for it: dropped.
+		// (Retried, a store refused as already stored is refused again,
+		// forever: 2.1M such retries during a 1M ping, h40; and one whose
+		// scratch bucket is gone has no stream to answer it.)
+		if !f.extraHandler(subj, c, msg, nil, err) {
+			c.out.stored(msg)
 		}
+		return
 	}
 	c.Retry(msg, err)
 }

@@ -232,7 +232,8 @@ func TestConn_SlowAck_HalvesWindowAndCountsTheStore(t *testing.T) {
 	}
 }
 
-// A store the server refuses as already stored (expected last subject
+// A store nobody handles any more (its baseline run ended) is dropped, not
+// retried; here one the server refuses as already stored (expected last subject
 // sequence 0, the subject taken) whose subject no extra handler claims (a
 // baseline's late retry after its run ended) is done with: never retried
 // (it was retried forever, each refused again).
