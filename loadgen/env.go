@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -209,12 +210,50 @@ func (e *env) masterConfig(id string) master.Config {
 	c.Partitions = e.partitions
 	c.Heartbeat = config.Dur(500 * time.Millisecond)
 	c.DeadAfter = config.Dur(1500 * time.Millisecond)
+	c.Presence.TakeoverGrace = config.Dur(takeoverGrace(e.cfg.Peels, c.Presence.TakeoverGrace.D()))
 	c.Jobs.DefaultTimeout = config.Dur(e.cfg.JobTimeout)
 	return c
 }
 
-// startMaster starts one more in-process master and waits until it is ready.
+// graceRate is how many peels a second the masters and the server of one
+// 2-core machine take answering a ControlBeat on top of a running fleet.
+const graceRate = 50_000
+
+// takeoverGrace is the masters' presence.takeover_grace for a fleet of
+// peels: the default (2 s), or the time the fleet needs to answer a
+// ControlBeat at graceRate (the answers are spread over half the grace),
+// at most 30 s. A master that gains partitions asks their peels to beat
+// within half its grace, and one that reconnects (a server restart) waits
+// for every peel's next beat as long: at 1,000,000 peels the default made
+// 666,000 peels answer within one second when two masters joined, the
+// server cut the masters off, and after a restart the peels reconnecting
+// later than 2 s counted as offline (h40: a ping targeted 995,195 of 1M).
+func takeoverGrace(peels int, def time.Duration) time.Duration {
+	need := time.Duration(peels) * time.Second / graceRate
+	return min(max(def, need), 30*time.Second)
+}
+
+// masterStartAttempts is how often a master is started before the run gives
+// up: a master that cannot reach JetStream within its API timeout at start
+// (a 1M run's server, busy with the other masters' catch-up) exits, and is
+// started again, as a service manager would.
+const masterStartAttempts = 3
+
+// startMaster starts one more in-process master and waits until it is
+// ready, retrying a master that stopped during its start.
 func (e *env) startMaster(ctx context.Context) (*masterHandle, error) {
+	var err error
+	for attempt := 1; attempt <= masterStartAttempts; attempt++ {
+		var h *masterHandle
+		if h, err = e.startMasterOnce(ctx); err == nil || ctx.Err() != nil {
+			return h, err
+		}
+		e.log.Warn("master did not start", "attempt", attempt, "err", err)
+	}
+	return nil, err
+}
+
+func (e *env) startMasterOnce(ctx context.Context) (*masterHandle, error) {
 	e.mmu.Lock()
 	e.nextID++
 	id := fmt.Sprintf("lg-master-%d", e.nextID)
@@ -327,6 +366,12 @@ func (e *env) close() {
 	}
 	if e.proc != nil {
 		e.proc.Stop()
+		if e.cfg.Out != "" {
+			// The child's log (slow consumers, its warnings) outlives the store.
+			if b, err := os.ReadFile(filepath.Join(e.dir, "server", "single.log") /* topology.ProcessConfig.Name default */); err == nil {
+				_ = os.WriteFile(filepath.Join(e.cfg.Out, "server.log"), b, 0o644)
+			}
+		}
 	}
 	if e.dir != "" && !e.cfg.KeepStore {
 		os.RemoveAll(e.dir)

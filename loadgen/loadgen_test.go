@@ -217,3 +217,15 @@ func TestServerProcess_PerPeelPingAndReconnect(t *testing.T) {
 		t.Fatalf("reconnect: %s %+v %v", sc.Status, sc.Reconnect, sc.Notes)
 	}
 }
+
+func TestTakeoverGrace_ScalesWithPeels(t *testing.T) {
+	def := 2 * time.Second
+	for _, c := range []struct {
+		peels int
+		want  time.Duration
+	}{{100, def}, {100_000, def}, {500_000, 10 * time.Second}, {1_000_000, 20 * time.Second}, {5_000_000, 30 * time.Second}} {
+		if got := takeoverGrace(c.peels, def); got != c.want {
+			t.Errorf("takeoverGrace(%d) = %s, want %s", c.peels, got, c.want)
+		}
+	}
+}

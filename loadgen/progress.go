@@ -21,10 +21,11 @@ type progress struct {
 	stop  chan struct{}
 	done  chan struct{}
 	width int
+	rt    *rtSampler
 }
 
 func newProgress(w io.Writer, tty bool, r *runner) *progress {
-	p := &progress{w: w, tty: tty, start: time.Now(), r: r, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &progress{w: w, tty: tty, start: time.Now(), r: r, stop: make(chan struct{}), done: make(chan struct{}), rt: newRTSampler()}
 	if w == nil {
 		close(p.done)
 		return p
@@ -60,7 +61,15 @@ func (p *progress) line() string {
 			parts = append(parts, fmt.Sprintf("retries %s (429 %s, timeouts %s)", fmtInt(n), fmtInt(f.Refusals.Load()), fmtInt(f.Timeouts.Load())))
 		}
 	}
+	if st := p.r.status.Load(); st != nil {
+		parts = append(parts, (*st)())
+	}
 	parts = append(parts, "RSS "+fmtBytes(curRSS()))
+	if !p.tty {
+		// The runtime's view (collector share, scheduler wait) on the plain
+		// lines, every 5 s: what a starved run is short of.
+		parts = append(parts, p.rt.read().String())
+	}
 	return strings.Join(parts, " · ")
 }
 

@@ -157,8 +157,10 @@ type FactsResult struct {
 type BaselineResult struct {
 	N int `json:"n"`
 	// (a) one core broadcast to every connection, every peel answers 200 B
-	// with a core publish to one collector.
+	// with a core publish to the collectors (one queue group of Collectors
+	// connections, enough that the burst fits their pending limits).
 	FanoutTime Seconds `json:"fanout_s"`
+	Collectors int     `json:"collectors,omitempty"`
 	// (b) PublishAsync of N return-shaped messages with unique subjects from
 	// one connection, window 4096.
 	PublishTime Seconds `json:"publish_s"`

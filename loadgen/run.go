@@ -17,6 +17,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,9 @@ type runner struct {
 	baseline *BaselineResult
 	peak     int64
 	runID    string
+	// status, when set, adds what the current step counts to the progress
+	// lines (the baselines' replies, stores and consumed messages).
+	status atomic.Pointer[func() string]
 }
 
 // Run performs one load-generator run and returns its report. An error means
@@ -256,6 +260,7 @@ func (r *runner) scenario(name string, fn func(ctx context.Context, s *Scenario)
 	resetPeakRSS()
 	u0, s0 := cpuTimes()
 	st0 := r.fleet.Stats()
+	why0 := r.fleet.RetryReasons()
 	in0, out0 := r.serverBytes()
 	var prof *os.File
 	if dir := r.cfg.CPUProfileDir; dir != "" {
@@ -269,15 +274,27 @@ func (r *runner) scenario(name string, fn func(ctx context.Context, s *Scenario)
 			}
 		}
 	}
+	pctx, stopServerProf := context.WithCancel(r.ctx)
+	profDone := make(chan struct{})
+	if dir := r.cfg.CPUProfileDir; dir != "" {
+		go func() { defer close(profDone); r.env.profileServer(pctx, dir, name) }()
+	} else {
+		close(profDone)
+	}
 	t := time.Now()
 	fn(r.ctx, s)
 	s.Wall = Sec(time.Since(t))
+	stopServerProf()
+	<-profDone
 	if prof != nil {
 		pprof.StopCPUProfile()
 		prof.Close()
 		s.Res.Profile = prof.Name()
 	}
 	r.heapProfile(name)
+	if why := retryDelta(why0, r.fleet.RetryReasons()); why != "" {
+		s.note("the fleet's retries by reason: %s", why)
+	}
 	u1, s1 := cpuTimes()
 	st1 := r.fleet.Stats()
 	in1, out1 := r.serverBytes()
@@ -292,6 +309,22 @@ func (r *runner) scenario(name string, fn func(ctx context.Context, s *Scenario)
 	r.rep.Scenarios = append(r.rep.Scenarios, s)
 	r.log.Info("scenario done", "name", name, "status", s.Status, "summary", s.Summary)
 	return s
+}
+
+// retryDelta lists the retries between two RetryReasons readings, most
+// frequent first (at most 5; "" when none).
+func retryDelta(before, after []simfleet.RetryReason) string {
+	was := map[string]int64{}
+	for _, r := range before {
+		was[r.Why] = r.Count
+	}
+	var parts []string
+	for _, r := range after {
+		if d := r.Count - was[r.Why]; d > 0 && len(parts) < 5 {
+			parts = append(parts, fmt.Sprintf("%s × %s", fmtInt(d), r.Why))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // heapProfile writes heap-<name>.pprof into MemProfileDir (when set).

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -47,7 +49,7 @@ func (e *env) startProcessServer(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	p, err := topology.StartProcess(ctx, topology.ProcessConfig{Bin: bin, Dir: dir})
+	p, err := topology.StartProcess(ctx, topology.ProcessConfig{Bin: bin, Dir: dir, Profiling: e.cfg.CPUProfileDir != ""})
 	if err != nil {
 		return err
 	}
@@ -112,4 +114,34 @@ func (e *env) procBytes() (in, out uint64) {
 		return 0, 0
 	}
 	return v.InBytes, v.OutBytes
+}
+
+// serverProfileChunk is the length of each CPU profile of the child server.
+const serverProfileChunk = 15 * time.Second
+
+// profileServer takes CPU profiles of the child server while ctx lasts, one
+// per serverProfileChunk, into dir/server-cpu-<name>-<k>.pprof (merge them
+// with go tool pprof a b c); the chunk cut short by ctx's end is dropped.
+// It returns when ctx ends.
+func (e *env) profileServer(ctx context.Context, dir, name string) {
+	if e.proc == nil || e.proc.ProfileURL() == "" {
+		return
+	}
+	url := fmt.Sprintf("%s/profile?seconds=%d", e.proc.ProfileURL(), int(serverProfileChunk/time.Second))
+	for k := 1; ctx.Err() == nil; k++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return
+		}
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("server-cpu-%s-%d.pprof", name, k)), b, 0o644)
+	}
 }

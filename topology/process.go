@@ -28,6 +28,10 @@ type ProcessConfig struct {
 	Name string
 	// MaxPayload overrides the maximum message size when > 0.
 	MaxPayload int32
+	// Profiling serves the server's net/http/pprof on a loopback port of
+	// its own (nats-server's prof_port; ProfileURL), so that a load run can
+	// take CPU profiles of the child.
+	Profiling bool
 }
 
 // ProcessServer is a nats-server running in a child process on loopback,
@@ -35,6 +39,7 @@ type ProcessConfig struct {
 type ProcessServer struct {
 	cfg              ProcessConfig
 	port, httpPort   int
+	profPort         int
 	conf, logPath    string
 	mu               sync.Mutex
 	cmd              *exec.Cmd
@@ -56,7 +61,7 @@ func StartProcess(ctx context.Context, c ProcessConfig) (*ProcessServer, error) 
 	if !validName(c.Name) {
 		return nil, fmt.Errorf("process server: bad name %q", c.Name)
 	}
-	ports, err := freePorts(2)
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +76,10 @@ func StartProcess(ctx context.Context, c ProcessConfig) (*ProcessServer, error) 
 		c.Name, p.port, p.httpPort, store)
 	if c.MaxPayload > 0 {
 		conf += "max_payload: " + strconv.Itoa(int(c.MaxPayload)) + "\n"
+	}
+	if c.Profiling {
+		p.profPort = ports[2]
+		conf += "prof_port: " + strconv.Itoa(p.profPort) + "\n"
 	}
 	if err := os.WriteFile(p.conf, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("process server: %w", err)
@@ -143,6 +152,15 @@ func (p *ProcessServer) ClientURL() string { return fmt.Sprintf("nats://127.0.0.
 
 // MonitorURL is the HTTP monitoring base URL.
 func (p *ProcessServer) MonitorURL() string { return fmt.Sprintf("http://127.0.0.1:%d", p.httpPort) }
+
+// ProfileURL is the base URL of the server's /debug/pprof/ ("" without
+// ProcessConfig.Profiling).
+func (p *ProcessServer) ProfileURL() string {
+	if p.profPort == 0 {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/debug/pprof", p.profPort)
+}
 
 // PID is the process id of the running server (0 when stopped).
 func (p *ProcessServer) PID() int {

@@ -141,8 +141,7 @@ func NewInstance() string {
 
 // BeatMsg builds peel id's beat for partition p.
 func BeatMsg(p int, id string, b wire.Beat) *nats.Msg {
-	data, _ := json.Marshal(b)
-	return &nats.Msg{Subject: names.BeatSubject(p, id), Data: data}
+	return &nats.Msg{Subject: names.BeatSubject(p, id), Data: encodeBeat(b)}
 }
 
 // ParseBeat reads a beat message: the peel id from the subject, the rest from
@@ -155,7 +154,7 @@ func ParseBeat(subject string, data []byte) (partition int, id string, b wire.Be
 	if err := names.ValidateID(id); err != nil {
 		return 0, "", b, fmt.Errorf("beat subject %q: %w", subject, err)
 	}
-	if err := json.Unmarshal(data, &b); err != nil {
+	if err := decodeBeat(data, &b); err != nil {
 		return 0, "", b, fmt.Errorf("beat of %s: %w", id, err)
 	}
 	if b.Instance == "" {

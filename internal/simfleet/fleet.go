@@ -122,6 +122,8 @@ type Fleet struct {
 	// AsyncErrors counts what nats.go reported on a connection after it
 	// connected (slow consumer, a write reset), instead of printing it.
 	AsyncErrors atomic.Int64
+	// retryWhy counts the retries by reason (RetryReasons).
+	retryWhy sync.Map // string → *atomic.Int64
 
 	// facts are the encoded documents PublishFacts stored, kept for the
 	// republishes (nil before).
@@ -429,7 +431,15 @@ func (c *Conn) connect() error {
 // ---- presence ----
 
 func (c *Conn) instanceOf(idx int32) string {
-	return fmt.Sprintf("%016x", c.f.instance^uint64(idx))
+	// fmt.Sprintf("%016x") without fmt: every beat of every peel asks.
+	const hexd = "0123456789abcdef"
+	v := c.f.instance ^ uint64(idx)
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = hexd[v&15]
+		v >>= 4
+	}
+	return string(b[:])
 }
 
 func (c *Conn) beat(p int, idx int32) {

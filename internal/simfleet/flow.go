@@ -1,11 +1,14 @@
 package simfleet
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -246,6 +249,7 @@ func (c *Conn) Retry(msg *nats.Msg, err error) {
 		return
 	}
 	f.Retries.Add(1)
+	f.countRetry(msg.Subject, err)
 	switch {
 	case peelproto.IsTooManyRequests(err):
 		f.Refusals.Add(1)
@@ -258,6 +262,49 @@ func (c *Conn) Retry(msg *nats.Msg, err error) {
 		}
 	}
 	time.AfterFunc(c.out.retryDelay(msg, err), func() { c.out.push(msg) })
+}
+
+// countRetry counts a retry under its reason: the kind of store (facts,
+// return, other) and the error.
+func (f *Fleet) countRetry(subj string, err error) {
+	kind := "other"
+	switch {
+	case isFacts(subj):
+		kind = "facts"
+	case strings.HasPrefix(subj, names.ReturnSubjectPrefix):
+		kind = "return"
+	}
+	why := "no error"
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr):
+		why = fmt.Sprintf("api %d/%d %s", apiErr.Code, apiErr.ErrorCode, apiErr.Description)
+	case err != nil:
+		why = err.Error()
+	}
+	key := kind + ": " + why
+	v, ok := f.retryWhy.Load(key)
+	if !ok {
+		v, _ = f.retryWhy.LoadOrStore(key, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
+}
+
+// RetryReason is one reason stores were retried, and how often.
+type RetryReason struct {
+	Why   string `json:"why"`
+	Count int64  `json:"count"`
+}
+
+// RetryReasons are the retries so far by reason, most frequent first.
+func (f *Fleet) RetryReasons() []RetryReason {
+	var out []RetryReason
+	f.retryWhy.Range(func(k, v any) bool {
+		out = append(out, RetryReason{Why: k.(string), Count: v.(*atomic.Int64).Load()})
+		return true
+	})
+	slices.SortFunc(out, func(a, b RetryReason) int { return cmp.Compare(b.Count, a.Count) })
+	return out
 }
 
 func isFacts(subj string) bool { return strings.HasPrefix(subj, factsSubjectPrefix) }
@@ -313,12 +360,13 @@ func (c *Conn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 		// connection's republishes spread wider.
 		c.spread.Refused()
 	}
-	if peelproto.IsAlreadyStored(err) {
+	stored := peelproto.IsAlreadyStored(err)
+	if stored {
 		// A retry of a store that was made (a return's, a baseline's): the
-		// message is done with, whoever counts it.
+		// message is done with, whoever counts it, and never sent again.
 		c.out.stored(msg)
 	}
-	if strings.HasPrefix(subj, names.ReturnSubjectPrefix) && peelproto.IsAlreadyStored(err) {
+	if strings.HasPrefix(subj, names.ReturnSubjectPrefix) && stored {
 		// A retry of a return that was stored: the peel treats it as sent.
 		f.DupRefused.Add(1)
 		if jid, peel, ok := names.ParseReturnSubject(subj); ok {
@@ -330,9 +378,15 @@ func (c *Conn) onPubErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 		return
 	}
 	if !strings.HasPrefix(subj, names.ReturnSubjectPrefix) && !isFacts(subj) {
-		if f.extraHandler(subj, c, msg, nil, err) {
-			return
+		// Another store (a baseline's): its handler decides about a retry.
+		// Without one its run has ended and nobody waits for it: dropped.
+		// (Retried, a store refused as already stored is refused again,
+		// forever: 2.1M such retries during a 1M ping, h40; and one whose
+		// scratch bucket is gone has no stream to answer it.)
+		if !f.extraHandler(subj, c, msg, nil, err) {
+			c.out.stored(msg)
 		}
+		return
 	}
 	c.Retry(msg, err)
 }

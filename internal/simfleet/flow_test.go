@@ -2,6 +2,7 @@ package simfleet
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -228,5 +229,53 @@ func TestConn_SlowAck_HalvesWindowAndCountsTheStore(t *testing.T) {
 	}
 	if len(c.out.sent) != 0 {
 		t.Fatalf("%d send times left behind", len(c.out.sent))
+	}
+}
+
+// A store nobody handles any more (its baseline run ended) is dropped, not
+// retried; here one the server refuses as already stored (expected last subject
+// sequence 0, the subject taken) whose subject no extra handler claims (a
+// baseline's late retry after its run ended) is done with: never retried
+// (it was retried forever, each refused again).
+func TestConn_AlreadyStoredWithoutHandler_NotRetried(t *testing.T) {
+	s, js := tinyQueueServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "lgtest"}); err != nil {
+		t.Fatal(err)
+	}
+	f := connectedFleet(t, s.ClientURL(), 10, 1, 2)
+	c := f.Connections()[0]
+	msg := func(key string) *nats.Msg {
+		m := &nats.Msg{Subject: names.KVSubjectPrefix("lgtest") + key, Data: []byte("v"), Header: nats.Header{}}
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		return m
+	}
+	stored := func(n uint64) func() error {
+		return func() error {
+			if msgs, _ := streamSeq(t, js, "lgtest"); msgs != n {
+				return fmt.Errorf("%d stored, want %d", msgs, n)
+			}
+			return nil
+		}
+	}
+	c.Publish(msg("a"))
+	testkit.Until(t, 10*time.Second, stored(1))
+	c.Publish(msg("a")) // refused: already stored
+	// Acks and errors are handled in order on one goroutine: once a later
+	// store is made and acknowledged, the refusal has been handled.
+	c.Publish(msg("b"))
+	testkit.Until(t, 10*time.Second, stored(2))
+	testkit.Until(t, 10*time.Second, func() error {
+		if n := c.Window().InFlight; n != 0 {
+			return fmt.Errorf("%d in flight", n)
+		}
+		return nil
+	})
+	if n := f.Retries.Load(); n != 0 {
+		t.Fatalf("%d retries of a store refused as already stored (reasons %v)", n, f.RetryReasons())
+	}
+	if msgs, last := streamSeq(t, js, "lgtest"); msgs != 2 || last != 2 {
+		t.Fatalf("%d messages, last sequence %d; want 2 and 2", msgs, last)
 	}
 }

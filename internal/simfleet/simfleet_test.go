@@ -2,6 +2,7 @@ package simfleet
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -158,5 +159,21 @@ func TestFleet_Stop_ByeThenSilent(t *testing.T) {
 	}
 	if err := f.Stop(7); err == nil {
 		t.Fatal("Stop of a peel the fleet does not have succeeded")
+	}
+}
+
+func TestInstanceOf_Hex16(t *testing.T) {
+	f, err := NewFleet(FleetConfig{Peels: 10, Partitions: 4, URLs: []string{"nats://127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.conns[0]
+	for _, base := range []uint64{0, 1, 0xdeadbeef, ^uint64(0)} {
+		f.instance = base
+		for _, idx := range []int32{0, 7, 1 << 20} {
+			if got, want := c.instanceOf(idx), fmt.Sprintf("%016x", base^uint64(idx)); got != want {
+				t.Fatalf("instanceOf(%d) with base %x = %s, want %s", idx, base, got, want)
+			}
+		}
 	}
 }
