@@ -124,7 +124,7 @@ func (sf *storeFollower) pause() uint64 {
 func (sf *storeFollower) stop() { sf.pause() }
 
 // resume follows again after a pause at paused, during which this master's
-// acknowledged writes to the bucket were own of them, the highest at
+// acknowledged writes to the bucket numbered own, the highest at
 // sequence ownMax: from right after ownMax when they are every sequence
 // after paused, else from right after paused. A failed creation is retried
 // in the background.
