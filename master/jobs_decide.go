@@ -35,6 +35,12 @@ type tracker struct {
 	rev      uint64
 	finished bool
 	writing  bool
+	// sent is when (Unix ns) this master last sent the job to every peel
+	// of the part that may not have it, with presence then as sentMark;
+	// 0 until it has (an adopted part): its next redispatch goes to every
+	// waiting peel (presence.resendTo).
+	sent     int64
+	sentMark presenceMark
 }
 
 // newTracker counts the returns of a part that expects ids. Parts list

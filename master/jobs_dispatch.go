@@ -158,18 +158,26 @@ func (je *jobEngine) createPart(jid string, main wire.Job, p int, ids, offline [
 			je.finishPart(jid, p, true)
 			return true
 		}
-		je.dispatch(jid, main, p, ids, all)
+		at, mark := time.Now().UnixNano(), je.m.presence.mark(p)
+		if je.dispatch(jid, main, p, ids, all) && tr != nil {
+			je.mu.Lock()
+			tr.sent, tr.sentMark = at, mark
+			je.mu.Unlock()
+		}
 		je.checkPart(jid, p)
 	}
 	return true
 }
 
-// dispatch publishes the job to the peels of partition p.
-func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, all bool) {
+// dispatch publishes the job to the peels of partition p; false when a
+// publish failed (some of ids may not have it).
+func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, all bool) bool {
 	subj := names.JobSubject(p)
+	ok := true
 	send := func(d wire.Dispatch) {
 		b, _ := json.Marshal(d)
 		if err := je.m.nc.PublishMsg(je.m.signed(sig.Dispatch, subj, b)); err != nil {
+			ok = false
 			je.m.met.errors.Inc()
 			je.m.log.Warn("dispatch", "jid", jid, "partition", p, "err", err)
 		}
@@ -188,6 +196,7 @@ func (je *jobEngine) dispatch(jid string, main wire.Job, p int, ids []string, al
 		}
 	}
 	je.m.met.dispatched.Add(len(ids))
+	return ok
 }
 
 // adopt takes over the running parts of partitions this master gained: it
@@ -281,8 +290,13 @@ func (je *jobEngine) redispatch(jid string, every time.Duration) {
 	}
 }
 
-// dispatchMissing publishes the job to the peels of partition p that are
-// expected and have not returned.
+// dispatchMissing publishes the job again to the peels of partition p that
+// are expected, have not returned, and may not have it: once this master
+// has sent the part to all of them, only those that reconnected (or
+// restarted) since, as presence heard it (presence.resendTo). A peel that
+// runs a long job is not sent it again at every interval: at 1,000,000
+// peels resending every waiting id to every peel of a partition cost more
+// than the job.
 func (je *jobEngine) dispatchMissing(jid string, p int) {
 	je.mu.Lock()
 	js, tr := je.trackedLocked(jid, p)
@@ -291,11 +305,32 @@ func (je *jobEngine) dispatchMissing(jid string, p int) {
 		return
 	}
 	missing := tr.missing()
-	main := js.main
+	main, sent, mark := js.main, tr.sent, tr.sentMark
 	je.mu.Unlock()
 	if len(missing) == 0 {
 		return
 	}
-	je.m.met.redispatched.Add(len(missing))
-	je.dispatch(jid, main, p, missing, false)
+	at, now := time.Now().UnixNano(), je.m.presence.mark(p)
+	to, all := je.m.presence.resendTo(p, missing, sent, mark)
+	if all {
+		now = je.m.presence.mark(p) // the resend is the new reference
+	} else if now != mark {
+		// Presence changed between the two looks: resend to all.
+		to, all, now = missing, true, je.m.presence.mark(p)
+	}
+	je.m.met.redispatchSkipped.Add(len(missing) - len(to))
+	ok := true
+	if len(to) > 0 {
+		je.m.met.redispatched.Add(len(to))
+		ok = je.dispatch(jid, main, p, to, false)
+	}
+	if ok {
+		// Everyone waiting has it as of at: the next round looks at
+		// connections heard from then on.
+		je.mu.Lock()
+		if cur := js.tracked[p]; cur == tr {
+			tr.sent, tr.sentMark = at, now
+		}
+		je.mu.Unlock()
+	}
 }

@@ -9,10 +9,10 @@ import (
 )
 
 type masterMetrics struct {
-	set                                                      *metrics.Set
-	disconnects, errors, tableChanges, factUpdates, badFacts *metrics.Counter
-	jobsAccepted, jobsFinished, partsFinished, adopted       *metrics.Counter
-	dispatched, returns, redispatched, rescans               *metrics.Counter
+	set                                                           *metrics.Set
+	disconnects, errors, tableChanges, factUpdates, badFacts      *metrics.Counter
+	jobsAccepted, jobsFinished, partsFinished, adopted            *metrics.Counter
+	dispatched, returns, redispatched, redispatchSkipped, rescans *metrics.Counter
 }
 
 func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
@@ -36,7 +36,10 @@ func newMasterMetrics(s *metrics.Set, m *Master) *masterMetrics {
 		dispatched:    s.NewCounter(`zester_master_peels_dispatched_total`),
 		returns:       s.NewCounter(`zester_master_returns_total`),
 		redispatched:  s.NewCounter(`zester_master_peels_redispatched_total`),
-		rescans:       s.NewCounter(`zester_master_job_rescans_total`),
+		// Waiting peels a redispatch left out: connected since the job
+		// was sent to them.
+		redispatchSkipped: s.NewCounter(`zester_master_peels_redispatch_skipped_total`),
+		rescans:           s.NewCounter(`zester_master_job_rescans_total`),
 	}
 }
 

@@ -83,7 +83,12 @@ type peelBeat struct {
 	instance uint64
 	prev     uint64
 	interval time.Duration
-	bye      bool
+	// connAt is when (local Unix ns) this master first heard the peel's
+	// current connection (wire.Beat.Conn, conn) or process: a job sent
+	// before then may not have reached it (mayHaveMissed).
+	connAt int64
+	conn   uint32
+	bye    bool
 }
 
 func newPresence(m *Master) *presence {
@@ -320,6 +325,9 @@ func (pr *presence) onBeat(pp *presencePart, msg *nats.Msg) {
 		pr.lastNews.Store(now) // first heard in this warm-up
 	}
 	window := int64(pr.offlineAfterFor(e.interval))
+	if !b.Bye && (e.connAt == 0 || e.instance != inst || e.conn != b.Conn) {
+		e.connAt, e.conn = now, b.Conn
+	}
 	dupStart := false
 	switch {
 	case b.Bye && e.instance != 0 && e.instance != inst:

@@ -211,3 +211,78 @@ func (m *Master) apiPresence(req micro.Request) {
 		}
 	}
 }
+
+// resendSlack widens "the peel's connection was heard after the job went
+// out": a reconnected peel subscribes before it beats, on the same
+// connection, and servers pass the interest on before the beat, so a peel
+// heard before the job went out had its subscription in place; the margin
+// is for what that reasoning misses. A variable for tests.
+var resendSlack = 500 * time.Millisecond
+
+// presenceMark is what resendTo compares with later: partition p's warm-up
+// and the drops of its beat subscription when a job was sent there. ok is
+// false when this master holds no presence for p.
+type presenceMark struct {
+	since   int64
+	dropped int
+	ok      bool
+}
+
+// mark is partition p's presenceMark now.
+func (pr *presence) mark(p int) presenceMark {
+	pr.mu.Lock()
+	pp := pr.parts[p]
+	pr.mu.Unlock()
+	if pp == nil {
+		return presenceMark{}
+	}
+	dropped, err := pp.sub.Dropped()
+	if err != nil {
+		return presenceMark{}
+	}
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return presenceMark{since: pp.since, dropped: dropped, ok: true}
+}
+
+// resendTo is which of ids, peels of partition p still waiting for a job
+// this master sent them all at sent (Unix ns; presence then was mark), may
+// not have got it: those whose connection or process this master heard
+// new since (or never heard, or that do not say which connection beats).
+// A peel connected all along got it: core NATS loses nothing on a live
+// connection, and a slow one is cut off by the server (then it
+// reconnects). all is true when presence cannot tell (it was re-warmed,
+// dropped beats, or is not this master's): then every id is resent.
+func (pr *presence) resendTo(p int, ids []string, sent int64, mark presenceMark) (out []string, all bool) {
+	if !mark.ok || sent == 0 {
+		return ids, true
+	}
+	pr.mu.Lock()
+	pp := pr.parts[p]
+	pr.mu.Unlock()
+	if pp == nil {
+		return ids, true
+	}
+	if dropped, err := pp.sub.Dropped(); err != nil || dropped != mark.dropped {
+		return ids, true
+	}
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.since != mark.since {
+		return ids, true
+	}
+	return mayHaveMissed(ids, pp.peels, sent-int64(resendSlack)), false
+}
+
+// mayHaveMissed is resendTo's choice among ids: a peel whose current
+// connection was first heard at or after `after` (Unix ns), never heard,
+// or not saying which connection beats.
+func mayHaveMissed(ids []string, peels map[string]*peelBeat, after int64) []string {
+	var out []string
+	for _, id := range ids {
+		if e := peels[id]; e == nil || e.conn == 0 || e.connAt >= after {
+			out = append(out, id)
+		}
+	}
+	return out
+}

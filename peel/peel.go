@@ -375,7 +375,10 @@ func (p *Peel) beat(bye bool) {
 	if p.killed.Load() {
 		return
 	}
-	m := peelproto.BeatMsg(p.partition(), p.cfg.ID, wire.Beat{Instance: p.instance, Bye: bye, Interval: wire.Duration(p.cfg.BeatInterval.D())})
+	// Conn: which connection of this process beats (its first is 1), so
+	// that a master resends a running job only to peels that reconnected.
+	conn := uint32(p.nc.Stats().Reconnects) + 1
+	m := peelproto.BeatMsg(p.partition(), p.cfg.ID, wire.Beat{Instance: p.instance, Bye: bye, Interval: wire.Duration(p.cfg.BeatInterval.D()), Conn: conn})
 	if err := p.nc.PublishMsg(m); err != nil {
 		p.beatErrors.Inc()
 		return

@@ -2,12 +2,13 @@ package peelproto
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/zester-io/zester/internal/wire"
 )
 
-// A beat is one small JSON object, {"i":"<instance>","bye":true,"iv":"10s"}
+// A beat is one small JSON object, {"i":"<instance>","bye":true,"iv":"10s","c":1}
 // (wire.Beat). A million peels send tens of thousands a second and every
 // master decodes each one it owns, so both ends have a fast path for exactly
 // the bytes encoding/json writes for an instance of plain characters (the
@@ -51,6 +52,10 @@ func encodeBeat(b wire.Beat) []byte {
 		out = append(out, time.Duration(b.Interval).String()...)
 		out = append(out, '"')
 	}
+	if b.Conn != 0 {
+		out = append(out, `,"c":`...)
+		out = strconv.AppendUint(out, uint64(b.Conn), 10)
+	}
 	return append(out, '}')
 }
 
@@ -64,7 +69,7 @@ func decodeBeat(data []byte, b *wire.Beat) error {
 	return json.Unmarshal(data, b)
 }
 
-// fastDecodeBeat reads exactly {"i":"<plain>"[,"bye":true][,"iv":"<dur>"]}
+// fastDecodeBeat reads exactly {"i":"<plain>"[,"bye":true][,"iv":"<dur>"][,"c":<n>]}
 // into b and tells whether it did; false leaves the input to encoding/json.
 func fastDecodeBeat(data []byte, b *wire.Beat) bool {
 	const head = `{"i":"`
@@ -105,9 +110,28 @@ func fastDecodeBeat(data []byte, b *wire.Beat) bool {
 		iv = d
 		i++
 	}
+	var conn uint64
+	const connField = `,"c":`
+	if len(data)-i >= len(connField) && string(data[i:i+len(connField)]) == connField {
+		i += len(connField)
+		ds := i
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			i++
+		}
+		// JSON has no leading zeros; a number past uint32 is
+		// encoding/json's error to word.
+		if i == ds || data[ds] == '0' && i-ds > 1 {
+			return false
+		}
+		n, err := strconv.ParseUint(string(data[ds:i]), 10, 32)
+		if err != nil {
+			return false
+		}
+		conn = n
+	}
 	if i != len(data)-1 || data[i] != '}' {
 		return false
 	}
-	*b = wire.Beat{Instance: inst, Bye: bye, Interval: wire.Duration(iv)}
+	*b = wire.Beat{Instance: inst, Bye: bye, Interval: wire.Duration(iv), Conn: uint32(conn)}
 	return true
 }

@@ -18,6 +18,9 @@ func TestBeatCodec_SameAsJSON(t *testing.T) {
 		{Instance: "has space", Interval: wire.Duration(time.Second)}, // not plain: encoding/json
 		{Instance: `quo"te<&>`, Bye: true},
 		{Instance: "ünï", Interval: wire.Duration(1500 * time.Millisecond)},
+		{Instance: "a3b8beb5b0bc239f", Interval: wire.Duration(10 * time.Second), Conn: 1},
+		{Instance: "a3b8beb5b0bc239f", Bye: true, Conn: 4294967295},
+		{Instance: "has space", Conn: 7},
 		{},
 	}
 	for _, b := range beats {
@@ -43,6 +46,8 @@ func TestDecodeBeat_OtherFormsAndErrors(t *testing.T) {
 		`{"i":"ab","bye":false}`:             {Instance: "ab"},
 		`{"i":"a\u0062","extra":1}`:          {Instance: "ab"},
 		`{"i":"ab","bye":true,"iv":"1m0s"} `: {Instance: "ab", Bye: true, Interval: wire.Duration(time.Minute)},
+		`{"c":3,"i":"ab"}`:                   {Instance: "ab", Conn: 3},
+		`{"i":"ab","c":0}`:                   {Instance: "ab"},
 	}
 	for in, want := range ok {
 		var b wire.Beat
@@ -50,7 +55,7 @@ func TestDecodeBeat_OtherFormsAndErrors(t *testing.T) {
 			t.Errorf("decodeBeat(%s) = %+v, %v; want %+v", in, b, err, want)
 		}
 	}
-	for _, in := range []string{`{"i":"ab","iv":"soon"}`, `{"i":"ab"`, `{"i":"ab"}}`, ``, `[]`} {
+	for _, in := range []string{`{"i":"ab","iv":"soon"}`, `{"i":"ab","c":007}`, `{"i":"ab","c":4294967296}`, `{"i":"ab","c":-1}`, `{"i":"ab","c":"1"}`, `{"i":"ab"`, `{"i":"ab"}}`, ``, `[]`} {
 		var b wire.Beat
 		if err := decodeBeat([]byte(in), &b); err == nil {
 			t.Errorf("decodeBeat(%s) = %+v, want an error", in, b)
@@ -65,6 +70,11 @@ func FuzzDecodeBeat(f *testing.F) {
 	f.Add([]byte(`{"i":"x","bye":true,"iv":"1h2m3.5s"}`))
 	f.Add([]byte(`{"i":"x","iv":"-5µs"}`))
 	f.Add([]byte(`{"i":"x","iv":"soon"}`))
+	f.Add([]byte(`{"i":"x","iv":"10s","c":12}`))
+	f.Add([]byte(`{"i":"x","c":0}`))
+	f.Add([]byte(`{"i":"x","c":007}`))
+	f.Add([]byte(`{"i":"x","c":4294967296}`))
+	f.Add([]byte(`{"i":"x","bye":true,"c":-1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var fast, slow wire.Beat
 		if !fastDecodeBeat(data, &fast) {

@@ -449,7 +449,7 @@ func (c *Conn) beat(p int, idx int32) {
 			return
 		}
 	}
-	m := peelproto.BeatMsg(p, f.peels[idx].id, wire.Beat{Instance: c.instanceOf(idx), Interval: wire.Duration(f.cfg.BeatInterval)})
+	m := peelproto.BeatMsg(p, f.peels[idx].id, wire.Beat{Instance: c.instanceOf(idx), Interval: wire.Duration(f.cfg.BeatInterval), Conn: uint32(c.reconnects.Load()) + 1})
 	if c.nc.PublishMsg(m) == nil {
 		f.Beats.Add(1)
 	}

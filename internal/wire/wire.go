@@ -169,6 +169,12 @@ type Beat struct {
 	// Interval is the peel's beat interval: beats come at most this far
 	// apart while it is up.
 	Interval Duration `json:"iv,omitempty"`
+	// Conn counts the peel process's connections: 1 on the first, one
+	// more at each reconnect. A master sends a job again only to the
+	// waiting peels whose connection changed since it sent the job (the
+	// others were connected all along and got it); 0, from a peel that
+	// does not say, is taken as "may have missed it".
+	Conn uint32 `json:"c,omitempty"`
 }
 
 // PeelInstance is a peel's answer on names.PeelInbox: which process holds
