@@ -37,6 +37,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,8 @@ var (
 	profSec = flag.Int("cpuprofile-seconds", 10, "length of each phase's CPU profile")
 	heapOut = flag.String("heapprofile", "", "file for a heap profile of the master after the last phase (needs --cpuprofile or ZESTER_PPROF=1 in --master-env)")
 	profOf  = flag.String("cpuprofile-phases", "", "phases to profile, comma-separated numbers from 1 (default all; profiles longer than a phase overlap the next, which then has none)")
+	onlyRb  = flag.Bool("rebuild-only", false, "run the rebuild phase alone (no other phase, no baselines): for profiling it")
+	srvProf = flag.String("server-cpuprofile", "", "file for a CPU profile of this process (the in-process nats-server and the bench's polling) during the rebuild phase")
 )
 
 func run() error {
@@ -155,12 +158,29 @@ func run() error {
 	// (the machine has runtime.NumCPU).
 	fmt.Println("| phase | peels rendered | found current | entries written | time until current | master CPU | server CPU | cores busy | master RSS peak | load |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	var srvProfile *os.File
+	if *srvProf != "" {
+		if srvProfile, err = os.Create(*srvProf); err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(srvProfile); err != nil {
+			return err
+		}
+	}
 	if err := m.start(); err != nil {
 		return err
 	}
 	defer m.stop()
 	if err := m.phase("rebuild (empty buckets, master start)", N, 2*N, nil); err != nil {
 		return err
+	}
+	if srvProfile != nil {
+		pprof.StopCPUProfile()
+		srvProfile.Close()
+	}
+	if *onlyRb {
+		fmt.Printf("\nmaster RSS peak: %.0f MiB; load after: %s\n", float64(m.rssPeak())/(1<<20), loadavg())
+		return nil
 	}
 	m.stop()
 	if err := m.start(); err != nil {
