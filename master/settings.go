@@ -516,6 +516,27 @@ func (s *settingsRenderer) storedEntry(idx int, key string) storedEntry {
 	return s.stored[idx][key]
 }
 
+// growStored makes room in the stored maps for n more keys before a batch
+// that may write them: at a rebuild the maps are empty and grow to the
+// fleet one write acknowledgement at a time, and their rehashes (entries of
+// about 120 bytes, copied on every doubling) were 2 % of the master's CPU
+// in a 100,000-peel rebuild, on the collector that takes the acks. A map
+// that already holds at least half of n is left as it is.
+func (s *settingsRenderer) growStored(n int) {
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	for idx, m := range s.stored {
+		if len(m) >= n/2 {
+			continue
+		}
+		g := make(map[string]storedEntry, len(m)+n)
+		for k, e := range m {
+			g[k] = e
+		}
+		s.stored[idx] = g
+	}
+}
+
 // setStored records what the store holds under key (e.hash zero when
 // nothing).
 func (s *settingsRenderer) setStored(idx int, key string, e storedEntry) {

@@ -60,6 +60,7 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 		if h := afterFollowPause; h != nil {
 			h()
 		}
+		s.growStored(len(ids))
 	}
 	work := make(chan string)
 	type failure struct{ id, err string }
