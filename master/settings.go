@@ -74,8 +74,9 @@ type settingsRenderer struct {
 	// of a master without master.xk render and write every peel again;
 	// without that key there is no secret for the hash to guard).
 	inputKey []byte
-	// inputMACs are inputHash's MACs keyed with inputKey.
-	inputMACs sync.Pool
+	// inputMACs are inputHash's MACs keyed with inputKey, valuesMACs
+	// valuesDigest's keyed with hashKey.
+	inputMACs, valuesMACs sync.Pool
 	// sealer seals each peel's values from the masters' curve key (a
 	// one-time key of this process when there is none: nothing to seal
 	// but empty value sets then).

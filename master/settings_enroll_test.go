@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/zester-io/zester/internal/enroll"
+	"github.com/zester-io/zester/internal/settings"
 )
 
 // acceptedCurve takes a record's curve key exactly when enroll.Record.Decode
@@ -50,5 +51,18 @@ func TestAcceptedCurve_AsRecordDecode(t *testing.T) {
 	}
 	if acceptedCurve("web1", rec("web1", enroll.StateAccepted)) != curve {
 		t.Fatal("the accepted record's curve key not taken")
+	}
+}
+
+// The pooled values digest is settings.ValuesDigestJSON's (the stored
+// entries' hashes must not change with it), used again and again.
+func TestValuesDigest_AsValuesDigestJSON(t *testing.T) {
+	s := &settingsRenderer{hashKey: []byte("0123456789abcdef0123456789abcdef")}
+	for i := range 50 {
+		curve := "XCURVE" + string(rune('A'+i%26))
+		vals := []byte(`{"v":1,"id":"web1","values":{"zsr1:a":"` + string(rune('a'+i%26)) + `"}}`)
+		if got, want := s.valuesDigest(curve, vals), digest(settings.ValuesDigestJSON(s.hashKey, curve, vals)); got != want {
+			t.Fatalf("%d: %x, want %x", i, got, want)
+		}
 	}
 }
