@@ -205,11 +205,11 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 		return true, false, s.fail(id, err)
 	}
 	// Shared with the peels a memo gives the same result (do not change).
-	masked, err := res.MaskedJSON()
+	masked, settingsHash, err := res.MaskedJSONHash()
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
-	bj, err := tree.BundleJSON(res, settings.SettingsHashOf(masked))
+	bj, err := tree.BundleJSON(res, settingsHash)
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
