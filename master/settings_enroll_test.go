@@ -66,3 +66,25 @@ func TestValuesDigest_AsValuesDigestJSON(t *testing.T) {
 		}
 	}
 }
+
+// growStored keeps every entry it moves to a larger map, and leaves a map
+// that holds half of the batch or more as it is.
+func TestGrowStored_KeepsEntries(t *testing.T) {
+	s := &settingsRenderer{}
+	for i := range s.stored {
+		s.stored[i] = map[string]storedEntry{}
+	}
+	s.stored[filesIdx]["web1"] = storedEntry{hash: digest{1}, files: []string{"a"}}
+	for i := range 600 {
+		s.stored[secretsIdx]["peel"+string(rune('a'+i%26))+string(rune('a'+i/26))] = storedEntry{hash: digest{2}}
+	}
+	big := s.stored[secretsIdx]
+	s.growStored(1000)
+	if e := s.stored[filesIdx]["web1"]; len(s.stored[filesIdx]) != 1 || e.hash != (digest{1}) || e.files[0] != "a" {
+		t.Fatalf("files entries after growStored: %v", s.stored[filesIdx])
+	}
+	big["marker"] = storedEntry{hash: digest{3}}
+	if len(s.stored[secretsIdx]) != 601 {
+		t.Fatalf("a map holding half of the batch was replaced (%d entries)", len(s.stored[secretsIdx]))
+	}
+}
