@@ -304,10 +304,12 @@ func (s *settingsRenderer) followEnrollments(ctx context.Context) (<-chan struct
 
 // acceptedCurve is the curve key of a stored enrollment record when it is
 // peel key's accepted record ("" when not): what enroll.Record.Decode checks
-// of it (a JSON object naming key, an accepted state), decoding only the
-// three fields the renderer reads. A master start reads every record of the
-// fleet before its first render, and the whole record's decode (the claimed
-// facts, four times) was three quarters of that follower's CPU.
+// of it (valid JSON, an object naming key, an accepted state), decoding only
+// the three fields the renderer reads. A master start reads every record of
+// the fleet before its first render, and the whole record's decode (the
+// claimed facts, four times) was three quarters of that follower's CPU. The
+// one difference: a record with another field of the wrong JSON type (which
+// no master writes) fails Record.Decode and still counts here.
 func acceptedCurve(key string, value []byte) string {
 	var r struct {
 		ID    string       `json:"id"`
