@@ -11,8 +11,9 @@ import (
 	"github.com/zester-io/zester/internal/settings"
 )
 
-// acceptedCurve takes a record's curve key exactly when enroll.Record.Decode
-// accepts the record and its state is accepted: the renderer seals to no
+// acceptedCurve takes a record's curve key when enroll.Record.Decode
+// accepts the record and its state is accepted, for records as masters
+// write them and for the malformed ones below: the renderer seals to no
 // other key than before it decoded three fields alone.
 func TestAcceptedCurve_AsRecordDecode(t *testing.T) {
 	kp, _ := nkeys.CreateCurveKeys()
