@@ -60,6 +60,7 @@ func (s *settingsRenderer) renderBatch(ctx context.Context, ids []string, mode r
 		if h := afterFollowPause; h != nil {
 			h()
 		}
+		s.growStored(len(ids))
 	}
 	work := make(chan string)
 	type failure struct{ id, err string }
@@ -204,11 +205,11 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 		return true, false, s.fail(id, err)
 	}
 	// Shared with the peels a memo gives the same result (do not change).
-	masked, err := res.MaskedJSON()
+	masked, settingsHash, err := res.MaskedJSONHash()
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
-	bj, err := tree.BundleJSON(res, settings.SettingsHashOf(masked))
+	bj, err := tree.BundleJSON(res, settingsHash)
 	if err != nil {
 		return true, false, s.fail(id, err)
 	}
@@ -233,7 +234,7 @@ func (s *settingsRenderer) renderOne(ctx context.Context, lt *loadedTree, id str
 			return true, false, s.fail(id, err)
 		}
 		defer settings.ClearJSON(valuesJSON)
-		ps.secretsHash = settings.ValuesDigestJSON(s.hashKey, curve, valuesJSON)
+		ps.secretsHash = s.valuesDigest(curve, valuesJSON)
 	}
 	if mode == compileOnly {
 		s.mu.Lock()
@@ -287,6 +288,24 @@ func (s *settingsRenderer) inputHash(hashes map[string]string, files []string, r
 	m.buf = b
 	m.h.Write(b)
 	m.h.Write(raw)
+	var d digest
+	m.h.Sum(d[:0])
+	return d
+}
+
+// valuesDigest is settings.ValuesDigestJSON with the renderer's hashKey,
+// from a pooled MAC (hmac.New for every peel allocated two SHA-256 states
+// and the key's pads).
+func (s *settingsRenderer) valuesDigest(curve string, valuesJSON []byte) digest {
+	m, _ := s.valuesMACs.Get().(*inputMAC)
+	if m == nil {
+		m = &inputMAC{h: hmac.New(sha256.New, s.hashKey)}
+	}
+	defer s.valuesMACs.Put(m)
+	m.h.Reset()
+	m.buf = append(append(m.buf[:0], curve...), 0)
+	m.h.Write(m.buf)
+	m.h.Write(valuesJSON)
 	var d digest
 	m.h.Sum(d[:0])
 	return d

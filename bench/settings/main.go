@@ -37,6 +37,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,8 @@ var (
 	profSec = flag.Int("cpuprofile-seconds", 10, "length of each phase's CPU profile")
 	heapOut = flag.String("heapprofile", "", "file for a heap profile of the master after the last phase (needs --cpuprofile or ZESTER_PPROF=1 in --master-env)")
 	profOf  = flag.String("cpuprofile-phases", "", "phases to profile, comma-separated numbers from 1 (default all; profiles longer than a phase overlap the next, which then has none)")
+	onlyRb  = flag.Bool("rebuild-only", false, "run the rebuild phase alone (no other phase, no baselines): for profiling it")
+	srvProf = flag.String("server-cpuprofile", "", "file for a CPU profile of this process (the in-process nats-server and the bench's polling) during the rebuild phase")
 )
 
 func run() error {
@@ -155,12 +158,30 @@ func run() error {
 	// (the machine has runtime.NumCPU).
 	fmt.Println("| phase | peels rendered | found current | entries written | time until current | master CPU | server CPU | cores busy | master RSS peak | load |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	var srvProfile *os.File
+	if *srvProf != "" {
+		if srvProfile, err = os.Create(*srvProf); err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(srvProfile); err != nil {
+			return err
+		}
+	}
 	if err := m.start(); err != nil {
 		return err
 	}
 	defer m.stop()
 	if err := m.phase("rebuild (empty buckets, master start)", N, 2*N, nil); err != nil {
 		return err
+	}
+	if srvProfile != nil {
+		pprof.StopCPUProfile()
+		srvProfile.Close()
+	}
+	if *onlyRb {
+		m.profiling.Wait()
+		fmt.Printf("\nmaster RSS peak: %.0f MiB; load after: %s\n", float64(m.rssPeak())/(1<<20), loadavg())
+		return nil
 	}
 	m.stop()
 	if err := m.start(); err != nil {
@@ -339,6 +360,7 @@ type child struct {
 	started                     time.Time
 	selfAtStart                 float64 // selfCPU at the master's start
 	phases                      int
+	profiling                   sync.WaitGroup // profiles being taken
 }
 
 // profile writes a CPU profile of the master, --cpuprofile-seconds long.
@@ -466,7 +488,11 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 	}
 	c.phases++
 	if *profDir != "" && (*profOf == "" || slices.Contains(strings.Split(*profOf, ","), strconv.Itoa(c.phases))) {
-		go c.profile(filepath.Join(*profDir, fmt.Sprintf("cpu-%d.pprof", c.phases)))
+		c.profiling.Add(1)
+		go func() {
+			defer c.profiling.Done()
+			c.profile(filepath.Join(*profDir, fmt.Sprintf("cpu-%d.pprof", c.phases)))
+		}()
 	}
 	deadline := start.Add(*timeout)
 	for {
@@ -487,9 +513,15 @@ func (c *child) phase(name string, renders, writes int, change func()) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: after %s: %.0f of %d renders, %.0f of %d writes", name, *timeout, r-r0, renders, w-w0, writes)
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(pollEvery)
 	}
 }
+
+// pollEvery is how often a phase scrapes the master's /metrics: each
+// scrape costs the master rendering the page (process and Go runtime
+// metrics too) and the bench parsing it, about 2 % of the master's CPU at
+// every 25 ms in a rebuild's profile; a phase's time is known to within it.
+const pollEvery = 50 * time.Millisecond
 
 // selfCPU is this process's user+system CPU seconds: the in-process
 // nats-server's, with the bench's own polling (a few % of a core).

@@ -60,6 +60,8 @@ type sharedResult struct {
 	maskedOnce sync.Once
 	masked     []byte
 	maskedErr  error
+	hashOnce   sync.Once
+	hash       string
 }
 
 // Compile loads the tree in fsys and compiles it for one peel. A master
@@ -333,6 +335,21 @@ func (r *Result) MaskedJSON() ([]byte, error) {
 	sh := r.shared
 	sh.maskedOnce.Do(func() { sh.masked, sh.maskedErr = r.maskedJSON() })
 	return sh.masked, sh.maskedErr
+}
+
+// MaskedJSONHash is MaskedJSON with SettingsHashOf of it, both computed
+// once for all the peels a Memo shares the result with.
+func (r *Result) MaskedJSONHash() ([]byte, string, error) {
+	masked, err := r.MaskedJSON()
+	if err != nil {
+		return nil, "", err
+	}
+	if r.shared == nil {
+		return masked, SettingsHashOf(masked), nil
+	}
+	sh := r.shared
+	sh.hashOnce.Do(func() { sh.hash = SettingsHashOf(masked) })
+	return masked, sh.hash, nil
 }
 
 // maskedJSON is json.Marshal(r.Masked()) without the copy: a render.Secret

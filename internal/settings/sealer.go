@@ -3,8 +3,8 @@ package settings
 import (
 	"crypto/ecdh"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -33,10 +33,11 @@ type Sealer struct {
 	keys   atomic.Int64 // entries of shared
 }
 
-// sealerShared is one peel's precomputed key and its key's fingerprint.
+// sealerShared is one peel's precomputed key and its key's fingerprint
+// (in place: one object a peel for the collector, not two).
 type sealerShared struct {
 	key [32]byte
-	fp  []byte
+	fp  [fpLen]byte
 }
 
 // NewSealer makes a Sealer with the curve key pair kp as the sender.
@@ -74,7 +75,7 @@ func (s *Sealer) Seal(pub string, plaintext []byte) (string, error) {
 		return "", err
 	}
 	payload := make([]byte, 0, fpLen+senderLen+len(nkeys.XKeyVersionV1)+24+len(plaintext)+box.Overhead)
-	payload = append(append(payload, sh.fp...), s.sender...)
+	payload = append(append(payload, sh.fp[:]...), s.sender...)
 	payload = append(append(payload, nkeys.XKeyVersionV1...), nonce[:]...)
 	payload = box.SealAfterPrecomputation(payload, plaintext, &nonce, &sh.key)
 	return TokenPrefix + base64.RawURLEncoding.EncodeToString(payload), nil
@@ -88,12 +89,9 @@ func (s *Sealer) sharedFor(pub string) (*sealerShared, error) {
 	if err != nil || len(raw) != 32 {
 		return nil, fmt.Errorf("curve public key %q: %w", pub, err)
 	}
-	fp, err := Fingerprint(pub)
-	if err != nil {
-		return nil, err
-	}
 	sh := &sealerShared{}
-	sh.fp, _ = hex.DecodeString(fp)
+	sum := sha256.Sum256(raw) // Fingerprint's, from the key decoded above
+	copy(sh.fp[:], sum[:fpLen])
 	peer, err := ecdh.X25519().NewPublicKey(raw)
 	if err != nil {
 		return nil, fmt.Errorf("curve public key %q: %w", pub, err)

@@ -496,5 +496,16 @@ func TestMaskedJSON_AsMasked(t *testing.T) {
 		if strings.Contains(string(got), "s3cret") || !strings.Contains(string(got), `\u003csecret\u003e`) {
 			t.Fatalf("secret not masked: %s", got)
 		}
+		// MaskedJSONHash: the same bytes and their SettingsHash (once per
+		// shared result, asked twice here).
+		for range 2 {
+			j, h, err := res.MaskedJSONHash()
+			if err != nil || string(j) != string(want) {
+				t.Fatalf("MaskedJSONHash: %s, %v", j, err)
+			}
+			if wh, _ := res.SettingsHash(); h != wh || h != settings.SettingsHashOf(want) {
+				t.Fatalf("MaskedJSONHash's hash %s, SettingsHash %s", h, wh)
+			}
+		}
 	}
 }
