@@ -136,9 +136,10 @@ func heapNow() uint64 {
 }
 
 // BenchmarkIndexMemory reports the master's heap per peel: indexed in an
-// owned partition (its facts held), known in a partition another master
-// owns (id only), in an active job (its part's tracker, all returned), and
-// the values a -G target caches.
+// owned partition (its facts held, no index.fact_paths), known in a
+// partition another master owns (id only), in an active job (its part's
+// tracker, all returned), the values a -G target caches, and the values of
+// index.fact_paths at its default.
 // Run with -benchtime=1x.
 func BenchmarkIndexMemory(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
@@ -150,6 +151,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 			}
 			for b.Loop() {
 				m := benchMaster(b)
+				benchSetPaths(m, []string{})
 				h0 := heapNow()
 				m.index = newFactIndex(m)
 				// Each value a fresh copy, as each message of the watch is.
@@ -186,15 +188,25 @@ func BenchmarkIndexMemory(b *testing.B) {
 					m2.index.apply(&benchEntry{key: ids[i], val: bytes.Clone(vals[i]), rev: uint64(i + 1)})
 				}
 				h4 := heapNow()
+				// The same peels owned, index.fact_paths at its default.
+				m3 := benchMaster(b)
+				benchSetPaths(m3, benchDefaultPaths())
+				m3.index = newFactIndex(m3)
+				for i := range ids {
+					m3.index.apply(&benchEntry{key: ids[i], val: bytes.Clone(vals[i]), rev: uint64(i + 1)})
+				}
+				h5 := heapNow()
 				b.ReportMetric(float64(h1-h0)/float64(n), "B/peel-indexed")
 				b.ReportMetric(float64(hG-h1)/float64(n), "B/peel-G-cache")
 				b.ReportMetric(float64(docBytes)/float64(n), "B/peel-doc")
 				b.ReportMetric(float64(h3-h2)/float64(n), "B/peel-in-job")
 				b.ReportMetric(float64(h4-h3)/float64(n), "B/peel-known")
+				b.ReportMetric(float64(int64(h5-h4)-int64(h1-h0))/float64(n), "B/peel-default-paths")
 				runtime.KeepAlive(trs)
 				runtime.KeepAlive(byPart)
 				runtime.KeepAlive(m.index)
 				runtime.KeepAlive(m2.index)
+				runtime.KeepAlive(m3.index)
 			}
 		})
 	}
