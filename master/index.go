@@ -373,11 +373,11 @@ func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 				ix.hookFilled()
 			}
 			ix.mu.Lock()
-			for _, i := range todo {
+			for _, f := range todo {
 				// Unless its facts changed since: apply extracted the
 				// newer ones.
-				if c := &cands[i]; c.pe.rev == c.rev && len(c.pe.vals) < len(c.vals) && c.pe.raw != nil {
-					c.pe.vals = c.vals
+				if vals := cands[f.i].vals; f.pe.rev == f.rev && len(f.pe.vals) < len(vals) && f.pe.raw != nil {
+					f.pe.vals = vals
 				}
 			}
 			ix.mu.Unlock()
@@ -409,23 +409,29 @@ func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 // cand is a peel of a partition as resolve matches it.
 type cand struct {
 	id   string
-	pe   *peelEntry
-	rev  uint64
-	raw  []byte
 	vals []any
 }
 
-// snapshot lists partition p's peels with their values, and which of them
-// (indexes) have a document but fewer than need values.
-func (ix *factIndex) snapshot(p, need int) (cands []cand, todo []int) {
+// missing is a peel of cands[i] whose document has fewer values than a job
+// needs, as snapshot saw it.
+type missing struct {
+	i   int
+	pe  *peelEntry
+	rev uint64
+	raw []byte
+}
+
+// snapshot lists partition p's peels with their values, and those of them
+// that have a document but fewer than need values.
+func (ix *factIndex) snapshot(p, need int) (cands []cand, todo []missing) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	cands = make([]cand, 0, len(ix.parts[p]))
 	for id, pe := range ix.parts[p] {
 		if pe.raw != nil && len(pe.vals) < need {
-			todo = append(todo, len(cands))
+			todo = append(todo, missing{i: len(cands), pe: pe, rev: pe.rev, raw: pe.raw})
 		}
-		cands = append(cands, cand{id: id, pe: pe, rev: pe.rev, raw: pe.raw, vals: pe.vals})
+		cands = append(cands, cand{id: id, vals: pe.vals})
 	}
 	return cands, todo
 }

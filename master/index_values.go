@@ -149,10 +149,10 @@ func docValues(id string, doc []byte, ps *pathSet) (bad string, vals []any) {
 	return "", vals
 }
 
-// fillValues computes the missing values of cands[i] for each i of todo
-// (documents stored before a path was registered), spread over
-// GOMAXPROCS workers, without the index's lock.
-func fillValues(cands []cand, todo []int, ps *pathSet) {
+// fillValues computes the missing values of each peel of todo (documents
+// stored before a path was registered) into cands, spread over GOMAXPROCS
+// workers, without the index's lock.
+func fillValues(cands []cand, todo []missing, ps *pathSet) {
 	workers := min(runtime.GOMAXPROCS(0), (len(todo)+255)/256)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -160,9 +160,10 @@ func fillValues(cands []cand, todo []int, ps *pathSet) {
 		go func() {
 			defer wg.Done()
 			for k := w; k < len(todo); k += workers {
-				c := &cands[todo[k]]
+				f := &todo[k]
+				c := &cands[f.i]
 				var vals []any
-				_ = withFactDoc(c.raw, func(doc []byte) error {
+				_ = withFactDoc(f.raw, func(doc []byte) error {
 					if bad, v := docValues(c.id, doc, ps); bad == "" {
 						vals = v
 					}
