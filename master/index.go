@@ -192,16 +192,11 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 
 // checkFacts says why a stored facts value cannot be the document of peel
 // id, or "" when it can. A document without "id" (peels before it was
-// added, simulated fleets) is accepted.
-func checkFacts(id string, raw []byte) string { return checkFactsWith(id, raw, nil) }
-
-// checkFactsWith is checkFacts that calls good (when not nil) with the
-// decoded document of a good value, in a buffer it must not keep.
-func checkFactsWith(id string, raw []byte, good func(doc []byte)) (bad string) {
+// added, simulated fleets) is accepted. (The index checks in docValues, in
+// the scan that extracts the registered paths.)
+func checkFacts(id string, raw []byte) (bad string) {
 	err := withFactDoc(raw, func(doc []byte) error {
-		if bad = checkFactsDoc(id, doc); bad == "" && good != nil {
-			good(doc)
-		}
+		bad = checkFactsDoc(id, doc)
 		return nil
 	})
 	if err != nil {
