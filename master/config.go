@@ -1,6 +1,7 @@
 package master
 
 import (
+	"slices"
 	"time"
 
 	"github.com/zester-io/zester/internal/config"
@@ -48,7 +49,23 @@ type Config struct {
 	TLS TLSConfig `yaml:"tls"`
 	// Presence tunes peel liveness (beats).
 	Presence PresenceConfig `yaml:"presence"`
+	// Index tunes the fact index.
+	Index IndexConfig `yaml:"index"`
 }
+
+// IndexConfig is the index: section.
+type IndexConfig struct {
+	// FactPaths are the fact paths (a G@ target's key path, os:id) whose
+	// values the master extracts as each peel's facts arrive, so that
+	// the first job targeting them after a start or a failover does not
+	// scan every document. Other paths are extracted from the first job
+	// on them.
+	FactPaths []string `yaml:"fact_paths"`
+}
+
+// DefaultIndexFactPaths is index.fact_paths by default: the OS, its
+// release, the kernel, the virtualization and the addresses S@ matches.
+var DefaultIndexFactPaths = []string{"os:id", "os:version_id", "os:codename", "os:id_like", "kernel:release", "virtualization:type", "network:addresses"}
 
 // PresenceConfig is the presence: section.
 type PresenceConfig struct {
@@ -137,6 +154,7 @@ func DefaultConfig() Config {
 			OfflineAfter:  config.Dur(30 * time.Second),
 			TakeoverGrace: config.Dur(2 * time.Second),
 		},
+		Index: IndexConfig{FactPaths: slices.Clone(DefaultIndexFactPaths)},
 	}
 }
 
@@ -189,6 +207,11 @@ func (c *Config) Validate() error {
 		bad("jobs.max_args", "%d: want 1 byte to 8 MiB", n)
 	}
 	c.Enroll.validate(bad, c.Nodegroups)
+	for i, p := range c.Index.FactPaths {
+		if _, err := parseFactPath(p); err != nil {
+			bad("index.fact_paths", "fact_paths[%d]: %v", i, err)
+		}
+	}
 	if !c.Insecure && c.PKIDir == "" {
 		bad("pki_dir", "empty (set insecure: true to run without a PKI, in a lab)")
 	}

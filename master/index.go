@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -28,10 +29,12 @@ import (
 // Targeting on facts does not decode documents per job: the first target
 // that looks at a fact path (G@os:id, S@ looks at network:addresses)
 // registers it, and from then on every owned peel keeps the value at that
-// path beside its document (peelEntry.vals, strings interned: a fleet has a
-// handful of distinct OS ids), computed when its facts arrive. A job then
-// matches the cached values; only documents that arrived before their
-// path was registered are decoded, once.
+// path beside its document (peelEntry.vals, shared between peels: a fleet
+// has a handful of distinct OS ids), extracted when its facts arrive in the
+// scan that checks them. A job then matches the cached values; documents
+// that arrived before their path was registered are scanned once, by the
+// first job, in parallel. The paths of index.fact_paths are registered at
+// start, so the common targets find their values ready even then.
 type factIndex struct {
 	m *Master
 
@@ -39,10 +42,18 @@ type factIndex struct {
 	parts  []map[string]*peelEntry // partition → id → entry
 	total  int
 	loaded chan struct{}
-	// paths are the fact paths targets looked at, in slot order (append
-	// only); slots maps a path's key (pathKey) to its index.
-	paths [][]string
+	// set is the fact paths targets looked at, in slot order (append
+	// only: a registration stores a longer set); slots maps a path's key
+	// (pathKey) to its index.
+	set   atomic.Pointer[pathSet]
 	slots map[string]int
+	// filling serializes, per partition, the first job's scan of the
+	// documents stored before its paths were registered, so that two jobs
+	// do not scan them twice.
+	filling []sync.Mutex
+	// Tests only: called in apply between extracting the values and
+	// storing them, and in resolve between scanning and storing.
+	hookExtracted, hookFilled func()
 
 	badValues *metrics.Counter
 }
@@ -54,8 +65,8 @@ type peelEntry struct {
 	// names another peel); "" when it is fine. raw then keeps the last good
 	// document until the peel, asked to, publishes again.
 	bad string
-	// vals holds the values of raw at factIndex.paths, slot by slot
-	// (noFact where the document has none); shorter than paths when
+	// vals holds the values of raw at the registered paths, slot by slot
+	// (noFact where the document has none); shorter than they are when
 	// paths were registered after raw arrived, nil when raw is.
 	vals []any
 }
@@ -65,10 +76,13 @@ type noFact struct{}
 
 func newFactIndex(m *Master) *factIndex {
 	ix := &factIndex{m: m, parts: make([]map[string]*peelEntry, m.cfg.Partitions), loaded: make(chan struct{}), slots: map[string]int{},
+		filling:   make([]sync.Mutex, m.cfg.Partitions),
 		badValues: m.opts.Metrics.NewCounter(`zester_master_bad_fact_values_total`)}
 	for i := range ix.parts {
 		ix.parts[i] = map[string]*peelEntry{}
 	}
+	ix.set.Store(newPathSet(nil, nil))
+	ix.registerConfigured(m.cfg.Index.FactPaths)
 	return ix
 }
 
@@ -128,11 +142,17 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 	var bad string
 	var vals []any
 	if owned {
-		bad = checkFactsWith(id, e.Value(), func(doc []byte) {
-			if paths := ix.registered(); len(paths) > 0 {
-				vals = pathValues(doc, paths)
-			}
-		})
+		// One scan checks the document and extracts the registered paths.
+		ps := ix.registered()
+		if err := withFactDoc(e.Value(), func(doc []byte) error {
+			bad, vals = docValues(id, doc, ps)
+			return nil
+		}); err != nil {
+			bad = fmt.Sprintf("does not decode: %v", err)
+		}
+		if ix.hookExtracted != nil {
+			ix.hookExtracted()
+		}
 	}
 	ix.mu.Lock()
 	pe, ok := ix.parts[p][id]
@@ -172,16 +192,11 @@ func (ix *factIndex) apply(e kvwatch.KeyValueEntry) {
 
 // checkFacts says why a stored facts value cannot be the document of peel
 // id, or "" when it can. A document without "id" (peels before it was
-// added, simulated fleets) is accepted.
-func checkFacts(id string, raw []byte) string { return checkFactsWith(id, raw, nil) }
-
-// checkFactsWith is checkFacts that calls good (when not nil) with the
-// decoded document of a good value, in a buffer it must not keep.
-func checkFactsWith(id string, raw []byte, good func(doc []byte)) (bad string) {
+// added, simulated fleets) is accepted. (The index checks in docValues, in
+// the scan that extracts the registered paths.)
+func checkFacts(id string, raw []byte) (bad string) {
 	err := withFactDoc(raw, func(doc []byte) error {
-		if bad = checkFactsDoc(id, doc); bad == "" && good != nil {
-			good(doc)
-		}
+		bad = checkFactsDoc(id, doc)
 		return nil
 	})
 	if err != nil {
@@ -341,41 +356,28 @@ func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 	for _, n := range slots {
 		need = max(need, n+1)
 	}
-	type cand struct {
-		id   string
-		pe   *peelEntry
-		rev  uint64
-		raw  []byte
-		vals []any
-	}
-	ix.mu.RLock()
-	paths := ix.paths
-	cands := make([]cand, 0, len(ix.parts[p]))
-	for id, pe := range ix.parts[p] {
-		cands = append(cands, cand{id: id, pe: pe, rev: pe.rev, raw: pe.raw, vals: pe.vals})
-	}
-	ix.mu.RUnlock()
-	// Documents that arrived before a path of expr was registered: decode
-	// each once, and keep the values for the next job.
-	var filled []int
-	for i := range cands {
-		c := &cands[i]
-		if c.raw != nil && len(c.vals) < need {
-			c.vals = noValues(len(paths))
-			if doc, err := factcodec.Decode(c.raw); err == nil {
-				c.vals = pathValues(doc, paths)
+	cands, todo := ix.snapshot(p, need)
+	if len(todo) > 0 {
+		// Documents that arrived before a path of expr was registered:
+		// scan each once, and keep the values for the next job. A job
+		// that came at the same time scanned them meanwhile: look again.
+		ix.filling[p].Lock()
+		if cands, todo = ix.snapshot(p, need); len(todo) > 0 {
+			fillValues(cands, todo, ix.registered())
+			if ix.hookFilled != nil {
+				ix.hookFilled()
 			}
-			filled = append(filled, i)
-		}
-	}
-	if len(filled) > 0 {
-		ix.mu.Lock()
-		for _, i := range filled {
-			if c := &cands[i]; c.pe.rev == c.rev && len(c.pe.vals) < len(c.vals) && c.pe.raw != nil {
-				c.pe.vals = c.vals
+			ix.mu.Lock()
+			for _, f := range todo {
+				// Unless its facts changed since: apply extracted the
+				// newer ones.
+				if vals := cands[f.i].vals; f.pe.rev == f.rev && len(f.pe.vals) < len(vals) && f.pe.raw != nil {
+					f.pe.vals = vals
+				}
 			}
+			ix.mu.Unlock()
 		}
-		ix.mu.Unlock()
+		ix.filling[p].Unlock()
 	}
 	s := &cachedSubject{paths: want, slots: slots}
 	var subj target.Subject = s
@@ -397,6 +399,36 @@ func (ix *factIndex) resolve(p int, expr target.Expr) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// cand is a peel of a partition as resolve matches it.
+type cand struct {
+	id   string
+	vals []any
+}
+
+// missing is a peel of cands[i] whose document has fewer values than a job
+// needs, as snapshot saw it.
+type missing struct {
+	i   int
+	pe  *peelEntry
+	rev uint64
+	raw []byte
+}
+
+// snapshot lists partition p's peels with their values, and those of them
+// that have a document but fewer than need values.
+func (ix *factIndex) snapshot(p, need int) (cands []cand, todo []missing) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	cands = make([]cand, 0, len(ix.parts[p]))
+	for id, pe := range ix.parts[p] {
+		if pe.raw != nil && len(pe.vals) < need {
+			todo = append(todo, missing{i: len(cands), pe: pe, rev: pe.rev, raw: pe.raw})
+		}
+		cands = append(cands, cand{id: id, vals: pe.vals})
+	}
+	return cands, todo
 }
 
 // subjectOf decodes a stored facts value into the shared matcher's Subject;

@@ -136,9 +136,10 @@ func heapNow() uint64 {
 }
 
 // BenchmarkIndexMemory reports the master's heap per peel: indexed in an
-// owned partition (its facts held), known in a partition another master
-// owns (id only), in an active job (its part's tracker, all returned), and
-// the values a -G target caches.
+// owned partition (its facts held, no index.fact_paths), known in a
+// partition another master owns (id only), in an active job (its part's
+// tracker, all returned), the values a -G target caches, and the values of
+// index.fact_paths at its default.
 // Run with -benchtime=1x.
 func BenchmarkIndexMemory(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
@@ -150,6 +151,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 			}
 			for b.Loop() {
 				m := benchMaster(b)
+				benchSetPaths(m, []string{})
 				h0 := heapNow()
 				m.index = newFactIndex(m)
 				// Each value a fresh copy, as each message of the watch is.
@@ -186,15 +188,25 @@ func BenchmarkIndexMemory(b *testing.B) {
 					m2.index.apply(&benchEntry{key: ids[i], val: bytes.Clone(vals[i]), rev: uint64(i + 1)})
 				}
 				h4 := heapNow()
+				// The same peels owned, index.fact_paths at its default.
+				m3 := benchMaster(b)
+				benchSetPaths(m3, benchDefaultPaths())
+				m3.index = newFactIndex(m3)
+				for i := range ids {
+					m3.index.apply(&benchEntry{key: ids[i], val: bytes.Clone(vals[i]), rev: uint64(i + 1)})
+				}
+				h5 := heapNow()
 				b.ReportMetric(float64(h1-h0)/float64(n), "B/peel-indexed")
 				b.ReportMetric(float64(hG-h1)/float64(n), "B/peel-G-cache")
 				b.ReportMetric(float64(docBytes)/float64(n), "B/peel-doc")
 				b.ReportMetric(float64(h3-h2)/float64(n), "B/peel-in-job")
 				b.ReportMetric(float64(h4-h3)/float64(n), "B/peel-known")
+				b.ReportMetric(float64(int64(h5-h4)-int64(h1-h0))/float64(n), "B/peel-default-paths")
 				runtime.KeepAlive(trs)
 				runtime.KeepAlive(byPart)
 				runtime.KeepAlive(m.index)
 				runtime.KeepAlive(m2.index)
+				runtime.KeepAlive(m3.index)
 			}
 		})
 	}
@@ -203,51 +215,105 @@ func BenchmarkIndexMemory(b *testing.B) {
 // BenchmarkResolve100k resolves a target over every partition of a master
 // that owns 100,000 peels: the target-dependent part of submit → dispatch
 // (the rest, writing the parts and publishing the job, does not depend on
-// the target). first-ms is the first job that looks at the target's fact
-// paths, which decodes what arrived before they were registered; ns/op the
-// jobs after it, which match cached values.
-func BenchmarkResolve100k(b *testing.B) {
-	ids, vals := benchDocs(b, 100_000)
-	m := benchMaster(b)
-	m.index = newFactIndex(m)
-	for i := range ids {
-		m.index.apply(&benchEntry{key: ids[i], val: vals[i], rev: uint64(i + 1)})
-	}
-	for _, c := range []struct {
-		name string
-		kind target.Kind
-		expr string
-		want int
-	}{
-		{"star", target.KindGlob, "*", 100_000},
-		{"glob", target.KindGlob, "sim-001*", 1000},
-		{"grain", target.KindFact, "os:id:debian", 25_000},
-		{"compound", target.KindCompound, "G@os:id:rocky and sim-00* and not S@10.0.0.0/24", 2436},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			e, err := target.Parse(c.kind, c.expr, target.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			// The first job on a path decodes what arrived before the path
-			// was registered; later jobs (ns/op) match cached values.
+// the target). BenchmarkResolve1M is the same at 1,000,000 (about 1.5 GB of
+// heap; run it alone, -benchtime=3x).
+//
+// Per index.fact_paths (none, the default), first-ms is the first job that
+// looks at the target's fact paths, which scans the documents that arrived
+// before they were registered (none for a configured path); ns/op the jobs
+// after it, which match cached values. Beside them: intake-us, applying
+// one document (what the fact watch does per update), and the raw baseline
+// of the same run, decode-ms: decoding every document once, bare (one
+// core), and the same on every core.
+func BenchmarkResolve100k(b *testing.B) { benchResolve(b, 100_000) }
+
+func BenchmarkResolve1M(b *testing.B) { benchResolve(b, 1_000_000) }
+
+func benchResolve(b *testing.B, n int) {
+	ids, vals := benchDocs(b, n)
+	b.Run("decode-all", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
 			start := time.Now()
-			for p := range m.cfg.Partitions {
-				m.index.resolve(p, e)
-			}
-			first := time.Since(start)
-			got := 0
-			for b.Loop() {
-				got = 0
-				for p := range m.cfg.Partitions {
-					got += len(m.index.resolve(p, e))
+			for _, v := range vals {
+				var err error
+				if buf, err = factcodec.DecodeAppend(buf[:0], v); err != nil {
+					b.Fatal(err)
 				}
 			}
-			if c.want >= 0 && got != c.want {
-				b.Fatalf("%s matched %d peels, want %d", c.expr, got, c.want)
+			b.ReportMetric(float64(time.Since(start).Milliseconds()), "decode-ms")
+		}
+	})
+	b.Run("decode-all-cores", func(b *testing.B) {
+		for b.Loop() {
+			start := time.Now()
+			var wg sync.WaitGroup
+			workers := runtime.GOMAXPROCS(0)
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var buf []byte
+					for i := w; i < len(vals); i += workers {
+						buf, _ = factcodec.DecodeAppend(buf[:0], vals[i])
+					}
+				}()
 			}
-			b.ReportMetric(float64(got), "matched")
-			b.ReportMetric(float64(first.Milliseconds()), "first-ms")
-		})
+			wg.Wait()
+			b.ReportMetric(float64(time.Since(start).Milliseconds()), "decode-ms")
+		}
+	})
+	// One peel in four runs each OS; sim-00* is the first 10,000.
+	scale := n / 100_000
+	for _, pc := range []struct {
+		name  string
+		paths []string
+	}{{"paths=none", []string{}}, {"paths=default", benchDefaultPaths()}} {
+		m := benchMaster(b)
+		benchSetPaths(m, pc.paths)
+		m.index = newFactIndex(m)
+		start := time.Now()
+		for i := range ids {
+			m.index.apply(&benchEntry{key: ids[i], val: vals[i], rev: uint64(i + 1)})
+		}
+		intake := time.Since(start)
+		for _, c := range []struct {
+			name string
+			kind target.Kind
+			expr string
+			want int
+		}{
+			{"star", target.KindGlob, "*", n},
+			{"glob", target.KindGlob, "sim-001*", 1000},
+			{"grain", target.KindFact, "os:id:debian", 25_000 * scale},
+			{"compound", target.KindCompound, "G@os:id:rocky and sim-00* and not S@10.0.0.0/24", 2436},
+		} {
+			b.Run(pc.name+"/"+c.name, func(b *testing.B) {
+				e, err := target.Parse(c.kind, c.expr, target.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				for p := range m.cfg.Partitions {
+					m.index.resolve(p, e)
+				}
+				first := time.Since(start)
+				got := 0
+				for b.Loop() {
+					got = 0
+					for p := range m.cfg.Partitions {
+						got += len(m.index.resolve(p, e))
+					}
+				}
+				if c.want >= 0 && got != c.want {
+					b.Fatalf("%s matched %d peels, want %d", c.expr, got, c.want)
+				}
+				b.ReportMetric(float64(got), "matched")
+				b.ReportMetric(float64(first.Milliseconds()), "first-ms")
+				b.ReportMetric(float64(intake.Microseconds())/float64(n), "intake-us")
+			})
+		}
+		m.index = nil
+		runtime.GC()
 	}
 }

@@ -2,6 +2,7 @@ package master_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,8 @@ func TestConfig_UnknownAndBadKeysNamed(t *testing.T) {
 		{"id: m1\nheartbeat: fast\n", "heartbeat"},
 		{"id: 'bad id'\n", "config key id"},
 		{"id: m1\nnodegroups:\n  web: 'G@os:'\n", "nodegroups.web"},
+		{"id: m1\nindex:\n  fact_paths: [os:id, 'os:']\n", "config key index.fact_paths: fact_paths[1]"},
+		{"id: m1\nindex:\n  fact_paths: ['os id']\n", "config key index.fact_paths: fact_paths[0]"},
 	} {
 		_, err := master.ParseConfig([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -101,6 +104,16 @@ func TestConfig_UnknownAndBadKeysNamed(t *testing.T) {
 	}
 	if _, err := master.ParseConfig([]byte("id: m1\nnats:\n  url: nats://127.0.0.1:4222\nretention:\n  jobs: 14d\n")); err != nil {
 		t.Errorf("valid config refused: %v", err)
+	}
+	for yaml, want := range map[string][]string{
+		"id: m1\n":                           master.DefaultIndexFactPaths,
+		"id: m1\nindex:\n  fact_paths: []\n": {},
+		"id: m1\nindex:\n  fact_paths: [network:interfaces:eth0:ipv4]\n": {"network:interfaces:eth0:ipv4"},
+	} {
+		c, err := master.ParseConfig([]byte(yaml))
+		if err != nil || !slices.Equal(c.Index.FactPaths, want) {
+			t.Errorf("%q: index.fact_paths %q (%v), want %q", yaml, c.Index.FactPaths, err, want)
+		}
 	}
 }
 

@@ -259,6 +259,9 @@ func docsCheckDefault(cell string, v reflect.Value, host string) error {
 		return docsSame(lit, x, strconv.ParseBool, "%v")
 	case int:
 		return docsSame(lit, x, strconv.Atoi, "%d")
+	case []string:
+		// A list: its elements, comma separated.
+		return docsSame(lit, strings.Join(x, ", "), docsVerbatim, "%q")
 	default:
 		return fmt.Errorf("cannot compare a literal with a %T default", x)
 	}

@@ -41,6 +41,9 @@ func ParseFacts(doc []byte) (map[string]any, error) {
 type FactFilter struct {
 	next map[string]*FactFilter
 	all  bool
+	// keys (NewFactKeysFilter) keeps every key of an object at a path's
+	// end, with the value nil unless a longer path goes on through it.
+	keys bool
 }
 
 // NewFactFilter returns the filter of paths (below .facts). An empty path
@@ -64,6 +67,29 @@ func NewFactFilter(paths [][]string) *FactFilter {
 			n = c
 		}
 		n.all, n.next = true, nil
+	}
+	return root
+}
+
+// NewFactKeysFilter returns the filter of paths for a reader that needs, of
+// an object at a path's end, only its keys (a fact target matches a map by
+// its keys): such an object keeps every key, its values nil (checked and
+// skipped) unless a longer path goes on through them. A value at a path's
+// end that is not an object is kept whole, as NewFactFilter keeps it. An
+// empty path keeps the keys of the document.
+func NewFactKeysFilter(paths [][]string) *FactFilter {
+	root := &FactFilter{next: map[string]*FactFilter{}}
+	for _, p := range paths {
+		n := root
+		for _, k := range p {
+			c := n.next[k]
+			if c == nil {
+				c = &FactFilter{next: map[string]*FactFilter{}}
+				n.next[k] = c
+			}
+			n = c
+		}
+		n.keys = true
 	}
 	return root
 }
@@ -188,6 +214,9 @@ func (p *jsonParser) object(depth int, f *FactFilter) (map[string]any, error) {
 			// Not needed: checked and passed.
 			if err := p.skip(depth + 1); err != nil {
 				return nil, err
+			}
+			if f.keys {
+				m[k] = nil
 			}
 		case c != nil && !c.all && p.i < len(p.b) && p.b[p.i] == '{':
 			v, err := p.object(depth+1, c)

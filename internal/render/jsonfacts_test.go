@@ -3,6 +3,8 @@ package render_test
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -58,6 +60,7 @@ func FuzzParseFacts(f *testing.F) {
 		werr := json.Unmarshal(doc, &want)
 		got, err := render.ParseFacts(doc)
 		checkFiltered(t, doc, got, err)
+		checkKeysFiltered(t, doc, got, err)
 		switch {
 		case werr != nil || want == nil:
 			if err == nil && werr != nil {
@@ -101,6 +104,51 @@ func checkFiltered(t *testing.T, doc []byte, full map[string]any, fullErr error)
 			}
 			if aok != bok || !reflect.DeepEqual(a, b) {
 				t.Fatalf("%q: %v: filtered %#v %v, whole %#v %v", doc, p, a, aok, b, bok)
+			}
+		}
+	}
+}
+
+// keysPaths are the paths of the keys filter of the tests: one ends where
+// others go on.
+var keysPaths = append([][]string{{"network"}, {"l"}}, filterPaths...)
+
+// checkKeysFiltered: ParseFactsFiltered with NewFactKeysFilter fails where
+// ParseFacts fails, and at every path of the filter finds what ParseFacts
+// finds, an object with the same keys where that is an object.
+func checkKeysFiltered(t *testing.T, doc []byte, full map[string]any, fullErr error) {
+	t.Helper()
+	got, err := render.ParseFactsFiltered(doc, render.NewFactKeysFilter(keysPaths))
+	if (err == nil) != (fullErr == nil) {
+		t.Fatalf("%q: keys-filtered %v, whole %v", doc, err, fullErr)
+	}
+	if err != nil {
+		return
+	}
+	keys := func(m map[string]any) []string {
+		out := make([]string, 0, len(m))
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, p := range keysPaths {
+		for n := 1; n <= len(p); n++ {
+			a, aok := (target.MapSubject{Facts: got}).Fact(p[:n])
+			b, bok := (target.MapSubject{Facts: full}).Fact(p[:n])
+			am, aIsMap := a.(map[string]any)
+			bm, bIsMap := b.(map[string]any)
+			switch {
+			case aok != bok || aIsMap != bIsMap:
+				t.Fatalf("%q: %v: keys-filtered %#v %v, whole %#v %v", doc, p[:n], a, aok, b, bok)
+			case n < len(p):
+			case aIsMap:
+				if !slices.Equal(keys(am), keys(bm)) {
+					t.Fatalf("%q: %v: keys-filtered keys %q, whole %q", doc, p, keys(am), keys(bm))
+				}
+			case !reflect.DeepEqual(a, b):
+				t.Fatalf("%q: %v: keys-filtered %#v, whole %#v", doc, p, a, b)
 			}
 		}
 	}
