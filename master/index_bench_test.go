@@ -96,24 +96,15 @@ func makeBenchDocs(tb testing.TB, n int) (ids []string, vals [][]byte) {
 	}
 	tmpl, _ := json.Marshal(doc)
 	ids, vals = make([]string, n), make([][]byte, n)
-	var wg sync.WaitGroup
-	workers := runtime.GOMAXPROCS(0)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				o := benchOS[i%len(benchOS)]
-				id := fmt.Sprintf("sim-%06d.dc%d.example.com", i, 1+i%3)
-				r := strings.NewReplacer("@ID@", id, "@OSID@", o.id, "@OSNAME@", o.name, "@OSVER@", o.version,
-					"@KERNEL@", fmt.Sprintf(o.kernel, 10+i%20), "@MACHINE@", fmt.Sprintf("%032x", uint64(i)*0x9e3779b97f4a7c15),
-					"@IP4@", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "@IP6@", fmt.Sprintf("fd00::%x", i),
-					"@MAC@", fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&255, i>>8&255, i&255))
-				ids[i], vals[i] = id, factcodec.Encode([]byte(r.Replace(string(tmpl))))
-			}
-		}()
-	}
-	wg.Wait()
+	strided(n, runtime.GOMAXPROCS(0), func(_, i int) {
+		o := benchOS[i%len(benchOS)]
+		id := fmt.Sprintf("sim-%06d.dc%d.example.com", i, 1+i%3)
+		r := strings.NewReplacer("@ID@", id, "@OSID@", o.id, "@OSNAME@", o.name, "@OSVER@", o.version,
+			"@KERNEL@", fmt.Sprintf(o.kernel, 10+i%20), "@MACHINE@", fmt.Sprintf("%032x", uint64(i)*0x9e3779b97f4a7c15),
+			"@IP4@", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "@IP6@", fmt.Sprintf("fd00::%x", i),
+			"@MAC@", fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&255, i>>8&255, i&255))
+		ids[i], vals[i] = id, factcodec.Encode([]byte(r.Replace(string(tmpl))))
+	})
 	return ids, vals
 }
 
@@ -247,19 +238,12 @@ func benchResolve(b *testing.B, n int) {
 	b.Run("decode-all-cores", func(b *testing.B) {
 		for b.Loop() {
 			start := time.Now()
-			var wg sync.WaitGroup
+			// The first job's scan spreads the same way (fillValues).
 			workers := runtime.GOMAXPROCS(0)
-			for w := range workers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var buf []byte
-					for i := w; i < len(vals); i += workers {
-						buf, _ = factcodec.DecodeAppend(buf[:0], vals[i])
-					}
-				}()
-			}
-			wg.Wait()
+			bufs := make([][]byte, workers)
+			strided(len(vals), workers, func(w, i int) {
+				bufs[w], _ = factcodec.DecodeAppend(bufs[w][:0], vals[i])
+			})
 			b.ReportMetric(float64(time.Since(start).Milliseconds()), "decode-ms")
 		}
 	})

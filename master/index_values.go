@@ -153,26 +153,33 @@ func docValues(id string, doc []byte, ps *pathSet) (bad string, vals []any) {
 // stored before a path was registered) into cands, spread over GOMAXPROCS
 // workers, without the index's lock.
 func fillValues(cands []cand, todo []missing, ps *pathSet) {
-	workers := min(runtime.GOMAXPROCS(0), (len(todo)+255)/256)
+	strided(len(todo), min(runtime.GOMAXPROCS(0), (len(todo)+255)/256), func(_, k int) {
+		f := &todo[k]
+		c := &cands[f.i]
+		var vals []any
+		_ = withFactDoc(f.raw, func(doc []byte) error {
+			if bad, v := docValues(c.id, doc, ps); bad == "" {
+				vals = v
+			}
+			return nil
+		})
+		if len(vals) < len(ps.paths) {
+			vals = noValues(len(ps.paths))
+		}
+		c.vals = vals
+	})
+}
+
+// strided calls f(w, i) for every i in [0, n) on workers goroutines, worker
+// w taking i = w, w+workers, …, and returns when all are done.
+func strided(n, workers int, f func(w, i int)) {
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := w; k < len(todo); k += workers {
-				f := &todo[k]
-				c := &cands[f.i]
-				var vals []any
-				_ = withFactDoc(f.raw, func(doc []byte) error {
-					if bad, v := docValues(c.id, doc, ps); bad == "" {
-						vals = v
-					}
-					return nil
-				})
-				if len(vals) < len(ps.paths) {
-					vals = noValues(len(ps.paths))
-				}
-				c.vals = vals
+			for i := w; i < n; i += workers {
+				f(w, i)
 			}
 		}()
 	}

@@ -310,14 +310,10 @@ func (je *jobEngine) dispatchMissing(jid string, p int) {
 	if len(missing) == 0 {
 		return
 	}
+	// The new reference is taken before the look: whatever presence loses
+	// from here on shows at the next round as a change (then everyone).
 	at, now := time.Now().UnixNano(), je.m.presence.mark(p)
-	to, all := je.m.presence.resendTo(p, missing, sent, mark)
-	if all {
-		now = je.m.presence.mark(p) // the resend is the new reference
-	} else if now != mark {
-		// Presence changed between the two looks: resend to all.
-		to, all, now = missing, true, je.m.presence.mark(p)
-	}
+	to := je.m.presence.resendTo(p, missing, sent, mark)
 	je.m.met.redispatchSkipped.Add(len(missing) - len(to))
 	ok := true
 	if len(to) > 0 {

@@ -251,27 +251,27 @@ func (pr *presence) mark(p int) presenceMark {
 // new since (or never heard, or that do not say which connection beats).
 // A peel connected all along got it: core NATS loses nothing on a live
 // connection, and a slow one is cut off by the server (then it
-// reconnects). all is true when presence cannot tell (it was re-warmed,
-// dropped beats, or is not this master's): then every id is resent.
-func (pr *presence) resendTo(p int, ids []string, sent int64, mark presenceMark) (out []string, all bool) {
+// reconnects). When presence cannot tell (it was re-warmed, dropped
+// beats, or is not this master's) every id is resent.
+func (pr *presence) resendTo(p int, ids []string, sent int64, mark presenceMark) []string {
 	if !mark.ok || sent == 0 {
-		return ids, true
+		return ids
 	}
 	pr.mu.Lock()
 	pp := pr.parts[p]
 	pr.mu.Unlock()
 	if pp == nil {
-		return ids, true
+		return ids
 	}
 	if dropped, err := pp.sub.Dropped(); err != nil || dropped != mark.dropped {
-		return ids, true
+		return ids
 	}
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if pp.since != mark.since {
-		return ids, true
+		return ids
 	}
-	return mayHaveMissed(ids, pp.peels, sent-int64(resendSlack)), false
+	return mayHaveMissed(ids, pp.peels, sent-int64(resendSlack))
 }
 
 // mayHaveMissed is resendTo's choice among ids: a peel whose current
