@@ -302,13 +302,7 @@ func (s *settingsRenderer) valuesDigest(curve string, valuesJSON []byte) digest 
 		m = &inputMAC{h: hmac.New(sha256.New, s.hashKey)}
 	}
 	defer s.valuesMACs.Put(m)
-	m.h.Reset()
-	m.buf = append(append(m.buf[:0], curve...), 0)
-	m.h.Write(m.buf)
-	m.h.Write(valuesJSON)
-	var d digest
-	m.h.Sum(d[:0])
-	return d
+	return digest(settings.ValuesDigestWith(m.h, curve, valuesJSON))
 }
 
 // inputMAC is a reusable inputHash state.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io/fs"
 	"slices"
 	"strconv"
@@ -200,7 +201,14 @@ func ValuesHashJSON(key []byte, peelCurve string, valuesJSON []byte) string {
 
 // ValuesDigestJSON is ValuesHashJSON's sum, not in hex.
 func ValuesDigestJSON(key []byte, peelCurve string, valuesJSON []byte) [sha256.Size]byte {
-	mac := hmac.New(sha256.New, key)
+	return ValuesDigestWith(hmac.New(sha256.New, key), peelCurve, valuesJSON)
+}
+
+// ValuesDigestWith is ValuesDigestJSON computed with mac, an HMAC-SHA256
+// keyed with the digest's key (reset here), so that a caller digesting
+// many peels can reuse one.
+func ValuesDigestWith(mac hash.Hash, peelCurve string, valuesJSON []byte) [sha256.Size]byte {
+	mac.Reset()
 	mac.Write([]byte(peelCurve))
 	mac.Write([]byte{0})
 	mac.Write(valuesJSON)
